@@ -1,0 +1,144 @@
+"""Build the per-sample HDF5 arrays (SPEC stage 3) by streaming the raw spectra store.
+
+Inputs: the *raw store* (a layout file holding every RVS star's spectrum, NaN
+pixels included, and XP coefficients — written by the demo generator or by the
+archive download), the ``gaia_source`` table (photometry, astrometry, S/N), and
+a sample table from :mod:`gaiacnn.selection` (source ids, labels).  Output: one
+layout file per sample, written in row chunks (memory ~ chunk size, never N)
+and atomically.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Mapping, Sequence
+
+import h5py
+import numpy as np
+import pandas as pd
+from tqdm.auto import tqdm
+
+from gaiacnn import layout
+from gaiacnn.spectra import fill_nan_pixels
+
+log = logging.getLogger(__name__)
+
+#: gaia_source column -> layout dataset, for the per-star scalars.
+GAIA_SCALARS: dict[str, str] = {
+    "rvs_spec_sig_to_noise": "rvs/snr",
+    "phot_g_mean_mag": "phot/g",
+    "phot_bp_mean_mag": "phot/bp",
+    "phot_rp_mean_mag": "phot/rp",
+    "parallax": "astrometry/parallax",
+    "parallax_error": "astrometry/parallax_error",
+    "ruwe": "astrometry/ruwe",
+}
+RAW_ARRAYS = ("rvs/flux", "rvs/flux_error", "xp/bp_coefficients", "xp/rp_coefficients")
+
+
+def raw_positions(raw_ids: np.ndarray, wanted: np.ndarray, what: str) -> np.ndarray:
+    """Row of each ``wanted`` source id in ``raw_ids``; raise naming the first one absent."""
+    index = pd.Index(raw_ids)
+    pos = index.get_indexer(wanted)
+    if np.any(pos < 0):
+        first = int(wanted[np.argmax(pos < 0)])
+        raise ValueError(f"{what}: {int((pos < 0).sum())} source ids have no spectrum in the raw "
+                         f"store (e.g. {first})")
+    return pos
+
+
+def _read_rows(ds: h5py.Dataset, rows: np.ndarray, chunk_rows: int) -> np.ndarray:
+    """Read sorted unique ``rows`` of ``ds``: one contiguous slab when dense, else fancy-indexed."""
+    lo, hi = int(rows[0]), int(rows[-1]) + 1
+    if hi - lo <= 4 * max(chunk_rows, len(rows)):
+        return ds[lo:hi][rows - lo]
+    return ds[rows]
+
+
+def build_sample_file(
+    raw_path: str | os.PathLike,
+    gaia: pd.DataFrame,
+    sample: pd.DataFrame,
+    out_path: str | os.PathLike,
+    *,
+    sample_name: str,
+    labels: Sequence[str] = (),
+    continuum_windows_nm: Sequence[Sequence[float]],
+    nan_fill_quantile: float,
+    chunk_rows: int = 1024,
+    compression: str | None = None,
+    provenance: Mapping[str, object] | None = None,
+    progress: bool = True,
+) -> dict[str, int]:
+    """Write the layout file of one sample; return counts for the log.
+
+    ``sample`` has ``source_id`` and, for ``labels``, columns ``<name>`` and
+    ``<name>_err``.  Rows are written in raw-store order.  NaN pixels are replaced
+    by the continuum-window Q3 (Sect. 2.1); stars whose spectrum has no finite
+    pixel are refused with an error naming them.
+    """
+    raw_info = layout.validate(raw_path, check_values=False)
+    if raw_info.n_pixels is None:
+        raise layout.LayoutError(raw_path, "rvs/flux", "raw store holds no spectra")
+    raw_ids = layout.read_column(raw_path, "source_id")
+    ids = sample["source_id"].to_numpy(np.int64)
+    pos = raw_positions(raw_ids, ids, str(raw_path))
+    order = np.argsort(pos, kind="stable")
+    pos, ids = pos[order], ids[order]
+    sample = sample.iloc[order].reset_index(drop=True)
+    gaia_idx = pd.Index(gaia["source_id"].to_numpy(np.int64)).get_indexer(ids)
+    if np.any(gaia_idx < 0):
+        raise ValueError(f"{int((gaia_idx < 0).sum())} sample stars are not in gaia_source")
+    scalars = {ds: gaia[col].to_numpy(np.float32)[gaia_idx] for col, ds in GAIA_SCALARS.items()}
+    for label in labels:
+        for col in (label, f"{label}_err"):
+            scalars[f"labels/{col}"] = sample[col].to_numpy(np.float32)
+
+    n = len(ids)
+    with h5py.File(raw_path, "r") as raw:
+        wl = np.asarray(raw["rvs/flux"].attrs["wavelength_nm"], dtype=float)
+        present = [name for name in RAW_ARRAYS if name in raw]
+        columns: dict[str, tuple] = {"source_id": ((), np.int64, {})}
+        for name in present:
+            attrs = {"wavelength_nm": wl} if name == "rvs/flux" else {}
+            columns[name] = (raw[name].shape[1:], np.float32, attrs)
+        for name in scalars:
+            columns[name] = ((), np.float32, {})
+        attrs = {
+            "sample": sample_name,
+            "n_stars": n,
+            "provenance": layout.provenance_attr(**dict(provenance or {})),
+        }
+        n_filled_pixels = 0
+        n_filled_spectra = 0
+        with layout.ArraysWriter(
+            out_path, n, columns, attrs=attrs, chunk_rows=min(chunk_rows, 256),
+            compression=compression,
+        ) as writer:
+            bar = tqdm(total=n, desc=f"arrays {sample_name}", unit="star", disable=not progress,
+                       mininterval=2.0)
+            for start in range(0, n, chunk_rows):
+                stop = min(start + chunk_rows, n)
+                rows = pos[start:stop]
+                block: dict[str, np.ndarray] = {"source_id": ids[start:stop]}
+                for name in present:
+                    block[name] = _read_rows(raw[name], rows, chunk_rows).astype(np.float32)
+                try:
+                    block["rvs/flux"], filled = fill_nan_pixels(
+                        block["rvs/flux"], wl, continuum_windows_nm, nan_fill_quantile
+                    )
+                except ValueError as exc:
+                    bad = [int(i) for i in block["source_id"][
+                        ~np.isfinite(block["rvs/flux"]).any(axis=1)][:5]]
+                    raise ValueError(f"{raw_path}: rvs/flux: spectra with no finite pixel, "
+                                     f"source_id {bad}: {exc}") from None
+                n_filled_pixels += int(filled.sum())
+                n_filled_spectra += int((filled > 0).sum())
+                for name, values in scalars.items():
+                    block[name] = values[start:stop]
+                writer.append(block)
+                bar.update(stop - start)
+            bar.close()
+    return {"n_stars": n, "nan_filled_pixels": n_filled_pixels,
+            "nan_filled_spectra": n_filled_spectra}

@@ -1,0 +1,74 @@
+"""Configuration: JSON-Schema validation with defaults, and one-line error messages."""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import os
+from collections.abc import Mapping, MutableMapping
+from typing import Any
+
+import jsonschema
+import yaml
+
+
+class ConfigError(ValueError):
+    """An invalid configuration; the message is one line naming the key."""
+
+
+def _extend_with_default(validator_class):
+    """A validator that also fills ``default:`` values of the schema into the instance."""
+    validate_properties = validator_class.VALIDATORS["properties"]
+
+    def set_defaults(validator, properties, instance, schema):
+        if isinstance(instance, dict):
+            for prop, subschema in properties.items():
+                if "default" in subschema and prop not in instance:
+                    instance[prop] = copy.deepcopy(subschema["default"])
+        yield from validate_properties(validator, properties, instance, schema)
+
+    return jsonschema.validators.extend(validator_class, {"properties": set_defaults})
+
+
+_DefaultFilling = _extend_with_default(jsonschema.Draft202012Validator)
+
+
+def load_schema(path: str | os.PathLike) -> dict:
+    with open(path, encoding="utf-8") as fh:
+        return yaml.safe_load(fh)
+
+
+def _key_path(error: jsonschema.ValidationError) -> str:
+    parts = [str(p) for p in error.absolute_path]
+    if error.validator == "additionalProperties":
+        extra = sorted(set(error.instance) - set(error.schema.get("properties", {})))
+        parts.append(",".join(extra))
+        return ".".join(parts)
+    if error.validator == "required":
+        return ".".join(parts)
+    return ".".join(parts) or "<root>"
+
+
+def validate_config(config: MutableMapping[str, Any], schema: Mapping) -> MutableMapping[str, Any]:
+    """Validate ``config`` in place against ``schema``, filling defaults.
+
+    Raises :class:`ConfigError` with one line: ``config key '<a.b.c>': <problem>``.
+    """
+    validator = _DefaultFilling(schema)
+    errors = sorted(validator.iter_errors(config), key=lambda e: (len(e.absolute_path), e.path))
+    if errors:
+        err = errors[0]
+        key = _key_path(err)
+        if err.validator == "additionalProperties":
+            msg = f"config key '{key}' is unknown (not in config/schema.yaml)"
+        else:
+            msg = f"config key '{key}': {err.message}"
+        raise ConfigError(" ".join(msg.split()))
+    return config
+
+
+def config_hash(config: Mapping[str, Any]) -> str:
+    """SHA-256 (first 16 hex digits) of the canonical JSON of ``config``."""
+    blob = json.dumps(config, sort_keys=True, default=str).encode()
+    return hashlib.sha256(blob).hexdigest()[:16]

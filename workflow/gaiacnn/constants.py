@@ -1,0 +1,54 @@
+"""Fixed facts of the Gaia DR3 data products and of the paper's method.
+
+Everything a user may want to change is a config key (``config/config.yaml``,
+validated by ``config/schema.yaml``); the values here are the paper's defaults
+and the instrument's fixed grid, each citing Guiglion et al. 2024 (A&A 682, A9).
+``tests/test_config.py`` checks that the config defaults equal these values.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+# --- Gaia DR3 RVS mean spectra (Sect. 2.1) -----------------------------------
+RVS_WAVELENGTH_MIN_NM = 846.0  # first pixel, nm (Sect. 2.1)
+RVS_WAVELENGTH_MAX_NM = 870.0  # last pixel, nm (Sect. 2.1)
+RVS_WAVELENGTH_STEP_NM = 0.01  # pixel size, nm (Sect. 2.1)
+RVS_N_PIXELS = 2401  # pixels per spectrum (Sect. 2.1)
+RVS_RESOLVING_POWER = 11_500.0  # R = lambda / FWHM (Sect. 2.1, Katz et al. 2023)
+
+# Continuum windows whose upper quartile replaces NaN pixels, nm (Sect. 2.1).
+CONTINUUM_WINDOWS_NM: tuple[tuple[float, float], ...] = (
+    (847.5, 849.5),
+    (856.1, 858.2),
+    (862.7, 864.8),
+)
+NAN_FILL_QUANTILE = 0.75  # "upper quartile (Q3)" (Sect. 2.1)
+
+# --- Gaia DR3 XP continuous spectra (Sect. 2.3) -------------------------------
+XP_N_COEFFICIENTS = 55  # per band, BP and RP (Sect. 2.3)
+
+# --- Labels (Sect. 2.4) --------------------------------------------------------
+# HDF5 name -> (APOGEE DR17 allStar column, unit, TeX-ish display name)
+PAPER_LABELS: dict[str, tuple[str, str, str]] = {
+    "teff": ("TEFF", "K", "T_eff"),
+    "logg": ("LOGG", "dex", "log g"),
+    "m_h": ("M_H", "dex", "[M/H]"),
+    "alpha_m": ("ALPHA_M", "dex", "[alpha/M]"),
+    "fe_h": ("FE_H", "dex", "[Fe/H]"),
+}
+
+# --- APOGEE DR17 ASPCAPFLAG bits (Sect. 2.4; ARCHIVE_NOTES) -------------------
+ASPCAPFLAG_STAR_WARN_BIT = 7
+ASPCAPFLAG_STAR_BAD_BIT = 23
+EXTRATARG_DUPLICATE_BIT = 4
+
+# --- HDF5 interchange layout (SPEC stage 3) ----------------------------------
+LAYOUT_SCHEMA_VERSION = "1.0"
+
+
+def rvs_wavelength_nm() -> np.ndarray:
+    """The DR3 RVS pixel grid in nm: 846.00, 846.01, ..., 870.00 (2401 values)."""
+    return np.round(
+        RVS_WAVELENGTH_MIN_NM + RVS_WAVELENGTH_STEP_NM * np.arange(RVS_N_PIXELS), 6
+    )

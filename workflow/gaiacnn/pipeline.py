@@ -1,0 +1,141 @@
+"""One entry point per workflow rule: paths and config in, files out.
+
+The Snakemake scripts in ``workflow/scripts/`` only unpack ``snakemake.input``,
+``output`` and ``params`` and call these; the tests call them directly.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Mapping, Sequence
+
+import h5py
+import numpy as np
+import pandas as pd
+
+from gaiacnn import __version__, arrays, layout, selection
+from gaiacnn.io import write_text_atomic
+from gaiacnn.selection import APOGEE_BASE_COLUMNS, GAIA_COLUMNS
+from gaiacnn.spectra import fill_nan_pixels
+from gaiacnn.tables import read_fits_columns
+
+log = logging.getLogger("gaiacnn")
+
+
+def setup_logging() -> None:
+    """Log INFO lines to stderr (redirected to the rule's log file by the scripts)."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s",
+                        force=True)
+
+
+def run_demo_survey(demo_cfg: Mapping, gaia_out, apogee_out, raw_out, truth_out) -> None:
+    """Rule ``demo_survey``."""
+    from gaiacnn.demo import survey
+
+    counts = survey.generate(demo_cfg, gaia_out, apogee_out, raw_out, truth_out)
+    log.info("demo survey: %(n_stars)d RVS stars, %(n_apogee_rows)d allStar rows", counts)
+
+
+def run_selection(
+    gaia_path, apogee_path, training_out, observed_out, report_out,
+    selection_cfg: Mapping, label_columns: Mapping[str, str],
+) -> selection.Samples:
+    """Rule ``select_samples``: crossmatch, cuts, cut report (TSV and log)."""
+    gaia = read_fits_columns(gaia_path, GAIA_COLUMNS)
+    ap_cols = list(APOGEE_BASE_COLUMNS)
+    for col in label_columns.values():
+        ap_cols += [col, f"{col}_ERR"]
+    apogee = read_fits_columns(apogee_path, ap_cols)
+    samples = selection.select_samples(gaia, apogee, selection_cfg, label_columns)
+    report = selection.cut_report(samples, len(gaia))
+    for row in report.itertuples():
+        log.info("%-12s %-22s removed %8d  remaining %8d  (%s)", row.stage, row.cut,
+                 row.removed, row.remaining, row.rule)
+    selection.write_table_atomic(samples.training, training_out)
+    selection.write_table_atomic(samples.observed, observed_out)
+    selection.write_table_atomic(report, report_out)
+    return samples
+
+
+def run_build_arrays(
+    raw_path, gaia_path, sample_path, out_path, *, sample_name: str,
+    labels: Sequence[str], rvs_cfg: Mapping, arrays_cfg: Mapping, provenance: Mapping,
+) -> None:
+    """Rule ``build_arrays``: one sample's HDF5 file in the layout (labels: training only)."""
+    gaia_cols = ["source_id", *arrays.GAIA_SCALARS]
+    gaia = read_fits_columns(gaia_path, gaia_cols)
+    sample = pd.read_csv(sample_path, sep="\t")
+    with_labels = list(labels) if sample_name == "training" else []
+    counts = arrays.build_sample_file(
+        raw_path, gaia, sample, out_path, sample_name=sample_name, labels=with_labels,
+        continuum_windows_nm=rvs_cfg["continuum_windows_nm"],
+        nan_fill_quantile=rvs_cfg["nan_fill_quantile"], chunk_rows=arrays_cfg["chunk_rows"],
+        compression=arrays_cfg["compression"],
+        provenance={**provenance, "sample": sample_name, "package_version": __version__},
+    )
+    log.info("%s: %d stars; %d NaN pixels in %d spectra replaced by the continuum Q3",
+             out_path, counts["n_stars"], counts["nan_filled_pixels"],
+             counts["nan_filled_spectra"])
+
+
+def run_import_arrays(
+    user_path, out_path, *, sample_name: str, labels: Sequence[str], rvs_cfg: Mapping,
+    arrays_cfg: Mapping, provenance: Mapping,
+) -> None:
+    """Rule ``import_arrays`` (``data.source: files``): validate a user file, fill NaN, copy."""
+    info = layout.validate(user_path, require_labels=list(labels) if sample_name == "training"
+                           else False)
+    log.info("%s: %d rows, branches %s, labels %s", user_path, info.n_rows,
+             ", ".join(info.branches) or "none", ", ".join(info.labels) or "none")
+    if not info.branches:
+        raise layout.LayoutError(user_path, None, "no model input: needs rvs/flux, phot/* or "
+                                 "xp/*_coefficients")
+    names = [n for n in layout.KNOWN_DATASETS if _has(user_path, n)]
+    if sample_name == "training":
+        for label in labels:
+            names.append(f"labels/{label}")
+            if _has(user_path, f"labels/{label}_err"):
+                names.append(f"labels/{label}_err")
+    columns = {}
+    with h5py.File(user_path, "r") as h5:
+        for name in names:
+            ds = h5[name]
+            attrs = dict(ds.attrs) if name == "rvs/flux" else {}
+            dtype = np.int64 if name == "source_id" else np.float32
+            columns[name] = (ds.shape[1:], dtype, attrs)
+    attrs = {"sample": sample_name, "n_stars": info.n_rows,
+             "provenance": layout.provenance_attr(**provenance, imported_from=str(user_path),
+                                                  original=info.attrs.get("provenance", ""))}
+    wl = layout.wavelength_nm(user_path) if info.n_pixels else None
+    with layout.ArraysWriter(out_path, info.n_rows, columns, attrs=attrs,
+                             compression=arrays_cfg["compression"]) as writer:
+        for _start, block in layout.iter_rows(user_path, names, arrays_cfg["chunk_rows"]):
+            if "rvs/flux" in block:
+                block["rvs/flux"], _ = fill_nan_pixels(
+                    block["rvs/flux"], wl, rvs_cfg["continuum_windows_nm"],
+                    rvs_cfg["nan_fill_quantile"])
+            writer.append(block)
+    layout.validate(out_path, require_finite_inputs=True)
+
+
+def _has(path, name: str) -> bool:
+    with h5py.File(path, "r") as h5:
+        return name in h5
+
+
+def summarize(paths: Mapping[str, str | os.PathLike], out_path=None) -> str:
+    """Plain-text summary: N per sample, branches and labels of each arrays file."""
+    lines = [f"{'sample':<10} {'N':>10}  branches         labels"]
+    for name, path in paths.items():
+        info = layout.validate(path, check_values=False)
+        lines.append(f"{name:<10} {info.n_rows:>10}  {','.join(info.branches):<16} "
+                     f"{','.join(info.labels) or '-'}")
+    text = "\n".join(lines) + "\n"
+    if out_path is not None:
+        write_text_atomic(out_path, text)
+    return text
+
+
+__all__ = ["run_build_arrays", "run_demo_survey", "run_import_arrays", "run_selection",
+           "setup_logging", "summarize"]

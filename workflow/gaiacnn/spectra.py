@@ -1,0 +1,64 @@
+"""RVS spectra: the continuum windows and the NaN filling of Sect. 2.1."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from gaiacnn.constants import CONTINUUM_WINDOWS_NM, NAN_FILL_QUANTILE
+
+
+def window_mask(wavelength_nm: np.ndarray, windows_nm: Sequence[Sequence[float]]) -> np.ndarray:
+    """Boolean mask (P,) of the pixels inside any of the closed intervals ``windows_nm`` [nm]."""
+    wl = np.asarray(wavelength_nm, dtype=float)
+    mask = np.zeros(wl.shape, dtype=bool)
+    for lo, hi in windows_nm:
+        mask |= (wl >= lo - 1e-9) & (wl <= hi + 1e-9)
+    return mask
+
+
+def fill_nan_pixels(
+    flux: np.ndarray,
+    wavelength_nm: np.ndarray,
+    windows_nm: Sequence[Sequence[float]] = CONTINUUM_WINDOWS_NM,
+    quantile: float = NAN_FILL_QUANTILE,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Replace NaN pixels by the upper quartile of the continuum-window flux (Sect. 2.1).
+
+    ``flux`` is (n, P) normalised flux on ``wavelength_nm`` (P,).  For each spectrum
+    the ``quantile`` (Q3 = 0.75) of its finite pixels inside ``windows_nm`` replaces
+    its non-finite pixels.  A spectrum with no finite pixel in the windows (possible
+    on another survey's grid) falls back to the quantile of all its finite pixels.
+
+    Returns ``(filled, n_filled)``: a float32 copy and the number of pixels filled
+    per spectrum (n,).  Raises ``ValueError`` naming the rows that have no finite
+    pixel at all: such a spectrum carries no information and must not be invented.
+    """
+    flux = np.asarray(flux, dtype=np.float32)
+    if flux.ndim != 2:
+        raise ValueError(f"flux must be (n, P), got shape {flux.shape}")
+    bad = ~np.isfinite(flux)
+    n_filled = bad.sum(axis=1)
+    out = flux.copy()
+    rows = np.nonzero(n_filled)[0]
+    if rows.size == 0:
+        return out, n_filled
+    empty = rows[n_filled[rows] == flux.shape[1]]
+    if empty.size:
+        raise ValueError(f"{empty.size} spectra have no finite pixel (rows {empty[:5].tolist()})")
+    mask = window_mask(wavelength_nm, windows_nm)
+    sub = flux[rows][:, mask] if mask.any() else np.full((rows.size, 1), np.nan, np.float32)
+    with np.errstate(all="ignore"):
+        import warnings
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            level = np.nanquantile(sub, quantile, axis=1)
+            fallback = ~np.isfinite(level)
+            if fallback.any():
+                level[fallback] = np.nanquantile(flux[rows[fallback]], quantile, axis=1)
+    block = out[rows]
+    block[bad[rows]] = np.repeat(level.astype(np.float32), n_filled[rows])
+    out[rows] = block
+    return out, n_filled

@@ -1,0 +1,70 @@
+# The HDF5 arrays of each sample in the interchange layout (SPEC stage 3).
+
+if config["data"]["source"] == "files":
+
+    rule import_arrays:
+        input:
+            user_file,
+        output:
+            "results/arrays/{sample}.h5",
+        log:
+            "results/logs/import_arrays_{sample}.log",
+        benchmark:
+            "results/benchmarks/import_arrays_{sample}.tsv"
+        conda:
+            "../../envs/gaiacnn.yaml"
+        threads: 1
+        resources:
+            mem_mb=2000,
+            runtime=120,
+        params:
+            labels=label_names(),
+            rvs=config["rvs"],
+            arrays=config["arrays"],
+            provenance=provenance(),
+        script:
+            "../scripts/import_arrays.py"
+
+else:
+
+    rule build_arrays:
+        input:
+            raw=raw_store(),
+            gaia=source_tables()["gaia"],
+            sample="results/samples/{sample}.tsv",
+        output:
+            "results/arrays/{sample}.h5",
+        log:
+            "results/logs/build_arrays_{sample}.log",
+        benchmark:
+            "results/benchmarks/build_arrays_{sample}.tsv"
+        conda:
+            "../../envs/gaiacnn.yaml"
+        threads: 1
+        resources:
+            mem_mb=2000,
+            runtime=120,
+        params:
+            labels=label_names(),
+            rvs=config["rvs"],
+            arrays=config["arrays"],
+            provenance=provenance(),
+        script:
+            "../scripts/build_arrays.py"
+
+
+rule summarize_arrays:
+    input:
+        expand("results/arrays/{sample}.h5", sample=SAMPLES),
+    output:
+        "results/arrays/summary.txt",
+    log:
+        "results/logs/summarize_arrays.log",
+    conda:
+        "../../envs/gaiacnn.yaml"
+    threads: 1
+    resources:
+        mem_mb=500,
+        runtime=10,
+    script:
+        "../scripts/summarize_arrays.py"

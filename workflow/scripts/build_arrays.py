@@ -1,0 +1,20 @@
+"""Rule build_arrays: one sample's HDF5 arrays from the raw store."""
+
+import sys
+
+sys.stderr = open(snakemake.log[0], "w")  # noqa: F821, SIM115
+
+from gaiacnn.pipeline import run_build_arrays, setup_logging  # noqa: E402
+
+setup_logging()
+run_build_arrays(
+    snakemake.input.raw,  # noqa: F821
+    snakemake.input.gaia,  # noqa: F821
+    snakemake.input.sample,  # noqa: F821
+    snakemake.output[0],  # noqa: F821
+    sample_name=snakemake.wildcards.sample,  # noqa: F821
+    labels=snakemake.params.labels,  # noqa: F821
+    rvs_cfg=snakemake.params.rvs,  # noqa: F821
+    arrays_cfg=snakemake.params.arrays,  # noqa: F821
+    provenance=snakemake.params.provenance,  # noqa: F821
+)
