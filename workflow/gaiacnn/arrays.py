@@ -20,6 +20,7 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from gaiacnn import layout
+from gaiacnn.constants import label_unit
 from gaiacnn.spectra import fill_nan_pixels
 
 log = logging.getLogger(__name__)
@@ -43,8 +44,10 @@ def raw_positions(raw_ids: np.ndarray, wanted: np.ndarray, what: str) -> np.ndar
     pos = index.get_indexer(wanted)
     if np.any(pos < 0):
         first = int(wanted[np.argmax(pos < 0)])
-        raise ValueError(f"{what}: {int((pos < 0).sum())} source ids have no spectrum in the raw "
-                         f"store (e.g. {first})")
+        raise ValueError(
+            f"{what}: {int((pos < 0).sum())} source ids have no spectrum in the raw "
+            f"store (e.g. {first})"
+        )
     return pos
 
 
@@ -104,7 +107,8 @@ def build_sample_file(
             attrs = {"wavelength_nm": wl} if name == "rvs/flux" else {}
             columns[name] = (raw[name].shape[1:], np.float32, attrs)
         for name in scalars:
-            columns[name] = ((), np.float32, {})
+            unit = {"unit": label_unit(name[7:])} if name.startswith("labels/") else {}
+            columns[name] = ((), np.float32, unit)
         attrs = {
             "sample": sample_name,
             "n_stars": n,
@@ -113,11 +117,20 @@ def build_sample_file(
         n_filled_pixels = 0
         n_filled_spectra = 0
         with layout.ArraysWriter(
-            out_path, n, columns, attrs=attrs, chunk_rows=min(chunk_rows, 256),
+            out_path,
+            n,
+            columns,
+            attrs=attrs,
+            chunk_rows=min(chunk_rows, 256),
             compression=compression,
         ) as writer:
-            bar = tqdm(total=n, desc=f"arrays {sample_name}", unit="star", disable=not progress,
-                       mininterval=2.0)
+            bar = tqdm(
+                total=n,
+                desc=f"arrays {sample_name}",
+                unit="star",
+                disable=not progress,
+                mininterval=2.0,
+            )
             for start in range(0, n, chunk_rows):
                 stop = min(start + chunk_rows, n)
                 rows = pos[start:stop]
@@ -129,10 +142,14 @@ def build_sample_file(
                         block["rvs/flux"], wl, continuum_windows_nm, nan_fill_quantile
                     )
                 except ValueError as exc:
-                    bad = [int(i) for i in block["source_id"][
-                        ~np.isfinite(block["rvs/flux"]).any(axis=1)][:5]]
-                    raise ValueError(f"{raw_path}: rvs/flux: spectra with no finite pixel, "
-                                     f"source_id {bad}: {exc}") from None
+                    bad = [
+                        int(i)
+                        for i in block["source_id"][~np.isfinite(block["rvs/flux"]).any(axis=1)][:5]
+                    ]
+                    raise ValueError(
+                        f"{raw_path}: rvs/flux: spectra with no finite pixel, "
+                        f"source_id {bad}: {exc}"
+                    ) from None
                 n_filled_pixels += int(filled.sum())
                 n_filled_spectra += int((filled > 0).sum())
                 for name, values in scalars.items():
@@ -140,5 +157,8 @@ def build_sample_file(
                 writer.append(block)
                 bar.update(stop - start)
             bar.close()
-    return {"n_stars": n, "nan_filled_pixels": n_filled_pixels,
-            "nan_filled_spectra": n_filled_spectra}
+    return {
+        "n_stars": n,
+        "nan_filled_pixels": n_filled_pixels,
+        "nan_filled_spectra": n_filled_spectra,
+    }

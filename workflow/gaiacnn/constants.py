@@ -49,6 +49,10 @@ LAYOUT_SCHEMA_VERSION = "1.0"
 
 def rvs_wavelength_nm() -> np.ndarray:
     """The DR3 RVS pixel grid in nm: 846.00, 846.01, ..., 870.00 (2401 values)."""
-    return np.round(
-        RVS_WAVELENGTH_MIN_NM + RVS_WAVELENGTH_STEP_NM * np.arange(RVS_N_PIXELS), 6
-    )
+    return np.round(RVS_WAVELENGTH_MIN_NM + RVS_WAVELENGTH_STEP_NM * np.arange(RVS_N_PIXELS), 6)
+
+
+def label_unit(name: str) -> str:
+    """Unit of label ``name`` (``teff`` in K; abundances and log g in dex); errors alike."""
+    base = name.removesuffix("_err")
+    return PAPER_LABELS[base][1] if base in PAPER_LABELS else "dex"

@@ -248,8 +248,10 @@ def validate(
             version = version.decode()
         if str(version).split(".")[0] != LAYOUT_SCHEMA_VERSION.split(".")[0]:
             raise LayoutError(
-                path, None, f"schema_version {version!r} not supported "
-                f"(this code reads {LAYOUT_SCHEMA_VERSION})"
+                path,
+                None,
+                f"schema_version {version!r} not supported "
+                f"(this code reads {LAYOUT_SCHEMA_VERSION})",
             )
         if "source_id" not in h5:
             raise LayoutError(path, "source_id", "required dataset is missing")
@@ -275,16 +277,18 @@ def validate(
             wl = np.asarray(wl, dtype=float)
             if wl.shape != (flux.shape[1],):
                 raise LayoutError(
-                    path, "rvs/flux", f"wavelength_nm has {wl.size} values for "
-                    f"{flux.shape[1]} pixels"
+                    path,
+                    "rvs/flux",
+                    f"wavelength_nm has {wl.size} values for {flux.shape[1]} pixels",
                 )
             if not (np.all(np.isfinite(wl)) and np.all(np.diff(wl) > 0)):
                 raise LayoutError(path, "rvs/flux", "wavelength_nm is not strictly increasing")
             n_pixels = int(flux.shape[1])
             if "rvs/flux_error" in h5 and h5["rvs/flux_error"].shape != flux.shape:
                 raise LayoutError(
-                    path, "rvs/flux_error", f"shape {h5['rvs/flux_error'].shape} differs "
-                    f"from rvs/flux {flux.shape}"
+                    path,
+                    "rvs/flux_error",
+                    f"shape {h5['rvs/flux_error'].shape} differs from rvs/flux {flux.shape}",
                 )
         elif "rvs/flux_error" in h5:
             raise LayoutError(path, "rvs/flux", "missing while rvs/flux_error is present")
@@ -298,9 +302,7 @@ def validate(
             m_bp, m_rp = (h5[d].shape[1] for d in XP_COEFFICIENT_DATASETS)
             xp_length = int(m_bp)
             if m_rp != m_bp:
-                raise LayoutError(
-                    path, "xp/rp_coefficients", f"{m_rp} coefficients, BP has {m_bp}"
-                )
+                raise LayoutError(path, "xp/rp_coefficients", f"{m_rp} coefficients, BP has {m_bp}")
 
         present_phot = [d for d in PHOT_DATASETS if d in h5]
         if 0 < len(present_phot) < len(PHOT_DATASETS):
@@ -383,14 +385,18 @@ def _check_values(path, h5: h5py.File, info: LayoutInfo, finite: bool, chunk_row
                 rows = np.nonzero(bad.reshape(len(block), -1).any(axis=1))[0]
                 row = start + int(rows[0])
                 raise LayoutError(
-                    path, name, f"non-finite values in {rows.size} rows of rows {start}-{stop - 1}"
-                    f" (first: row {row}, source_id {int(sid[row])})"
+                    path,
+                    name,
+                    f"non-finite values in {rows.size} rows of rows {start}-{stop - 1}"
+                    f" (first: row {row}, source_id {int(sid[row])})",
                 )
             if finite and name == "astrometry/parallax" and np.any(block <= 0):
                 row = start + int(np.argmax(block <= 0))
                 raise LayoutError(
-                    path, name, f"parallax <= 0 at row {row} (source_id {int(sid[row])}); "
-                    "the paper's cut (Sect. 2.2) removes such stars"
+                    path,
+                    name,
+                    f"parallax <= 0 at row {row} (source_id {int(sid[row])}); "
+                    "the paper's cut (Sect. 2.2) removes such stars",
                 )
 
 

@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from gaiacnn import __version__, arrays, layout, selection
+from gaiacnn.constants import label_unit
 from gaiacnn.io import write_text_atomic
 from gaiacnn.selection import APOGEE_BASE_COLUMNS, GAIA_COLUMNS
 from gaiacnn.spectra import fill_nan_pixels
@@ -25,8 +26,9 @@ log = logging.getLogger("gaiacnn")
 
 def setup_logging() -> None:
     """Log INFO lines to stderr (redirected to the rule's log file by the scripts)."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s",
-                        force=True)
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", force=True
+    )
 
 
 def run_demo_survey(demo_cfg: Mapping, gaia_out, apogee_out, raw_out, truth_out) -> None:
@@ -38,8 +40,13 @@ def run_demo_survey(demo_cfg: Mapping, gaia_out, apogee_out, raw_out, truth_out)
 
 
 def run_selection(
-    gaia_path, apogee_path, training_out, observed_out, report_out,
-    selection_cfg: Mapping, label_columns: Mapping[str, str],
+    gaia_path,
+    apogee_path,
+    training_out,
+    observed_out,
+    report_out,
+    selection_cfg: Mapping,
+    label_columns: Mapping[str, str],
 ) -> selection.Samples:
     """Rule ``select_samples``: crossmatch, cuts, cut report (TSV and log)."""
     gaia = read_fits_columns(gaia_path, GAIA_COLUMNS)
@@ -50,8 +57,14 @@ def run_selection(
     samples = selection.select_samples(gaia, apogee, selection_cfg, label_columns)
     report = selection.cut_report(samples, len(gaia))
     for row in report.itertuples():
-        log.info("%-12s %-22s removed %8d  remaining %8d  (%s)", row.stage, row.cut,
-                 row.removed, row.remaining, row.rule)
+        log.info(
+            "%-12s %-22s removed %8d  remaining %8d  (%s)",
+            row.stage,
+            row.cut,
+            row.removed,
+            row.remaining,
+            row.rule,
+        )
     selection.write_table_atomic(samples.training, training_out)
     selection.write_table_atomic(samples.observed, observed_out)
     selection.write_table_atomic(report, report_out)
@@ -59,8 +72,16 @@ def run_selection(
 
 
 def run_build_arrays(
-    raw_path, gaia_path, sample_path, out_path, *, sample_name: str,
-    labels: Sequence[str], rvs_cfg: Mapping, arrays_cfg: Mapping, provenance: Mapping,
+    raw_path,
+    gaia_path,
+    sample_path,
+    out_path,
+    *,
+    sample_name: str,
+    labels: Sequence[str],
+    rvs_cfg: Mapping,
+    arrays_cfg: Mapping,
+    provenance: Mapping,
 ) -> None:
     """Rule ``build_arrays``: one sample's HDF5 file in the layout (labels: training only)."""
     gaia_cols = ["source_id", *arrays.GAIA_SCALARS]
@@ -68,29 +89,52 @@ def run_build_arrays(
     sample = pd.read_csv(sample_path, sep="\t")
     with_labels = list(labels) if sample_name == "training" else []
     counts = arrays.build_sample_file(
-        raw_path, gaia, sample, out_path, sample_name=sample_name, labels=with_labels,
+        raw_path,
+        gaia,
+        sample,
+        out_path,
+        sample_name=sample_name,
+        labels=with_labels,
         continuum_windows_nm=rvs_cfg["continuum_windows_nm"],
-        nan_fill_quantile=rvs_cfg["nan_fill_quantile"], chunk_rows=arrays_cfg["chunk_rows"],
+        nan_fill_quantile=rvs_cfg["nan_fill_quantile"],
+        chunk_rows=arrays_cfg["chunk_rows"],
         compression=arrays_cfg["compression"],
         provenance={**provenance, "sample": sample_name, "package_version": __version__},
     )
-    log.info("%s: %d stars; %d NaN pixels in %d spectra replaced by the continuum Q3",
-             out_path, counts["n_stars"], counts["nan_filled_pixels"],
-             counts["nan_filled_spectra"])
+    log.info(
+        "%s: %d stars; %d NaN pixels in %d spectra replaced by the continuum Q3",
+        out_path,
+        counts["n_stars"],
+        counts["nan_filled_pixels"],
+        counts["nan_filled_spectra"],
+    )
 
 
 def run_import_arrays(
-    user_path, out_path, *, sample_name: str, labels: Sequence[str], rvs_cfg: Mapping,
-    arrays_cfg: Mapping, provenance: Mapping,
+    user_path,
+    out_path,
+    *,
+    sample_name: str,
+    labels: Sequence[str],
+    rvs_cfg: Mapping,
+    arrays_cfg: Mapping,
+    provenance: Mapping,
 ) -> None:
     """Rule ``import_arrays`` (``data.source: files``): validate a user file, fill NaN, copy."""
-    info = layout.validate(user_path, require_labels=list(labels) if sample_name == "training"
-                           else False)
-    log.info("%s: %d rows, branches %s, labels %s", user_path, info.n_rows,
-             ", ".join(info.branches) or "none", ", ".join(info.labels) or "none")
+    info = layout.validate(
+        user_path, require_labels=list(labels) if sample_name == "training" else False
+    )
+    log.info(
+        "%s: %d rows, branches %s, labels %s",
+        user_path,
+        info.n_rows,
+        ", ".join(info.branches) or "none",
+        ", ".join(info.labels) or "none",
+    )
     if not info.branches:
-        raise layout.LayoutError(user_path, None, "no model input: needs rvs/flux, phot/* or "
-                                 "xp/*_coefficients")
+        raise layout.LayoutError(
+            user_path, None, "no model input: needs rvs/flux, phot/* or xp/*_coefficients"
+        )
     names = [n for n in layout.KNOWN_DATASETS if _has(user_path, n)]
     if sample_name == "training":
         for label in labels:
@@ -101,20 +145,33 @@ def run_import_arrays(
     with h5py.File(user_path, "r") as h5:
         for name in names:
             ds = h5[name]
-            attrs = dict(ds.attrs) if name == "rvs/flux" else {}
+            if name == "rvs/flux":
+                attrs = {"wavelength_nm": ds.attrs["wavelength_nm"]}
+            elif name.startswith("labels/"):
+                attrs = {"unit": label_unit(name.removeprefix("labels/"))}
+            else:
+                attrs = {}
             dtype = np.int64 if name == "source_id" else np.float32
             columns[name] = (ds.shape[1:], dtype, attrs)
-    attrs = {"sample": sample_name, "n_stars": info.n_rows,
-             "provenance": layout.provenance_attr(**provenance, imported_from=str(user_path),
-                                                  original=info.attrs.get("provenance", ""))}
+    attrs = {
+        "sample": sample_name,
+        "n_stars": info.n_rows,
+        "provenance": layout.provenance_attr(
+            **provenance, imported_from=str(user_path), original=info.attrs.get("provenance", "")
+        ),
+    }
     wl = layout.wavelength_nm(user_path) if info.n_pixels else None
-    with layout.ArraysWriter(out_path, info.n_rows, columns, attrs=attrs,
-                             compression=arrays_cfg["compression"]) as writer:
+    with layout.ArraysWriter(
+        out_path, info.n_rows, columns, attrs=attrs, compression=arrays_cfg["compression"]
+    ) as writer:
         for _start, block in layout.iter_rows(user_path, names, arrays_cfg["chunk_rows"]):
             if "rvs/flux" in block:
                 block["rvs/flux"], _ = fill_nan_pixels(
-                    block["rvs/flux"], wl, rvs_cfg["continuum_windows_nm"],
-                    rvs_cfg["nan_fill_quantile"])
+                    block["rvs/flux"],
+                    wl,
+                    rvs_cfg["continuum_windows_nm"],
+                    rvs_cfg["nan_fill_quantile"],
+                )
             writer.append(block)
     layout.validate(out_path, require_finite_inputs=True)
 
@@ -129,13 +186,21 @@ def summarize(paths: Mapping[str, str | os.PathLike], out_path=None) -> str:
     lines = [f"{'sample':<10} {'N':>10}  branches         labels"]
     for name, path in paths.items():
         info = layout.validate(path, check_values=False)
-        lines.append(f"{name:<10} {info.n_rows:>10}  {','.join(info.branches):<16} "
-                     f"{','.join(info.labels) or '-'}")
+        lines.append(
+            f"{name:<10} {info.n_rows:>10}  {','.join(info.branches):<16} "
+            f"{','.join(info.labels) or '-'}"
+        )
     text = "\n".join(lines) + "\n"
     if out_path is not None:
         write_text_atomic(out_path, text)
     return text
 
 
-__all__ = ["run_build_arrays", "run_demo_survey", "run_import_arrays", "run_selection",
-           "setup_logging", "summarize"]
+__all__ = [
+    "run_build_arrays",
+    "run_demo_survey",
+    "run_import_arrays",
+    "run_selection",
+    "setup_logging",
+    "summarize",
+]

@@ -91,8 +91,9 @@ def _is_null_string(values: pd.Series) -> np.ndarray:
     """Null test for a string column read from VOTable/FITS (masked, None, '' or 'nan')."""
     s = values.astype("string")
     stripped = s.str.strip()
-    return (s.isna() | (stripped == "") | (stripped.str.lower().isin(["nan", "none", "null"]))
-            ).to_numpy(dtype=bool)
+    return (
+        s.isna() | (stripped == "") | (stripped.str.lower().isin(["nan", "none", "null"]))
+    ).to_numpy(dtype=bool)
 
 
 class _Steps:
@@ -120,35 +121,56 @@ def gaia_source_cuts(gaia: pd.DataFrame, cfg: Mapping) -> tuple[np.ndarray, list
     s.apply("has_rvs", "has_rvs = true", gaia["has_rvs"].to_numpy(dtype=bool))
     if cfg["require_xp_continuous"]:
         s.apply(
-            "has_xp_continuous", "has_xp_continuous = true (Sect. 2.3)",
+            "has_xp_continuous",
+            "has_xp_continuous = true (Sect. 2.3)",
             gaia["has_xp_continuous"].to_numpy(dtype=bool),
         )
     if cfg["exclude_qso_candidates"]:
-        s.apply("qso_candidates", "in_qso_candidates = false (Sect. 2.1)",
-                ~gaia["in_qso_candidates"].to_numpy(dtype=bool))
+        s.apply(
+            "qso_candidates",
+            "in_qso_candidates = false (Sect. 2.1)",
+            ~gaia["in_qso_candidates"].to_numpy(dtype=bool),
+        )
     if cfg["exclude_galaxy_candidates"]:
-        s.apply("galaxy_candidates", "in_galaxy_candidates = false (Sect. 2.1)",
-                ~gaia["in_galaxy_candidates"].to_numpy(dtype=bool))
+        s.apply(
+            "galaxy_candidates",
+            "in_galaxy_candidates = false (Sect. 2.1)",
+            ~gaia["in_galaxy_candidates"].to_numpy(dtype=bool),
+        )
     if cfg["exclude_variable"]:
         flag = gaia["phot_variable_flag"].astype("string").str.strip().str.upper()
-        s.apply("variable", "phot_variable_flag != 'VARIABLE' (Sect. 2.1)",
-                (flag != "VARIABLE").fillna(True).to_numpy(dtype=bool))
+        s.apply(
+            "variable",
+            "phot_variable_flag != 'VARIABLE' (Sect. 2.1)",
+            (flag != "VARIABLE").fillna(True).to_numpy(dtype=bool),
+        )
     if cfg["require_single_star"]:
-        s.apply("non_single_star", "non_single_star = 0 (Sect. 2.1)",
-                gaia["non_single_star"].to_numpy() == 0)
+        s.apply(
+            "non_single_star",
+            "non_single_star = 0 (Sect. 2.1)",
+            gaia["non_single_star"].to_numpy() == 0,
+        )
     limit = float(cfg["min_flux_over_error"])
     for band in ("g", "bp", "rp"):
         foe = gaia[f"phot_{band}_mean_flux_over_error"].to_numpy(dtype=float)
-        s.apply(f"{band}_flux_over_error",
-                f"phot_{band}_mean_flux_over_error > {limit:g} (Sect. 2.2)",
-                np.nan_to_num(foe, nan=-np.inf) > limit)
+        s.apply(
+            f"{band}_flux_over_error",
+            f"phot_{band}_mean_flux_over_error > {limit:g} (Sect. 2.2)",
+            np.nan_to_num(foe, nan=-np.inf) > limit,
+        )
     plx_min = float(cfg["min_parallax_mas"])
     plx = gaia["parallax"].to_numpy(dtype=float)
-    s.apply("parallax", f"parallax > {plx_min:g} mas (Sect. 2.2)",
-            np.nan_to_num(plx, nan=-np.inf) > plx_min)
+    s.apply(
+        "parallax",
+        f"parallax > {plx_min:g} mas (Sect. 2.2)",
+        np.nan_to_num(plx, nan=-np.inf) > plx_min,
+    )
     if cfg["exclude_emission_line"]:
-        s.apply("emission_line", "classlabel_espels is null (Sect. 2.3)",
-                _is_null_string(gaia["classlabel_espels"]))
+        s.apply(
+            "emission_line",
+            "classlabel_espels is null (Sect. 2.3)",
+            _is_null_string(gaia["classlabel_espels"]),
+        )
     return s.keep, s.steps
 
 
@@ -160,8 +182,11 @@ def apogee_error_ok(value: np.ndarray, error: np.ndarray, cfg: Mapping) -> np.nd
     """
     value = np.asarray(value, dtype=float)
     error = np.asarray(error, dtype=float)
-    limit = np.where(value < float(cfg["metal_poor_below"]),
-                     float(cfg["max_metal_err_metal_poor"]), float(cfg["max_metal_err"]))
+    limit = np.where(
+        value < float(cfg["metal_poor_below"]),
+        float(cfg["max_metal_err_metal_poor"]),
+        float(cfg["max_metal_err"]),
+    )
     return np.isfinite(value) & np.isfinite(error) & (error < limit)
 
 
@@ -203,8 +228,11 @@ def apogee_cuts(
     require_columns(apogee, needed, "APOGEE allStar table")
     ids = apogee["GAIAEDR3_SOURCE_ID"].to_numpy(dtype=np.int64)
     s = _Steps("apogee", np.ones(len(apogee), dtype=bool))
-    s.apply("crossmatch", "GAIAEDR3_SOURCE_ID in the Gaia sample (Sect. 2.4)",
-            np.isin(ids, np.asarray(gaia_ids, dtype=np.int64)))
+    s.apply(
+        "crossmatch",
+        "GAIAEDR3_SOURCE_ID in the Gaia sample (Sect. 2.4)",
+        np.isin(ids, np.asarray(gaia_ids, dtype=np.int64)),
+    )
     # Duplicates are resolved among the matched rows only.
     dup_keep = np.zeros(len(apogee), dtype=bool)
     matched = np.nonzero(s.keep)[0]
@@ -214,13 +242,22 @@ def apogee_cuts(
     s.apply("duplicates", f"one row per source id ({cfg['duplicates']}) (Sect. 2.4)", dup_keep)
     flags = apogee["ASPCAPFLAG"].to_numpy()
     for bit in cfg["aspcapflag_bits"]:
-        s.apply(f"aspcapflag_bit_{bit}", f"ASPCAPFLAG bit {bit} unset (Sect. 2.4)",
-                ~bit_set(flags, int(bit)))
+        s.apply(
+            f"aspcapflag_bit_{bit}",
+            f"ASPCAPFLAG bit {bit} unset (Sect. 2.4)",
+            ~bit_set(flags, int(bit)),
+        )
     chi2 = np.nan_to_num(apogee["ASPCAP_CHI2"].to_numpy(dtype=float), nan=np.inf)
-    s.apply("aspcap_chi2", f"ASPCAP_CHI2 < {cfg['max_aspcap_chi2']:g} (Sect. 2.4)",
-            chi2 < float(cfg["max_aspcap_chi2"]))
-    s.apply("fe_h_flag", f"FE_H_FLAG = {cfg['fe_h_flag']} (Sect. 2.4)",
-            apogee["FE_H_FLAG"].to_numpy() == int(cfg["fe_h_flag"]))
+    s.apply(
+        "aspcap_chi2",
+        f"ASPCAP_CHI2 < {cfg['max_aspcap_chi2']:g} (Sect. 2.4)",
+        chi2 < float(cfg["max_aspcap_chi2"]),
+    )
+    s.apply(
+        "fe_h_flag",
+        f"FE_H_FLAG = {cfg['fe_h_flag']} (Sect. 2.4)",
+        apogee["FE_H_FLAG"].to_numpy() == int(cfg["fe_h_flag"]),
+    )
     snr = np.nan_to_num(apogee["SNR"].to_numpy(dtype=float), nan=-np.inf)
     s.apply("apogee_snr", f"SNR >= {cfg['min_snr']:g} (Sect. 2.4)", snr >= float(cfg["min_snr"]))
     err_cfg = cfg["max_error"]
@@ -229,8 +266,10 @@ def apogee_cuts(
         value = apogee[col].to_numpy(dtype=float)
         error = apogee[f"{col}_ERR"].to_numpy(dtype=float)
         if name in metal:
-            rule = (f"{col}_ERR < {cfg['max_metal_err_metal_poor']:g} if {col} < "
-                    f"{cfg['metal_poor_below']:g} else < {cfg['max_metal_err']:g} (Sect. 2.4)")
+            rule = (
+                f"{col}_ERR < {cfg['max_metal_err_metal_poor']:g} if {col} < "
+                f"{cfg['metal_poor_below']:g} else < {cfg['max_metal_err']:g} (Sect. 2.4)"
+            )
             ok = apogee_error_ok(value, error, cfg)
         elif name in err_cfg:
             rule = f"{col}_ERR < {err_cfg[name]:g} (Sect. 2.4)"
@@ -250,13 +289,19 @@ def training_cuts(gaia_rows: pd.DataFrame, cfg: Mapping) -> tuple[np.ndarray, li
     """
     s = _Steps("training", np.ones(len(gaia_rows), dtype=bool))
     snr = np.nan_to_num(gaia_rows["rvs_spec_sig_to_noise"].to_numpy(dtype=float), nan=-np.inf)
-    s.apply("rvs_snr", f"rvs_spec_sig_to_noise >= {cfg['min_rvs_snr']:g} (Sect. 2.5)",
-            snr >= float(cfg["min_rvs_snr"]))
+    s.apply(
+        "rvs_snr",
+        f"rvs_spec_sig_to_noise >= {cfg['min_rvs_snr']:g} (Sect. 2.5)",
+        snr >= float(cfg["min_rvs_snr"]),
+    )
     plx = gaia_rows["parallax"].to_numpy(dtype=float)
     rel = gaia_rows["parallax_error"].to_numpy(dtype=float) / plx
     lim = float(cfg["max_parallax_relative_error"])
-    s.apply("parallax_error", f"parallax_error / parallax < {lim:g} (Sect. 2.5)",
-            np.nan_to_num(rel, nan=np.inf) < lim)
+    s.apply(
+        "parallax_error",
+        f"parallax_error / parallax < {lim:g} (Sect. 2.5)",
+        np.nan_to_num(rel, nan=np.inf) < lim,
+    )
     ruwe = np.nan_to_num(gaia_rows["ruwe"].to_numpy(dtype=float), nan=np.inf)
     s.apply("ruwe", f"ruwe < {cfg['max_ruwe']:g} (Sect. 2.5)", ruwe < float(cfg["max_ruwe"]))
     return s.keep, s.steps
@@ -314,12 +359,28 @@ def select_samples(
 def cut_report(samples: Samples, n_input: int) -> pd.DataFrame:
     """The cut report as a table; the last rows give the sample sizes."""
     rows = [asdict(step) for step in samples.steps]
-    rows.append(dict(stage="samples", cut="training", rule="passes every cut",
-                     removed=0, remaining=len(samples.training)))
-    rows.append(dict(stage="samples", cut="observed", rule="passes the gaia_source cuts, "
-                     "not training", removed=0, remaining=len(samples.observed)))
-    rows.insert(0, dict(stage="input", cut="rvs_stars", rule="gaia_source rows",
-                        removed=0, remaining=n_input))
+    rows.append(
+        dict(
+            stage="samples",
+            cut="training",
+            rule="passes every cut",
+            removed=0,
+            remaining=len(samples.training),
+        )
+    )
+    rows.append(
+        dict(
+            stage="samples",
+            cut="observed",
+            rule="passes the gaia_source cuts, not training",
+            removed=0,
+            remaining=len(samples.observed),
+        )
+    )
+    rows.insert(
+        0,
+        dict(stage="input", cut="rvs_stars", rule="gaia_source rows", removed=0, remaining=n_input),
+    )
     return pd.DataFrame(rows, columns=["stage", "cut", "rule", "removed", "remaining"])
 
 

@@ -2,7 +2,7 @@
 
 import sys
 
-sys.stderr = open(snakemake.log[0], "w")  # noqa: F821, SIM115
+sys.stderr = open(snakemake.log[0], "w")  # noqa: F821
 
 from gaiacnn.pipeline import run_selection, setup_logging  # noqa: E402
 

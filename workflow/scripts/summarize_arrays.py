@@ -2,9 +2,9 @@
 
 import sys
 
-sys.stderr = open(snakemake.log[0], "w")  # noqa: F821, SIM115
+sys.stderr = open(snakemake.log[0], "w")  # noqa: F821
 
 from gaiacnn.pipeline import summarize  # noqa: E402
 
-paths = {name: path for name, path in zip(("training", "observed"), snakemake.input)}  # noqa: F821
+paths = dict(zip(("training", "observed"), snakemake.input, strict=True))  # noqa: F821
 print(summarize(paths, snakemake.output[0]), file=sys.stderr)  # noqa: F821

@@ -1,0 +1,79 @@
+"""The configuration: schema validation, defaults equal to the paper's constants."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+
+from gaiacnn import constants
+from gaiacnn.config import ConfigError, config_hash, validate_config
+
+
+def test_defaults_fill_an_empty_config_with_the_shipped_values(config, schema):
+    filled = validate_config({}, schema)
+    assert filled == config
+
+
+def test_paper_constants_are_the_config_defaults(config):
+    assert [tuple(w) for w in config["rvs"]["continuum_windows_nm"]] == list(
+        constants.CONTINUUM_WINDOWS_NM
+    )
+    assert config["rvs"]["nan_fill_quantile"] == constants.NAN_FILL_QUANTILE
+    assert config["selection"]["apogee"]["aspcapflag_bits"] == [
+        constants.ASPCAPFLAG_STAR_WARN_BIT,
+        constants.ASPCAPFLAG_STAR_BAD_BIT,
+    ]
+    assert config["selection"]["apogee"]["extratarg_duplicate_bit"] == (
+        constants.EXTRATARG_DUPLICATE_BIT
+    )
+    assert {k: v[0] for k, v in constants.PAPER_LABELS.items()} == config["labels"]
+    sel = config["selection"]
+    # Sect. 2.2, 2.4, 2.5 thresholds.
+    assert sel["gaia"]["min_flux_over_error"] == 500
+    assert sel["apogee"]["max_aspcap_chi2"] == 25
+    assert sel["apogee"]["min_snr"] == 70
+    assert sel["apogee"]["max_error"] == {"teff": 100, "logg": 0.1, "alpha_m": 0.1}
+    assert (
+        sel["apogee"]["metal_poor_below"],
+        sel["apogee"]["max_metal_err_metal_poor"],
+        sel["apogee"]["max_metal_err"],
+    ) == (-0.5, 0.2, 0.1)
+    assert sel["training"] == {
+        "min_rvs_snr": 30,
+        "max_parallax_relative_error": 0.2,
+        "max_ruwe": 1.4,
+    }
+
+
+@pytest.mark.parametrize(
+    ("mutate", "key"),
+    [
+        (lambda c: c["demo"].update(unknown_key=1), "demo.unknown_key"),
+        (lambda c: c.update(typo={}), "typo"),
+        (lambda c: c["selection"]["training"].update(max_ruwe=-1.0), "selection.training.max_ruwe"),
+        (lambda c: c["demo"].update(n_stars="many"), "demo.n_stars"),
+        (lambda c: c["data"].update(source="sdss"), "data.source"),
+        (lambda c: c["rvs"].update(nan_fill_quantile=1.5), "rvs.nan_fill_quantile"),
+        (
+            lambda c: c["selection"]["apogee"].update(aspcapflag_bits=[64]),
+            "selection.apogee.aspcapflag_bits.0",
+        ),
+        (lambda c: c["labels"].update(teff_err="TEFF_ERR"), "labels"),
+    ],
+)
+def test_bad_config_names_the_key_in_one_line(config, schema, mutate, key):
+    bad = copy.deepcopy(config)
+    mutate(bad)
+    with pytest.raises(ConfigError) as err:
+        validate_config(bad, schema)
+    message = str(err.value)
+    assert f"'{key}'" in message
+    assert "\n" not in message
+
+
+def test_config_hash_changes_with_content(config):
+    other = copy.deepcopy(config)
+    other["demo"]["seed"] += 1
+    assert config_hash(config) == config_hash(copy.deepcopy(config))
+    assert config_hash(config) != config_hash(other)
