@@ -77,3 +77,18 @@ def test_config_hash_changes_with_content(config):
     other["demo"]["seed"] += 1
     assert config_hash(config) == config_hash(copy.deepcopy(config))
     assert config_hash(config) != config_hash(other)
+
+
+def test_command_line_strings_become_numbers(config, schema):
+    # snakemake --config demo='{n_stars: 500}' passes "500" as a string.
+    cfg = copy.deepcopy(config)
+    cfg["demo"]["n_stars"] = "500"
+    cfg["selection"]["training"]["max_ruwe"] = "1.2"
+    cfg["selection"]["gaia"]["exclude_variable"] = "false"
+    validate_config(cfg, schema)
+    assert cfg["demo"]["n_stars"] == 500
+    assert cfg["selection"]["training"]["max_ruwe"] == 1.2
+    assert cfg["selection"]["gaia"]["exclude_variable"] is False
+    cfg["demo"]["n_stars"] = "lots"
+    with pytest.raises(ConfigError, match="'demo.n_stars': 'lots' is not of type 'integer'"):
+        validate_config(cfg, schema)

@@ -50,11 +50,47 @@ def _key_path(error: jsonschema.ValidationError) -> str:
     return ".".join(parts) or "<root>"
 
 
+_SCALAR_TYPES = {"integer": int, "number": (int, float), "boolean": bool}
+
+
+def _coerce_strings(instance: Any, schema: Mapping, root: Mapping | None = None) -> Any:
+    """Turn strings into the scalar the schema asks for (``--config demo='{n_stars: 10}'``).
+
+    Snakemake passes values nested inside ``--config`` as strings; a string that YAML
+    reads as the expected integer, number or boolean is replaced by that value.
+    Anything else is left for the validator to report.
+    """
+    root = schema if root is None else root
+    ref = schema.get("$ref", "")
+    if ref.startswith("#/$defs/"):
+        schema = {**root["$defs"][ref.removeprefix("#/$defs/")], **schema}
+    if isinstance(instance, dict):
+        props = schema.get("properties", {})
+        extra = schema.get("additionalProperties")
+        for key, value in instance.items():
+            sub = props.get(key, extra if isinstance(extra, dict) else None)
+            if sub is not None:
+                instance[key] = _coerce_strings(value, sub, root)
+        return instance
+    if isinstance(instance, list) and isinstance(schema.get("items"), dict):
+        return [_coerce_strings(v, schema["items"], root) for v in instance]
+    want = _SCALAR_TYPES.get(schema.get("type", ""))
+    if isinstance(instance, str) and want is not None:
+        try:
+            parsed = yaml.safe_load(instance)
+        except yaml.YAMLError:
+            return instance
+        if isinstance(parsed, want) and not (want is not bool and isinstance(parsed, bool)):
+            return parsed
+    return instance
+
+
 def validate_config(config: MutableMapping[str, Any], schema: Mapping) -> MutableMapping[str, Any]:
     """Validate ``config`` in place against ``schema``, filling defaults.
 
     Raises :class:`ConfigError` with one line: ``config key '<a.b.c>': <problem>``.
     """
+    _coerce_strings(config, schema)
     validator = _DefaultFilling(schema)
     errors = sorted(validator.iter_errors(config), key=lambda e: (len(e.absolute_path), e.path))
     if errors:

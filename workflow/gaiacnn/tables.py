@@ -67,7 +67,11 @@ def write_fits_table(
     meta: Mapping[str, object] | None = None,
 ) -> None:
     """Write a FITS binary table atomically, with column ``units`` and header ``meta``."""
-    tab = Table({k: np.asarray(v) for k, v in dict(table).items()})
+    columns = {}
+    for key, values in dict(table).items():
+        arr = np.asarray(values)
+        columns[key] = arr.astype(str) if arr.dtype == object else arr
+    tab = Table(columns)
     for name, unit in (units or {}).items():
         if name in tab.colnames and unit:
             tab[name].unit = unit

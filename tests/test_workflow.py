@@ -1,0 +1,196 @@
+"""End to end: snakemake on the tiny test configuration, through the HDF5 arrays."""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pandas as pd
+import pytest
+
+from gaiacnn.layout import validate
+
+REPO = Path(__file__).resolve().parents[1]
+SNAKEMAKE = Path(sys.executable).parent / "snakemake"
+pytestmark = pytest.mark.slow
+
+
+def run_snakemake(workdir: Path, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [str(SNAKEMAKE), "-s", str(REPO / "Snakefile"), "--directory", str(workdir), *args],
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+
+
+def make_workdir(root: Path, name: str) -> Path:
+    work = root / name
+    shutil.copytree(REPO / "tests" / "integration", work)
+    return work
+
+
+@pytest.fixture(scope="module")
+def demo_run(tmp_path_factory) -> Path:
+    work = make_workdir(tmp_path_factory.mktemp("e2e"), "run1")
+    proc = run_snakemake(work, "--cores", "2")
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    (work / "stdout.txt").write_text(proc.stdout)
+    return work
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_arrays_follow_the_layout(demo_run):
+    arrays = demo_run / "results" / "arrays"
+    tr = validate(
+        arrays / "training.h5",
+        require_labels=["teff", "logg", "m_h", "alpha_m", "fe_h"],
+        require_finite_inputs=True,
+    )
+    ob = validate(arrays / "observed.h5", forbid_labels=True, require_finite_inputs=True)
+    assert tr.branches == ob.branches == ("rvs", "phot", "xp")
+    assert tr.n_pixels == 2401 and tr.xp_length == 55
+    assert tr.n_rows > 10 and ob.n_rows > tr.n_rows
+    with h5py.File(arrays / "training.h5") as h5:
+        assert h5.attrs["schema_version"] == "1.0"
+        assert '"source": "demo"' in h5.attrs["provenance"]
+        assert h5["labels/teff"].attrs["unit"] == "K"
+        snr = h5["rvs/snr"][:]
+        plx, eplx, ruwe = (h5[f"astrometry/{k}"][:] for k in ("parallax", "parallax_error", "ruwe"))
+    # The training cuts hold in the file itself (Sect. 2.5).
+    assert snr.min() >= 30 and ruwe.max() < 1.4 and (eplx / plx).max() < 0.2
+
+
+def test_cut_report_adds_up_to_the_files(demo_run):
+    report = pd.read_csv(demo_run / "results" / "samples" / "cut_report.tsv", sep="\t")
+    n_input = report.loc[report.cut == "rvs_stars", "remaining"].item()
+    assert n_input == 400
+    for stage in ("gaia_source", "apogee", "training"):
+        rows = report[report.stage == stage]
+        before = rows.remaining.iloc[0] + rows.removed.iloc[0]
+        assert before - rows.removed.sum() == rows.remaining.iloc[-1]
+    gaia_pass = report[report.stage == "gaia_source"].remaining.iloc[-1]
+    sizes = report[report.stage == "samples"].set_index("cut").remaining
+    assert sizes["training"] + sizes["observed"] == gaia_pass
+    arrays = demo_run / "results" / "arrays"
+    assert validate(arrays / "training.h5").n_rows == sizes["training"]
+    assert validate(arrays / "observed.h5").n_rows == sizes["observed"]
+    assert (report.removed > 0).sum() >= 8  # the demo exercises most cuts
+
+
+def test_summary_prints_n_per_sample(demo_run):
+    out = (demo_run / "stdout.txt").read_text() + (
+        demo_run / "results" / "arrays" / "summary.txt"
+    ).read_text()
+    n_tr = validate(demo_run / "results" / "arrays" / "training.h5").n_rows
+    assert f"training   {n_tr:>10}" in out
+
+
+def test_every_rule_has_log_and_benchmark(demo_run):
+    logs = {p.name for p in (demo_run / "results" / "logs").iterdir()}
+    assert {"demo_survey.log", "select_samples.log", "build_arrays_training.log"} <= logs
+    bench = {p.name for p in (demo_run / "results" / "benchmarks").iterdir()}
+    assert "build_arrays_observed.tsv" in bench
+
+
+def test_same_seed_gives_byte_identical_arrays(demo_run, tmp_path):
+    work = make_workdir(tmp_path, "run2")
+    proc = run_snakemake(
+        work, "--cores", "1", "results/arrays/training.h5", "results/arrays/observed.h5"
+    )
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    for rel in (
+        "results/demo/rvs_xp.h5",
+        "results/arrays/training.h5",
+        "results/arrays/observed.h5",
+        "results/samples/cut_report.tsv",
+    ):
+        assert sha256(demo_run / rel) == sha256(work / rel), rel
+
+
+def test_user_files_go_through_the_same_layout(demo_run, tmp_path):
+    work = tmp_path / "files"
+    (work / "config").mkdir(parents=True)
+    src = demo_run / "results" / "arrays"
+    shutil.copy(src / "training.h5", tmp_path / "mine_train.h5")
+    shutil.copy(src / "observed.h5", tmp_path / "mine_obs.h5")
+    with h5py.File(tmp_path / "mine_obs.h5", "a") as h5:
+        h5["rvs/flux"][0, :5] = np.nan  # as delivered by a survey: edge NaNs
+    (work / "config" / "config.yaml").write_text(
+        f"data:\n  source: files\n  files:\n    training: {tmp_path / 'mine_train.h5'}\n"
+        f"    observed: {tmp_path / 'mine_obs.h5'}\n"
+    )
+    proc = run_snakemake(work, "--cores", "1")
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    with (
+        h5py.File(work / "results/arrays/observed.h5") as new,
+        h5py.File(src / "observed.h5") as old,
+    ):
+        np.testing.assert_array_equal(new["source_id"][:], old["source_id"][:])
+        assert np.isfinite(new["rvs/flux"][0]).all()
+        np.testing.assert_array_equal(new["rvs/flux"][1:], old["rvs/flux"][1:])
+    assert validate(work / "results/arrays/training.h5").labels == (
+        "alpha_m",
+        "fe_h",
+        "logg",
+        "m_h",
+        "teff",
+    )
+
+
+def test_broken_user_file_stops_with_a_message_and_no_output(tmp_path):
+    work = tmp_path / "bad"
+    (work / "config").mkdir(parents=True)
+    bad = tmp_path / "bad.h5"
+    with h5py.File(bad, "w") as h5:
+        h5.attrs["schema_version"] = "1.0"
+        h5["source_id"] = np.arange(3)
+        h5["rvs/flux"] = np.ones((3, 10), "f4")  # no wavelength_nm attribute
+    (work / "config" / "config.yaml").write_text(
+        f"data:\n  source: files\n  files:\n    training: {bad}\n    observed: {bad}\n"
+    )
+    proc = run_snakemake(work, "--cores", "1", "results/arrays/observed.h5")
+    assert proc.returncode != 0
+    log = (work / "results/logs/import_arrays_observed.log").read_text()
+    assert "rvs/flux: attribute wavelength_nm is missing" in log
+    assert not (work / "results/arrays/observed.h5").exists()
+
+
+def test_bad_config_stops_before_any_job(tmp_path):
+    work = make_workdir(tmp_path, "badcfg")
+    proc = run_snakemake(work, "--cores", "1", "--config", "demo={n_stars: 0}")
+    assert proc.returncode != 0
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("Configuration error")]
+    assert errors == [
+        "Configuration error: config key 'demo.n_stars': 0 is less than the minimum of 10"
+    ]
+    assert not (work / "results").exists()
+
+
+def test_dry_run_shows_the_chain(tmp_path):
+    work = make_workdir(tmp_path, "dry")
+    proc = run_snakemake(work, "-n")
+    assert proc.returncode == 0, proc.stderr
+    for rule in ("demo_survey", "select_samples", "build_arrays", "summarize_arrays"):
+        assert rule in proc.stdout
+
+
+def test_observed_only_populations_stay_out_of_training(demo_run):
+    from gaiacnn.demo import physics
+
+    with h5py.File(demo_run / "results/demo/truth.h5") as truth:
+        ids = truth["source_id"][:]
+        pop = truth["truth/population"][:]
+    train_ids = h5py.File(demo_run / "results/arrays/training.h5")["source_id"][:]
+    obs_ids = h5py.File(demo_run / "results/arrays/observed.h5")["source_id"][:]
+    ood = np.isin(pop, [physics.POPULATION_CODES[p] for p in physics.OOD_POPULATIONS])
+    assert not np.isin(train_ids, ids[ood]).any()
+    assert np.isin(obs_ids, ids[ood]).sum() >= 5

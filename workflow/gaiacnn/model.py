@@ -1,0 +1,801 @@
+"""The hybrid CNN of Guiglion et al. 2024 (A&A 682, A9, Sect. 3.1-3.2): scalers, model, training
+and streamed prediction for one ensemble member (one ``seed x split`` model).
+
+Inputs come from files in the HDF5 interchange layout (:mod:`gaiacnn.layout`, SPEC stage 3).
+The model has up to three branches, named as its Keras inputs:
+
+``"rvs"``
+    normalised RVS flux, shape ``(N, P, 1)`` (P = 2401 in DR3), fed unscaled;
+``"phot"``
+    G, G_BP, G_RP [mag] and parallax [mas] (3 columns without parallax), min-max scaled;
+``"xp"``
+    the 2*M XP coefficients (M = 55 in DR3): BP / BP[0] and RP / RP[0], then min-max scaled.
+
+Labels (any ``labels/<name>`` of the training file) are min-max scaled to [0, 1] on the
+training part of the split; the network predicts the scaled labels and :class:`Scalers`
+maps them back to physical units.  The scalers are saved with the model (``scalers.json``).
+
+A member directory holds ``model.keras``, ``scalers.json`` and ``history.json``; all three
+are written under temporary names and renamed into place only when training succeeded.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+
+from gaiacnn.io import atomic_output
+from gaiacnn.layout import (
+    PHOT_DATASETS,
+    XP_COEFFICIENT_DATASETS,
+    LayoutError,
+    LayoutInfo,
+    iter_rows,
+    label_dataset,
+    validate,
+)
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import keras
+import tensorflow as tf
+
+#: Model branches, in the order of the paper's Fig. 6 description (Sect. 3.1).
+BRANCHES: tuple[str, ...] = ("rvs", "phot", "xp")
+PARALLAX_DATASET = "astrometry/parallax"
+RVS_DATASET = "rvs/flux"
+
+#: Files of a trained member directory.
+MODEL_FILE = "model.keras"
+SCALERS_FILE = "scalers.json"
+HISTORY_FILE = "history.json"
+MEMBER_FILES = (MODEL_FILE, SCALERS_FILE, HISTORY_FILE)
+
+SCALERS_FORMAT_VERSION = 1
+
+#: Architecture (Guiglion et al. 2024, Sect. 3.1 and Fig. 6).
+DEFAULT_ARCH: dict[str, Any] = {
+    # "three 1D convolution layers (with 32, 16, and 8 filters ...)" (Sect. 3.1)
+    "conv_filters": [32, 16, 8],
+    # "we adopted a kernel size of 8 pixels for each convolution block" (Sect. 3.1)
+    "kernel_size": 8,
+    # "1D Max-Pooling layers (after 1D convolution blocks two and three)" (Sect. 3.1);
+    # the pool size is not given in the paper: 2 (Keras default) is assumed.
+    "pool_size": 2,
+    # Convolution activation: not stated in the paper (LeakyReLU is named only "for the
+    # fully connected layers", Sect. 3.1); ReLU assumed.
+    "conv_activation": "relu",
+    # Padding is not stated; Keras default "valid" assumed.
+    "padding": "valid",
+    # "passed through a block of fully connected layers with 128 neurons" (Sect. 3.1)
+    "rvs_dense": 128,
+    # "four input neurons fully connected to a layer of 32 neurons" (Sect. 3.1)
+    "phot_dense": 32,
+    # "110 input neurons ... to a fully connected layer with 64 neurons" (Sect. 3.1)
+    "xp_dense": 64,
+    # concatenated (224) "and passed into three fully connected layers with 128, 32, and 5
+    # neurons each" (Sect. 3.1); the last one (n_labels, linear) is the output.
+    "head_dense": [128, 32],
+    # "LeakyRelu activation functions for the fully connected layers" (Sect. 3.1, Xu et al.
+    # 2015); the slope is not given: Keras' LeakyReLU layer default 0.3 assumed.
+    "negative_slope": 0.3,
+    # No dropout is mentioned in the paper.
+    "dropout": 0.0,
+}
+
+#: Training settings (Guiglion et al. 2024, Sect. 3.1-3.2).
+DEFAULT_TRAINING: dict[str, Any] = {
+    # Optimiser and learning rate are not stated in the paper: Adam, Keras default 1e-3.
+    "learning_rate": 1e-3,
+    # Batch size is not stated in the paper: 128 assumed.
+    "batch_size": 128,
+    # "reached their minimum validation loss function typically after 80 epochs" (Sect. 3.2);
+    # early stopping ends training before this cap.
+    "max_epochs": 150,
+    # "early-stop callbacks with a patience of 20" on the validation loss (Sect. 3.1)
+    "early_stopping_patience": 20,
+    # "ReduceLROnPlateau callbacks from Keras" (Sect. 3.1); no parameters are given, Keras
+    # defaults (factor 0.1, patience 10) assumed.
+    "reduce_lr_factor": 0.1,
+    "reduce_lr_patience": 10,
+    "min_lr": 0.0,
+    # "keeping a constant training-validation ratio of 75%" (Sect. 3.2)
+    "validation_fraction": 0.25,
+    # Added to the split number to seed the 75/25 split (not in the paper).
+    "base_seed": 0,
+    # Keras verbosity of model.fit (0 silent, 2 one line per epoch).
+    "verbose": 0,
+}
+
+
+class MemberError(RuntimeError):
+    """A member directory that is missing files or does not fit the data."""
+
+
+# --------------------------------------------------------------------------- scalers
+
+
+def _minmax(x: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+    """(x - lo) / (hi - lo) with a zero range mapped to 0 (constant feature)."""
+    span = np.where(hi > lo, hi - lo, 1.0)
+    return (x - lo) / span
+
+
+def _phot_columns(has_parallax: bool) -> list[str]:
+    return [*PHOT_DATASETS, *([PARALLAX_DATASET] if has_parallax else [])]
+
+
+def normalise_xp(bp: np.ndarray, rp: np.ndarray) -> np.ndarray:
+    """BP / BP[:, 0] and RP / RP[:, 0] concatenated: (n, M) + (n, M) -> (n, 2M) float64.
+
+    The first coefficient corresponds to the 15th magnitude (Sect. 3.1, Andrae et al. 2023b).
+    A zero first coefficient gives non-finite values, refused by the callers.
+    """
+    bp = np.asarray(bp, dtype=np.float64)
+    rp = np.asarray(rp, dtype=np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.concatenate([bp / bp[:, :1], rp / rp[:, :1]], axis=1)
+
+
+def _f(a: np.ndarray | None) -> list[float] | None:
+    return None if a is None else [float(v) for v in np.asarray(a, dtype=np.float64)]
+
+
+def _a(v: Sequence[float] | None) -> np.ndarray | None:
+    return None if v is None else np.asarray(v, dtype=np.float64)
+
+
+@dataclass
+class Scalers:
+    """Min-max scalers fitted on the training part of a split only (SPEC stage 4, Sect. 3.1).
+
+    ``label_min``/``label_max``: (n_labels,) in the labels' units; ``phot_min``/``phot_max``:
+    (len(phot_columns),) in mag and mas; ``xp_min``/``xp_max``: (2M,) over the normalised XP
+    coefficients (BP/BP[0], RP/RP[0], dimensionless).  ``branches`` are the model's inputs,
+    ``n_pixels`` and ``xp_length`` (M) the input sizes it was trained with.
+    """
+
+    labels: list[str]
+    label_min: np.ndarray
+    label_max: np.ndarray
+    branches: list[str] = field(default_factory=lambda: list(BRANCHES))
+    phot_columns: list[str] = field(default_factory=list)
+    phot_min: np.ndarray | None = None
+    phot_max: np.ndarray | None = None
+    xp_min: np.ndarray | None = None
+    xp_max: np.ndarray | None = None
+    n_pixels: int | None = None
+    xp_length: int | None = None
+
+    # -- serialisation
+    def to_json(self) -> str:
+        """Canonical JSON (sorted keys; floats written exactly, so the roundtrip is lossless)."""
+        doc = {
+            "format_version": SCALERS_FORMAT_VERSION,
+            "labels": list(self.labels),
+            "label_min": _f(self.label_min),
+            "label_max": _f(self.label_max),
+            "branches": list(self.branches),
+            "phot_columns": list(self.phot_columns),
+            "phot_min": _f(self.phot_min),
+            "phot_max": _f(self.phot_max),
+            "xp_min": _f(self.xp_min),
+            "xp_max": _f(self.xp_max),
+            "n_pixels": self.n_pixels,
+            "xp_length": self.xp_length,
+        }
+        return json.dumps(doc, sort_keys=True, indent=1)
+
+    @classmethod
+    def from_json(cls, text: str) -> Scalers:
+        """Inverse of :meth:`to_json`."""
+        doc = json.loads(text)
+        version = doc.get("format_version")
+        if version != SCALERS_FORMAT_VERSION:
+            raise ValueError(f"scalers format_version {version!r} not supported")
+        return cls(
+            labels=list(doc["labels"]),
+            label_min=_a(doc["label_min"]),
+            label_max=_a(doc["label_max"]),
+            branches=list(doc["branches"]),
+            phot_columns=list(doc["phot_columns"]),
+            phot_min=_a(doc["phot_min"]),
+            phot_max=_a(doc["phot_max"]),
+            xp_min=_a(doc["xp_min"]),
+            xp_max=_a(doc["xp_max"]),
+            n_pixels=doc["n_pixels"],
+            xp_length=doc["xp_length"],
+        )
+
+    # -- inputs
+    def datasets(self, branches: Iterable[str] | None = None) -> list[str]:
+        """Layout datasets the given branches (default: the model's) read."""
+        return input_datasets(self.branches if branches is None else branches, self.phot_columns)
+
+    def inputs(
+        self, block: Mapping[str, np.ndarray], branches: Iterable[str] | None = None
+    ) -> dict[str, np.ndarray]:
+        """Layout datasets of a chunk of n rows -> model inputs (float32).
+
+        ``"rvs"``: (n, P, 1) flux as stored; ``"phot"``: (n, len(phot_columns)) in [0, 1] on
+        the training range; ``"xp"``: (n, 2M) normalised then scaled coefficients.
+        """
+        out: dict[str, np.ndarray] = {}
+        for b in self.branches if branches is None else branches:
+            if b == "rvs":
+                out["rvs"] = np.asarray(block[RVS_DATASET], dtype=np.float32)[..., None]
+            elif b == "phot":
+                cols = np.stack(
+                    [np.asarray(block[c], dtype=np.float64) for c in self.phot_columns], axis=1
+                )
+                out["phot"] = _minmax(cols, self.phot_min, self.phot_max).astype(np.float32)
+            elif b == "xp":
+                xp = normalise_xp(
+                    block[XP_COEFFICIENT_DATASETS[0]], block[XP_COEFFICIENT_DATASETS[1]]
+                )
+                out["xp"] = _minmax(xp, self.xp_min, self.xp_max).astype(np.float32)
+            else:
+                raise ValueError(f"unknown branch {b!r} (known: {', '.join(BRANCHES)})")
+        return out
+
+    # -- labels
+    def scale_labels(self, y: np.ndarray) -> np.ndarray:
+        """(n, n_labels) physical labels -> [0, 1] on the training range (float32)."""
+        y = np.asarray(y, dtype=np.float64)
+        return _minmax(y, self.label_min, self.label_max).astype(np.float32)
+
+    def unscale_labels(self, y01: np.ndarray) -> np.ndarray:
+        """(n, n_labels) scaled labels -> physical units (float32)."""
+        span = np.where(self.label_max > self.label_min, self.label_max - self.label_min, 1.0)
+        y = np.asarray(y01, dtype=np.float64) * span + self.label_min
+        return y.astype(np.float32)
+
+
+def input_datasets(branches: Iterable[str], phot_columns: Sequence[str]) -> list[str]:
+    """Layout dataset names read by ``branches`` (phot_columns for the photometry branch)."""
+    names: list[str] = []
+    for b in branches:
+        if b == "rvs":
+            names.append(RVS_DATASET)
+        elif b == "phot":
+            names.extend(phot_columns)
+        elif b == "xp":
+            names.extend(XP_COEFFICIENT_DATASETS)
+        else:
+            raise ValueError(f"unknown branch {b!r} (known: {', '.join(BRANCHES)})")
+    return names
+
+
+def _check_branches(path, info: LayoutInfo, branches: Sequence[str]) -> tuple[str, ...]:
+    branches = tuple(branches)
+    if not branches:
+        raise ValueError("at least one model branch is needed (rvs, phot, xp)")
+    unknown = [b for b in branches if b not in BRANCHES]
+    if unknown:
+        raise ValueError(f"unknown branch(es) {unknown} (known: {', '.join(BRANCHES)})")
+    if len(set(branches)) != len(branches):
+        raise ValueError(f"branches repeated: {list(branches)}")
+    need = {"rvs": RVS_DATASET, "phot": PHOT_DATASETS[0], "xp": XP_COEFFICIENT_DATASETS[0]}
+    for b in branches:
+        if b not in info.branches:
+            raise LayoutError(
+                path,
+                need[b],
+                f"branch {b!r} asked for but its data are absent "
+                f"(the file can feed: {', '.join(info.branches) or 'no branch'})",
+            )
+    # canonical order, whatever order they were given in
+    return tuple(b for b in BRANCHES if b in branches)
+
+
+def _check_finite(path, block: Mapping[str, np.ndarray], names: Iterable[str], sid) -> None:
+    """Refuse NaN/inf in model inputs, naming the dataset and the first bad source_id."""
+    for name in names:
+        a = np.asarray(block[name])
+        bad = ~np.isfinite(a.reshape(len(a), -1)).all(axis=1)
+        if bad.any():
+            i = int(np.argmax(bad))
+            raise LayoutError(
+                path,
+                name,
+                f"non-finite input values in {int(bad.sum())} rows "
+                f"(first: source_id {int(sid[i])})",
+            )
+    for bp_rp in XP_COEFFICIENT_DATASETS:
+        if bp_rp in block:
+            first = np.asarray(block[bp_rp])[:, 0]
+            bad = first == 0
+            if bad.any():
+                i = int(np.argmax(bad))
+                raise LayoutError(
+                    path,
+                    bp_rp,
+                    f"first coefficient is 0 (cannot normalise; source_id {int(sid[i])})",
+                )
+
+
+def _gather(
+    path, names: Sequence[str], rows: np.ndarray, chunk_rows: int = 4096
+) -> dict[str, np.ndarray]:
+    """Read ``names`` (and source_id) at ``rows`` (unique indices, any order) by streaming."""
+    rows = np.asarray(rows, dtype=np.int64)
+    if rows.ndim != 1:
+        raise ValueError("rows must be a 1-D array of row indices")
+    order = np.argsort(rows, kind="stable")
+    srt = rows[order]
+    if srt.size and np.any(np.diff(srt) == 0):
+        raise ValueError("rows contains duplicated indices")
+    wanted = list(dict.fromkeys(["source_id", *names]))
+    parts: dict[str, list[np.ndarray]] = {n: [] for n in wanted}
+    n_seen = 0
+    for start, block in iter_rows(path, wanted, chunk_rows):
+        stop = start + len(block["source_id"])
+        lo, hi = np.searchsorted(srt, [start, stop])
+        if hi > lo:
+            local = srt[lo:hi] - start
+            for n in wanted:
+                parts[n].append(block[n][local])
+        n_seen = stop
+    if srt.size and (srt[0] < 0 or srt[-1] >= n_seen):
+        raise IndexError(f"{path}: row indices outside 0..{n_seen - 1}")
+    out = {}
+    for n in wanted:
+        cat = np.concatenate(parts[n]) if parts[n] else np.empty((0,))
+        res = np.empty_like(cat)
+        res[order] = cat
+        out[n] = res
+    return out
+
+
+def _check_labels(path, info: LayoutInfo, labels: Sequence[str]) -> list[str]:
+    labels = list(labels)
+    if not info.labels:
+        raise LayoutError(
+            path, "labels", "training file holds no labels/<name> dataset (is it a training file?)"
+        )
+    if not labels:
+        raise ValueError("no label names given")
+    for name in labels:
+        if name not in info.labels:
+            raise LayoutError(
+                path,
+                label_dataset(name),
+                f"label {name!r} not in file (it has: {', '.join(info.labels)})",
+            )
+    return labels
+
+
+def fit_scalers(
+    train_file: str | os.PathLike,
+    rows: np.ndarray,
+    labels: Sequence[str],
+    branches: Sequence[str],
+) -> Scalers:
+    """Fit the min-max scalers on ``rows`` (the training part only) of ``train_file``.
+
+    Labels use nanmin/nanmax (stars with NaN labels should already be left out of ``rows``);
+    inputs must be finite.  A zero range (constant feature, e.g. BP[0]/BP[0] = 1) maps to 0.
+    """
+    info = validate(train_file, check_values=False)
+    labels = _check_labels(train_file, info, labels)
+    branches = _check_branches(train_file, info, branches)
+    rows = np.asarray(rows, dtype=np.int64)
+    if rows.size == 0:
+        raise ValueError("fit_scalers: no training rows")
+    phot_cols = _phot_columns(info.has_parallax) if "phot" in branches else []
+    in_names = [n for n in input_datasets(branches, phot_cols) if n != RVS_DATASET]
+    lab_names = [label_dataset(n) for n in labels]
+    data = _gather(train_file, [*in_names, *lab_names], rows)
+    _check_finite(train_file, data, in_names, data["source_id"])
+    y = np.stack([data[n].astype(np.float64) for n in lab_names], axis=1)
+    with np.errstate(all="ignore"):
+        if np.any(np.all(~np.isfinite(y), axis=0)):
+            bad = [labels[i] for i in np.nonzero(np.all(~np.isfinite(y), axis=0))[0]]
+            raise LayoutError(train_file, label_dataset(bad[0]), "no finite value in the rows")
+        y = np.where(np.isfinite(y), y, np.nan)
+        sc = Scalers(
+            labels=labels,
+            label_min=np.nanmin(y, axis=0),
+            label_max=np.nanmax(y, axis=0),
+            branches=list(branches),
+            phot_columns=phot_cols,
+            n_pixels=info.n_pixels if "rvs" in branches else None,
+            xp_length=info.xp_length if "xp" in branches else None,
+        )
+    if "phot" in branches:
+        p = np.stack([data[c].astype(np.float64) for c in phot_cols], axis=1)
+        sc.phot_min, sc.phot_max = p.min(axis=0), p.max(axis=0)
+    if "xp" in branches:
+        xp = normalise_xp(data[XP_COEFFICIENT_DATASETS[0]], data[XP_COEFFICIENT_DATASETS[1]])
+        sc.xp_min, sc.xp_max = xp.min(axis=0), xp.max(axis=0)
+    return sc
+
+
+# --------------------------------------------------------------------------- model
+
+
+def _merge(defaults: Mapping[str, Any], given: Mapping[str, Any] | None, what: str) -> dict:
+    given = dict(given or {})
+    unknown = sorted(set(given) - set(defaults))
+    if unknown:
+        raise ValueError(f"unknown {what} key(s) {unknown} (known: {sorted(defaults)})")
+    return {**defaults, **given}
+
+
+def build_model(
+    n_pixels: int | None,
+    n_phot: int | None,
+    xp_length: int | None,
+    n_labels: int,
+    arch: Mapping[str, Any] | None = None,
+) -> keras.Model:
+    """The hybrid CNN (Sect. 3.1, Fig. 6); a branch is built when its size is not None.
+
+    ``n_pixels``: RVS pixels P (input "rvs", (batch, P, 1)); ``n_phot``: photometry inputs
+    (input "phot", (batch, 3 or 4)); ``xp_length``: coefficients per band M (input "xp",
+    (batch, 2M)).  Output: (batch, n_labels) scaled labels, linear.  ``arch`` overrides keys
+    of :data:`DEFAULT_ARCH`.
+    """
+    a = _merge(DEFAULT_ARCH, arch, "arch")
+    if n_pixels is None and n_phot is None and xp_length is None:
+        raise ValueError("build_model needs at least one branch (rvs, phot or xp)")
+    if n_labels < 1:
+        raise ValueError("n_labels must be >= 1")
+    slope = float(a["negative_slope"])
+
+    def dense(x, units: int, name: str):
+        x = keras.layers.Dense(int(units), name=name)(x)
+        x = keras.layers.LeakyReLU(negative_slope=slope, name=f"{name}_act")(x)
+        if a["dropout"]:
+            x = keras.layers.Dropout(float(a["dropout"]), name=f"{name}_dropout")(x)
+        return x
+
+    inputs, feats = [], []
+    if n_pixels is not None:
+        filters = list(a["conv_filters"])
+        if len(filters) != 3:
+            raise ValueError("arch conv_filters must list 3 filter counts (Sect. 3.1)")
+        x_in = keras.Input(shape=(int(n_pixels), 1), name="rvs", dtype="float32")
+        x = x_in
+        for i, nf in enumerate(filters, start=1):
+            x = keras.layers.Conv1D(
+                int(nf),
+                int(a["kernel_size"]),
+                activation=a["conv_activation"],
+                padding=a["padding"],
+                name=f"rvs_conv{i}",
+            )(x)
+            if i >= 2:  # max-pooling after convolution blocks two and three (Sect. 3.1)
+                x = keras.layers.MaxPooling1D(int(a["pool_size"]), name=f"rvs_pool{i - 1}")(x)
+        x = keras.layers.Flatten(name="rvs_flatten")(x)
+        feats.append(dense(x, a["rvs_dense"], "rvs_dense"))
+        inputs.append(x_in)
+    if n_phot is not None:
+        p_in = keras.Input(shape=(int(n_phot),), name="phot", dtype="float32")
+        feats.append(dense(p_in, a["phot_dense"], "phot_dense"))
+        inputs.append(p_in)
+    if xp_length is not None:
+        q_in = keras.Input(shape=(2 * int(xp_length),), name="xp", dtype="float32")
+        feats.append(dense(q_in, a["xp_dense"], "xp_dense"))
+        inputs.append(q_in)
+    h = keras.layers.Concatenate(name="concat")(feats) if len(feats) > 1 else feats[0]
+    for i, units in enumerate(a["head_dense"], start=1):
+        h = dense(h, units, f"head_dense{i}")
+    out = keras.layers.Dense(int(n_labels), activation="linear", name="labels")(h)
+    names = "_".join(i.name for i in inputs)
+    return keras.Model(inputs=inputs, outputs=out, name=f"hybrid_cnn_{names}")
+
+
+def model_for(scalers: Scalers, arch: Mapping[str, Any] | None = None) -> keras.Model:
+    """Build the model that fits ``scalers`` (its branches and input sizes)."""
+    b = scalers.branches
+    return build_model(
+        scalers.n_pixels if "rvs" in b else None,
+        len(scalers.phot_columns) if "phot" in b else None,
+        scalers.xp_length if "xp" in b else None,
+        len(scalers.labels),
+        arch,
+    )
+
+
+# --------------------------------------------------------------------------- data
+
+
+def load_inputs(
+    train_file: str | os.PathLike,
+    rows: np.ndarray,
+    branches: Sequence[str],
+    scalers: Scalers,
+    labels: Sequence[str],
+) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """Model inputs and scaled labels of ``rows`` (in that order), held in memory.
+
+    Returns ``({"rvs": (n, P, 1), "phot": (n, k), "xp": (n, 2M)}, y01 (n, n_labels))``, all
+    float32.  Non-finite inputs raise :class:`LayoutError`; so do NaN labels (callers drop
+    such stars first, as :func:`train_member` does).
+    """
+    names = scalers.datasets(branches)
+    lab_names = [label_dataset(n) for n in labels]
+    data = _gather(train_file, [*names, *lab_names], rows)
+    _check_finite(train_file, data, names, data["source_id"])
+    y = np.stack([data[n].astype(np.float64) for n in lab_names], axis=1)
+    bad = ~np.isfinite(y)
+    if bad.any():
+        i, j = (int(v[0]) for v in np.nonzero(bad))
+        raise LayoutError(
+            train_file,
+            lab_names[j],
+            f"non-finite label in {int(bad.any(axis=1).sum())} of the rows "
+            f"(first: source_id {int(data['source_id'][i])}); drop such stars first",
+        )
+    return scalers.inputs(data, branches), scalers.scale_labels(y)
+
+
+def split_indices(
+    n: int, split: int, validation_fraction: float = 0.25, base_seed: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
+    """Random training / validation rows (sorted int64) of a sample of ``n`` stars (Sect. 3.2).
+
+    Depends only on ``(n, split, validation_fraction, base_seed)``: the same split number
+    gives the same partition on every machine (numpy PCG64 seeded with [base_seed, split]).
+    """
+    if n < 2:
+        raise ValueError(f"cannot split {n} stars into training and validation sets")
+    if not 0.0 < validation_fraction < 1.0:
+        raise ValueError(f"validation_fraction must be in (0, 1), got {validation_fraction}")
+    if split < 0 or base_seed < 0:
+        raise ValueError("split and base_seed must be >= 0")
+    rng = np.random.default_rng([int(base_seed), int(split)])
+    perm = rng.permutation(n)
+    n_val = min(max(1, round(n * validation_fraction)), n - 1)
+    return np.sort(perm[n_val:]).astype(np.int64), np.sort(perm[:n_val]).astype(np.int64)
+
+
+# --------------------------------------------------------------------------- training
+
+
+def _read_labels(path, labels: Sequence[str]) -> np.ndarray:
+    with h5py.File(path, "r") as h5:
+        return np.stack([h5[label_dataset(n)][:].astype(np.float64) for n in labels], axis=1)
+
+
+def train_member(
+    train_file: str | os.PathLike,
+    out_dir: str | os.PathLike,
+    *,
+    split: int,
+    seed: int,
+    labels: Sequence[str],
+    branches: Sequence[str],
+    arch: Mapping[str, Any] | None = None,
+    training: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Train one ensemble member (Sect. 3.2) and write ``out_dir``/{model.keras, history.json,
+    scalers.json} atomically (all three renamed into place only on success).
+
+    The 75/25 split depends only on ``split`` (and ``training["base_seed"]``); weight
+    initialisation and batch shuffling only on ``seed``; with op determinism on, the same
+    seed and data give the same weights on CPU.  Stars with a NaN in any of ``labels`` are
+    left out of training and validation (the split is drawn over all rows first, so it does
+    not depend on which labels are missing).  Returns a summary dict.
+    """
+    t0 = time.time()
+    tr = _merge(DEFAULT_TRAINING, training, "training")
+    info = validate(train_file, check_values=False)
+    labels = _check_labels(train_file, info, labels)
+    branches = _check_branches(train_file, info, branches)
+
+    y_all = _read_labels(train_file, labels)
+    labelled = np.all(np.isfinite(y_all), axis=1)
+    train_rows, val_rows = split_indices(
+        info.n_rows, split, tr["validation_fraction"], tr["base_seed"]
+    )
+    train_rows = train_rows[labelled[train_rows]]
+    val_rows = val_rows[labelled[val_rows]]
+    if train_rows.size == 0 or val_rows.size == 0:
+        raise LayoutError(
+            train_file,
+            "labels",
+            f"too few stars with all labels {labels} finite "
+            f"({int(labelled.sum())} of {info.n_rows}) to train and validate",
+        )
+
+    scalers = fit_scalers(train_file, train_rows, labels, branches)
+    x_tr, y_tr = load_inputs(train_file, train_rows, branches, scalers, labels)
+    x_va, y_va = load_inputs(train_file, val_rows, branches, scalers, labels)
+
+    keras.utils.set_random_seed(int(seed))
+    tf.config.experimental.enable_op_determinism()
+    model = model_for(scalers, arch)
+    model.compile(optimizer=keras.optimizers.Adam(float(tr["learning_rate"])), loss="mse")
+    callbacks = [
+        keras.callbacks.ReduceLROnPlateau(
+            monitor="val_loss",
+            factor=float(tr["reduce_lr_factor"]),
+            patience=int(tr["reduce_lr_patience"]),
+            min_lr=float(tr["min_lr"]),
+        ),
+        keras.callbacks.EarlyStopping(
+            monitor="val_loss",
+            patience=int(tr["early_stopping_patience"]),
+            restore_best_weights=True,
+        ),
+    ]
+    hist = model.fit(
+        x_tr,
+        y_tr,
+        validation_data=(x_va, y_va),
+        epochs=int(tr["max_epochs"]),
+        batch_size=int(tr["batch_size"]),
+        shuffle=True,
+        callbacks=callbacks,
+        verbose=int(tr["verbose"]),
+    )
+    history = {k: [float(v) for v in vals] for k, vals in hist.history.items()}
+    val_loss = history.get("val_loss", [])
+    best = int(np.nanargmin(val_loss)) if val_loss else -1
+    summary: dict[str, Any] = {
+        "split": int(split),
+        "seed": int(seed),
+        "labels": list(labels),
+        "branches": list(branches),
+        "n_train": int(train_rows.size),
+        "n_validation": int(val_rows.size),
+        "n_dropped_nan_labels": int((~labelled).sum()),
+        "epochs_run": len(val_loss),
+        "best_epoch": best + 1,
+        "best_val_loss": float(val_loss[best]) if val_loss else None,
+        "n_parameters": int(model.count_params()),
+        "train_seconds": round(time.time() - t0, 3),
+        "arch": _merge(DEFAULT_ARCH, arch, "arch"),
+        "training": tr,
+        "train_file": str(train_file),
+    }
+    _save_member(Path(out_dir), model, scalers, {"history": history, "summary": summary})
+    return summary
+
+
+def _save_member(out_dir: Path, model: keras.Model, scalers: Scalers, history: dict) -> None:
+    """Write the three member files under temporary names, then rename them into place."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with contextlib.ExitStack() as stack:
+        tmp_scalers = stack.enter_context(atomic_output(out_dir / SCALERS_FILE))
+        tmp_history = stack.enter_context(atomic_output(out_dir / HISTORY_FILE))
+        tmp_scalers.write_text(scalers.to_json(), encoding="utf-8")
+        tmp_history.write_text(json.dumps(history, indent=1, sort_keys=True), encoding="utf-8")
+        fd, name = tempfile.mkstemp(prefix=f".{MODEL_FILE}.", suffix=".tmp.keras", dir=out_dir)
+        os.close(fd)
+        tmp_model = Path(name)
+        try:
+            model.save(tmp_model)
+            umask = os.umask(0)
+            os.umask(umask)
+            os.chmod(tmp_model, 0o666 & ~umask)  # mkstemp makes 0600; usual permissions
+        except BaseException:
+            tmp_model.unlink(missing_ok=True)
+            raise
+        stack.callback(os.replace, tmp_model, out_dir / MODEL_FILE)
+    # ExitStack unwinds in reverse: model.keras first, then history.json, then scalers.json.
+
+
+# --------------------------------------------------------------------------- prediction
+
+
+def load_member(member_dir: str | os.PathLike) -> tuple[keras.Model, Scalers]:
+    """The trained model and its scalers from a member directory."""
+    d = Path(member_dir)
+    missing = [f for f in (MODEL_FILE, SCALERS_FILE) if not (d / f).is_file()]
+    if missing:
+        raise MemberError(f"{d}: member directory lacks {', '.join(missing)} (was it trained?)")
+    scalers = Scalers.from_json((d / SCALERS_FILE).read_text(encoding="utf-8"))
+    model = keras.models.load_model(d / MODEL_FILE, compile=False)
+    return model, scalers
+
+
+def make_predictor(model: keras.Model, batch_size: int):
+    """A function ``inputs dict -> (n, n_labels) float32`` running ``model`` in fixed batches.
+
+    One ``tf.function`` traced once for a fixed ``(batch_size, ...)`` signature; the last
+    partial batch is zero-padded, so no retracing happens whatever n is.
+    """
+    names = [t.name for t in model.inputs]
+    spec = {
+        n: tf.TensorSpec((batch_size, *t.shape[1:]), tf.float32)
+        for n, t in zip(names, model.inputs, strict=True)
+    }
+
+    @tf.function(input_signature=[spec], reduce_retracing=False)
+    def step(x):
+        return model(x, training=False)
+
+    def predict(x: Mapping[str, np.ndarray]) -> np.ndarray:
+        n = len(next(iter(x.values())))
+        out = np.empty((n, model.outputs[0].shape[-1]), dtype=np.float32)
+        for s in range(0, n, batch_size):
+            e = min(s + batch_size, n)
+            batch = {}
+            for k in names:
+                v = np.asarray(x[k][s:e], dtype=np.float32)
+                if e - s < batch_size:
+                    pad = np.zeros((batch_size - (e - s), *v.shape[1:]), dtype=np.float32)
+                    v = np.concatenate([v, pad])
+                batch[k] = v
+            out[s:e] = step(batch).numpy()[: e - s]
+        return out
+
+    return predict
+
+
+def predict_file(
+    member_dir: str | os.PathLike,
+    arrays_file: str | os.PathLike,
+    out_path: str | os.PathLike,
+    *,
+    chunk_rows: int = 4096,
+    batch_size: int = 2048,
+    progress: bool = True,
+) -> None:
+    """Predict the labels of every star of ``arrays_file`` with one member; write ``out_path``.
+
+    Streams ``arrays_file`` in chunks of ``chunk_rows`` (memory independent of N).  Output
+    HDF5 (written atomically): ``source_id`` int64 (N,) and ``pred/<label>`` float32 (N,) in
+    physical units; root attributes name the member and the inputs used.
+    """
+    from tqdm.auto import tqdm
+
+    model, scalers = load_member(member_dir)
+    info = validate(arrays_file, check_values=False)
+    for b in scalers.branches:
+        if b not in info.branches:
+            raise LayoutError(
+                arrays_file,
+                {"rvs": RVS_DATASET, "phot": PHOT_DATASETS[0], "xp": XP_COEFFICIENT_DATASETS[0]}[b],
+                f"the model needs branch {b!r}, whose data the file lacks "
+                f"(it can feed: {', '.join(info.branches) or 'no branch'})",
+            )
+    if "rvs" in scalers.branches and info.n_pixels != scalers.n_pixels:
+        raise LayoutError(
+            arrays_file, RVS_DATASET, f"{info.n_pixels} pixels, model has {scalers.n_pixels}"
+        )
+    if "xp" in scalers.branches and info.xp_length != scalers.xp_length:
+        raise LayoutError(
+            arrays_file,
+            XP_COEFFICIENT_DATASETS[0],
+            f"{info.xp_length} coefficients, model has {scalers.xp_length}",
+        )
+    if "phot" in scalers.branches and PARALLAX_DATASET in scalers.phot_columns:
+        if not info.has_parallax:
+            raise LayoutError(arrays_file, PARALLAX_DATASET, "the model needs parallax")
+    names = scalers.datasets()
+    n = info.n_rows
+    predict = make_predictor(model, int(batch_size))
+    with atomic_output(out_path) as tmp, h5py.File(tmp, "w") as h5:
+        h5.attrs["member_dir"] = str(member_dir)
+        h5.attrs["arrays_file"] = str(arrays_file)
+        h5.attrs["labels"] = json.dumps(scalers.labels)
+        h5.attrs["branches"] = json.dumps(scalers.branches)
+        sid_ds = h5.create_dataset("source_id", shape=(n,), dtype=np.int64)
+        preds = {
+            lab: h5.create_dataset(f"pred/{lab}", shape=(n,), dtype=np.float32)
+            for lab in scalers.labels
+        }
+        with tqdm(total=n, unit="star", disable=not progress, desc="predict") as bar:
+            for start, block in iter_rows(arrays_file, ["source_id", *names], chunk_rows):
+                sid = block["source_id"]
+                _check_finite(arrays_file, block, names, sid)
+                y = scalers.unscale_labels(predict(scalers.inputs(block)))
+                stop = start + len(sid)
+                sid_ds[start:stop] = sid
+                for j, lab in enumerate(scalers.labels):
+                    preds[lab][start:stop] = y[:, j]
+                bar.update(len(sid))
