@@ -90,5 +90,5 @@ def test_command_line_strings_become_numbers(config, schema):
     assert cfg["selection"]["training"]["max_ruwe"] == 1.2
     assert cfg["selection"]["gaia"]["exclude_variable"] is False
     cfg["demo"]["n_stars"] = "lots"
-    with pytest.raises(ConfigError, match="'demo.n_stars': 'lots' is not of type 'integer'"):
+    with pytest.raises(ConfigError, match=r"'demo\.n_stars': 'lots' is not of type 'integer'"):
         validate_config(cfg, schema)

@@ -15,8 +15,18 @@ PASCHEN = (850.249, 854.538, 859.839, 866.502)  # P16, P15, P14, P13
 
 
 def star(**kw: float) -> dict[str, np.ndarray]:
-    base = dict(teff=4800.0, logg=2.5, m_h=0.0, alpha_m=0.0, fe_h=0.0, mass=1.2,
-                distance_pc=1000.0, a_v=0.0, rv_shift_kms=0.0, vsini_kms=3.0)
+    base = dict(
+        teff=4800.0,
+        logg=2.5,
+        m_h=0.0,
+        alpha_m=0.0,
+        fe_h=0.0,
+        mass=1.2,
+        distance_pc=1000.0,
+        a_v=0.0,
+        rv_shift_kms=0.0,
+        vsini_kms=3.0,
+    )
     base.update(kw)
     arrays = {k: np.atleast_1d(np.asarray(v, dtype=np.float64)) for k, v in base.items()}
     n = max(a.size for a in arrays.values())
@@ -43,8 +53,7 @@ def sample():
 
 def test_public_api():
     assert P.LABELS == ("teff", "logg", "m_h", "alpha_m", "fe_h")
-    for name in ("thin_disc", "thick_disc", "halo", "ob_star", "m_giant", "cool_dwarf",
-                 "binary"):
+    for name in ("thin_disc", "thick_disc", "halo", "ob_star", "m_giant", "cool_dwarf", "binary"):
         assert name in P.POPULATION_CODES
     assert len(set(P.POPULATION_CODES.values())) == len(P.POPULATION_CODES)
     import json
@@ -64,8 +73,10 @@ def test_noise_free_shapes():
 
 
 def test_metallicity_strengthens_cat_and_fe():
-    ews = [(cat_ew(f), ew(f, FE_ISOLATED)) for f in
-           (flux(m_h=m, fe_h=m) for m in (-1.5, -0.8, -0.3, 0.0, 0.3))]
+    ews = [
+        (cat_ew(f), ew(f, FE_ISOLATED))
+        for f in (flux(m_h=m, fe_h=m) for m in (-1.5, -0.8, -0.3, 0.0, 0.3))
+    ]
     cat, fe = np.array(ews).T
     assert np.all(np.diff(cat) > 0) and np.all(np.diff(fe) > 0)
     assert cat[-1] > 2.0 * cat[0] and fe[-1] > 1.5 * fe[0]
@@ -111,7 +122,7 @@ def test_tio_bands_in_m_giant():
     assert np.mean(k_giant[0, continuum_window]) > 0.9
     # band head at 856.9 nm: a step down to the red
     j = int(np.argmin(np.abs(WAVE - 856.9)))
-    blue, red = m_giant[0, j - 12:j - 4].max(), m_giant[0, j + 4:j + 12].max()
+    blue, red = m_giant[0, j - 12 : j - 4].max(), m_giant[0, j + 4 : j + 12].max()
     assert red < blue - 0.03
     assert not np.any(P._tio_tau(np.array([4300.0]), np.array([0.0]), P.DEFAULT_PARAMS))
 
@@ -133,11 +144,21 @@ def test_observed_layout(sample):
     n = truth["teff"].size
     assert n == 3000
     assert obs["flux"].shape == (n, RVS_N_PIXELS) and obs["flux"].dtype == np.float32
-    for key in ("bp_coefficients", "rp_coefficients", "bp_coefficient_errors",
-                "rp_coefficient_errors"):
+    for key in (
+        "bp_coefficients",
+        "rp_coefficients",
+        "bp_coefficient_errors",
+        "rp_coefficient_errors",
+    ):
         assert obs[key].shape == (n, 55) and obs[key].dtype == np.float32
-    for key in ("snr", "phot_g_mean_mag", "parallax", "parallax_error", "ruwe",
-                "phot_bp_mean_flux_over_error"):
+    for key in (
+        "snr",
+        "phot_g_mean_mag",
+        "parallax",
+        "parallax_error",
+        "ruwe",
+        "phot_bp_mean_flux_over_error",
+    ):
         assert obs[key].shape == (n,) and obs[key].dtype == np.float32
     assert truth["population"].dtype == np.int8 and truth["is_binary"].dtype == bool
     assert np.all(obs["snr"] >= 15.0)
@@ -210,13 +231,15 @@ def test_xp_and_photometry():
     poor = P.noise_free_observables(star(m_h=-1.5, fe_h=-1.5))
     rich = P.noise_free_observables(star(m_h=0.3, fe_h=0.3))
     assert np.abs(shape(poor, "bp") - shape(rich, "bp")).max() > 0.01
-    assert float(poor["bp_mag"][0] - poor["rp_mag"][0]) < float(rich["bp_mag"][0]
-                                                                 - rich["rp_mag"][0])
+    assert float(poor["bp_mag"][0] - poor["rp_mag"][0]) < float(
+        rich["bp_mag"][0] - rich["rp_mag"][0]
+    )
 
 
 def test_solar_calibration():
-    sun = P.noise_free_observables(star(teff=P.TEFF_SUN, logg=P.LOGG_SUN, mass=1.0,
-                                        distance_pc=10.0))
+    sun = P.noise_free_observables(
+        star(teff=P.TEFF_SUN, logg=P.LOGG_SUN, mass=1.0, distance_pc=10.0)
+    )
     assert abs(float(sun["g"][0]) - 4.67) < 1e-6
     assert abs(float(sun["bp_mag"][0] - sun["rp_mag"][0]) - 0.82) < 1e-6
 

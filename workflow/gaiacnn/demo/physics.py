@@ -300,28 +300,40 @@ DEFAULT_PARAMS: dict = {
         "subgiant_fraction_of_dwarfs": 0.30,
         "binary_fraction_of_dwarfs": 0.03,  # in-population unresolved binaries (RUWE > 1.4)
         "thin_disc": {
-            "m_h_mean": -0.05, "m_h_sigma": 0.22,  # dex, at R0
+            "m_h_mean": -0.05,
+            "m_h_sigma": 0.22,  # dex, at R0
             "m_h_gradient_dex_per_kpc": -0.06,
-            "alpha_at_solar": 0.02, "alpha_slope": -0.08,  # [a/M] = a0 + slope*[M/H]
+            "alpha_at_solar": 0.02,
+            "alpha_slope": -0.08,  # [a/M] = a0 + slope*[M/H]
             "alpha_sigma": 0.02,
-            "giant_mass_median": 1.3, "giant_mass_lnsigma": 0.3,  # Msun
+            "giant_mass_median": 1.3,
+            "giant_mass_lnsigma": 0.3,  # Msun
         },
         "thick_disc": {
-            "m_h_mean": -0.5, "m_h_sigma": 0.25,
+            "m_h_mean": -0.5,
+            "m_h_sigma": 0.25,
             "m_h_gradient_dex_per_kpc": 0.0,
-            "alpha_plateau": 0.26, "alpha_knee_m_h": -0.7,  # plateau below the knee
+            "alpha_plateau": 0.26,
+            "alpha_knee_m_h": -0.7,  # plateau below the knee
             "alpha_slope_above_knee": -0.17,  # d[a/M]/d[M/H] above the knee
             "alpha_sigma": 0.025,
-            "giant_mass_median": 1.0, "giant_mass_lnsigma": 0.15,
+            "giant_mass_median": 1.0,
+            "giant_mass_lnsigma": 0.15,
         },
         "halo": {
-            "m_h_mean": -1.4, "m_h_sigma": 0.5, "m_h_min": -2.5, "m_h_max": -0.5,
-            "alpha_mean": 0.30, "alpha_sigma": 0.05,
-            "giant_mass_median": 0.85, "giant_mass_lnsigma": 0.1,
+            "m_h_mean": -1.4,
+            "m_h_sigma": 0.5,
+            "m_h_min": -2.5,
+            "m_h_max": -0.5,
+            "alpha_mean": 0.30,
+            "alpha_sigma": 0.05,
+            "giant_mass_median": 0.85,
+            "giant_mass_lnsigma": 0.1,
         },
         "m_h_limits": [-2.5, 0.5],  # dex, clip of all [M/H]
         "fe_h_scatter": 0.03,  # [Fe/H] = [M/H] + N(0, this)
-        "dwarf_teff_mean": 5700.0, "dwarf_teff_sigma": 550.0,  # K
+        "dwarf_teff_mean": 5700.0,
+        "dwarf_teff_sigma": 550.0,  # K
         "dwarf_teff_limits": [4300.0, 6800.0],
         "dwarf_logg_sigma": 0.08,
         "subgiant_logg_limits": [3.5, 4.1],
@@ -330,17 +342,24 @@ DEFAULT_PARAMS: dict = {
         "rgb_teff_per_logg": 380.0,  # K/dex
         "rgb_teff_per_m_h": -300.0,  # K/dex (metal-poor giants are hotter)
         "rgb_teff_sigma": 70.0,
-        "rc_teff_mean": 4800.0, "rc_teff_sigma": 60.0, "rc_teff_per_m_h": -150.0,
-        "rc_logg_mean": 2.45, "rc_logg_sigma": 0.06,
-        "vsini_median_kms": 3.0, "vsini_lnsigma": 0.4,
+        "rc_teff_mean": 4800.0,
+        "rc_teff_sigma": 60.0,
+        "rc_teff_per_m_h": -150.0,
+        "rc_logg_mean": 2.45,
+        "rc_logg_sigma": 0.06,
+        "vsini_median_kms": 3.0,
+        "vsini_lnsigma": 0.4,
         "ob_star": {
-            "teff_limits": [10000.0, 30000.0], "logg_limits": [3.5, 4.3],
-            "vsini_median_kms": 120.0, "vsini_lnsigma": 0.5,
+            "teff_limits": [10000.0, 30000.0],
+            "logg_limits": [3.5, 4.3],
+            "vsini_median_kms": 120.0,
+            "vsini_lnsigma": 0.5,
             "scale_height_kpc": 0.1,
         },
         "m_giant": {"teff_limits": [3200.0, 3900.0], "logg_limits": [0.0, 1.2]},
         "cool_dwarf": {
-            "teff_limits": [3300.0, 4100.0], "logg_limits": [4.6, 5.0],
+            "teff_limits": [3300.0, 4100.0],
+            "logg_limits": [4.6, 5.0],
             "max_distance_pc": 200.0,
         },
         "binary": {"primary_teff_limits": [4800.0, 6000.0], "mass_ratio_limits": [0.6, 1.0]},
@@ -448,8 +467,10 @@ def merge_params(overrides: dict | None) -> dict:
     def check(base: dict, over: dict, prefix: str) -> None:
         for key, val in over.items():
             if key not in base:
-                raise ValueError(f"demo.physics.{prefix}{key} is not a parameter of the demo "
-                                 "physics (see gaiacnn.demo.physics.DEFAULT_PARAMS)")
+                raise ValueError(
+                    f"demo.physics.{prefix}{key} is not a parameter of the demo "
+                    "physics (see gaiacnn.demo.physics.DEFAULT_PARAMS)"
+                )
             if isinstance(val, dict) and isinstance(base[key], dict):
                 check(base[key], val, f"{prefix}{key}.")
 
@@ -544,15 +565,14 @@ def _paschen_log_eta(teff: np.ndarray, params: dict) -> np.ndarray:
 def _tio_tau(teff: np.ndarray, m_h: np.ndarray, params: dict) -> np.ndarray:
     """TiO optical depth scale (n,): steep rise below ~3900 K, zero above tio_teff_off."""
     sp = params["spectrum"]
-    on = np.clip(
-        (sp["tio_teff_off"] - teff) / (sp["tio_teff_off"] - sp["tio_teff_ref"]), 0.0, 1.0
-    )
+    on = np.clip((sp["tio_teff_off"] - teff) / (sp["tio_teff_off"] - sp["tio_teff_ref"]), 0.0, 1.0)
     expo = np.clip((sp["tio_teff_ref"] - teff) / sp["tio_teff_scale"], -50.0, 50.0)
     return sp["tio_tau_ref"] * 10.0**m_h * np.exp(expo) * on
 
 
-def _doppler_sigma_kms(teff: np.ndarray, logg: np.ndarray, vsini: np.ndarray, params: dict,
-                       atomic_mass: float = 56.0) -> np.ndarray:
+def _doppler_sigma_kms(
+    teff: np.ndarray, logg: np.ndarray, vsini: np.ndarray, params: dict, atomic_mass: float = 56.0
+) -> np.ndarray:
     a, b = params["spectrum"]["microturbulence_kms"]
     xi = a + b * np.clip(4.5 - logg, 0.0, 4.5)
     thermal2 = K_B * teff / (atomic_mass * AMU) / 1e6  # (km/s)^2
@@ -575,8 +595,14 @@ def _cog_table() -> tuple[np.ndarray, np.ndarray]:
     return log_eta, w
 
 
-def _add_gaussian_line(flux: np.ndarray, grid: np.ndarray, centre: np.ndarray,
-                       depth: np.ndarray, sigma: np.ndarray, half_window: float) -> None:
+def _add_gaussian_line(
+    flux: np.ndarray,
+    grid: np.ndarray,
+    centre: np.ndarray,
+    depth: np.ndarray,
+    sigma: np.ndarray,
+    half_window: float,
+) -> None:
     """Multiply ``flux`` in place by 1 - depth exp(-(lambda - centre)^2 / 2 sigma^2)."""
     lo = float(np.min(centre)) - half_window
     hi = float(np.max(centre)) + half_window
@@ -588,9 +614,17 @@ def _add_gaussian_line(flux: np.ndarray, grid: np.ndarray, centre: np.ndarray,
     flux[:, j0:j1] *= 1.0 - depth[:, None] * np.exp(-0.5 * (dx / sigma[:, None]) ** 2)
 
 
-def _add_line(flux: np.ndarray, grid: np.ndarray, centre: np.ndarray, eta: np.ndarray,
-              sigma: np.ndarray, half_window: float, d_max: float,
-              wing_amp: np.ndarray | None = None, gamma: np.ndarray | None = None) -> None:
+def _add_line(
+    flux: np.ndarray,
+    grid: np.ndarray,
+    centre: np.ndarray,
+    eta: np.ndarray,
+    sigma: np.ndarray,
+    half_window: float,
+    d_max: float,
+    wing_amp: np.ndarray | None = None,
+    gamma: np.ndarray | None = None,
+) -> None:
     """Multiply ``flux`` (n, n_pix) in place by one line's transmission 1 - depth(lambda).
 
     depth = d_max tau / (1 + tau), tau = eta [exp(-x^2/2s^2) + A gamma^2/(x^2 + gamma^2)].
@@ -612,8 +646,7 @@ def _add_line(flux: np.ndarray, grid: np.ndarray, centre: np.ndarray, eta: np.nd
     flux[:, j0:j1] *= 1.0 - d_max * tau / (1.0 + tau)
 
 
-def _rvs_flux_group(labels: dict[str, np.ndarray], rv_kms: np.ndarray, params: dict
-                    ) -> np.ndarray:
+def _rvs_flux_group(labels: dict[str, np.ndarray], rv_kms: np.ndarray, params: dict) -> np.ndarray:
     grid = _rvs_grid()
     n = rv_kms.size
     flux = np.ones((n, grid.size))
@@ -655,8 +688,17 @@ def _rvs_flux_group(labels: dict[str, np.ndarray], rv_kms: np.ndarray, params: d
                 _lsf_sigma_nm(lam) ** 2 + PASCHEN_STARK_SIGMA_NM**2 + (lam * sig_h / C_KMS) ** 2
             )
             eta = 10.0 ** (log_eta_p + rel)
-            _add_line(flux, grid, lam * doppler, eta, sigma, PASCHEN_WINDOW_NM, LINE_DEPTH_MAX,
-                      amp, gamma_p)
+            _add_line(
+                flux,
+                grid,
+                lam * doppler,
+                eta,
+                sigma,
+                PASCHEN_WINDOW_NM,
+                LINE_DEPTH_MAX,
+                amp,
+                gamma_p,
+            )
     # TiO bands (heads degrading to the red, with a rotational ripple)
     tio = _tio_tau(teff, labels["m_h"], params)
     cool = np.flatnonzero(tio > 0.0)
@@ -673,8 +715,9 @@ def _rvs_flux_group(labels: dict[str, np.ndarray], rv_kms: np.ndarray, params: d
     return flux
 
 
-def _rvs_flux(labels: dict[str, np.ndarray], rv_kms: np.ndarray,
-              params: dict = DEFAULT_PARAMS) -> np.ndarray:
+def _rvs_flux(
+    labels: dict[str, np.ndarray], rv_kms: np.ndarray, params: dict = DEFAULT_PARAMS
+) -> np.ndarray:
     """Noise-free normalised RVS flux (n, 2401) float64 of single stars.
 
     labels: teff, logg, m_h, alpha_m, fe_h, mass, vsini_kms (n,); rv_kms (n,) Doppler shift.
@@ -689,8 +732,10 @@ def _rvs_flux(labels: dict[str, np.ndarray], rv_kms: np.ndarray,
         idx = np.flatnonzero((vsini > BROAD_VSINI_KMS) == broad)
         if idx.size == 0:
             continue
-        sub = {k: np.asarray(labels[k], dtype=np.float64)[idx] for k in (
-            "teff", "logg", "m_h", "alpha_m", "fe_h", "mass", "vsini_kms")}
+        sub = {
+            k: np.asarray(labels[k], dtype=np.float64)[idx]
+            for k in ("teff", "logg", "m_h", "alpha_m", "fe_h", "mass", "vsini_kms")
+        }
         flux[idx] = _rvs_flux_group(sub, np.asarray(rv_kms, dtype=np.float64)[idx], params)
     return flux
 
@@ -734,9 +779,15 @@ def _passbands() -> dict[str, np.ndarray]:
     return out
 
 
-def _sed_photons_10pc(teff: np.ndarray, logg: np.ndarray, m_h: np.ndarray,
-                      alpha_m: np.ndarray, mass: np.ndarray, a_v: np.ndarray | None,
-                      params: dict) -> np.ndarray:
+def _sed_photons_10pc(
+    teff: np.ndarray,
+    logg: np.ndarray,
+    m_h: np.ndarray,
+    alpha_m: np.ndarray,
+    mass: np.ndarray,
+    a_v: np.ndarray | None,
+    params: dict,
+) -> np.ndarray:
     """Photon SED (n, n_sed) at 10 pc in arbitrary fixed units (solar star ~1 at 550 nm).
 
     Blackbody x surface area (R^2 = M / g) x blue line blanketing x Balmer jump x TiO x
@@ -780,8 +831,9 @@ def _sed_photons_10pc(teff: np.ndarray, logg: np.ndarray, m_h: np.ndarray,
 def _zero_points(sun_g: float, sun_bp: float, sun_rp: float) -> dict[str, float]:
     """Magnitude zero points making the Sun at 10 pc have the requested absolute magnitudes."""
     one = np.ones(1)
-    sed = _sed_photons_10pc(one * TEFF_SUN, one * LOGG_SUN, one * 0.0, one * 0.0, one, None,
-                            DEFAULT_PARAMS)[0]
+    sed = _sed_photons_10pc(
+        one * TEFF_SUN, one * LOGG_SUN, one * 0.0, one * 0.0, one, None, DEFAULT_PARAMS
+    )[0]
     bands = _passbands()
     target = {"g": sun_g, "bp": sun_bp, "rp": sun_rp}
     return {
@@ -820,8 +872,9 @@ def xp_basis(band: str) -> tuple[np.ndarray, np.ndarray]:
     psi[:, 0] = math.pi**-0.25 * np.exp(-0.5 * x**2)
     psi[:, 1] = math.sqrt(2.0) * x * psi[:, 0]
     for k in range(1, XP_N_COEFFICIENTS - 1):
-        psi[:, k + 1] = (math.sqrt(2.0 / (k + 1)) * x * psi[:, k]
-                         - math.sqrt(k / (k + 1)) * psi[:, k - 1])
+        psi[:, k + 1] = (
+            math.sqrt(2.0 / (k + 1)) * x * psi[:, k] - math.sqrt(k / (k + 1)) * psi[:, k - 1]
+        )
     q, r = np.linalg.qr(psi)
     q = q * np.sign(np.diag(r))[None, :]
     q.setflags(write=False)
@@ -829,8 +882,9 @@ def xp_basis(band: str) -> tuple[np.ndarray, np.ndarray]:
     return idx, q
 
 
-def _xp_coefficients(sed_obs: np.ndarray, mags: dict[str, np.ndarray],
-                     params: dict) -> dict[str, np.ndarray]:
+def _xp_coefficients(
+    sed_obs: np.ndarray, mags: dict[str, np.ndarray], params: dict
+) -> dict[str, np.ndarray]:
     """XP coefficients (n, 55) of BP and RP: projection of the band's photon counts per
     SED bin, scaled so their sum equals 10^(0.4 (ZP_e - m)) e-/s, onto xp_basis(band)."""
     zpe = params["sed"]["electron_zero_point"]
@@ -846,29 +900,39 @@ def _xp_coefficients(sed_obs: np.ndarray, mags: dict[str, np.ndarray],
     return out
 
 
-def _photometry(truth: dict[str, np.ndarray], params: dict,
-                distance_pc: np.ndarray | None = None,
-                a_v: np.ndarray | None = None) -> dict[str, np.ndarray]:
+def _photometry(
+    truth: dict[str, np.ndarray],
+    params: dict,
+    distance_pc: np.ndarray | None = None,
+    a_v: np.ndarray | None = None,
+) -> dict[str, np.ndarray]:
     """Apparent G/BP/RP (composite for binaries), the observed SED (n, n_sed) and the RVS-band
     luminosity ratio of the secondary."""
     d = np.asarray(truth["distance_pc"] if distance_pc is None else distance_pc, np.float64)
     av = np.asarray(truth["a_v"] if a_v is None else a_v, np.float64)
-    sed = _sed_photons_10pc(truth["teff"], truth["logg"], truth["m_h"], truth["alpha_m"],
-                            truth["mass"], av, params)
+    sed = _sed_photons_10pc(
+        truth["teff"], truth["logg"], truth["m_h"], truth["alpha_m"], truth["mass"], av, params
+    )
     lum_ratio = np.zeros(d.size)
     is_bin = np.asarray(truth.get("is_binary", np.zeros(d.size, bool)), bool)
     if np.any(is_bin):
         b = np.flatnonzero(is_bin)
-        sed2 = _sed_photons_10pc(truth["teff2"][b], truth["logg2"][b], truth["m_h"][b],
-                                 truth["alpha_m"][b], truth["mass2"][b], av[b], params)
+        sed2 = _sed_photons_10pc(
+            truth["teff2"][b],
+            truth["logg2"][b],
+            truth["m_h"][b],
+            truth["alpha_m"][b],
+            truth["mass2"][b],
+            av[b],
+            params,
+        )
         lam = _sed_grid()
         rvs = (lam >= 846.0) & (lam <= 870.0)
         lum_ratio[b] = sed2[:, rvs].sum(1) / sed[b][:, rvs].sum(1)
         sed[b] += sed2
     sed *= (10.0 / d[:, None]) ** 2
     mags = _band_mags_10pc(sed, params)
-    return {"sed": sed, "g": mags["g"], "bp": mags["bp"], "rp": mags["rp"],
-            "lum_ratio": lum_ratio}
+    return {"sed": sed, "g": mags["g"], "bp": mags["bp"], "rp": mags["rp"], "lum_ratio": lum_ratio}
 
 
 def _grvs(g_bp: np.ndarray, g_rp: np.ndarray, params: dict) -> np.ndarray:
@@ -879,21 +943,33 @@ def _grvs(g_bp: np.ndarray, g_rp: np.ndarray, params: dict) -> np.ndarray:
 # ==========================================================================================
 # public deterministic model
 # ==========================================================================================
-def _single_labels(truth: dict[str, np.ndarray], secondary: bool = False
-                   ) -> dict[str, np.ndarray]:
+def _single_labels(truth: dict[str, np.ndarray], secondary: bool = False) -> dict[str, np.ndarray]:
     n = np.asarray(truth["teff"]).size
     vsini = np.asarray(truth.get("vsini_kms", np.full(n, 3.0)), dtype=np.float64)
     if not secondary:
-        return {"teff": truth["teff"], "logg": truth["logg"], "m_h": truth["m_h"],
-                "alpha_m": truth["alpha_m"], "fe_h": truth["fe_h"], "mass": truth["mass"],
-                "vsini_kms": vsini}
-    return {"teff": truth["teff2"], "logg": truth["logg2"], "m_h": truth["m_h"],
-            "alpha_m": truth["alpha_m"], "fe_h": truth["fe_h"], "mass": truth["mass2"],
-            "vsini_kms": vsini}
+        return {
+            "teff": truth["teff"],
+            "logg": truth["logg"],
+            "m_h": truth["m_h"],
+            "alpha_m": truth["alpha_m"],
+            "fe_h": truth["fe_h"],
+            "mass": truth["mass"],
+            "vsini_kms": vsini,
+        }
+    return {
+        "teff": truth["teff2"],
+        "logg": truth["logg2"],
+        "m_h": truth["m_h"],
+        "alpha_m": truth["alpha_m"],
+        "fe_h": truth["fe_h"],
+        "mass": truth["mass2"],
+        "vsini_kms": vsini,
+    }
 
 
-def _spectrum(truth: dict[str, np.ndarray], params: dict,
-              lum_ratio: np.ndarray | None = None) -> np.ndarray:
+def _spectrum(
+    truth: dict[str, np.ndarray], params: dict, lum_ratio: np.ndarray | None = None
+) -> np.ndarray:
     n = np.asarray(truth["teff"]).size
     rv = np.asarray(truth.get("rv_shift_kms", np.zeros(n)), dtype=np.float64)
     flux = _rvs_flux(_single_labels(truth), rv, params)
@@ -909,8 +985,9 @@ def _spectrum(truth: dict[str, np.ndarray], params: dict,
     return np.maximum(flux, MIN_FLUX)
 
 
-def noise_free_observables(truth: dict[str, np.ndarray], params: dict = DEFAULT_PARAMS
-                           ) -> dict[str, np.ndarray]:
+def noise_free_observables(
+    truth: dict[str, np.ndarray], params: dict = DEFAULT_PARAMS
+) -> dict[str, np.ndarray]:
     """Deterministic forward model of one set of stars.
 
     Args:
@@ -967,8 +1044,11 @@ def _flux_over_error(mag: np.ndarray, band: str, params: dict) -> np.ndarray:
     ph = params["photometry"]
     rate = 10.0 ** (0.4 * (params["sed"]["electron_zero_point"][band] - mag))
     t = ph["exposure_s"][band]
-    rel2 = (ph["relative_floor"][band] ** 2 + 1.0 / (rate * t)
-            + ph["background_e_per_s"][band] / (rate**2 * t))
+    rel2 = (
+        ph["relative_floor"][band] ** 2
+        + 1.0 / (rate * t)
+        + ph["background_e_per_s"][band] / (rate**2 * t)
+    )
     return 1.0 / np.sqrt(rel2)
 
 
@@ -979,9 +1059,14 @@ def _nan_edges(rng: np.random.Generator, n: int, params: dict) -> tuple[np.ndarr
     return lead, trail
 
 
-def _observe(rng: np.random.Generator, truth: dict[str, np.ndarray],
-             model: dict[str, np.ndarray], snr: np.ndarray, transit_factor: np.ndarray,
-             params: dict) -> dict[str, np.ndarray]:
+def _observe(
+    rng: np.random.Generator,
+    truth: dict[str, np.ndarray],
+    model: dict[str, np.ndarray],
+    snr: np.ndarray,
+    transit_factor: np.ndarray,
+    params: dict,
+) -> dict[str, np.ndarray]:
     """Add noise to the noise-free model; returns the ``observed`` dict (float32)."""
     n = snr.size
     flux_true = model["flux"]
@@ -1005,8 +1090,9 @@ def _observe(rng: np.random.Generator, truth: dict[str, np.ndarray],
             ph["xp_exposure_s"] * transit_factor[:, None]
         )
         err = np.sqrt(var)
-        out[band + "_coefficients"] = (model[band] + err * rng.standard_normal(err.shape)
-                                       ).astype(np.float32)
+        out[band + "_coefficients"] = (model[band] + err * rng.standard_normal(err.shape)).astype(
+            np.float32
+        )
         out[band + "_coefficient_errors"] = err.astype(np.float32)
     for band, key in (("g", "g"), ("bp", "bp_mag"), ("rp", "rp_mag")):
         foe = _flux_over_error(model[key], band, params) * np.sqrt(transit_factor)
@@ -1022,8 +1108,7 @@ def _observe(rng: np.random.Generator, truth: dict[str, np.ndarray],
     a, b = ast["parallax_sigma_mas"]
     plx_err = (a + b * 10.0 ** (0.2 * (model["g"] - 15.0))) / np.sqrt(transit_factor)
     plx_err = plx_err * np.where(is_bin, ruwe, 1.0)
-    out["parallax"] = (model["parallax_mas"] + plx_err * rng.standard_normal(n)).astype(
-        np.float32)
+    out["parallax"] = (model["parallax_mas"] + plx_err * rng.standard_normal(n)).astype(np.float32)
     out["parallax_error"] = plx_err.astype(np.float32)
     out["ruwe"] = ruwe.astype(np.float32)
     return out
@@ -1053,8 +1138,9 @@ def _alpha_of_m_h(pop: str, m_h: np.ndarray, params: dict) -> np.ndarray:
     return p["alpha_at_solar"] + p["alpha_slope"] * np.clip(m_h, -1.0, 0.5)
 
 
-def _draw_labels(rng: np.random.Generator, pop: str, stage: str, m: int,
-                 params: dict) -> dict[str, np.ndarray]:
+def _draw_labels(
+    rng: np.random.Generator, pop: str, stage: str, m: int, params: dict
+) -> dict[str, np.ndarray]:
     """Draw ``m`` stars' labels (at R = R0; the gradient is applied after positions)."""
     pp = params["population"]
     mh_lo, mh_hi = pp["m_h_limits"]
@@ -1063,8 +1149,9 @@ def _draw_labels(rng: np.random.Generator, pop: str, stage: str, m: int,
     # metallicity and alpha
     if base == "halo":
         p = pp["halo"]
-        m_h = np.clip(p["m_h_mean"] + p["m_h_sigma"] * rng.standard_normal(m),
-                      p["m_h_min"], p["m_h_max"])
+        m_h = np.clip(
+            p["m_h_mean"] + p["m_h_sigma"] * rng.standard_normal(m), p["m_h_min"], p["m_h_max"]
+        )
         a_sig = p["alpha_sigma"]
     else:
         p = pp[base]
@@ -1088,35 +1175,44 @@ def _draw_labels(rng: np.random.Generator, pop: str, stage: str, m: int,
             logg = np.interp(teff, ms_t, ms_g) + pp["dwarf_logg_sigma"] * rng.standard_normal(m)
         else:
             lo, hi = pp["dwarf_teff_limits"]
-            teff = np.clip(pp["dwarf_teff_mean"] + pp["dwarf_teff_sigma"]
-                           * rng.standard_normal(m), lo, hi)
+            teff = np.clip(
+                pp["dwarf_teff_mean"] + pp["dwarf_teff_sigma"] * rng.standard_normal(m), lo, hi
+            )
             logg = np.interp(teff, ms_t, ms_g) + pp["dwarf_logg_sigma"] * rng.standard_normal(m)
             logg = np.maximum(logg, 4.0)
         mass = np.interp(teff, ms_t, ms_m) * (1.0 + 0.1 * m_h)
     elif stage == "subgiant":
         glo, ghi = pp["subgiant_logg_limits"]
         logg = rng.uniform(glo, ghi, m)
-        teff = np.clip(6000.0 - 700.0 * (ghi - logg) / (ghi - glo)
-                       + 250.0 * rng.standard_normal(m), 4900.0, 6500.0)
+        teff = np.clip(
+            6000.0 - 700.0 * (ghi - logg) / (ghi - glo) + 250.0 * rng.standard_normal(m),
+            4900.0,
+            6500.0,
+        )
         mass = rng.uniform(0.95, 1.5, m)
     elif stage == "red_giant_branch":
         glo, ghi = pp["rgb_logg_limits"]
         logg = rng.uniform(glo, ghi, m)
         teff_dm = pp["rgb_teff_per_m_h"]
-        teff = (pp["rgb_teff_at_logg25"] + pp["rgb_teff_per_logg"] * (logg - 2.5)
-                + teff_dm * m_h + pp["rgb_teff_sigma"] * rng.standard_normal(m))
+        teff = (
+            pp["rgb_teff_at_logg25"]
+            + pp["rgb_teff_per_logg"] * (logg - 2.5)
+            + teff_dm * m_h
+            + pp["rgb_teff_sigma"] * rng.standard_normal(m)
+        )
         mass = mass_med * np.exp(mass_sig * rng.standard_normal(m))
     elif stage == "red_clump":
         logg = pp["rc_logg_mean"] + pp["rc_logg_sigma"] * rng.standard_normal(m)
         teff_dm = pp["rc_teff_per_m_h"]
-        teff = (pp["rc_teff_mean"] + teff_dm * m_h + pp["rc_teff_sigma"] * rng.standard_normal(m))
+        teff = pp["rc_teff_mean"] + teff_dm * m_h + pp["rc_teff_sigma"] * rng.standard_normal(m)
         mass = mass_med * np.exp(mass_sig * rng.standard_normal(m))
     elif stage == "m_giant":
         lo, hi = pp["m_giant"]["teff_limits"]
         teff = rng.uniform(lo, hi, m)
         glo, ghi = pp["m_giant"]["logg_limits"]
-        logg = np.clip(glo + (ghi - glo) * (teff - lo) / (hi - lo)
-                       + 0.1 * rng.standard_normal(m), glo, ghi)
+        logg = np.clip(
+            glo + (ghi - glo) * (teff - lo) / (hi - lo) + 0.1 * rng.standard_normal(m), glo, ghi
+        )
         mass = 1.2 * np.exp(0.3 * rng.standard_normal(m))
     elif stage == "hot_main_sequence":
         p = pp["ob_star"]
@@ -1127,15 +1223,21 @@ def _draw_labels(rng: np.random.Generator, pop: str, stage: str, m: int,
         mass = 2.5 * (teff / 10000.0) ** 2.0
         m_h = np.clip(0.1 * rng.standard_normal(m), mh_lo, mh_hi)
         vsini = np.minimum(
-            p["vsini_median_kms"] * np.exp(p["vsini_lnsigma"] * rng.standard_normal(m)), 400.0)
+            p["vsini_median_kms"] * np.exp(p["vsini_lnsigma"] * rng.standard_normal(m)), 400.0
+        )
     else:  # pragma: no cover
         raise ValueError(stage)
     alpha_m = _alpha_of_m_h(base, m_h, params) + alpha_dev
     if pop == "ob_star":
         alpha_m = alpha_dev * 0.5
     labels = {
-        "teff": teff, "logg": logg, "m_h": m_h, "alpha_m": alpha_m, "fe_h": m_h + fe_dev,
-        "mass": mass, "vsini_kms": vsini,
+        "teff": teff,
+        "logg": logg,
+        "m_h": m_h,
+        "alpha_m": alpha_m,
+        "fe_h": m_h + fe_dev,
+        "mass": mass,
+        "vsini_kms": vsini,
         "_teff_dm": np.full(m, teff_dm),
     }
     # binaries
@@ -1184,8 +1286,9 @@ def _dust_a_v(d_pc: np.ndarray, sinb: np.ndarray, params: dict) -> np.ndarray:
     return du["a_v_per_kpc"] * d_kpc * frac
 
 
-def _sample_positions(rng: np.random.Generator, pop: str, m_rvs_abs: np.ndarray,
-                      d_cap: float | None, params: dict) -> dict[str, np.ndarray]:
+def _sample_positions(
+    rng: np.random.Generator, pop: str, m_rvs_abs: np.ndarray, d_cap: float | None, params: dict
+) -> dict[str, np.ndarray]:
     """Heliocentric positions drawn from density x d^2 x visibility (G_RVS limit).
 
     For each star N_DIRECTIONS isotropic lines of sight are proposed; each is weighted by
@@ -1242,8 +1345,9 @@ def _sample_positions(rng: np.random.Generator, pop: str, m_rvs_abs: np.ndarray,
     return out
 
 
-def _galactocentric(distance_pc: np.ndarray, l_deg: np.ndarray, b_deg: np.ndarray
-                    ) -> dict[str, np.ndarray]:
+def _galactocentric(
+    distance_pc: np.ndarray, l_deg: np.ndarray, b_deg: np.ndarray
+) -> dict[str, np.ndarray]:
     dk = distance_pc / 1000.0
     lr, br = np.radians(l_deg), np.radians(b_deg)
     x = -R0_KPC + dk * np.cos(br) * np.cos(lr)
@@ -1283,14 +1387,16 @@ def _group_quotas(n: int, params: dict) -> list[tuple[str, str, int]]:
     return [(p, s, int(c)) for (p, s, _), c in zip(groups, counts, strict=True)]
 
 
-def _candidates(rng: np.random.Generator, pop: str, stage: str, m: int,
-                params: dict) -> dict[str, np.ndarray]:
+def _candidates(
+    rng: np.random.Generator, pop: str, stage: str, m: int, params: dict
+) -> dict[str, np.ndarray]:
     """Draw m candidate stars of one group with positions, photometry and S/N."""
     pp = params["population"]
     lab = _draw_labels(rng, pop, stage, m, params)
     # absolute G_RVS without extinction (visibility limit for the position draw)
-    sed = _sed_photons_10pc(lab["teff"], lab["logg"], lab["m_h"], lab["alpha_m"],
-                            lab["mass"], None, params)
+    sed = _sed_photons_10pc(
+        lab["teff"], lab["logg"], lab["m_h"], lab["alpha_m"], lab["mass"], None, params
+    )
     mags = _band_mags_10pc(sed, params)
     m_rvs = _grvs(mags["bp"], mags["rp"], params)
     d_cap = pp["cool_dwarf"]["max_distance_pc"] if pop == "cool_dwarf" else None
@@ -1302,8 +1408,11 @@ def _candidates(rng: np.random.Generator, pop: str, stage: str, m: int,
         mh_lo, mh_hi = pp["m_h_limits"]
         new = np.clip(lab["m_h"] + grad * (gc["R_kpc"] - R0_KPC), mh_lo, mh_hi)
         shift = new - lab["m_h"]
-        lab["alpha_m"] = lab["alpha_m"] + _alpha_of_m_h(base, new, params) - _alpha_of_m_h(
-            base, lab["m_h"], params)
+        lab["alpha_m"] = (
+            lab["alpha_m"]
+            + _alpha_of_m_h(base, new, params)
+            - _alpha_of_m_h(base, lab["m_h"], params)
+        )
         lab["m_h"] = new
         lab["fe_h"] = lab["fe_h"] + shift
         lab["teff"] = lab["teff"] + lab["_teff_dm"] * shift
@@ -1311,8 +1420,14 @@ def _candidates(rng: np.random.Generator, pop: str, stage: str, m: int,
     a_v = pos["a_v_mean"] * np.exp(dust["lnsigma"] * rng.standard_normal(m))
     rv = params["spectrum"]["rv_shift_sigma_kms"] * rng.standard_normal(m)
     truth = {k: v for k, v in lab.items() if not k.startswith("_")}
-    truth.update(distance_pc=pos["distance_pc"], l_deg=pos["l_deg"], b_deg=pos["b_deg"],
-                 a_v=a_v, rv_shift_kms=rv, **gc)
+    truth.update(
+        distance_pc=pos["distance_pc"],
+        l_deg=pos["l_deg"],
+        b_deg=pos["b_deg"],
+        a_v=a_v,
+        rv_shift_kms=rv,
+        **gc,
+    )
     truth["population"] = np.full(m, POPULATION_CODES[pop], np.int8)
     truth["stage"] = np.full(m, STAGE_CODES[stage], np.int8)
     phot = _photometry(truth, params)
@@ -1322,13 +1437,17 @@ def _candidates(rng: np.random.Generator, pop: str, stage: str, m: int,
     truth["lum_ratio"] = phot["lum_ratio"]
     truth["_snr"] = snr
     truth["_transit"] = transit
-    truth["_keep"] = ((snr >= params["snr_floor"]) & np.isfinite(snr)
-                      & (grvs > params["galaxy"]["bright_limit_grvs"]))
+    truth["_keep"] = (
+        (snr >= params["snr_floor"])
+        & np.isfinite(snr)
+        & (grvs > params["galaxy"]["bright_limit_grvs"])
+    )
     return truth
 
 
-def simulate_stars(rng: np.random.Generator, n: int, params: dict = DEFAULT_PARAMS
-                   ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+def simulate_stars(
+    rng: np.random.Generator, n: int, params: dict = DEFAULT_PARAMS
+) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
     """Draw n stars that pass the survey's S/N floor, returning (truth, observed).
 
     Each (population, stage) group gets an exact quota of n (``params["population"]``);
@@ -1353,8 +1472,7 @@ def simulate_stars(rng: np.random.Generator, n: int, params: dict = DEFAULT_PARA
         need = quota
         acc_rate = 0.3
         while need > 0:
-            m = int(min(MAX_CANDIDATE_BATCH,
-                        max(64, math.ceil(1.3 * need / max(acc_rate, 0.01)))))
+            m = int(min(MAX_CANDIDATE_BATCH, max(64, math.ceil(1.3 * need / max(acc_rate, 0.01)))))
             cand = _candidates(rng, pop, stage, m, params)
             keep = np.flatnonzero(cand["_keep"])
             acc_rate = max(keep.size / m, 0.005)
@@ -1376,8 +1494,7 @@ def simulate_stars(rng: np.random.Generator, n: int, params: dict = DEFAULT_PARA
 # ==========================================================================================
 # Cramér–Rao bound
 # ==========================================================================================
-def _perturb(truth: dict[str, np.ndarray], name: str, step: np.ndarray
-             ) -> dict[str, np.ndarray]:
+def _perturb(truth: dict[str, np.ndarray], name: str, step: np.ndarray) -> dict[str, np.ndarray]:
     out = dict(truth)
     out[name] = np.asarray(truth[name], dtype=np.float64) + step
     return out
@@ -1387,10 +1504,18 @@ def _model_vector(truth: dict[str, np.ndarray], params: dict, inputs: str) -> np
     if inputs == "rvs":
         return _spectrum(truth, params)
     mod = noise_free_observables(truth, params)
-    return np.concatenate([
-        mod["flux"], mod["bp"], mod["rp"],
-        mod["g"][:, None], mod["bp_mag"][:, None], mod["rp_mag"][:, None],
-        mod["parallax_mas"][:, None]], axis=1)
+    return np.concatenate(
+        [
+            mod["flux"],
+            mod["bp"],
+            mod["rp"],
+            mod["g"][:, None],
+            mod["bp_mag"][:, None],
+            mod["rp_mag"][:, None],
+            mod["parallax_mas"][:, None],
+        ],
+        axis=1,
+    )
 
 
 def _error_vector(observed: dict[str, np.ndarray], inputs: str) -> np.ndarray:
@@ -1399,17 +1524,28 @@ def _error_vector(observed: dict[str, np.ndarray], inputs: str) -> np.ndarray:
     err = np.where(np.isfinite(flux) & np.isfinite(err) & (err > 0), err, np.inf)
     if inputs == "rvs":
         return err
-    mags = [MAG_PER_NATS / np.asarray(observed[f"phot_{b}_mean_flux_over_error"],
-                                      np.float64)[:, None] for b in ("g", "bp", "rp")]
-    return np.concatenate([
-        err, np.asarray(observed["bp_coefficient_errors"], np.float64),
-        np.asarray(observed["rp_coefficient_errors"], np.float64), *mags,
-        np.asarray(observed["parallax_error"], np.float64)[:, None]], axis=1)
+    mags = [
+        MAG_PER_NATS / np.asarray(observed[f"phot_{b}_mean_flux_over_error"], np.float64)[:, None]
+        for b in ("g", "bp", "rp")
+    ]
+    return np.concatenate(
+        [
+            err,
+            np.asarray(observed["bp_coefficient_errors"], np.float64),
+            np.asarray(observed["rp_coefficient_errors"], np.float64),
+            *mags,
+            np.asarray(observed["parallax_error"], np.float64)[:, None],
+        ],
+        axis=1,
+    )
 
 
-def cramer_rao_bound(truth: dict[str, np.ndarray], observed: dict[str, np.ndarray],
-                     params: dict = DEFAULT_PARAMS, inputs: str = "rvs"
-                     ) -> dict[str, np.ndarray]:
+def cramer_rao_bound(
+    truth: dict[str, np.ndarray],
+    observed: dict[str, np.ndarray],
+    params: dict = DEFAULT_PARAMS,
+    inputs: str = "rvs",
+) -> dict[str, np.ndarray]:
     """Per-star Cramér–Rao lower bound (1 sigma, label units) of each of LABELS.
 
     Fisher matrix F = J^T diag(1/sigma^2) J with J the central finite-difference Jacobian

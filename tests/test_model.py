@@ -1,0 +1,423 @@
+"""Hybrid CNN (gaiacnn.model): architecture, scalers, determinism, learning, streamed prediction.
+
+Everything runs on tiny synthetic layout files (300 stars, 200 pixels, 8 XP coefficients).
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+
+from gaiacnn.layout import LayoutError
+from gaiacnn.model import (
+    BRANCHES,
+    DEFAULT_ARCH,
+    DEFAULT_TRAINING,
+    MEMBER_FILES,
+    MemberError,
+    Scalers,
+    build_model,
+    fit_scalers,
+    load_inputs,
+    load_member,
+    make_predictor,
+    normalise_xp,
+    predict_file,
+    split_indices,
+    train_member,
+)
+
+N, P, M = 300, 200, 8
+LABELS = ["teff", "logg", "ti_fe"]
+FAST = {"max_epochs": 2, "batch_size": 64}
+
+
+def make_file(
+    path: Path,
+    n: int = N,
+    *,
+    seed: int = 1,
+    rvs: bool = True,
+    phot: bool = True,
+    parallax: bool = True,
+    xp: bool = True,
+    labels: bool = True,
+) -> Path:
+    """A layout file whose labels are simple functions of three latent variables."""
+    rng = np.random.default_rng(seed)
+    z = rng.uniform(0, 1, size=(n, 3))
+    with h5py.File(path, "w") as h5:
+        h5.attrs["schema_version"] = "1.0"
+        h5.attrs["provenance"] = "{}"
+        h5["source_id"] = np.arange(1000, 1000 + n, dtype=np.int64)
+        if rvs:
+            x = np.arange(P)
+            line1 = np.exp(-0.5 * ((x - 50) / 3.0) ** 2)
+            line2 = np.exp(-0.5 * ((x - 130) / 4.0) ** 2)
+            flux = 1 - 0.6 * z[:, :1] * line1 - 0.4 * z[:, 1:2] * line2
+            flux += rng.normal(0, 0.01, size=flux.shape)
+            ds = h5.create_dataset("rvs/flux", data=flux.astype(np.float32))
+            ds.attrs["wavelength_nm"] = 846.0 + 0.01 * x
+        if phot:
+            g = 10 + 2 * z[:, 1]
+            h5["phot/g"] = g.astype(np.float32)
+            h5["phot/bp"] = (g + 0.3 + 0.5 * z[:, 0]).astype(np.float32)
+            h5["phot/rp"] = (g - 0.3 - 0.5 * z[:, 0]).astype(np.float32)
+        if parallax:
+            h5["astrometry/parallax"] = (0.5 + 2 * z[:, 2]).astype(np.float32)
+        if xp:
+            k = np.arange(M)
+            bp0 = 100 * (1 + 3 * z[:, 2:3])
+            bp = bp0 * np.concatenate([np.ones((n, 1)), 0.2 * k[1:] * z[:, :1]], axis=1)
+            rp = 2 * bp0 * np.concatenate([np.ones((n, 1)), 0.1 * k[1:] * z[:, 1:2]], axis=1)
+            h5["xp/bp_coefficients"] = bp.astype(np.float32)
+            h5["xp/rp_coefficients"] = rp.astype(np.float32)
+        if labels:
+            noise = rng.normal(0, 0.01, size=(n, 3))
+            h5["labels/teff"] = (4000 + 2000 * (z[:, 0] + noise[:, 0])).astype(np.float32)
+            h5["labels/teff_err"] = np.full(n, 50, dtype=np.float32)
+            h5["labels/logg"] = (1 + 3 * (z[:, 1] + noise[:, 1])).astype(np.float32)
+            h5["labels/ti_fe"] = (0.3 * (z[:, 2] + noise[:, 2])).astype(np.float32)
+    return path
+
+
+@pytest.fixture(scope="module")
+def train_file(tmp_path_factory) -> Path:
+    return make_file(tmp_path_factory.mktemp("data") / "train.h5")
+
+
+@pytest.fixture(scope="module")
+def member(tmp_path_factory, train_file) -> tuple[Path, dict]:
+    """One member trained long enough to learn the synthetic relation."""
+    out = tmp_path_factory.mktemp("member") / "m"
+    summary = train_member(
+        train_file,
+        out,
+        split=0,
+        seed=0,
+        labels=LABELS,
+        branches=BRANCHES,
+        arch=None,
+        training={"max_epochs": 40, "batch_size": 32},
+    )
+    return out, summary
+
+
+# --------------------------------------------------------------------------- architecture
+
+
+def test_full_architecture_matches_paper():
+    model = build_model(2401, 4, 55, 5, DEFAULT_ARCH)
+    layers = {layer.name: layer for layer in model.layers}
+    convs = [layers[f"rvs_conv{i}"] for i in (1, 2, 3)]
+    assert [c.filters for c in convs] == [32, 16, 8]
+    assert all(c.kernel_size == (8,) for c in convs)
+    assert layers["rvs_pool1"].pool_size == (2,) and layers["rvs_pool2"].pool_size == (2,)
+    # pooling after convolution blocks two and three
+    names = [layer.name for layer in model.layers]
+    assert names.index("rvs_conv2") < names.index("rvs_pool1") < names.index("rvs_conv3")
+    assert names.index("rvs_conv3") < names.index("rvs_pool2") < names.index("rvs_flatten")
+    assert layers["rvs_dense"].units == 128
+    assert layers["phot_dense"].units == 32
+    assert layers["xp_dense"].units == 64
+    assert layers["concat"].output.shape[-1] == 224
+    assert layers["head_dense1"].units == 128 and layers["head_dense2"].units == 32
+    assert model.output.shape[-1] == 5
+    assert layers["labels"].get_config()["activation"] == "linear"
+    shapes = {t.name: tuple(t.shape[1:]) for t in model.inputs}
+    assert shapes == {"rvs": (2401, 1), "phot": (4,), "xp": (110,)}
+    # LeakyReLU after each dense layer
+    for d in ("rvs_dense", "phot_dense", "xp_dense", "head_dense1", "head_dense2"):
+        assert type(layers[f"{d}_act"]).__name__ == "LeakyReLU"
+
+
+def test_training_defaults_follow_paper():
+    assert DEFAULT_TRAINING["early_stopping_patience"] == 20
+    assert DEFAULT_TRAINING["validation_fraction"] == 0.25
+
+
+def test_build_model_rejects_bad_arguments():
+    with pytest.raises(ValueError, match="at least one branch"):
+        build_model(None, None, None, 3, None)
+    with pytest.raises(ValueError, match="unknown arch key"):
+        build_model(100, None, None, 3, {"nonsense": 1})
+
+
+SUBSETS = [s for r in (1, 2, 3) for s in itertools.combinations(BRANCHES, r)]
+
+
+@pytest.mark.parametrize("branches", SUBSETS, ids=["+".join(s) for s in SUBSETS])
+def test_every_branch_subset_trains(tmp_path, train_file, branches):
+    out = tmp_path / "m"
+    summary = train_member(
+        train_file, out, split=1, seed=3, labels=LABELS, branches=branches, training=FAST
+    )
+    assert summary["epochs_run"] == 2
+    assert sorted(p.name for p in out.iterdir()) == sorted(MEMBER_FILES)
+    model, scalers = load_member(out)
+    assert sorted(t.name for t in model.inputs) == sorted(branches)
+    assert scalers.branches == list(branches)
+    if "phot" in branches:
+        assert len(scalers.phot_columns) == 4
+
+
+def test_photometry_without_parallax(tmp_path):
+    f = make_file(tmp_path / "nopar.h5", parallax=False, rvs=False)
+    sc = fit_scalers(f, np.arange(200), LABELS, ("phot", "xp"))
+    assert sc.phot_columns == ["phot/g", "phot/bp", "phot/rp"]
+    summary = train_member(
+        f, tmp_path / "m", split=0, seed=0, labels=LABELS, branches=("phot",), training=FAST
+    )
+    assert summary["n_parameters"] > 0
+    model, _ = load_member(tmp_path / "m")
+    assert tuple(model.inputs[0].shape[1:]) == (3,)
+
+
+# --------------------------------------------------------------------------- scalers & splits
+
+
+def test_split_is_deterministic_and_disjoint():
+    tr, va = split_indices(1000, 3)
+    tr2, va2 = split_indices(1000, 3)
+    assert np.array_equal(tr, tr2) and np.array_equal(va, va2)
+    assert len(va) == 250 and len(tr) == 750
+    assert np.intersect1d(tr, va).size == 0
+    assert np.array_equal(np.sort(np.concatenate([tr, va])), np.arange(1000))
+    tr4, _ = split_indices(1000, 4)
+    assert not np.array_equal(tr, tr4)
+    tr_b, _ = split_indices(1000, 3, base_seed=7)
+    assert not np.array_equal(tr, tr_b)
+
+
+def test_scalers_use_training_rows_only(tmp_path):
+    f = make_file(tmp_path / "a.h5")
+    tr, va = split_indices(N, 0)
+    before = fit_scalers(f, tr, LABELS, BRANCHES)
+    with h5py.File(f, "r+") as h5:  # extreme values on one validation star
+        v = int(va[0])
+        h5["labels/teff"][v] = 1e5
+        h5["phot/g"][v] = 30.0
+        h5["astrometry/parallax"][v] = 100.0
+        h5["xp/bp_coefficients"][v, 3] = 1e6
+    after = fit_scalers(f, tr, LABELS, BRANCHES)
+    assert before.to_json() == after.to_json()
+    # but a training star does move them
+    with h5py.File(f, "r+") as h5:
+        h5["labels/teff"][int(tr[0])] = 1e5
+    assert fit_scalers(f, tr, LABELS, BRANCHES).label_max[0] == pytest.approx(1e5)
+
+
+def test_scalers_roundtrip_json(train_file):
+    tr, _ = split_indices(N, 0)
+    sc = fit_scalers(train_file, tr, LABELS, BRANCHES)
+    back = Scalers.from_json(sc.to_json())
+    assert back.to_json() == sc.to_json()
+    for name in ("label_min", "label_max", "phot_min", "phot_max", "xp_min", "xp_max"):
+        assert np.array_equal(getattr(back, name), getattr(sc, name))
+    assert back.labels == LABELS and back.n_pixels == P and back.xp_length == M
+    y = np.array([[5000.0, 2.5, 0.1]])
+    np.testing.assert_allclose(back.unscale_labels(back.scale_labels(y)), y, rtol=1e-6)
+    x, y01 = load_inputs(train_file, tr, BRANCHES, sc, LABELS)
+    assert y01.min() == pytest.approx(0.0) and y01.max() == pytest.approx(1.0)
+    assert x["phot"].min() == pytest.approx(0.0) and x["phot"].max() == pytest.approx(1.0)
+    assert x["rvs"].shape == (len(tr), P, 1) and x["xp"].shape == (len(tr), 2 * M)
+    assert all(v.dtype == np.float32 for v in x.values())
+
+
+def test_xp_normalised_by_first_coefficient(train_file):
+    bp = np.array([[2.0, 4.0, -1.0], [10.0, 5.0, 20.0]])
+    rp = np.array([[4.0, 1.0, 2.0], [0.5, 0.25, 1.0]])
+    np.testing.assert_allclose(
+        normalise_xp(bp, rp), [[1, 2, -0.5, 1, 0.25, 0.5], [1, 0.5, 2, 1, 0.5, 2]]
+    )
+    rows = np.arange(N)
+    sc = fit_scalers(train_file, rows, LABELS, ("xp",))
+    with h5py.File(train_file, "r") as h5:
+        bpc = h5["xp/bp_coefficients"][:].astype(float)
+        rpc = h5["xp/rp_coefficients"][:].astype(float)
+    ratio = np.concatenate([bpc / bpc[:, :1], rpc / rpc[:, :1]], axis=1)
+    np.testing.assert_allclose(sc.xp_min, ratio.min(axis=0))
+    np.testing.assert_allclose(sc.xp_max, ratio.max(axis=0))
+    x, _ = load_inputs(train_file, rows, ("xp",), sc, LABELS)
+    assert np.all(x["xp"][:, 0] == 0) and np.all(x["xp"][:, M] == 0)  # constant ratio 1
+    # scaling the coefficients of a star by any factor leaves its XP input unchanged
+    block = {"xp/bp_coefficients": bpc[:5] * 7.0, "xp/rp_coefficients": rpc[:5] * 0.1}
+    ref = {"xp/bp_coefficients": bpc[:5], "xp/rp_coefficients": rpc[:5]}
+    np.testing.assert_allclose(sc.inputs(block)["xp"], sc.inputs(ref)["xp"], atol=1e-6)
+
+
+def test_nan_labels_are_dropped_from_training(tmp_path):
+    f = make_file(tmp_path / "nan.h5")
+    with h5py.File(f, "r+") as h5:
+        h5["labels/logg"][:10] = np.nan
+    summary = train_member(
+        f, tmp_path / "m", split=0, seed=0, labels=LABELS, branches=("phot",), training=FAST
+    )
+    assert summary["n_dropped_nan_labels"] == 10
+    assert summary["n_train"] + summary["n_validation"] == N - 10
+    # only the labels asked for count
+    summary = train_member(
+        f, tmp_path / "m2", split=0, seed=0, labels=["teff"], branches=("phot",), training=FAST
+    )
+    assert summary["n_dropped_nan_labels"] == 0
+
+
+# --------------------------------------------------------------------------- determinism
+
+
+def _weights(member_dir: Path) -> list[np.ndarray]:
+    model, _ = load_member(member_dir)
+    return model.get_weights()
+
+
+def test_same_seed_same_weights(tmp_path, train_file):
+    kw = dict(split=2, labels=LABELS, branches=BRANCHES, training=FAST)
+    train_member(train_file, tmp_path / "a", seed=5, **kw)
+    train_member(train_file, tmp_path / "b", seed=5, **kw)
+    train_member(train_file, tmp_path / "c", seed=6, **kw)
+    wa, wb, wc = (_weights(tmp_path / d) for d in "abc")
+    assert all(np.array_equal(x, y) for x, y in zip(wa, wb, strict=True))
+    assert not all(np.array_equal(x, y) for x, y in zip(wa, wc, strict=True))
+    assert (tmp_path / "a" / "scalers.json").read_text() == (
+        tmp_path / "c" / "scalers.json"
+    ).read_text()  # the split, hence the scalers, depends on split only
+
+
+# --------------------------------------------------------------------------- learning
+
+
+def test_short_training_learns(member, train_file, tmp_path):
+    out, summary = member
+    history = json.loads((out / "history.json").read_text())["history"]
+    assert min(history["val_loss"]) < 0.3 * history["val_loss"][0]
+    assert summary["best_val_loss"] == pytest.approx(min(history["val_loss"]))
+    pred = tmp_path / "pred.h5"
+    predict_file(out, train_file, pred, progress=False)
+    with h5py.File(pred, "r") as p, h5py.File(train_file, "r") as t:
+        assert np.array_equal(p["source_id"][:], t["source_id"][:])
+        for lab in ("teff", "logg"):
+            r = np.corrcoef(p[f"pred/{lab}"][:], t[f"labels/{lab}"][:])[0, 1]
+            assert r > 0.8, (lab, r)
+            assert p[f"pred/{lab}"].dtype == np.float32
+
+
+def test_predict_streams_in_chunks(member, tmp_path):
+    out, _ = member
+    obs = make_file(tmp_path / "obs.h5", n=250, seed=9, labels=False)
+    predict_file(out, obs, tmp_path / "chunked.h5", chunk_rows=37, batch_size=16, progress=False)
+    predict_file(out, obs, tmp_path / "whole.h5", chunk_rows=10_000, progress=False)
+    model, scalers = load_member(out)
+    with h5py.File(obs, "r") as h5:
+        block = {k: h5[k][:] for k in scalers.datasets()}
+        sid = h5["source_id"][:]
+    direct = scalers.unscale_labels(model.predict(scalers.inputs(block), verbose=0))
+    via_predictor = scalers.unscale_labels(make_predictor(model, 64)(scalers.inputs(block)))
+    with h5py.File(tmp_path / "chunked.h5") as a, h5py.File(tmp_path / "whole.h5") as b:
+        assert np.array_equal(a["source_id"][:], sid)
+        for j, lab in enumerate(LABELS):
+            np.testing.assert_allclose(a[f"pred/{lab}"][:], b[f"pred/{lab}"][:], rtol=1e-5)
+            np.testing.assert_allclose(a[f"pred/{lab}"][:], direct[:, j], rtol=1e-4)
+            np.testing.assert_allclose(via_predictor[:, j], direct[:, j], rtol=1e-4)
+
+
+# --------------------------------------------------------------------------- bad inputs
+
+
+def _no_files(d: Path) -> bool:
+    return not d.exists() or not any(d.iterdir())
+
+
+def test_training_file_without_labels(tmp_path):
+    f = make_file(tmp_path / "nolab.h5", labels=False)
+    with pytest.raises(LayoutError, match="holds no labels"):
+        train_member(f, tmp_path / "m", split=0, seed=0, labels=LABELS, branches=BRANCHES)
+    assert _no_files(tmp_path / "m")
+
+
+def test_unknown_label_lists_what_file_has(tmp_path, train_file):
+    with pytest.raises(LayoutError, match=r"labels/fe_h.*it has: logg, teff, ti_fe"):
+        train_member(
+            train_file, tmp_path / "m", split=0, seed=0, labels=["fe_h"], branches=BRANCHES
+        )
+    assert _no_files(tmp_path / "m")
+
+
+def test_missing_branch_data(tmp_path):
+    f = make_file(tmp_path / "noxp.h5", xp=False)
+    with pytest.raises(LayoutError, match=r"xp/bp_coefficients.*branch 'xp'"):
+        train_member(f, tmp_path / "m", split=0, seed=0, labels=LABELS, branches=BRANCHES)
+    with pytest.raises(ValueError, match="unknown branch"):
+        train_member(f, tmp_path / "m", split=0, seed=0, labels=LABELS, branches=("spec",))
+    assert _no_files(tmp_path / "m")
+
+
+@pytest.mark.parametrize("dataset", ["rvs/flux", "phot/bp", "xp/rp_coefficients"])
+def test_non_finite_input_named(tmp_path, dataset):
+    f = make_file(tmp_path / "bad.h5")
+    tr, _ = split_indices(N, 0)
+    row = int(tr[5])
+    with h5py.File(f, "r+") as h5:
+        ds = h5[dataset]
+        if ds.ndim == 2:
+            ds[row, 3] = np.inf
+        else:
+            ds[row] = np.nan
+    with pytest.raises(LayoutError, match=rf"{dataset}.*source_id {1000 + row}"):
+        train_member(
+            f, tmp_path / "m", split=0, seed=0, labels=LABELS, branches=BRANCHES, training=FAST
+        )
+    assert _no_files(tmp_path / "m")
+
+
+def test_non_finite_input_in_prediction(member, tmp_path):
+    out, _ = member
+    obs = make_file(tmp_path / "obs.h5", n=50, labels=False)
+    with h5py.File(obs, "r+") as h5:
+        h5["astrometry/parallax"][17] = np.nan
+    pred = tmp_path / "pred.h5"
+    with pytest.raises(LayoutError, match=r"astrometry/parallax.*source_id 1017"):
+        predict_file(out, obs, pred, chunk_rows=8, progress=False)
+    assert list(tmp_path.glob("*pred*")) == []
+
+
+def test_member_dir_missing_files(member, tmp_path, train_file):
+    out, _ = member
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    (empty / "scalers.json").write_text((out / "scalers.json").read_text())
+    with pytest.raises(MemberError, match=r"lacks model\.keras"):
+        predict_file(empty, train_file, tmp_path / "p.h5", progress=False)
+    assert not (tmp_path / "p.h5").exists()
+
+
+def test_prediction_needs_the_models_inputs(member, tmp_path):
+    out, _ = member
+    obs = make_file(tmp_path / "norvs.h5", n=20, rvs=False, labels=False)
+    with pytest.raises(LayoutError, match=r"rvs/flux.*branch 'rvs'"):
+        predict_file(out, obs, tmp_path / "p.h5", progress=False)
+    assert not (tmp_path / "p.h5").exists()
+
+
+def test_failed_save_leaves_nothing(tmp_path, train_file, monkeypatch):
+    import keras
+
+    def boom(self, *a, **k):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(keras.Model, "save", boom)
+    with pytest.raises(OSError, match="disk full"):
+        train_member(
+            train_file,
+            tmp_path / "m",
+            split=0,
+            seed=0,
+            labels=LABELS,
+            branches=("phot",),
+            training=FAST,
+        )
+    assert _no_files(tmp_path / "m")
