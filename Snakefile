@@ -15,6 +15,7 @@ include: "workflow/rules/common.smk"
 include: "workflow/rules/demo.smk"
 include: "workflow/rules/selection.smk"
 include: "workflow/rules/arrays.smk"
+include: "workflow/rules/ensemble.smk"
 
 
 rule all:

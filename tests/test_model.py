@@ -421,3 +421,99 @@ def test_failed_save_leaves_nothing(tmp_path, train_file, monkeypatch):
             training=FAST,
         )
     assert _no_files(tmp_path / "m")
+
+
+# --------------------------------------------------------------------------- options
+
+
+def test_bfloat16_prediction_close_to_float32(member, train_file, tmp_path):
+    out, _ = member
+    model, scalers = load_member(out)
+    with h5py.File(train_file, "r") as h5:
+        block = {k: h5[k][:] for k in scalers.datasets()}
+    x = scalers.inputs(block)
+    y32 = make_predictor(model, 64)(x)
+    y16 = make_predictor(model, 64, precision="mixed_bfloat16")(x)
+    assert y16.dtype == np.float32 and y16.shape == y32.shape
+    # not bitwise the float32 result, but close in units of the labels' dispersion
+    assert not np.array_equal(y16, y32)
+    assert np.all(np.abs(y16 - y32) < 0.05 * y32.std(axis=0))
+    predict_file(out, train_file, tmp_path / "p16.h5", progress=False, precision="mixed_bfloat16")
+    predict_file(out, train_file, tmp_path / "p32.h5", progress=False)
+    with h5py.File(tmp_path / "p16.h5") as a, h5py.File(tmp_path / "p32.h5") as b:
+        assert a.attrs["precision"] == "mixed_bfloat16" and "precision" not in b.attrs
+        for lab in LABELS:
+            assert a[f"pred/{lab}"].dtype == np.float32
+            sd = np.std(b[f"pred/{lab}"][:])
+            np.testing.assert_allclose(a[f"pred/{lab}"][:], b[f"pred/{lab}"][:], atol=0.05 * sd)
+    # the member itself is left in float32
+    assert all(w.dtype == "float32" for w in model.weights)
+    assert model.dtype_policy.name == "float32"
+    with pytest.raises(ValueError, match="unknown precision"):
+        make_predictor(model, 64, precision="float16")
+
+
+def test_new_training_keys_default_to_paper_behaviour():
+    assert DEFAULT_TRAINING["schedule"] == "plateau"
+    assert DEFAULT_TRAINING["lr_warmup_epochs"] == 0
+
+
+def test_learning_rate_schedule_shapes():
+    from gaiacnn.model import LearningRateSchedule
+
+    warm = LearningRateSchedule(1e-3, 10, schedule="plateau", warmup_epochs=2, max_epochs=50)
+    assert warm.lr_at(0) == pytest.approx(1e-3 / 20)
+    assert warm.lr_at(19) == pytest.approx(1e-3)
+    assert warm.lr_at(500) == pytest.approx(1e-3)
+    one = LearningRateSchedule(
+        1e-3, 10, schedule="one_cycle", warmup_epochs=2, max_epochs=12, final_factor=0.01
+    )
+    assert one.lr_at(19) == pytest.approx(1e-3)
+    assert one.lr_at(20) == pytest.approx(1e-3)
+    assert one.lr_at(70) == pytest.approx(0.5 * (1e-3 + 1e-5))
+    assert one.lr_at(120) == pytest.approx(1e-5)
+    lrs = [one.lr_at(s) for s in range(20, 121)]
+    assert all(a >= b for a, b in itertools.pairwise(lrs))
+    with pytest.raises(ValueError, match="unknown schedule"):
+        LearningRateSchedule(1e-3, 10, schedule="cyclic")
+
+
+def test_learning_rate_schedule_keeps_plateau_cuts():
+    import keras
+
+    from gaiacnn.model import LearningRateSchedule
+
+    model = build_model(None, 3, None, 1)
+    model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="mse")
+    cb = LearningRateSchedule(1e-3, 4, schedule="one_cycle", warmup_epochs=1, max_epochs=10)
+    cb.set_model(model)
+    for b in range(4):
+        cb.on_train_batch_begin(b)
+    lr = float(model.optimizer.learning_rate.numpy())
+    assert lr == pytest.approx(1e-3)
+    model.optimizer.learning_rate.assign(lr * 0.1)  # what ReduceLROnPlateau does
+    cb.on_epoch_begin(1)
+    cb.on_train_batch_begin(0)
+    assert float(model.optimizer.learning_rate.numpy()) == pytest.approx(0.1 * cb.lr_at(4))
+
+
+@pytest.mark.parametrize("schedule", ["plateau", "one_cycle"])
+def test_schedules_train(tmp_path, train_file, schedule):
+    training = {**FAST, "max_epochs": 3, "schedule": schedule, "lr_warmup_epochs": 1}
+    summary = train_member(
+        train_file, tmp_path / "m", split=0, seed=0, labels=LABELS, branches=("phot", "xp"),
+        training=training,
+    )  # fmt: skip
+    assert summary["epochs_run"] == 3
+    lr = json.loads((tmp_path / "m" / "history.json").read_text())["history"]["learning_rate"]
+    # end of the warm-up epoch: the peak; then constant (plateau) or decaying (one_cycle)
+    assert lr[0] == pytest.approx(1e-3, rel=1e-5)
+    if schedule == "plateau":
+        assert lr[2] == pytest.approx(1e-3, rel=1e-5)
+    else:
+        assert lr[2] < lr[1] < lr[0]
+    with pytest.raises(ValueError, match="unknown schedule"):
+        train_member(
+            train_file, tmp_path / "x", split=0, seed=0, labels=LABELS, branches=("phot",),
+            training={**FAST, "schedule": "nope"},
+        )  # fmt: skip

@@ -115,7 +115,23 @@ DEFAULT_TRAINING: dict[str, Any] = {
     "base_seed": 0,
     # Keras verbosity of model.fit (0 silent, 2 one line per epoch).
     "verbose": 0,
+    # Learning-rate schedule (not in the paper).  "plateau": constant learning_rate, cut by
+    # ReduceLROnPlateau only (the paper's setting).  "one_cycle": linear warm-up over
+    # lr_warmup_epochs, then cosine decay to learning_rate * lr_final_factor at max_epochs;
+    # ReduceLROnPlateau cuts still apply on top of it, and EarlyStopping is unchanged.
+    "schedule": "plateau",
+    # Linear warm-up of the learning rate, per batch, from learning_rate / steps to
+    # learning_rate over this many epochs (0: none); used by both schedules.
+    "lr_warmup_epochs": 0,
+    # "one_cycle" only: final learning rate as a fraction of learning_rate.
+    "lr_final_factor": 0.01,
 }
+
+#: Learning-rate schedules of :func:`train_member` (``training["schedule"]``).
+SCHEDULES: tuple[str, ...] = ("plateau", "one_cycle")
+
+#: Compute precisions of :func:`make_predictor` / :func:`predict_file`.
+PRECISIONS: tuple[str, ...] = ("float32", "mixed_bfloat16")
 
 
 class MemberError(RuntimeError):
@@ -569,6 +585,65 @@ def _read_labels(path, labels: Sequence[str]) -> np.ndarray:
         return np.stack([h5[label_dataset(n)][:].astype(np.float64) for n in labels], axis=1)
 
 
+class LearningRateSchedule(keras.callbacks.Callback):
+    """Per-batch learning rate: linear warm-up, then constant ("plateau") or cosine decay
+    ("one_cycle"), composed with the cuts :class:`keras.callbacks.ReduceLROnPlateau` makes.
+
+    Place it after ReduceLROnPlateau in the callback list.  At each epoch start a learning
+    rate lower than the one this callback last set is read as a plateau cut, and the ratio
+    multiplies every later value (so ``min_lr`` and the cuts keep their meaning).
+    """
+
+    def __init__(
+        self,
+        peak_lr: float,
+        steps_per_epoch: int,
+        *,
+        schedule: str = "plateau",
+        warmup_epochs: float = 0,
+        max_epochs: int = 1,
+        final_factor: float = 0.01,
+    ):
+        super().__init__()
+        if schedule not in SCHEDULES:
+            raise ValueError(f"unknown schedule {schedule!r} (known: {', '.join(SCHEDULES)})")
+        if warmup_epochs < 0:
+            raise ValueError("lr_warmup_epochs must be >= 0")
+        self.peak = float(peak_lr)
+        self.schedule = schedule
+        self.steps = max(1, int(steps_per_epoch))
+        self.warmup = round(float(warmup_epochs) * self.steps)
+        self.total = max(self.warmup + 1, int(max_epochs) * self.steps)
+        self.final = float(final_factor)
+        self.cut = 1.0
+        self.step = 0
+        self._last: float | None = None
+
+    def lr_at(self, step: int) -> float:
+        """Learning rate of batch ``step`` (0-based, counted over all epochs), before cuts."""
+        if step < self.warmup:
+            return self.peak * (step + 1) / self.warmup
+        if self.schedule == "plateau":
+            return self.peak
+        t = min(1.0, (step - self.warmup) / max(1, self.total - self.warmup))
+        return self.peak * (self.final + (1.0 - self.final) * 0.5 * (1.0 + np.cos(np.pi * t)))
+
+    def _get(self) -> float:
+        return float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if self._last is not None:
+            now = self._get()
+            if now < self._last * (1 - 1e-6):
+                self.cut *= now / self._last
+
+    def on_train_batch_begin(self, batch, logs=None):
+        lr = self.lr_at(self.step) * self.cut
+        self.model.optimizer.learning_rate.assign(lr)
+        self._last = lr
+        self.step += 1
+
+
 def train_member(
     train_file: str | os.PathLike,
     out_dir: str | os.PathLike,
@@ -591,6 +666,8 @@ def train_member(
     """
     t0 = time.time()
     tr = _merge(DEFAULT_TRAINING, training, "training")
+    if tr["schedule"] not in SCHEDULES:
+        raise ValueError(f"unknown schedule {tr['schedule']!r} (known: {', '.join(SCHEDULES)})")
     info = validate(train_file, check_values=False)
     labels = _check_labels(train_file, info, labels)
     branches = _check_branches(train_file, info, branches)
@@ -631,6 +708,19 @@ def train_member(
             restore_best_weights=True,
         ),
     ]
+    if tr["schedule"] != "plateau" or float(tr["lr_warmup_epochs"]) > 0:
+        # After ReduceLROnPlateau (so its cuts are seen), before EarlyStopping.
+        callbacks.insert(
+            1,
+            LearningRateSchedule(
+                float(tr["learning_rate"]),
+                -(-train_rows.size // int(tr["batch_size"])),
+                schedule=tr["schedule"],
+                warmup_epochs=float(tr["lr_warmup_epochs"]),
+                max_epochs=int(tr["max_epochs"]),
+                final_factor=float(tr["lr_final_factor"]),
+            ),
+        )
     hist = model.fit(
         x_tr,
         y_tr,
@@ -702,12 +792,44 @@ def load_member(member_dir: str | os.PathLike) -> tuple[keras.Model, Scalers]:
     return model, scalers
 
 
-def make_predictor(model: keras.Model, batch_size: int):
+#: Layers a "mixed_bfloat16" compute copy runs in bfloat16: the second convolution (about
+#: 80 % of the network's multiply-adds) and the pooling after it.  Measured on the benchmark
+#: (benchmarks/model_speed.py, AVX512_BF16 CPU): bfloat16 for every hidden layer was ~1.55x
+#: faster than float32 but moved T_eff by up to 0.06 sigma (bfloat16 keeps 8 bits: a flux near
+#: 1 or a ReLU activation is rounded to ~0.4 %); these two alone: ~1.35x, <= 0.025 sigma.
+BFLOAT16_LAYERS: tuple[str, ...] = ("rvs_conv2", "rvs_pool1")
+
+
+def compute_copy(model: keras.Model, precision: str = "float32") -> keras.Model:
+    """``model`` itself for "float32"; for "mixed_bfloat16" a copy with the same (float32)
+    weights whose layers :data:`BFLOAT16_LAYERS` compute in bfloat16 (Keras mixed precision
+    policy, weights cast on the fly); every other layer, the output included, stays float32.
+    """
+    if precision not in PRECISIONS:
+        raise ValueError(f"unknown precision {precision!r} (known: {', '.join(PRECISIONS)})")
+    if precision == "float32":
+        return model
+
+    def clone(layer):
+        config = layer.get_config()
+        if layer.name in BFLOAT16_LAYERS:
+            config["dtype"] = keras.DTypePolicy(precision)
+        return layer.__class__.from_config(config)
+
+    copy = keras.models.clone_model(model, clone_function=clone)
+    copy.set_weights(model.get_weights())
+    return copy
+
+
+def make_predictor(model: keras.Model, batch_size: int, *, precision: str = "float32"):
     """A function ``inputs dict -> (n, n_labels) float32`` running ``model`` in fixed batches.
 
     One ``tf.function`` traced once for a fixed ``(batch_size, ...)`` signature; the last
-    partial batch is zero-padded, so no retracing happens whatever n is.
+    partial batch is zero-padded, so no retracing happens whatever n is.  ``precision``
+    "mixed_bfloat16" runs a bfloat16 compute copy of the weights (:func:`compute_copy`);
+    inputs and outputs stay float32.
     """
+    model = compute_copy(model, precision)
     names = [t.name for t in model.inputs]
     spec = {
         n: tf.TensorSpec((batch_size, *t.shape[1:]), tf.float32)
@@ -716,7 +838,7 @@ def make_predictor(model: keras.Model, batch_size: int):
 
     @tf.function(input_signature=[spec], reduce_retracing=False)
     def step(x):
-        return model(x, training=False)
+        return tf.cast(model(x, training=False), tf.float32)
 
     def predict(x: Mapping[str, np.ndarray]) -> np.ndarray:
         n = len(next(iter(x.values())))
@@ -744,12 +866,15 @@ def predict_file(
     chunk_rows: int = 4096,
     batch_size: int = 2048,
     progress: bool = True,
+    precision: str = "float32",
 ) -> None:
     """Predict the labels of every star of ``arrays_file`` with one member; write ``out_path``.
 
     Streams ``arrays_file`` in chunks of ``chunk_rows`` (memory independent of N).  Output
     HDF5 (written atomically): ``source_id`` int64 (N,) and ``pred/<label>`` float32 (N,) in
-    physical units; root attributes name the member and the inputs used.
+    physical units; root attributes name the member and the inputs used.  ``precision``:
+    compute precision of the network (see :func:`make_predictor`); with a value other than
+    "float32" it is recorded as the root attribute ``precision``.
     """
     from tqdm.auto import tqdm
 
@@ -778,9 +903,11 @@ def predict_file(
             raise LayoutError(arrays_file, PARALLAX_DATASET, "the model needs parallax")
     names = scalers.datasets()
     n = info.n_rows
-    predict = make_predictor(model, int(batch_size))
+    predict = make_predictor(model, int(batch_size), precision=precision)
     with atomic_output(out_path) as tmp, h5py.File(tmp, "w") as h5:
         h5.attrs["member_dir"] = str(member_dir)
+        if precision != "float32":
+            h5.attrs["precision"] = precision
         h5.attrs["arrays_file"] = str(arrays_file)
         h5.attrs["labels"] = json.dumps(scalers.labels)
         h5.attrs["branches"] = json.dumps(scalers.branches)

@@ -204,3 +204,125 @@ __all__ = [
     "setup_logging",
     "summarize",
 ]
+
+
+def configure_tensorflow(threads: int) -> None:
+    """Limit TensorFlow to the job's ``threads`` (Snakemake's allocation) before any op runs."""
+    import tensorflow as tf
+
+    tf.config.threading.set_intra_op_parallelism_threads(max(1, int(threads)))
+    tf.config.threading.set_inter_op_parallelism_threads(1)
+
+
+def run_train_member(
+    train_file, model_out, *, split: int, seed: int, labels, branches, arch, training, threads=1
+) -> None:
+    """Rule ``train_member``: one ensemble member (model.keras, scalers.json, history.json)."""
+    configure_tensorflow(threads)
+    from gaiacnn import model
+
+    summary = model.train_member(
+        train_file,
+        os.path.dirname(model_out),
+        split=int(split),
+        seed=int(seed),
+        labels=labels,
+        branches=branches,
+        arch=arch,
+        training=training,
+    )
+    log.info(
+        "member split%s_seed%s: %d train / %d validation stars, best epoch %d of %d, "
+        "val loss %.5f, %.0f s",
+        split,
+        seed,
+        summary["n_train"],
+        summary["n_validation"],
+        summary["best_epoch"],
+        summary["epochs_run"],
+        summary["best_val_loss"],
+        summary["train_seconds"],
+    )
+
+
+def run_predict_member(model_file, arrays_file, out_path, *, prediction_cfg, threads=1) -> None:
+    """Rule ``predict_member``: one member's labels for every star of one sample."""
+    configure_tensorflow(threads)
+    from gaiacnn import model
+
+    model.predict_file(
+        os.path.dirname(model_file),
+        arrays_file,
+        out_path,
+        chunk_rows=prediction_cfg["chunk_rows"],
+        batch_size=prediction_cfg["batch_size"],
+    )
+
+
+def run_aggregate(
+    training_preds,
+    observed_preds,
+    arrays,
+    fits_out,
+    csv_out,
+    model_out,
+    *,
+    labels,
+    members,
+    uncertainty_cfg,
+    config_hash,
+) -> None:
+    """Rule ``aggregate_ensemble``: the catalogue and the uncertainty model."""
+    from gaiacnn import catalogue, ensemble
+
+    table, fits_, training_range = catalogue.build(
+        {"training": list(training_preds), "observed": list(observed_preds)},
+        arrays,
+        labels=labels,
+        members=members,
+        n_bins=uncertainty_cfg["dispersion_bins"],
+        degree=uncertainty_cfg["polynomial_degree"],
+        range_quantiles=uncertainty_cfg["range_quantiles"],
+        config_hash=config_hash,
+    )
+    for fit in fits_:
+        log.info(
+            "running dispersion of %s: %s",
+            fit.label,
+            ", ".join(f"{c:.3g}:{d:.3g}" for c, d in zip(fit.centres, fit.dispersion, strict=True)),
+        )
+    ensemble.write_uncertainty_model(fits_, training_range, members, model_out)
+    catalogue.write(table, fits_out, csv_out)
+    log.info(
+        "catalogue: %d stars (%d training), %d members",
+        len(table),
+        int(table["in_training"].sum()),
+        len(members),
+    )
+
+
+def run_evaluation(
+    catalogue_fits, truth_path, model_json, out_path, *, labels, branches, snr_edges
+) -> None:
+    """Rule ``evaluate_demo``: precision, CRLB ratio and 1σ coverage against the truth."""
+    from gaiacnn import ensemble, evaluation
+
+    _, training_range = ensemble.read_uncertainty_model(model_json)
+    table = evaluation.evaluate(
+        catalogue_fits, truth_path, training_range, labels, branches, [*snr_edges, float("inf")]
+    )
+    for row in table.itertuples():
+        log.info(
+            "%-18s %-8s S/N %5.0f-%-5.0f n=%6d bias=%+.4g disp=%.4g crlb=%.4g ratio=%.2f cov=%.2f",
+            row.sample,
+            row.label,
+            row.snr_min,
+            row.snr_max,
+            row.n,
+            row.bias,
+            row.dispersion,
+            row.median_crlb,
+            row.ratio_to_crlb,
+            row.coverage_1sigma,
+        )
+    selection.write_table_atomic(table, out_path)

@@ -2,6 +2,8 @@
 import sys
 from pathlib import Path
 
+from snakemake.exceptions import WorkflowError
+
 from gaiacnn.config import ConfigError, config_hash, load_schema, validate_config
 
 try:
@@ -24,11 +26,20 @@ if config["data"]["source"] == "files":
             )
 
 SAMPLES = ("training", "observed")
-CONFIG_HASH = config_hash(config)
+# Hashes recorded in the outputs' provenance; each covers only the sections that shape
+# that output, so that changing the ensemble size does not rebuild the arrays.
+DATA_HASH = config_hash(
+    {k: config[k] for k in ("data", "labels", "rvs", "selection", "arrays", "demo")}
+)
+CONFIG_HASH = config_hash(
+    {"data": DATA_HASH, **{k: config[k] for k in ("model", "ensemble", "uncertainty")}}
+)
 
 
 wildcard_constraints:
     sample="training|observed",
+    split=r"\d+",
+    seed=r"\d+",
 
 
 def source_tables(wildcards=None):
@@ -54,14 +65,51 @@ def label_names():
 
 
 def provenance():
-    return {"source": config["data"]["source"], "config_hash": CONFIG_HASH}
+    return {"source": config["data"]["source"], "config_hash": DATA_HASH}
+
+
+def model_labels():
+    """Labels the CNN predicts: model.labels, or every configured label."""
+    return list(config["model"]["labels"]) or label_names()
+
+
+MEMBERS = [
+    (split, seed)
+    for split in range(config["ensemble"]["n_splits"])
+    for seed in range(config["ensemble"]["n_seeds"])
+]
+
+
+def member_names():
+    return [f"split{split}_seed{seed}" for split, seed in MEMBERS]
+
+
+def member_predictions(sample):
+    return [
+        f"results/ensemble/predictions/{sample}/split{split}_seed{seed}.h5"
+        for split, seed in MEMBERS
+    ]
+
+
+def check_member(wildcards):
+    """Refuse, before any job runs, a member outside the configured ensemble."""
+    split, seed = int(wildcards.split), int(wildcards.seed)
+    n_splits, n_seeds = config["ensemble"]["n_splits"], config["ensemble"]["n_seeds"]
+    if split >= n_splits or seed >= n_seeds:
+        raise WorkflowError(
+            f"ensemble member split{split}_seed{seed} does not exist: the ensemble has "
+            f"splits 0..{n_splits - 1} and seeds 0..{n_seeds - 1} (config ensemble.*)"
+        )
+    return f"split{split}_seed{seed}"
 
 
 def final_targets():
     targets = expand("results/arrays/{sample}.h5", sample=SAMPLES)
     targets.append("results/arrays/summary.txt")
+    targets.append("results/catalogue/catalogue.fits")
     if config["data"]["source"] == "demo":
         targets.append("results/samples/cut_report.tsv")
+        targets.append("results/evaluation/precision.tsv")
     return targets
 
 

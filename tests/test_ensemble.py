@@ -1,0 +1,135 @@
+"""Aggregation of the ensemble (Sect. 3.4): combination, running dispersion, sigma, catalogue."""
+
+from __future__ import annotations
+
+import h5py
+import numpy as np
+import pandas as pd
+import pytest
+from astropy.io import fits
+
+from gaiacnn import catalogue, ensemble, evaluation
+from gaiacnn.layout import ArraysWriter
+
+
+def test_combine_is_mean_and_model_to_model_std():
+    preds = np.array([[[1.0, 10.0]], [[3.0, 14.0]], [[2.0, 12.0]]])
+    mean, std = ensemble.combine(preds)
+    np.testing.assert_allclose(mean, [[2.0, 12.0]])
+    np.testing.assert_allclose(std, [[1.0, 2.0]])
+    np.testing.assert_array_equal(ensemble.combine(preds[:1])[1], 0.0)
+
+
+def test_running_dispersion_recovers_a_known_profile():
+    rng = np.random.default_rng(3)
+    x = rng.uniform(-2.0, 0.5, 20000)
+    true_sigma = 0.05 + 0.04 * x**2  # larger at the metal-poor end
+    cnn = x + rng.normal(0.0, true_sigma)
+    fit = ensemble.running_dispersion(x, cnn, "m_h", n_bins=20, degree=3)
+    probe = np.array([-1.8, -1.0, 0.0, 0.3])
+    np.testing.assert_allclose(fit(probe), 0.05 + 0.04 * probe**2, rtol=0.12)
+    # Outside the fitted range the fit is clamped, not extrapolated.
+    assert fit(np.array([-10.0]))[0] == pytest.approx(fit(np.array([fit.x_min]))[0])
+    sigma = ensemble.total_uncertainty(np.array([0.03]), fit, np.array([0.0]))
+    assert sigma[0] == pytest.approx(np.hypot(0.03, fit(np.array([0.0]))[0]))
+
+
+def test_running_dispersion_needs_enough_stars():
+    with pytest.raises(ensemble.EnsembleError, match="only 5 training stars"):
+        ensemble.running_dispersion(np.arange(5.0), np.arange(5.0), "teff", n_bins=5, degree=2)
+
+
+def test_effective_range_uses_quantiles_and_ignores_nan():
+    r = ensemble.effective_range({"g": np.array([7.0, 8.0, np.nan, 14.2])}, (0.0, 1.0))
+    assert r == {"g": [7.0, 14.2]}
+
+
+def _member_file(path, ids, values):
+    with h5py.File(path, "w") as h5:
+        h5["source_id"] = ids
+        h5["pred/teff"] = values.astype("f4")
+
+
+def test_member_files_must_hold_the_same_stars(tmp_path):
+    _member_file(tmp_path / "a.h5", np.arange(4), np.ones(4))
+    _member_file(tmp_path / "b.h5", np.arange(4)[::-1], np.ones(4))
+    with pytest.raises(ensemble.EnsembleError, match="source ids differ"):
+        list(ensemble.iter_member_chunks([tmp_path / "a.h5", tmp_path / "b.h5"], ["teff"]))
+    with pytest.raises(ensemble.EnsembleError, match="pred/logg missing"):
+        list(ensemble.iter_member_chunks([tmp_path / "a.h5"], ["logg"]))
+
+
+def _arrays(path, ids, teff=None):
+    cols = {"source_id": ((), np.int64, {}), "phot/g": ((), np.float32, {})}
+    data = {"source_id": ids, "phot/g": np.full(len(ids), 11.0, np.float32)}
+    if teff is not None:
+        cols["labels/teff"] = ((), np.float32, {})
+        data["labels/teff"] = teff.astype(np.float32)
+    with ArraysWriter(path, len(ids), cols) as w:
+        w.append(data)
+
+
+def test_catalogue_has_units_header_and_honest_sigma(tmp_path):
+    rng = np.random.default_rng(5)
+    n_tr, n_ob = 3000, 500
+    ref = rng.uniform(4000, 6000, n_tr)
+    preds = {"training": [], "observed": []}
+    # Members share most of their error (same training stars): an error common to all of
+    # them (80 K) that only the running dispersion sees, plus a small scatter between them.
+    common = rng.normal(0, 80, n_tr)
+    for k in range(3):
+        for sample, n, base in (("training", n_tr, ref), ("observed", n_ob, ref[:n_ob])):
+            p = tmp_path / f"{sample}{k}.h5"
+            _member_file(p, np.arange(n) + (0 if sample == "training" else 10**6),
+                         base + common[:n] + rng.normal(0, 10, n))
+            preds[sample].append(p)
+    _arrays(tmp_path / "tr.h5", np.arange(n_tr), ref)
+    _arrays(tmp_path / "ob.h5", np.arange(n_ob) + 10**6)
+    table, fits_, trange = catalogue.build(
+        preds, {"training": tmp_path / "tr.h5", "observed": tmp_path / "ob.h5"},
+        labels=["teff"], members=["split0_seed0", "split0_seed1", "split1_seed0"],
+        n_bins=10, degree=2, config_hash="abc123",
+    )
+    assert len(table) == n_tr + n_ob and table["in_training"].sum() == n_tr
+    assert trange["teff"][0] == pytest.approx(ref.min(), rel=1e-6)
+    # sigma >= e and >= the running dispersion; roughly 80/sqrt(3)/... honest on training
+    assert (table["sigma_teff"] >= table["e_teff"]).all()
+    tr = table[table.in_training]
+    cov = np.mean(np.abs(tr["teff"] - ref) <= tr["sigma_teff"])
+    assert 0.6 < cov < 0.8
+    catalogue.write(table, tmp_path / "cat.fits", tmp_path / "cat.csv")
+    with fits.open(tmp_path / "cat.fits") as hdul:
+        hdr = hdul[1].header
+        assert hdr["CONFHASH"] == "abc123" and hdr["NMEMBERS"] == 3
+        assert "split1_seed0" in hdr["MEMBERS"]
+        units = {hdr[f"TTYPE{i}"]: hdr.get(f"TUNIT{i}") for i in range(1, hdr["TFIELDS"] + 1)}
+        assert units["teff"] == "K" and units["sigma_teff"] == "K"
+        assert units["phot_g_mean_mag"] == "mag"
+    csv = pd.read_csv(tmp_path / "cat.csv")
+    assert list(csv.columns) == list(table.columns)
+
+
+def test_evaluation_coverage_and_crlb_ratio(tmp_path):
+    rng = np.random.default_rng(9)
+    n = 4000
+    truth = rng.uniform(4000, 6000, n)
+    snr = rng.uniform(15, 100, n)
+    sigma = np.full(n, 50.0)
+    cnn = truth + rng.normal(0, 50.0, n)
+    table = pd.DataFrame({"source_id": np.arange(n), "in_training": np.arange(n) < 2000,
+                          "phot_g_mean_mag": np.full(n, 12.0), "parallax": np.ones(n),
+                          "teff": cnn, "sigma_teff": sigma})
+    table.attrs.update(members=["m"], labels=["teff"])
+    catalogue.write(table, tmp_path / "c.fits", tmp_path / "c.csv")
+    with h5py.File(tmp_path / "truth.h5", "w") as h5:
+        h5["source_id"] = np.arange(n)
+        h5["truth/snr"] = snr
+        h5["truth/teff"] = truth
+        h5["crlb_all/teff"] = np.full(n, 25.0)
+    out = evaluation.evaluate(tmp_path / "c.fits", tmp_path / "truth.h5",
+                              {"teff": [0.0, 1e5]}, ["teff"], ["rvs", "xp"])
+    assert set(out["sample"]) == {"training", "observed_in_range"}
+    assert out["n"].sum() == n
+    assert np.allclose(out["coverage_1sigma"], 0.68, atol=0.06)
+    assert np.allclose(out["ratio_to_crlb"], 2.0, atol=0.25)
+    assert evaluation.crlb_kind(["rvs"]) == "rvs"

@@ -1,0 +1,94 @@
+"""Evaluation against the demo's truth: precision per label and S/N bin, CRLB, 1σ coverage.
+
+Only the demo survey has true labels (``truth.h5``); the paper can only compare with
+APOGEE.  For each label and S/N bin, for the training sample and for the observed stars
+inside the training range (all CNN labels, G and parallax within Table 1's range):
+bias and dispersion of CNN − truth, the median Cramér–Rao bound, their ratio, and the
+fraction of stars whose truth lies within ±1 ``sigma_<label>``.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+from collections.abc import Mapping, Sequence
+
+import h5py
+import numpy as np
+import pandas as pd
+
+from gaiacnn.tables import read_fits_columns
+
+#: S/N bins of the evaluation (the paper's Fig. 16 ranges): 15–25, 25–35, 35–75, ≥ 75.
+DEFAULT_SNR_EDGES = (15.0, 25.0, 35.0, 75.0, float("inf"))
+
+
+def in_range(table: pd.DataFrame, training_range: Mapping[str, Sequence[float]]) -> np.ndarray:
+    """True where every quantity of ``training_range`` present in ``table`` lies inside it."""
+    ok = np.ones(len(table), dtype=bool)
+    for name, (lo, hi) in training_range.items():
+        if name in table.columns:
+            v = table[name].to_numpy(float)
+            ok &= (v >= lo) & (v <= hi)
+    return ok
+
+
+def crlb_kind(branches: Sequence[str]) -> str:
+    """Which stored bound matches the model's inputs: spectrum only, or all inputs."""
+    return "rvs" if tuple(branches) == ("rvs",) else "all"
+
+
+def evaluate(
+    catalogue_path: str | os.PathLike,
+    truth_path: str | os.PathLike,
+    training_range: Mapping[str, Sequence[float]],
+    labels: Sequence[str],
+    branches: Sequence[str],
+    snr_edges: Sequence[float] = DEFAULT_SNR_EDGES,
+) -> pd.DataFrame:
+    """The precision table (one row per sample group × label × S/N bin)."""
+    cols = ["source_id", "in_training", "phot_g_mean_mag", "parallax"]
+    for x in labels:
+        cols += [x, f"sigma_{x}"]
+    cat = read_fits_columns(catalogue_path, cols)
+    kind = crlb_kind(branches)
+    with h5py.File(truth_path, "r") as h5:
+        ids = h5["source_id"][:]
+        idx = pd.Index(ids).get_indexer(cat["source_id"].to_numpy())
+        if np.any(idx < 0):
+            raise ValueError(f"{truth_path}: {int((idx < 0).sum())} catalogue stars have no truth")
+        snr = h5["truth/snr"][:][idx]
+        truth = {x: h5[f"truth/{x}"][:][idx] for x in labels if f"truth/{x}" in h5}
+        crlb = {x: h5[f"crlb_{kind}/{x}"][:][idx] for x in labels if f"crlb_{kind}/{x}" in h5}
+    groups = {
+        "training": cat["in_training"].to_numpy(bool),
+        "observed_in_range": ~cat["in_training"].to_numpy(bool) & in_range(cat, training_range),
+    }
+    rows = []
+    for group, mask in groups.items():
+        for x in labels:
+            if x not in truth:
+                continue
+            for lo, hi in itertools.pairwise(snr_edges):
+                sel = mask & (snr >= lo) & (snr < hi)
+                d = cat[x].to_numpy(float)[sel] - truth[x][sel]
+                s = cat[f"sigma_{x}"].to_numpy(float)[sel]
+                n = int(sel.sum())
+                bound = float(np.median(crlb[x][sel])) if n and x in crlb else np.nan
+                disp = float(np.std(d, ddof=1)) if n > 1 else np.nan
+                rows.append(
+                    dict(
+                        sample=group,
+                        label=x,
+                        snr_min=lo,
+                        snr_max=hi,
+                        n=n,
+                        bias=float(np.mean(d)) if n else np.nan,
+                        dispersion=disp,
+                        median_crlb=bound,
+                        ratio_to_crlb=disp / bound if n > 1 and bound > 0 else np.nan,
+                        coverage_1sigma=float(np.mean(np.abs(d) <= s)) if n else np.nan,
+                        crlb_inputs=kind,
+                    )
+                )
+    return pd.DataFrame(rows)

@@ -1,0 +1,103 @@
+# The hybrid-CNN ensemble: one job per member (split x seed), predictions, aggregation.
+
+
+rule train_member:
+    input:
+        "results/arrays/training.h5",
+    output:
+        model="results/ensemble/members/split{split}_seed{seed}/model.keras",
+        scalers="results/ensemble/members/split{split}_seed{seed}/scalers.json",
+        history="results/ensemble/members/split{split}_seed{seed}/history.json",
+    log:
+        "results/logs/train_member_split{split}_seed{seed}.log",
+    benchmark:
+        "results/benchmarks/train_member_split{split}_seed{seed}.tsv"
+    conda:
+        "../../envs/gaiacnn.yaml"
+    threads: 2
+    resources:
+        mem_mb=6000,
+        runtime=240,
+    params:
+        member=check_member,
+        labels=model_labels(),
+        branches=config["model"]["branches"],
+        arch=config["model"]["arch"],
+        training=config["model"]["training"],
+    script:
+        "../scripts/train_member.py"
+
+
+rule predict_member:
+    input:
+        model="results/ensemble/members/split{split}_seed{seed}/model.keras",
+        scalers="results/ensemble/members/split{split}_seed{seed}/scalers.json",
+        arrays="results/arrays/{sample}.h5",
+    output:
+        "results/ensemble/predictions/{sample}/split{split}_seed{seed}.h5",
+    log:
+        "results/logs/predict_member_{sample}_split{split}_seed{seed}.log",
+    benchmark:
+        "results/benchmarks/predict_member_{sample}_split{split}_seed{seed}.tsv"
+    conda:
+        "../../envs/gaiacnn.yaml"
+    threads: 2
+    resources:
+        mem_mb=3000,
+        runtime=120,
+    params:
+        prediction=config["prediction"],
+    script:
+        "../scripts/predict_member.py"
+
+
+rule aggregate_ensemble:
+    input:
+        training=member_predictions("training"),
+        observed=member_predictions("observed"),
+        training_arrays="results/arrays/training.h5",
+        observed_arrays="results/arrays/observed.h5",
+    output:
+        fits="results/catalogue/catalogue.fits",
+        csv="results/catalogue/catalogue.csv",
+        model="results/ensemble/uncertainty_model.json",
+    log:
+        "results/logs/aggregate_ensemble.log",
+    benchmark:
+        "results/benchmarks/aggregate_ensemble.tsv"
+    conda:
+        "../../envs/gaiacnn.yaml"
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=60,
+    params:
+        labels=model_labels(),
+        members=member_names(),
+        uncertainty=config["uncertainty"],
+        config_hash=CONFIG_HASH,
+    script:
+        "../scripts/aggregate_ensemble.py"
+
+
+rule evaluate_demo:
+    input:
+        catalogue="results/catalogue/catalogue.fits",
+        truth="results/demo/truth.h5",
+        model="results/ensemble/uncertainty_model.json",
+    output:
+        "results/evaluation/precision.tsv",
+    log:
+        "results/logs/evaluate_demo.log",
+    conda:
+        "../../envs/gaiacnn.yaml"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=30,
+    params:
+        labels=model_labels(),
+        branches=config["model"]["branches"],
+        snr_edges=config["evaluation"]["snr_edges"],
+    script:
+        "../scripts/evaluate_demo.py"

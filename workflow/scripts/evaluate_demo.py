@@ -1,0 +1,18 @@
+"""Rule evaluate_demo: precision per label and S/N bin against the demo's truth."""
+
+import sys
+
+sys.stderr = open(snakemake.log[0], "w")  # noqa: F821
+
+from gaiacnn.pipeline import run_evaluation, setup_logging  # noqa: E402
+
+setup_logging()
+run_evaluation(
+    snakemake.input.catalogue,  # noqa: F821
+    snakemake.input.truth,  # noqa: F821
+    snakemake.input.model,  # noqa: F821
+    snakemake.output[0],  # noqa: F821
+    labels=snakemake.params.labels,  # noqa: F821
+    branches=snakemake.params.branches,  # noqa: F821
+    snr_edges=snakemake.params.snr_edges,  # noqa: F821
+)

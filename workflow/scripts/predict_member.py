@@ -1,0 +1,16 @@
+"""Rule predict_member: one member's labels for one sample, streamed in chunks."""
+
+import sys
+
+sys.stderr = open(snakemake.log[0], "w")  # noqa: F821
+
+from gaiacnn.pipeline import run_predict_member, setup_logging  # noqa: E402
+
+setup_logging()
+run_predict_member(
+    snakemake.input.model,  # noqa: F821
+    snakemake.input.arrays,  # noqa: F821
+    snakemake.output[0],  # noqa: F821
+    prediction_cfg=snakemake.params.prediction,  # noqa: F821
+    threads=snakemake.threads,  # noqa: F821
+)
