@@ -92,3 +92,16 @@ def test_command_line_strings_become_numbers(config, schema):
     cfg["demo"]["n_stars"] = "lots"
     with pytest.raises(ConfigError, match=r"'demo\.n_stars': 'lots' is not of type 'integer'"):
         validate_config(cfg, schema)
+
+
+def test_model_defaults_match_the_model_module(config):
+    from gaiacnn import model
+
+    assert config["model"]["arch"] == model.DEFAULT_ARCH
+    training = dict(config["model"]["training"])
+    # The demo caps the epochs (whole demo in minutes) and logs one line per epoch.
+    assert training.pop("max_epochs") == 60 and training.pop("verbose") == 2
+    expected = {
+        k: v for k, v in model.DEFAULT_TRAINING.items() if k not in ("max_epochs", "verbose")
+    }
+    assert training == expected

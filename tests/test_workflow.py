@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import re
 import shutil
 import subprocess
 import sys
@@ -194,3 +195,73 @@ def test_observed_only_populations_stay_out_of_training(demo_run):
     ood = np.isin(pop, [physics.POPULATION_CODES[p] for p in physics.OOD_POPULATIONS])
     assert not np.isin(train_ids, ids[ood]).any()
     assert np.isin(obs_ids, ids[ood]).sum() >= 5
+
+
+def test_ensemble_catalogue_and_evaluation(demo_run):
+    from astropy.io import fits
+
+    members = sorted(p.name for p in (demo_run / "results/ensemble/members").iterdir())
+    assert members == ["split0_seed0", "split0_seed1"]
+    for m in members:
+        files = {p.name for p in (demo_run / "results/ensemble/members" / m).iterdir()}
+        assert files == {"model.keras", "scalers.json", "history.json"}
+    with fits.open(demo_run / "results/catalogue/catalogue.fits") as hdul:
+        hdr, data = hdul[1].header, hdul[1].data
+        assert hdr["MEMBERS"] == "split0_seed0,split0_seed1"
+        n_tr = validate(demo_run / "results/arrays/training.h5").n_rows
+        n_ob = validate(demo_run / "results/arrays/observed.h5").n_rows
+        assert len(data) == n_tr + n_ob
+        for label in ("teff", "logg", "m_h", "alpha_m", "fe_h"):
+            assert np.isfinite(data[label]).all()
+            assert (data[f"sigma_{label}"] >= data[f"e_{label}"]).all()
+    precision = pd.read_csv(demo_run / "results/evaluation/precision.tsv", sep="\t")
+    assert set(precision["label"]) == {"teff", "logg", "m_h", "alpha_m", "fe_h"}
+    assert precision["n"].sum() > 0
+
+
+def _reuse_arrays(demo_run: Path, work: Path) -> None:
+    """Start a new run from the first run's demo, samples and arrays (mtimes kept)."""
+    for sub in ("demo", "samples", "arrays"):
+        shutil.copytree(demo_run / "results" / sub, work / "results" / sub)
+
+
+@pytest.mark.parametrize("branches", ["[rvs]", "[phot, xp]"])
+def test_other_input_branches_run_end_to_end(demo_run, tmp_path, branches):
+    work = make_workdir(tmp_path, "branches")
+    _reuse_arrays(demo_run, work)
+    proc = run_snakemake(
+        work,
+        "--cores",
+        "2",
+        "--config",
+        f"model={{branches: {branches}}}",
+        "results/catalogue/catalogue.fits",
+    )
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    import json
+
+    scalers = json.loads((work / "results/ensemble/members/split0_seed0/scalers.json").read_text())
+    assert sorted(scalers["branches"]) == sorted(branches.strip("[]").replace(" ", "").split(","))
+    assert "build_arrays" not in proc.stderr  # the arrays were reused, not rebuilt
+
+
+def test_forcing_one_member_reruns_only_it_and_the_aggregation(demo_run):
+    proc = run_snakemake(
+        demo_run, "-n", "--forcerun", "results/ensemble/members/split0_seed1/model.keras"
+    )
+    assert proc.returncode == 0, proc.stderr
+    out = proc.stdout
+    jobs = dict(re.findall(r"^(\w+)\s+(\d+)$", out.split("Job stats:")[1].split("total")[0], re.M))
+    assert jobs == {
+        "train_member": "1",
+        "predict_member": "2",
+        "aggregate_ensemble": "1",
+        "evaluate_demo": "1",
+        "all": "1",
+    }
+
+
+def test_unknown_member_is_refused_before_any_job(demo_run):
+    proc = run_snakemake(demo_run, "-n", "results/ensemble/members/split5_seed0/model.keras")
+    assert proc.returncode != 0
+    assert "ensemble member split5_seed0 does not exist" in proc.stderr

@@ -208,6 +208,7 @@ __all__ = [
 
 def configure_tensorflow(threads: int) -> None:
     """Limit TensorFlow to the job's ``threads`` (Snakemake's allocation) before any op runs."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep C++ info lines out of the logs
     import tensorflow as tf
 
     tf.config.threading.set_intra_op_parallelism_threads(max(1, int(threads)))
@@ -256,6 +257,7 @@ def run_predict_member(model_file, arrays_file, out_path, *, prediction_cfg, thr
         out_path,
         chunk_rows=prediction_cfg["chunk_rows"],
         batch_size=prediction_cfg["batch_size"],
+        precision=prediction_cfg["precision"],
     )
 
 
