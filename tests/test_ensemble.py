@@ -85,7 +85,7 @@ def test_catalogue_has_units_header_and_honest_sigma(tmp_path):
             preds[sample].append(p)
     _arrays(tmp_path / "tr.h5", np.arange(n_tr), ref)
     _arrays(tmp_path / "ob.h5", np.arange(n_ob) + 10**6)
-    table, fits_, trange = catalogue.build(
+    table, _fits, trange = catalogue.build(
         preds, {"training": tmp_path / "tr.h5", "observed": tmp_path / "ob.h5"},
         labels=["teff"], members=["split0_seed0", "split0_seed1", "split1_seed0"],
         n_bins=10, degree=2, config_hash="abc123",
