@@ -225,24 +225,29 @@ def _reuse_arrays(demo_run: Path, work: Path) -> None:
         shutil.copytree(demo_run / "results" / sub, work / "results" / sub)
 
 
-@pytest.mark.parametrize("branches", ["[rvs]", "[phot, xp]"])
-def test_other_input_branches_run_end_to_end(demo_run, tmp_path, branches):
+@pytest.mark.parametrize(
+    ("variant", "branches"), [("rvs_only.yaml", ["rvs"]), ("xp_phot.yaml", ["phot", "xp"])]
+)
+def test_other_input_branches_run_end_to_end(demo_run, tmp_path, variant, branches):
     work = make_workdir(tmp_path, "branches")
     _reuse_arrays(demo_run, work)
     proc = run_snakemake(
         work,
         "--cores",
         "2",
-        "--config",
-        f"model={{branches: {branches}}}",
         "results/catalogue/catalogue.fits",
+        "--configfile",
+        str(REPO / "config" / "variants" / variant),
+        str(work / "config" / "config.yaml"),
     )
     assert proc.returncode == 0, proc.stderr[-4000:]
     import json
 
     scalers = json.loads((work / "results/ensemble/members/split0_seed0/scalers.json").read_text())
-    assert sorted(scalers["branches"]) == sorted(branches.strip("[]").replace(" ", "").split(","))
-    assert "build_arrays" not in proc.stderr  # the arrays were reused, not rebuilt
+    assert sorted(scalers["branches"]) == branches
+    assert "rule build_arrays" not in proc.stdout + proc.stderr  # arrays reused, not rebuilt
+    with h5py.File(work / "results/ensemble/predictions/observed/split0_seed1.h5") as h5:
+        assert np.isfinite(h5["pred/teff"][:]).all()
 
 
 def test_forcing_one_member_reruns_only_it_and_the_aggregation(demo_run):
@@ -264,4 +269,4 @@ def test_forcing_one_member_reruns_only_it_and_the_aggregation(demo_run):
 def test_unknown_member_is_refused_before_any_job(demo_run):
     proc = run_snakemake(demo_run, "-n", "results/ensemble/members/split5_seed0/model.keras")
     assert proc.returncode != 0
-    assert "ensemble member split5_seed0 does not exist" in proc.stderr
+    assert "ensemble member split5_seed0 does not exist" in proc.stdout + proc.stderr
