@@ -108,3 +108,37 @@ def test_cli_validate_reports_ok_and_errors(tmp_path, capsys):
     assert "ok, 1 rows, branches rvs,phot,xp, labels teff" in capsys.readouterr().out
     assert cli.main(["validate", str(tmp_path / "out.h5"), "--labels", "logg"]) == 1
     assert "labels/logg: label not in file" in capsys.readouterr().err
+
+
+def test_import_refuses_a_bad_user_file_before_writing(tmp_path, config):
+    from gaiacnn.pipeline import run_import_arrays
+
+    import h5py
+
+    flux = np.full((10, WL.size), 0.9, np.float32)
+    sample = pd.DataFrame({"source_id": np.arange(10, 20), "teff": 1.0, "teff_err": 0.1})
+    build(tmp_path, sample, flux)
+    with h5py.File(tmp_path / "out.h5", "a") as h5:
+        h5["rvs/flux"][2, :4] = np.nan  # as a survey delivers it: filled, not refused
+    kwargs = dict(
+        sample_name="observed",
+        labels=["teff"],
+        rvs_cfg=config["rvs"],
+        arrays_cfg=dict(config["arrays"], chunk_rows=4),
+        provenance={"source": "files"},
+    )
+    run_import_arrays(tmp_path / "out.h5", tmp_path / "imported.h5", **kwargs)
+    assert (
+        validate(tmp_path / "imported.h5", forbid_labels=True, require_finite_inputs=True).n_rows
+        == 10
+    )
+    import h5py
+
+    with h5py.File(tmp_path / "out.h5", "a") as h5:
+        h5["astrometry/parallax"][6] = -0.2
+    with pytest.raises(
+        Exception, match=r"astrometry/parallax: parallax <= 0 at row 6 \(source_id 16\)"
+    ):
+        run_import_arrays(tmp_path / "out.h5", tmp_path / "bad.h5", **kwargs)
+    assert not (tmp_path / "bad.h5").exists()
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".bad.h5")]

@@ -360,6 +360,15 @@ def _check_values(path, h5: h5py.File, info: LayoutInfo, finite: bool, chunk_row
         raise LayoutError(
             path, "source_id", f"{dup.size} duplicated source ids (e.g. {int(dup[0])})"
         )
+    inputs = model_input_datasets(info)
+    for start in range(0, info.n_rows, chunk_rows):
+        stop = min(start + chunk_rows, info.n_rows)
+        block = {name: h5[name][start:stop] for name in inputs}
+        check_block(path, block, sid[start:stop], start, finite=finite)
+
+
+def model_input_datasets(info: LayoutInfo) -> list[str]:
+    """The datasets of ``info``'s file that can feed the model (spectra, photometry, XP)."""
     inputs = []
     if info.n_pixels is not None:
         inputs.append("rvs/flux")
@@ -369,35 +378,42 @@ def _check_values(path, h5: h5py.File, info: LayoutInfo, finite: bool, chunk_row
         inputs.append("astrometry/parallax")
     if info.xp_length is not None:
         inputs.extend(XP_COEFFICIENT_DATASETS)
-    for start in range(0, info.n_rows, chunk_rows):
-        stop = min(start + chunk_rows, info.n_rows)
-        for name in inputs:
-            block = h5[name][start:stop]
-            bad = ~np.isfinite(block)
-            if name == "rvs/flux":
-                all_nan = bad.all(axis=1)
-                if all_nan.any():
-                    row = start + int(np.argmax(all_nan))
-                    raise LayoutError(
-                        path, name, f"row {row} (source_id {int(sid[row])}) has no finite pixel"
-                    )
-            if finite and bad.any():
-                rows = np.nonzero(bad.reshape(len(block), -1).any(axis=1))[0]
-                row = start + int(rows[0])
+    return inputs
+
+
+def check_block(
+    path, block: Mapping[str, np.ndarray], sid: np.ndarray, start: int, *, finite: bool
+) -> None:
+    """Refuse a row chunk: an all-NaN spectrum; with ``finite``, any non-finite model input
+    or a parallax <= 0.  ``sid`` are the chunk's source ids, ``start`` its first row."""
+    for name, values in block.items():
+        if name not in KNOWN_DATASETS or name == "source_id":
+            continue
+        bad = ~np.isfinite(values)
+        if name == "rvs/flux":
+            all_nan = bad.all(axis=1)
+            if all_nan.any():
+                i = int(np.argmax(all_nan))
                 raise LayoutError(
-                    path,
-                    name,
-                    f"non-finite values in {rows.size} rows of rows {start}-{stop - 1}"
-                    f" (first: row {row}, source_id {int(sid[row])})",
+                    path, name, f"row {start + i} (source_id {int(sid[i])}) has no finite pixel"
                 )
-            if finite and name == "astrometry/parallax" and np.any(block <= 0):
-                row = start + int(np.argmax(block <= 0))
-                raise LayoutError(
-                    path,
-                    name,
-                    f"parallax <= 0 at row {row} (source_id {int(sid[row])}); "
-                    "the paper's cut (Sect. 2.2) removes such stars",
-                )
+        if finite and bad.any():
+            rows = np.nonzero(bad.reshape(len(values), -1).any(axis=1))[0]
+            i = int(rows[0])
+            raise LayoutError(
+                path,
+                name,
+                f"non-finite values in {rows.size} rows of rows {start}-{start + len(values) - 1}"
+                f" (first: row {start + i}, source_id {int(sid[i])})",
+            )
+        if finite and name == "astrometry/parallax" and np.any(values <= 0):
+            i = int(np.argmax(values <= 0))
+            raise LayoutError(
+                path,
+                name,
+                f"parallax <= 0 at row {start + i} (source_id {int(sid[i])}); "
+                "the paper's cut (Sect. 2.2) removes such stars",
+            )
 
 
 def iter_rows(

@@ -135,14 +135,13 @@ def run_import_arrays(
         raise layout.LayoutError(
             user_path, None, "no model input: needs rvs/flux, phot/* or xp/*_coefficients"
         )
-    names = [n for n in layout.KNOWN_DATASETS if _has(user_path, n)]
-    if sample_name == "training":
-        for label in labels:
-            names.append(f"labels/{label}")
-            if _has(user_path, f"labels/{label}_err"):
-                names.append(f"labels/{label}_err")
     columns = {}
     with h5py.File(user_path, "r") as h5:
+        names = [n for n in layout.KNOWN_DATASETS if n in h5]
+        if sample_name == "training":
+            names += [
+                f"labels/{x}{e}" for x in labels for e in ("", "_err") if f"labels/{x}{e}" in h5
+            ]
         for name in names:
             ds = h5[name]
             if name == "rvs/flux":
@@ -164,7 +163,7 @@ def run_import_arrays(
     with layout.ArraysWriter(
         out_path, info.n_rows, columns, attrs=attrs, compression=arrays_cfg["compression"]
     ) as writer:
-        for _start, block in layout.iter_rows(user_path, names, arrays_cfg["chunk_rows"]):
+        for start, block in layout.iter_rows(user_path, names, arrays_cfg["chunk_rows"]):
             if "rvs/flux" in block:
                 block["rvs/flux"], _ = fill_nan_pixels(
                     block["rvs/flux"],
@@ -172,13 +171,10 @@ def run_import_arrays(
                     rvs_cfg["continuum_windows_nm"],
                     rvs_cfg["nan_fill_quantile"],
                 )
+            # After the NaN filling every model input must be finite (parallax > 0):
+            # checked before the rows are written, so a bad file leaves no output.
+            layout.check_block(user_path, block, block["source_id"], start, finite=True)
             writer.append(block)
-    layout.validate(out_path, require_finite_inputs=True)
-
-
-def _has(path, name: str) -> bool:
-    with h5py.File(path, "r") as h5:
-        return name in h5
 
 
 def summarize(paths: Mapping[str, str | os.PathLike], out_path=None) -> str:
