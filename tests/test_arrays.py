@@ -111,9 +111,9 @@ def test_cli_validate_reports_ok_and_errors(tmp_path, capsys):
 
 
 def test_import_refuses_a_bad_user_file_before_writing(tmp_path, config):
-    from gaiacnn.pipeline import run_import_arrays
-
     import h5py
+
+    from gaiacnn.pipeline import run_import_arrays
 
     flux = np.full((10, WL.size), 0.9, np.float32)
     sample = pd.DataFrame({"source_id": np.arange(10, 20), "teff": 1.0, "teff_err": 0.1})
