@@ -1,8 +1,10 @@
 """Rule aggregate_ensemble: mean, e_*, running dispersion, sigma_*; the catalogue."""
 
+import os
 import sys
 
 sys.stderr = open(snakemake.log[0], "w")  # noqa: F821
+os.dup2(sys.stderr.fileno(), 2)  # C-level messages (TensorFlow, HDF5) too
 
 from gaiacnn.pipeline import run_aggregate, setup_logging  # noqa: E402
 

@@ -1,8 +1,10 @@
 """Rule build_arrays: one sample's HDF5 arrays from the raw store."""
 
+import os
 import sys
 
 sys.stderr = open(snakemake.log[0], "w")  # noqa: F821
+os.dup2(sys.stderr.fileno(), 2)  # C-level messages (TensorFlow, HDF5) too
 
 from gaiacnn.pipeline import run_build_arrays, setup_logging  # noqa: E402
 

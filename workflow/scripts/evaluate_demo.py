@@ -1,8 +1,10 @@
 """Rule evaluate_demo: precision per label and S/N bin against the demo's truth."""
 
+import os
 import sys
 
 sys.stderr = open(snakemake.log[0], "w")  # noqa: F821
+os.dup2(sys.stderr.fileno(), 2)  # C-level messages (TensorFlow, HDF5) too
 
 from gaiacnn.pipeline import run_evaluation, setup_logging  # noqa: E402
 

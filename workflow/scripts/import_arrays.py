@@ -1,8 +1,10 @@
 """Rule import_arrays: validate a user's HDF5 file and bring it into results/arrays."""
 
+import os
 import sys
 
 sys.stderr = open(snakemake.log[0], "w")  # noqa: F821
+os.dup2(sys.stderr.fileno(), 2)  # C-level messages (TensorFlow, HDF5) too
 
 from gaiacnn.pipeline import run_import_arrays, setup_logging  # noqa: E402
 

@@ -1,8 +1,10 @@
 """Rule train_member: train one ensemble member (split x seed)."""
 
+import os
 import sys
 
 sys.stderr = open(snakemake.log[0], "w")  # noqa: F821
+os.dup2(sys.stderr.fileno(), 2)  # C-level messages (TensorFlow, HDF5) too
 sys.stdout = sys.stderr  # Keras prints its epoch lines to stdout
 
 from gaiacnn.pipeline import run_train_member, setup_logging  # noqa: E402
