@@ -595,6 +595,20 @@ def _cog_table() -> tuple[np.ndarray, np.ndarray]:
     return log_eta, w
 
 
+def _line_window(
+    grid: np.ndarray, centre: np.ndarray, half_window: float
+) -> tuple[int, int, np.ndarray] | None:
+    """Pixel range [j0, j1) within ``half_window`` nm of every star's ``centre`` (n,), and
+    the offsets ``dx`` (n, j1 - j0) [nm] of those pixels; None if it misses the grid."""
+    lo = float(np.min(centre)) - half_window
+    hi = float(np.max(centre)) + half_window
+    j0 = max(0, math.floor(_pixel(lo)))
+    j1 = min(grid.size, math.ceil(_pixel(hi)) + 1)
+    if j1 <= j0:
+        return None
+    return j0, j1, grid[None, j0:j1] - centre[:, None]
+
+
 def _add_gaussian_line(
     flux: np.ndarray,
     grid: np.ndarray,
@@ -604,13 +618,10 @@ def _add_gaussian_line(
     half_window: float,
 ) -> None:
     """Multiply ``flux`` in place by 1 - depth exp(-(lambda - centre)^2 / 2 sigma^2)."""
-    lo = float(np.min(centre)) - half_window
-    hi = float(np.max(centre)) + half_window
-    j0 = max(0, math.floor(_pixel(lo)))
-    j1 = min(grid.size, math.ceil(_pixel(hi)) + 1)
-    if j1 <= j0:
+    window = _line_window(grid, centre, half_window)
+    if window is None:
         return
-    dx = grid[None, j0:j1] - centre[:, None]
+    j0, j1, dx = window
     flux[:, j0:j1] *= 1.0 - depth[:, None] * np.exp(-0.5 * (dx / sigma[:, None]) ** 2)
 
 
@@ -631,13 +642,10 @@ def _add_line(
     Only pixels within ``half_window`` (nm, plus the largest shift) of the rest wavelength
     are touched.
     """
-    lo = float(np.min(centre)) - half_window
-    hi = float(np.max(centre)) + half_window
-    j0 = max(0, math.floor(_pixel(lo)))
-    j1 = min(grid.size, math.ceil(_pixel(hi)) + 1)
-    if j1 <= j0:
+    window = _line_window(grid, centre, half_window)
+    if window is None:
         return
-    dx = grid[None, j0:j1] - centre[:, None]
+    j0, j1, dx = window
     tau = np.exp(-0.5 * (dx / sigma[:, None]) ** 2)
     if wing_amp is not None:
         g2 = (gamma**2)[:, None]
