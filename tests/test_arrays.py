@@ -142,3 +142,16 @@ def test_import_refuses_a_bad_user_file_before_writing(tmp_path, config):
         run_import_arrays(tmp_path / "out.h5", tmp_path / "bad.h5", **kwargs)
     assert not (tmp_path / "bad.h5").exists()
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".bad.h5")]
+
+
+def test_flux_error_may_keep_nan_where_the_flux_was_filled(tmp_path):
+    from gaiacnn.layout import check_block
+
+    block = {
+        "rvs/flux": np.ones((2, 5), np.float32),
+        "rvs/flux_error": np.full((2, 5), np.nan, np.float32),
+    }
+    check_block("f.h5", block, np.array([1, 2]), 0, finite=True)  # no error
+    block["rvs/flux"][1, 2] = np.inf
+    with pytest.raises(Exception, match=r"f.h5: rvs/flux: non-finite values in 1 rows"):
+        check_block("f.h5", block, np.array([1, 2]), 0, finite=True)

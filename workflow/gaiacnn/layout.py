@@ -52,6 +52,10 @@ KNOWN_DATASETS: dict[str, tuple[int, str]] = {
 }
 PHOT_DATASETS = ("phot/g", "phot/bp", "phot/rp")
 XP_COEFFICIENT_DATASETS = ("xp/bp_coefficients", "xp/rp_coefficients")
+#: Datasets that feed the model: they must be finite after the arrays stage.
+MODEL_INPUT_DATASETS = frozenset(
+    {"rvs/flux", *PHOT_DATASETS, "astrometry/parallax", *XP_COEFFICIENT_DATASETS}
+)
 DEFAULT_CHUNK_ROWS = 256
 
 
@@ -387,8 +391,8 @@ def check_block(
     """Refuse a row chunk: an all-NaN spectrum; with ``finite``, any non-finite model input
     or a parallax <= 0.  ``sid`` are the chunk's source ids, ``start`` its first row."""
     for name, values in block.items():
-        if name not in KNOWN_DATASETS or name == "source_id":
-            continue
+        if name not in MODEL_INPUT_DATASETS:
+            continue  # e.g. rvs/flux_error keeps NaN where the flux was filled
         bad = ~np.isfinite(values)
         if name == "rvs/flux":
             all_nan = bad.all(axis=1)
