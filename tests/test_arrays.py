@@ -142,6 +142,12 @@ def test_import_refuses_a_bad_user_file_before_writing(tmp_path, config):
         run_import_arrays(tmp_path / "out.h5", tmp_path / "bad.h5", **kwargs)
     assert not (tmp_path / "bad.h5").exists()
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".bad.h5")]
+    with h5py.File(tmp_path / "out.h5", "a") as h5:
+        h5["astrometry/parallax"][6] = 1.0
+        h5["source_id"][3] = h5["source_id"][4]
+    with pytest.raises(Exception, match=r"source_id: 1 duplicated source ids \(e.g. 14\)"):
+        run_import_arrays(tmp_path / "out.h5", tmp_path / "bad.h5", **kwargs)
+    assert not (tmp_path / "bad.h5").exists()
 
 
 def test_flux_error_may_keep_nan_where_the_flux_was_filled(tmp_path):

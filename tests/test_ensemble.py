@@ -80,15 +80,22 @@ def test_catalogue_has_units_header_and_honest_sigma(tmp_path):
     for k in range(3):
         for sample, n, base in (("training", n_tr, ref), ("observed", n_ob, ref[:n_ob])):
             p = tmp_path / f"{sample}{k}.h5"
-            _member_file(p, np.arange(n) + (0 if sample == "training" else 10**6),
-                         base + common[:n] + rng.normal(0, 10, n))
+            _member_file(
+                p,
+                np.arange(n) + (0 if sample == "training" else 10**6),
+                base + common[:n] + rng.normal(0, 10, n),
+            )
             preds[sample].append(p)
     _arrays(tmp_path / "tr.h5", np.arange(n_tr), ref)
     _arrays(tmp_path / "ob.h5", np.arange(n_ob) + 10**6)
     table, _fits, trange = catalogue.build(
-        preds, {"training": tmp_path / "tr.h5", "observed": tmp_path / "ob.h5"},
-        labels=["teff"], members=["split0_seed0", "split0_seed1", "split1_seed0"],
-        n_bins=10, degree=2, config_hash="abc123",
+        preds,
+        {"training": tmp_path / "tr.h5", "observed": tmp_path / "ob.h5"},
+        labels=["teff"],
+        members=["split0_seed0", "split0_seed1", "split1_seed0"],
+        n_bins=10,
+        degree=2,
+        config_hash="abc123",
     )
     assert len(table) == n_tr + n_ob and table["in_training"].sum() == n_tr
     assert trange["teff"][0] == pytest.approx(ref.min(), rel=1e-6)
@@ -116,9 +123,16 @@ def test_evaluation_coverage_and_crlb_ratio(tmp_path):
     snr = rng.uniform(15, 100, n)
     sigma = np.full(n, 50.0)
     cnn = truth + rng.normal(0, 50.0, n)
-    table = pd.DataFrame({"source_id": np.arange(n), "in_training": np.arange(n) < 2000,
-                          "phot_g_mean_mag": np.full(n, 12.0), "parallax": np.ones(n),
-                          "teff": cnn, "sigma_teff": sigma})
+    table = pd.DataFrame(
+        {
+            "source_id": np.arange(n),
+            "in_training": np.arange(n) < 2000,
+            "phot_g_mean_mag": np.full(n, 12.0),
+            "parallax": np.ones(n),
+            "teff": cnn,
+            "sigma_teff": sigma,
+        }
+    )
     table.attrs.update(members=["m"], labels=["teff"])
     catalogue.write(table, tmp_path / "c.fits", tmp_path / "c.csv")
     with h5py.File(tmp_path / "truth.h5", "w") as h5:
@@ -126,8 +140,9 @@ def test_evaluation_coverage_and_crlb_ratio(tmp_path):
         h5["truth/snr"] = snr
         h5["truth/teff"] = truth
         h5["crlb_all/teff"] = np.full(n, 25.0)
-    out = evaluation.evaluate(tmp_path / "c.fits", tmp_path / "truth.h5",
-                              {"teff": [0.0, 1e5]}, ["teff"], ["rvs", "xp"])
+    out = evaluation.evaluate(
+        tmp_path / "c.fits", tmp_path / "truth.h5", {"teff": [0.0, 1e5]}, ["teff"], ["rvs", "xp"]
+    )
     assert set(out["sample"]) == {"training", "observed_in_range"}
     assert out["n"].sum() == n
     assert np.allclose(out["coverage_1sigma"], 0.68, atol=0.06)

@@ -70,10 +70,12 @@ def evaluate(
         for x in labels:
             if x not in truth:
                 continue
+            resid = cat[x].to_numpy(float) - truth[x]
+            sigma = cat[f"sigma_{x}"].to_numpy(float)
             for lo, hi in itertools.pairwise(snr_edges):
                 sel = mask & (snr >= lo) & (snr < hi)
-                d = cat[x].to_numpy(float)[sel] - truth[x][sel]
-                s = cat[f"sigma_{x}"].to_numpy(float)[sel]
+                d = resid[sel]
+                s = sigma[sel]
                 n = int(sel.sum())
                 bound = float(np.median(crlb[x][sel])) if n and x in crlb else np.nan
                 disp = float(np.std(d, ddof=1)) if n > 1 else np.nan

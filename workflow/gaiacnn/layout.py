@@ -358,17 +358,22 @@ def validate(
 def _check_values(path, h5: h5py.File, info: LayoutInfo, finite: bool, chunk_rows: int) -> None:
     """Stream the rows: unique source ids, no all-NaN spectrum, finite inputs if asked."""
     sid = h5["source_id"][:]
+    check_unique_ids(path, sid)
+    inputs = model_input_datasets(info)
+    for start in range(0, info.n_rows, chunk_rows):
+        stop = min(start + chunk_rows, info.n_rows)
+        block = {name: h5[name][start:stop] for name in inputs}
+        check_block(path, block, sid[start:stop], start, finite=finite)
+
+
+def check_unique_ids(path, sid: np.ndarray) -> None:
+    """Refuse duplicated source ids, naming one."""
     uniq, counts = np.unique(sid, return_counts=True)
     if np.any(counts > 1):
         dup = uniq[counts > 1]
         raise LayoutError(
             path, "source_id", f"{dup.size} duplicated source ids (e.g. {int(dup[0])})"
         )
-    inputs = model_input_datasets(info)
-    for start in range(0, info.n_rows, chunk_rows):
-        stop = min(start + chunk_rows, info.n_rows)
-        block = {name: h5[name][start:stop] for name in inputs}
-        check_block(path, block, sid[start:stop], start, finite=finite)
 
 
 def model_input_datasets(info: LayoutInfo) -> list[str]:

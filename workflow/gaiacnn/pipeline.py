@@ -121,9 +121,13 @@ def run_import_arrays(
     provenance: Mapping,
 ) -> None:
     """Rule ``import_arrays`` (``data.source: files``): validate a user file, fill NaN, copy."""
+    # Structure first; the values are checked chunk by chunk while copying (one read).
     info = layout.validate(
-        user_path, require_labels=list(labels) if sample_name == "training" else False
+        user_path,
+        require_labels=list(labels) if sample_name == "training" else False,
+        check_values=False,
     )
+    layout.check_unique_ids(user_path, layout.read_column(user_path, "source_id"))
     log.info(
         "%s: %d rows, branches %s, labels %s",
         user_path,
@@ -164,6 +168,7 @@ def run_import_arrays(
         out_path, info.n_rows, columns, attrs=attrs, compression=arrays_cfg["compression"]
     ) as writer:
         for start, block in layout.iter_rows(user_path, names, arrays_cfg["chunk_rows"]):
+            layout.check_block(user_path, block, block["source_id"], start, finite=False)
             if "rvs/flux" in block:
                 block["rvs/flux"], _ = fill_nan_pixels(
                     block["rvs/flux"],

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 
 import numpy as np
@@ -49,15 +50,12 @@ def fill_nan_pixels(
         raise ValueError(f"{empty.size} spectra have no finite pixel (rows {empty[:5].tolist()})")
     mask = window_mask(wavelength_nm, windows_nm)
     sub = flux[rows][:, mask] if mask.any() else np.full((rows.size, 1), np.nan, np.float32)
-    with np.errstate(all="ignore"):
-        import warnings
-
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)
-            level = np.nanquantile(sub, quantile, axis=1)
-            fallback = ~np.isfinite(level)
-            if fallback.any():
-                level[fallback] = np.nanquantile(flux[rows[fallback]], quantile, axis=1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # "All-NaN slice": handled below
+        level = np.nanquantile(sub, quantile, axis=1)
+    fallback = ~np.isfinite(level)
+    if fallback.any():
+        level[fallback] = np.nanquantile(flux[rows[fallback]], quantile, axis=1)
     block = out[rows]
     block[bad[rows]] = np.repeat(level.astype(np.float32), n_filled[rows])
     out[rows] = block

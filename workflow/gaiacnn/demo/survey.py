@@ -94,7 +94,6 @@ def _apogee_ids(ra: np.ndarray, dec: np.ndarray) -> np.ndarray:
 def _gaia_flags(
     rng: np.random.Generator,
     truth: Mapping[str, np.ndarray],
-    obs: Mapping[str, np.ndarray],
     cfg: Mapping,
 ) -> dict[str, np.ndarray]:
     """Archive flags of Sect. 2.1–2.3 with the frequencies of ``cfg['flags']``."""
@@ -296,7 +295,7 @@ def generate(
             ).icrs
             ra, dec = coords.ra.deg, coords.dec.deg
             ids = _source_ids(ra, dec, k * chunk)
-            flags = _gaia_flags(rng, truth, obs, cfg)
+            flags = _gaia_flags(rng, truth, cfg)
             bp = obs["bp_coefficients"].copy()
             rp = obs["rp_coefficients"].copy()
             bp[~flags["has_xp_continuous"]] = np.nan
