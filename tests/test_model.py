@@ -517,3 +517,77 @@ def test_schedules_train(tmp_path, train_file, schedule):
             train_file, tmp_path / "x", split=0, seed=0, labels=LABELS, branches=("phot",),
             training={**FAST, "schedule": "nope"},
         )  # fmt: skip
+
+
+# --------------------------------------------------------------------------- augmentation
+
+
+def test_augment_rvs_lowers_snr_to_the_drawn_target():
+    from gaiacnn.model import augment_rvs
+
+    n, p, s = 3000, 400, 50.0
+    flux = np.ones((n, p, 1), np.float32)
+    unit = np.full((n, p, 1), 1.0 / s, np.float32)
+    unit[:, :10] = 0.0  # e.g. NaN-filled pixels: no noise there
+    rng = np.random.default_rng(0)
+    out = augment_rvs(flux, unit, np.full(n, s), rng, snr_min=10.0, fraction=1.0)
+    added = (out - flux)[:, 10:, 0].std(axis=1)
+    target = s / np.sqrt(1.0 + (added * s) ** 2)  # total noise = unit * s / target
+    assert target.min() > 9.0 and target.max() <= s + 1e-6
+    # log-uniform in [10, 50]: the mean of log(target) is the middle of the log range
+    assert np.mean(np.log(target)) == pytest.approx(0.5 * (np.log(10) + np.log(50)), abs=0.03)
+    assert np.all(out[:, :10] == 1.0)
+    half = augment_rvs(flux, unit, np.full(n, s), rng, snr_min=10.0, fraction=0.5)
+    changed = np.any(half != flux, axis=(1, 2))
+    assert 0.45 < changed.mean() < 0.55
+    # spectra already at or below snr_min (or with unknown S/N) are left alone
+    low = augment_rvs(flux[:5], unit[:5], np.array([10.0, 8.0, np.nan, 5.0, 1.0]), rng,
+                      snr_min=10.0, fraction=1.0)  # fmt: skip
+    np.testing.assert_array_equal(low, flux[:5])
+
+
+def _with_snr(path: Path, snr: float | None = 40.0) -> Path:
+    make_file(path)
+    if snr is not None:
+        with h5py.File(path, "a") as h5:
+            h5["rvs/snr"] = np.full(N, snr, np.float32)
+    return path
+
+
+def test_augmented_batches_are_deterministic(tmp_path):
+    from gaiacnn.model import AugmentedBatches, noise_units
+
+    path = _with_snr(tmp_path / "t.h5")
+    rows = np.arange(0, N, 2)
+    unit, snr = noise_units(path, rows)
+    assert unit.shape == (rows.size, P, 1) and np.all(snr == 40.0)
+    x = {"rvs": np.ones((rows.size, P, 1), np.float32), "phot": np.zeros((rows.size, 3))}
+    y = np.arange(rows.size, dtype=float)[:, None]
+    kw = dict(batch_size=32, seed=3, snr_min=15.0, fraction=0.5)
+    a, b = AugmentedBatches(x, y, unit, snr, **kw), AugmentedBatches(x, y, unit, snr, **kw)
+    assert len(a) == -(-rows.size // 32)
+    xa, ya = a[1]
+    xb, yb = b[1]
+    np.testing.assert_array_equal(xa["rvs"], xb["rvs"])
+    np.testing.assert_array_equal(ya, yb)
+    assert np.any(xa["rvs"] != 1.0)  # noise was added
+    a.on_epoch_end()
+    assert not np.array_equal(a[1][1], ya)  # new epoch, new order
+
+
+def test_training_with_augmentation(tmp_path):
+    path = _with_snr(tmp_path / "t.h5")
+    tr = {**FAST, "augment_snr_min": 15.0, "augment_fraction": 0.5}
+    kw = dict(split=0, seed=1, labels=LABELS, branches=BRANCHES, training=tr)
+    assert train_member(path, tmp_path / "a", **kw)["noise_augmentation"] is True
+    train_member(path, tmp_path / "b", **kw)
+    wa, wb = _weights(tmp_path / "a"), _weights(tmp_path / "b")
+    assert all(np.array_equal(x, y) for x, y in zip(wa, wb, strict=True))
+    # without the S/N there is nothing to scale the noise by: said, and trained without it
+    no_snr = _with_snr(tmp_path / "n.h5", None)
+    with pytest.warns(UserWarning, match="no rvs/snr, so no noise augmentation"):
+        summary = train_member(no_snr, tmp_path / "c", **kw)
+    assert summary["noise_augmentation"] is False
+    assert not train_member(path, tmp_path / "d", **{**kw, "branches": ["phot", "xp"]})[
+        "noise_augmentation"
+    ]

@@ -26,6 +26,7 @@ import json
 import os
 import tempfile
 import time
+import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,6 +35,7 @@ from typing import Any
 import h5py
 import numpy as np
 
+from gaiacnn.ensemble import split_indices
 from gaiacnn.io import atomic_output
 from gaiacnn.layout import (
     PHOT_DATASETS,
@@ -125,6 +127,14 @@ DEFAULT_TRAINING: dict[str, Any] = {
     "lr_warmup_epochs": 0,
     # "one_cycle" only: final learning rate as a fraction of learning_rate.
     "lr_final_factor": 0.01,
+    # Noise augmentation of the RVS spectra (not in the paper): in every epoch a fraction
+    # augment_fraction of the training spectra (never the validation ones) get extra
+    # Gaussian noise that lowers their S/N to a value drawn log-uniformly between
+    # augment_snr_min and their own S/N, so that the model sees the low S/N of the
+    # observed sample (whose S/N starts below the training cut).  0 switches it off (the
+    # paper has no augmentation).
+    "augment_snr_min": 15.0,
+    "augment_fraction": 0.5,
 }
 
 #: Learning-rate schedules of :func:`train_member` (``training["schedule"]``).
@@ -557,32 +567,108 @@ def load_inputs(
     return scalers.inputs(data, branches), scalers.scale_labels(y)
 
 
-def split_indices(
-    n: int, split: int, validation_fraction: float = 0.25, base_seed: int = 0
-) -> tuple[np.ndarray, np.ndarray]:
-    """Random training / validation rows (sorted int64) of a sample of ``n`` stars (Sect. 3.2).
-
-    Depends only on ``(n, split, validation_fraction, base_seed)``: the same split number
-    gives the same partition on every machine (numpy PCG64 seeded with [base_seed, split]).
-    """
-    if n < 2:
-        raise ValueError(f"cannot split {n} stars into training and validation sets")
-    if not 0.0 < validation_fraction < 1.0:
-        raise ValueError(f"validation_fraction must be in (0, 1), got {validation_fraction}")
-    if split < 0 or base_seed < 0:
-        raise ValueError("split and base_seed must be >= 0")
-    rng = np.random.default_rng([int(base_seed), int(split)])
-    perm = rng.permutation(n)
-    n_val = min(max(1, round(n * validation_fraction)), n - 1)
-    return np.sort(perm[n_val:]).astype(np.int64), np.sort(perm[:n_val]).astype(np.int64)
-
-
 # --------------------------------------------------------------------------- training
 
 
 def _read_labels(path, labels: Sequence[str]) -> np.ndarray:
     with h5py.File(path, "r") as h5:
         return np.stack([h5[label_dataset(n)][:].astype(np.float64) for n in labels], axis=1)
+
+
+def augment_rvs(
+    flux: np.ndarray,
+    noise_unit: np.ndarray,
+    snr: np.ndarray,
+    rng: np.random.Generator,
+    *,
+    snr_min: float,
+    fraction: float,
+) -> np.ndarray:
+    """Add Gaussian noise that lowers the S/N of a random ``fraction`` of the spectra.
+
+    ``flux`` (n, P[, 1]) and ``noise_unit`` (same shape: the 1σ flux error of each pixel,
+    0 where unknown) in normalised-flux units; ``snr`` (n,) the spectra's S/N.  A picked
+    spectrum with S/N s > ``snr_min`` gets a target S/N t drawn log-uniformly in
+    [``snr_min``, s] and noise of σ = noise_unit · sqrt((s/t)² − 1) per pixel, so its
+    total noise is noise_unit · s/t.  The others are returned unchanged (as a copy).
+    """
+    out = np.array(flux, dtype=np.float32, copy=True)
+    snr = np.asarray(snr, dtype=np.float64)
+    pick = (rng.random(snr.size) < fraction) & np.isfinite(snr) & (snr > snr_min)
+    idx = np.flatnonzero(pick)
+    if idx.size == 0:
+        return out
+    s = snr[idx]
+    target = np.exp(rng.uniform(np.log(snr_min), np.log(s)))
+    scale = np.sqrt(np.maximum((s / target) ** 2 - 1.0, 0.0)).astype(np.float32)
+    shape = (idx.size, *([1] * (out.ndim - 1)))
+    noise = rng.standard_normal((idx.size, *out.shape[1:]), dtype=np.float32)
+    out[idx] += noise * noise_unit[idx] * scale.reshape(shape)
+    return out
+
+
+def noise_units(path, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(1σ pixel errors (n, P, 1), S/N (n,)) of ``rows`` for :func:`augment_rvs`.
+
+    The errors are ``rvs/flux_error`` where the file has it (NaN → 0: filled pixels get no
+    noise), else flux / ``rvs/snr``.  Needs ``rvs/snr``.
+    """
+    with h5py.File(path, "r") as h5:
+        has_err = "rvs/flux_error" in h5
+        if "rvs/snr" not in h5:
+            raise LayoutError(path, "rvs/snr", "missing; noise augmentation needs the S/N")
+    names = ["rvs/snr", "rvs/flux_error" if has_err else RVS_DATASET]
+    data = _gather(path, names, rows)
+    snr = data["rvs/snr"].astype(np.float64)
+    if has_err:
+        unit = data["rvs/flux_error"].astype(np.float32)
+    else:
+        with np.errstate(divide="ignore", invalid="ignore"):
+            unit = (np.abs(data[RVS_DATASET]) / snr[:, None]).astype(np.float32)
+    unit[~np.isfinite(unit)] = 0.0
+    return unit[..., None], snr
+
+
+class AugmentedBatches(keras.utils.PyDataset):
+    """Shuffled training batches whose RVS spectra get :func:`augment_rvs` noise.
+
+    Deterministic: the order of epoch e and the noise of its batch i depend only on
+    (seed, e, i), so the same seed gives the same batches in any run.
+    """
+
+    def __init__(self, x, y, noise_unit, snr, *, batch_size, seed, snr_min, fraction):
+        super().__init__()
+        self.x, self.y = x, y
+        self.noise_unit, self.snr = noise_unit, snr
+        self.batch_size = int(batch_size)
+        self.seed = int(seed)
+        self.snr_min, self.fraction = float(snr_min), float(fraction)
+        self.epoch = 0
+        self._order = self._permutation()
+
+    def _permutation(self) -> np.ndarray:
+        return np.random.default_rng([self.seed, self.epoch]).permutation(len(self.y))
+
+    def __len__(self) -> int:
+        return -(-len(self.y) // self.batch_size)
+
+    def __getitem__(self, i: int):
+        idx = self._order[i * self.batch_size : (i + 1) * self.batch_size]
+        xb = {k: v[idx] for k, v in self.x.items()}
+        rng = np.random.default_rng([self.seed, self.epoch, i, 1])
+        xb["rvs"] = augment_rvs(
+            xb["rvs"],
+            self.noise_unit[idx],
+            self.snr[idx],
+            rng,
+            snr_min=self.snr_min,
+            fraction=self.fraction,
+        )
+        return xb, self.y[idx]
+
+    def on_epoch_end(self) -> None:
+        self.epoch += 1
+        self._order = self._permutation()
 
 
 class LearningRateSchedule(keras.callbacks.Callback):
@@ -672,6 +758,18 @@ def train_member(
     labels = _check_labels(train_file, info, labels)
     branches = _check_branches(train_file, info, branches)
 
+    augment = float(tr["augment_snr_min"]) > 0 and float(tr["augment_fraction"]) > 0
+    if augment and "rvs" not in branches:
+        augment = False  # nothing to add noise to
+    if augment:
+        with h5py.File(train_file, "r") as h5:
+            if "rvs/snr" not in h5:
+                warnings.warn(
+                    f"{train_file}: no rvs/snr, so no noise augmentation (it needs the "
+                    "spectra's S/N); training on the spectra as they are",
+                    stacklevel=2,
+                )
+                augment = False
     y_all = _read_labels(train_file, labels)
     labelled = np.all(np.isfinite(y_all), axis=1)
     train_rows, val_rows = split_indices(
@@ -721,13 +819,25 @@ def train_member(
                 final_factor=float(tr["lr_final_factor"]),
             ),
         )
+    if augment:
+        unit, snr = noise_units(train_file, train_rows)
+        data = AugmentedBatches(
+            x_tr,
+            y_tr,
+            unit,
+            snr,
+            batch_size=int(tr["batch_size"]),
+            seed=int(seed),
+            snr_min=float(tr["augment_snr_min"]),
+            fraction=float(tr["augment_fraction"]),
+        )
+        fit_args: dict[str, Any] = {"x": data}
+    else:
+        fit_args = {"x": x_tr, "y": y_tr, "batch_size": int(tr["batch_size"]), "shuffle": True}
     hist = model.fit(
-        x_tr,
-        y_tr,
+        **fit_args,
         validation_data=(x_va, y_va),
         epochs=int(tr["max_epochs"]),
-        batch_size=int(tr["batch_size"]),
-        shuffle=True,
         callbacks=callbacks,
         verbose=int(tr["verbose"]),
     )
@@ -746,6 +856,7 @@ def train_member(
         "best_epoch": best + 1,
         "best_val_loss": float(val_loss[best]) if val_loss else None,
         "n_parameters": int(model.count_params()),
+        "noise_augmentation": augment,
         "train_seconds": round(time.time() - t0, 3),
         "arch": _merge(DEFAULT_ARCH, arch, "arch"),
         "training": tr,
