@@ -128,10 +128,9 @@ def test_import_refuses_a_bad_user_file_before_writing(tmp_path, config):
         provenance={"source": "files"},
     )
     run_import_arrays(tmp_path / "out.h5", tmp_path / "imported.h5", **kwargs)
-    assert (
-        validate(tmp_path / "imported.h5", forbid_labels=True, require_finite_inputs=True).n_rows
-        == 10
-    )
+    info = validate(tmp_path / "imported.h5", require_finite_inputs=True)
+    # An observed file keeps its reference labels (validation only, never model inputs).
+    assert info.n_rows == 10 and "teff" in info.labels
     import h5py
 
     with h5py.File(tmp_path / "out.h5", "a") as h5:

@@ -56,7 +56,7 @@ def test_arrays_follow_the_layout(demo_run):
         require_labels=["teff", "logg", "m_h", "alpha_m", "fe_h"],
         require_finite_inputs=True,
     )
-    ob = validate(arrays / "observed.h5", forbid_labels=True, require_finite_inputs=True)
+    ob = validate(arrays / "observed.h5", require_finite_inputs=True)
     assert tr.branches == ob.branches == ("rvs", "phot", "xp")
     assert tr.n_pixels == 2401 and tr.xp_length == 55
     assert tr.n_rows > 10 and ob.n_rows > tr.n_rows

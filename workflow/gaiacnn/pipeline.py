@@ -83,11 +83,16 @@ def run_build_arrays(
     arrays_cfg: Mapping,
     provenance: Mapping,
 ) -> None:
-    """Rule ``build_arrays``: one sample's HDF5 file in the layout (labels: training only)."""
+    """Rule ``build_arrays``: one sample's HDF5 file in the layout.
+
+    Both samples carry ``labels/*``: the training file its reference labels, the observed
+    file the APOGEE labels of the stars that have good ones (NaN elsewhere), used only to
+    validate and calibrate the uncertainties (Sect. 4.5), never as model inputs.
+    """
     gaia_cols = ["source_id", *arrays.GAIA_SCALARS]
     gaia = read_fits_columns(gaia_path, gaia_cols)
     sample = pd.read_csv(sample_path, sep="\t")
-    with_labels = list(labels) if sample_name == "training" else []
+    with_labels = [x for x in labels if x in sample.columns]
     counts = arrays.build_sample_file(
         raw_path,
         gaia,
@@ -142,10 +147,8 @@ def run_import_arrays(
     columns = {}
     with h5py.File(user_path, "r") as h5:
         names = [n for n in layout.KNOWN_DATASETS if n in h5]
-        if sample_name == "training":
-            names += [
-                f"labels/{x}{e}" for x in labels for e in ("", "_err") if f"labels/{x}{e}" in h5
-            ]
+        # Reference labels are kept in both samples (the observed ones validate only).
+        names += [f"labels/{x}{e}" for x in labels for e in ("", "_err") if f"labels/{x}{e}" in h5]
         for name in names:
             ds = h5[name]
             if name == "rvs/flux":
@@ -273,12 +276,13 @@ def run_aggregate(
     labels,
     members,
     uncertainty_cfg,
+    training_cfg,
     config_hash,
 ) -> None:
     """Rule ``aggregate_ensemble``: the catalogue and the uncertainty model."""
     from gaiacnn import catalogue, ensemble
 
-    table, fits_, training_range = catalogue.build(
+    table, fits_, training_range, calibrations = catalogue.build(
         {"training": list(training_preds), "observed": list(observed_preds)},
         arrays,
         labels=labels,
@@ -286,6 +290,11 @@ def run_aggregate(
         n_bins=uncertainty_cfg["dispersion_bins"],
         degree=uncertainty_cfg["polynomial_degree"],
         range_quantiles=uncertainty_cfg["range_quantiles"],
+        calibration_bins=uncertainty_cfg["snr_calibration_bins"],
+        calibration_min_per_bin=uncertainty_cfg["snr_calibration_min_per_bin"],
+        subtract_reference_errors=uncertainty_cfg["subtract_reference_errors"],
+        validation_fraction=training_cfg["validation_fraction"],
+        base_seed=training_cfg["base_seed"],
         config_hash=config_hash,
     )
     for fit in fits_:
@@ -294,7 +303,18 @@ def run_aggregate(
             fit.label,
             ", ".join(f"{c:.3g}:{d:.3g}" for c, d in zip(fit.centres, fit.dispersion, strict=True)),
         )
-    ensemble.write_uncertainty_model(fits_, training_range, members, model_out)
+    for label, cal in calibrations.items():
+        if cal is not None:
+            log.info(
+                "S/N calibration of sigma_%s (%d observed + %d held-out training stars): %s",
+                label,
+                cal.n_observed,
+                cal.n_validation,
+                ", ".join(
+                    f"S/N {s:.3g}: x{f:.3g}" for s, f in zip(cal.snr, cal.factor, strict=True)
+                ),
+            )
+    ensemble.write_uncertainty_model(fits_, training_range, members, model_out, calibrations)
     catalogue.write(table, fits_out, csv_out)
     log.info(
         "catalogue: %d stars (%d training), %d members",
