@@ -88,7 +88,7 @@ def test_catalogue_has_units_header_and_honest_sigma(tmp_path):
             preds[sample].append(p)
     _arrays(tmp_path / "tr.h5", np.arange(n_tr), ref)
     _arrays(tmp_path / "ob.h5", np.arange(n_ob) + 10**6)
-    table, _fits, trange = catalogue.build(
+    table, _fits, trange, _cal = catalogue.build(
         preds,
         {"training": tmp_path / "tr.h5", "observed": tmp_path / "ob.h5"},
         labels=["teff"],
@@ -116,6 +116,110 @@ def test_catalogue_has_units_header_and_honest_sigma(tmp_path):
     assert list(csv.columns) == list(table.columns)
 
 
+def test_validation_masks_follow_the_training_splits():
+    masks = ensemble.validation_masks(
+        ["split0_seed0", "split0_seed1", "split3_seed0"], 400, 0.25, 2
+    )
+    for k, split in enumerate([0, 0, 3]):
+        np.testing.assert_array_equal(
+            np.flatnonzero(masks[k]), ensemble.split_indices(400, split, 0.25, 2)[1]
+        )
+    with pytest.raises(ensemble.EnsembleError, match="not an ensemble member name"):
+        ensemble.validation_masks(["member7"], 10, 0.25, 0)
+
+
+def test_snr_calibration_recovers_a_known_factor_and_removes_reference_errors():
+    rng = np.random.default_rng(11)
+    n = 20000
+    snr = rng.uniform(15, 100, n)
+    sigma = np.full(n, 0.05)
+    true_k = np.where(snr < 30, 2.0, 1.0)  # the quoted sigma is half the truth below S/N 30
+    ref_err = np.full(n, 0.04)
+    resid = rng.normal(0, sigma * true_k) + rng.normal(0, ref_err)
+    cal = ensemble.fit_snr_calibration(
+        resid, sigma, snr, "m_h", reference_error=ref_err, n_bins=10, min_per_bin=50
+    )
+    np.testing.assert_allclose(cal(np.array([17.0, 22.0])), 2.0, rtol=0.1)
+    np.testing.assert_allclose(cal(np.array([60.0, 95.0, 500.0])), 1.0, rtol=0.1)
+    assert np.all(np.diff(cal.factor) <= 0)  # non-increasing with S/N
+    assert cal(np.array([np.nan]))[0] == max(cal.factor)
+    # Not removing the reference errors inflates the factors.
+    raw = ensemble.fit_snr_calibration(resid, sigma, snr, "m_h", n_bins=10, min_per_bin=50)
+    assert raw(np.array([80.0]))[0] > 1.2
+    assert ensemble.fit_snr_calibration(resid[:10], sigma[:10], snr[:10], "m_h", n_bins=4) is None
+
+
+def _arrays_with_labels(path, ids, snr, teff, teff_err):
+    cols = {k: ((), dt, {}) for k, dt in (("source_id", np.int64), ("rvs/snr", np.float32))}
+    cols |= {k: ((), np.float32, {}) for k in ("labels/teff", "labels/teff_err")}
+    with ArraysWriter(path, len(ids), cols) as w:
+        w.append(
+            {
+                "source_id": ids,
+                "rvs/snr": snr.astype(np.float32),
+                "labels/teff": teff.astype(np.float32),
+                "labels/teff_err": teff_err.astype(np.float32),
+            }
+        )
+
+
+def test_snr_calibration_makes_sigma_honest_on_unseen_noisy_stars(tmp_path):
+    """Observed stars are noisier than the training ones: the paper's sigma under-covers
+    them; the S/N calibration, fitted on the observed stars that have reference labels,
+    restores 68 % coverage on the others (which the fit never saw)."""
+    rng = np.random.default_rng(21)
+    n_tr, n_ob = 3000, 4000
+    members = ["split0_seed0", "split0_seed1", "split1_seed0", "split1_seed1"]
+    ref = rng.uniform(4000, 6000, n_tr)
+    truth_ob = rng.uniform(4100, 5900, n_ob)
+    snr_tr, snr_ob = rng.uniform(30, 100, n_tr), rng.uniform(15, 30, n_ob)
+    common_tr, common_ob = rng.normal(0, 80, n_tr), rng.normal(0, 200, n_ob)
+    preds = {"training": [], "observed": []}
+    for k in range(len(members)):
+        for sample, ids, base in (
+            ("training", np.arange(n_tr), ref + common_tr),
+            ("observed", np.arange(n_ob) + 10**6, truth_ob + common_ob),
+        ):
+            p = tmp_path / f"{sample}{k}.h5"
+            _member_file(p, ids, base + rng.normal(0, 10, len(ids)))
+            preds[sample].append(p)
+    _arrays_with_labels(tmp_path / "tr.h5", np.arange(n_tr), snr_tr, ref, np.full(n_tr, 20.0))
+    labelled = np.arange(n_ob) < n_ob // 2  # APOGEE stars that failed the training cuts
+    ref_ob = np.where(labelled, truth_ob + rng.normal(0, 60, n_ob), np.nan)
+    err_ob = np.where(labelled, 60.0, np.nan)
+    _arrays_with_labels(tmp_path / "ob.h5", np.arange(n_ob) + 10**6, snr_ob, ref_ob, err_ob)
+    arrays = {"training": tmp_path / "tr.h5", "observed": tmp_path / "ob.h5"}
+    kw = dict(labels=["teff"], members=members, n_bins=10, degree=2)
+
+    def coverage(table):
+        ob = table[~table.in_training.to_numpy()]
+        unseen = ~labelled
+        return np.mean(
+            np.abs(ob["teff"].to_numpy()[unseen] - truth_ob[unseen])
+            <= ob["sigma_teff"].to_numpy()[unseen]
+        )
+
+    paper, *_ = catalogue.build(preds, arrays, **kw)
+    calibrated, _, _, cal = catalogue.build(
+        preds, arrays, **kw, calibration_bins=6, calibration_min_per_bin=100
+    )
+    assert coverage(paper) < 0.45
+    assert 0.63 <= coverage(calibrated) <= 0.73
+    c = cal["teff"]
+    # observed stars whose reference label falls outside the training range are left out
+    assert n_ob // 2 - 20 < c.n_observed <= n_ob // 2 and 0 < c.n_validation < n_tr
+    assert c(np.array([20.0]))[0] == pytest.approx(200 / 80, rel=0.2)
+    tr = calibrated[calibrated.in_training.to_numpy()]
+    assert 0.6 < np.mean(np.abs(tr["teff"].to_numpy() - ref) <= tr["sigma_teff"].to_numpy()) < 0.8
+    catalogue.write(calibrated, tmp_path / "cat.fits", tmp_path / "cat.csv")
+    with fits.open(tmp_path / "cat.fits") as hdul:
+        assert hdul[1].header["SNRCALIB"] == "teff"
+    with pytest.raises(ensemble.EnsembleError, match="4 member names for 3"):
+        catalogue.build(
+            {"training": preds["training"][:3], "observed": preds["observed"][:3]}, arrays, **kw
+        )
+
+
 def test_evaluation_coverage_and_crlb_ratio(tmp_path):
     rng = np.random.default_rng(9)
     n = 4000
@@ -140,11 +244,24 @@ def test_evaluation_coverage_and_crlb_ratio(tmp_path):
         h5["truth/snr"] = snr
         h5["truth/teff"] = truth
         h5["crlb_all/teff"] = np.full(n, 25.0)
+        h5["truth/population"] = np.where(np.arange(n) >= n - 100, 3, 0).astype("i1")  # 3: OB
     out = evaluation.evaluate(
         tmp_path / "c.fits", tmp_path / "truth.h5", {"teff": [0.0, 1e5]}, ["teff"], ["rvs", "xp"]
     )
-    assert set(out["sample"]) == {"training", "observed_in_range"}
-    assert out["n"].sum() == n
+    assert set(out["sample"]) == {"training", "observed_in_range", "observed_cnn_in_range"}
+    n_of = out.groupby("sample")["n"].sum()
+    # the last 100 stars are of an out-of-distribution population: not "in range" by truth
+    assert n_of["training"] == 2000 and n_of["observed_cnn_in_range"] == n - 2000
+    assert n_of["observed_in_range"] == n - 2000 - 100
     assert np.allclose(out["coverage_1sigma"], 0.68, atol=0.06)
     assert np.allclose(out["ratio_to_crlb"], 2.0, atol=0.25)
+    # stars whose true label lies outside the range are not "in range", whatever the CNN says
+    narrow = evaluation.evaluate(
+        tmp_path / "c.fits", tmp_path / "truth.h5", {"teff": [4000.0, 5000.0]}, ["teff"], ["rvs"]
+    )
+    n_in = narrow.groupby("sample")["n"].sum()["observed_in_range"]
+    expect = np.sum(
+        (truth >= 4000) & (truth <= 5000) & (np.arange(n) >= 2000) & (np.arange(n) < n - 100)
+    )
+    assert n_in == expect
     assert evaluation.crlb_kind(["rvs"]) == "rvs"

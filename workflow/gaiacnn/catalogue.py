@@ -2,13 +2,15 @@
 
 Columns: ``source_id``, ``in_training``, ``phot_g_mean_mag`` [mag], ``parallax`` [mas],
 ``rvs_snr``, then for each label ``<label>``, ``e_<label>`` (model-to-model standard
-deviation) and ``sigma_<label>`` (quadrature sum with the running-dispersion fit), in K
-for ``teff`` and dex otherwise.  The FITS header records the configuration hash, the
+deviation) and ``sigma_<label>`` (quadrature sum with the running-dispersion fit, then,
+if configured, times an S/N-dependent calibration factor), in K for ``teff`` and dex
+otherwise.  The FITS header records the configuration hash, the
 members used and the meaning of every column.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Mapping, Sequence
 
@@ -19,6 +21,8 @@ from astropy.io import fits
 from gaiacnn import ensemble, layout
 from gaiacnn.constants import label_unit
 from gaiacnn.io import atomic_output
+
+log = logging.getLogger(__name__)
 
 #: Range of the training sample (Table 1) from these quantiles of the training stars.
 DEFAULT_RANGE_QUANTILES = (0.0, 1.0)
@@ -31,6 +35,41 @@ def _optional(path, name: str, n: int) -> np.ndarray:
         return np.full(n, np.nan, np.float32)
 
 
+def _reference(path, labels: Sequence[str], suffix: str = "") -> np.ndarray:
+    """(n, n_labels) ``labels/<name><suffix>`` of an arrays file; NaN columns where absent."""
+    n = len(layout.read_column(path, "source_id"))
+    return np.column_stack([_optional(path, f"labels/{x}{suffix}", n) for x in labels]).astype(
+        np.float64
+    )
+
+
+def _combine_sample(
+    paths: Sequence[str | os.PathLike],
+    labels: Sequence[str],
+    chunk_rows: int,
+    held_out: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]:
+    """(source_id, mean, std, out-of-sample mean) over the member files of one sample.
+
+    ``held_out`` (n_members, n) marks the stars each member did not train on; the
+    out-of-sample mean averages only those members (NaN where none held the star out).
+    """
+    sids, means, stds, oofs = [], [], [], []
+    start = 0
+    for sid, preds in ensemble.iter_member_chunks(paths, labels, chunk_rows):
+        mean, std = ensemble.combine(preds)
+        sids.append(sid)
+        means.append(mean)
+        stds.append(std)
+        if held_out is not None:
+            w = held_out[:, start : start + len(sid), None].astype(float)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                oofs.append((preds * w).sum(axis=0) / w.sum(axis=0))
+        start += len(sid)
+    oof = np.concatenate(oofs) if held_out is not None else None
+    return np.concatenate(sids), np.concatenate(means), np.concatenate(stds), oof
+
+
 def build(
     predictions: Mapping[str, Sequence[str | os.PathLike]],
     arrays: Mapping[str, str | os.PathLike],
@@ -40,67 +79,133 @@ def build(
     n_bins: int,
     degree: int,
     range_quantiles: Sequence[float] = DEFAULT_RANGE_QUANTILES,
+    calibration_bins: int = 0,
+    calibration_min_per_bin: int = ensemble.DEFAULT_MIN_PER_BIN,
+    subtract_reference_errors: bool = True,
+    validation_fraction: float = 0.25,
+    base_seed: int = 0,
     config_hash: str = "",
     chunk_rows: int = 65536,
-) -> tuple[pd.DataFrame, list[ensemble.DispersionFit], dict]:
+) -> tuple[pd.DataFrame, list[ensemble.DispersionFit], dict, dict]:
     """Combine the members of both samples into the catalogue table.
 
     ``predictions[sample]`` lists the member prediction files of ``arrays[sample]``
-    (``sample`` in training, observed).  The running dispersion is fitted on the training
-    sample against its reference labels (``labels/<name>`` of the training file).
-    Returns (catalogue, dispersion fits, training range).
+    (``sample`` in training, observed), in the order of ``members`` (names
+    ``split<N>_seed<M>``).  The running dispersion is fitted on the training sample against
+    its reference labels (``labels/<name>`` of the training file), Sect. 3.4.
+
+    With ``calibration_bins`` > 0, ``sigma_<label>`` is then multiplied by an S/N-dependent
+    factor (:func:`gaiacnn.ensemble.fit_snr_calibration`) fitted on out-of-sample
+    residuals: observed stars with reference labels inside the training range, and
+    training stars predicted by the members whose validation set held them
+    (``validation_fraction`` and ``base_seed`` must be the training ones).  The reference
+    labels' errors (``labels/<name>_err``) are removed in quadrature if
+    ``subtract_reference_errors``.
+    Returns (catalogue, dispersion fits, training range, S/N calibrations by label).
     """
     labels = list(labels)
+    members = list(members)
     tr_path = arrays["training"]
+    if len(members) != len(predictions["training"]):
+        raise ensemble.EnsembleError(
+            f"{len(members)} member names for {len(predictions['training'])} prediction files"
+        )
     ref = np.column_stack([layout.read_column(tr_path, f"labels/{x}") for x in labels])
+    n_tr = len(ref)
+    held_out = (
+        ensemble.validation_masks(members, n_tr, validation_fraction, base_seed)
+        if calibration_bins > 0
+        else None
+    )
     parts = {}
     for sample in ("training", "observed"):
-        sids, means, stds = [], [], []
-        for sid, preds in ensemble.iter_member_chunks(predictions[sample], labels, chunk_rows):
-            mean, std = ensemble.combine(preds)
-            sids.append(sid)
-            means.append(mean)
-            stds.append(std)
-        sid = np.concatenate(sids)
+        sid, mean, std, oof = _combine_sample(
+            predictions[sample], labels, chunk_rows, held_out if sample == "training" else None
+        )
         arr_ids = layout.read_column(arrays[sample], "source_id")
         if not np.array_equal(sid, arr_ids):
             raise ensemble.EnsembleError(
                 f"predictions of {sample} do not follow the stars of {arrays[sample]}"
             )
-        parts[sample] = (sid, np.concatenate(means), np.concatenate(stds))
+        parts[sample] = (sid, mean, std, oof)
 
-    _, tr_mean, _ = parts["training"]
+    tr_mean = parts["training"][1]
     fits_ = [
         ensemble.running_dispersion(ref[:, j], tr_mean[:, j], x, n_bins=n_bins, degree=degree)
         for j, x in enumerate(labels)
     ]
-    n_tr = len(parts["training"][0])
     range_values = {x: ref[:, j] for j, x in enumerate(labels)}
     range_values["phot_g_mean_mag"] = _optional(tr_path, "phot/g", n_tr)
     range_values["parallax"] = _optional(tr_path, "astrometry/parallax", n_tr)
     range_values = {k: v for k, v in range_values.items() if np.isfinite(v).any()}
     training_range = ensemble.effective_range(range_values, range_quantiles)
 
+    snr = {s: _optional(arrays[s], "rvs/snr", len(parts[s][0])) for s in parts}
+    sigma = {
+        s: np.column_stack(
+            [ensemble.total_uncertainty(std[:, j], fit, mean[:, j]) for j, fit in enumerate(fits_)]
+        )
+        for s, (_, mean, std, _) in parts.items()
+    }
+    calibrations: dict[str, ensemble.SnrCalibration | None] = {}
+    if calibration_bins > 0:
+        obs_ref = _reference(arrays["observed"], labels)
+        inside = np.ones(len(obs_ref), bool)
+        for j, x in enumerate(labels):
+            lo, hi = training_range[x]
+            inside &= (obs_ref[:, j] >= lo) & (obs_ref[:, j] <= hi)
+        resid = {
+            "training": parts["training"][3] - ref,
+            "observed": np.where(inside[:, None], parts["observed"][1] - obs_ref, np.nan),
+        }
+        ref_err = {
+            s: _reference(arrays[s], labels, "_err")
+            if subtract_reference_errors
+            else np.zeros_like(resid[s])
+            for s in parts
+        }
+        from_observed = np.r_[np.zeros(n_tr, bool), np.ones(len(obs_ref), bool)]
+        for j, x in enumerate(labels):
+            calibrations[x] = ensemble.fit_snr_calibration(
+                np.r_[resid["training"][:, j], resid["observed"][:, j]],
+                np.r_[sigma["training"][:, j], sigma["observed"][:, j]],
+                np.r_[snr["training"], snr["observed"]],
+                x,
+                reference_error=np.r_[ref_err["training"][:, j], ref_err["observed"][:, j]],
+                from_observed=from_observed,
+                n_bins=calibration_bins,
+                min_per_bin=calibration_min_per_bin,
+            )
+            cal = calibrations[x]
+            if cal is None:
+                log.warning("%s: too few out-of-sample stars for the S/N calibration", x)
+                continue
+            for s in parts:
+                sigma[s][:, j] *= cal(snr[s])
+
     frames = []
-    for sample, (sid, mean, std) in parts.items():
+    for sample, (sid, mean, std, _) in parts.items():
         n = len(sid)
         cols: dict[str, np.ndarray] = {
             "source_id": sid.astype(np.int64),
             "in_training": np.full(n, sample == "training"),
             "phot_g_mean_mag": _optional(arrays[sample], "phot/g", n),
             "parallax": _optional(arrays[sample], "astrometry/parallax", n),
-            "rvs_snr": _optional(arrays[sample], "rvs/snr", n),
+            "rvs_snr": snr[sample],
         }
-        for j, (x, fit) in enumerate(zip(labels, fits_, strict=True)):
+        for j, x in enumerate(labels):
             cols[x] = mean[:, j].astype(np.float32)
             cols[f"e_{x}"] = std[:, j].astype(np.float32)
-            cols[f"sigma_{x}"] = ensemble.total_uncertainty(std[:, j], fit, mean[:, j]).astype(
-                np.float32
-            )
+            cols[f"sigma_{x}"] = sigma[sample][:, j].astype(np.float32)
         frames.append(pd.DataFrame(cols))
     table = pd.concat(frames, ignore_index=True)
-    table.attrs.update(config_hash=config_hash, members=list(members), labels=labels)
-    return table, fits_, training_range
+    table.attrs.update(
+        config_hash=config_hash,
+        members=members,
+        labels=labels,
+        snr_calibrated=[x for x, c in calibrations.items() if c is not None],
+    )
+    return table, fits_, training_range, calibrations
 
 
 COLUMN_DOC = {
@@ -143,6 +248,12 @@ def write(table: pd.DataFrame, fits_path, csv_path) -> None:
         hdr[f"TTYPE{i}"] = (name, _column_doc(name)[1][:47])
     hdr.add_comment("sigma_<label> = sqrt(e_<label>**2 + D(label)**2), D = polynomial fit of")
     hdr.add_comment("the running dispersion of CNN - reference over the training sample.")
+    calibrated = table.attrs.get("snr_calibrated", [])
+    hdr["SNRCALIB"] = (",".join(calibrated), "labels whose sigma_ is S/N-calibrated")
+    if calibrated:
+        hdr.add_comment("For the SNRCALIB labels sigma_ is then multiplied by k(S/N), fitted so")
+        hdr.add_comment("that +-1 sigma covers 68% of out-of-sample residuals (not in the paper;")
+        hdr.add_comment("factors in results/ensemble/uncertainty_model.json).")
     with atomic_output(fits_path) as tmp:
         hdu.writeto(tmp)
     with atomic_output(csv_path) as tmp:

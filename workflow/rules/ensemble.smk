@@ -75,6 +75,7 @@ rule aggregate_ensemble:
         labels=model_labels(),
         members=member_names(),
         uncertainty=config["uncertainty"],
+        training=config["model"]["training"],
         config_hash=CONFIG_HASH,
     script:
         "../scripts/aggregate_ensemble.py"

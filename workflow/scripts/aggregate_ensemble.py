@@ -19,5 +19,6 @@ run_aggregate(
     labels=snakemake.params.labels,  # noqa: F821
     members=snakemake.params.members,  # noqa: F821
     uncertainty_cfg=snakemake.params.uncertainty,  # noqa: F821
+    training_cfg=snakemake.params.training,  # noqa: F821
     config_hash=snakemake.params.config_hash,  # noqa: F821
 )
