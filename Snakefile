@@ -16,6 +16,7 @@ include: "workflow/rules/demo.smk"
 include: "workflow/rules/selection.smk"
 include: "workflow/rules/arrays.smk"
 include: "workflow/rules/ensemble.smk"
+include: "workflow/rules/tsne.smk"
 
 
 rule all:

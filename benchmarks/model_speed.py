@@ -158,8 +158,13 @@ def _timer_class():
     return EpochTimer
 
 
-def training_throughput(path: Path, n_rows: int, batch_sizes, precisions, timed_epochs: int):
-    """Samples/s of model.fit per (precision, batch size): 1 warm-up epoch, then timed ones."""
+def training_throughput(
+    path: Path, n_rows: int, batch_sizes, precisions, timed_epochs: int, augment: float = 0.0
+):
+    """Samples/s of model.fit per (precision, batch size): 1 warm-up epoch, then timed ones.
+
+    ``augment`` > 0 feeds the batches through :class:`gaiacnn.model.AugmentedBatches` (noise
+    down to that S/N, as ``train_member`` does with ``augment_snr_min``)."""
     import keras
 
     from gaiacnn import model as gm
@@ -168,9 +173,16 @@ def training_throughput(path: Path, n_rows: int, batch_sizes, precisions, timed_
     rows = np.arange(n_rows, dtype=np.int64)
     sc = gm.fit_scalers(path, rows, LABELS, BRANCHES)
     x, y = gm.load_inputs(path, rows, BRANCHES, sc, LABELS)
+    unit, snr = gm.noise_units(path, rows) if augment > 0 else (None, None)
     out = []
     for precision in precisions:
         for bs in batch_sizes:
+            if augment > 0:
+                data = gm.AugmentedBatches(x, y, unit, snr, batch_size=bs, seed=0,
+                                           snr_min=augment, fraction=0.5)  # fmt: skip
+                fit_args = {"x": data.dataset(1 + timed_epochs), "steps_per_epoch": len(data)}
+            else:
+                fit_args = {"x": x, "y": y, "batch_size": bs}
             # every layer under the policy (speed only; a bfloat16-trained model is not kept)
             keras.config.set_dtype_policy(precision)
             try:
@@ -180,19 +192,21 @@ def training_throughput(path: Path, n_rows: int, batch_sizes, precisions, timed_
                 keras.config.set_dtype_policy("float32")
             model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="mse")
             timer = EpochTimer()
-            model.fit(x, y, batch_size=bs, epochs=1 + timed_epochs, callbacks=[timer], verbose=0)
+            model.fit(**fit_args, epochs=1 + timed_epochs, callbacks=[timer], verbose=0)
             times = timer.times
             per_epoch = float(np.median(times[1:]))
             out.append(
                 {
                     "precision": precision,
                     "batch_size": bs,
+                    "augment_snr_min": augment,
                     "samples_per_s": n_rows / per_epoch,
                     "epoch_s": per_epoch,
                     "warmup_epoch_s": times[0],
                 }
             )
-            print(f"  train {precision} bs={bs}: {n_rows / per_epoch:.0f} samples/s",
+            print(f"  train {precision} bs={bs} augment={augment}: "
+                  f"{n_rows / per_epoch:.0f} samples/s",
                   file=sys.stderr, flush=True)  # fmt: skip
     return out
 
@@ -288,6 +302,8 @@ def main() -> None:
     p.add_argument("--throughput-stars", type=int, default=8192,
                    help="rows used to time training epochs")  # fmt: skip
     p.add_argument("--timed-epochs", type=int, default=2)
+    p.add_argument("--augment", type=float, default=0.0,
+                   help="also time training with noise augmentation down to this S/N")  # fmt: skip
     p.add_argument("--predict-precisions", default="float32,mixed_bfloat16")
     p.add_argument("--predict-stars", type=int, default=8192)
     p.add_argument("--predict-batch", type=int, default=2048)
@@ -315,6 +331,15 @@ def main() -> None:
             a.train_precisions.split(","),
             a.timed_epochs,
         )
+        if a.augment > 0:
+            res["training"] += training_throughput(
+                path,
+                min(a.throughput_stars, a.n_stars),
+                [int(b) for b in a.batch_sizes.split(",")],
+                ["float32"],
+                a.timed_epochs,
+                augment=a.augment,
+            )
     if not a.skip_predict:
         member = quick_member(path, workdir, a.n_stars, a.quick_epochs)
         res["prediction"], res["label_sigma"] = prediction_speed(
@@ -344,7 +369,10 @@ def report(res: dict) -> None:
     if "training" in res:
         print("\ntraining (model.fit, Adam)      batch   samples/s   s/epoch(of timed rows)")
         for r in res["training"]:
-            print(f"  {r['precision']:<28s} {r['batch_size']:>6d} {r['samples_per_s']:>11.0f} "
+            name = r["precision"] + (
+                f" +augment {r['augment_snr_min']:g}" if r["augment_snr_min"] else ""
+            )
+            print(f"  {name:<28s} {r['batch_size']:>6d} {r['samples_per_s']:>11.0f} "
                   f"{r['epoch_s']:>10.2f}")  # fmt: skip
     if "prediction" in res:
         print("\nprediction (make_predictor)     stars/s   |d|/sigma max, p99 per label")

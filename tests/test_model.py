@@ -566,13 +566,21 @@ def test_augmented_batches_are_deterministic(tmp_path):
     kw = dict(batch_size=32, seed=3, snr_min=15.0, fraction=0.5)
     a, b = AugmentedBatches(x, y, unit, snr, **kw), AugmentedBatches(x, y, unit, snr, **kw)
     assert len(a) == -(-rows.size // 32)
-    xa, ya = a[1]
-    xb, yb = b[1]
+    xa, ya = a.batch(1)
+    b.batch(len(b) + 1)  # another epoch first: no state carries over
+    xb, yb = b.batch(1)
     np.testing.assert_array_equal(xa["rvs"], xb["rvs"])
     np.testing.assert_array_equal(ya, yb)
     assert np.any(xa["rvs"] != 1.0)  # noise was added
-    a.on_epoch_end()
-    assert not np.array_equal(a[1][1], ya)  # new epoch, new order
+    assert not np.array_equal(a.batch(len(a) + 1)[1], ya)  # next epoch, new order
+    # one epoch covers every training star once
+    seen = np.concatenate([a.batch(s)[1][:, 0] for s in range(len(a))])
+    np.testing.assert_array_equal(np.sort(seen), y[:, 0])
+    # through tf.data: the same batches, in step order
+    for step, (xt, yt) in enumerate(a.dataset(epochs=2).take(len(a) + 2)):
+        xr, yr = a.batch(step)
+        np.testing.assert_array_equal(xt["rvs"].numpy(), xr["rvs"])
+        np.testing.assert_array_equal(yt.numpy(), yr.astype(np.float32))
 
 
 def test_training_with_augmentation(tmp_path):

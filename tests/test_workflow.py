@@ -214,6 +214,18 @@ def test_ensemble_catalogue_and_evaluation(demo_run):
         for label in ("teff", "logg", "m_h", "alpha_m", "fe_h"):
             assert np.isfinite(data[label]).all()
             assert (data[f"sigma_{label}"] >= data[f"e_{label}"]).all()
+        assert hdr["FLAGDIGS"] == "teff,logg,m_h,alpha_m,fe_h,phot_g_mean_mag,parallax,tsne"
+        assert any("digit 8: not training-like" in c for c in hdr["COMMENT"])
+        flag = np.char.strip(np.asarray(data["flag_boundary"]).astype(str))
+        assert all(re.fullmatch("[01]{8}", f) for f in flag)
+        assert not any(f.endswith("1") for f in flag[data["in_training"]])
+    confusion = pd.read_csv(demo_run / "results/evaluation/tsne_confusion.tsv", sep="\t")
+    assert "ALL training populations" in set(confusion["population"])
+    like = h5py.File(demo_run / "results/tsne/training_like.h5")
+    assert set(like) == {"source_id", "training_like", "training_like_p10", "training_like_p20"}
+    assert np.array_equal(
+        like["training_like"][:], like["training_like_p10"][:] & like["training_like_p20"][:]
+    )
     precision = pd.read_csv(demo_run / "results/evaluation/precision.tsv", sep="\t")
     assert set(precision["label"]) == {"teff", "logg", "m_h", "alpha_m", "fe_h"}
     assert precision["n"].sum() > 0
@@ -235,7 +247,7 @@ def test_other_input_branches_run_end_to_end(demo_run, tmp_path, variant, branch
         work,
         "--cores",
         "2",
-        "results/catalogue/catalogue.fits",
+        "results/ensemble/labels.fits",
         "--configfile",
         str(REPO / "config" / "variants" / variant),
         str(work / "config" / "config.yaml"),
@@ -262,8 +274,41 @@ def test_forcing_one_member_reruns_only_it_and_the_aggregation(demo_run):
         "predict_member": "2",
         "aggregate_ensemble": "1",
         "evaluate_demo": "1",
+        "flag_catalogue": "1",  # the flag reads the labels; the t-SNE maps are not rerun
+        "evaluate_flags": "1",
         "all": "1",
     }
+
+
+def test_scalable_tsne_places_chunks_into_a_reference_map(demo_run, tmp_path):
+    work = make_workdir(tmp_path, "scalable")
+    _reuse_arrays(demo_run, work)
+    proc = run_snakemake(
+        work,
+        "--cores",
+        "2",
+        "results/tsne/training_like.h5",
+        "--config",
+        "tsne={mode: scalable, perplexities: [10, 20], pca_components: 10, n_iter: 200, "
+        "reference_observed: 120, n_chunks: 2, place_chunk_rows: 50}",
+    )
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    assert "rule tsne_joint" not in proc.stdout + proc.stderr
+    n_obs = validate(work / "results/arrays/observed.h5").n_rows
+    with h5py.File(work / "results/tsne/scalable/p10.h5") as h5:
+        obs = ~h5["in_training"][:]
+        assert obs.sum() == n_obs and h5.attrs["mode"] == "scalable"
+        assert h5.attrs["n_reference_observed"] == 120
+    with h5py.File(work / "results/tsne/scalable/p10/chunk1.h5") as h5:
+        assert 0 < len(h5["source_id"]) <= (n_obs - 120) // 2 + 1
+    # the same stars, classified in the joint maps of the first run: mostly the same class
+    with (
+        h5py.File(work / "results/tsne/training_like.h5") as a,
+        h5py.File(demo_run / "results/tsne/training_like.h5") as b,
+    ):
+        assert np.array_equal(a["source_id"][:], b["source_id"][:])
+        agree = np.mean(a["training_like"][:] == b["training_like"][:])
+    assert agree >= 0.8
 
 
 def test_unknown_member_is_refused_before_any_job(demo_run):

@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 from astropy.io import fits
 
-from gaiacnn import ensemble, layout
+from gaiacnn import ensemble, flags, layout
 from gaiacnn.constants import label_unit
 from gaiacnn.io import atomic_output
 
@@ -214,6 +214,7 @@ COLUMN_DOC = {
     "phot_g_mean_mag": ("mag", "Gaia G mean magnitude"),
     "parallax": ("mas", "Gaia parallax (no zero-point correction)"),
     "rvs_snr": ("", "rvs_spec_sig_to_noise"),
+    "flag_boundary": ("", "8 digits 0/1: outside training range (Sect. 5.2)"),
 }
 
 
@@ -227,13 +228,18 @@ def _column_doc(name: str) -> tuple[str, str]:
     return label_unit(name), f"CNN {name}, mean over the ensemble members"
 
 
-def write(table: pd.DataFrame, fits_path, csv_path) -> None:
-    """Write the catalogue as a FITS binary table (units, documented header) and as CSV."""
+def write(table: pd.DataFrame, fits_path, csv_path=None) -> None:
+    """Write the catalogue as a FITS binary table (units, documented header) and, if
+    ``csv_path`` is given, as CSV."""
     columns = []
     for name in table.columns:
         values = table[name].to_numpy()
         unit, _ = _column_doc(name)
-        fmt = {"i": "K", "b": "L", "f": "E"}[values.dtype.kind]
+        if values.dtype.kind in "OU":
+            values = values.astype(str)
+            fmt = f"{max(1, values.dtype.itemsize // 4)}A"
+        else:
+            fmt = {"i": "K", "b": "L", "f": "E"}[values.dtype.kind]
         columns.append(fits.Column(name=name, format=fmt, unit=unit or None, array=values))
     hdu = fits.BinTableHDU.from_columns(columns, name="CATALOGUE")
     hdr = hdu.header
@@ -254,7 +260,32 @@ def write(table: pd.DataFrame, fits_path, csv_path) -> None:
         hdr.add_comment("For the SNRCALIB labels sigma_ is then multiplied by k(S/N), fitted so")
         hdr.add_comment("that +-1 sigma covers 68% of out-of-sample residuals (not in the paper;")
         hdr.add_comment("factors in results/ensemble/uncertainty_model.json).")
+    digits = table.attrs.get("flag_digits")
+    if digits:
+        hdr["FLAGDIGS"] = (",".join(digits), "flag_boundary digits, in order")
+        hdr.add_comment("flag_boundary: one character per digit, 0 = inside, 1 = outside:")
+        for line in flags.describe(digits[: -1 - len(flags.EXTRA_DIGITS)]):
+            hdr.add_comment(line)
+        hdr.add_comment("All zeros = recommended for science (Sect. 5.2).")
     with atomic_output(fits_path) as tmp:
         hdu.writeto(tmp)
-    with atomic_output(csv_path) as tmp:
-        table.to_csv(tmp, index=False, float_format="%.6g")
+    if csv_path is not None:
+        with atomic_output(csv_path) as tmp:
+            table.to_csv(tmp, index=False, float_format="%.6g")
+
+
+def read(fits_path) -> tuple[pd.DataFrame, dict]:
+    """A catalogue written by :func:`write`: (table, attrs from its header)."""
+    with fits.open(fits_path) as hdul:
+        data = hdul[1].data
+        hdr = hdul[1].header
+        table = pd.DataFrame(
+            {n: np.asarray(data[n]).astype(data[n].dtype.newbyteorder("=")) for n in data.names}
+        )
+        attrs = {
+            "config_hash": hdr.get("CONFHASH", ""),
+            "members": [m for m in hdr.get("MEMBERS", "").split(",") if m],
+            "labels": [x for x in hdr.get("LABELS", "").split(",") if x],
+            "snr_calibrated": [x for x in hdr.get("SNRCALIB", "").split(",") if x],
+        }
+    return table, attrs

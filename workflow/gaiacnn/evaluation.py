@@ -117,3 +117,47 @@ def evaluate(
                     )
                 )
     return pd.DataFrame(rows)
+
+
+#: The out-of-distribution populations the t-SNE digit must catch (issue acceptance):
+#: spectra unlike any training star.  Cool dwarfs and binaries are reported separately.
+TSNE_TARGET_POPULATIONS = ("ob_star", "m_giant")
+
+
+def flag_confusion(
+    catalogue_path: str | os.PathLike, truth_path: str | os.PathLike
+) -> pd.DataFrame:
+    """The t-SNE digit (last character of ``flag_boundary``) of the observed stars against
+    their true population: one row per population and per group (the OB stars + M giants,
+    and the training populations), with the counts of digit 0 and 1, the fraction of 1,
+    and the fraction with any digit 1."""
+    cat = read_fits_columns(catalogue_path, ["source_id", "in_training", "flag_boundary"])
+    cat = cat[~cat["in_training"].to_numpy(bool)]
+    with h5py.File(truth_path, "r") as h5:
+        idx = pd.Index(h5["source_id"][:]).get_indexer(cat["source_id"].to_numpy())
+        if np.any(idx < 0):
+            raise ValueError(f"{truth_path}: {int((idx < 0).sum())} catalogue stars have no truth")
+        pop = h5["truth/population"][:][idx]
+    flag = cat["flag_boundary"].astype(str).to_numpy()
+    tsne_out = np.array([f[-1] == "1" for f in flag])
+    any_out = np.array(["1" in f for f in flag])
+    names = {v: k for k, v in POPULATION_CODES.items()}
+    ood_codes = [POPULATION_CODES[p] for p in OOD_POPULATIONS]
+    target_codes = [POPULATION_CODES[p] for p in TSNE_TARGET_POPULATIONS]
+    groups = {names[c]: pop == c for c in np.unique(pop)}
+    groups["ALL ob_star+m_giant"] = np.isin(pop, target_codes)
+    groups["ALL training populations"] = ~np.isin(pop, ood_codes)
+    rows = []
+    for name, m in groups.items():
+        n = int(m.sum())
+        rows.append(
+            dict(
+                population=name,
+                n=n,
+                tsne_digit_0=int((m & ~tsne_out).sum()),
+                tsne_digit_1=int((m & tsne_out).sum()),
+                fraction_tsne_1=float(tsne_out[m].mean()) if n else np.nan,
+                fraction_any_1=float(any_out[m].mean()) if n else np.nan,
+            )
+        )
+    return pd.DataFrame(rows)

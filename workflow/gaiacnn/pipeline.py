@@ -279,7 +279,8 @@ def run_aggregate(
     training_cfg,
     config_hash,
 ) -> None:
-    """Rule ``aggregate_ensemble``: the catalogue and the uncertainty model."""
+    """Rule ``aggregate_ensemble``: the labels table (the catalogue before the flag) and the
+    uncertainty model; ``csv_out`` may be None."""
     from gaiacnn import catalogue, ensemble
 
     table, fits_, training_range, calibrations = catalogue.build(
@@ -349,3 +350,262 @@ def run_evaluation(
             row.coverage_1sigma,
         )
     selection.write_table_atomic(table, out_path)
+
+
+# --------------------------------------------------------------------------- t-SNE and flag
+
+
+def _write_map(out_path, source_id, in_training, xy, dist, like, attrs: Mapping) -> None:
+    """One t-SNE map file: every star of both samples (training first), its position,
+    its distance to the nearest training star and its class."""
+    from gaiacnn.io import atomic_output
+
+    with atomic_output(out_path) as tmp, h5py.File(tmp, "w") as h5:
+        h5["source_id"] = np.asarray(source_id, np.int64)
+        h5["in_training"] = np.asarray(in_training, bool)
+        h5["xy"] = np.asarray(xy, np.float32)
+        h5["xy"].attrs["unit"] = "t-SNE units"
+        h5["nn_training_distance"] = np.asarray(dist, np.float32)
+        h5["training_like"] = np.asarray(like, bool)
+        for k, v in attrs.items():
+            h5.attrs[k] = v
+
+
+def _map_attrs(cfg: Mapping, perplexity: float, thr, mode: str, **extra) -> dict:
+    return {
+        "perplexity": float(perplexity),
+        "mode": mode,
+        "pca_components": int(cfg["pca_components"]),
+        "threshold_rule": thr.rule,
+        "threshold": thr.value,
+        "threshold_quantile": thr.quantile,
+        "threshold_factor": thr.factor,
+        "median_training_nn": thr.median_training_nn,
+        **extra,
+    }
+
+
+def run_tsne_joint(training, observed, out_path, *, perplexity, tsne_cfg, threads=1) -> None:
+    """Rule ``tsne_joint``: one joint map of the training + observed spectra (Sect. 5.1)."""
+    from gaiacnn import tsne
+
+    xt, xo = tsne.read_spectra(training), tsne.read_spectra(observed)
+    if xt.shape[1] != xo.shape[1]:
+        raise tsne.TsneError(f"{xt.shape[1]} training pixels but {xo.shape[1]} observed pixels")
+    x = np.concatenate([xt, xo])
+    del xt, xo
+    is_tr = np.r_[np.ones(tsne.n_rows(training), bool), np.zeros(tsne.n_rows(observed), bool)]
+    reducer = tsne.fit_reducer(x, int(tsne_cfg["pca_components"]), int(tsne_cfg["seed"]))
+    z = reducer(x)
+    del x
+    log.info("t-SNE joint map, perplexity %g: %d spectra -> %d dims", perplexity, *z.shape)
+    xy = np.asarray(
+        tsne.embed(
+            z, perplexity, seed=int(tsne_cfg["seed"]), n_jobs=threads, n_iter=tsne_cfg["n_iter"]
+        )
+    )
+    thr = _threshold(xy[is_tr], tsne_cfg)
+    dist, like = tsne.classify(xy, is_tr, thr)
+    sid = np.r_[
+        layout.read_column(training, "source_id"), layout.read_column(observed, "source_id")
+    ]
+    _write_map(out_path, sid, is_tr, xy, dist, like, _map_attrs(tsne_cfg, perplexity, thr, "joint"))
+    log.info(
+        "perplexity %g: threshold %.4g (%s), %d of %d observed stars training-like",
+        perplexity,
+        thr.value,
+        thr.rule,
+        int(like[~is_tr].sum()),
+        int((~is_tr).sum()),
+    )
+
+
+def _threshold(train_xy, cfg):
+    from gaiacnn import tsne
+
+    return tsne.threshold(
+        train_xy,
+        rule=cfg["threshold_rule"],
+        quantile=float(cfg["threshold_quantile"]),
+        factor=float(cfg["threshold_factor"]),
+    )
+
+
+def run_tsne_reference(
+    training, observed, model_out, map_out, *, perplexity, tsne_cfg, threads=1
+) -> None:
+    """Rule ``tsne_reference`` (scalable mode): embed the training sample plus a random
+    subsample of the observed one; save the embedding for the placement jobs."""
+    import pickle
+
+    from gaiacnn import tsne
+    from gaiacnn.io import atomic_output
+
+    n_obs = tsne.n_rows(observed)
+    ref_rows = tsne.reference_rows(
+        n_obs, int(tsne_cfg["reference_observed"]), int(tsne_cfg["seed"])
+    )
+    xt, xo = tsne.read_spectra(training), tsne.read_spectra(observed, ref_rows)
+    x = np.concatenate([xt, xo])
+    n_tr = len(xt)
+    del xt, xo
+    reducer = tsne.fit_reducer(x, int(tsne_cfg["pca_components"]), int(tsne_cfg["seed"]))
+    z = reducer(x)
+    del x
+    log.info(
+        "t-SNE reference map, perplexity %g: %d training + %d observed spectra -> %d dims",
+        perplexity,
+        n_tr,
+        ref_rows.size,
+        z.shape[1],
+    )
+    emb = tsne.embed(
+        z, perplexity, seed=int(tsne_cfg["seed"]), n_jobs=threads, n_iter=tsne_cfg["n_iter"]
+    )
+    xy = np.asarray(emb)
+    is_tr = np.r_[np.ones(n_tr, bool), np.zeros(ref_rows.size, bool)]
+    thr = _threshold(xy[is_tr], tsne_cfg)
+    dist, like = tsne.classify(xy, is_tr, thr)
+    with atomic_output(model_out) as tmp, open(tmp, "wb") as fh:
+        pickle.dump(
+            {"reducer": reducer, "embedding": emb, "threshold": thr, "n_training": n_tr},
+            fh,
+            protocol=pickle.HIGHEST_PROTOCOL,
+        )
+    sid = np.r_[
+        layout.read_column(training, "source_id"),
+        layout.read_column(observed, "source_id")[ref_rows],
+    ]
+    attrs = _map_attrs(tsne_cfg, perplexity, thr, "scalable", n_reference_observed=ref_rows.size)
+    _write_map(map_out, sid, is_tr, xy, dist, like, attrs)
+
+
+def run_tsne_place(observed, model_path, out_path, *, chunk, tsne_cfg) -> None:
+    """Rule ``tsne_place`` (scalable mode): place one chunk of the observed spectra that are
+    not in the reference map into it, and classify them against its training stars."""
+    import pickle
+
+    from gaiacnn import tsne
+
+    with open(model_path, "rb") as fh:
+        ref = pickle.load(fh)
+    n_obs = tsne.n_rows(observed)
+    ref_rows = tsne.reference_rows(
+        n_obs, int(tsne_cfg["reference_observed"]), int(tsne_cfg["seed"])
+    )
+    rest = np.setdiff1d(np.arange(n_obs), ref_rows)
+    rows = tsne.chunk_rows(rest, int(tsne_cfg["n_chunks"]), int(chunk))
+    emb, thr, n_tr = ref["embedding"], ref["threshold"], ref["n_training"]
+    train_xy = np.asarray(emb)[:n_tr]
+    xy_parts = []
+    step = int(tsne_cfg["place_chunk_rows"])
+    for k, x in enumerate(tsne.iter_spectra(observed, rows, step)):
+        xy_parts.append(tsne.place(emb, ref["reducer"](x), perplexity=tsne_cfg["place_perplexity"]))
+        log.info("placed %d of %d spectra", min((k + 1) * step, rows.size), rows.size)
+    xy = np.concatenate(xy_parts) if xy_parts else np.empty((0, 2))
+    dist = tsne.nearest_training_distance(train_xy, xy)
+    sid = layout.read_column(observed, "source_id")[rows]
+    attrs = {"chunk": int(chunk), "threshold": thr.value}
+    _write_map(out_path, sid, np.zeros(rows.size, bool), xy, dist, dist <= thr.value, attrs)
+
+
+def run_tsne_gather(reference_map, chunk_maps, out_path) -> None:
+    """Rule ``tsne_gather`` (scalable mode): the reference map and its placed chunks as one
+    map file, in the layout of the joint mode."""
+    parts = {
+        k: [] for k in ("source_id", "in_training", "xy", "nn_training_distance", "training_like")
+    }
+    with h5py.File(reference_map, "r") as h5:
+        attrs = dict(h5.attrs)
+        for k in parts:
+            parts[k].append(h5[k][:])
+    for path in chunk_maps:
+        with h5py.File(path, "r") as h5:
+            for k in parts:
+                parts[k].append(h5[k][:])
+    data = {k: np.concatenate(v) for k, v in parts.items()}
+    _write_map(
+        out_path,
+        data["source_id"],
+        data["in_training"],
+        data["xy"],
+        data["nn_training_distance"],
+        data["training_like"],
+        attrs,
+    )
+
+
+def run_tsne_classify(map_files, observed, out_path) -> None:
+    """Rule ``tsne_classify``: training-like in every map (Sect. 5.1), per observed star,
+    in the order of the observed arrays file."""
+    from gaiacnn import tsne
+    from gaiacnn.io import atomic_output
+
+    sid = layout.read_column(observed, "source_id")
+    likes, perps = [], []
+    for path in map_files:
+        with h5py.File(path, "r") as h5:
+            m_sid = h5["source_id"][:]
+            m_like = h5["training_like"][:]
+            obs = ~h5["in_training"][:]
+            perps.append(float(h5.attrs["perplexity"]))
+        order = pd.Index(m_sid[obs]).get_indexer(sid)
+        if np.any(order < 0):
+            raise tsne.TsneError(
+                f"{path}: {int((order < 0).sum())} observed stars are not in the map"
+            )
+        likes.append(m_like[obs][order])
+    overall = tsne.combine_maps(likes)
+    with atomic_output(out_path) as tmp, h5py.File(tmp, "w") as h5:
+        h5["source_id"] = sid
+        h5["training_like"] = overall
+        for p, like in zip(perps, likes, strict=True):
+            h5[f"training_like_p{p:g}"] = like
+        h5.attrs["perplexities"] = perps
+    log.info(
+        "t-SNE: %d of %d observed stars training-like in all %d maps (%s)",
+        int(overall.sum()),
+        overall.size,
+        len(perps),
+        ", ".join(f"p{p:g}: {int(x.sum())}" for p, x in zip(perps, likes, strict=True)),
+    )
+
+
+def run_flag_catalogue(labels_fits, tsne_file, model_json, fits_out, csv_out, *, labels) -> None:
+    """Rule ``flag_catalogue``: the catalogue with ``flag_boundary`` (Sect. 5.2)."""
+    from gaiacnn import catalogue, ensemble, flags
+
+    _, training_range = ensemble.read_uncertainty_model(model_json)
+    table, attrs = catalogue.read(labels_fits)
+    with h5py.File(tsne_file, "r") as h5:
+        t_sid, t_like = h5["source_id"][:], h5["training_like"][:]
+    not_like = np.zeros(len(table), bool)  # training stars: training-like by definition
+    obs = ~table["in_training"].to_numpy(bool)
+    idx = pd.Index(t_sid).get_indexer(table["source_id"].to_numpy()[obs])
+    if np.any(idx < 0):
+        raise flags.FlagError(f"{tsne_file}: {int((idx < 0).sum())} observed stars unclassified")
+    not_like[obs] = ~t_like[idx]
+    values = {c: table[c].to_numpy(float) for c in [*labels, *flags.EXTRA_DIGITS]}
+    table["flag_boundary"] = flags.boundary_flags(values, training_range, labels, not_like)
+    flags.validate_flags(table["flag_boundary"], n_digits=len(flags.digit_order(labels)))
+    table.attrs.update(attrs, flag_digits=flags.digit_order(labels))
+    catalogue.write(table, fits_out, csv_out)
+    n_clean = int((table["flag_boundary"] == "0" * len(flags.digit_order(labels))).sum())
+    log.info("flag_boundary: %d of %d stars all-zero (recommended)", n_clean, len(table))
+
+
+def run_flag_evaluation(catalogue_fits, truth_path, out_path) -> None:
+    """Rule ``evaluate_flags`` (demo): the t-SNE digit against the true populations."""
+    from gaiacnn import evaluation
+
+    table = evaluation.flag_confusion(catalogue_fits, truth_path)
+    for row in table.itertuples():
+        log.info(
+            "%-26s n=%6d t-SNE digit 1: %6d (%.3f)  any digit 1: %.3f",
+            row.population,
+            row.n,
+            row.tsne_digit_1,
+            row.fraction_tsne_1,
+            row.fraction_any_1,
+        )
+    write_text_atomic(out_path, table.to_csv(sep="\t", index=False, float_format="%.4f"))

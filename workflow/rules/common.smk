@@ -40,6 +40,8 @@ wildcard_constraints:
     sample="training|observed",
     split=r"\d+",
     seed=r"\d+",
+    perplexity=r"\d+(\.\d+)?",
+    chunk=r"\d+",
 
 
 def source_tables(wildcards=None):
@@ -103,6 +105,20 @@ def check_member(wildcards):
     return f"split{split}_seed{seed}"
 
 
+def tsne_maps():
+    """The t-SNE map of each perplexity, from the configured mode."""
+    mode = config["tsne"]["mode"]
+    return [f"results/tsne/{mode}/p{p:g}.h5" for p in config["tsne"]["perplexities"]]
+
+
+def tsne_chunks(wildcards):
+    """Placement chunks of one perplexity (scalable mode)."""
+    return [
+        f"results/tsne/scalable/p{wildcards.perplexity}/chunk{c}.h5"
+        for c in range(config["tsne"]["n_chunks"])
+    ]
+
+
 def final_targets():
     targets = expand("results/arrays/{sample}.h5", sample=SAMPLES)
     targets.append("results/arrays/summary.txt")
@@ -110,6 +126,7 @@ def final_targets():
     if config["data"]["source"] == "demo":
         targets.append("results/samples/cut_report.tsv")
         targets.append("results/evaluation/precision.tsv")
+        targets.append("results/evaluation/tsne_confusion.tsv")
     return targets
 
 

@@ -58,8 +58,7 @@ rule aggregate_ensemble:
         training_arrays="results/arrays/training.h5",
         observed_arrays="results/arrays/observed.h5",
     output:
-        fits="results/catalogue/catalogue.fits",
-        csv="results/catalogue/catalogue.csv",
+        fits="results/ensemble/labels.fits",
         model="results/ensemble/uncertainty_model.json",
     log:
         "results/logs/aggregate_ensemble.log",
@@ -83,7 +82,7 @@ rule aggregate_ensemble:
 
 rule evaluate_demo:
     input:
-        catalogue="results/catalogue/catalogue.fits",
+        catalogue="results/ensemble/labels.fits",
         truth="results/demo/truth.h5",
         model="results/ensemble/uncertainty_model.json",
     output:

@@ -14,7 +14,7 @@ run_aggregate(
     snakemake.input.observed,  # noqa: F821
     {"training": snakemake.input.training_arrays, "observed": snakemake.input.observed_arrays},  # noqa: F821
     snakemake.output.fits,  # noqa: F821
-    snakemake.output.csv,  # noqa: F821
+    None,  # the CSV comes with the flagged catalogue
     snakemake.output.model,  # noqa: F821
     labels=snakemake.params.labels,  # noqa: F821
     members=snakemake.params.members,  # noqa: F821

@@ -1,0 +1,244 @@
+#!/usr/bin/env python
+"""Benchmark: joint vs scalable t-SNE classification (gaiacnn.tsne) on demo-physics spectra.
+
+Builds (once, cached under --workdir) a training and an observed layout file from
+N demo-physics stars: the training file holds a random ``--training-fraction`` of the
+stars of the training populations with S/N >= 30 (as the paper's cuts keep), the observed
+file every other star (the out-of-distribution populations included).  Then, each stage in
+its own process (wall time and peak RSS per stage):
+
+* joint mode: one map per perplexity (``run_tsne_joint``, the workflow's code);
+* scalable mode: the reference map (training + ``--reference-observed`` observed spectra)
+  and the placement of the other observed spectra in ``--n-chunks`` chunks, run one chunk
+  after the other (the workflow runs them as parallel jobs);
+
+and prints per perplexity and overall: the agreement of the two modes' training-like
+class over the observed stars, the fraction of the out-of-distribution populations
+(OB stars, M giants) and of the training populations that are not training-like, and an
+extrapolation of the scalable mode's wall time to ``--extrapolate`` spectra: the reference
+map costs the same, the placement scales linearly with the number of spectra placed.
+Run on demand (it takes tens of minutes at 50 000+ spectra on 2 cores)::
+
+    .venv/bin/python benchmarks/tsne_scaling.py --n-stars 60000 --perplexities 30,50,75,100
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "workflow"))
+
+#: Training stars of the paper (Sect. 2.5), for the extrapolation of the reference maps.
+PAPER_TRAINING = 33_585
+TSNE_DEFAULTS = {
+    "pca_components": 50,
+    "n_iter": 500,
+    "seed": 0,
+    "threshold_rule": "quantile",
+    "threshold_quantile": 0.99,
+    "threshold_factor": 3.0,
+    "reference_observed": 20000,
+    "n_chunks": 4,
+    "place_chunk_rows": 10000,
+    "place_perplexity": 5,
+}
+
+
+def build_files(workdir: Path, n: int, seed: int, training_fraction: float) -> dict:
+    """training.h5, observed.h5 and truth.npz under ``workdir`` (if absent)."""
+    out = {s: workdir / f"{s}_n{n}_s{seed}.h5" for s in ("training", "observed")}
+    truth_path = workdir / f"truth_n{n}_s{seed}.npz"
+    if all(p.is_file() for p in out.values()) and truth_path.is_file():
+        return {**out, "truth": truth_path}
+    from gaiacnn import layout
+    from gaiacnn.constants import rvs_wavelength_nm
+    from gaiacnn.demo.physics import OOD_POPULATIONS, POPULATION_CODES, simulate_stars
+    from gaiacnn.spectra import fill_nan_pixels
+
+    wl = rvs_wavelength_nm()
+    ood = [POPULATION_CODES[p] for p in OOD_POPULATIONS]
+    cols = {
+        "source_id": ((), np.int64, {}),
+        "rvs/flux": ((wl.size,), np.float32, {"wavelength_nm": wl}),
+        "rvs/snr": ((), np.float32, {}),
+    }
+    t0 = time.perf_counter()
+    chunk, blocks = 4096, []
+    for i, start in enumerate(range(0, n, chunk)):
+        m = min(chunk, n - start)
+        truth, obs = simulate_stars(np.random.default_rng([seed, i]), m)
+        flux, _ = fill_nan_pixels(obs["flux"], wl)
+        blocks.append((start, flux, obs["snr"], truth["population"]))
+        print(f"  simulated {start + m}/{n}", file=sys.stderr, flush=True)
+    pop = np.concatenate([b[3] for b in blocks])
+    snr = np.concatenate([b[2] for b in blocks])
+    rng = np.random.default_rng([seed, 99])
+    eligible = ~np.isin(pop, ood) & (snr >= 30)
+    is_tr = eligible & (rng.random(n) < training_fraction / max(eligible.mean(), 1e-9))
+    sid = np.arange(n, dtype=np.int64) + 10**15
+    for sample, mask in (("training", is_tr), ("observed", ~is_tr)):
+        with layout.ArraysWriter(out[sample], int(mask.sum()), cols, chunk_rows=256) as w:
+            for start, flux, s, _ in blocks:
+                m = mask[start : start + len(s)]
+                w.append(
+                    {
+                        "source_id": sid[start : start + len(s)][m],
+                        "rvs/flux": flux[m],
+                        "rvs/snr": s[m],
+                    }
+                )
+    np.savez(truth_path, source_id=sid, population=pop, in_training=is_tr)
+    print(f"built {n} spectra ({int(is_tr.sum())} training) in "
+          f"{time.perf_counter() - t0:.0f} s", file=sys.stderr)  # fmt: skip
+    return {**out, "truth": truth_path}
+
+
+def run_stage(code: str) -> tuple[float, float]:
+    """Run ``code`` in a fresh Python; (wall s, peak RSS MiB of that process)."""
+    wrapper = (
+        "import resource, sys, time; sys.path.insert(0, {!r}); t0 = time.perf_counter()\n{}\n"
+        "print('STAGE', time.perf_counter() - t0, "
+        "resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)"
+    ).format(str(REPO / "workflow"), code)
+    proc = subprocess.run([sys.executable, "-c", wrapper], capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise RuntimeError(proc.stderr[-3000:])
+    line = [x for x in proc.stdout.splitlines() if x.startswith("STAGE")][-1]
+    _, wall, rss = line.split()
+    return float(wall), float(rss)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(
+        description=__doc__.splitlines()[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument("--n-stars", type=int, default=60000, help="spectra, training + observed")
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--training-fraction", type=float, default=0.15)
+    p.add_argument("--perplexities", default="30,50,75,100")
+    p.add_argument("--workdir", type=Path, default=Path("/tmp/gaiacnn-tsne-bench"))
+    p.add_argument("--tsne", default="{}", help="JSON overrides of the tsne config section")
+    p.add_argument("--extrapolate", type=int, default=886_080, help="spectra to extrapolate to")
+    p.add_argument("--cores", type=int, default=2, help="cores for the extrapolation")
+    p.add_argument("--skip-joint", action="store_true")
+    p.add_argument("--json", type=Path)
+    a = p.parse_args()
+
+    cfg = {**TSNE_DEFAULTS, **json.loads(a.tsne)}
+    a.workdir.mkdir(parents=True, exist_ok=True)
+    files = build_files(a.workdir, a.n_stars, a.seed, a.training_fraction)
+    truth = np.load(files["truth"])
+    import h5py
+
+    perps = [float(x) for x in a.perplexities.split(",")]
+    res: dict = {"n_stars": a.n_stars, "tsne": cfg, "perplexities": {}}
+    common = f"from gaiacnn import pipeline; cfg = {cfg!r}"
+    tr, ob = str(files["training"]), str(files["observed"])
+    with h5py.File(ob, "r") as h5:
+        obs_sid = h5["source_id"][:]
+    n_obs = obs_sid.size
+    with h5py.File(tr, "r") as h5:
+        n_tr = int(h5["source_id"].shape[0])
+    from gaiacnn import tsne
+    from gaiacnn.demo.physics import POPULATION_CODES
+
+    ref_rows = tsne.reference_rows(n_obs, int(cfg["reference_observed"]), int(cfg["seed"]))
+    n_placed = n_obs - ref_rows.size
+    idx = np.searchsorted(truth["source_id"], obs_sid)
+    pop = truth["population"][idx]
+    target = np.isin(pop, [POPULATION_CODES["ob_star"], POPULATION_CODES["m_giant"]])
+    from gaiacnn.demo.physics import OOD_POPULATIONS
+
+    in_dist = ~np.isin(pop, [POPULATION_CODES[x] for x in OOD_POPULATIONS])
+    likes = {"joint": [], "scalable": []}
+    for perp in perps:
+        r: dict = {}
+        joint_out = a.workdir / f"joint_p{perp:g}.h5"
+        if not a.skip_joint:
+            r["joint_s"], r["joint_rss_mib"] = run_stage(
+                f"{common}; pipeline.run_tsne_joint({tr!r}, {ob!r}, {str(joint_out)!r}, "
+                f"perplexity={perp}, tsne_cfg=cfg, threads={a.cores})"
+            )
+        d = a.workdir / f"scalable_p{perp:g}"
+        d.mkdir(exist_ok=True)
+        r["reference_s"], r["reference_rss_mib"] = run_stage(
+            f"{common}; pipeline.run_tsne_reference({tr!r}, {ob!r}, {str(d / 'ref.pkl')!r}, "
+            f"{str(d / 'ref.h5')!r}, perplexity={perp}, tsne_cfg=cfg, threads={a.cores})"
+        )
+        place_s, place_rss = [], []
+        for c in range(int(cfg["n_chunks"])):
+            w, m = run_stage(
+                f"{common}; pipeline.run_tsne_place({ob!r}, {str(d / 'ref.pkl')!r}, "
+                f"{str(d / f'chunk{c}.h5')!r}, chunk={c}, tsne_cfg=cfg)"
+            )
+            place_s.append(w)
+            place_rss.append(m)
+        r["place_s"], r["place_rss_mib"] = sum(place_s), max(place_rss)
+        chunks = [str(d / f"chunk{c}.h5") for c in range(int(cfg["n_chunks"]))]
+        scal_out = a.workdir / f"scalable_p{perp:g}.h5"
+        run_stage(
+            f"from gaiacnn import pipeline; pipeline.run_tsne_gather({str(d / 'ref.h5')!r}, "
+            f"{chunks!r}, {str(scal_out)!r})"
+        )
+        for mode, path in (("joint", joint_out), ("scalable", scal_out)):
+            if not path.is_file():
+                continue
+            with h5py.File(path, "r") as h5:
+                o = ~h5["in_training"][:]
+                where = pd.Index(h5["source_id"][:][o]).get_indexer(obs_sid)
+                likes[mode].append(h5["training_like"][:][o][where])
+        if len(likes["joint"]) == len(likes["scalable"]):
+            r["agreement"] = float(np.mean(likes["joint"][-1] == likes["scalable"][-1]))
+        for mode in likes:
+            if likes[mode]:
+                lk = likes[mode][-1]
+                r[f"{mode}_ood_outside"] = float(np.mean(~lk[target]))
+                r[f"{mode}_in_dist_outside"] = float(np.mean(~lk[in_dist]))
+        res["perplexities"][f"{perp:g}"] = r
+        print(json.dumps({f"p{perp:g}": r}), file=sys.stderr, flush=True)
+    overall = {m: tsne.combine_maps(v) for m, v in likes.items() if len(v) == len(perps)}
+    for mode, lk in overall.items():
+        res[f"{mode}_ood_outside"] = float(np.mean(~lk[target]))
+        res[f"{mode}_in_dist_outside"] = float(np.mean(~lk[in_dist]))
+    if len(overall) == 2:
+        res["agreement"] = float(np.mean(overall["joint"] == overall["scalable"]))
+    # extrapolation to the paper's sizes: the reference maps scaled linearly from their
+    # measured size to the paper's 33 585 training + reference_observed spectra (t-SNE with
+    # FFT gradients is ~linear), the placement linear in the spectra placed, the n_chunks
+    # placement jobs spread over the cores
+    rows = res["perplexities"].values()
+    n_ref = n_tr + ref_rows.size
+    n_ref_big = PAPER_TRAINING + ref_rows.size
+    ref_s = sum(r["reference_s"] for r in rows) * n_ref_big / n_ref
+    per_spectrum = sum(r["place_s"] for r in rows) / max(1, n_placed)
+    n_place_big = max(0, a.extrapolate - n_ref_big)
+    res["extrapolated_s"] = ref_s + per_spectrum * n_place_big / a.cores
+    res["n_observed"], res["n_placed"] = n_obs, n_placed
+    print(json.dumps(res, indent=1))
+    print(
+        f"\n{a.n_stars} spectra ({n_obs} observed, {n_placed} placed), "
+        f"{len(perps)} perplexities: agreement joint/scalable {res.get('agreement', np.nan):.4f}; "
+        f"OB+M giants not training-like: joint {res.get('joint_ood_outside', np.nan):.3f}, "
+        f"scalable {res.get('scalable_ood_outside', np.nan):.3f}; training populations: "
+        f"joint {res.get('joint_in_dist_outside', np.nan):.3f}, "
+        f"scalable {res.get('scalable_in_dist_outside', np.nan):.3f}\n"
+        f"scalable mode extrapolated to {a.extrapolate} spectra x {len(perps)} perplexities "
+        f"on {a.cores} cores: {res['extrapolated_s'] / 60:.1f} min "
+        f"(reference maps of {n_ref_big} spectra {ref_s:.0f} s, placement "
+        f"{per_spectrum * 1e3:.2f} ms/spectrum/perplexity)"
+    )
+    if a.json:
+        a.json.write_text(json.dumps(res, indent=1))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,195 @@
+"""The 8-digit boundary flag (Sect. 5.2) and the t-SNE classification (Sect. 5.1)."""
+
+from __future__ import annotations
+
+import h5py
+import numpy as np
+import pytest
+
+from gaiacnn import flags, tsne
+from gaiacnn.layout import LayoutError
+
+LABELS = ["teff", "logg", "m_h", "alpha_m", "fe_h"]
+RANGE = {
+    "teff": [3500.0, 7000.0],
+    "logg": [0.5, 5.0],
+    "m_h": [-2.0, 0.5],
+    "alpha_m": [-0.1, 0.4],
+    "fe_h": [-2.0, 0.5],
+    "phot_g_mean_mag": [7.0, 14.2],
+    "parallax": [0.1, 20.0],
+}
+
+
+def _values(n, **over):
+    base = {"teff": 5000.0, "logg": 3.0, "m_h": 0.0, "alpha_m": 0.1, "fe_h": 0.0,
+            "phot_g_mean_mag": 12.0, "parallax": 1.0}  # fmt: skip
+    base.update(over)
+    return {k: np.full(n, v, dtype=float) for k, v in base.items()}
+
+
+def test_flag_digits_in_the_paper_order():
+    assert flags.digit_order(LABELS) == [*LABELS, "phot_g_mean_mag", "parallax", "tsne"]
+    cases = [
+        ({}, False, "00000000"),
+        ({"teff": 8000.0}, False, "10000000"),
+        ({"logg": 0.2}, False, "01000000"),
+        ({"m_h": -2.5}, False, "00100000"),
+        ({"alpha_m": 0.5}, False, "00010000"),
+        ({"fe_h": 0.6}, False, "00001000"),
+        ({"phot_g_mean_mag": 15.0}, False, "00000100"),
+        ({"parallax": np.nan}, False, "00000010"),  # missing counts as outside
+        ({}, True, "00000001"),
+        ({"teff": 3000.0, "parallax": 30.0}, True, "10000011"),
+        ({"teff": 7000.0, "m_h": -2.0}, False, "00000000"),  # the limits are inside
+    ]
+    for over, tsne_out, expect in cases:
+        got = flags.boundary_flags(_values(1, **over), RANGE, LABELS, np.array([tsne_out]))
+        assert got[0] == expect, (over, tsne_out)
+    flags.validate_flags([c[2] for c in cases])
+
+
+def test_flag_follows_configured_labels():
+    labels = ["teff", "ti_fe"]
+    vals = {
+        "teff": np.array([5000.0, 5000.0]),
+        "ti_fe": np.array([0.0, 0.9]),
+        "phot_g_mean_mag": np.array([12.0, 12.0]),
+        "parallax": np.array([1.0, 1.0]),
+    }
+    rng = {
+        "teff": [4000, 6000],
+        "ti_fe": [-0.2, 0.5],
+        "phot_g_mean_mag": [7, 14],
+        "parallax": [0, 5],
+    }
+    got = flags.boundary_flags(vals, rng, labels, np.array([False, True]))
+    assert list(got) == ["00000", "01001"]
+    flags.validate_flags(got, n_digits=5)
+    assert flags.describe(labels)[1] == "digit 2: ti_fe outside the training range (Table 1)"
+    assert flags.describe(LABELS)[7].startswith("digit 8: not training-like")
+
+
+def test_malformed_flags_are_refused():
+    for bad in ["0000000", "000000001", "0000000x", 10000000, None]:
+        with pytest.raises(flags.FlagError, match="expected 8 characters"):
+            flags.validate_flags(["00000000", bad])
+    with pytest.raises(flags.FlagError, match="no values of 'parallax'"):
+        vals = _values(2)
+        del vals["parallax"]
+        flags.boundary_flags(vals, RANGE, LABELS, np.zeros(2, bool))
+
+
+# --------------------------------------------------------------------------- t-SNE
+
+
+def _clusters(rng, n_in, n_ood, p=60):
+    """Spectra of two training-like populations and one unlike them (deeper, shifted lines)."""
+    x = np.arange(p)
+    a = 1 - 0.5 * np.exp(-0.5 * ((x - 15) / 2.0) ** 2)
+    b = 1 - 0.5 * np.exp(-0.5 * ((x - 35) / 2.0) ** 2)
+    c = 1 - 0.8 * np.exp(-0.5 * ((x - 50) / 1.5) ** 2)
+    pick = rng.integers(0, 2, n_in)
+    spec = np.where(pick[:, None] == 0, a, b) + rng.normal(0, 0.02, (n_in, p))
+    ood = c + rng.normal(0, 0.02, (n_ood, p))
+    return spec.astype(np.float32), ood.astype(np.float32)
+
+
+def test_joint_map_separates_unlike_spectra():
+    rng = np.random.default_rng(4)
+    train, _ = _clusters(rng, 400, 0)
+    obs_in, obs_ood = _clusters(rng, 400, 60)
+    z = np.concatenate([train, obs_in, obs_ood])
+    is_tr = np.r_[np.ones(400, bool), np.zeros(460, bool)]
+    xy = np.asarray(tsne.embed(z, 30, seed=0, n_jobs=1, n_iter=300))
+    thr = tsne.threshold(xy[is_tr], rule="quantile", quantile=0.99)
+    dist, like = tsne.classify(xy, is_tr, thr)
+    assert like[is_tr].all() and np.all(dist[is_tr] == 0)
+    assert like[400:800].mean() >= 0.95  # same populations as the training sample
+    assert not like[800:].any()  # the unlike population
+    med = tsne.threshold(xy[is_tr], rule="median_multiple", factor=3.0)
+    assert med.value == pytest.approx(3.0 * med.median_training_nn)
+    with pytest.raises(tsne.TsneError, match="unknown threshold rule"):
+        tsne.threshold(xy[is_tr], rule="mean")
+    with pytest.raises(tsne.TsneError, match="needs more than"):
+        tsne.embed(z[:50], 30)
+
+
+def test_placing_into_a_fixed_map_agrees_with_the_map():
+    rng = np.random.default_rng(5)
+    train, _ = _clusters(rng, 400, 0)
+    obs_in, obs_ood = _clusters(rng, 300, 40)
+    ref_obs = np.r_[obs_in[:150], obs_ood[:20]]
+    new = np.r_[obs_in[150:], obs_ood[20:]]
+    ref = np.concatenate([train, ref_obs])
+    emb = tsne.embed(ref, 30, seed=0, n_iter=300)
+    xy_ref = np.asarray(emb)
+    thr = tsne.threshold(xy_ref[:400], rule="quantile", quantile=0.99)
+    xy_new = tsne.place(emb, new)
+    assert xy_new.shape == (len(new), 2)
+    like = tsne.nearest_training_distance(xy_ref[:400], xy_new) <= thr.value
+    assert like[:150].mean() >= 0.9 and like[150:].mean() <= 0.1
+    assert tsne.place(emb, new[:0]).shape == (0, 2)
+
+
+def test_combine_reference_rows_and_chunks():
+    assert list(tsne.combine_maps([np.array([1, 1, 0]), np.array([1, 0, 0])])) == [1, 0, 0]
+    r = tsne.reference_rows(1000, 100, seed=3)
+    assert r.size == 100 and np.all(np.diff(r) > 0)
+    np.testing.assert_array_equal(r, tsne.reference_rows(1000, 100, seed=3))
+    assert tsne.reference_rows(50, 100, seed=3).size == 50
+    rest = np.setdiff1d(np.arange(1000), r)
+    parts = [tsne.chunk_rows(rest, 4, c) for c in range(4)]
+    np.testing.assert_array_equal(np.concatenate(parts), rest)
+    with pytest.raises(tsne.TsneError, match="chunk 4 outside"):
+        tsne.chunk_rows(rest, 4, 4)
+
+
+def test_spectra_are_streamed_and_checked(tmp_path):
+    path = tmp_path / "a.h5"
+    flux = np.ones((10, 5), np.float32)
+    flux[7, 2] = np.nan
+    with h5py.File(path, "w") as h5:
+        h5["source_id"] = np.arange(100, 110)
+        h5["rvs/flux"] = flux
+    np.testing.assert_array_equal(tsne.read_spectra(path, np.array([1, 3, 4]), chunk_rows=2), 1)
+    with pytest.raises(LayoutError, match="source_id 107"):
+        tsne.read_spectra(path)
+    red = tsne.fit_reducer(np.random.default_rng(0).normal(size=(50, 5)), 2)
+    assert red(np.ones((3, 5))).shape == (3, 2)
+    assert tsne.fit_reducer(np.ones((4, 5)), 0)(np.ones((3, 5))).shape == (3, 5)
+    with h5py.File(tmp_path / "b.h5", "w") as h5:
+        h5["source_id"] = np.arange(3)
+    with pytest.raises(LayoutError, match="rvs/flux"):
+        tsne.n_rows(tmp_path / "b.h5")
+
+
+def test_flag_column_roundtrips_through_the_catalogue(tmp_path):
+    import pandas as pd
+    from astropy.io import fits
+
+    from gaiacnn import catalogue
+
+    table = pd.DataFrame(
+        {
+            "source_id": np.array([1, 2], np.int64),
+            "in_training": np.array([True, False]),
+            "teff": np.array([5000.0, 8000.0], np.float32),
+            "flag_boundary": ["00000000", "10000001"],
+        }
+    )
+    table.attrs.update(
+        members=["split0_seed0"], labels=["teff"], flag_digits=flags.digit_order(LABELS)
+    )
+    catalogue.write(table, tmp_path / "c.fits", tmp_path / "c.csv")
+    back, attrs = catalogue.read(tmp_path / "c.fits")
+    assert list(back["flag_boundary"]) == ["00000000", "10000001"]
+    assert list(back["in_training"]) == [True, False] and attrs["members"] == ["split0_seed0"]
+    with fits.open(tmp_path / "c.fits") as hdul:
+        hdr = hdul[1].header
+        assert hdr["FLAGDIGS"].split(",")[-1] == "tsne"
+        assert "digit 1: Teff outside the training range (Table 1)" in list(hdr["COMMENT"])
+    assert (
+        pd.read_csv(tmp_path / "c.csv", dtype={"flag_boundary": str})["flag_boundary"][1]
+        == "10000001"
+    )

@@ -1,0 +1,227 @@
+"""Training-like or not: t-SNE maps of the spectra (paper Sect. 5.1, Appendix A).
+
+The training and observed RVS spectra are embedded together in 2-D at several
+perplexities (30, 50, 75, 100).  In each map an observed star is *training-like* when its
+distance to the nearest training star is within a threshold taken from the training
+stars' own nearest-neighbour distances (``threshold_rule``: a quantile of them, or a
+multiple of their median); it is training-like overall only if it is so in every map.
+
+Two modes:
+
+* ``joint`` (the paper): one embedding of everything per perplexity;
+* ``scalable`` (Gaia DR4/DR5 sizes): embed the training sample plus a random subsample of
+  the observed one, then place the other spectra into that fixed embedding in chunks
+  (openTSNE's ``TSNEEmbedding.transform``), one job per chunk.
+
+Before t-SNE the spectra may be reduced with a PCA (``pca_components``; 0 keeps all
+pixels) fitted on the training spectra plus the observed ones embedded with them; t-SNE
+neighbours are then found among the PCA scores.  Distances in a map are in t-SNE units.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+import h5py
+import numpy as np
+
+from gaiacnn.layout import LayoutError
+
+#: Perplexities of the four maps (Sect. 5.1, Fig. 17 and A.1).
+DEFAULT_PERPLEXITIES = (30, 50, 75, 100)
+#: How the training-like distance threshold is derived from the training stars' own
+#: nearest-neighbour distances in the map.
+THRESHOLD_RULES = ("quantile", "median_multiple")
+RVS_FLUX = "rvs/flux"
+
+
+class TsneError(ValueError):
+    """Inputs the t-SNE stage cannot use (no training stars, bad shapes, ...)."""
+
+
+# --------------------------------------------------------------------------- spectra
+
+
+def n_rows(path: str | os.PathLike) -> int:
+    """Number of spectra (rows of ``rvs/flux``) of an arrays file."""
+    with h5py.File(path, "r") as h5:
+        if RVS_FLUX not in h5:
+            raise LayoutError(path, RVS_FLUX, "missing; the t-SNE classification needs spectra")
+        return int(h5[RVS_FLUX].shape[0])
+
+
+def iter_spectra(
+    path: str | os.PathLike, rows: np.ndarray | None = None, chunk_rows: int = 8192
+) -> Iterator[np.ndarray]:
+    """Yield ``rvs/flux`` (normalised flux, float32) of ``rows`` (sorted; all if None) in
+    chunks; a non-finite pixel is refused naming the star (fill NaN pixels first)."""
+    with h5py.File(path, "r") as h5:
+        if RVS_FLUX not in h5:
+            raise LayoutError(path, RVS_FLUX, "missing; the t-SNE classification needs spectra")
+        ds = h5[RVS_FLUX]
+        n = ds.shape[0]
+        rows = np.arange(n) if rows is None else np.asarray(rows, dtype=np.int64)
+        for start in range(0, rows.size, chunk_rows):
+            r = rows[start : start + chunk_rows]
+            if r.size == 0:
+                continue
+            block = ds[r[0] : r[-1] + 1][r - r[0]].astype(np.float32)
+            bad = ~np.isfinite(block).all(axis=1)
+            if bad.any():
+                sid = int(h5["source_id"][r[np.argmax(bad)]]) if "source_id" in h5 else -1
+                raise LayoutError(
+                    path,
+                    RVS_FLUX,
+                    f"non-finite pixels in {int(bad.sum())} spectra (first: source_id {sid}); "
+                    "fill NaN pixels before the t-SNE",
+                )
+            yield block
+
+
+def read_spectra(
+    path: str | os.PathLike, rows: np.ndarray | None = None, chunk_rows: int = 8192
+) -> np.ndarray:
+    """All of :func:`iter_spectra` as one (n, P) float32 array."""
+    parts = list(iter_spectra(path, rows, chunk_rows))
+    if not parts:
+        return np.empty((0, 0), np.float32)
+    return np.concatenate(parts)
+
+
+@dataclass
+class Reducer:
+    """Centring + projection on the first PCA components (identity when ``components`` is None)."""
+
+    mean: np.ndarray | None = None
+    components: np.ndarray | None = None  # (k, P)
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        if self.components is None:
+            return np.asarray(x, np.float32)
+        return ((x - self.mean) @ self.components.T).astype(np.float32)
+
+
+def fit_reducer(x: np.ndarray, n_components: int, seed: int = 0) -> Reducer:
+    """PCA with ``n_components`` (randomised SVD, seeded) fitted on ``x``; 0 = no reduction."""
+    if n_components <= 0:
+        return Reducer()
+    from sklearn.decomposition import PCA
+
+    k = int(min(n_components, x.shape[0], x.shape[1]))
+    pca = PCA(n_components=k, svd_solver="randomized", random_state=seed).fit(x)
+    return Reducer(pca.mean_.astype(np.float32), pca.components_.astype(np.float32))
+
+
+# --------------------------------------------------------------------------- embedding
+
+
+def embed(x: np.ndarray, perplexity: float, *, seed: int = 0, n_jobs: int = 1, n_iter: int = 500):
+    """openTSNE embedding (FFT gradients, PCA initialisation) of ``x`` (n, d)."""
+    from openTSNE import TSNE
+
+    if x.shape[0] <= 3 * perplexity:
+        raise TsneError(
+            f"perplexity {perplexity} needs more than {3 * perplexity:g} spectra, got {x.shape[0]}"
+        )
+    return TSNE(
+        perplexity=perplexity,
+        n_iter=n_iter,
+        initialization="pca",
+        random_state=seed,
+        n_jobs=n_jobs,
+        verbose=False,
+    ).fit(np.ascontiguousarray(x, dtype=np.float64))
+
+
+def place(embedding, x_new: np.ndarray, *, perplexity: float = 5.0) -> np.ndarray:
+    """Positions (m, 2) of new points placed into the fixed ``embedding`` (openTSNE transform:
+    each point optimised against the reference points only, independently of the others)."""
+    if x_new.shape[0] == 0:
+        return np.empty((0, 2))
+    return np.asarray(
+        embedding.transform(np.ascontiguousarray(x_new, dtype=np.float64), perplexity=perplexity)
+    )
+
+
+# --------------------------------------------------------------------------- classification
+
+
+@dataclass(frozen=True)
+class Threshold:
+    """Training-like distance threshold of one map, from the training stars' NN distances."""
+
+    rule: str
+    value: float  # t-SNE units
+    quantile: float
+    factor: float
+    median_training_nn: float
+
+
+def training_nn_distances(train_xy: np.ndarray) -> np.ndarray:
+    """Each training star's distance to its nearest *other* training star in the map."""
+    from sklearn.neighbors import KDTree
+
+    if len(train_xy) < 2:
+        raise TsneError(f"{len(train_xy)} training stars in the map; need at least 2")
+    d, _ = KDTree(train_xy).query(train_xy, k=2)
+    return d[:, 1]
+
+
+def nearest_training_distance(train_xy: np.ndarray, xy: np.ndarray) -> np.ndarray:
+    """Distance of each point of ``xy`` to the nearest training star (t-SNE units)."""
+    from sklearn.neighbors import KDTree
+
+    if len(xy) == 0:
+        return np.empty(0)
+    d, _ = KDTree(train_xy).query(xy, k=1)
+    return d[:, 0]
+
+
+def threshold(
+    train_xy: np.ndarray, *, rule: str = "quantile", quantile: float = 0.99, factor: float = 3.0
+) -> Threshold:
+    """The map's threshold: the ``quantile`` of the training NN distances (rule
+    ``quantile``) or ``factor`` × their median (rule ``median_multiple``)."""
+    if rule not in THRESHOLD_RULES:
+        raise TsneError(f"unknown threshold rule {rule!r} (known: {', '.join(THRESHOLD_RULES)})")
+    d = training_nn_distances(train_xy)
+    med = float(np.median(d))
+    value = float(np.quantile(d, quantile)) if rule == "quantile" else factor * med
+    return Threshold(rule, value, float(quantile), float(factor), med)
+
+
+def classify(
+    xy: np.ndarray, is_training: np.ndarray, thr: Threshold
+) -> tuple[np.ndarray, np.ndarray]:
+    """(distance to the nearest training star, training-like) for every point of ``xy``.
+
+    Training stars are training-like by definition (distance 0)."""
+    is_training = np.asarray(is_training, bool)
+    dist = np.zeros(len(xy))
+    dist[~is_training] = nearest_training_distance(xy[is_training], xy[~is_training])
+    return dist, dist <= thr.value
+
+
+def combine_maps(training_like: Sequence[np.ndarray]) -> np.ndarray:
+    """Training-like overall: so in every map (Sect. 5.1)."""
+    if not training_like:
+        raise TsneError("no t-SNE map to combine")
+    return np.logical_and.reduce([np.asarray(t, bool) for t in training_like])
+
+
+def reference_rows(n_observed: int, n_reference: int, seed: int) -> np.ndarray:
+    """Sorted rows of the observed stars embedded with the training sample (scalable mode):
+    a random subsample of ``n_reference`` (all if fewer), a function of ``seed`` only."""
+    if n_reference >= n_observed:
+        return np.arange(n_observed, dtype=np.int64)
+    rng = np.random.default_rng([int(seed), 7])
+    return np.sort(rng.choice(n_observed, size=n_reference, replace=False)).astype(np.int64)
+
+
+def chunk_rows(rows: np.ndarray, n_chunks: int, chunk: int) -> np.ndarray:
+    """The ``chunk``-th of ``n_chunks`` contiguous, near-equal slices of ``rows``."""
+    if not 0 <= chunk < n_chunks:
+        raise TsneError(f"chunk {chunk} outside 0..{n_chunks - 1}")
+    return np.array_split(np.asarray(rows), n_chunks)[chunk]

@@ -1,0 +1,154 @@
+# Training-like or not: t-SNE maps at four perplexities (Sect. 5.1), one job per
+# perplexity (joint mode) or per perplexity and chunk (scalable mode), and the 8-digit
+# boundary flag added to the catalogue (Sect. 5.2).
+
+
+rule tsne_joint:
+    input:
+        training="results/arrays/training.h5",
+        observed="results/arrays/observed.h5",
+    output:
+        "results/tsne/joint/p{perplexity}.h5",
+    log:
+        "results/logs/tsne_joint_p{perplexity}.log",
+    benchmark:
+        "results/benchmarks/tsne_joint_p{perplexity}.tsv"
+    conda:
+        "../../envs/gaiacnn.yaml"
+    threads: 2
+    resources:
+        mem_mb=8000,
+        runtime=240,
+    params:
+        tsne=config["tsne"],
+    script:
+        "../scripts/tsne_joint.py"
+
+
+rule tsne_reference:
+    input:
+        training="results/arrays/training.h5",
+        observed="results/arrays/observed.h5",
+    output:
+        model="results/tsne/scalable/p{perplexity}/reference.pkl",
+        map="results/tsne/scalable/p{perplexity}/reference.h5",
+    log:
+        "results/logs/tsne_reference_p{perplexity}.log",
+    benchmark:
+        "results/benchmarks/tsne_reference_p{perplexity}.tsv"
+    conda:
+        "../../envs/gaiacnn.yaml"
+    threads: 2
+    resources:
+        mem_mb=8000,
+        runtime=240,
+    params:
+        tsne=config["tsne"],
+    script:
+        "../scripts/tsne_reference.py"
+
+
+rule tsne_place:
+    input:
+        observed="results/arrays/observed.h5",
+        model="results/tsne/scalable/p{perplexity}/reference.pkl",
+    output:
+        "results/tsne/scalable/p{perplexity}/chunk{chunk}.h5",
+    log:
+        "results/logs/tsne_place_p{perplexity}_chunk{chunk}.log",
+    benchmark:
+        "results/benchmarks/tsne_place_p{perplexity}_chunk{chunk}.tsv"
+    conda:
+        "../../envs/gaiacnn.yaml"
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=240,
+    params:
+        tsne=config["tsne"],
+    script:
+        "../scripts/tsne_place.py"
+
+
+rule tsne_gather:
+    input:
+        reference="results/tsne/scalable/p{perplexity}/reference.h5",
+        chunks=tsne_chunks,
+    output:
+        "results/tsne/scalable/p{perplexity}.h5",
+    log:
+        "results/logs/tsne_gather_p{perplexity}.log",
+    benchmark:
+        "results/benchmarks/tsne_gather_p{perplexity}.tsv"
+    conda:
+        "../../envs/gaiacnn.yaml"
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=30,
+    script:
+        "../scripts/tsne_gather.py"
+
+
+rule tsne_classify:
+    input:
+        maps=tsne_maps(),
+        observed="results/arrays/observed.h5",
+    output:
+        "results/tsne/training_like.h5",
+    log:
+        "results/logs/tsne_classify.log",
+    benchmark:
+        "results/benchmarks/tsne_classify.tsv"
+    conda:
+        "../../envs/gaiacnn.yaml"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=30,
+    script:
+        "../scripts/tsne_classify.py"
+
+
+rule flag_catalogue:
+    input:
+        labels="results/ensemble/labels.fits",
+        tsne="results/tsne/training_like.h5",
+        model="results/ensemble/uncertainty_model.json",
+    output:
+        fits="results/catalogue/catalogue.fits",
+        csv="results/catalogue/catalogue.csv",
+    log:
+        "results/logs/flag_catalogue.log",
+    benchmark:
+        "results/benchmarks/flag_catalogue.tsv"
+    conda:
+        "../../envs/gaiacnn.yaml"
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=30,
+    params:
+        labels=model_labels(),
+    script:
+        "../scripts/flag_catalogue.py"
+
+
+rule evaluate_flags:
+    input:
+        catalogue="results/catalogue/catalogue.fits",
+        truth="results/demo/truth.h5",
+    output:
+        "results/evaluation/tsne_confusion.tsv",
+    log:
+        "results/logs/evaluate_flags.log",
+    benchmark:
+        "results/benchmarks/evaluate_flags.tsv"
+    conda:
+        "../../envs/gaiacnn.yaml"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=30,
+    script:
+        "../scripts/evaluate_flags.py"

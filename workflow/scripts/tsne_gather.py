@@ -1,0 +1,16 @@
+"""Rule tsne_gather (scalable mode): the reference map and its placed chunks as one map."""
+
+import os
+import sys
+
+sys.stderr = open(snakemake.log[0], "w")  # noqa: F821
+os.dup2(sys.stderr.fileno(), 2)  # C-level messages too
+
+from gaiacnn.pipeline import run_tsne_gather, setup_logging  # noqa: E402
+
+setup_logging()
+run_tsne_gather(
+    snakemake.input.reference,  # noqa: F821
+    list(snakemake.input.chunks),  # noqa: F821
+    snakemake.output[0],  # noqa: F821
+)
