@@ -40,7 +40,7 @@ sys.path.insert(0, str(REPO / "workflow"))
 #: Training stars of the paper (Sect. 2.5), for the extrapolation of the reference maps.
 PAPER_TRAINING = 33_585
 TSNE_DEFAULTS = {
-    "pca_components": 50,
+    "pca_components": 0,
     "n_iter": 500,
     "seed": 0,
     "threshold_rule": "quantile",
