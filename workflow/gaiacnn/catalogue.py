@@ -21,6 +21,7 @@ from astropy.io import fits
 from gaiacnn import ensemble, flags, layout
 from gaiacnn.constants import label_unit
 from gaiacnn.io import atomic_output
+from gaiacnn.tables import read_fits_columns
 
 log = logging.getLogger(__name__)
 
@@ -35,9 +36,9 @@ def _optional(path, name: str, n: int) -> np.ndarray:
         return np.full(n, np.nan, np.float32)
 
 
-def _reference(path, labels: Sequence[str], suffix: str = "") -> np.ndarray:
-    """(n, n_labels) ``labels/<name><suffix>`` of an arrays file; NaN columns where absent."""
-    n = len(layout.read_column(path, "source_id"))
+def _reference(path, labels: Sequence[str], n: int, suffix: str = "") -> np.ndarray:
+    """(n, n_labels) ``labels/<name><suffix>`` of an arrays file of n stars; NaN columns
+    where absent."""
     return np.column_stack([_optional(path, f"labels/{x}{suffix}", n) for x in labels]).astype(
         np.float64
     )
@@ -149,7 +150,7 @@ def build(
     }
     calibrations: dict[str, ensemble.SnrCalibration | None] = {}
     if calibration_bins > 0:
-        obs_ref = _reference(arrays["observed"], labels)
+        obs_ref = _reference(arrays["observed"], labels, len(parts["observed"][0]))
         inside = np.ones(len(obs_ref), bool)
         for j, x in enumerate(labels):
             lo, hi = training_range[x]
@@ -159,7 +160,7 @@ def build(
             "observed": np.where(inside[:, None], parts["observed"][1] - obs_ref, np.nan),
         }
         ref_err = {
-            s: _reference(arrays[s], labels, "_err")
+            s: _reference(arrays[s], labels, len(parts[s][0]), "_err")
             if subtract_reference_errors
             else np.zeros_like(resid[s])
             for s in parts
@@ -276,16 +277,12 @@ def write(table: pd.DataFrame, fits_path, csv_path=None) -> None:
 
 def read(fits_path) -> tuple[pd.DataFrame, dict]:
     """A catalogue written by :func:`write`: (table, attrs from its header)."""
-    with fits.open(fits_path) as hdul:
-        data = hdul[1].data
-        hdr = hdul[1].header
-        table = pd.DataFrame(
-            {n: np.asarray(data[n]).astype(data[n].dtype.newbyteorder("=")) for n in data.names}
-        )
-        attrs = {
-            "config_hash": hdr.get("CONFHASH", ""),
-            "members": [m for m in hdr.get("MEMBERS", "").split(",") if m],
-            "labels": [x for x in hdr.get("LABELS", "").split(",") if x],
-            "snr_calibrated": [x for x in hdr.get("SNRCALIB", "").split(",") if x],
-        }
+    table = read_fits_columns(fits_path)
+    hdr = fits.getheader(fits_path, 1)
+    attrs = {
+        "config_hash": hdr.get("CONFHASH", ""),
+        "members": [m for m in hdr.get("MEMBERS", "").split(",") if m],
+        "labels": [x for x in hdr.get("LABELS", "").split(",") if x],
+        "snr_calibrated": [x for x in hdr.get("SNRCALIB", "").split(",") if x],
+    }
     return table, attrs

@@ -37,6 +37,14 @@ def in_range(table: pd.DataFrame, training_range: Mapping[str, Sequence[float]])
     return ok
 
 
+def _truth_rows(h5: h5py.File, source_id: np.ndarray, truth_path) -> np.ndarray:
+    """Rows of ``truth.h5`` holding the stars ``source_id``; every star must be there."""
+    idx = pd.Index(h5["source_id"][:]).get_indexer(source_id)
+    if np.any(idx < 0):
+        raise ValueError(f"{truth_path}: {int((idx < 0).sum())} catalogue stars have no truth")
+    return idx
+
+
 def crlb_kind(branches: Sequence[str]) -> str:
     """Which stored bound matches the model's inputs: spectrum only, or all inputs."""
     return "rvs" if tuple(branches) == ("rvs",) else "all"
@@ -57,10 +65,7 @@ def evaluate(
     cat = read_fits_columns(catalogue_path, cols)
     kind = crlb_kind(branches)
     with h5py.File(truth_path, "r") as h5:
-        ids = h5["source_id"][:]
-        idx = pd.Index(ids).get_indexer(cat["source_id"].to_numpy())
-        if np.any(idx < 0):
-            raise ValueError(f"{truth_path}: {int((idx < 0).sum())} catalogue stars have no truth")
+        idx = _truth_rows(h5, cat["source_id"].to_numpy(), truth_path)
         snr = h5["truth/snr"][:][idx]
         truth = {x: h5[f"truth/{x}"][:][idx] for x in labels if f"truth/{x}" in h5}
         crlb = {x: h5[f"crlb_{kind}/{x}"][:][idx] for x in labels if f"crlb_{kind}/{x}" in h5}
@@ -134,9 +139,7 @@ def flag_confusion(
     cat = read_fits_columns(catalogue_path, ["source_id", "in_training", "flag_boundary"])
     cat = cat[~cat["in_training"].to_numpy(bool)]
     with h5py.File(truth_path, "r") as h5:
-        idx = pd.Index(h5["source_id"][:]).get_indexer(cat["source_id"].to_numpy())
-        if np.any(idx < 0):
-            raise ValueError(f"{truth_path}: {int((idx < 0).sum())} catalogue stars have no truth")
+        idx = _truth_rows(h5, cat["source_id"].to_numpy(), truth_path)
         pop = h5["truth/population"][:][idx]
     flag = cat["flag_boundary"].astype(str).to_numpy()
     tsne_out = np.array([f[-1] == "1" for f in flag])

@@ -355,18 +355,20 @@ def run_evaluation(
 # --------------------------------------------------------------------------- t-SNE and flag
 
 
-def _write_map(out_path, source_id, in_training, xy, dist, like, attrs: Mapping) -> None:
-    """One t-SNE map file: every star of both samples (training first), its position,
-    its distance to the nearest training star and its class."""
+#: Datasets of a t-SNE map file, one row per star.
+MAP_DATASETS = ("source_id", "in_training", "xy", "nn_training_distance", "training_like")
+
+
+def _write_map(out_path, data: Mapping[str, np.ndarray], attrs: Mapping) -> None:
+    """One t-SNE map file (:data:`MAP_DATASETS`): every star of both samples (training
+    first), its position, its distance to the nearest training star and its class."""
     from gaiacnn.io import atomic_output
 
+    dtypes = (np.int64, bool, np.float32, np.float32, bool)
     with atomic_output(out_path) as tmp, h5py.File(tmp, "w") as h5:
-        h5["source_id"] = np.asarray(source_id, np.int64)
-        h5["in_training"] = np.asarray(in_training, bool)
-        h5["xy"] = np.asarray(xy, np.float32)
+        for name, dtype in zip(MAP_DATASETS, dtypes, strict=True):
+            h5[name] = np.asarray(data[name], dtype)
         h5["xy"].attrs["unit"] = "t-SNE units"
-        h5["nn_training_distance"] = np.asarray(dist, np.float32)
-        h5["training_like"] = np.asarray(like, bool)
         for k, v in attrs.items():
             h5.attrs[k] = v
 
@@ -385,31 +387,50 @@ def _map_attrs(cfg: Mapping, perplexity: float, thr, mode: str, **extra) -> dict
     }
 
 
-def run_tsne_joint(training, observed, out_path, *, perplexity, tsne_cfg, threads=1) -> None:
-    """Rule ``tsne_joint``: one joint map of the training + observed spectra (Sect. 5.1)."""
+def _reference_rows(observed, cfg: Mapping) -> np.ndarray:
+    """Observed rows embedded with the training sample (scalable mode)."""
     from gaiacnn import tsne
 
-    xt, xo = tsne.read_spectra(training), tsne.read_spectra(observed)
+    n_obs = tsne.n_rows(observed)
+    return tsne.reference_rows(n_obs, int(cfg["reference_observed"]), int(cfg["seed"]))
+
+
+def _embed_and_classify(training, observed, obs_rows, perplexity, cfg: Mapping, threads: int):
+    """Embed the training spectra + the observed ones of ``obs_rows`` (all if None) at
+    ``perplexity`` and classify them.  Returns (reducer, embedding, map data, threshold)."""
+    from gaiacnn import tsne
+
+    xt, xo = tsne.read_spectra(training), tsne.read_spectra(observed, obs_rows)
     if xt.shape[1] != xo.shape[1]:
         raise tsne.TsneError(f"{xt.shape[1]} training pixels but {xo.shape[1]} observed pixels")
+    is_tr = np.r_[np.ones(len(xt), bool), np.zeros(len(xo), bool)]
     x = np.concatenate([xt, xo])
     del xt, xo
-    is_tr = np.r_[np.ones(tsne.n_rows(training), bool), np.zeros(tsne.n_rows(observed), bool)]
-    reducer = tsne.fit_reducer(x, int(tsne_cfg["pca_components"]), int(tsne_cfg["seed"]))
+    reducer = tsne.fit_reducer(x, int(cfg["pca_components"]), int(cfg["seed"]))
     z = reducer(x)
     del x
-    log.info("t-SNE joint map, perplexity %g: %d spectra -> %d dims", perplexity, *z.shape)
-    xy = np.asarray(
-        tsne.embed(
-            z, perplexity, seed=int(tsne_cfg["seed"]), n_jobs=threads, n_iter=tsne_cfg["n_iter"]
-        )
+    log.info(
+        "t-SNE map, perplexity %g: %d training + %d observed spectra -> %d dims",
+        perplexity,
+        int(is_tr.sum()),
+        int((~is_tr).sum()),
+        z.shape[1],
     )
-    thr = _threshold(xy[is_tr], tsne_cfg)
+    emb = tsne.embed(z, perplexity, seed=int(cfg["seed"]), n_jobs=threads, n_iter=cfg["n_iter"])
+    xy = np.asarray(emb)
+    thr = tsne.threshold(
+        xy[is_tr],
+        rule=cfg["threshold_rule"],
+        quantile=float(cfg["threshold_quantile"]),
+        factor=float(cfg["threshold_factor"]),
+    )
     dist, like = tsne.classify(xy, is_tr, thr)
+    obs_sid = layout.read_column(observed, "source_id")
     sid = np.r_[
-        layout.read_column(training, "source_id"), layout.read_column(observed, "source_id")
+        layout.read_column(training, "source_id"),
+        obs_sid if obs_rows is None else obs_sid[obs_rows],
     ]
-    _write_map(out_path, sid, is_tr, xy, dist, like, _map_attrs(tsne_cfg, perplexity, thr, "joint"))
+    data = dict(zip(MAP_DATASETS, (sid, is_tr, xy, dist, like), strict=True))
     log.info(
         "perplexity %g: threshold %.4g (%s), %d of %d observed stars training-like",
         perplexity,
@@ -418,17 +439,13 @@ def run_tsne_joint(training, observed, out_path, *, perplexity, tsne_cfg, thread
         int(like[~is_tr].sum()),
         int((~is_tr).sum()),
     )
+    return reducer, emb, data, thr
 
 
-def _threshold(train_xy, cfg):
-    from gaiacnn import tsne
-
-    return tsne.threshold(
-        train_xy,
-        rule=cfg["threshold_rule"],
-        quantile=float(cfg["threshold_quantile"]),
-        factor=float(cfg["threshold_factor"]),
-    )
+def run_tsne_joint(training, observed, out_path, *, perplexity, tsne_cfg, threads=1) -> None:
+    """Rule ``tsne_joint``: one joint map of the training + observed spectra (Sect. 5.1)."""
+    _, _, data, thr = _embed_and_classify(training, observed, None, perplexity, tsne_cfg, threads)
+    _write_map(out_path, data, _map_attrs(tsne_cfg, perplexity, thr, "joint"))
 
 
 def run_tsne_reference(
@@ -438,46 +455,21 @@ def run_tsne_reference(
     subsample of the observed one; save the embedding for the placement jobs."""
     import pickle
 
-    from gaiacnn import tsne
     from gaiacnn.io import atomic_output
 
-    n_obs = tsne.n_rows(observed)
-    ref_rows = tsne.reference_rows(
-        n_obs, int(tsne_cfg["reference_observed"]), int(tsne_cfg["seed"])
+    ref_rows = _reference_rows(observed, tsne_cfg)
+    reducer, emb, data, thr = _embed_and_classify(
+        training, observed, ref_rows, perplexity, tsne_cfg, threads
     )
-    xt, xo = tsne.read_spectra(training), tsne.read_spectra(observed, ref_rows)
-    x = np.concatenate([xt, xo])
-    n_tr = len(xt)
-    del xt, xo
-    reducer = tsne.fit_reducer(x, int(tsne_cfg["pca_components"]), int(tsne_cfg["seed"]))
-    z = reducer(x)
-    del x
-    log.info(
-        "t-SNE reference map, perplexity %g: %d training + %d observed spectra -> %d dims",
-        perplexity,
-        n_tr,
-        ref_rows.size,
-        z.shape[1],
-    )
-    emb = tsne.embed(
-        z, perplexity, seed=int(tsne_cfg["seed"]), n_jobs=threads, n_iter=tsne_cfg["n_iter"]
-    )
-    xy = np.asarray(emb)
-    is_tr = np.r_[np.ones(n_tr, bool), np.zeros(ref_rows.size, bool)]
-    thr = _threshold(xy[is_tr], tsne_cfg)
-    dist, like = tsne.classify(xy, is_tr, thr)
+    n_tr = int(data["in_training"].sum())
     with atomic_output(model_out) as tmp, open(tmp, "wb") as fh:
         pickle.dump(
             {"reducer": reducer, "embedding": emb, "threshold": thr, "n_training": n_tr},
             fh,
             protocol=pickle.HIGHEST_PROTOCOL,
         )
-    sid = np.r_[
-        layout.read_column(training, "source_id"),
-        layout.read_column(observed, "source_id")[ref_rows],
-    ]
     attrs = _map_attrs(tsne_cfg, perplexity, thr, "scalable", n_reference_observed=ref_rows.size)
-    _write_map(map_out, sid, is_tr, xy, dist, like, attrs)
+    _write_map(map_out, data, attrs)
 
 
 def run_tsne_place(observed, model_path, out_path, *, chunk, tsne_cfg) -> None:
@@ -489,11 +481,7 @@ def run_tsne_place(observed, model_path, out_path, *, chunk, tsne_cfg) -> None:
 
     with open(model_path, "rb") as fh:
         ref = pickle.load(fh)
-    n_obs = tsne.n_rows(observed)
-    ref_rows = tsne.reference_rows(
-        n_obs, int(tsne_cfg["reference_observed"]), int(tsne_cfg["seed"])
-    )
-    rest = np.setdiff1d(np.arange(n_obs), ref_rows)
+    rest = np.setdiff1d(np.arange(tsne.n_rows(observed)), _reference_rows(observed, tsne_cfg))
     rows = tsne.chunk_rows(rest, int(tsne_cfg["n_chunks"]), int(chunk))
     emb, thr, n_tr = ref["embedding"], ref["threshold"], ref["n_training"]
     train_xy = np.asarray(emb)[:n_tr]
@@ -505,34 +493,27 @@ def run_tsne_place(observed, model_path, out_path, *, chunk, tsne_cfg) -> None:
     xy = np.concatenate(xy_parts) if xy_parts else np.empty((0, 2))
     dist = tsne.nearest_training_distance(train_xy, xy)
     sid = layout.read_column(observed, "source_id")[rows]
-    attrs = {"chunk": int(chunk), "threshold": thr.value}
-    _write_map(out_path, sid, np.zeros(rows.size, bool), xy, dist, dist <= thr.value, attrs)
+    data = dict(
+        zip(
+            MAP_DATASETS,
+            (sid, np.zeros(rows.size, bool), xy, dist, dist <= thr.value),
+            strict=True,
+        )
+    )
+    _write_map(out_path, data, {"chunk": int(chunk), "threshold": thr.value})
 
 
 def run_tsne_gather(reference_map, chunk_maps, out_path) -> None:
     """Rule ``tsne_gather`` (scalable mode): the reference map and its placed chunks as one
-    map file, in the layout of the joint mode."""
-    parts = {
-        k: [] for k in ("source_id", "in_training", "xy", "nn_training_distance", "training_like")
-    }
+    map file, in the layout of the joint mode (with the reference map's attributes)."""
+    parts: dict[str, list] = {k: [] for k in MAP_DATASETS}
     with h5py.File(reference_map, "r") as h5:
         attrs = dict(h5.attrs)
-        for k in parts:
-            parts[k].append(h5[k][:])
-    for path in chunk_maps:
+    for path in [reference_map, *chunk_maps]:
         with h5py.File(path, "r") as h5:
-            for k in parts:
+            for k in MAP_DATASETS:
                 parts[k].append(h5[k][:])
-    data = {k: np.concatenate(v) for k, v in parts.items()}
-    _write_map(
-        out_path,
-        data["source_id"],
-        data["in_training"],
-        data["xy"],
-        data["nn_training_distance"],
-        data["training_like"],
-        attrs,
-    )
+    _write_map(out_path, {k: np.concatenate(v) for k, v in parts.items()}, attrs)
 
 
 def run_tsne_classify(map_files, observed, out_path) -> None:
@@ -585,12 +566,13 @@ def run_flag_catalogue(labels_fits, tsne_file, model_json, fits_out, csv_out, *,
     if np.any(idx < 0):
         raise flags.FlagError(f"{tsne_file}: {int((idx < 0).sum())} observed stars unclassified")
     not_like[obs] = ~t_like[idx]
-    values = {c: table[c].to_numpy(float) for c in [*labels, *flags.EXTRA_DIGITS]}
+    digits = flags.digit_order(labels)
+    values = {c: table[c].to_numpy(float) for c in digits[:-1]}
     table["flag_boundary"] = flags.boundary_flags(values, training_range, labels, not_like)
-    flags.validate_flags(table["flag_boundary"], n_digits=len(flags.digit_order(labels)))
-    table.attrs.update(attrs, flag_digits=flags.digit_order(labels))
+    flags.validate_flags(table["flag_boundary"], n_digits=len(digits))
+    table.attrs.update(attrs, flag_digits=digits)
     catalogue.write(table, fits_out, csv_out)
-    n_clean = int((table["flag_boundary"] == "0" * len(flags.digit_order(labels))).sum())
+    n_clean = int((table["flag_boundary"] == "0" * len(digits)).sum())
     log.info("flag_boundary: %d of %d stars all-zero (recommended)", n_clean, len(table))
 
 
@@ -608,4 +590,4 @@ def run_flag_evaluation(catalogue_fits, truth_path, out_path) -> None:
             row.fraction_tsne_1,
             row.fraction_any_1,
         )
-    write_text_atomic(out_path, table.to_csv(sep="\t", index=False, float_format="%.4f"))
+    selection.write_table_atomic(table, out_path)

@@ -44,12 +44,16 @@ class TsneError(ValueError):
 # --------------------------------------------------------------------------- spectra
 
 
+def _flux(h5: h5py.File, path) -> h5py.Dataset:
+    if RVS_FLUX not in h5:
+        raise LayoutError(path, RVS_FLUX, "missing; the t-SNE classification needs spectra")
+    return h5[RVS_FLUX]
+
+
 def n_rows(path: str | os.PathLike) -> int:
     """Number of spectra (rows of ``rvs/flux``) of an arrays file."""
     with h5py.File(path, "r") as h5:
-        if RVS_FLUX not in h5:
-            raise LayoutError(path, RVS_FLUX, "missing; the t-SNE classification needs spectra")
-        return int(h5[RVS_FLUX].shape[0])
+        return int(_flux(h5, path).shape[0])
 
 
 def iter_spectra(
@@ -58,9 +62,7 @@ def iter_spectra(
     """Yield ``rvs/flux`` (normalised flux, float32) of ``rows`` (sorted; all if None) in
     chunks; a non-finite pixel is refused naming the star (fill NaN pixels first)."""
     with h5py.File(path, "r") as h5:
-        if RVS_FLUX not in h5:
-            raise LayoutError(path, RVS_FLUX, "missing; the t-SNE classification needs spectra")
-        ds = h5[RVS_FLUX]
+        ds = _flux(h5, path)
         n = ds.shape[0]
         rows = np.arange(n) if rows is None else np.asarray(rows, dtype=np.int64)
         for start in range(0, rows.size, chunk_rows):
