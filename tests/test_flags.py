@@ -123,9 +123,11 @@ def test_placing_into_a_fixed_map_agrees_with_the_map():
     new = np.r_[obs_in[150:], obs_ood[20:]]
     ref = np.concatenate([train, ref_obs])
     emb = tsne.embed(ref, 30, seed=0, n_iter=300)
-    xy_ref = np.asarray(emb)
+    xy_ref = np.array(emb)  # a copy: the saved reference map
     thr = tsne.threshold(xy_ref[:400], rule="quantile", quantile=0.99)
     xy_new = tsne.place(emb, new)
+    # placing does not move the reference map: saved and placed positions share one frame
+    np.testing.assert_allclose(np.asarray(emb), xy_ref, atol=1e-9)
     assert xy_new.shape == (len(new), 2)
     like = tsne.nearest_training_distance(xy_ref[:400], xy_new) <= thr.value
     assert like[:150].mean() >= 0.9 and like[150:].mean() <= 0.1

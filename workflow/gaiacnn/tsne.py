@@ -120,14 +120,16 @@ def fit_reducer(x: np.ndarray, n_components: int, seed: int = 0) -> Reducer:
 
 
 def embed(x: np.ndarray, perplexity: float, *, seed: int = 0, n_jobs: int = 1, n_iter: int = 500):
-    """openTSNE embedding (FFT gradients, PCA initialisation) of ``x`` (n, d)."""
+    """openTSNE embedding (FFT gradients, PCA initialisation) of ``x`` (n, d), centred on
+    its bounding box as openTSNE's ``transform`` centres it (in place) before placing new
+    points, so the reference map and the points placed into it share one frame."""
     from openTSNE import TSNE
 
     if x.shape[0] <= 3 * perplexity:
         raise TsneError(
             f"perplexity {perplexity} needs more than {3 * perplexity:g} spectra, got {x.shape[0]}"
         )
-    return TSNE(
+    emb = TSNE(
         perplexity=perplexity,
         n_iter=n_iter,
         initialization="pca",
@@ -135,6 +137,8 @@ def embed(x: np.ndarray, perplexity: float, *, seed: int = 0, n_jobs: int = 1, n
         n_jobs=n_jobs,
         verbose=False,
     ).fit(np.ascontiguousarray(x, dtype=np.float64))
+    emb -= (np.max(emb, axis=0) + np.min(emb, axis=0)) / 2
+    return emb
 
 
 def place(embedding, x_new: np.ndarray, *, perplexity: float = 5.0) -> np.ndarray:
