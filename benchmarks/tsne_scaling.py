@@ -46,6 +46,7 @@ TSNE_DEFAULTS = {
     "threshold_rule": "quantile",
     "threshold_quantile": 0.99,
     "threshold_factor": 3.0,
+    "threshold_neighbours": 10,
     "reference_observed": 20000,
     "n_chunks": 4,
     "place_chunk_rows": 10000,

@@ -115,6 +115,30 @@ def test_joint_map_separates_unlike_spectra():
         tsne.embed(z[:50], 30)
 
 
+def test_mth_training_neighbour_needs_the_support_of_several_training_stars():
+    # A map: a training cloud, observed stars in it, and an unlike observed blob that has
+    # one stray training star inside it (a lone training star at the sample's edge).
+    rng = np.random.default_rng(8)
+    train = np.r_[rng.normal(0, 1, (500, 2)), [[10.0, 0.0]]]
+    obs_in = rng.normal(0, 1, (300, 2))
+    blob = rng.normal([10.0, 0.0], 0.3, (80, 2))
+    xy = np.concatenate([train, obs_in, blob])
+    is_tr = np.r_[np.ones(len(train), bool), np.zeros(380, bool)]
+    one = tsne.threshold(xy[is_tr], quantile=0.99, neighbours=1)
+    ten = tsne.threshold(xy[is_tr], quantile=0.99, neighbours=10)
+    like1, like10 = tsne.classify(xy, is_tr, one)[1], tsne.classify(xy, is_tr, ten)[1]
+    assert like1[-80:].mean() > 0.5  # the stray training star vouches for the blob
+    assert not like10[-80:].any()  # ten training stars are not there
+    assert like10[len(train) : len(train) + 300].mean() >= 0.95
+    d = tsne.training_nn_distances(xy[is_tr], 10)
+    assert ten.value == pytest.approx(np.quantile(d, 0.99)) and ten.neighbours == 10
+    assert np.all(d >= tsne.training_nn_distances(xy[is_tr], 1))
+    with pytest.raises(tsne.TsneError, match="need at least 11"):
+        tsne.threshold(xy[:10], neighbours=10)
+    with pytest.raises(tsne.TsneError, match=">= 1"):
+        tsne.threshold(xy[is_tr], neighbours=0)
+
+
 def test_placing_into_a_fixed_map_agrees_with_the_map():
     rng = np.random.default_rng(5)
     train, _ = _clusters(rng, 400, 0)

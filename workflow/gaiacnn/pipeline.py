@@ -382,6 +382,7 @@ def _map_attrs(cfg: Mapping, perplexity: float, thr, mode: str, **extra) -> dict
         "threshold": thr.value,
         "threshold_quantile": thr.quantile,
         "threshold_factor": thr.factor,
+        "threshold_neighbours": thr.neighbours,
         "median_training_nn": thr.median_training_nn,
         **extra,
     }
@@ -423,6 +424,7 @@ def _embed_and_classify(training, observed, obs_rows, perplexity, cfg: Mapping, 
         rule=cfg["threshold_rule"],
         quantile=float(cfg["threshold_quantile"]),
         factor=float(cfg["threshold_factor"]),
+        neighbours=int(cfg["threshold_neighbours"]),
     )
     dist, like = tsne.classify(xy, is_tr, thr)
     obs_sid = layout.read_column(observed, "source_id")
@@ -491,7 +493,7 @@ def run_tsne_place(observed, model_path, out_path, *, chunk, tsne_cfg) -> None:
         xy_parts.append(tsne.place(emb, ref["reducer"](x), perplexity=tsne_cfg["place_perplexity"]))
         log.info("placed %d of %d spectra", min((k + 1) * step, rows.size), rows.size)
     xy = np.concatenate(xy_parts) if xy_parts else np.empty((0, 2))
-    dist = tsne.nearest_training_distance(train_xy, xy)
+    dist = tsne.nearest_training_distance(train_xy, xy, thr.neighbours)
     sid = layout.read_column(observed, "source_id")[rows]
     data = dict(
         zip(

@@ -2,9 +2,13 @@
 
 The training and observed RVS spectra are embedded together in 2-D at several
 perplexities (30, 50, 75, 100).  In each map an observed star is *training-like* when its
-distance to the nearest training star is within a threshold taken from the training
-stars' own nearest-neighbour distances (``threshold_rule``: a quantile of them, or a
-multiple of their median); it is training-like overall only if it is so in every map.
+distance to its ``m``-th nearest training star (``threshold_neighbours``) is within a
+threshold taken from the training stars' own distances to their ``m``-th nearest other
+training star (``threshold_rule``: a quantile of them, or a multiple of their median); it is
+training-like overall only if it is so in every map.  With ``m = 1`` this is the distance to
+the nearest training star; ``m > 1`` asks for the support of several training stars (the
+k-nearest-neighbour distance outlier score), so that a lone training star at the edge of
+the training sample does not make a whole region of unlike spectra training-like.
 
 Two modes:
 
@@ -162,51 +166,70 @@ class Threshold:
     value: float  # t-SNE units
     quantile: float
     factor: float
-    median_training_nn: float
+    median_training_nn: float  # median training m-th-neighbour distance, t-SNE units
+    neighbours: int = 1  # m: the distance is to the m-th nearest training star
 
 
-def training_nn_distances(train_xy: np.ndarray) -> np.ndarray:
-    """Each training star's distance to its nearest *other* training star in the map."""
+def _check_neighbours(n_training: int, m: int) -> None:
+    if m < 1:
+        raise TsneError(f"threshold_neighbours must be >= 1, got {m}")
+    if n_training < m + 1:
+        raise TsneError(
+            f"{n_training} training stars in the map; need at least {m + 1} "
+            f"for threshold_neighbours = {m}"
+        )
+
+
+def training_nn_distances(train_xy: np.ndarray, m: int = 1) -> np.ndarray:
+    """Each training star's distance to its ``m``-th nearest *other* training star in the
+    map (t-SNE units)."""
     from sklearn.neighbors import KDTree
 
-    if len(train_xy) < 2:
-        raise TsneError(f"{len(train_xy)} training stars in the map; need at least 2")
-    d, _ = KDTree(train_xy).query(train_xy, k=2)
-    return d[:, 1]
+    _check_neighbours(len(train_xy), m)
+    d, _ = KDTree(train_xy).query(train_xy, k=m + 1)
+    return d[:, m]
 
 
-def nearest_training_distance(train_xy: np.ndarray, xy: np.ndarray) -> np.ndarray:
-    """Distance of each point of ``xy`` to the nearest training star (t-SNE units)."""
+def nearest_training_distance(train_xy: np.ndarray, xy: np.ndarray, m: int = 1) -> np.ndarray:
+    """Distance of each point of ``xy`` to its ``m``-th nearest training star (t-SNE units)."""
     from sklearn.neighbors import KDTree
 
     if len(xy) == 0:
         return np.empty(0)
-    d, _ = KDTree(train_xy).query(xy, k=1)
-    return d[:, 0]
+    _check_neighbours(len(train_xy) + 1, m)
+    d, _ = KDTree(train_xy).query(xy, k=m)
+    return d[:, m - 1]
 
 
 def threshold(
-    train_xy: np.ndarray, *, rule: str = "quantile", quantile: float = 0.99, factor: float = 3.0
+    train_xy: np.ndarray,
+    *,
+    rule: str = "quantile",
+    quantile: float = 0.99,
+    factor: float = 3.0,
+    neighbours: int = 1,
 ) -> Threshold:
-    """The map's threshold: the ``quantile`` of the training NN distances (rule
-    ``quantile``) or ``factor`` × their median (rule ``median_multiple``)."""
+    """The map's threshold on the distance to the ``neighbours``-th nearest training star:
+    the ``quantile`` of the training stars' own such distances (rule ``quantile``) or
+    ``factor`` × their median (rule ``median_multiple``)."""
     if rule not in THRESHOLD_RULES:
         raise TsneError(f"unknown threshold rule {rule!r} (known: {', '.join(THRESHOLD_RULES)})")
-    d = training_nn_distances(train_xy)
+    d = training_nn_distances(train_xy, neighbours)
     med = float(np.median(d))
     value = float(np.quantile(d, quantile)) if rule == "quantile" else factor * med
-    return Threshold(rule, value, float(quantile), float(factor), med)
+    return Threshold(rule, value, float(quantile), float(factor), med, int(neighbours))
 
 
 def classify(
     xy: np.ndarray, is_training: np.ndarray, thr: Threshold
 ) -> tuple[np.ndarray, np.ndarray]:
-    """(distance to the nearest training star, training-like) for every point of ``xy``.
-
-    Training stars are training-like by definition (distance 0)."""
+    """(distance to the ``thr.neighbours``-th nearest training star, training-like) for every
+    point of ``xy``.  Training stars are training-like by definition (distance 0)."""
     is_training = np.asarray(is_training, bool)
     dist = np.zeros(len(xy))
-    dist[~is_training] = nearest_training_distance(xy[is_training], xy[~is_training])
+    dist[~is_training] = nearest_training_distance(
+        xy[is_training], xy[~is_training], thr.neighbours
+    )
     return dist, dist <= thr.value
 
 
