@@ -39,19 +39,17 @@ sys.path.insert(0, str(REPO / "workflow"))
 
 #: Training stars of the paper (Sect. 2.5), for the extrapolation of the reference maps.
 PAPER_TRAINING = 33_585
-TSNE_DEFAULTS = {
-    "pca_components": 0,
-    "n_iter": 500,
-    "seed": 0,
-    "threshold_rule": "quantile",
-    "threshold_quantile": 0.99,
-    "threshold_factor": 3.0,
-    "threshold_neighbours": 10,
-    "reference_observed": 20000,
-    "n_chunks": 4,
-    "place_chunk_rows": 10000,
-    "place_perplexity": 5,
-}
+
+
+def tsne_defaults() -> dict:
+    """The ``tsne`` section of config/config.yaml, validated against the schema (defaults
+    filled in): the benchmark runs what the workflow runs unless ``--tsne`` overrides it."""
+    import yaml
+
+    from gaiacnn.config import load_schema, validate_config
+
+    cfg = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    return dict(validate_config(cfg, load_schema(REPO / "config" / "schema.yaml"))["tsne"])
 
 
 def build_files(workdir: Path, n: int, seed: int, training_fraction: float) -> dict:
@@ -134,7 +132,7 @@ def main() -> None:
     p.add_argument("--json", type=Path)
     a = p.parse_args()
 
-    cfg = {**TSNE_DEFAULTS, **json.loads(a.tsne)}
+    cfg = {**tsne_defaults(), **json.loads(a.tsne)}
     a.workdir.mkdir(parents=True, exist_ok=True)
     files = build_files(a.workdir, a.n_stars, a.seed, a.training_fraction)
     truth = np.load(files["truth"])

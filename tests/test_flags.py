@@ -137,6 +137,8 @@ def test_mth_training_neighbour_needs_the_support_of_several_training_stars():
         tsne.threshold(xy[:10], neighbours=10)
     with pytest.raises(tsne.TsneError, match=">= 1"):
         tsne.threshold(xy[is_tr], neighbours=0)
+    with pytest.raises(tsne.TsneError, match="9 training stars in the map; need at least 10"):
+        tsne.nearest_training_distance(xy[:9], xy[600:], 10)
 
 
 def test_placing_into_a_fixed_map_agrees_with_the_map():

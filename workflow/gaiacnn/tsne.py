@@ -170,12 +170,15 @@ class Threshold:
     neighbours: int = 1  # m: the distance is to the m-th nearest training star
 
 
-def _check_neighbours(n_training: int, m: int) -> None:
+def _check_neighbours(n_training: int, m: int, *, others: bool) -> None:
+    """Refuse ``m`` < 1, or fewer training stars than the ``m``-th neighbour needs (one more
+    when the neighbours are the *other* training stars)."""
     if m < 1:
         raise TsneError(f"threshold_neighbours must be >= 1, got {m}")
-    if n_training < m + 1:
+    need = m + 1 if others else m
+    if n_training < need:
         raise TsneError(
-            f"{n_training} training stars in the map; need at least {m + 1} "
+            f"{n_training} training stars in the map; need at least {need} "
             f"for threshold_neighbours = {m}"
         )
 
@@ -185,7 +188,7 @@ def training_nn_distances(train_xy: np.ndarray, m: int = 1) -> np.ndarray:
     map (t-SNE units)."""
     from sklearn.neighbors import KDTree
 
-    _check_neighbours(len(train_xy), m)
+    _check_neighbours(len(train_xy), m, others=True)
     d, _ = KDTree(train_xy).query(train_xy, k=m + 1)
     return d[:, m]
 
@@ -196,7 +199,7 @@ def nearest_training_distance(train_xy: np.ndarray, xy: np.ndarray, m: int = 1) 
 
     if len(xy) == 0:
         return np.empty(0)
-    _check_neighbours(len(train_xy) + 1, m)
+    _check_neighbours(len(train_xy), m, others=False)
     d, _ = KDTree(train_xy).query(xy, k=m)
     return d[:, m - 1]
 
