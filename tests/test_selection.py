@@ -24,6 +24,8 @@ LABELS = {"teff": "TEFF", "logg": "LOGG", "m_h": "M_H", "alpha_m": "ALPHA_M", "f
 def good_gaia_row(source_id: int) -> dict:
     return dict(
         source_id=source_id,
+        ra=10.0 + source_id,
+        dec=-20.0,
         has_rvs=True,
         has_xp_continuous=True,
         rvs_spec_sig_to_noise=50.0,

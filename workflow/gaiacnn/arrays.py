@@ -2,7 +2,8 @@
 
 Inputs: the *raw store* (a layout file holding every RVS star's spectrum, NaN
 pixels included, and XP coefficients — written by the demo generator or by the
-archive download), the ``gaia_source`` table (photometry, astrometry, S/N), and
+archive download), the ``gaia_source`` table (photometry, astrometry, S/N and, when it
+has ``ra``/``dec``, the sky position), and
 a sample table from :mod:`gaiacnn.selection` (source ids, labels).  Output: one
 layout file per sample, written in row chunks (memory ~ chunk size, never N)
 and atomically.
@@ -34,7 +35,12 @@ GAIA_SCALARS: dict[str, str] = {
     "parallax": "astrometry/parallax",
     "parallax_error": "astrometry/parallax_error",
     "ruwe": "astrometry/ruwe",
+    "ra": "astrometry/ra",
+    "dec": "astrometry/dec",
 }
+#: GAIA_SCALARS columns a ``gaia`` table may lack: their datasets are then not written
+#: (positions feed only the Galactic figures, never the model).
+OPTIONAL_GAIA_SCALARS = frozenset({"ra", "dec"})
 RAW_ARRAYS = ("rvs/flux", "rvs/flux_error", "xp/bp_coefficients", "xp/rp_coefficients")
 
 
@@ -79,7 +85,9 @@ def build_sample_file(
     ``sample`` has ``source_id`` and, for ``labels``, columns ``<name>`` and
     ``<name>_err``.  Rows are written in raw-store order.  NaN pixels are replaced
     by the continuum-window Q3 (Sect. 2.1); stars whose spectrum has no finite
-    pixel are refused with an error naming them.
+    pixel are refused with an error naming them.  ``gaia`` gives the :data:`GAIA_SCALARS`
+    columns; ``ra``/``dec`` (-> ``astrometry/ra``, ``astrometry/dec``) are copied only when
+    present.
     """
     raw_info = layout.validate(raw_path, check_values=False)
     if raw_info.n_pixels is None:
@@ -93,7 +101,16 @@ def build_sample_file(
     gaia_idx = pd.Index(gaia["source_id"].to_numpy(np.int64)).get_indexer(ids)
     if np.any(gaia_idx < 0):
         raise ValueError(f"{int((gaia_idx < 0).sum())} sample stars are not in gaia_source")
-    scalars = {ds: gaia[col].to_numpy(np.float32)[gaia_idx] for col, ds in GAIA_SCALARS.items()}
+    missing = [c for c in GAIA_SCALARS if c not in gaia.columns and c not in OPTIONAL_GAIA_SCALARS]
+    if missing:
+        raise ValueError(f"gaia_source table: missing column(s) {', '.join(missing)}")
+    if ("ra" in gaia.columns) != ("dec" in gaia.columns):
+        raise ValueError("gaia_source table: ra and dec must come together")
+    scalars = {
+        ds: gaia[col].to_numpy(np.float32)[gaia_idx]
+        for col, ds in GAIA_SCALARS.items()
+        if col in gaia.columns
+    }
     for label in labels:
         for col in (label, f"{label}_err"):
             scalars[f"labels/{col}"] = sample[col].to_numpy(np.float32)

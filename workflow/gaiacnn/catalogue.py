@@ -1,7 +1,8 @@
 """The catalogue (paper Table 2): ensemble labels, ``e_*``, ``sigma_*``, as FITS with units and CSV.
 
-Columns: ``source_id``, ``in_training``, ``phot_g_mean_mag`` [mag], ``parallax`` [mas],
-``rvs_snr``, then for each label ``<label>``, ``e_<label>`` (model-to-model standard
+Columns: ``source_id``, ``in_training``, ``ra``, ``dec`` [deg] (only when the arrays
+files carry ``astrometry/ra``, ``astrometry/dec``), ``phot_g_mean_mag`` [mag], ``parallax``
+[mas], ``rvs_snr``, then for each label ``<label>``, ``e_<label>`` (model-to-model standard
 deviation) and ``sigma_<label>`` (quadrature sum with the running-dispersion fit, then,
 if configured, times an S/N-dependent calibration factor), in K for ``teff`` and dex
 otherwise.  The FITS header records the configuration hash, the
@@ -14,6 +15,7 @@ import logging
 import os
 from collections.abc import Mapping, Sequence
 
+import h5py
 import numpy as np
 import pandas as pd
 from astropy.io import fits
@@ -34,6 +36,12 @@ def _optional(path, name: str, n: int) -> np.ndarray:
         return layout.read_column(path, name).astype(np.float32)
     except layout.LayoutError:
         return np.full(n, np.nan, np.float32)
+
+
+def _has_positions(path) -> bool:
+    """Whether an arrays file carries the sky position (``astrometry/ra``, ``/dec``)."""
+    with h5py.File(path, "r") as h5:
+        return all(name in h5 for name in layout.POSITION_DATASETS)
 
 
 def _reference(path, labels: Sequence[str], n: int, suffix: str = "") -> np.ndarray:
@@ -184,12 +192,19 @@ def build(
             for s in parts:
                 sigma[s][:, j] *= cal(snr[s])
 
+    # Sky positions (Fig. 24) when either arrays file has them; NaN in one without.
+    positions = any(_has_positions(arrays[s]) for s in parts)
     frames = []
     for sample, (sid, mean, std, _) in parts.items():
         n = len(sid)
         cols: dict[str, np.ndarray] = {
             "source_id": sid.astype(np.int64),
             "in_training": np.full(n, sample == "training"),
+        }
+        if positions:
+            cols["ra"] = _optional(arrays[sample], "astrometry/ra", n)
+            cols["dec"] = _optional(arrays[sample], "astrometry/dec", n)
+        cols |= {
             "phot_g_mean_mag": _optional(arrays[sample], "phot/g", n),
             "parallax": _optional(arrays[sample], "astrometry/parallax", n),
             "rvs_snr": snr[sample],
@@ -212,6 +227,8 @@ def build(
 COLUMN_DOC = {
     "source_id": ("", "Gaia DR3 source_id"),
     "in_training": ("", "T if the star is in the training sample"),
+    "ra": ("deg", "right ascension, ICRS, epoch J2016.0 (Gaia)"),
+    "dec": ("deg", "declination, ICRS, epoch J2016.0 (Gaia)"),
     "phot_g_mean_mag": ("mag", "Gaia G mean magnitude"),
     "parallax": ("mas", "Gaia parallax (no zero-point correction)"),
     "rvs_snr": ("", "rvs_spec_sig_to_noise"),

@@ -11,6 +11,8 @@ One file per sample, rows = stars, every dataset's first axis of length N::
     xp/sampled_flux      float   (N, K)      optional alternative to the coefficients
     phot/g, phot/bp, phot/rp        float (N,)  mean magnitudes [mag]
     astrometry/parallax, astrometry/parallax_error [mas], astrometry/ruwe   float (N,)
+    astrometry/ra, astrometry/dec   float (N,)  optional ICRS position [deg] (both or neither;
+                                                not a model input: Galactic figures only)
     labels/<name>, labels/<name>_err            float (N,)  training file; NaN where unknown
 
 The root attributes carry ``schema_version`` and ``provenance`` (a JSON string).
@@ -49,9 +51,13 @@ KNOWN_DATASETS: dict[str, tuple[int, str]] = {
     "astrometry/parallax": (1, "mas"),
     "astrometry/parallax_error": (1, "mas"),
     "astrometry/ruwe": (1, ""),
+    "astrometry/ra": (1, "deg"),
+    "astrometry/dec": (1, "deg"),
 }
 PHOT_DATASETS = ("phot/g", "phot/bp", "phot/rp")
 XP_COEFFICIENT_DATASETS = ("xp/bp_coefficients", "xp/rp_coefficients")
+#: Optional sky position (ICRS, deg), both or neither; never a model input.
+POSITION_DATASETS = ("astrometry/ra", "astrometry/dec")
 #: Datasets that feed the model: they must be finite after the arrays stage.
 MODEL_INPUT_DATASETS = frozenset(
     {"rvs/flux", *PHOT_DATASETS, "astrometry/parallax", *XP_COEFFICIENT_DATASETS}
@@ -312,6 +318,11 @@ def validate(
         if 0 < len(present_phot) < len(PHOT_DATASETS):
             missing = [d for d in PHOT_DATASETS if d not in h5]
             raise LayoutError(path, missing[0], "missing while other phot/ bands are present")
+
+        present_pos = [d for d in POSITION_DATASETS if d in h5]
+        if len(present_pos) == 1:
+            other = next(d for d in POSITION_DATASETS if d not in h5)
+            raise LayoutError(path, other, f"missing while {present_pos[0]} is present")
 
         labels: list[str] = []
         if "labels" in h5:

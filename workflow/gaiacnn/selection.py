@@ -19,8 +19,12 @@ import pandas as pd
 
 from gaiacnn.io import atomic_output
 
+#: gaiadr3.gaia_source (+ classlabel_espels) columns read: those of the cuts, plus ``ra``,
+#: ``dec`` that the arrays stage copies (:data:`gaiacnn.arrays.GAIA_SCALARS`, Fig. 24).
 GAIA_COLUMNS = (
     "source_id",
+    "ra",
+    "dec",
     "has_rvs",
     "has_xp_continuous",
     "rvs_spec_sig_to_noise",
