@@ -43,6 +43,10 @@ def test_good_file_reports_its_branches_and_labels(tmp_path):
     assert info.n_rows == N and info.n_pixels == 2401 and info.xp_length == 55
     assert info.branches == ("rvs", "phot", "xp")
     assert info.labels == ("teff", "ti_fe")
+    with h5py.File(tmp_path / "g.h5", "a") as h5:  # the optional position, both halves
+        h5["astrometry/ra"] = np.linspace(0, 359, N).astype("f4")
+        h5["astrometry/dec"] = np.linspace(-89, 89, N).astype("f4")
+    assert validate(tmp_path / "g.h5").n_rows == N
 
 
 def test_partial_files_offer_fewer_branches(tmp_path):
@@ -67,6 +71,19 @@ BROKEN = {
         ),
         "source_id",
         "not an integer",
+    ),
+    "ra without dec": (
+        lambda h5: h5.create_dataset("astrometry/ra", data=np.ones(N, "f4")),
+        "astrometry/dec",
+        "missing while astrometry/ra is present",
+    ),
+    "position rows": (
+        lambda h5: (
+            h5.create_dataset("astrometry/ra", data=np.ones(N, "f4")),
+            h5.create_dataset("astrometry/dec", data=np.ones(N - 1, "f4")),
+        ),
+        "astrometry/dec",
+        "rows",
     ),
     "duplicate ids": (lambda h5: h5["source_id"].__setitem__(3, 10), "source_id", "duplicated"),
     "row mismatch": (
