@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pickle
+
 import h5py
 import numpy as np
 import pytest
@@ -151,13 +153,36 @@ def test_placing_into_a_fixed_map_agrees_with_the_map():
     emb = tsne.embed(ref, 30, seed=0, n_iter=300)
     xy_ref = np.array(emb)  # a copy: the saved reference map
     thr = tsne.threshold(xy_ref[:400], rule="quantile", quantile=0.99)
-    xy_new = tsne.place(emb, new)
-    # placing does not move the reference map: saved and placed positions share one frame
-    np.testing.assert_allclose(np.asarray(emb), xy_ref, atol=1e-9)
-    assert xy_new.shape == (len(new), 2)
-    like = tsne.nearest_training_distance(xy_ref[:400], xy_new) <= thr.value
-    assert like[:150].mean() >= 0.9 and like[150:].mean() <= 0.1
-    assert tsne.place(emb, new[:0]).shape == (0, 2)
+    saved = pickle.loads(pickle.dumps(tsne.portable_embedding(emb)))
+    assert saved.affinities is None
+    index = tsne.build_index(ref, 5)
+    assert index.features.shape == (len(ref), 5)
+    idx, dist = index.query(new, 25)
+    assert idx.shape == dist.shape == (len(new), 25) and np.all(np.diff(dist, axis=1) >= 0)
+    for n_iter in (0, 100):
+        xy_new = tsne.place_by_neighbours(saved, idx, dist, perplexity=5, n_iter=n_iter)
+        # placing does not move the reference map: saved and placed positions share one frame
+        np.testing.assert_allclose(np.asarray(saved), xy_ref, atol=1e-9)
+        assert xy_new.shape == (len(new), 2)
+        like = tsne.nearest_training_distance(xy_ref[:400], xy_new) <= thr.value
+        assert like[:150].mean() >= 0.9 and like[150:].mean() <= 0.1
+    assert tsne.place_by_neighbours(saved, idx[:0], dist[:0]).shape == (0, 2)
+    with pytest.raises(tsne.TsneError, match="needs 30 neighbours, got 25"):
+        tsne.place_by_neighbours(saved, idx, dist, perplexity=10, n_iter=1)
+
+
+def test_placement_reproduces_opentsne_transform_given_its_neighbours():
+    """With openTSNE's own neighbours, the shared-neighbour placement is its transform."""
+    rng = np.random.default_rng(2)
+    train, _ = _clusters(rng, 300, 0)
+    emb = tsne.embed(train, 20, seed=0, n_iter=200)
+    new = _clusters(rng, 60, 0)[0]
+    idx, dist = emb.affinities.knn_index.query(np.ascontiguousarray(new, np.float64), 15)
+    ours = tsne.place_by_neighbours(
+        tsne.portable_embedding(emb), idx, dist, perplexity=5, n_iter=250, k_init=15
+    )
+    theirs = np.asarray(emb.transform(np.ascontiguousarray(new, np.float64), perplexity=5))
+    np.testing.assert_allclose(ours, theirs, atol=1e-6 * np.ptp(theirs))
 
 
 def test_combine_reference_rows_and_chunks():

@@ -290,7 +290,7 @@ def test_scalable_tsne_places_chunks_into_a_reference_map(demo_run, tmp_path):
         "results/tsne/training_like.h5",
         "--config",
         "tsne={mode: scalable, perplexities: [10, 20], pca_components: 10, n_iter: 200, "
-        "reference_observed: 120, n_chunks: 2, place_chunk_rows: 50}",
+        "reference_observed: 120, n_chunks: 2, place_chunk_rows: 50, place_n_iter: 50}",
     )
     assert proc.returncode == 0, proc.stderr[-4000:]
     assert "rule tsne_joint" not in proc.stdout + proc.stderr
@@ -299,8 +299,10 @@ def test_scalable_tsne_places_chunks_into_a_reference_map(demo_run, tmp_path):
         obs = ~h5["in_training"][:]
         assert obs.sum() == n_obs and h5.attrs["mode"] == "scalable"
         assert h5.attrs["n_reference_observed"] == 120
-    with h5py.File(work / "results/tsne/scalable/p10/chunk1.h5") as h5:
+    with h5py.File(work / "results/tsne/scalable/chunk1.h5") as h5:
+        # one placement job per chunk, into the maps of both perplexities
         assert 0 < len(h5["source_id"]) <= (n_obs - 120) // 2 + 1
+        assert {"p10", "p20"} <= set(h5) and len(h5["p20/xy"]) == len(h5["source_id"])
     # the same stars, classified in the joint maps of the first run: mostly the same class
     with (
         h5py.File(work / "results/tsne/training_like.h5") as a,

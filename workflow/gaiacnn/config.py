@@ -74,7 +74,8 @@ def _coerce_strings(instance: Any, schema: Mapping, root: Mapping | None = None)
         return instance
     if isinstance(instance, list) and isinstance(schema.get("items"), dict):
         return [_coerce_strings(v, schema["items"], root) for v in instance]
-    want = _SCALAR_TYPES.get(schema.get("type", ""))
+    kind = schema.get("type", "")
+    want = _SCALAR_TYPES.get(kind) if isinstance(kind, str) else None  # not [string, "null"]
     if isinstance(instance, str) and want is not None:
         try:
             parsed = yaml.safe_load(instance)

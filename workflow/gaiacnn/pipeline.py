@@ -457,16 +457,22 @@ def run_tsne_reference(
     subsample of the observed one; save the embedding for the placement jobs."""
     import pickle
 
+    from gaiacnn import tsne
     from gaiacnn.io import atomic_output
 
     ref_rows = _reference_rows(observed, tsne_cfg)
-    reducer, emb, data, thr = _embed_and_classify(
+    _, emb, data, thr = _embed_and_classify(
         training, observed, ref_rows, perplexity, tsne_cfg, threads
     )
     n_tr = int(data["in_training"].sum())
     with atomic_output(model_out) as tmp, open(tmp, "wb") as fh:
         pickle.dump(
-            {"reducer": reducer, "embedding": emb, "threshold": thr, "n_training": n_tr},
+            {
+                "embedding": tsne.portable_embedding(emb),
+                "threshold": thr,
+                "n_training": n_tr,
+                "perplexity": float(perplexity),
+            },
             fh,
             protocol=pickle.HIGHEST_PROTOCOL,
         )
@@ -474,47 +480,104 @@ def run_tsne_reference(
     _write_map(map_out, data, attrs)
 
 
-def run_tsne_place(observed, model_path, out_path, *, chunk, tsne_cfg) -> None:
-    """Rule ``tsne_place`` (scalable mode): place one chunk of the observed spectra that are
-    not in the reference map into it, and classify them against its training stars."""
+def run_tsne_index(training, observed, out_path, *, tsne_cfg) -> None:
+    """Rule ``tsne_index`` (scalable mode): the reference spectra (training + the reference
+    observed subsample, in map order) in ``place_pca_components`` PCA components, so each
+    placement job searches the nearest reference spectra once for all the maps."""
     import pickle
 
     from gaiacnn import tsne
+    from gaiacnn.io import atomic_output
 
-    with open(model_path, "rb") as fh:
-        ref = pickle.load(fh)
+    ref_rows = _reference_rows(observed, tsne_cfg)
+    x = np.concatenate([tsne.read_spectra(training), tsne.read_spectra(observed, ref_rows)])
+    index = tsne.build_index(x, int(tsne_cfg["place_pca_components"]), int(tsne_cfg["seed"]))
+    log.info("neighbour index: %d reference spectra in %d dimensions", *index.features.shape)
+    with atomic_output(out_path) as tmp, open(tmp, "wb") as fh:
+        pickle.dump(index, fh, protocol=pickle.HIGHEST_PROTOCOL)
+
+
+def _place_group(perplexity: float) -> str:
+    return f"p{perplexity:g}"
+
+
+def run_tsne_place(observed, index_path, model_paths, out_path, *, chunk, tsne_cfg) -> None:
+    """Rule ``tsne_place`` (scalable mode): place one chunk of the observed spectra that are
+    not in the reference maps into every map, searching their nearest reference spectra once
+    (in the neighbour index) for all of them, and classify them against each map's training
+    stars.  One group per perplexity (``p30/xy`` ...) in the output file."""
+    import pickle
+
+    from tqdm.auto import tqdm
+
+    from gaiacnn import tsne
+    from gaiacnn.io import atomic_output
+
+    with open(index_path, "rb") as fh:
+        index = pickle.load(fh)
+    refs = []
+    for path in model_paths:
+        with open(path, "rb") as fh:
+            refs.append(pickle.load(fh))
     rest = np.setdiff1d(np.arange(tsne.n_rows(observed)), _reference_rows(observed, tsne_cfg))
     rows = tsne.chunk_rows(rest, int(tsne_cfg["n_chunks"]), int(chunk))
-    emb, thr, n_tr = ref["embedding"], ref["threshold"], ref["n_training"]
-    train_xy = np.asarray(emb)[:n_tr]
-    xy_parts = []
     step = int(tsne_cfg["place_chunk_rows"])
-    for k, x in enumerate(tsne.iter_spectra(observed, rows, step)):
-        xy_parts.append(tsne.place(emb, ref["reducer"](x), perplexity=tsne_cfg["place_perplexity"]))
-        log.info("placed %d of %d spectra", min((k + 1) * step, rows.size), rows.size)
-    xy = np.concatenate(xy_parts) if xy_parts else np.empty((0, 2))
-    dist = tsne.nearest_training_distance(train_xy, xy, thr.neighbours)
+    p_place, n_iter = float(tsne_cfg["place_perplexity"]), int(tsne_cfg["place_n_iter"])
+    k_init = int(tsne_cfg["place_neighbours"])
+    k = max(k_init, int(3 * p_place))
+    xy = [[] for _ in refs]
+    bar = tqdm(total=rows.size, desc=f"t-SNE placement, chunk {chunk}", unit="spectra")
+    for x in tsne.iter_spectra(observed, rows, step):
+        idx, dist = index.query(x, k)
+        for parts, ref in zip(xy, refs, strict=True):
+            parts.append(
+                tsne.place_by_neighbours(
+                    ref["embedding"], idx, dist, perplexity=p_place, n_iter=n_iter, k_init=k_init
+                )
+            )
+        bar.update(len(x))
+    bar.close()
     sid = layout.read_column(observed, "source_id")[rows]
-    data = dict(
-        zip(
-            MAP_DATASETS,
-            (sid, np.zeros(rows.size, bool), xy, dist, dist <= thr.value),
-            strict=True,
-        )
-    )
-    _write_map(out_path, data, {"chunk": int(chunk), "threshold": thr.value})
+    with atomic_output(out_path) as tmp, h5py.File(tmp, "w") as h5:
+        h5["source_id"] = sid
+        h5.attrs["chunk"] = int(chunk)
+        for parts, ref in zip(xy, refs, strict=True):
+            thr, n_tr = ref["threshold"], ref["n_training"]
+            pos = np.concatenate(parts) if parts else np.empty((0, 2))
+            train_xy = np.asarray(ref["embedding"])[:n_tr]
+            dist = tsne.nearest_training_distance(train_xy, pos, thr.neighbours)
+            g = h5.create_group(_place_group(ref["perplexity"]))
+            g["xy"], g["nn_training_distance"] = pos, dist
+            g["training_like"] = dist <= thr.value
+            g["xy"].attrs["unit"] = "t-SNE units"
+            g.attrs["threshold"] = thr.value
+            log.info(
+                "perplexity %g: %d of %d placed spectra training-like",
+                ref["perplexity"],
+                int((dist <= thr.value).sum()),
+                rows.size,
+            )
 
 
-def run_tsne_gather(reference_map, chunk_maps, out_path) -> None:
-    """Rule ``tsne_gather`` (scalable mode): the reference map and its placed chunks as one
-    map file, in the layout of the joint mode (with the reference map's attributes)."""
+def run_tsne_gather(reference_map, chunk_files, out_path, *, perplexity) -> None:
+    """Rule ``tsne_gather`` (scalable mode): the reference map of one perplexity and the
+    stars placed into it by every chunk as one map file, in the layout of the joint mode
+    (with the reference map's attributes)."""
     parts: dict[str, list] = {k: [] for k in MAP_DATASETS}
     with h5py.File(reference_map, "r") as h5:
         attrs = dict(h5.attrs)
-    for path in [reference_map, *chunk_maps]:
+        for k in MAP_DATASETS:
+            parts[k].append(h5[k][:])
+    group = _place_group(float(perplexity))
+    for path in chunk_files:
         with h5py.File(path, "r") as h5:
-            for k in MAP_DATASETS:
-                parts[k].append(h5[k][:])
+            if group not in h5:
+                raise KeyError(f"{path}: no placement for perplexity {perplexity:g} ({group})")
+            sid = h5["source_id"][:]
+            parts["source_id"].append(sid)
+            parts["in_training"].append(np.zeros(sid.size, bool))
+            for k in MAP_DATASETS[2:]:
+                parts[k].append(h5[group][k][:])
     _write_map(out_path, {k: np.concatenate(v) for k, v in parts.items()}, attrs)
 
 
@@ -593,3 +656,4 @@ def run_flag_evaluation(catalogue_fits, truth_path, out_path) -> None:
             row.fraction_any_1,
         )
     selection.write_table_atomic(table, out_path)
+

@@ -145,14 +145,92 @@ def embed(x: np.ndarray, perplexity: float, *, seed: int = 0, n_jobs: int = 1, n
     return emb
 
 
-def place(embedding, x_new: np.ndarray, *, perplexity: float = 5.0) -> np.ndarray:
-    """Positions (m, 2) of new points placed into the fixed ``embedding`` (openTSNE transform:
-    each point optimised against the reference points only, independently of the others)."""
-    if x_new.shape[0] == 0:
-        return np.empty((0, 2))
-    return np.asarray(
-        embedding.transform(np.ascontiguousarray(x_new, dtype=np.float64), perplexity=perplexity)
+def portable_embedding(embedding):
+    """``embedding`` without its affinities (the kNN index of every reference spectrum, the
+    bulk of a pickle): what :func:`place_by_neighbours` needs, positions and optimiser
+    settings."""
+    from openTSNE import TSNEEmbedding
+
+    out = TSNEEmbedding(
+        np.array(embedding), embedding.affinities, **dict(embedding.gradient_descent_params)
     )
+    out.affinities = None
+    return out
+
+
+@dataclass
+class NeighbourIndex:
+    """The reference spectra (training + reference observed, in map order) in a PCA space,
+    to find the nearest reference spectra of new spectra once for every map (scalable mode)."""
+
+    reducer: Reducer
+    features: np.ndarray  # (n_reference, k), float32
+
+    def query(self, x: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """(indices, Euclidean distances) of the ``k`` nearest reference spectra of each row
+        of ``x`` (raw spectra), nearest first; exact search in the index's PCA space."""
+        from sklearn.neighbors import NearestNeighbors
+
+        k = min(int(k), len(self.features))
+        nn = NearestNeighbors(n_neighbors=k, algorithm="brute").fit(self.features)
+        dist, idx = nn.kneighbors(self.reducer(x))
+        return idx, dist
+
+
+def build_index(x_reference: np.ndarray, n_components: int, seed: int = 0) -> NeighbourIndex:
+    """A :class:`NeighbourIndex` of ``x_reference`` with ``n_components`` PCA components
+    (0: all pixels)."""
+    reducer = fit_reducer(x_reference, n_components, seed)
+    return NeighbourIndex(reducer, reducer(x_reference))
+
+
+def place_by_neighbours(
+    embedding,
+    neighbours: np.ndarray,
+    distances: np.ndarray,
+    *,
+    perplexity: float = 5.0,
+    n_iter: int = 0,
+    k_init: int = 25,
+) -> np.ndarray:
+    """Positions (m, 2) in the fixed ``embedding`` of new points whose nearest reference
+    points (``neighbours``, ``distances``: (m, k), nearest first) are known: the median
+    position of the first ``k_init`` neighbours, then, if ``n_iter`` > 0, openTSNE's
+    transform optimisation (learning rate 0.1, exaggeration 1.5, momentum 0.8, max_grad_norm
+    0.25) against the reference points only, with affinities of ``perplexity`` from the
+    first 3 x ``perplexity`` neighbours.  The neighbour search is shared by all maps."""
+    if len(neighbours) == 0:
+        return np.empty((0, 2))
+    ref_xy = np.asarray(embedding)
+    xy = np.ascontiguousarray(np.median(ref_xy[neighbours[:, :k_init]], axis=1))
+    if n_iter <= 0:
+        return xy
+    from openTSNE.affinity import joint_probabilities_nn
+    from openTSNE.tsne import PartialTSNEEmbedding
+
+    k = max(1, int(3 * perplexity))
+    if neighbours.shape[1] < k:
+        raise TsneError(
+            f"place_perplexity {perplexity:g} needs {k} neighbours, got {neighbours.shape[1]}"
+        )
+    p_new = joint_probabilities_nn(
+        np.ascontiguousarray(neighbours[:, :k], dtype=np.int64),
+        np.ascontiguousarray(distances[:, :k], dtype=np.float64),
+        [float(perplexity)],
+        symmetrize=False,
+        normalization="point-wise",
+        n_reference_samples=len(ref_xy),
+    )
+    part = PartialTSNEEmbedding(xy, embedding, P=p_new, **embedding.gradient_descent_params)
+    part.optimize(
+        n_iter,
+        inplace=True,
+        learning_rate=0.1,
+        exaggeration=1.5,
+        momentum=0.8,
+        max_grad_norm=0.25,
+    )
+    return np.array(part)
 
 
 # --------------------------------------------------------------------------- classification

@@ -111,11 +111,18 @@ def tsne_maps():
     return [f"results/tsne/{mode}/p{p:g}.h5" for p in config["tsne"]["perplexities"]]
 
 
-def tsne_chunks(wildcards):
-    """Placement chunks of one perplexity (scalable mode)."""
+def tsne_reference_models():
+    """The saved reference embedding of each perplexity (scalable mode)."""
     return [
-        f"results/tsne/scalable/p{wildcards.perplexity}/chunk{c}.h5"
-        for c in range(config["tsne"]["n_chunks"])
+        f"results/tsne/scalable/p{p:g}/reference.pkl"
+        for p in config["tsne"]["perplexities"]
+    ]
+
+
+def tsne_chunks():
+    """The placement chunks, each placed into every map (scalable mode)."""
+    return [
+        f"results/tsne/scalable/chunk{c}.h5" for c in range(config["tsne"]["n_chunks"])
     ]
 
 

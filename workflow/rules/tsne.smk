@@ -1,6 +1,7 @@
 # Training-like or not: t-SNE maps at four perplexities (Sect. 5.1), one job per
-# perplexity (joint mode) or per perplexity and chunk (scalable mode), and the 8-digit
-# boundary flag added to the catalogue (Sect. 5.2).
+# perplexity (joint mode), or one reference map per perplexity and one placement job per
+# chunk of spectra, into every map (scalable mode); then the 8-digit boundary flag added
+# to the catalogue (Sect. 5.2).
 
 
 rule tsne_joint:
@@ -48,16 +49,39 @@ rule tsne_reference:
         "../scripts/tsne_reference.py"
 
 
+rule tsne_index:
+    input:
+        training="results/arrays/training.h5",
+        observed="results/arrays/observed.h5",
+    output:
+        "results/tsne/scalable/index.pkl",
+    log:
+        "results/logs/tsne_index.log",
+    benchmark:
+        "results/benchmarks/tsne_index.tsv"
+    conda:
+        "../../envs/gaiacnn.yaml"
+    threads: 1
+    resources:
+        mem_mb=8000,
+        runtime=60,
+    params:
+        tsne=config["tsne"],
+    script:
+        "../scripts/tsne_index.py"
+
+
 rule tsne_place:
     input:
         observed="results/arrays/observed.h5",
-        model="results/tsne/scalable/p{perplexity}/reference.pkl",
+        index="results/tsne/scalable/index.pkl",
+        models=tsne_reference_models(),
     output:
-        "results/tsne/scalable/p{perplexity}/chunk{chunk}.h5",
+        "results/tsne/scalable/chunk{chunk}.h5",
     log:
-        "results/logs/tsne_place_p{perplexity}_chunk{chunk}.log",
+        "results/logs/tsne_place_chunk{chunk}.log",
     benchmark:
-        "results/benchmarks/tsne_place_p{perplexity}_chunk{chunk}.tsv"
+        "results/benchmarks/tsne_place_chunk{chunk}.tsv"
     conda:
         "../../envs/gaiacnn.yaml"
     threads: 1
@@ -73,7 +97,7 @@ rule tsne_place:
 rule tsne_gather:
     input:
         reference="results/tsne/scalable/p{perplexity}/reference.h5",
-        chunks=tsne_chunks,
+        chunks=tsne_chunks(),
     output:
         "results/tsne/scalable/p{perplexity}.h5",
     log:

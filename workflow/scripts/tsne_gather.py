@@ -1,4 +1,5 @@
-"""Rule tsne_gather (scalable mode): the reference map and its placed chunks as one map."""
+"""Rule tsne_gather (scalable mode): one perplexity's reference map and the
+stars every chunk placed into it, as one map."""
 
 import os
 import sys
@@ -13,4 +14,5 @@ run_tsne_gather(
     snakemake.input.reference,  # noqa: F821
     list(snakemake.input.chunks),  # noqa: F821
     snakemake.output[0],  # noqa: F821
+    perplexity=float(snakemake.wildcards.perplexity),  # noqa: F821
 )

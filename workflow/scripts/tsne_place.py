@@ -1,4 +1,4 @@
-"""Rule tsne_place (scalable mode): place one chunk of observed spectra into the reference map."""
+"""Rule tsne_place (scalable mode): place one chunk of observed spectra into every map."""
 
 import os
 import sys
@@ -11,7 +11,8 @@ from gaiacnn.pipeline import run_tsne_place, setup_logging  # noqa: E402
 setup_logging()
 run_tsne_place(
     snakemake.input.observed,  # noqa: F821
-    snakemake.input.model,  # noqa: F821
+    snakemake.input.index,  # noqa: F821
+    list(snakemake.input.models),  # noqa: F821
     snakemake.output[0],  # noqa: F821
     chunk=int(snakemake.wildcards.chunk),  # noqa: F821
     tsne_cfg=snakemake.params.tsne,  # noqa: F821
