@@ -17,6 +17,7 @@ include: "workflow/rules/selection.smk"
 include: "workflow/rules/arrays.smk"
 include: "workflow/rules/ensemble.smk"
 include: "workflow/rules/tsne.smk"
+include: "workflow/rules/figures.smk"
 
 
 rule all:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 
 import h5py
 import numpy as np
@@ -657,3 +658,42 @@ def run_flag_evaluation(catalogue_fits, truth_path, out_path) -> None:
         )
     selection.write_table_atomic(table, out_path)
 
+
+def run_figures(inputs: Mapping, out_dir, *, figures_cfg: Mapping, snr_edges) -> None:
+    """Rule ``figures``: every validation figure the data allows (SPEC stage 8) into
+    ``out_dir``, with its index (figures.json)."""
+    from gaiacnn.figures.context import Context, Inputs
+    from gaiacnn.figures.render import render_all
+
+    members = [Path(p).parent for p in _as_list(inputs.get("members"))]
+    external = {
+        k.removeprefix("external_"): Path(v) for k, v in inputs.items() if k.startswith("external_")
+    }
+    ctx = Context(
+        Inputs(
+            catalogue=Path(inputs["catalogue"]),
+            training=Path(inputs["training"]),
+            observed=Path(inputs["observed"]),
+            uncertainty_model=Path(inputs["uncertainty_model"]),
+            maps=[Path(p) for p in _as_list(inputs.get("maps"))],
+            members=members,
+            truth=Path(inputs["truth"]) if inputs.get("truth") else None,
+            external=external,
+        ),
+        {**figures_cfg, "snr_edges": list(snr_edges)},
+    )
+    index = render_all(ctx, out_dir, formats=figures_cfg.get("formats", ("png", "pdf")))
+    log.info(
+        "%d figures written to %s; %d not drawn (%s)",
+        len(index["figures"]),
+        out_dir,
+        len(index["skipped"]),
+        "; ".join(f"{s['function']}: {s['reason']}" for s in index["skipped"]) or "none",
+    )
+
+
+def _as_list(value) -> list:
+    """A Snakemake input entry (one path or a list of paths) as a list."""
+    if value is None:
+        return []
+    return [value] if isinstance(value, str | os.PathLike) else list(value)

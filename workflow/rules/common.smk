@@ -126,10 +126,56 @@ def tsne_chunks():
     ]
 
 
+def figure_gradient_members():
+    """Member model files whose gradients the figures average (figures.red_clump.members)."""
+    n = config["figures"]["red_clump"]["members"]
+    names = member_names()
+    return [
+        f"results/ensemble/members/{m}/model.keras" for m in (names[:n] if n else names)
+    ]
+
+
+def figure_inputs():
+    """Every input of the figure rendering: the demo's truth and the configured external tables
+    only where they exist."""
+    inputs = {
+        "catalogue": "results/catalogue/catalogue.fits",
+        "training": "results/arrays/training.h5",
+        "observed": "results/arrays/observed.h5",
+        "uncertainty_model": "results/ensemble/uncertainty_model.json",
+        "maps": tsne_maps(),
+        "members": figure_gradient_members(),
+    }
+    if config["data"]["source"] == "demo":
+        inputs["truth"] = "results/demo/truth.h5"
+    external = {k: v for k, v in config["figures"]["external"].items() if v}
+    inputs.update({f"external_{k}": v for k, v in external.items()})
+    return inputs
+
+
+def figure_report_labels(wildcards, output):
+    """Report columns of one figure (rendered before the report is built): its number and
+    name, what it shows and how many stars, from the figures' index."""
+    import json
+
+    index = Path(output[0]) / "figures.json"
+    entry = {}
+    if index.exists():
+        for item in json.loads(index.read_text())["figures"]:
+            if item["name"] == wildcards.name:
+                entry = item
+    return {
+        "figure": wildcards.name,
+        "shows": entry.get("caption", ""),
+        "stars": entry.get("n_stars", ""),
+    }
+
+
 def final_targets():
     targets = expand("results/arrays/{sample}.h5", sample=SAMPLES)
     targets.append("results/arrays/summary.txt")
     targets.append("results/catalogue/catalogue.fits")
+    targets.append("results/figures")
     if config["data"]["source"] == "demo":
         targets.append("results/samples/cut_report.tsv")
         targets.append("results/evaluation/precision.tsv")

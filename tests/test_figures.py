@@ -1,0 +1,86 @@
+"""The figure framework (gaiacnn.figures): render every registered figure from a small
+product set, check each file is a real, non-blank image of its declared size, and that a
+failing figure leaves nothing half-written."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from figure_data import make_products
+from matplotlib.image import imread
+
+from gaiacnn.figures import render
+from gaiacnn.figures import style as st
+from gaiacnn.figures.context import Context, Skip
+
+
+@pytest.fixture(scope="module")
+def products(tmp_path_factory):
+    return make_products(tmp_path_factory.mktemp("products"))
+
+
+def check_image(path, size_in: tuple[float, float], dpi: int = st.RC["savefig.dpi"]) -> None:
+    """``path`` is a PNG of ``size_in`` (inches) at ``dpi`` whose pixels are not all alike."""
+    img = imread(path)
+    assert img.shape[:2] == (round(size_in[1] * dpi), round(size_in[0] * dpi)), path
+    assert float(np.std(img[..., :3])) > 0.01, f"{path} is blank"
+
+
+def test_every_registered_figure_renders_to_a_real_image(products, tmp_path, monkeypatch):
+    out = tmp_path / "figures"
+    sizes = {}
+    real_save = st.save
+
+    def save(fig, out_dir, name, formats):  # remember each figure's declared size
+        sizes[name] = tuple(fig.get_size_inches())
+        return real_save(fig, out_dir, name, formats)
+
+    monkeypatch.setattr(st, "save", save)
+    index = render.render_all(Context(products, {}), out)
+    names = [f["name"] for f in index["figures"]]
+    assert len(names) == len(set(names)) >= 8
+    assert index == json.loads((out / render.INDEX_FILE).read_text())
+    for entry in index["figures"]:
+        assert entry["caption"] and entry["n_stars"] > 0, entry
+        assert (out / f"{entry['name']}.pdf").stat().st_size > 1000
+        check_image(out / f"{entry['name']}.png", sizes[entry["name"]])
+    # every figure function either drew or said why not
+    drawn = {f.__name__ for f in render.registry()} - {s["function"] for s in index["skipped"]}
+    assert drawn and all(s["reason"] for s in index["skipped"])
+
+
+def test_a_skip_is_recorded_and_a_failure_leaves_the_old_directory(products, tmp_path):
+    ctx = Context(products, {})
+
+    @render.figure(1)
+    def draws(ctx):
+        fig, ax = st.new_figure()
+        ax[0, 0].plot([0, 1], [0, 1])
+        yield render.Rendered("figX_line", fig, "a line", 2)
+
+    def skips(ctx):
+        raise Skip("nothing to show")
+        yield  # pragma: no cover
+
+    def fails(ctx):
+        raise RuntimeError("broken figure")
+        yield  # pragma: no cover
+
+    out = tmp_path / "figures"
+    index = render.render_all(ctx, out, functions=[draws, skips], formats=["png"])
+    assert [f["name"] for f in index["figures"]] == ["figX_line"]
+    assert index["skipped"] == [{"function": "skips", "reason": "nothing to show"}]
+    before = sorted(p.name for p in out.iterdir())
+    with pytest.raises(RuntimeError, match="broken figure"):
+        render.render_all(ctx, out, functions=[draws, fails], formats=["png"])
+    assert sorted(p.name for p in out.iterdir()) == before  # untouched
+    assert [p.name for p in tmp_path.iterdir()] == ["figures"]  # no temporary left
+
+
+def test_label_text_gives_units_for_any_label():
+    assert st.label_text("teff") == r"$T_\mathrm{eff}$ [K]"
+    assert st.label_text("m_h") == "[M/H] [dex]"
+    assert st.label_text("ti_fe", "CNN ") == "CNN [Ti/Fe] [dex]"
+    assert st.stars(1) == "1 star" and st.stars(12345) == "12\u2009345 stars"

@@ -1,0 +1,192 @@
+"""The [alpha/M]-[M/H] plane across the Galaxy (Fig. 24, Sect. 7): observed giants at low
+S/N inside the training limits, in bins of Galactocentric radius R and height |Z|.
+
+Positions: ICRS ra/dec (catalogue columns ``ra``, ``dec``) and a distance
+(``galactic.distance``: ``1/parallax`` or a catalogue column in kpc) transformed with
+astropy's :class:`~astropy.coordinates.Galactocentric` frame at its defaults (astropy >= 4:
+R_sun = 8.122 kpc, z_sun = 20.8 pc, GRAVITY 2018 / Bennett & Bovy 2019).  The paper used
+StarHorse distances and R_sun = 8.19 kpc; 1/parallax is the simple stand-in for the demo.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import numpy as np
+from astropy import units as u
+from astropy.coordinates import Galactocentric, SkyCoord
+
+from gaiacnn.figures import style as st
+from gaiacnn.figures.context import Context, Skip
+from gaiacnn.figures.render import Rendered, figure
+
+#: config ``figures.galactic`` defaults (config/config.yaml).
+DEFAULT_GALACTIC = {
+    "distance": "1/parallax",
+    "snr": (15.0, 25.0),
+    "max_logg": 2.2,
+    "r_edges": (0.0, 4.0, 8.0, 12.0, 16.0),
+    "abs_z_edges": (0.0, 0.5, 1.0, 1.5, 4.0),
+}
+#: Plot range of [M/H] and [alpha/M] [dex] (as Fig. 14).
+PLANE_RANGE = ((-2.0, 0.6), (-0.15, 0.45))
+#: Density contours at these fractions of a panel's (smoothed) peak count, drawn in panels
+#: of at least CONTOUR_MIN_STARS stars (sparser ones would only circle single stars).
+CONTOUR_FRACTIONS = (0.1, 0.3, 0.6)
+CONTOUR_MIN_STARS = 100
+
+
+def galactocentric_rz(
+    ra_deg: np.ndarray, dec_deg: np.ndarray, distance_kpc: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Galactocentric cylindrical radius R = sqrt(x^2 + y^2) and height Z = z [kpc] of stars
+    at ICRS (ra, dec) [deg] and heliocentric ``distance_kpc``, with astropy's default
+    :class:`~astropy.coordinates.Galactocentric` frame.  Vectorised; NaN where the distance
+    is not positive and finite or the position not finite."""
+    ra = np.asarray(ra_deg, dtype=float)
+    dec = np.asarray(dec_deg, dtype=float)
+    d = np.asarray(distance_kpc, dtype=float)
+    ra, dec, d = np.broadcast_arrays(ra, dec, d)
+    r_kpc = np.full(ra.shape, np.nan)
+    z_kpc = np.full(ra.shape, np.nan)
+    with np.errstate(invalid="ignore"):
+        ok = np.isfinite(ra) & np.isfinite(dec) & np.isfinite(d) & (d > 0)
+    if ok.any():
+        c = SkyCoord(ra=ra[ok] * u.deg, dec=dec[ok] * u.deg, distance=d[ok] * u.kpc, frame="icrs")
+        g = c.transform_to(Galactocentric())
+        x, y, z = (g.cartesian.xyz.to_value(u.kpc)[i] for i in range(3))
+        r_kpc[ok] = np.hypot(x, y)
+        z_kpc[ok] = z
+    return r_kpc, z_kpc
+
+
+def distance_kpc(ctx: Context, source: str) -> np.ndarray:
+    """Heliocentric distance [kpc] of every catalogue star: ``1/parallax`` (parallax in mas,
+    NaN where not positive) or the catalogue column ``source`` in kpc."""
+    if source.replace(" ", "") == "1/parallax":
+        plx = ctx.column("parallax")
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.where(plx > 0, 1.0 / plx, np.nan)
+    return ctx.column(source)
+
+
+def _frame_text() -> str:
+    f = Galactocentric()
+    return (
+        f"astropy Galactocentric defaults (R_sun = {f.galcen_distance.to_value(u.kpc):g} kpc, "
+        f"z_sun = {f.z_sun.to_value(u.pc):g} pc)"
+    )
+
+
+def _smoothed(h: np.ndarray) -> np.ndarray:
+    """A 3 x 3 box average of a 2-D histogram (edges padded): steadier contours."""
+    p = np.pad(h, 1, mode="edge")
+    return sum(p[i : i + h.shape[0], j : j + h.shape[1]] for i in range(3) for j in range(3)) / 9
+
+
+@figure(24)
+def alpha_vs_metallicity_galactic(ctx: Context) -> Iterator[Rendered]:
+    cfg = {**DEFAULT_GALACTIC, **dict(ctx.cfg.get("galactic", {}) or {})}
+    missing = [x for x in ("logg", "m_h", "alpha_m") if x not in ctx.labels]
+    if missing:
+        raise Skip(f"the catalogue has no label {', '.join(missing)}")
+    if not {"ra", "dec"} <= set(ctx.table.columns):
+        raise Skip(
+            "the catalogue has no ra/dec columns (the arrays files lack astrometry/ra, "
+            "astrometry/dec): no Galactocentric positions"
+        )
+    min_stars = int(ctx.cfg.get("min_stars_per_panel", 20))
+    snr_lo, snr_hi = (float(x) for x in cfg["snr"])
+    max_logg = float(cfg["max_logg"])
+    r_edges = np.asarray(cfg["r_edges"], dtype=float)
+    z_edges = np.asarray(cfg["abs_z_edges"], dtype=float)
+    snr = ctx.column("rvs_snr")
+    logg, mh, am = (ctx.column(x) for x in ("logg", "m_h", "alpha_m"))
+    with np.errstate(invalid="ignore"):
+        sel = (
+            ctx.inside
+            & (snr >= snr_lo)
+            & (snr <= snr_hi)
+            & (logg <= max_logg)
+            & np.isfinite(mh)
+            & np.isfinite(am)
+        )
+    dist = distance_kpc(ctx, str(cfg["distance"]))
+    rows = np.flatnonzero(sel)
+    r_kpc, z_kpc = galactocentric_rz(ctx.column("ra")[rows], ctx.column("dec")[rows], dist[rows])
+    abs_z = np.abs(z_kpc)
+    in_grid = (
+        (r_kpc >= r_edges[0])
+        & (r_kpc < r_edges[-1])
+        & (abs_z >= z_edges[0])
+        & (abs_z < z_edges[-1])
+    )
+    n_sel, n_grid = rows.size, int(in_grid.sum())
+    if n_grid < min_stars:
+        raise Skip(
+            f"{n_grid} observed giants inside the training limits with {snr_lo:g} <= S/N <= "
+            f"{snr_hi:g}, log g <= {max_logg:g} and a position in the R x |Z| grid "
+            f"(fewer than min_stars_per_panel = {min_stars})"
+        )
+    mh, am = mh[rows], am[rows]
+    ncols, nrows = r_edges.size - 1, z_edges.size - 1
+    fig, axes = st.new_figure(
+        nrows,
+        ncols,
+        width=st.PAGE_WIDTH,
+        height=1.45 * nrows + 0.6,
+        sharex=True,
+        sharey=True,
+    )
+    bins = (np.linspace(*PLANE_RANGE[0], 45), np.linspace(*PLANE_RANGE[1], 35))
+    drawn = 0
+    for i in range(nrows):  # row 0 (top) holds the highest |Z| bin
+        zi = nrows - 1 - i
+        z_lo, z_hi = z_edges[zi], z_edges[zi + 1]
+        for j in range(ncols):
+            ax = axes[i, j]
+            r_lo, r_hi = r_edges[j], r_edges[j + 1]
+            c = in_grid & (r_kpc >= r_lo) & (r_kpc < r_hi) & (abs_z >= z_lo) & (abs_z < z_hi)
+            n = int(c.sum())
+            if n >= min_stars:
+                drawn += n
+                st.density(ax, mh[c], am[c], bins=bins)
+                h, xe, ye = np.histogram2d(mh[c], am[c], bins=bins)
+                hs = _smoothed(h)
+                if n >= CONTOUR_MIN_STARS and hs.max() > 0:
+                    levels = sorted({f * hs.max() for f in CONTOUR_FRACTIONS})
+                    xc, yc = 0.5 * (xe[1:] + xe[:-1]), 0.5 * (ye[1:] + ye[:-1])
+                    ax.contour(xc, yc, hs.T, levels=levels, colors="k", linewidths=0.6)
+            st.corner_text(ax, st.stars(n), "lower left")
+            if n < min_stars:
+                st.corner_text(ax, f"< {min_stars}: not drawn", "upper right")
+            ax.set_xlim(*PLANE_RANGE[0])
+            ax.set_ylim(*PLANE_RANGE[1])
+            if i == 0:
+                ax.set_title(f"{r_lo:g} $\\leq$ R < {r_hi:g} kpc", fontsize=8)
+            if j == 0:
+                ax.set_ylabel(f"{z_lo:g} $\\leq$ |Z| < {z_hi:g} kpc\n" + st.label_text("alpha_m"))
+            if i == nrows - 1:
+                ax.set_xlabel(st.label_text("m_h"))
+    dist_text = (
+        "1/parallax (no zero-point correction)"
+        if str(cfg["distance"]).replace(" ", "") == "1/parallax"
+        else f"the catalogue column {cfg['distance']} [kpc]"
+    )
+    yield Rendered(
+        "fig24_alpha_m_h_galactic",
+        fig,
+        f"[alpha/M] against [M/H] (CNN labels) of {st.stars(n_grid)}: observed giants inside "
+        f"the training limits (flag_boundary all zeros) with {snr_lo:g} <= S/N <= {snr_hi:g} "
+        f"and log g <= {max_logg:g}, in bins of Galactocentric radius R (columns) and height "
+        f"|Z| (rows, high |Z| at the top); 2-D histograms (log colour scale from 1 to each "
+        f"panel's maximum) and, in panels of >= {CONTOUR_MIN_STARS} stars, contours at "
+        f"{', '.join(f'{f:.0%}' for f in CONTOUR_FRACTIONS)} of the smoothed peak; "
+        f"panels with < {min_stars} stars not drawn ({st.stars(drawn)} drawn; "
+        f"{st.stars(n_sel - n_grid)} selected but outside the grid or without a distance). "
+        f"Positions from ra/dec and distances {dist_text}, {_frame_text()}.",
+        n_grid,
+    )
+
+
+FIGURES = [alpha_vs_metallicity_galactic]

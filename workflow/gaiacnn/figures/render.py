@@ -1,0 +1,119 @@
+"""Render every figure the data allows into one directory, with an index of captions.
+
+Each figure module lists its figure functions in ``FIGURES``; a function takes a
+:class:`~gaiacnn.figures.context.Context` and yields :class:`Rendered` figures, or raises
+:class:`~gaiacnn.figures.context.Skip` when the data does not allow it.  The directory is
+written beside the target and renamed onto it at the end, so a killed run leaves no
+half-rendered set under the final name.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from matplotlib.figure import Figure
+
+from gaiacnn.figures import style
+from gaiacnn.figures.context import Context, Skip
+
+log = logging.getLogger(__name__)
+logging.getLogger("fontTools").setLevel(logging.WARNING)  # font subsetting chatter (PDF)
+
+#: The index written beside the figures: one entry per figure and per skipped function.
+INDEX_FILE = "figures.json"
+
+
+@dataclass
+class Rendered:
+    """One figure: file stem (``fig07_residuals``), what it shows and how many stars."""
+
+    name: str
+    fig: Figure
+    caption: str
+    n_stars: int
+
+
+FigureFunction = Callable[[Context], Iterable[Rendered]]
+
+
+#: The figure modules (each lists its figure functions in ``FIGURES``).
+MODULES = ("samples", "accuracy", "spectra", "tsne_maps", "galaxy", "external")
+
+
+def registry() -> list[FigureFunction]:
+    """Every figure function, in the paper's figure order (the ``order`` of
+    :func:`figure`)."""
+    import importlib
+
+    functions: list[FigureFunction] = []
+    for name in MODULES:
+        functions.extend(importlib.import_module(f"gaiacnn.figures.{name}").FIGURES)
+    return sorted(functions, key=lambda f: getattr(f, "order", 999.0))
+
+
+def figure(order: float) -> Callable[[FigureFunction], FigureFunction]:
+    """Decorator: the figure's place in the paper's order (its figure number)."""
+
+    def mark(fn: FigureFunction) -> FigureFunction:
+        fn.order = float(order)  # type: ignore[attr-defined]
+        return fn
+
+    return mark
+
+
+def render_all(
+    ctx: Context,
+    out_dir: str | os.PathLike,
+    *,
+    formats: Sequence[str] = ("png", "pdf"),
+    functions: Sequence[FigureFunction] | None = None,
+) -> dict:
+    """Render ``functions`` (default: :func:`registry`) into ``out_dir`` (replaced), with
+    :data:`INDEX_FILE`; returns the index: ``{"figures": [...], "skipped": [...]}``."""
+    out = Path(out_dir)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
+    index: dict = {"figures": [], "skipped": []}
+    try:
+        with style.style():
+            for fn in functions if functions is not None else registry():
+                t0 = time.perf_counter()
+                try:
+                    for r in fn(ctx):
+                        files = style.save(r.fig, tmp, r.name, formats)
+                        r.fig.clear()
+                        index["figures"].append(
+                            {
+                                "name": r.name,
+                                "caption": r.caption,
+                                "n_stars": int(r.n_stars),
+                                "files": [p.name for p in files],
+                            }
+                        )
+                        log.info("%s: %s (%s)", r.name, r.caption, style.stars(r.n_stars))
+                except Skip as why:
+                    index["skipped"].append({"function": fn.__name__, "reason": str(why)})
+                    log.info("skipped %s: %s", fn.__name__, why)
+                log.info("%s took %.1f s", fn.__name__, time.perf_counter() - t0)
+        (tmp / INDEX_FILE).write_text(json.dumps(index, indent=1), encoding="utf-8")
+        os.chmod(tmp, 0o755)
+        if out.exists():
+            shutil.rmtree(out)
+        os.replace(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return index
+
+
+def read_index(out_dir: str | os.PathLike) -> dict:
+    """The :data:`INDEX_FILE` of a rendered directory."""
+    return json.loads((Path(out_dir) / INDEX_FILE).read_text(encoding="utf-8"))

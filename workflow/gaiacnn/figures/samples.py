@@ -1,0 +1,363 @@
+"""Figures of the samples and the catalogue's labels: S/N (Fig. 1), G (3), the training Kiel
+diagram (4), correlation matrices (5), observed Kiel diagrams in S/N bins (11),
+[alpha/M]-[M/H] in T_eff x log g bins (14), precision against S/N (16) and the stars outside
+the training limits (18)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import numpy as np
+
+from gaiacnn.figures import style as st
+from gaiacnn.figures.context import Context, Skip, photometry
+from gaiacnn.figures.render import Rendered, figure
+
+#: S/N bin edges of Figs. 11 and 16 (15-25, 25-35, 35-75, >= 75; Sect. 4.2, 4.5).
+DEFAULT_SNR_EDGES = (15.0, 25.0, 35.0, 75.0)
+
+
+def _snr_bins(ctx: Context) -> list[tuple[float, float]]:
+    edges = [float(x) for x in ctx.cfg.get("snr_edges", DEFAULT_SNR_EDGES)]
+    return list(zip(edges, [*edges[1:], np.inf], strict=True))
+
+
+def _bin_text(lo: float, hi: float, what: str = "S/N") -> str:
+    return f"{what} $\\geq$ {lo:g}" if not np.isfinite(hi) else f"{lo:g} $\\leq$ {what} < {hi:g}"
+
+
+def _need(ctx: Context, *labels: str) -> None:
+    missing = [x for x in labels if x not in ctx.labels]
+    if missing:
+        raise Skip(f"the catalogue has no label {', '.join(missing)}")
+
+
+@figure(1)
+def snr_distribution(ctx: Context) -> Iterator[Rendered]:
+    snr = ctx.column("rvs_snr")
+    ok = np.isfinite(snr) & (snr > 0)
+    if not ok.any():
+        raise Skip("no finite S/N")
+    fig, ax = st.new_figure()
+    ax = ax[0, 0]
+    bins = np.geomspace(max(1.0, snr[ok].min()), snr[ok].max() * 1.01, 60)
+    counts = {}
+    for name, mask in (("training", ctx.in_training), ("observed", ~ctx.in_training)):
+        counts[name] = int((ok & mask).sum())
+        ax.hist(
+            snr[ok & mask],
+            bins=bins,
+            histtype="step",
+            color=st.SAMPLE_COLOUR[name],
+            label=f"{name} ({st.stars(counts[name])})",
+        )
+    for x in DEFAULT_SNR_EDGES[:2]:
+        ax.axvline(x, color="0.5", ls=":", lw=0.8)
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("RVS S/N (rvs_spec_sig_to_noise)")
+    ax.set_ylabel("stars per bin")
+    ax.legend()
+    low = int((ok & (snr >= 15) & (snr < 25)).sum())
+    yield Rendered(
+        "fig01_snr",
+        fig,
+        f"RVS S/N distribution of the training ({st.stars(counts['training'])}) and observed "
+        f"({st.stars(counts['observed'])}) samples; {low / max(1, ok.sum()):.0%} of the spectra "
+        "have 15 <= S/N < 25 (dotted lines).",
+        int(ok.sum()),
+    )
+
+
+@figure(3)
+def g_distribution(ctx: Context) -> Iterator[Rendered]:
+    g = ctx.column("phot_g_mean_mag")
+    ok = np.isfinite(g)
+    fig, ax = st.new_figure()
+    ax = ax[0, 0]
+    bins = np.linspace(np.nanmin(g), np.nanmax(g) + 1e-6, 50) if ok.any() else 10
+    counts = {}
+    for name, mask in (("training", ctx.in_training), ("observed", ~ctx.in_training)):
+        counts[name] = int((ok & mask).sum())
+        ax.hist(
+            g[ok & mask],
+            bins=bins,
+            histtype="step",
+            color=st.SAMPLE_COLOUR[name],
+            label=f"{name} ({st.stars(counts[name])})",
+        )
+    ax.set_yscale("log")
+    ax.set_xlabel("Gaia $G$ [mag]")
+    ax.set_ylabel("stars per bin")
+    ax.legend()
+    yield Rendered(
+        "fig03_g_mag",
+        fig,
+        f"Gaia G magnitude distributions of the training ({st.stars(counts['training'])}) "
+        f"and observed ({st.stars(counts['observed'])}) samples.",
+        int(ok.sum()),
+    )
+
+
+@figure(4)
+def training_kiel(ctx: Context) -> Iterator[Rendered]:
+    _need(ctx, "teff", "logg", "m_h")
+    ref = ctx.reference
+    if not {"teff", "logg", "m_h"} <= set(ref):
+        raise Skip("the training file has no reference teff, logg, m_h")
+    m = ctx.in_training
+    teff, logg, mh = (ref[k].to_numpy(float)[m] for k in ("teff", "logg", "m_h"))
+    ok = np.isfinite(teff) & np.isfinite(logg)
+    fig, axes = st.new_figure(1, 2, width=st.PAGE_WIDTH, height=3.2, sharey=True)
+    rng = [[3000.0, 7500.0], [-0.5, 5.5]]
+    mean, xe, ye = st.binned_mean(teff, logg, mh, bins=80, range_=rng)
+    mesh = axes[0, 0].pcolormesh(xe, ye, mean.T, cmap=st.CMAP["sequential"], rasterized=True)
+    fig.colorbar(mesh, ax=axes[0, 0], label="mean " + st.label_text("m_h", "reference "))
+    mesh = st.density(axes[0, 1], teff, logg, bins=80, range_=rng)
+    fig.colorbar(mesh, ax=axes[0, 1], label="stars per bin")
+    for ax in axes[0]:
+        st.kiel_axes(ax, (7500, 3000), (5.5, -0.5))
+        st.corner_text(ax, st.stars(int(ok.sum())))
+    axes[0, 1].set_ylabel("")
+    yield Rendered(
+        "fig04_training_kiel",
+        fig,
+        "Kiel diagram of the training sample from its reference labels, coloured by the "
+        f"mean reference [M/H] (left) and by star density (right); {st.stars(int(ok.sum()))}.",
+        int(ok.sum()),
+    )
+
+
+def _correlation(columns: dict[str, np.ndarray], mask: np.ndarray) -> tuple[np.ndarray, int]:
+    x = np.stack([v[mask] for v in columns.values()], axis=1)
+    ok = np.all(np.isfinite(x), axis=1)
+    n = int(ok.sum())
+    if n < 3:
+        return np.full((x.shape[1],) * 2, np.nan), n
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.corrcoef(x[ok], rowvar=False), n
+
+
+@figure(5)
+def correlation_matrices(ctx: Context) -> Iterator[Rendered]:
+    phot = photometry(ctx)
+    columns = {st.label_name(x): ctx.column(x) for x in ctx.labels}
+    for key, tex in (("g", "$G$"), ("bp", "$G_\\mathrm{BP}$"), ("rp", "$G_\\mathrm{RP}$")):
+        columns[tex] = phot[key].to_numpy(float)
+    columns.update({r"$\varpi$": ctx.column("parallax"), "S/N": ctx.column("rvs_snr")})
+    columns = {k: v for k, v in columns.items() if np.isfinite(v).any()}
+    samples = (
+        ("training", ctx.in_training),
+        ("observed, inside the training limits", ctx.inside),
+        ("observed, outside", ctx.outside),
+    )
+    fig, axes = st.new_figure(1, 3, width=st.PAGE_WIDTH * 1.3, height=3.2)
+    names = list(columns)
+    total = 0
+    for ax, (title, mask) in zip(axes[0], samples, strict=True):
+        c, n = _correlation(columns, mask)
+        total += n
+        im = ax.imshow(c, cmap=st.CMAP["diverging"], vmin=-1, vmax=1)
+        for i in range(len(names)):
+            for j in range(len(names)):
+                if np.isfinite(c[i, j]):
+                    ax.text(j, i, f"{c[i, j]:.2f}", ha="center", va="center", fontsize=5)
+        ax.set_xticks(range(len(names)), names, rotation=90)
+        ax.set_yticks(range(len(names)), names)
+        ax.set_title(f"{title}\n{st.stars(n)}")
+    fig.colorbar(im, ax=axes[0, :], label="Pearson correlation", shrink=0.8)
+    yield Rendered(
+        "fig05_correlations",
+        fig,
+        "Correlation matrices of the CNN labels, G, G_BP, G_RP, parallax and S/N for the "
+        f"training sample ({st.stars(int(ctx.in_training.sum()))}), the observed stars inside "
+        f"the training limits ({st.stars(int(ctx.inside.sum()))}) and outside them "
+        f"({st.stars(int(ctx.outside.sum()))}).",
+        total,
+    )
+
+
+@figure(11)
+def observed_kiel_by_snr(ctx: Context) -> Iterator[Rendered]:
+    _need(ctx, "teff", "logg", "m_h")
+    snr = ctx.column("rvs_snr")
+    teff, logg, mh = (ctx.column(x) for x in ("teff", "logg", "m_h"))
+    obs = ~ctx.in_training
+    bins = _snr_bins(ctx)
+    fig, axes = st.new_figure(1, len(bins), width=st.PAGE_WIDTH, height=2.6, sharey=True)
+    rng = [[3000.0, 8000.0], [-0.5, 5.5]]
+    total, mesh = 0, None
+    for ax, (lo, hi) in zip(axes[0], bins, strict=True):
+        m = obs & (snr >= lo) & (snr < hi)
+        total += int(m.sum())
+        mean, xe, ye = st.binned_mean(teff[m], logg[m], mh[m], bins=70, range_=rng)
+        mesh = ax.pcolormesh(
+            xe, ye, mean.T, cmap=st.CMAP["sequential"], vmin=-1.5, vmax=0.5, rasterized=True
+        )
+        st.kiel_axes(ax, (8000, 3000), (5.5, -0.5))
+        ax.set_title(_bin_text(lo, hi))
+        st.corner_text(ax, st.stars(int(m.sum())))
+        if ax is not axes[0, 0]:
+            ax.set_ylabel("")
+    fig.colorbar(mesh, ax=axes[0, :], label="mean " + st.label_text("m_h", "CNN "))
+    yield Rendered(
+        "fig11_observed_kiel_snr",
+        fig,
+        "Kiel diagrams of the observed sample (CNN labels) in S/N bins, coloured by the mean "
+        f"CNN [M/H]; {st.stars(total)}.",
+        total,
+    )
+
+
+@figure(14)
+def alpha_vs_metallicity_kiel_bins(ctx: Context) -> Iterator[Rendered]:
+    _need(ctx, "teff", "logg", "m_h", "alpha_m")
+    teff, logg, mh, am = (ctx.column(x) for x in ("teff", "logg", "m_h", "alpha_m"))
+    m = ctx.inside
+    t_step = float(ctx.cfg.get("kiel_bin_teff", 500.0))  # 500 K (Fig. 14)
+    g_step = float(ctx.cfg.get("kiel_bin_logg", 1.0))  # 1 dex (Fig. 14)
+    min_stars = int(ctx.cfg.get("min_stars_per_panel", 20))
+    if m.sum() < min_stars:
+        raise Skip(f"{int(m.sum())} observed stars inside the training limits")
+    t_edges = np.arange(
+        np.floor(np.nanmin(teff[m]) / t_step) * t_step, np.nanmax(teff[m]) + t_step, t_step
+    )
+    g_edges = np.arange(
+        np.floor(np.nanmin(logg[m]) / g_step) * g_step, np.nanmax(logg[m]) + g_step, g_step
+    )
+    cells = []
+    for gi in range(len(g_edges) - 1):
+        for ti in range(len(t_edges) - 1):
+            c = (
+                m
+                & (teff >= t_edges[ti])
+                & (teff < t_edges[ti + 1])
+                & (logg >= g_edges[gi])
+                & (logg < g_edges[gi + 1])
+            )
+            if c.sum() >= min_stars:
+                cells.append((t_edges[ti], g_edges[gi], c))
+    if not cells:
+        raise Skip(f"no T_eff x log g bin holds {min_stars} stars")
+    n_panels = len(cells) + 1
+    ncols = min(5, n_panels)
+    nrows = int(np.ceil(n_panels / ncols))
+    fig, axes = st.new_figure(nrows, ncols, width=st.PAGE_WIDTH, height=1.55 * nrows + 0.4)
+    flat = axes.ravel()
+    st.density(flat[0], teff[m], logg[m], bins=60)
+    st.kiel_axes(
+        flat[0], (np.nanmax(teff[m]), np.nanmin(teff[m])), (np.nanmax(logg[m]), np.nanmin(logg[m]))
+    )
+    rng = [[-2.0, 0.6], [-0.15, 0.45]]
+    for ax, (t0, g0, c) in zip(flat[1:], cells, strict=False):
+        st.density(ax, mh[c], am[c], bins=45, range_=rng)
+        ax.set_title(f"{t0:.0f}-{t0 + t_step:.0f} K, {g0:.1f}-{g0 + g_step:.1f}", fontsize=7)
+        st.corner_text(ax, st.stars(int(c.sum())), "lower left")
+        ax.set_xlabel(st.label_text("m_h"), fontsize=7)
+        ax.set_ylabel(st.label_text("alpha_m"), fontsize=7)
+    for ax in flat[n_panels:]:
+        ax.set_axis_off()
+    n = int(m.sum())
+    yield Rendered(
+        "fig14_alpha_m_h_kiel_bins",
+        fig,
+        f"[alpha/M] against [M/H] of the observed stars inside the training limits "
+        f"({st.stars(n)}) in bins of {t_step:g} K in T_eff and {g_step:g} dex in log g "
+        f"(panels with >= {min_stars} stars); first panel: their Kiel diagram.",
+        n,
+    )
+
+
+@figure(16)
+def precision_vs_snr(ctx: Context) -> Iterator[Rendered]:
+    ref = ctx.reference
+    labels = [x for x in ctx.labels if x in ref and np.isfinite(ref[x]).any()]
+    if not labels:
+        raise Skip("no reference labels to compare with")
+    snr = ctx.column("rvs_snr")
+    bins = _snr_bins(ctx)
+    centres = [lo for lo, _ in bins]
+    fig, axes = st.new_figure(1, len(labels), width=st.PAGE_WIDTH, height=2.2)
+    n_total = 0
+    for ax, name in zip(axes[0], labels, strict=True):
+        d = ctx.column(name) - ref[name].to_numpy(float)
+        for sample, mask in (("training", ctx.in_training), ("inside", ctx.inside)):
+            sd, counts = [], []
+            for lo, hi in bins:
+                b = mask & (snr >= lo) & (snr < hi) & np.isfinite(d)
+                counts.append(int(b.sum()))
+                sd.append(np.std(d[b]) if b.sum() >= 5 else np.nan)
+            if name == labels[0]:
+                n_total += sum(counts)
+            ax.plot(
+                range(len(centres)),
+                sd,
+                "o-",
+                color=st.SAMPLE_COLOUR[sample],
+                label="training" if sample == "training" else "observed, inside",
+            )
+        ax.set_xticks(range(len(centres)), [f"{c:g}" for c in centres])
+        ax.set_xlabel("S/N bin (lower edge)")
+        ax.set_ylabel(r"$\sigma$(CNN $-$ reference) " + f"[{st.label_text(name).split('[')[-1]}")
+        ax.set_title(st.label_name(name))
+        ax.set_ylim(bottom=0)
+    axes[0, 0].legend(fontsize=6)
+    yield Rendered(
+        "fig16_precision_snr",
+        fig,
+        "Precision (standard deviation of CNN - reference label) against S/N for the training "
+        "stars and the observed stars inside the training limits that have a reference "
+        f"label ({st.stars(n_total)}; bins with < 5 stars omitted).",
+        n_total,
+    )
+
+
+@figure(18)
+def outside_limits(ctx: Context) -> Iterator[Rendered]:
+    _need(ctx, "teff", "logg", "m_h")
+    m = ctx.outside
+    if not m.any():
+        raise Skip("no observed star outside the training limits")
+    teff, logg, mh = (ctx.column(x)[m] for x in ("teff", "logg", "m_h"))
+    edges = [-np.inf, -1.0, -0.5, 0.0, np.inf]
+    fig, axes = st.new_figure(1, len(edges) - 1, width=st.PAGE_WIDTH, height=2.6, sharey=True)
+    rng = [[3000.0, 10000.0], [-0.5, 5.5]]
+    for ax, lo, hi in zip(axes[0], edges[:-1], edges[1:], strict=True):
+        b = (mh >= lo) & (mh < hi)
+        mean, xe, ye = st.binned_mean(teff[b], logg[b], mh[b], bins=60, range_=rng)
+        ax.pcolormesh(
+            xe, ye, mean.T, cmap=st.CMAP["sequential"], vmin=-2, vmax=0.5, rasterized=True
+        )
+        st.kiel_axes(ax, (10000, 3000), (5.5, -0.5))
+        ax.set_title(
+            f"[M/H] < {hi:g}"
+            if not np.isfinite(lo)
+            else f"[M/H] $\\geq$ {lo:g}"
+            if not np.isfinite(hi)
+            else f"{lo:g} $\\leq$ [M/H] < {hi:g}"
+        )
+        st.corner_text(ax, st.stars(int(b.sum())))
+        if ax is not axes[0, 0]:
+            ax.set_ylabel("")
+    n_tsne = int(ctx.table["flag_boundary"].astype(str).str.endswith("1").to_numpy(bool)[m].sum())
+    n = int(m.sum())
+    yield Rendered(
+        "fig18_outside_limits",
+        fig,
+        f"Kiel diagrams (CNN labels) of the {st.number(n)} observed stars outside the training "
+        f"limits (flag_boundary not all zeros; {n_tsne} of them training-unlike in t-SNE), "
+        "in bins of CNN [M/H], coloured by [M/H].",
+        n,
+    )
+
+
+FIGURES = [
+    snr_distribution,
+    g_distribution,
+    training_kiel,
+    correlation_matrices,
+    observed_kiel_by_snr,
+    alpha_vs_metallicity_kiel_bins,
+    precision_vs_snr,
+    outside_limits,
+]
