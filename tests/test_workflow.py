@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 import shutil
 import subprocess
@@ -317,3 +318,33 @@ def test_unknown_member_is_refused_before_any_job(demo_run):
     proc = run_snakemake(demo_run, "-n", "results/ensemble/members/split5_seed0/model.keras")
     assert proc.returncode != 0
     assert "ensemble member split5_seed0 does not exist" in proc.stdout + proc.stderr
+
+
+def test_figures_are_rendered_and_reported(demo_run):
+    """The final rule drew each figure the tiny demo allows, in both formats, and the
+    Snakemake report embeds them with their captions."""
+    figures = demo_run / "results/figures"
+    index = json.loads((figures / "figures.json").read_text())
+    drawn = {f["name"]: f for f in index["figures"]}
+    expected = {
+        "fig01_snr",
+        "fig04_training_kiel",
+        "fig07_residuals",
+        "fig09_rvs_gradients",
+        "fig17_tsne_p10",
+        "figA1_tsne_perplexities",
+        "demo_truth_residuals_snr",
+        "demo_sigma_coverage",
+    }
+    assert expected <= set(drawn)
+    for name, entry in drawn.items():
+        assert entry["files"] == [f"{name}.png", f"{name}.pdf"]
+        assert all((figures / f).stat().st_size > 1000 for f in entry["files"])
+        assert entry["n_stars"] > 0 and entry["caption"]
+    skipped = {s["function"]: s["reason"] for s in index["skipped"]}
+    assert "figures.external.galah is null" in skipped["galah"]
+    report = demo_run / "report.html"
+    proc = run_snakemake(demo_run, "--report", str(report))
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    html = report.read_text()
+    assert "Validation figures" in html and "fig09_rvs_gradients" in html
