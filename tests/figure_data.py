@@ -6,16 +6,21 @@ truth file."""
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import h5py
 import numpy as np
 import pandas as pd
+from matplotlib.image import imread
 
 from gaiacnn import catalogue, ensemble, layout, model
 from gaiacnn.constants import rvs_wavelength_nm
 from gaiacnn.demo.physics import OOD_POPULATIONS, POPULATION_CODES, simulate_stars
-from gaiacnn.figures.context import Inputs
+from gaiacnn.figures import style
+from gaiacnn.figures.context import Context, Inputs
+from gaiacnn.figures.render import render_all
 from gaiacnn.spectra import fill_nan_pixels
 
 LABELS = ["teff", "logg", "m_h", "alpha_m", "fe_h"]
@@ -131,3 +136,45 @@ def make_products(out: Path, n: int = 600, seed: int = 3, member: bool = True) -
         members=members,
         truth=paths["truth"],
     )
+
+
+def render_recorded(
+    ctx: Context,
+    out: Path,
+    functions: Sequence[Callable],
+    texts: dict | None = None,
+) -> tuple[dict, dict]:
+    """Render ``functions`` as PNG into ``out``, recording each figure's size in inches
+    (and, if ``texts`` is given, the texts of each of its axes) before it is saved and
+    cleared; returns ``(index, sizes)``."""
+    sizes: dict = {}
+
+    def recording(fn):
+        @functools.wraps(fn)
+        def wrapper(c):
+            for r in fn(c):
+                sizes[r.name] = tuple(r.fig.get_size_inches())
+                if texts is not None:
+                    texts[r.name] = [[t.get_text() for t in ax.texts] for ax in r.fig.axes]
+                yield r
+
+        return wrapper
+
+    index = render_all(ctx, out, formats=("png",), functions=[recording(f) for f in functions])
+    return index, sizes
+
+
+def check_image(path: Path, size_in: tuple[float, float]) -> None:
+    """``path`` is a PNG of ``size_in`` (inches) at the style's dpi whose pixels are not
+    all alike."""
+    dpi = style.RC["savefig.dpi"]
+    img = imread(path)
+    assert img.shape[:2] == (round(size_in[1] * dpi), round(size_in[0] * dpi)), path
+    assert float(np.std(img[..., :3])) > 0.01, f"{path} is blank"
+
+
+def check_rendered(out: Path, index: dict, sizes: dict) -> None:
+    """Every figure of ``index`` is a non-blank PNG of its size with a caption and stars."""
+    for entry in index["figures"]:
+        check_image(out / f"{entry['name']}.png", sizes[entry["name"]])
+        assert entry["n_stars"] > 0 and entry["caption"], entry["name"]

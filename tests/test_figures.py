@@ -6,10 +6,8 @@ from __future__ import annotations
 
 import json
 
-import numpy as np
 import pytest
-from figure_data import make_products
-from matplotlib.image import imread
+from figure_data import check_image, make_products
 
 from gaiacnn.figures import render
 from gaiacnn.figures import style as st
@@ -19,13 +17,6 @@ from gaiacnn.figures.context import Context, Skip
 @pytest.fixture(scope="module")
 def products(tmp_path_factory):
     return make_products(tmp_path_factory.mktemp("products"))
-
-
-def check_image(path, size_in: tuple[float, float], dpi: int = st.RC["savefig.dpi"]) -> None:
-    """``path`` is a PNG of ``size_in`` (inches) at ``dpi`` whose pixels are not all alike."""
-    img = imread(path)
-    assert img.shape[:2] == (round(size_in[1] * dpi), round(size_in[0] * dpi)), path
-    assert float(np.std(img[..., :3])) > 0.01, f"{path} is blank"
 
 
 def test_every_registered_figure_renders_to_a_real_image(products, tmp_path, monkeypatch):

@@ -3,18 +3,15 @@
 from __future__ import annotations
 
 import dataclasses
-import functools
 
 import numpy as np
 import pytest
-from figure_data import make_products
-from matplotlib.image import imread
+from figure_data import check_rendered, make_products, render_recorded
 
 from gaiacnn.figures import accuracy, style
 from gaiacnn.figures.context import Context
 from gaiacnn.figures.render import read_index, render_all
 
-DPI = style.RC["savefig.dpi"]
 NAMES = {
     "residuals": "fig07_residuals",
     "training_uncertainties": "fig08_training_uncertainties",
@@ -30,25 +27,10 @@ def inputs(tmp_path_factory):
     return make_products(tmp_path_factory.mktemp("products"), member=False)
 
 
-def _recording(fn, sizes: dict):
-    """``fn`` that also records each figure's size in inches (the figure is cleared once
-    saved)."""
-
-    @functools.wraps(fn)
-    def wrapper(ctx):
-        for r in fn(ctx):
-            sizes[r.name] = tuple(r.fig.get_size_inches())
-            yield r
-
-    return wrapper
-
-
 @pytest.fixture(scope="module")
 def rendered(inputs, tmp_path_factory):
     out = tmp_path_factory.mktemp("figures") / "accuracy"
-    sizes: dict = {}
-    functions = [_recording(fn, sizes) for fn in accuracy.FIGURES]
-    index = render_all(Context(inputs, {}), out, formats=("png",), functions=functions)
+    index, sizes = render_recorded(Context(inputs, {}), out, accuracy.FIGURES)
     return out, index, sizes
 
 
@@ -57,15 +39,8 @@ def test_every_figure_is_drawn_at_its_size_and_not_blank(rendered):
     assert index["skipped"] == []
     assert [f["name"] for f in index["figures"]] == list(NAMES.values())
     assert read_index(out) == index
-    for entry in index["figures"]:
-        png = out / f"{entry['name']}.png"
-        assert png.exists()
-        img = imread(png)
-        w, h = sizes[entry["name"]]
-        assert img.shape[:2] == (round(h * DPI), round(w * DPI)), entry["name"]
-        assert w in (style.PAGE_WIDTH, style.COLUMN_WIDTH)
-        assert float(img[..., :3].std()) > 0.01, f"{entry['name']} is blank"
-        assert entry["n_stars"] > 0 and entry["caption"]
+    check_rendered(out, index, sizes)
+    assert all(w in (style.PAGE_WIDTH, style.COLUMN_WIDTH) for w, _ in sizes.values())
 
 
 def test_figure_orders_and_names():

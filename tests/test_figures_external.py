@@ -11,8 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from astropy.table import Table
-from figure_data import make_products
-from matplotlib.image import imread
+from figure_data import check_rendered, make_products, render_recorded
 
 from gaiacnn.figures import external
 from gaiacnn.figures.context import Context
@@ -160,28 +159,12 @@ def test_read_table_keeps_int64_ids(tmp_path):
 def test_render_all(products, tables, tmp_path):
     paths, _ = tables
     ctx = _context(products, paths)
-    sizes = {}
-
-    def capture(fn):
-        def wrapped(c):
-            for r in fn(c):
-                sizes[r.name] = r.fig.get_size_inches().copy()
-                yield r
-
-        wrapped.__name__ = fn.__name__
-        return wrapped
-
     out = tmp_path / "figs"
-    index = render_all(ctx, out, formats=("png",), functions=[capture(f) for f in external.FIGURES])
+    index, sizes = render_recorded(ctx, out, external.FIGURES)
     assert index["skipped"] == []
     assert {f["name"] for f in index["figures"]} == NAMES
     assert read_index(out) == index
-    for entry in index["figures"]:
-        img = imread(out / f"{entry['name']}.png")
-        w, h = sizes[entry["name"]] * 150  # savefig.dpi of the figures' style
-        assert abs(img.shape[1] - w) <= 1 and abs(img.shape[0] - h) <= 1, entry["name"]
-        assert img[..., :3].std() > 0.01, entry["name"]
-        assert entry["n_stars"] > 0
+    check_rendered(out, index, sizes)
     captions = {f["name"]: f["caption"] for f in index["figures"]}
     # the printed bias recovers the injected offset (CNN - table = -OFFSET)
     for name, label, key in (

@@ -3,21 +3,18 @@
 from __future__ import annotations
 
 import dataclasses
-import functools
 
 import h5py
 import numpy as np
 import pytest
-from figure_data import make_products
-from matplotlib.image import imread
+from figure_data import check_rendered, make_products, render_recorded
 
 from gaiacnn import layout
 from gaiacnn.figures import spectra, style
 from gaiacnn.figures.context import Context, Skip
-from gaiacnn.figures.render import read_index, render_all
+from gaiacnn.figures.render import read_index
 from gaiacnn.model import Scalers, normalise_xp
 
-DPI = style.RC["savefig.dpi"]
 NAMES = {
     "rvs_gradients": "fig09_rvs_gradients",
     "xp_gradients": "fig10_xp_gradients",
@@ -30,24 +27,10 @@ def inputs(tmp_path_factory):
     return make_products(tmp_path_factory.mktemp("products"))
 
 
-def _recording(fn, sizes: dict):
-    """``fn`` that also records each figure's size in inches (cleared once saved)."""
-
-    @functools.wraps(fn)
-    def wrapper(ctx):
-        for r in fn(ctx):
-            sizes[r.name] = tuple(r.fig.get_size_inches())
-            yield r
-
-    return wrapper
-
-
 @pytest.fixture(scope="module")
 def rendered(inputs, tmp_path_factory):
     out = tmp_path_factory.mktemp("figures") / "spectra"
-    sizes: dict = {}
-    functions = [_recording(fn, sizes) for fn in spectra.FIGURES]
-    index = render_all(Context(inputs, {}), out, formats=("png",), functions=functions)
+    index, sizes = render_recorded(Context(inputs, {}), out, spectra.FIGURES)
     return out, index, sizes
 
 
@@ -56,15 +39,10 @@ def test_every_figure_is_drawn_at_its_size_and_not_blank(rendered):
     assert index["skipped"] == []
     assert [f["name"] for f in index["figures"]] == list(NAMES.values())
     assert read_index(out) == index
+    check_rendered(out, index, sizes)
+    assert all(w == style.PAGE_WIDTH for w, _ in sizes.values())
     for entry in index["figures"]:
-        png = out / f"{entry['name']}.png"
-        assert png.exists()
-        img = imread(png)
-        w, h = sizes[entry["name"]]
-        assert w == style.PAGE_WIDTH
-        assert img.shape[:2] == (round(h * DPI), round(w * DPI)), entry["name"]
-        assert float(img[..., :3].std()) > 0.01, f"{entry['name']} is blank"
-        assert entry["n_stars"] > 0 and style.stars(entry["n_stars"]) in entry["caption"]
+        assert style.stars(entry["n_stars"]) in entry["caption"]
 
 
 def test_figure_orders_and_names():

@@ -4,7 +4,6 @@ Galactocentric positions and the ra/dec plumbing (arrays, layout, catalogue)."""
 from __future__ import annotations
 
 import dataclasses
-import functools
 
 import h5py
 import numpy as np
@@ -13,8 +12,7 @@ import pytest
 from astropy import units as u
 from astropy.coordinates import Galactocentric, SkyCoord
 from astropy.io import fits
-from figure_data import make_products
-from matplotlib.image import imread
+from figure_data import check_rendered, make_products, render_recorded
 
 from gaiacnn import arrays, catalogue, layout
 from gaiacnn.constants import CONTINUUM_WINDOWS_NM, rvs_wavelength_nm
@@ -23,7 +21,6 @@ from gaiacnn.figures.context import Context
 from gaiacnn.figures.galaxy import galactocentric_rz
 from gaiacnn.figures.render import read_index, render_all
 
-DPI = style.RC["savefig.dpi"]
 R_SUN, Z_SUN = 8.122, 0.0208  # astropy's Galactocentric defaults, kpc
 
 
@@ -32,45 +29,17 @@ def inputs(tmp_path_factory):
     return make_products(tmp_path_factory.mktemp("products"), member=False)
 
 
-def _recording(fn, sizes: dict, figures: dict | None = None):
-    """``fn`` that also records each figure's size in inches (and, if asked, the texts of
-    its axes) before it is saved and cleared."""
-
-    @functools.wraps(fn)
-    def wrapper(ctx):
-        for r in fn(ctx):
-            sizes[r.name] = tuple(r.fig.get_size_inches())
-            if figures is not None:
-                figures[r.name] = [[t.get_text() for t in ax.texts] for ax in r.fig.axes]
-            yield r
-
-    return wrapper
-
-
-def _check_pngs(out, index, sizes) -> None:
-    for entry in index["figures"]:
-        png = out / f"{entry['name']}.png"
-        assert png.exists()
-        img = imread(png)
-        w, h = sizes[entry["name"]]
-        assert img.shape[:2] == (round(h * DPI), round(w * DPI))
-        assert img[..., :3].std() > 0.01, f"{png.name} is blank"
-        assert entry["n_stars"] > 0 and entry["caption"]
-
-
 # --------------------------------------------------------------------------- t-SNE maps
 
 
 def test_tsne_figures_one_per_map_and_all_perplexities(inputs, tmp_path):
-    sizes: dict = {}
-    functions = [_recording(fn, sizes) for fn in tsne_maps.FIGURES]
     out = tmp_path / "figs"
-    index = render_all(Context(inputs, {}), out, formats=("png",), functions=functions)
+    index, sizes = render_recorded(Context(inputs, {}), out, tsne_maps.FIGURES)
     assert index["skipped"] == []
     names = [f["name"] for f in index["figures"]]
     assert names == ["fig17_tsne_p30", "fig17_tsne_p50", "figA1_tsne_perplexities"]
     assert read_index(out) == index
-    _check_pngs(out, index, sizes)
+    check_rendered(out, index, sizes)
     with h5py.File(inputs.maps[0], "r") as h5:
         tr, like = h5["in_training"][:], h5["training_like"][:]
     n_like, n_unlike = int((~tr & like).sum()), int((~tr & ~like).sum())
@@ -179,13 +148,13 @@ OPEN_CUTS = {"galactic": {"snr": [0.0, 1e6], "max_logg": 99.0}, "min_stars_per_p
 
 def test_fig24_from_a_catalogue_with_positions(inputs, tmp_path):
     new, counts = _positioned_catalogue(inputs, tmp_path / "cat.fits")
-    sizes: dict = {}
     texts: dict = {}
-    functions = [_recording(galaxy.alpha_vs_metallicity_galactic, sizes, texts)]
     out = tmp_path / "figs"
-    index = render_all(Context(new, OPEN_CUTS), out, formats=("png",), functions=functions)
+    index, sizes = render_recorded(
+        Context(new, OPEN_CUTS), out, [galaxy.alpha_vs_metallicity_galactic], texts
+    )
     assert [f["name"] for f in index["figures"]] == ["fig24_alpha_m_h_galactic"]
-    _check_pngs(out, index, sizes)
+    check_rendered(out, index, sizes)
     entry = index["figures"][0]
     assert entry["n_stars"] == counts.sum()
     assert style.stars(int(counts.sum())) in entry["caption"]
