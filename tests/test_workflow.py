@@ -277,6 +277,7 @@ def test_forcing_one_member_reruns_only_it_and_the_aggregation(demo_run):
         "evaluate_demo": "1",
         "flag_catalogue": "1",  # the flag reads the labels; the t-SNE maps are not rerun
         "evaluate_flags": "1",
+        "figures": "1",  # the figures read the catalogue (and that member's gradients)
         "all": "1",
     }
 
