@@ -326,19 +326,20 @@ def _truth_labels(ctx: Context) -> list[str]:
 _DEMO_SAMPLES = (("training", "training"), ("inside", "observed, inside"))
 
 
-def _demo_masks(ctx: Context) -> dict[str, np.ndarray]:
-    return {"training": ctx.in_training, "inside": ctx.inside}
+def _demo_bins(ctx: Context) -> tuple[np.ndarray, list[float], list[str], np.ndarray, dict]:
+    """What both demo figures bin by: S/N per star, the S/N bin edges, their names, their
+    x positions, and the masks of the two samples (``_DEMO_SAMPLES``)."""
+    edges = snr_edges(ctx.cfg)
+    names = snr_bin_names(edges)
+    masks = {"training": ctx.in_training, "inside": ctx.inside}
+    return ctx.column("rvs_snr"), edges, names, np.arange(len(names), dtype=float), masks
 
 
 @figure(100)
 def demo_truth_residuals_snr(ctx: Context) -> Iterator[Rendered]:
     labels = _truth_labels(ctx)
     truth = ctx.truth
-    snr = ctx.column("rvs_snr")
-    edges = snr_edges(ctx.cfg)
-    names = snr_bin_names(edges)
-    pos = np.arange(len(names), dtype=float)
-    masks = _demo_masks(ctx)
+    snr, edges, names, pos, masks = _demo_bins(ctx)
     fig, axes = st.new_figure(
         len(labels), 2, width=st.PAGE_WIDTH, height=1.7 * len(labels) + 0.3, sharex=True
     )
@@ -399,11 +400,7 @@ def demo_sigma_coverage(ctx: Context) -> Iterator[Rendered]:
     if not labels:
         raise Skip("the catalogue has no sigma_ column")
     truth = ctx.truth
-    snr = ctx.column("rvs_snr")
-    edges = snr_edges(ctx.cfg)
-    names = snr_bin_names(edges)
-    pos = np.arange(len(names), dtype=float)
-    masks = _demo_masks(ctx)
+    snr, edges, names, pos, masks = _demo_bins(ctx)
     fig, axes = _panels(len(labels), row_height=2.0)
     for ax, x in zip(axes, labels, strict=True):
         resid = ctx.column(x) - truth[x].to_numpy(float)
