@@ -250,7 +250,8 @@ def alpha_vs_metallicity_kiel_bins(ctx: Context) -> Iterator[Rendered]:
     )
     rng = [[-2.0, 0.6], [-0.15, 0.45]]
     for ax, (t0, g0, c) in zip(flat[1:], cells, strict=False):
-        st.density(ax, mh[c], am[c], bins=45, range_=rng)
+        # linear scale: the high- and low-alpha sequences show as two ridges (Sect. 4.3)
+        st.density(ax, mh[c], am[c], bins=45, range_=rng, log=False)
         ax.set_title(f"{t0:.0f}-{t0 + t_step:.0f} K, {g0:.1f}-{g0 + g_step:.1f}", fontsize=7)
         st.corner_text(ax, st.stars(int(c.sum())), "lower left")
         ax.set_xlabel(st.label_text("m_h"), fontsize=7)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import matplotlib
 import numpy as np
-from matplotlib.colors import LinearSegmentedColormap, LogNorm
+from matplotlib.colors import LinearSegmentedColormap, LogNorm, Normalize
 from matplotlib.figure import Figure
 
 from gaiacnn.constants import PAPER_LABELS, label_unit
@@ -118,18 +118,20 @@ def density(
     range_: Sequence[Sequence[float]] | None = None,
     cmap: str = CMAP["density"],
     weights: np.ndarray | None = None,
+    log: bool = True,
 ):
-    """A 2-D histogram of counts (log colour scale) of the finite (x, y) pairs: memory and
-    file size independent of the number of stars.  Returns the mesh (for a colour bar)."""
+    """A 2-D histogram of counts of the finite (x, y) pairs, on a log colour scale (or a
+    linear one, ``log=False``, which shows ridges and gaps such as two sequences of one
+    population): memory and file size independent of the number of stars.  Returns the
+    mesh (for a colour bar)."""
     ok = np.isfinite(x) & np.isfinite(y)
     h, xe, ye = np.histogram2d(
         x[ok], y[ok], bins=bins, range=range_, weights=None if weights is None else weights[ok]
     )
     h = np.where(h > 0, h, np.nan)
     vmax = np.nanmax(h) if np.isfinite(h).any() else 1.0
-    return ax.pcolormesh(
-        xe, ye, h.T, cmap=cmap, norm=LogNorm(vmin=1, vmax=max(vmax, 1.0)), rasterized=True
-    )
+    norm = (LogNorm if log else Normalize)(vmin=1 if log else 0, vmax=max(vmax, 1.0))
+    return ax.pcolormesh(xe, ye, h.T, cmap=cmap, norm=norm, rasterized=True)
 
 
 def binned_mean(
