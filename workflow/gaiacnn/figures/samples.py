@@ -32,6 +32,22 @@ def _need(ctx: Context, *labels: str) -> None:
         raise Skip(f"the catalogue has no label {', '.join(missing)}")
 
 
+def _sample_histograms(ax, ctx: Context, values: np.ndarray, ok: np.ndarray, bins) -> dict:
+    """Step histograms of ``values`` (where ``ok``) for the training and the observed
+    sample, labelled with their star counts; returns ``{sample: count}``."""
+    counts = {}
+    for name, mask in (("training", ctx.in_training), ("observed", ~ctx.in_training)):
+        counts[name] = int((ok & mask).sum())
+        ax.hist(
+            values[ok & mask],
+            bins=bins,
+            histtype="step",
+            color=st.SAMPLE_COLOUR[name],
+            label=f"{name} ({st.stars(counts[name])})",
+        )
+    return counts
+
+
 @figure(1)
 def snr_distribution(ctx: Context) -> Iterator[Rendered]:
     snr = ctx.column("rvs_snr")
@@ -41,16 +57,7 @@ def snr_distribution(ctx: Context) -> Iterator[Rendered]:
     fig, ax = st.new_figure()
     ax = ax[0, 0]
     bins = np.geomspace(max(1.0, snr[ok].min()), snr[ok].max() * 1.01, 60)
-    counts = {}
-    for name, mask in (("training", ctx.in_training), ("observed", ~ctx.in_training)):
-        counts[name] = int((ok & mask).sum())
-        ax.hist(
-            snr[ok & mask],
-            bins=bins,
-            histtype="step",
-            color=st.SAMPLE_COLOUR[name],
-            label=f"{name} ({st.stars(counts[name])})",
-        )
+    counts = _sample_histograms(ax, ctx, snr, ok, bins)
     for x in DEFAULT_SNR_EDGES[:2]:
         ax.axvline(x, color="0.5", ls=":", lw=0.8)
     ax.set_xscale("log")
@@ -76,16 +83,7 @@ def g_distribution(ctx: Context) -> Iterator[Rendered]:
     fig, ax = st.new_figure()
     ax = ax[0, 0]
     bins = np.linspace(np.nanmin(g), np.nanmax(g) + 1e-6, 50) if ok.any() else 10
-    counts = {}
-    for name, mask in (("training", ctx.in_training), ("observed", ~ctx.in_training)):
-        counts[name] = int((ok & mask).sum())
-        ax.hist(
-            g[ok & mask],
-            bins=bins,
-            histtype="step",
-            color=st.SAMPLE_COLOUR[name],
-            label=f"{name} ({st.stars(counts[name])})",
-        )
+    counts = _sample_histograms(ax, ctx, g, ok, bins)
     ax.set_yscale("log")
     ax.set_xlabel("Gaia $G$ [mag]")
     ax.set_ylabel("stars per bin")
