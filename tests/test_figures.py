@@ -75,3 +75,19 @@ def test_label_text_gives_units_for_any_label():
     assert st.label_text("m_h") == "[M/H] [dex]"
     assert st.label_text("ti_fe", "CNN ") == "CNN [Ti/Fe] [dex]"
     assert st.stars(1) == "1 star" and st.stars(12345) == "12\u2009345 stars"
+
+
+def test_fig1_marks_the_configured_lowest_snr_bin(products, tmp_path):
+    """Fig. 1 marks and counts the first bin of ``evaluation.snr_edges``, whatever they are."""
+    import numpy as np
+    from figure_data import render_recorded
+
+    from gaiacnn.figures import samples
+
+    ctx = Context(products, {"snr_edges": [20.0, 40.0, 80.0]})
+    snr = ctx.column("rvs_snr")
+    ok = np.isfinite(snr) & (snr > 0)
+    share = ((snr >= 20) & (snr < 40) & ok).sum() / ok.sum()
+    index, _ = render_recorded(ctx, tmp_path, [samples.snr_distribution])
+    (entry,) = index["figures"]
+    assert f"{share:.0%} of the spectra have 20 <= S/N < 40" in entry["caption"]

@@ -9,7 +9,7 @@ import pytest
 from figure_data import check_rendered, make_products, render_recorded
 
 from gaiacnn.figures import accuracy, style
-from gaiacnn.figures.context import Context
+from gaiacnn.figures.context import Context, snr_edges
 from gaiacnn.figures.render import read_index, render_all
 
 NAMES = {
@@ -87,8 +87,8 @@ def test_coverage_of_a_hand_made_case():
 
 
 def test_snr_edges_and_bin_stats():
-    np.testing.assert_array_equal(accuracy.snr_edges({}), [15, 25, 35, 75, np.inf])
-    np.testing.assert_array_equal(accuracy.snr_edges({"snr_edges": [10, 20]}), [10, 20, np.inf])
+    np.testing.assert_array_equal(snr_edges({}), [15, 25, 35, 75, np.inf])
+    np.testing.assert_array_equal(snr_edges({"snr_edges": [10, 20]}), [10, 20, np.inf])
     assert accuracy.snr_bin_names([15, 25, np.inf]) == ["15–25", "≥25"]
     resid = np.arange(101.0) - 50.0  # median 0, 16th/84th percentiles ∓34
     snr = np.full(101, 30.0)

@@ -12,9 +12,8 @@ import numpy as np
 
 from gaiacnn.constants import label_unit
 from gaiacnn.ensemble import ONE_SIGMA_COVERAGE
-from gaiacnn.evaluation import DEFAULT_SNR_EDGES
 from gaiacnn.figures import style as st
-from gaiacnn.figures.context import Context, Skip
+from gaiacnn.figures.context import Context, Skip, snr_edges
 from gaiacnn.figures.render import Rendered, figure
 
 #: Fewest stars of an S/N bin whose statistics are drawn (demo figures), and of Fig. 15.
@@ -24,14 +23,6 @@ DEFAULT_METAL_POOR = {"max_m_h": -1.0, "snr": (15.0, 25.0)}
 
 
 # ---------------------------------------------------------------------- pure helpers
-def snr_edges(cfg) -> np.ndarray:
-    """S/N bin edges from ``cfg["snr_edges"]`` (default 15, 25, 35, 75), last bin open (inf)."""
-    edges = [float(x) for x in cfg.get("snr_edges", DEFAULT_SNR_EDGES)]
-    if np.isfinite(edges[-1]):
-        edges.append(np.inf)
-    return np.asarray(edges)
-
-
 def snr_bin_names(edges: Sequence[float]) -> list[str]:
     """Tick text of each S/N bin: ``15-25``, ..., ``≥75``."""
     return [

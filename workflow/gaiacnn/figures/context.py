@@ -18,6 +18,16 @@ import numpy as np
 import pandas as pd
 
 from gaiacnn import catalogue, ensemble, layout
+from gaiacnn.evaluation import DEFAULT_SNR_EDGES
+
+
+def snr_edges(cfg: Mapping) -> np.ndarray:
+    """S/N bin edges of the figures from ``cfg["snr_edges"]`` (the configured
+    ``evaluation.snr_edges``; default 15, 25, 35, 75, Sect. 4.2, 4.5), last bin open (inf)."""
+    edges = [float(x) for x in cfg.get("snr_edges", DEFAULT_SNR_EDGES)]
+    if np.isfinite(edges[-1]):
+        edges.append(np.inf)
+    return np.asarray(edges)
 
 
 class Skip(Exception):

@@ -5,21 +5,19 @@ the training limits (18)."""
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterator
 
 import numpy as np
 
 from gaiacnn.figures import style as st
-from gaiacnn.figures.context import Context, Skip, photometry
+from gaiacnn.figures.context import Context, Skip, photometry, snr_edges
 from gaiacnn.figures.render import Rendered, figure
-
-#: S/N bin edges of Figs. 11 and 16 (15-25, 25-35, 35-75, >= 75; Sect. 4.2, 4.5).
-DEFAULT_SNR_EDGES = (15.0, 25.0, 35.0, 75.0)
 
 
 def _snr_bins(ctx: Context) -> list[tuple[float, float]]:
-    edges = [float(x) for x in ctx.cfg.get("snr_edges", DEFAULT_SNR_EDGES)]
-    return list(zip(edges, [*edges[1:], np.inf], strict=True))
+    """The configured S/N bins (Figs. 11 and 16) as (low, high) pairs, the last open."""
+    return list(itertools.pairwise(snr_edges(ctx.cfg).tolist()))
 
 
 def _bin_text(lo: float, hi: float, what: str = "S/N") -> str:
@@ -58,20 +56,22 @@ def snr_distribution(ctx: Context) -> Iterator[Rendered]:
     ax = ax[0, 0]
     bins = np.geomspace(max(1.0, snr[ok].min()), snr[ok].max() * 1.01, 60)
     counts = _sample_histograms(ax, ctx, snr, ok, bins)
-    for x in DEFAULT_SNR_EDGES[:2]:
-        ax.axvline(x, color="0.5", ls=":", lw=0.8)
+    lo, hi = _snr_bins(ctx)[0]  # the lowest S/N bin (15-25 in the paper, Sect. 4.2)
+    for x in (lo, hi):
+        if np.isfinite(x):
+            ax.axvline(x, color="0.5", ls=":", lw=0.8)
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xlabel("RVS S/N (rvs_spec_sig_to_noise)")
     ax.set_ylabel("stars per bin")
     ax.legend()
-    low = int((ok & (snr >= 15) & (snr < 25)).sum())
+    low = int((ok & (snr >= lo) & (snr < hi)).sum())
     yield Rendered(
         "fig01_snr",
         fig,
         f"RVS S/N distribution of the training ({st.stars(counts['training'])}) and observed "
         f"({st.stars(counts['observed'])}) samples; {low / max(1, ok.sum()):.0%} of the spectra "
-        "have 15 <= S/N < 25 (dotted lines).",
+        f"have {lo:g} <= S/N < {hi:g} (dotted lines).",
         int(ok.sum()),
     )
 
