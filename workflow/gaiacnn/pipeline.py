@@ -358,6 +358,8 @@ def run_evaluation(
 
 #: Datasets of a t-SNE map file, one row per star.
 MAP_DATASETS = ("source_id", "in_training", "xy", "nn_training_distance", "training_like")
+#: The datasets of a map that a placement job writes per perplexity (``p30/xy`` ...).
+PLACED_DATASETS = ("xy", "nn_training_distance", "training_like")
 
 
 def _write_map(out_path, data: Mapping[str, np.ndarray], attrs: Mapping) -> None:
@@ -548,8 +550,8 @@ def run_tsne_place(observed, index_path, model_paths, out_path, *, chunk, tsne_c
             train_xy = np.asarray(ref["embedding"])[:n_tr]
             dist = tsne.nearest_training_distance(train_xy, pos, thr.neighbours)
             g = h5.create_group(_place_group(ref["perplexity"]))
-            g["xy"], g["nn_training_distance"] = pos, dist
-            g["training_like"] = dist <= thr.value
+            for name, values in zip(PLACED_DATASETS, (pos, dist, dist <= thr.value), strict=True):
+                g[name] = values
             g["xy"].attrs["unit"] = "t-SNE units"
             g.attrs["threshold"] = thr.value
             log.info(
@@ -577,7 +579,7 @@ def run_tsne_gather(reference_map, chunk_files, out_path, *, perplexity) -> None
             sid = h5["source_id"][:]
             parts["source_id"].append(sid)
             parts["in_training"].append(np.zeros(sid.size, bool))
-            for k in MAP_DATASETS[2:]:
+            for k in PLACED_DATASETS:
                 parts[k].append(h5[group][k][:])
     _write_map(out_path, {k: np.concatenate(v) for k, v in parts.items()}, attrs)
 
