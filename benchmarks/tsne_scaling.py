@@ -7,9 +7,11 @@ stars of the training populations with S/N >= 30 (as the paper's cuts keep), the
 file every other star (the out-of-distribution populations included).  Then, each stage in
 its own process (wall time and peak RSS per stage):
 
-* joint mode: one map per perplexity (``run_tsne_joint``, the workflow's code);
-* scalable mode: the reference map of each perplexity (training + ``reference_observed``
-  observed spectra), the neighbour index, and the placement of the other observed spectra
+* joint mode: the neighbour graph of all spectra (``run_tsne_neighbours``, the workflow's
+  code), then one map per perplexity from it (``run_tsne_joint``);
+* scalable mode: the neighbour graph of the training + ``reference_observed`` observed
+  spectra and the reference map of each perplexity from it, the neighbour index of the
+  placement, and the placement of the other observed spectra
   into every map in ``n_chunks`` chunks, run one chunk after the other (the workflow runs
   them as parallel jobs);
 
@@ -148,6 +150,7 @@ def main() -> None:
     import h5py
 
     perps = [float(x) for x in a.perplexities.split(",")]
+    cfg["perplexities"] = perps  # the neighbour graph is searched for the largest
     res: dict = {"n_stars": a.n_stars, "tsne": cfg, "perplexities": {}}
     common = f"cfg = {cfg!r}"
     tr, ob = str(files["training"]), str(files["observed"])
@@ -167,7 +170,8 @@ def main() -> None:
     in_dist = ~np.isin(pop, [POPULATION_CODES[x] for x in OOD_POPULATIONS])
     # outputs live in folders named after the settings they depend on, so --reuse can skip a
     # stage already run with the same settings (e.g. to compare placement settings)
-    map_keys = ["pca_components", "n_iter", "seed"] + [k for k in cfg if k.startswith("threshold")]
+    map_keys = ["pca_components", "n_iter", "seed", "perplexities"]
+    map_keys += [k for k in cfg if k.startswith("threshold")]
     joint_dir = a.workdir / f"n{a.n_stars}_s{a.seed}" / _tag(cfg, map_keys)
     ref_dir = joint_dir / _tag(cfg, ["reference_observed"])
     place_dir = ref_dir / _tag(cfg, [k for k in cfg if k.startswith("place_")] + ["n_chunks"])
@@ -185,19 +189,29 @@ def main() -> None:
         measured.write_text(json.dumps([wall, rss]))
         return wall, rss
 
+    graphs = {}
+    for mode, folder, skip in (("joint", joint_dir, a.skip_joint), ("scalable", ref_dir, False)):
+        graphs[mode] = folder / "neighbours.npz"
+        if not skip:
+            res[f"{mode}_graph_s"], res[f"{mode}_graph_rss_mib"] = stage(
+                graphs[mode],
+                f"{common}; pipeline.run_tsne_neighbours({tr!r}, {ob!r}, "
+                f"{str(graphs[mode])!r}, mode={mode!r}, tsne_cfg=cfg, threads={a.cores})",
+            )
+            print(json.dumps({f"{mode}_graph_s": res[f"{mode}_graph_s"]}), file=sys.stderr)
     for perp in perps:
         r: dict = {}
         joint_out = joint_dir / f"joint_p{perp:g}.h5"
         if not a.skip_joint:
             r["joint_s"], r["joint_rss_mib"] = stage(
                 joint_out,
-                f"{common}; pipeline.run_tsne_joint({tr!r}, {ob!r}, {str(joint_out)!r}, "
-                f"perplexity={perp}, tsne_cfg=cfg, threads={a.cores})",
+                f"{common}; pipeline.run_tsne_joint({str(graphs['joint'])!r}, "
+                f"{str(joint_out)!r}, perplexity={perp}, tsne_cfg=cfg, threads={a.cores})",
             )
         ref = ref_dir / f"p{perp:g}"
         r["reference_s"], r["reference_rss_mib"] = stage(
             ref.with_suffix(".h5"),
-            f"{common}; pipeline.run_tsne_reference({tr!r}, {ob!r}, "
+            f"{common}; pipeline.run_tsne_reference({str(graphs['scalable'])!r}, "
             f"{str(ref.with_suffix('.pkl'))!r}, {str(ref.with_suffix('.h5'))!r}, "
             f"perplexity={perp}, tsne_cfg=cfg, threads={a.cores})",
         )
@@ -263,7 +277,7 @@ def main() -> None:
     n_ref = n_tr + ref_rows.size
     n_ref_big = PAPER_TRAINING + ref_rows.size
     grow = n_ref_big / n_ref
-    ref_s = sum(r["reference_s"] for r in rows) * grow
+    ref_s = (res["scalable_graph_s"] + sum(r["reference_s"] for r in rows)) * grow
     per_spectrum = res["place_s"] / max(1, n_placed) * grow
     n_place_big = max(0, a.extrapolate - n_ref_big)
     res["extrapolated_s"] = ref_s + res["index_s"] * grow + per_spectrum * n_place_big / a.cores

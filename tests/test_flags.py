@@ -117,6 +117,23 @@ def test_joint_map_separates_unlike_spectra():
         tsne.embed(z[:50], 30)
 
 
+def test_one_neighbour_graph_serves_every_perplexity():
+    """A map from the graph searched for the largest perplexity equals the map from a graph
+    searched for its own perplexity (each takes the first 3 x perplexity neighbours)."""
+    rng = np.random.default_rng(5)
+    z = np.concatenate(_clusters(rng, 300, 40))
+    shared = tsne.neighbour_graph(z, [10, 30], seed=0)
+    own = tsne.neighbour_graph(z, [10], seed=0)
+    assert shared.k == 90 and own.k == 30
+    np.testing.assert_array_equal(shared.indices[:, :30], own.indices)
+    np.testing.assert_allclose(shared.init, own.init)
+    a = np.asarray(tsne.embed_graph(shared, 10, seed=0, n_iter=100))
+    b = np.asarray(tsne.embed_graph(own, 10, seed=0, n_iter=100))
+    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    with pytest.raises(tsne.TsneError, match="needs 90 neighbours, graph has 30"):
+        tsne.embed_graph(own, 30)
+
+
 def test_mth_training_neighbour_needs_the_support_of_several_training_stars():
     # A map: a training cloud, observed stars in it, and an unlike observed blob that has
     # one stray training star inside it (a lone training star at the sample's edge).
@@ -175,7 +192,12 @@ def test_placement_reproduces_opentsne_transform_given_its_neighbours():
     """With openTSNE's own neighbours, the shared-neighbour placement is its transform."""
     rng = np.random.default_rng(2)
     train, _ = _clusters(rng, 300, 0)
-    emb = tsne.embed(train, 20, seed=0, n_iter=200)
+    from openTSNE import TSNE
+
+    # a map openTSNE made itself, so that it can search neighbours and transform; centred
+    # as tsne.embed_graph centres its maps
+    emb = TSNE(perplexity=20, n_iter=200, random_state=0, n_jobs=1).fit(train.astype(float))
+    emb -= (np.max(emb, axis=0) + np.min(emb, axis=0)) / 2
     new = _clusters(rng, 60, 0)[0]
     idx, dist = emb.affinities.knn_index.query(np.ascontiguousarray(new, np.float64), 15)
     ours = tsne.place_by_neighbours(

@@ -399,28 +399,71 @@ def _reference_rows(observed, cfg: Mapping) -> np.ndarray:
     return tsne.reference_rows(n_obs, int(cfg["reference_observed"]), int(cfg["seed"]))
 
 
-def _embed_and_classify(training, observed, obs_rows, perplexity, cfg: Mapping, threads: int):
-    """Embed the training spectra + the observed ones of ``obs_rows`` (all if None) at
-    ``perplexity`` and classify them.  Returns (reducer, embedding, map data, threshold)."""
+def run_tsne_neighbours(training, observed, out_path, *, mode: str, tsne_cfg, threads=1) -> None:
+    """Rule ``tsne_neighbours``: the nearest-neighbour graph and PCA initialisation shared by
+    the maps of every perplexity (:func:`gaiacnn.tsne.neighbour_graph`), of the training +
+    observed spectra (``mode`` joint) or of the training + reference observed spectra
+    (``mode`` scalable), as an ``.npz``: ``source_id``, ``in_training``, ``indices``,
+    ``distances``, ``init``."""
     from gaiacnn import tsne
+    from gaiacnn.io import atomic_output
 
+    if mode not in ("joint", "scalable"):
+        raise ValueError(f"t-SNE mode {mode!r}: joint or scalable")
+    obs_rows = _reference_rows(observed, tsne_cfg) if mode == "scalable" else None
     xt, xo = tsne.read_spectra(training), tsne.read_spectra(observed, obs_rows)
     if xt.shape[1] != xo.shape[1]:
         raise tsne.TsneError(f"{xt.shape[1]} training pixels but {xo.shape[1]} observed pixels")
     is_tr = np.r_[np.ones(len(xt), bool), np.zeros(len(xo), bool)]
     x = np.concatenate([xt, xo])
     del xt, xo
-    reducer = tsne.fit_reducer(x, int(cfg["pca_components"]), int(cfg["seed"]))
-    z = reducer(x)
+    seed = int(tsne_cfg["seed"])
+    z = tsne.fit_reducer(x, int(tsne_cfg["pca_components"]), seed)(x)
     del x
+    perps = [float(p) for p in tsne_cfg["perplexities"]]
     log.info(
-        "t-SNE map, perplexity %g: %d training + %d observed spectra -> %d dims",
-        perplexity,
+        "t-SNE neighbours (%s): %d training + %d observed spectra in %d dims, %d neighbours",
+        mode,
         int(is_tr.sum()),
         int((~is_tr).sum()),
         z.shape[1],
+        tsne.graph_neighbours(perps, z.shape[0]),
     )
-    emb = tsne.embed(z, perplexity, seed=int(cfg["seed"]), n_jobs=threads, n_iter=cfg["n_iter"])
+    graph = tsne.neighbour_graph(z, perps, seed=seed, n_jobs=threads)
+    obs_sid = layout.read_column(observed, "source_id")
+    sid = np.r_[
+        layout.read_column(training, "source_id"),
+        obs_sid if obs_rows is None else obs_sid[obs_rows],
+    ]
+    with atomic_output(out_path) as tmp, open(tmp, "wb") as fh:
+        np.savez(
+            fh,
+            source_id=sid,
+            in_training=is_tr,
+            indices=graph.indices,
+            distances=graph.distances,
+            init=graph.init,
+        )
+
+
+def _embed_and_classify(graph_path, perplexity, cfg: Mapping, threads: int):
+    """The map at ``perplexity`` of the spectra of a ``tsne_neighbours`` graph file, and
+    its classes.  Returns (embedding, map data, threshold)."""
+    from gaiacnn import tsne
+
+    with np.load(graph_path) as npz:
+        sid, is_tr = npz["source_id"], npz["in_training"]
+        graph = tsne.NeighbourGraph(npz["indices"], npz["distances"], npz["init"])
+    log.info(
+        "t-SNE map, perplexity %g: %d training + %d observed spectra",
+        perplexity,
+        int(is_tr.sum()),
+        int((~is_tr).sum()),
+    )
+    emb = tsne.embed_graph(
+        graph, perplexity, seed=int(cfg["seed"]), n_jobs=threads, n_iter=cfg["n_iter"]
+    )
+    del graph
     xy = np.asarray(emb)
     thr = tsne.threshold(
         xy[is_tr],
@@ -430,11 +473,6 @@ def _embed_and_classify(training, observed, obs_rows, perplexity, cfg: Mapping, 
         neighbours=int(cfg["threshold_neighbours"]),
     )
     dist, like = tsne.classify(xy, is_tr, thr)
-    obs_sid = layout.read_column(observed, "source_id")
-    sid = np.r_[
-        layout.read_column(training, "source_id"),
-        obs_sid if obs_rows is None else obs_sid[obs_rows],
-    ]
     data = dict(zip(MAP_DATASETS, (sid, is_tr, xy, dist, like), strict=True))
     log.info(
         "perplexity %g: threshold %.4g (%s), %d of %d observed stars training-like",
@@ -444,18 +482,16 @@ def _embed_and_classify(training, observed, obs_rows, perplexity, cfg: Mapping, 
         int(like[~is_tr].sum()),
         int((~is_tr).sum()),
     )
-    return reducer, emb, data, thr
+    return emb, data, thr
 
 
-def run_tsne_joint(training, observed, out_path, *, perplexity, tsne_cfg, threads=1) -> None:
+def run_tsne_joint(graph_path, out_path, *, perplexity, tsne_cfg, threads=1) -> None:
     """Rule ``tsne_joint``: one joint map of the training + observed spectra (Sect. 5.1)."""
-    _, _, data, thr = _embed_and_classify(training, observed, None, perplexity, tsne_cfg, threads)
+    _, data, thr = _embed_and_classify(graph_path, perplexity, tsne_cfg, threads)
     _write_map(out_path, data, _map_attrs(tsne_cfg, perplexity, thr, "joint"))
 
 
-def run_tsne_reference(
-    training, observed, model_out, map_out, *, perplexity, tsne_cfg, threads=1
-) -> None:
+def run_tsne_reference(graph_path, model_out, map_out, *, perplexity, tsne_cfg, threads=1) -> None:
     """Rule ``tsne_reference`` (scalable mode): embed the training sample plus a random
     subsample of the observed one; save the embedding for the placement jobs."""
     import pickle
@@ -463,10 +499,7 @@ def run_tsne_reference(
     from gaiacnn import tsne
     from gaiacnn.io import atomic_output
 
-    ref_rows = _reference_rows(observed, tsne_cfg)
-    _, emb, data, thr = _embed_and_classify(
-        training, observed, ref_rows, perplexity, tsne_cfg, threads
-    )
+    emb, data, thr = _embed_and_classify(graph_path, perplexity, tsne_cfg, threads)
     n_tr = int(data["in_training"].sum())
     with atomic_output(model_out) as tmp, open(tmp, "wb") as fh:
         pickle.dump(
@@ -479,7 +512,8 @@ def run_tsne_reference(
             fh,
             protocol=pickle.HIGHEST_PROTOCOL,
         )
-    attrs = _map_attrs(tsne_cfg, perplexity, thr, "scalable", n_reference_observed=ref_rows.size)
+    n_ref = int((~data["in_training"]).sum())
+    attrs = _map_attrs(tsne_cfg, perplexity, thr, "scalable", n_reference_observed=n_ref)
     _write_map(map_out, data, attrs)
 
 

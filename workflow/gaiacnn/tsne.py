@@ -123,26 +123,97 @@ def fit_reducer(x: np.ndarray, n_components: int, seed: int = 0) -> Reducer:
 # --------------------------------------------------------------------------- embedding
 
 
-def embed(x: np.ndarray, perplexity: float, *, seed: int = 0, n_jobs: int = 1, n_iter: int = 500):
-    """openTSNE embedding (FFT gradients, PCA initialisation) of ``x`` (n, d), centred on
-    its bounding box as openTSNE's ``transform`` centres it (in place) before placing new
-    points, so the reference map and the points placed into it share one frame."""
-    from openTSNE import TSNE
+@dataclass
+class NeighbourGraph:
+    """What a t-SNE map needs of the spectra, computed once for every perplexity: each
+    spectrum's ``k`` nearest neighbours (``indices`` (n, k) int32, euclidean ``distances``
+    (n, k) float32, in the units of the reduced spectra, nearest first) and the PCA
+    initialisation of the map (``init`` (n, 2), openTSNE's scaling)."""
 
-    if x.shape[0] <= 3 * perplexity:
-        raise TsneError(
-            f"perplexity {perplexity} needs more than {3 * perplexity:g} spectra, got {x.shape[0]}"
-        )
-    emb = TSNE(
-        perplexity=perplexity,
-        n_iter=n_iter,
-        initialization="pca",
-        random_state=seed,
-        n_jobs=n_jobs,
-        verbose=False,
-    ).fit(np.ascontiguousarray(x, dtype=np.float64))
+    indices: np.ndarray
+    distances: np.ndarray
+    init: np.ndarray
+
+    @property
+    def k(self) -> int:
+        return int(self.indices.shape[1])
+
+
+def graph_neighbours(perplexities: Sequence[float], n: int) -> int:
+    """Neighbours of the shared graph: openTSNE's 3 x perplexity for the largest perplexity,
+    at most ``n`` - 1."""
+    return int(min(n - 1, int(3 * max(perplexities))))
+
+
+def _check_perplexity(n: int, perplexity: float) -> None:
+    if n <= 3 * perplexity:
+        msg = f"perplexity {perplexity} needs more than {3 * perplexity:g} spectra, got {n}"
+        raise TsneError(msg)
+
+
+def neighbour_graph(
+    x: np.ndarray, perplexities: Sequence[float], *, seed: int = 0, n_jobs: int = 1
+) -> NeighbourGraph:
+    """The nearest-neighbour graph of ``x`` (n, d) for maps at ``perplexities``: openTSNE's
+    own approximate search (Annoy, as ``TSNE.fit`` would run it) for
+    :func:`graph_neighbours` neighbours, searched once; each map takes the first 3 x its
+    perplexity of them (what openTSNE's ``set_perplexity`` does), so the maps equal maps
+    computed one by one without the three extra searches."""
+    from openTSNE import initialization
+    from openTSNE.affinity import get_knn_index
+
+    x = np.ascontiguousarray(x, dtype=np.float64)
+    for p in perplexities:
+        _check_perplexity(x.shape[0], p)
+    k = graph_neighbours(perplexities, x.shape[0])
+    index = get_knn_index(x, "auto", k, "euclidean", n_jobs=n_jobs, random_state=seed)
+    indices, distances = index.build()
+    return NeighbourGraph(
+        indices.astype(np.int32),
+        distances.astype(np.float32),
+        initialization.pca(x, 2, random_state=seed),
+    )
+
+
+def embed_graph(
+    graph: NeighbourGraph,
+    perplexity: float,
+    *,
+    seed: int = 0,
+    n_jobs: int = 1,
+    n_iter: int = 500,
+):
+    """openTSNE embedding (FFT gradients) at ``perplexity`` from a :class:`NeighbourGraph`,
+    centred on its bounding box as openTSNE's ``transform`` centres it (in place) before
+    placing new points, so the reference map and the points placed into it share one
+    frame."""
+    from openTSNE import TSNE
+    from openTSNE.affinity import PerplexityBasedNN
+    from openTSNE.nearest_neighbors import PrecomputedNeighbors
+
+    n = graph.indices.shape[0]
+    _check_perplexity(n, perplexity)
+    k = min(int(3 * perplexity), graph.k)
+    if k < min(n - 1, int(3 * perplexity)):
+        msg = f"perplexity {perplexity} needs {int(3 * perplexity)} neighbours, graph has {graph.k}"
+        raise TsneError(msg)
+    knn = PrecomputedNeighbors(
+        np.ascontiguousarray(graph.indices[:, :k], dtype=np.int64),
+        np.ascontiguousarray(graph.distances[:, :k], dtype=np.float64),
+    )
+    affinities = PerplexityBasedNN(knn_index=knn, perplexity=perplexity, n_jobs=n_jobs)
+    emb = TSNE(n_iter=n_iter, random_state=seed, n_jobs=n_jobs, verbose=False).fit(
+        affinities=affinities, initialization=np.array(graph.init, dtype=np.float64)
+    )
     emb -= (np.max(emb, axis=0) + np.min(emb, axis=0)) / 2
     return emb
+
+
+def embed(x: np.ndarray, perplexity: float, *, seed: int = 0, n_jobs: int = 1, n_iter: int = 500):
+    """openTSNE embedding of ``x`` (n, d) at one ``perplexity``: :func:`neighbour_graph` +
+    :func:`embed_graph`."""
+    graph = neighbour_graph(x, [perplexity], seed=seed, n_jobs=n_jobs)
+    return embed_graph(graph, perplexity, seed=seed, n_jobs=n_jobs, n_iter=n_iter)
 
 
 def portable_embedding(embedding):

@@ -1,13 +1,37 @@
 # Training-like or not: t-SNE maps at four perplexities (Sect. 5.1), one job per
 # perplexity (joint mode), or one reference map per perplexity and one placement job per
 # chunk of spectra, into every map (scalable mode); then the 8-digit boundary flag added
-# to the catalogue (Sect. 5.2).
+# to the catalogue (Sect. 5.2).  The maps of one mode share one nearest-neighbour graph
+# (tsne_neighbours), searched once for the largest perplexity.
+
+
+rule tsne_neighbours:
+    input:
+        training="results/arrays/training.h5",
+        observed="results/arrays/observed.h5",
+    output:
+        "results/tsne/{mode}/neighbours.npz",
+    log:
+        "results/logs/tsne_neighbours_{mode}.log",
+    benchmark:
+        "results/benchmarks/tsne_neighbours_{mode}.tsv"
+    wildcard_constraints:
+        mode="joint|scalable",
+    conda:
+        "../../envs/gaiacnn.yaml"
+    threads: 2
+    resources:
+        mem_mb=8000,
+        runtime=240,
+    params:
+        tsne=config["tsne"],
+    script:
+        "../scripts/tsne_neighbours.py"
 
 
 rule tsne_joint:
     input:
-        training="results/arrays/training.h5",
-        observed="results/arrays/observed.h5",
+        graph="results/tsne/joint/neighbours.npz",
     output:
         "results/tsne/joint/p{perplexity}.h5",
     log:
@@ -28,8 +52,7 @@ rule tsne_joint:
 
 rule tsne_reference:
     input:
-        training="results/arrays/training.h5",
-        observed="results/arrays/observed.h5",
+        graph="results/tsne/scalable/neighbours.npz",
     output:
         model="results/tsne/scalable/p{perplexity}/reference.pkl",
         map="results/tsne/scalable/p{perplexity}/reference.h5",

@@ -10,8 +10,7 @@ from gaiacnn.pipeline import run_tsne_joint, setup_logging  # noqa: E402
 
 setup_logging()
 run_tsne_joint(
-    snakemake.input.training,  # noqa: F821
-    snakemake.input.observed,  # noqa: F821
+    snakemake.input.graph,  # noqa: F821
     snakemake.output[0],  # noqa: F821
     perplexity=float(snakemake.wildcards.perplexity),  # noqa: F821
     tsne_cfg=snakemake.params.tsne,  # noqa: F821

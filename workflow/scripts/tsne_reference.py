@@ -10,8 +10,7 @@ from gaiacnn.pipeline import run_tsne_reference, setup_logging  # noqa: E402
 
 setup_logging()
 run_tsne_reference(
-    snakemake.input.training,  # noqa: F821
-    snakemake.input.observed,  # noqa: F821
+    snakemake.input.graph,  # noqa: F821
     snakemake.output.model,  # noqa: F821
     snakemake.output.map,  # noqa: F821
     perplexity=float(snakemake.wildcards.perplexity),  # noqa: F821
