@@ -13,6 +13,7 @@ report: "workflow/report/workflow.rst"
 
 include: "workflow/rules/common.smk"
 include: "workflow/rules/demo.smk"
+include: "workflow/rules/archive.smk"
 include: "workflow/rules/selection.smk"
 include: "workflow/rules/arrays.smk"
 include: "workflow/rules/ensemble.smk"

@@ -40,6 +40,69 @@ def run_demo_survey(demo_cfg: Mapping, gaia_out, apogee_out, raw_out, truth_out)
     log.info("demo survey: %(n_stars)d RVS stars, %(n_apogee_rows)d allStar rows", counts)
 
 
+def run_gaia_query(gaia_cfg: Mapping, out_path) -> None:
+    """Rule ``gaia_query`` (data.source: gaia_dr3): the selection table of every RVS star
+    from the Gaia archive (an asynchronous ADQL job), as FITS."""
+    from gaiacnn import archive
+    from gaiacnn.selection import GAIA_COLUMNS
+
+    adql = archive.selection_query(gaia_cfg, GAIA_COLUMNS)
+    log.info("ADQL on %s:\n%s", gaia_cfg["tap_server"], adql)
+    archive.run_selection_query(archive.gaia_client(gaia_cfg), adql, out_path, cfg=gaia_cfg)
+
+
+def run_apogee_download(apogee_cfg: Mapping, out_path) -> None:
+    """Rule ``apogee_download`` (data.source: gaia_dr3): the APOGEE DR17 allStar file,
+    resumed where an earlier attempt stopped and checked against its SHA-1."""
+    from gaiacnn import archive
+
+    size = archive.download_file(
+        apogee_cfg["url"],
+        out_path,
+        sha1=apogee_cfg["sha1"],
+        retries=int(apogee_cfg["retries"]),
+        backoff_s=float(apogee_cfg["backoff_s"]),
+        timeout_s=float(apogee_cfg["timeout_s"]),
+    )
+    log.info("%s: %.1f MB%s", out_path, size / 1e6, ", SHA-1 verified" * bool(apogee_cfg["sha1"]))
+
+
+def run_gaia_spectra(sample_paths: Sequence, gaia_cfg: Mapping, out_path, provenance) -> None:
+    """Rule ``gaia_spectra`` (data.source: gaia_dr3): the RVS spectra and XP coefficients of
+    every star of the samples through DataLink, batch by batch into the cache (resumable),
+    then streamed into the raw store that ``build_arrays`` reads."""
+    from gaiacnn import archive
+
+    ids = np.unique(
+        np.concatenate(
+            [pd.read_csv(p, sep="\t", usecols=["source_id"])["source_id"] for p in sample_paths]
+        ).astype(np.int64)
+    )
+    log.info("DataLink: %d stars in batches of %d", ids.size, int(gaia_cfg["batch_size"]))
+    report = archive.download_products(
+        archive.gaia_client(gaia_cfg), ids, gaia_cfg["cache_dir"], gaia_cfg
+    )
+    log.info(
+        "DataLink: %d batches, %d fetched in this run, %d already in %s",
+        report.n_batches,
+        report.fetched,
+        report.cached,
+        gaia_cfg["cache_dir"],
+    )
+    counts = archive.write_raw_store(
+        ids,
+        gaia_cfg["cache_dir"],
+        out_path,
+        batch_size=int(gaia_cfg["batch_size"]),
+        provenance=provenance,
+    )
+    log.info(
+        "raw store: %(rvs)d of %(requested)d stars with an RVS spectrum (%(no_rvs)d without, "
+        "left out), %(no_xp)d without XP coefficients",
+        counts,
+    )
+
+
 def run_selection(
     gaia_path,
     apogee_path,

@@ -13,11 +13,6 @@ try:
 except ConfigError as err:
     sys.exit(f"Configuration error: {err}")
 
-if config["data"]["source"] == "gaia_dr3":
-    sys.exit(
-        "Configuration error: data.source 'gaia_dr3' (the Gaia archive path) is not "
-        "available in this version; use 'demo' or 'files'."
-    )
 if config["data"]["source"] == "files":
     for _sample in ("training", "observed"):
         if not config["data"]["files"][_sample]:
@@ -28,8 +23,26 @@ if config["data"]["source"] == "files":
 SAMPLES = ("training", "observed")
 # Hashes recorded in the outputs' provenance; each covers only the sections that shape
 # that output, so that changing the ensemble size does not rebuild the arrays.
+# How the archive is reached (servers, retries, batches, cache) does not shape the data.
+_HOW = {"tap_server", "data_server", "batch_size", "retries", "backoff_s", "timeout_s"}
+_DATA = {
+    "source": config["data"]["source"],
+    "files": config["data"]["files"],
+    **{
+        part: {
+            k: v
+            for k, v in config["data"][part].items()
+            if k not in _HOW | {"cache_dir"}
+        }
+        for part in ("gaia", "apogee")
+        if config["data"]["source"] == "gaia_dr3"
+    },
+}
 DATA_HASH = config_hash(
-    {k: config[k] for k in ("data", "labels", "rvs", "selection", "arrays", "demo")}
+    {
+        "data": _DATA,
+        **{k: config[k] for k in ("labels", "rvs", "selection", "arrays", "demo")},
+    }
 )
 CONFIG_HASH = config_hash(
     {"data": DATA_HASH, **{k: config[k] for k in ("model", "ensemble", "uncertainty")}}
@@ -46,6 +59,11 @@ wildcard_constraints:
 
 def source_tables(wildcards=None):
     """gaia_source-like and allStar-like tables of the configured source."""
+    if config["data"]["source"] == "gaia_dr3":
+        return {
+            "gaia": "results/gaia/gaia_source.fits",
+            "allstar": "results/apogee/allStar-dr17-synspec_rev1.fits",
+        }
     return {
         "gaia": "results/demo/gaia_source.fits",
         "allstar": "results/demo/allStar.fits",
@@ -54,6 +72,8 @@ def source_tables(wildcards=None):
 
 def raw_store():
     """Raw spectra store (every RVS star, NaN pixels kept) of the configured source."""
+    if config["data"]["source"] == "gaia_dr3":
+        return "results/gaia/rvs_xp.h5"
     return "results/demo/rvs_xp.h5"
 
 
