@@ -357,7 +357,7 @@ def test_gaia_dr3_source_runs_from_query_to_arrays(fixture, tmp_path):
         assert len(served) == len(set(served))  # no batch twice, the failed one retried
     allstar = read_fits_columns(fixture.allstar, ["GAIAEDR3_SOURCE_ID", "TEFF", "M_H"])
     allstar = allstar.drop_duplicates("GAIAEDR3_SOURCE_ID").set_index("GAIAEDR3_SOURCE_ID")
-    n_rows = 0
+    n_rows, in_arrays = 0, set()
     for sample in ("training", "observed"):
         path = work / "results/arrays" / f"{sample}.h5"
         n_rows += validate(path).n_rows
@@ -372,14 +372,15 @@ def test_gaia_dr3_source_runs_from_query_to_arrays(fixture, tmp_path):
             raw = np.stack([fixture.rvs[int(i)][0] for i in sid])
             np.testing.assert_array_equal(flux, fill_nan_pixels(raw, wl)[0].astype(np.float32))
             for k, i in enumerate(sid):
-                b, r = fixture.xp[int(i)]
+                b, r = fixture.xp[int(i)]  # every star of the arrays has both XP bands
                 np.testing.assert_array_equal(rp[k], np.asarray(r, np.float32))
-                if b is not None:
-                    np.testing.assert_array_equal(bp[k], np.asarray(b, np.float32))
+                np.testing.assert_array_equal(bp[k], np.asarray(b, np.float32))
             if sample == "training":
                 ref = allstar.loc[sid]
                 np.testing.assert_allclose(h5["labels/teff"][:], ref["TEFF"], rtol=1e-6)
                 np.testing.assert_allclose(h5["labels/m_h"][:], ref["M_H"], rtol=1e-5, atol=1e-6)
-    assert fixture.no_xp_id not in set(sid)  # has_xp_continuous false: cut
+        in_arrays |= {int(i) for i in sid}
+    assert fixture.no_xp_id not in in_arrays  # has_xp_continuous false: cut
+    assert fixture.rp_only_id not in in_arrays  # no BP band: left out of the arrays
     report = (work / "results/samples/cut_report.tsv").read_text()
     assert "has_xp_continuous" in report and n_rows > 0

@@ -13,7 +13,7 @@ from gaiacnn.layout import ArraysWriter, read_column, validate
 WL = rvs_wavelength_nm()
 
 
-def raw_store(path, ids, flux):
+def raw_store(path, ids, flux, bp=None):
     cols = {
         "source_id": ((), np.int64, {}),
         "rvs/flux": ((WL.size,), np.float32, {"wavelength_nm": WL}),
@@ -26,7 +26,7 @@ def raw_store(path, ids, flux):
             {
                 "source_id": ids,
                 "rvs/flux": flux,
-                "xp/bp_coefficients": np.ones((n, 3), np.float32),
+                "xp/bp_coefficients": np.ones((n, 3), np.float32) if bp is None else bp,
                 "xp/rp_coefficients": np.ones((n, 3), np.float32),
             }
         )
@@ -51,8 +51,8 @@ def gaia_for(ids):
 RAW_IDS = np.arange(10, 20)
 
 
-def build(tmp_path, sample, flux, ids=RAW_IDS):
-    raw_store(tmp_path / "raw.h5", ids, flux)
+def build(tmp_path, sample, flux, ids=RAW_IDS, bp=None):
+    raw_store(tmp_path / "raw.h5", ids, flux, bp)
     return arrays.build_sample_file(
         tmp_path / "raw.h5",
         gaia_for(ids),
@@ -80,6 +80,20 @@ def test_rows_follow_the_raw_store_and_nan_are_filled(tmp_path):
     assert read_column(tmp_path / "out.h5", "source_id").tolist() == [11, 12, 15, 17]
     assert read_column(tmp_path / "out.h5", "labels/teff").tolist() == [2.0, 4.0, 3.0, 1.0]
     assert read_column(tmp_path / "out.h5", "phot/g").tolist() == [1.0, 2.0, 5.0, 7.0]
+
+
+def test_star_with_a_missing_xp_band_is_left_out_and_logged(tmp_path, caplog):
+    """A DR3 source can have RP coefficients only; the hybrid CNN needs both bands."""
+    flux = np.full((10, WL.size), 0.9, np.float32)
+    bp = np.ones((10, 3), np.float32)
+    bp[5] = np.nan  # source 15: no BP
+    sample = pd.DataFrame(
+        {"source_id": [17, 15, 12], "teff": [1.0, 2.0, 3.0], "teff_err": [0.1] * 3}
+    )
+    assert build(tmp_path, sample, flux, bp=bp)["n_stars"] == 2
+    assert read_column(tmp_path / "out.h5", "source_id").tolist() == [12, 17]
+    assert read_column(tmp_path / "out.h5", "labels/teff").tolist() == [3.0, 1.0]
+    assert "1 training stars left out" in caplog.text and "[15]" in caplog.text
 
 
 def test_all_nan_spectrum_is_named_and_nothing_is_written(tmp_path):

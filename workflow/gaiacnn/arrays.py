@@ -65,6 +65,21 @@ def _read_rows(ds: h5py.Dataset, rows: np.ndarray, chunk_rows: int) -> np.ndarra
     return ds[rows]
 
 
+def complete_xp_rows(raw_path: str | os.PathLike, rows: np.ndarray, chunk_rows: int) -> np.ndarray:
+    """Mask of ``rows`` (sorted positions in the raw store) whose XP coefficients, if the
+    store has any, are all finite: a DR3 source can lack a band (ARCHIVE_NOTES), and the
+    hybrid CNN needs both."""
+    keep = np.ones(rows.size, bool)
+    with h5py.File(raw_path, "r") as raw:
+        for name in ("xp/bp_coefficients", "xp/rp_coefficients"):
+            if name not in raw:
+                continue
+            for start in range(0, rows.size, chunk_rows):
+                block = _read_rows(raw[name], rows[start : start + chunk_rows], chunk_rows)
+                keep[start : start + chunk_rows] &= np.isfinite(block).all(axis=1)
+    return keep
+
+
 def build_sample_file(
     raw_path: str | os.PathLike,
     gaia: pd.DataFrame,
@@ -98,6 +113,18 @@ def build_sample_file(
     order = np.argsort(pos, kind="stable")
     pos, ids = pos[order], ids[order]
     sample = sample.iloc[order].reset_index(drop=True)
+    keep = complete_xp_rows(raw_path, pos, chunk_rows)
+    if not keep.all():
+        log.warning(
+            "%s: %d %s stars left out: their XP coefficients are incomplete (a band missing "
+            "in the archive), e.g. source_id %s",
+            raw_path,
+            int((~keep).sum()),
+            sample_name,
+            [int(i) for i in ids[~keep][:5]],
+        )
+        pos, ids = pos[keep], ids[keep]
+        sample = sample[keep].reset_index(drop=True)
     gaia_idx = pd.Index(gaia["source_id"].to_numpy(np.int64)).get_indexer(ids)
     if np.any(gaia_idx < 0):
         raise ValueError(f"{int((gaia_idx < 0).sum())} sample stars are not in gaia_source")
