@@ -156,19 +156,6 @@ def _quiet_stdout() -> Iterator[None]:
         yield
 
 
-def gaia_client(cfg: Mapping):
-    """An ``astroquery.gaia.GaiaClass`` for the servers of ``data.gaia`` (``cfg``)."""
-    with _quiet_stdout():
-        from astroquery.gaia import GaiaClass
-
-        client = GaiaClass(
-            gaia_tap_server=cfg["tap_server"],
-            gaia_data_server=cfg["data_server"],
-            show_server_messages=False,
-        )
-    return client
-
-
 @contextlib.contextmanager
 def _socket_timeout(seconds: float) -> Iterator[None]:
     """astroquery's TAP connections take no timeout argument; they use the default socket
@@ -179,6 +166,21 @@ def _socket_timeout(seconds: float) -> Iterator[None]:
         yield
     finally:
         socket.setdefaulttimeout(old)
+
+
+def gaia_client(cfg: Mapping):
+    """An ``astroquery.gaia.GaiaClass`` for the servers of ``data.gaia`` (``cfg``).
+    Importing ``astroquery.gaia`` builds a default client that asks the ESA server for
+    status messages: bounded by ``timeout_s`` so that a firewalled machine does not hang."""
+    with _socket_timeout(min(float(cfg["timeout_s"]), 30.0)), _quiet_stdout():
+        from astroquery.gaia import GaiaClass
+
+        client = GaiaClass(
+            gaia_tap_server=cfg["tap_server"],
+            gaia_data_server=cfg["data_server"],
+            show_server_messages=False,
+        )
+    return client
 
 
 # --------------------------------------------------------------------------- selection query
