@@ -9,7 +9,7 @@ BIN := $(VENV)/bin
 CORES ?= all
 STAMP := $(VENV)/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
 
-.PHONY: demo test lint venv clean-results
+.PHONY: demo test test-slurm lint venv clean-results
 
 venv: $(STAMP)
 
@@ -23,7 +23,12 @@ demo: $(STAMP)
 	$(BIN)/snakemake --cores $(CORES)
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -m "not slurm"
+
+# The tiny demo through profiles/slurm on a real SLURM cluster (skipped, with the reason,
+# where there is none); .ci/run brings a one-node cluster up first.
+test-slurm: $(STAMP)
+	$(BIN)/python -m pytest -q -rs -m slurm tests/test_slurm.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check workflow tests benchmarks

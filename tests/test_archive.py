@@ -161,7 +161,7 @@ def test_download_in_batches_then_raw_store_equals_the_fixture(server, fixture, 
 def test_a_failed_batch_is_retried_and_nothing_is_fetched_twice(
     server, fixture, tmp_path, kind, options
 ):
-    ids = rvs_ids(fixture)[: 3 * BATCH]
+    ids = rvs_ids(fixture)[: 2 * BATCH]
     cfg = gaia_cfg(server)
     server.fail("datalink", kind, **options)
     cache = tmp_path / "cache"

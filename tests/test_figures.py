@@ -29,17 +29,28 @@ def test_every_registered_figure_renders_to_a_real_image(products, tmp_path, mon
         return real_save(fig, out_dir, name, formats)
 
     monkeypatch.setattr(st, "save", save)
-    index = render.render_all(Context(products, {}), out)
+    index = render.render_all(Context(products, {}), out, formats=("png",))
     names = [f["name"] for f in index["figures"]]
     assert len(names) == len(set(names)) >= 8
     assert index == json.loads((out / render.INDEX_FILE).read_text())
     for entry in index["figures"]:
         assert entry["caption"] and entry["n_stars"] > 0, entry
-        assert (out / f"{entry['name']}.pdf").stat().st_size > 1000
         check_image(out / f"{entry['name']}.png", sizes[entry["name"]])
     # every figure function either drew or said why not
     drawn = {f.__name__ for f in render.registry()} - {s["function"] for s in index["skipped"]}
     assert drawn and all(s["reason"] for s in index["skipped"])
+
+
+def test_figures_are_written_in_every_configured_format(products, tmp_path):
+    from gaiacnn.figures import samples
+
+    out = tmp_path / "figures"
+    index = render.render_all(
+        Context(products, {}), out, formats=("png", "pdf"), functions=[samples.snr_distribution]
+    )
+    assert index["figures"][0]["files"] == ["fig01_snr.png", "fig01_snr.pdf"]
+    assert (out / "fig01_snr.pdf").read_bytes()[:5] == b"%PDF-"
+    assert (out / "fig01_snr.pdf").stat().st_size > 1000
 
 
 def test_a_skip_is_recorded_and_a_failure_leaves_the_old_directory(products, tmp_path):

@@ -257,7 +257,7 @@ def test_other_input_branches_run_end_to_end(demo_run, tmp_path, variant, branch
         work,
         "--cores",
         "2",
-        "results/ensemble/labels.fits",
+        "results/ensemble/predictions/observed/split0_seed0.h5",
         "--config",
         "ensemble={n_splits: 1, n_seeds: 1}",
         "--configfile",

@@ -3,6 +3,13 @@
 # stars are then fetched in batches, cached under data.gaia.cache_dir (resumable).
 if config["data"]["source"] == "gaia_dr3":
 
+    # Network rules: on a cluster they run beside the controller on the login node, not
+    # as SLURM jobs (compute nodes often have no internet).
+    localrules:
+        gaia_query,
+        apogee_download,
+        gaia_spectra,
+
     rule gaia_query:
         output:
             "results/gaia/gaia_source.fits",
