@@ -57,9 +57,8 @@ RETRIEVAL_TYPES = (RVS, XP)
 MAX_IDS_PER_REQUEST = 5000
 #: Coefficients per XP band (Sect. 2.3; De Angeli et al. 2023).
 N_XP_COEFFICIENTS = 55
-#: gaia_source columns of the selection query (those :mod:`gaiacnn.selection` and
-#: :mod:`gaiacnn.arrays` read), ``classlabel_espels`` comes from the astrophysical
-#: parameters table.
+#: Columns of the selection query taken from the astrophysical parameters table (LEFT JOIN);
+#: the others (:data:`gaiacnn.selection.GAIA_COLUMNS`) come from gaia_source.
 AP_COLUMNS = ("classlabel_espels",)
 
 

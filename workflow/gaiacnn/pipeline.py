@@ -79,16 +79,8 @@ def run_gaia_spectra(sample_paths: Sequence, gaia_cfg: Mapping, out_path, proven
         ).astype(np.int64)
     )
     log.info("DataLink: %d stars in batches of %d", ids.size, int(gaia_cfg["batch_size"]))
-    report = archive.download_products(
-        archive.gaia_client(gaia_cfg), ids, gaia_cfg["cache_dir"], gaia_cfg
-    )
-    log.info(
-        "DataLink: %d batches, %d fetched in this run, %d already in %s",
-        report.n_batches,
-        report.fetched,
-        report.cached,
-        gaia_cfg["cache_dir"],
-    )
+    # logs the batches fetched now and those found in the cache
+    archive.download_products(archive.gaia_client(gaia_cfg), ids, gaia_cfg["cache_dir"], gaia_cfg)
     counts = archive.write_raw_store(
         ids,
         gaia_cfg["cache_dir"],
