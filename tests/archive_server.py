@@ -676,8 +676,8 @@ class ArchiveServer:
             record.fault = fault.kind
         with self._lock:
             self.requests.append(record)
+        self._describe(record, method, path, body, parsed.query, handler)
         if fault is not None and fault.kind in ("500", "503"):
-            self._describe(record, method, path, body, parsed.query, handler)
             status = int(fault.kind)
             response = _error(status, f"Test archive: injected HTTP {status}")
         else:
@@ -728,7 +728,7 @@ class ArchiveServer:
         query: str,
         handler: _Handler,
     ) -> None:
-        """Fill the record's request details (for requests answered by a 500/503 fault)."""
+        """Fill the record's request details (query, retrieval type and ids, range, job)."""
         fields = _form(body, query)
         if record.endpoint in ("sync", "async"):
             record.query = _get(fields, "QUERY")
@@ -754,7 +754,6 @@ class ArchiveServer:
         handler: _Handler,
         job_fault: bool,
     ) -> _Response:
-        self._describe(record, method, path, body, query, handler)
         fields = _form(body, query)
         endpoint = record.endpoint
         try:

@@ -446,14 +446,18 @@ def download_products(
     return DownloadReport(len(groups) * len(retrieval_types), fetched, cached)
 
 
-def _cached(cache_dir, rtype: str, group: np.ndarray) -> dict[str, np.ndarray]:
+def _cached(
+    cache_dir, rtype: str, group: np.ndarray, keys: Sequence[str] | None = None
+) -> dict[str, np.ndarray]:
+    """The arrays ``keys`` (all if None) of one cached batch, checked to be for ``group``."""
     path = batch_path(cache_dir, rtype, group)
     if not path.is_file():
         raise ArchiveError(f"{path}: batch not downloaded")
     try:
         with np.load(path) as npz:
-            data = {k: npz[k] for k in npz.files}
-    except (OSError, ValueError, zipfile.BadZipFile) as exc:
+            wanted = npz.files if keys is None else ["requested", *keys]
+            data = {k: npz[k] for k in wanted}
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile) as exc:
         msg = f"{path}: unreadable cached batch ({exc}); delete it to refetch"
         raise ArchiveError(msg) from None
     if not np.array_equal(data.get("requested"), group):
@@ -478,7 +482,7 @@ def write_raw_store(
     groups = batches(ids, batch_size)
     n_rvs = 0
     for g in groups:
-        n_rvs += _cached(cache_dir, RVS, g)["source_id"].size
+        n_rvs += _cached(cache_dir, RVS, g, keys=["source_id"])["source_id"].size  # ids only
     cols = {
         "source_id": ((), np.int64, {}),
         "rvs/flux": ((wl.size,), np.float32, {"wavelength_nm": wl}),

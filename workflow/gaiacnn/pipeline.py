@@ -454,6 +454,18 @@ def _reference_rows(observed, cfg: Mapping) -> np.ndarray:
     return tsne.reference_rows(n_obs, int(cfg["reference_observed"]), int(cfg["seed"]))
 
 
+def _map_spectra(training, observed, obs_rows) -> tuple[np.ndarray, np.ndarray]:
+    """The spectra of a t-SNE map, in map order: every training spectrum, then the observed
+    ones of ``obs_rows`` (all if None); and the in-training mask."""
+    from gaiacnn import tsne
+
+    xt, xo = tsne.read_spectra(training), tsne.read_spectra(observed, obs_rows)
+    if xt.shape[1] != xo.shape[1]:
+        raise tsne.TsneError(f"{xt.shape[1]} training pixels but {xo.shape[1]} observed pixels")
+    is_tr = np.r_[np.ones(len(xt), bool), np.zeros(len(xo), bool)]
+    return np.concatenate([xt, xo]), is_tr
+
+
 def run_tsne_neighbours(training, observed, out_path, *, mode: str, tsne_cfg, threads=1) -> None:
     """Rule ``tsne_neighbours``: the nearest-neighbour graph and PCA initialisation shared by
     the maps of every perplexity (:func:`gaiacnn.tsne.neighbour_graph`), of the training +
@@ -466,12 +478,7 @@ def run_tsne_neighbours(training, observed, out_path, *, mode: str, tsne_cfg, th
     if mode not in ("joint", "scalable"):
         raise ValueError(f"t-SNE mode {mode!r}: joint or scalable")
     obs_rows = _reference_rows(observed, tsne_cfg) if mode == "scalable" else None
-    xt, xo = tsne.read_spectra(training), tsne.read_spectra(observed, obs_rows)
-    if xt.shape[1] != xo.shape[1]:
-        raise tsne.TsneError(f"{xt.shape[1]} training pixels but {xo.shape[1]} observed pixels")
-    is_tr = np.r_[np.ones(len(xt), bool), np.zeros(len(xo), bool)]
-    x = np.concatenate([xt, xo])
-    del xt, xo
+    x, is_tr = _map_spectra(training, observed, obs_rows)
     seed = int(tsne_cfg["seed"])
     z = tsne.fit_reducer(x, int(tsne_cfg["pca_components"]), seed)(x)
     del x
@@ -581,8 +588,7 @@ def run_tsne_index(training, observed, out_path, *, tsne_cfg) -> None:
     from gaiacnn import tsne
     from gaiacnn.io import atomic_output
 
-    ref_rows = _reference_rows(observed, tsne_cfg)
-    x = np.concatenate([tsne.read_spectra(training), tsne.read_spectra(observed, ref_rows)])
+    x, _ = _map_spectra(training, observed, _reference_rows(observed, tsne_cfg))
     index = tsne.build_index(x, int(tsne_cfg["place_pca_components"]), int(tsne_cfg["seed"]))
     log.info("neighbour index: %d reference spectra in %d dimensions", *index.features.shape)
     with atomic_output(out_path) as tmp, open(tmp, "wb") as fh:
