@@ -12,8 +12,8 @@ its own process (wall time and peak RSS per stage):
 * scalable mode: the neighbour graph of the training + ``reference_observed`` observed
   spectra and the reference map of each perplexity from it, the neighbour index of the
   placement, and the placement of the other observed spectra
-  into every map in ``n_chunks`` chunks, run one chunk after the other (the workflow runs
-  them as parallel jobs);
+  into every map in shards of ``place_shard_rows``, run one shard after the other (the
+  workflow runs them as parallel jobs);
 
 and prints per perplexity and overall: the agreement of the two modes' training-like
 class over the observed stars, the fraction of the out-of-distribution populations
@@ -159,7 +159,7 @@ def main() -> None:
     n_obs = obs_sid.size
     with h5py.File(tr, "r") as h5:
         n_tr = int(h5["source_id"].shape[0])
-    from gaiacnn import tsne
+    from gaiacnn import pipeline, tsne
     from gaiacnn.demo.physics import OOD_POPULATIONS, POPULATION_CODES
 
     ref_rows = tsne.reference_rows(n_obs, int(cfg["reference_observed"]), int(cfg["seed"]))
@@ -174,7 +174,7 @@ def main() -> None:
     map_keys += [k for k in cfg if k.startswith("threshold")]
     joint_dir = a.workdir / f"n{a.n_stars}_s{a.seed}" / _tag(cfg, map_keys)
     ref_dir = joint_dir / _tag(cfg, ["reference_observed"])
-    place_dir = ref_dir / _tag(cfg, [k for k in cfg if k.startswith("place_")] + ["n_chunks"])
+    place_dir = ref_dir / _tag(cfg, [k for k in cfg if k.startswith("place_")])
     place_dir.mkdir(parents=True, exist_ok=True)
 
     def stage(out: Path, code: str) -> tuple[float, float]:
@@ -222,12 +222,12 @@ def main() -> None:
     res["index_s"], res["index_rss_mib"] = stage(
         Path(index), f"{common}; pipeline.run_tsne_index({tr!r}, {ob!r}, {index!r}, tsne_cfg=cfg)"
     )
-    chunks = [str(place_dir / f"chunk{c}.h5") for c in range(int(cfg["n_chunks"]))]
+    chunks = [str(place_dir / f"shard{c}.h5") for c in range(pipeline.placement_shards(n_obs, cfg))]
     place = [
         stage(
             Path(out),
             f"{common}; pipeline.run_tsne_place({ob!r}, {index!r}, {models!r}, {out!r}, "
-            f"chunk={c}, tsne_cfg=cfg)",
+            f"shard={c}, tsne_cfg=cfg)",
         )
         for c, out in enumerate(chunks)
     ]
@@ -270,7 +270,7 @@ def main() -> None:
         res["agreement_reference"] = float(np.mean(agree[~placed]))
     # extrapolation to the paper's sizes (on --cores cores): the reference maps scaled
     # linearly from their measured size to the paper's 33 585 training + reference_observed
-    # spectra (t-SNE with FFT gradients is ~linear), the n_chunks placement jobs spread
+    # spectra (t-SNE with FFT gradients is ~linear), the placement shards spread
     # over the cores, each linear in the spectra placed and (the exact neighbour search,
     # an upper bound) in the reference spectra searched, and the index linear in the latter
     rows = res["perplexities"].values()

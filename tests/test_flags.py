@@ -207,17 +207,12 @@ def test_placement_reproduces_opentsne_transform_given_its_neighbours():
     np.testing.assert_allclose(ours, theirs, atol=1e-6 * np.ptp(theirs))
 
 
-def test_combine_reference_rows_and_chunks():
+def test_combine_maps_and_reference_rows():
     assert list(tsne.combine_maps([np.array([1, 1, 0]), np.array([1, 0, 0])])) == [1, 0, 0]
     r = tsne.reference_rows(1000, 100, seed=3)
     assert r.size == 100 and np.all(np.diff(r) > 0)
     np.testing.assert_array_equal(r, tsne.reference_rows(1000, 100, seed=3))
     assert tsne.reference_rows(50, 100, seed=3).size == 50
-    rest = np.setdiff1d(np.arange(1000), r)
-    parts = [tsne.chunk_rows(rest, 4, c) for c in range(4)]
-    np.testing.assert_array_equal(np.concatenate(parts), rest)
-    with pytest.raises(tsne.TsneError, match="chunk 4 outside"):
-        tsne.chunk_rows(rest, 4, 4)
 
 
 def test_spectra_are_streamed_and_checked(tmp_path):

@@ -117,7 +117,7 @@ def test_workflow_runs_through_the_slurm_profile(slurm_run):
     assert len(catalogue) > 0
     jobs = submissions(log)
     # Every job of the run went through sbatch (the demo has no localrules), each its own
-    # SLURM job: "16 of 16 steps (100%) done", 16 submissions, 16 SLURM job ids.
+    # SLURM job: "N of N steps (100%) done", N submissions, N distinct SLURM job ids.
     steps = re.findall(r"^(\d+) of (\d+) steps \(100%\) done", log, flags=re.M)
     assert steps and steps[-1][0] == steps[-1][1], log[-4000:]
     assert len(jobs) == int(steps[-1][1]) >= 16, log[-4000:]
@@ -126,6 +126,12 @@ def test_workflow_runs_through_the_slurm_profile(slurm_run):
         m["rule"] for m in jobs
     }
     assert "localrule train_member" not in log
+    # prediction: one SLURM job per member and shard (2 members x (1 training shard + 2
+    # observed shards of 150)), counted by the checkpoint count_rows, gathered per member
+    predict = {m["wildcards"] for m in jobs if m["rule"] == "predict_member"}
+    assert len(predict) == 6, log[-4000:]
+    assert sum(m["rule"] == "gather_predictions" for m in jobs) == 4
+    assert sum(m["rule"] == "count_rows" for m in jobs) == 2
 
 
 @pytest.mark.slow

@@ -283,7 +283,9 @@ def test_forcing_one_member_reruns_only_it_and_the_aggregation(demo_run):
     jobs = dict(re.findall(r"^(\w+)\s+(\d+)$", out.split("Job stats:")[1].split("total")[0], re.M))
     assert jobs == {
         "train_member": "1",
-        "predict_member": "2",
+        # one job per shard: 54 training stars (one shard), 300 observed (two of 150)
+        "predict_member": "3",
+        "gather_predictions": "2",
         "aggregate_ensemble": "1",
         "evaluate_demo": "1",
         "flag_catalogue": "1",  # the flag reads the labels; the t-SNE maps are not rerun
@@ -293,7 +295,7 @@ def test_forcing_one_member_reruns_only_it_and_the_aggregation(demo_run):
     }
 
 
-def test_scalable_tsne_places_chunks_into_a_reference_map(demo_run, tmp_path):
+def test_scalable_tsne_places_shards_into_a_reference_map(demo_run, tmp_path):
     work = make_workdir(tmp_path, "scalable")
     _reuse_arrays(demo_run, work)
     proc = run_snakemake(
@@ -303,7 +305,7 @@ def test_scalable_tsne_places_chunks_into_a_reference_map(demo_run, tmp_path):
         "results/tsne/training_like.h5",
         "--config",
         "tsne={mode: scalable, perplexities: [10, 20], pca_components: 10, n_iter: 200, "
-        "reference_observed: 120, n_chunks: 2, place_chunk_rows: 50, place_n_iter: 50}",
+        "reference_observed: 120, place_shard_rows: 100, place_chunk_rows: 50, place_n_iter: 50}",
     )
     assert proc.returncode == 0, proc.stderr[-4000:]
     assert "rule tsne_joint" not in proc.stdout + proc.stderr
@@ -312,10 +314,21 @@ def test_scalable_tsne_places_chunks_into_a_reference_map(demo_run, tmp_path):
         obs = ~h5["in_training"][:]
         assert obs.sum() == n_obs and h5.attrs["mode"] == "scalable"
         assert h5.attrs["n_reference_observed"] == 120
-    with h5py.File(work / "results/tsne/scalable/chunk1.h5") as h5:
-        # one placement job per chunk, into the maps of both perplexities
-        assert 0 < len(h5["source_id"]) <= (n_obs - 120) // 2 + 1
-        assert {"p10", "p20"} <= set(h5) and len(h5["p20/xy"]) == len(h5["source_id"])
+    # one placement job per shard of 100 of the stars left out of the reference maps, into
+    # the maps of both perplexities; together they place each of those stars once
+    n_shards = -(-(n_obs - 120) // 100)
+    placed = []
+    for k in range(n_shards):
+        with h5py.File(work / f"results/tsne/scalable/shard{k}.h5") as h5:
+            assert len(h5["source_id"]) == min(100, n_obs - 120 - 100 * k)
+            assert {"p10", "p20"} <= set(h5) and len(h5["p20/xy"]) == len(h5["source_id"])
+            placed.append(h5["source_id"][:])
+    assert not (work / f"results/tsne/scalable/shard{n_shards}.h5").exists()
+    with h5py.File(work / "results/tsne/scalable/p10/reference.h5") as h5:
+        reference = h5["source_id"][:][~h5["in_training"][:]]
+    placed = np.concatenate(placed)
+    assert placed.size == np.unique(placed).size == n_obs - 120
+    assert not np.isin(placed, reference).any()
     # the same stars, classified in the joint maps of the first run: mostly the same class
     with (
         h5py.File(work / "results/tsne/training_like.h5") as a,

@@ -190,16 +190,23 @@ class ArraysWriter:
             self._h5[name][self._done : self._done + n] = data[name]
         self._done += n
 
-    def __exit__(self, exc_type, exc, tb) -> None:
+    def __exit__(self, exc_type, exc, tb) -> bool:
         assert self._h5 is not None and self._ctx is not None
+        failure = exc
         try:
-            self._h5.close()
-        finally:
-            if exc_type is None and self._done != self.n_rows:
-                err = ValueError(f"{self.path}: wrote {self._done} of {self.n_rows} rows")
-                self._ctx.__exit__(type(err), err, None)
-                raise err
-            self._ctx.__exit__(exc_type, exc, tb)
+            self._h5.close()  # flushes: can fail too (disk full), and must then not rename
+        except Exception as err:
+            failure = failure or err
+        if failure is None and self._done != self.n_rows:
+            failure = ValueError(f"{self.path}: wrote {self._done} of {self.n_rows} rows")
+        if failure is None:
+            self._ctx.__exit__(None, None, None)
+            return False
+        # removes the temporary file; raises its own error for a full disk
+        self._ctx.__exit__(type(failure), failure, failure.__traceback__)
+        if failure is not exc:
+            raise failure
+        return False
 
 
 def provenance_attr(**items: Any) -> str:
@@ -437,16 +444,23 @@ def check_block(
 
 
 def iter_rows(
-    path: str | os.PathLike, names: Sequence[str], chunk_rows: int = 4096
+    path: str | os.PathLike,
+    names: Sequence[str],
+    chunk_rows: int = 4096,
+    rows: tuple[int, int] | None = None,
 ) -> Iterator[tuple[int, dict[str, np.ndarray]]]:
-    """Yield ``(start_row, {name: block})`` over the file in row chunks (memory ~ chunk_rows)."""
+    """Yield ``(start_row, {name: block})`` over the file in row chunks (memory ~ chunk_rows);
+    over rows ``[start, stop)`` only if ``rows`` is given (a shard)."""
     with _open(path) as h5:
         n = h5["source_id"].shape[0]
+        first, last = (0, n) if rows is None else (int(rows[0]), int(rows[1]))
+        if not 0 <= first <= last <= n:
+            raise LayoutError(path, "source_id", f"rows {first}..{last} outside the {n} rows")
         for name in names:
             if name not in h5:
                 raise LayoutError(path, name, "dataset is missing")
-        for start in range(0, n, chunk_rows):
-            stop = min(start + chunk_rows, n)
+        for start in range(first, last, chunk_rows):
+            stop = min(start + chunk_rows, last)
             yield start, {name: h5[name][start:stop] for name in names}
 
 

@@ -1009,11 +1009,14 @@ def predict_file(
     batch_size: int = 2048,
     progress: bool = True,
     precision: str = "float32",
+    rows: tuple[int, int] | None = None,
 ) -> None:
-    """Predict the labels of every star of ``arrays_file`` with one member; write ``out_path``.
+    """Predict the labels of the stars of ``arrays_file`` with one member; write ``out_path``.
 
-    Streams ``arrays_file`` in chunks of ``chunk_rows`` (memory independent of N).  Output
-    HDF5 (written atomically): ``source_id`` int64 (N,) and ``pred/<label>`` float32 (N,) in
+    Every star, or rows ``[start, stop)`` only if ``rows`` is given (one shard: the root
+    attributes ``shard_start``, ``shard_stop`` and ``n_rows_total`` record it).  Streams
+    ``arrays_file`` in chunks of ``chunk_rows`` (memory independent of N).  Output HDF5
+    (written atomically): ``source_id`` int64 (n,) and ``pred/<label>`` float32 (n,) in
     physical units; root attributes name the member and the inputs used.  ``precision``:
     compute precision of the network (see :func:`make_predictor`); with a value other than
     "float32" it is recorded as the root attribute ``precision``.
@@ -1044,10 +1047,14 @@ def predict_file(
         if not info.has_parallax:
             raise LayoutError(arrays_file, PARALLAX_DATASET, "the model needs parallax")
     names = scalers.datasets()
-    n = info.n_rows
+    first, last = (0, info.n_rows) if rows is None else (int(rows[0]), int(rows[1]))
+    n = last - first
     predict = make_predictor(model, int(batch_size), precision=precision)
     with atomic_output(out_path) as tmp, h5py.File(tmp, "w") as h5:
         h5.attrs["member_dir"] = str(member_dir)
+        if rows is not None:
+            h5.attrs["shard_start"], h5.attrs["shard_stop"] = first, last
+            h5.attrs["n_rows_total"] = info.n_rows
         if precision != "float32":
             h5.attrs["precision"] = precision
         h5.attrs["arrays_file"] = str(arrays_file)
@@ -1059,10 +1066,11 @@ def predict_file(
             for lab in scalers.labels
         }
         with tqdm(total=n, unit="star", disable=not progress, desc="predict") as bar:
-            for start, block in iter_rows(arrays_file, ["source_id", *names], chunk_rows):
+            for row, block in iter_rows(arrays_file, ["source_id", *names], chunk_rows, rows):
                 sid = block["source_id"]
                 _check_finite(arrays_file, block, names, sid)
                 y = scalers.unscale_labels(predict(scalers.inputs(block)))
+                start = row - first
                 stop = start + len(sid)
                 sid_ds[start:stop] = sid
                 for j, lab in enumerate(scalers.labels):

@@ -267,12 +267,18 @@ __all__ = [
 
 
 def configure_tensorflow(threads: int) -> None:
-    """Limit TensorFlow to the job's ``threads`` (Snakemake's allocation) before any op runs."""
+    """Limit TensorFlow to the job's ``threads`` (Snakemake's allocation) before any op runs.
+
+    A job runs in a fresh process; where TensorFlow already ran in this process (a test, a
+    benchmark) its thread pools are kept as they are."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep C++ info lines out of the logs
     import tensorflow as tf
 
-    tf.config.threading.set_intra_op_parallelism_threads(max(1, int(threads)))
-    tf.config.threading.set_inter_op_parallelism_threads(1)
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(max(1, int(threads)))
+        tf.config.threading.set_inter_op_parallelism_threads(1)
+    except RuntimeError:
+        log.debug("TensorFlow already initialised in this process: thread pools kept")
 
 
 def run_train_member(
@@ -306,8 +312,30 @@ def run_train_member(
     )
 
 
-def run_predict_member(model_file, arrays_file, out_path, *, prediction_cfg, threads=1) -> None:
-    """Rule ``predict_member``: one member's labels for every star of one sample."""
+def run_count_rows(arrays_file, out_path) -> None:
+    """Checkpoint ``count_rows``: the number of stars of an arrays file, from which the
+    workflow derives the shards of the prediction and the t-SNE placement."""
+    from gaiacnn import shards
+
+    log.info("%s: %d stars", arrays_file, shards.write_row_count(arrays_file, out_path))
+
+
+def run_predict_member(
+    model_file, arrays_file, rows_json, out_path, *, shard, prediction_cfg, threads=1
+) -> None:
+    """Rule ``predict_member``: one member's labels for one shard (rows
+    ``[shard x shard_rows, (shard + 1) x shard_rows)``) of one sample."""
+    from gaiacnn import shards
+
+    n_rows = shards.read_row_count(rows_json)
+    n_file = layout.validate(arrays_file, check_values=False).n_rows
+    if n_file != n_rows:
+        raise shards.ShardError(
+            f"{arrays_file} holds {n_file} stars but {rows_json} counts {n_rows}: "
+            "the arrays changed after the shards were counted; rerun the workflow"
+        )
+    start, stop = shards.shard_range(n_rows, int(prediction_cfg["shard_rows"]), int(shard))
+    log.info("shard %d: stars %d..%d of %d", int(shard), start, stop - 1, n_rows)
     configure_tensorflow(threads)
     from gaiacnn import model
 
@@ -318,7 +346,60 @@ def run_predict_member(model_file, arrays_file, out_path, *, prediction_cfg, thr
         chunk_rows=prediction_cfg["chunk_rows"],
         batch_size=prediction_cfg["batch_size"],
         precision=prediction_cfg["precision"],
+        rows=(start, stop),
     )
+
+
+def run_gather_predictions(shard_files: Sequence, out_path) -> None:
+    """Rule ``gather_predictions``: one member's shards of one sample as one prediction
+    file (the layout of :func:`gaiacnn.model.predict_file` for the whole sample), checking
+    that the shards tile the sample in order.  Streams one shard at a time."""
+    from gaiacnn import shards
+    from gaiacnn.io import atomic_output
+
+    if not shard_files:
+        raise shards.ShardError("no prediction shards to gather")
+    spans, labels = [], None
+    for path in shard_files:
+        with h5py.File(path, "r") as h5:
+            spans.append(
+                (
+                    int(h5.attrs["shard_start"]),
+                    int(h5.attrs["shard_stop"]),
+                    int(h5.attrs["n_rows_total"]),
+                )
+            )
+            names = sorted(h5["pred"])
+            if labels is None:
+                labels, attrs = names, dict(h5.attrs)
+            elif names != labels:
+                raise shards.ShardError(f"{path}: labels {names}, {shard_files[0]} has {labels}")
+    n = spans[0][2]
+    expected = 0
+    for path, (start, stop, total) in zip(shard_files, spans, strict=True):
+        if start != expected or total != n:
+            raise shards.ShardError(
+                f"{path}: rows {start}..{stop} of {total}, expected the shard from row "
+                f"{expected} of {n}: the shards do not tile the sample"
+            )
+        expected = stop
+    if expected != n:
+        raise shards.ShardError(f"the shards end at row {expected}, the sample has {n} rows")
+    for key in ("shard_start", "shard_stop", "n_rows_total"):
+        attrs.pop(key)
+    with atomic_output(out_path) as tmp, h5py.File(tmp, "w") as out:
+        out.attrs.update(attrs)
+        out.attrs["n_shards"] = len(shard_files)
+        sid = out.create_dataset("source_id", shape=(n,), dtype=np.int64)
+        preds = {
+            lab: out.create_dataset(f"pred/{lab}", shape=(n,), dtype=np.float32) for lab in labels
+        }
+        for path, (start, stop, _) in zip(shard_files, spans, strict=True):
+            with h5py.File(path, "r") as h5:
+                sid[start:stop] = h5["source_id"][:]
+                for lab, ds in preds.items():
+                    ds[start:stop] = h5[f"pred/{lab}"][:]
+    log.info("%d stars from %d shards", n, len(shard_files))
 
 
 def run_aggregate(
@@ -599,16 +680,26 @@ def _place_group(perplexity: float) -> str:
     return f"p{perplexity:g}"
 
 
-def run_tsne_place(observed, index_path, model_paths, out_path, *, chunk, tsne_cfg) -> None:
-    """Rule ``tsne_place`` (scalable mode): place one chunk of the observed spectra that are
-    not in the reference maps into every map, searching their nearest reference spectra once
-    (in the neighbour index) for all of them, and classify them against each map's training
-    stars.  One group per perplexity (``p30/xy`` ...) in the output file."""
+def placement_shards(n_observed: int, tsne_cfg: Mapping) -> int:
+    """Number of placement shards (scalable mode): the observed stars left out of the
+    reference maps, in shards of ``tsne.place_shard_rows``."""
+    from gaiacnn import shards
+
+    n_ref = min(int(tsne_cfg["reference_observed"]), int(n_observed))
+    return shards.n_shards(int(n_observed) - n_ref, int(tsne_cfg["place_shard_rows"]))
+
+
+def run_tsne_place(observed, index_path, model_paths, out_path, *, shard, tsne_cfg) -> None:
+    """Rule ``tsne_place`` (scalable mode): place one shard of the observed spectra that are
+    not in the reference maps (``tsne.place_shard_rows`` of them) into every map, searching
+    their nearest reference spectra once (in the neighbour index) for all of them, and
+    classify them against each map's training stars.  One group per perplexity (``p30/xy``
+    ...) in the output file.  Memory ~ the shard and the reference maps, not N."""
     import pickle
 
     from tqdm.auto import tqdm
 
-    from gaiacnn import tsne
+    from gaiacnn import shards, tsne
     from gaiacnn.io import atomic_output
 
     with open(index_path, "rb") as fh:
@@ -617,14 +708,18 @@ def run_tsne_place(observed, index_path, model_paths, out_path, *, chunk, tsne_c
     for path in model_paths:
         with open(path, "rb") as fh:
             refs.append(pickle.load(fh))
-    rest = np.setdiff1d(np.arange(tsne.n_rows(observed)), _reference_rows(observed, tsne_cfg))
-    rows = tsne.chunk_rows(rest, int(tsne_cfg["n_chunks"]), int(chunk))
+    n_obs = tsne.n_rows(observed)
+    ref_rows = _reference_rows(observed, tsne_cfg)
+    start, stop = shards.shard_range(
+        n_obs - ref_rows.size, int(tsne_cfg["place_shard_rows"]), int(shard)
+    )
+    rows = shards.complement_slice(n_obs, ref_rows, start, stop)
     step = int(tsne_cfg["place_chunk_rows"])
     p_place, n_iter = float(tsne_cfg["place_perplexity"]), int(tsne_cfg["place_n_iter"])
     k_init = int(tsne_cfg["place_neighbours"])
     k = max(k_init, int(3 * p_place))
     xy = [[] for _ in refs]
-    bar = tqdm(total=rows.size, desc=f"t-SNE placement, chunk {chunk}", unit="spectra")
+    bar = tqdm(total=rows.size, desc=f"t-SNE placement, shard {shard}", unit="spectra")
     for x in tsne.iter_spectra(observed, rows, step):
         idx, dist = index.query(x, k)
         for parts, ref in zip(xy, refs, strict=True):
@@ -635,10 +730,11 @@ def run_tsne_place(observed, index_path, model_paths, out_path, *, chunk, tsne_c
             )
         bar.update(len(x))
     bar.close()
-    sid = layout.read_column(observed, "source_id")[rows]
+    with h5py.File(observed, "r") as h5:
+        sid = h5["source_id"][rows[0] : rows[-1] + 1][rows - rows[0]] if rows.size else []
     with atomic_output(out_path) as tmp, h5py.File(tmp, "w") as h5:
-        h5["source_id"] = sid
-        h5.attrs["chunk"] = int(chunk)
+        h5["source_id"] = np.asarray(sid, dtype=np.int64)
+        h5.attrs["shard"] = int(shard)
         for parts, ref in zip(xy, refs, strict=True):
             thr, n_tr = ref["threshold"], ref["n_training"]
             pos = np.concatenate(parts) if parts else np.empty((0, 2))
@@ -657,9 +753,9 @@ def run_tsne_place(observed, index_path, model_paths, out_path, *, chunk, tsne_c
             )
 
 
-def run_tsne_gather(reference_map, chunk_files, out_path, *, perplexity) -> None:
+def run_tsne_gather(reference_map, shard_files, out_path, *, perplexity) -> None:
     """Rule ``tsne_gather`` (scalable mode): the reference map of one perplexity and the
-    stars placed into it by every chunk as one map file, in the layout of the joint mode
+    stars placed into it by every shard as one map file, in the layout of the joint mode
     (with the reference map's attributes)."""
     parts: dict[str, list] = {k: [] for k in MAP_DATASETS}
     with h5py.File(reference_map, "r") as h5:
@@ -667,7 +763,7 @@ def run_tsne_gather(reference_map, chunk_files, out_path, *, perplexity) -> None
         for k in MAP_DATASETS:
             parts[k].append(h5[k][:])
     group = _place_group(float(perplexity))
-    for path in chunk_files:
+    for path in shard_files:
         with h5py.File(path, "r") as h5:
             if group not in h5:
                 raise KeyError(f"{path}: no placement for perplexity {perplexity:g} ({group})")

@@ -399,10 +399,3 @@ def reference_rows(n_observed: int, n_reference: int, seed: int) -> np.ndarray:
         return np.arange(n_observed, dtype=np.int64)
     rng = np.random.default_rng([int(seed), 7])
     return np.sort(rng.choice(n_observed, size=n_reference, replace=False)).astype(np.int64)
-
-
-def chunk_rows(rows: np.ndarray, n_chunks: int, chunk: int) -> np.ndarray:
-    """The ``chunk``-th of ``n_chunks`` contiguous, near-equal slices of ``rows``."""
-    if not 0 <= chunk < n_chunks:
-        raise TsneError(f"chunk {chunk} outside 0..{n_chunks - 1}")
-    return np.array_split(np.asarray(rows), n_chunks)[chunk]

@@ -53,6 +53,27 @@ else:
             "../scripts/build_arrays.py"
 
 
+# The number of stars of each arrays file: the prediction and the t-SNE placement run on
+# shards of it (prediction.shard_rows, tsne.place_shard_rows), known only once it exists.
+checkpoint count_rows:
+    input:
+        "results/arrays/{sample}.h5",
+    output:
+        "results/arrays/{sample}_rows.json",
+    log:
+        "results/logs/count_rows_{sample}.log",
+    benchmark:
+        "results/benchmarks/count_rows_{sample}.tsv"
+    conda:
+        "../../envs/gaiacnn.yaml"
+    threads: 1
+    resources:
+        mem_mb=500,
+        runtime=10,
+    script:
+        "../scripts/count_rows.py"
+
+
 rule summarize_arrays:
     input:
         expand("results/arrays/{sample}.h5", sample=SAMPLES),

@@ -4,7 +4,9 @@ from pathlib import Path
 
 from snakemake.exceptions import WorkflowError
 
+from gaiacnn import shards
 from gaiacnn.config import ConfigError, config_hash, load_schema, validate_config
+from gaiacnn.pipeline import placement_shards
 
 try:
     validate_config(
@@ -54,7 +56,7 @@ wildcard_constraints:
     split=r"\d+",
     seed=r"\d+",
     perplexity=r"\d+(\.\d+)?",
-    chunk=r"\d+",
+    shard=r"\d+",
 
 
 def source_tables(wildcards=None):
@@ -106,6 +108,25 @@ def member_names():
     return [f"split{split}_seed{seed}" for split, seed in MEMBERS]
 
 
+def n_rows(sample):
+    """Stars of a sample's arrays file, from the checkpoint count_rows (after the arrays)."""
+    return shards.read_row_count(checkpoints.count_rows.get(sample=sample).output[0])
+
+
+def member_shards(wildcards):
+    """One member's prediction shards of one sample (prediction.shard_rows stars each)."""
+    k = shards.n_shards(n_rows(wildcards.sample), config["prediction"]["shard_rows"])
+    member = f"split{wildcards.split}_seed{wildcards.seed}"
+    return [
+        f"results/ensemble/predictions/{wildcards.sample}/{member}/shard{i}.h5"
+        for i in range(k)
+    ]
+
+
+def member_models():
+    return [f"results/ensemble/members/{m}/model.keras" for m in member_names()]
+
+
 def member_predictions(sample):
     return [
         f"results/ensemble/predictions/{sample}/split{split}_seed{seed}.h5"
@@ -139,20 +160,16 @@ def tsne_reference_models():
     ]
 
 
-def tsne_chunks():
-    """The placement chunks, each placed into every map (scalable mode)."""
-    return [
-        f"results/tsne/scalable/chunk{c}.h5" for c in range(config["tsne"]["n_chunks"])
-    ]
+def tsne_shards(wildcards):
+    """The placement shards, each placed into every map (scalable mode)."""
+    k = placement_shards(n_rows("observed"), config["tsne"])
+    return [f"results/tsne/scalable/shard{i}.h5" for i in range(k)]
 
 
 def figure_gradient_members():
     """Member model files whose gradients the figures average (figures.red_clump.members)."""
     n = config["figures"]["red_clump"]["members"]
-    names = member_names()
-    return [
-        f"results/ensemble/members/{m}/model.keras" for m in (names[:n] if n else names)
-    ]
+    return member_models()[:n] if n else member_models()
 
 
 def figure_inputs():

@@ -1,4 +1,4 @@
-# The hybrid-CNN ensemble: one job per member (split x seed), predictions, aggregation.
+# The hybrid-CNN ensemble: one job per member (split x seed), one prediction job per member\n# and shard of a sample (prediction.shard_rows stars), gathered per member, aggregation.
 
 
 rule train_member:
@@ -33,17 +33,18 @@ rule predict_member:
         model="results/ensemble/members/split{split}_seed{seed}/model.keras",
         scalers="results/ensemble/members/split{split}_seed{seed}/scalers.json",
         arrays="results/arrays/{sample}.h5",
+        rows="results/arrays/{sample}_rows.json",
     output:
-        "results/ensemble/predictions/{sample}/split{split}_seed{seed}.h5",
+        "results/ensemble/predictions/{sample}/split{split}_seed{seed}/shard{shard}.h5",
     log:
-        "results/logs/predict_member_{sample}_split{split}_seed{seed}.log",
+        "results/logs/predict_member_{sample}_split{split}_seed{seed}_shard{shard}.log",
     benchmark:
-        "results/benchmarks/predict_member_{sample}_split{split}_seed{seed}.tsv"
+        "results/benchmarks/predict_member_{sample}_split{split}_seed{seed}_shard{shard}.tsv"
     conda:
         "../../envs/gaiacnn.yaml"
     threads: 2
     resources:
-        mem_mb=3000,
+        mem_mb=2000,
         runtime=120,
     params:
         prediction=config["prediction"],
@@ -51,10 +52,32 @@ rule predict_member:
         "../scripts/predict_member.py"
 
 
+rule gather_predictions:
+    input:
+        shards=member_shards,
+    output:
+        "results/ensemble/predictions/{sample}/split{split}_seed{seed}.h5",
+    log:
+        "results/logs/gather_predictions_{sample}_split{split}_seed{seed}.log",
+    benchmark:
+        "results/benchmarks/gather_predictions_{sample}_split{split}_seed{seed}.tsv"
+    conda:
+        "../../envs/gaiacnn.yaml"
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=30,
+    script:
+        "../scripts/gather_predictions.py"
+
+
 rule aggregate_ensemble:
     input:
         training=member_predictions("training"),
         observed=member_predictions("observed"),
+        # the members themselves, so that a dry run before the arrays exist (whose shards
+        # are counted only then) already lists every train_member job
+        models=member_models(),
         training_arrays="results/arrays/training.h5",
         observed_arrays="results/arrays/observed.h5",
     output:

@@ -1,6 +1,6 @@
 # Training-like or not: t-SNE maps at four perplexities (Sect. 5.1), one job per
 # perplexity (joint mode), or one reference map per perplexity and one placement job per
-# chunk of spectra, into every map (scalable mode); then the 8-digit boundary flag added
+# shard of spectra (tsne.place_shard_rows), into every map (scalable mode); then the 8-digit boundary flag added
 # to the catalogue (Sect. 5.2).  The maps of one mode share one nearest-neighbour graph
 # (tsne_neighbours), searched once for the largest perplexity.
 
@@ -100,11 +100,11 @@ rule tsne_place:
         index="results/tsne/scalable/index.pkl",
         models=tsne_reference_models(),
     output:
-        "results/tsne/scalable/chunk{chunk}.h5",
+        "results/tsne/scalable/shard{shard}.h5",
     log:
-        "results/logs/tsne_place_chunk{chunk}.log",
+        "results/logs/tsne_place_shard{shard}.log",
     benchmark:
-        "results/benchmarks/tsne_place_chunk{chunk}.tsv"
+        "results/benchmarks/tsne_place_shard{shard}.tsv"
     conda:
         "../../envs/gaiacnn.yaml"
     threads: 1
@@ -120,7 +120,7 @@ rule tsne_place:
 rule tsne_gather:
     input:
         reference="results/tsne/scalable/p{perplexity}/reference.h5",
-        chunks=tsne_chunks(),
+        shards=tsne_shards,
     output:
         "results/tsne/scalable/p{perplexity}.h5",
     log:

@@ -1,4 +1,4 @@
-"""Rule predict_member: one member's labels for one sample, streamed in chunks."""
+"""Rule predict_member: one member's labels for one shard of one sample, streamed in chunks."""
 
 import os
 import sys
@@ -12,7 +12,9 @@ setup_logging()
 run_predict_member(
     snakemake.input.model,  # noqa: F821
     snakemake.input.arrays,  # noqa: F821
+    snakemake.input.rows,  # noqa: F821
     snakemake.output[0],  # noqa: F821
+    shard=int(snakemake.wildcards.shard),  # noqa: F821
     prediction_cfg=snakemake.params.prediction,  # noqa: F821
     threads=snakemake.threads,  # noqa: F821
 )

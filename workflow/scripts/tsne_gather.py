@@ -1,5 +1,5 @@
 """Rule tsne_gather (scalable mode): one perplexity's reference map and the
-stars every chunk placed into it, as one map."""
+stars every shard placed into it, as one map."""
 
 import os
 import sys
@@ -12,7 +12,7 @@ from gaiacnn.pipeline import run_tsne_gather, setup_logging  # noqa: E402
 setup_logging()
 run_tsne_gather(
     snakemake.input.reference,  # noqa: F821
-    list(snakemake.input.chunks),  # noqa: F821
+    list(snakemake.input.shards),  # noqa: F821
     snakemake.output[0],  # noqa: F821
     perplexity=float(snakemake.wildcards.perplexity),  # noqa: F821
 )

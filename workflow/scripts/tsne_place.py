@@ -1,4 +1,4 @@
-"""Rule tsne_place (scalable mode): place one chunk of observed spectra into every map."""
+"""Rule tsne_place (scalable mode): place one shard of observed spectra into every map."""
 
 import os
 import sys
@@ -14,6 +14,6 @@ run_tsne_place(
     snakemake.input.index,  # noqa: F821
     list(snakemake.input.models),  # noqa: F821
     snakemake.output[0],  # noqa: F821
-    chunk=int(snakemake.wildcards.chunk),  # noqa: F821
+    shard=int(snakemake.wildcards.shard),  # noqa: F821
     tsne_cfg=snakemake.params.tsne,  # noqa: F821
 )
