@@ -44,7 +44,7 @@ rule predict_member:
         "../../envs/gaiacnn.yaml"
     threads: 2
     resources:
-        mem_mb=2000,
+        mem_mb=3000,  # peak RSS ~1.7 GiB, independent of N (README: Benchmarks)
         runtime=120,
     params:
         prediction=config["prediction"],
