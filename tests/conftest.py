@@ -1,4 +1,5 @@
-"""Shared fixtures: the repository paths and the validated default configuration."""
+"""Shared fixtures: the repository paths, the validated default configuration and the
+complete tiny workflow run."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from workflow_helpers import make_workdir, run_snakemake
 
 from gaiacnn.config import load_schema, validate_config
 
@@ -29,3 +31,14 @@ def config(schema) -> dict:
     with open(REPO / "config" / "config.yaml", encoding="utf-8") as fh:
         cfg = yaml.safe_load(fh)
     return validate_config(copy.deepcopy(cfg), schema)
+
+
+@pytest.fixture(scope="session")
+def demo_run(tmp_path_factory) -> Path:
+    """The tiny test configuration (tests/integration) run to the end, once per session;
+    tests read it, or copy from it (``workflow_helpers.reuse_arrays``), and never change it."""
+    work = make_workdir(tmp_path_factory.mktemp("e2e"), "run1")
+    proc = run_snakemake(work, "--cores", "2")
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    (work / "stdout.txt").write_text(proc.stdout)
+    return work

@@ -188,9 +188,9 @@ def declared_resources() -> dict[str, dict[str, int]]:
     """mem_mb and runtime each rule declares in workflow/rules/*.smk."""
     rules: dict[str, dict[str, int]] = {}
     for smk in (REPO / "workflow" / "rules").glob("*.smk"):
-        for block in re.split(r"^\s*rule ", smk.read_text(), flags=re.M)[1:]:
+        for block in re.split(r"^\s*(?:rule|checkpoint) ", smk.read_text(), flags=re.M)[1:]:
             name = block.split(":", 1)[0].strip()
-            res = re.search(r"resources:\n((?:\s+\w+=\d+,\n)+)", block)
+            res = re.search(r"resources:\n((?:\s+\w+=\d+,[^\n]*\n)+)", block)
             if res:
                 rules[name] = {k: int(v) for k, v in re.findall(r"(\w+)=(\d+)", res[1])}
     return rules

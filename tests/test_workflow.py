@@ -6,44 +6,17 @@ import hashlib
 import json
 import re
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import h5py
 import numpy as np
 import pandas as pd
 import pytest
+from workflow_helpers import REPO, make_workdir, reuse_arrays, run_snakemake
 
 from gaiacnn.layout import validate
 
-REPO = Path(__file__).resolve().parents[1]
-SNAKEMAKE = Path(sys.executable).parent / "snakemake"
 pytestmark = pytest.mark.slow
-
-
-def run_snakemake(workdir: Path, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [str(SNAKEMAKE), "-s", str(REPO / "Snakefile"), "--directory", str(workdir), *args],
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
-
-
-def make_workdir(root: Path, name: str) -> Path:
-    work = root / name
-    shutil.copytree(REPO / "tests" / "integration", work)
-    return work
-
-
-@pytest.fixture(scope="module")
-def demo_run(tmp_path_factory) -> Path:
-    work = make_workdir(tmp_path_factory.mktemp("e2e"), "run1")
-    proc = run_snakemake(work, "--cores", "2")
-    assert proc.returncode == 0, proc.stderr[-4000:]
-    (work / "stdout.txt").write_text(proc.stdout)
-    return work
 
 
 def sha256(path: Path) -> str:
@@ -241,18 +214,12 @@ def test_ensemble_catalogue_and_evaluation(demo_run):
     assert precision["n"].sum() > 0
 
 
-def _reuse_arrays(demo_run: Path, work: Path) -> None:
-    """Start a new run from the first run's demo, samples and arrays (mtimes kept)."""
-    for sub in ("demo", "samples", "arrays"):
-        shutil.copytree(demo_run / "results" / sub, work / "results" / sub)
-
-
 @pytest.mark.parametrize(
     ("variant", "branches"), [("rvs_only.yaml", ["rvs"]), ("xp_phot.yaml", ["phot", "xp"])]
 )
 def test_other_input_branches_run_end_to_end(demo_run, tmp_path, variant, branches):
     work = make_workdir(tmp_path, "branches")
-    _reuse_arrays(demo_run, work)
+    reuse_arrays(demo_run, work)
     proc = run_snakemake(
         work,
         "--cores",
@@ -297,7 +264,7 @@ def test_forcing_one_member_reruns_only_it_and_the_aggregation(demo_run):
 
 def test_scalable_tsne_places_shards_into_a_reference_map(demo_run, tmp_path):
     work = make_workdir(tmp_path, "scalable")
-    _reuse_arrays(demo_run, work)
+    reuse_arrays(demo_run, work)
     proc = run_snakemake(
         work,
         "--cores",

@@ -1,0 +1,37 @@
+"""Running the workflow from the tests: snakemake on a copy of the tiny test configuration
+(tests/integration).  The complete tiny run itself is the session fixture ``demo_run`` in
+tests/conftest.py, shared by tests/test_workflow.py and tests/test_faults.py."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+SNAKEMAKE = Path(sys.executable).parent / "snakemake"
+
+
+def snakemake_command(workdir: Path, *args: str) -> list[str]:
+    """The command line of snakemake on the repository's workflow in ``workdir``."""
+    return [str(SNAKEMAKE), "-s", str(REPO / "Snakefile"), "--directory", str(workdir), *args]
+
+
+def run_snakemake(workdir: Path, *args: str, **kwargs) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        snakemake_command(workdir, *args), capture_output=True, text=True, timeout=900, **kwargs
+    )
+
+
+def make_workdir(root: Path, name: str) -> Path:
+    """A fresh working directory holding the tiny test configuration."""
+    work = root / name
+    shutil.copytree(REPO / "tests" / "integration", work)
+    return work
+
+
+def reuse_arrays(demo_run: Path, work: Path) -> None:
+    """Start a new run from the first run's demo, samples and arrays (mtimes kept)."""
+    for sub in ("demo", "samples", "arrays"):
+        shutil.copytree(demo_run / "results" / sub, work / "results" / sub)
