@@ -188,7 +188,15 @@ def bench_one(n_stars: int, args, cfg: dict, records: list) -> None:
     stage("select_samples", w / "samples/observed.tsv")
     for sample in ("training", "observed"):
         stage(f"arrays:{sample}", w / f"arrays/{sample}.h5")
-    stage("train", w / "ensemble/members/split0_seed0/model.keras", epochs=args.epochs)
+    member = w / "ensemble/members/split0_seed0"
+    if args.member and "train" not in done:  # predict with a member trained elsewhere
+        member.mkdir(parents=True, exist_ok=True)
+        for name in ("model.keras", "scalers.json"):
+            (member / name).unlink(missing_ok=True)
+            (member / name).symlink_to((args.member / name).resolve())
+        print(f"{n_stars:>9} train: skipped, predicting with {args.member}", flush=True)
+    else:
+        stage("train", member / "model.keras", epochs=args.epochs)
     for sample in ("training", "observed"):
         stage(f"count:{sample}", w / f"arrays/{sample}_rows.json")
         n = n_rows(w / f"arrays/{sample}.h5")
@@ -255,6 +263,11 @@ def main() -> None:
     parser.add_argument("--out", type=Path, help="write the records here (JSON)")
     parser.add_argument("--cores", type=int, default=2, help="threads of the TF/t-SNE jobs")
     parser.add_argument("--epochs", type=int, default=2, help="epochs of the timed training")
+    parser.add_argument(
+        "--member",
+        type=Path,
+        help="predict with this member folder where no training was measured (--reuse)",
+    )
     parser.add_argument("--shard-rows", type=int, help="prediction.shard_rows (default: config)")
     parser.add_argument("--tsne-max-n", type=int, default=100_000, help="t-SNE only up to N")
     parser.add_argument("--perplexities", type=float, nargs="+", help="default: config")
