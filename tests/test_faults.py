@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import errno
 import io
-import json
 import os
 import re
 import resource
+import shutil
 import signal
 import subprocess
 import sys
@@ -24,6 +24,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
+from astropy.io import fits
 from workflow_helpers import make_workdir, reuse_arrays, run_snakemake, snakemake_command
 
 from gaiacnn.io import OutputWriteError, atomic_output
@@ -317,19 +318,28 @@ REFUSED = {
 
 
 @pytest.mark.slow
-def test_a_member_killed_mid_training_resumes_with_the_same_weights(demo_run, tmp_path, short_runs):
+def test_a_member_killed_mid_training_resumes_to_the_same_catalogue(demo_run, tmp_path, short_runs):
     """SIGKILL snakemake and its jobs while member split0_seed0 trains: nothing under the
     member's names and no temporary file is left, Snakemake has the job as incomplete; after
     ``--unlock`` (the killed snakemake's lock stays), ``--rerun-incomplete`` trains that
-    member again, and its weights and training history are the complete run's, bit for bit
-    (same config, deterministic training): its predictions, hence the catalogue, are the
-    same.  (Comparing labels.fits itself would add the member's three prediction jobs, the
-    gathering and the aggregation: about 80 s more on two busy cores.)  It asks for
-    ``short_runs`` only to have them run meanwhile."""
+    member again (same weights, bit for bit: same config, deterministic training), predicts
+    with it and aggregates: the catalogue's labels table equals the complete run's, column by
+    column.  The other member is taken from the complete run, so that only the killed one
+    and what follows from it run.  It asks for ``short_runs`` only to have them run
+    meanwhile."""
     work = make_workdir(tmp_path, "killed")
     reuse_arrays(demo_run, work)
+    ensemble = Path("results/ensemble")
+    for rel in (
+        ensemble / "members/split0_seed1",
+        *(ensemble / f"predictions/{s}/split0_seed1" for s in ("training", "observed")),
+    ):
+        shutil.copytree(demo_run / rel, work / rel)
+    for sample in ("training", "observed"):
+        rel = ensemble / f"predictions/{sample}/split0_seed1.h5"
+        shutil.copy2(demo_run / rel, work / rel)
     rel = "results/ensemble/members/split0_seed0"
-    target, member = f"{rel}/model.keras", work / rel
+    target, member = "results/ensemble/labels.fits", work / rel
     log = work / "results/logs/train_member_split0_seed0.log"
 
     proc = subprocess.Popen(
@@ -357,7 +367,7 @@ def test_a_member_killed_mid_training_resumes_with_the_same_weights(demo_run, tm
             proc.wait(60)
     assert not (member / "model.keras").exists(), "the member finished before the kill"
     assert not member.exists() or not any(member.iterdir())
-    assert_nothing_left(work)
+    assert_nothing_left(work, target)
     assert any((work / ".snakemake/incomplete").iterdir())  # Snakemake knows the job died
     assert any((work / ".snakemake/locks").iterdir())
 
@@ -366,17 +376,16 @@ def test_a_member_killed_mid_training_resumes_with_the_same_weights(demo_run, tm
     proc = run_snakemake(work, "--rerun-incomplete", "--cores", "2", target)
     assert proc.returncode == 0, proc.stderr[-4000:]
     jobs = dict(re.findall(r"^(\w+)\s+(\d+)$", proc.stderr.split("Job stats:")[1], re.M))
-    assert jobs["train_member"] == "1"
+    assert jobs["train_member"] == "1" and jobs["aggregate_ensemble"] == "1"
     assert not any((work / ".snakemake/incomplete").iterdir())
-    new, old = keras_weights(member / "model.keras"), keras_weights(demo_run / target)
+    new, old = keras_weights(member / "model.keras"), keras_weights(demo_run / rel / "model.keras")
     assert new.keys() == old.keys() and len(new) > 10
     for name in old:
         np.testing.assert_array_equal(new[name], old[name], err_msg=name)
-    history = [
-        json.loads((d / "history.json").read_text())["history"] for d in (member, demo_run / rel)
-    ]
-    assert history[0] == history[1]
-    assert (member / "scalers.json").read_text() == (demo_run / rel / "scalers.json").read_text()
+    with fits.open(work / target) as a, fits.open(demo_run / target) as b:
+        assert a[1].columns.names == b[1].columns.names and len(a[1].data) > 0
+        for name in b[1].columns.names:
+            np.testing.assert_array_equal(a[1].data[name], b[1].data[name], err_msg=name)
 
 
 def refused(short_runs, demo_run, case: str) -> tuple[Path, Path, int | None]:
