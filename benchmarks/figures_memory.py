@@ -135,11 +135,12 @@ def main() -> None:
     print(f"scaled inputs written in {time.perf_counter() - t0:.0f} s", file=sys.stderr)
     out = a.workdir / f"rows{a.rows}" / "figures"
     code = (
-        "import logging, resource, sys, time; sys.path.insert(0, {repo!r}); "
+        "import logging, sys, time; sys.path.insert(0, {repo!r}); "
+        "from gaiacnn.memory import peak_rss_mib; "
         "logging.basicConfig(level=logging.INFO); from gaiacnn.pipeline import run_figures; "
         "t0 = time.perf_counter(); run_figures({inputs!r}, {out!r}, figures_cfg={fig!r}, "
         "snr_edges={snr!r}); print('STAGE', time.perf_counter() - t0, "
-        "resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)"
+        "peak_rss_mib())"
     ).format(
         repo=str(REPO / "workflow"),
         inputs=inputs,

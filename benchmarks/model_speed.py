@@ -30,7 +30,6 @@ import argparse
 import json
 import os
 import platform
-import resource
 import sys
 import time
 from pathlib import Path
@@ -39,6 +38,9 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "workflow"))
+
+from gaiacnn.memory import peak_rss_mib  # noqa: E402
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 LABELS = ["teff", "logg", "m_h", "alpha_m", "fe_h"]
@@ -130,10 +132,6 @@ def machine() -> dict:
         ),
         "loadavg_1min_at_start": os.getloadavg()[0],
     }
-
-
-def peak_rss_mib() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 # --------------------------------------------------------------------------- training speed

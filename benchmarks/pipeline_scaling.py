@@ -3,7 +3,8 @@
 
 For each --n-stars N, runs the workflow's own stage functions (gaiacnn.pipeline, as the
 rules call them) on N demo stars, each stage in its own process, and records its wall time
-and peak resident memory (ru_maxrss of that process, i.e. of one workflow job):
+and peak resident memory (``VmHWM`` of that process, i.e. of one workflow job;
+:func:`gaiacnn.memory.peak_rss_mib`):
 
 * demo_survey (--no-crlb: without the Cramer-Rao bounds, which the catalogue does not
   need), select_samples, the arrays of both samples;
@@ -44,10 +45,11 @@ sys.path.insert(0, str(REPO / "workflow"))
 
 #: Runs one stage in a fresh process (a workflow job's memory), prints its figures as JSON.
 STAGE = r"""
-import json, os, resource, sys, time
+import json, os, sys, time
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 from gaiacnn.config import load_schema, validate_config
 from gaiacnn import pipeline
+from gaiacnn.memory import peak_rss_mib
 cfg = validate_config(json.loads(sys.argv[2]), load_schema(sys.argv[3]))
 w, stage, extra = sys.argv[4], sys.argv[1], json.loads(sys.argv[5])
 demo = [f"{w}/demo/{n}" for n in ("gaia_source.fits", "allStar.fits", "rvs_xp.h5", "truth.h5")]
@@ -120,7 +122,7 @@ elif stage == "flag_catalogue":
 else:
     raise SystemExit(f"unknown stage {stage}")
 out.update(wall_s=time.perf_counter() - t0,
-           peak_rss_mib=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+           peak_rss_mib=peak_rss_mib())
 print(json.dumps(out))
 """
 

@@ -112,9 +112,10 @@ def run_stage(code: str) -> tuple[float, float]:
     """Run ``code`` in a fresh Python after :data:`SETUP`; (wall s of ``code``, peak RSS MiB
     of that process)."""
     wrapper = (
-        "import resource, sys, time; sys.path.insert(0, {!r}); {}; t0 = time.perf_counter()\n"
+        "import sys, time; sys.path.insert(0, {!r}); {}; "
+        "from gaiacnn.memory import peak_rss_mib; t0 = time.perf_counter()\n"
         "{}\nprint('STAGE', time.perf_counter() - t0, "
-        "resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)"
+        "peak_rss_mib())"
     ).format(str(REPO / "workflow"), SETUP, code)
     proc = subprocess.run([sys.executable, "-c", wrapper], capture_output=True, text=True)
     if proc.returncode != 0:
