@@ -160,6 +160,42 @@ def test_mth_training_neighbour_needs_the_support_of_several_training_stars():
         tsne.nearest_training_distance(xy[:9], xy[600:], 10)
 
 
+def test_the_support_grows_with_the_training_sample():
+    assert tsne.support_neighbours(2752, 10, 0.003) == 10  # the demo: the count
+    assert tsne.support_neighbours(9006, 10, 0.003) == 27
+    assert tsne.support_neighbours(33585, 10, 0.003) == 101  # the paper's training sample
+    assert tsne.support_neighbours(10**6, 10, 0.0) == 10
+    with pytest.raises(tsne.TsneError, match="fraction must be in"):
+        tsne.support_neighbours(100, 10, 1.0)
+    with pytest.raises(tsne.TsneError, match=">= 1"):
+        tsne.support_neighbours(100, 0, 0.1)
+
+
+def test_a_map_records_the_support_it_used(tmp_path):
+    from gaiacnn import pipeline
+
+    rng = np.random.default_rng(4)
+    x, is_tr = _clusters(rng, 300, 0)[0], np.zeros(300, bool)
+    is_tr[:200] = True
+    graph = tsne.neighbour_graph(x, [10])
+    np.savez(tmp_path / "g.npz", source_id=np.arange(300), in_training=is_tr,
+             indices=graph.indices, distances=graph.distances, init=graph.init)  # fmt: skip
+    cfg = {"seed": 0, "n_iter": 50, "pca_components": 0, "threshold_rule": "quantile",
+           "threshold_quantile": 0.99, "threshold_factor": 3.0,
+           "threshold_neighbours": 3}  # fmt: skip
+    for fraction, m in ((0.0, 3), (0.05, 10)):
+        out = tmp_path / f"p10_{fraction}.h5"
+        pipeline.run_tsne_joint(
+            tmp_path / "g.npz", out, perplexity=10,
+            tsne_cfg={**cfg, "threshold_neighbours_fraction": fraction},
+        )  # fmt: skip
+        with h5py.File(out) as h5:
+            assert h5.attrs["threshold_neighbours"] == m
+            xy, tr = h5["xy"][:], h5["in_training"][:]
+            d = tsne.nearest_training_distance(xy[tr], xy[~tr], m)
+            np.testing.assert_allclose(h5["nn_training_distance"][:][~tr], d, rtol=1e-5)
+
+
 def test_placing_into_a_fixed_map_agrees_with_the_map():
     rng = np.random.default_rng(5)
     train, _ = _clusters(rng, 400, 0)

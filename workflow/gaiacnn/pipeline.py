@@ -689,7 +689,11 @@ def _embed_and_classify(graph_path, perplexity, cfg: Mapping, threads: int):
         rule=cfg["threshold_rule"],
         quantile=float(cfg["threshold_quantile"]),
         factor=float(cfg["threshold_factor"]),
-        neighbours=int(cfg["threshold_neighbours"]),
+        neighbours=tsne.support_neighbours(
+            int(is_tr.sum()),
+            int(cfg["threshold_neighbours"]),
+            float(cfg["threshold_neighbours_fraction"]),
+        ),
     )
     dist, like = tsne.classify(xy, is_tr, thr)
     data = dict(zip(MAP_DATASETS, (sid, is_tr, xy, dist, like), strict=True))

@@ -8,7 +8,8 @@ training star (``threshold_rule``: a quantile of them, or a multiple of their me
 training-like overall only if it is so in every map.  With ``m = 1`` this is the distance to
 the nearest training star; ``m > 1`` asks for the support of several training stars (the
 k-nearest-neighbour distance outlier score), so that a lone training star at the edge of
-the training sample does not make a whole region of unlike spectra training-like.
+the training sample does not make a whole region of unlike spectra training-like.  ``m``
+grows with the training sample (:func:`support_neighbours`).
 
 Two modes:
 
@@ -330,6 +331,20 @@ def _check_neighbours(n_training: int, m: int, *, others: bool) -> None:
             f"{n_training} training stars in the map; need at least {need} "
             f"for threshold_neighbours = {m}"
         )
+
+
+def support_neighbours(n_training: int, count: int, fraction: float = 0.0) -> int:
+    """``m`` of the threshold, the number of training stars whose support a training-like
+    star needs: ``count`` (``threshold_neighbours``), or ``fraction`` of the map's
+    ``n_training`` training stars (``threshold_neighbours_fraction``, rounded) when that is
+    more.  A t-SNE map of more training stars is finer grained, so a fixed count measures
+    an ever smaller patch of it, which moves from one map to the next; a fraction keeps the
+    patch the same share of the training sample (README: t-SNE)."""
+    if count < 1:
+        raise TsneError(f"threshold_neighbours must be >= 1, got {count}")
+    if not 0.0 <= fraction < 1.0:
+        raise TsneError(f"threshold_neighbours_fraction must be in [0, 1), got {fraction}")
+    return max(int(count), round(float(fraction) * int(n_training)))
 
 
 def training_nn_distances(train_xy: np.ndarray, m: int = 1) -> np.ndarray:

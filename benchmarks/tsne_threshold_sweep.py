@@ -1,0 +1,132 @@
+#!/usr/bin/env python
+"""Benchmark: the t-SNE classes of both modes against the threshold's support ``m``.
+
+Reads the maps that ``tsne_scaling.py`` left in its ``--workdir`` (the joint and the
+gathered scalable map of every perplexity; the map positions do not depend on the
+threshold) and classifies them again with ``threshold_neighbours`` = each of ``--m``
+(the workflow's own ``gaiacnn.tsne.threshold`` / ``classify`` / ``combine_maps``, the
+other threshold settings from config/config.yaml), printing for each ``m`` the agreement of
+the two modes per map and for the AND of the maps, and the fraction of the
+out-of-distribution populations (OB stars, M giants), of the training populations and of
+the halo that is not training-like in each mode.  Seconds, no t-SNE is run::
+
+    .venv/bin/python benchmarks/tsne_threshold_sweep.py --n-stars 60000 --seed 1
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "workflow"))
+
+
+def load_maps(folder: Path, pattern: str, perps: list[float], obs_sid: np.ndarray) -> list:
+    """(training xy, observed xy in the order of ``obs_sid``) of each perplexity's map."""
+    import h5py
+
+    out = []
+    for p in perps:
+        hits = sorted(folder.glob(f"**/{pattern.format(p=p)}"))
+        if len(hits) != 1:
+            sys.exit(f"{len(hits)} maps {pattern.format(p=p)} under {folder}; need exactly one")
+        with h5py.File(hits[0], "r") as h5:
+            tr, xy, sid = h5["in_training"][:], h5["xy"][:].astype(float), h5["source_id"][:]
+        where = pd.Index(sid[~tr]).get_indexer(obs_sid)
+        if (where < 0).any():
+            sys.exit(f"{hits[0]}: not every observed star is in the map")
+        out.append((xy[tr], xy[~tr][where]))
+    return out
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(
+        description=__doc__.splitlines()[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument("--n-stars", type=int, default=60000)
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--workdir", type=Path, default=Path("/tmp/gaiacnn-tsne-bench"))
+    p.add_argument("--perplexities", default="30,50,75,100")
+    p.add_argument("--m", default="1,5,10,15,20,25,30,40,50,60", help="supports to try")
+    p.add_argument("--json", type=Path)
+    a = p.parse_args()
+
+    import h5py
+
+    from gaiacnn import tsne
+    from gaiacnn.demo.physics import OOD_POPULATIONS, POPULATION_CODES
+
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    from tsne_scaling import tsne_defaults
+
+    cfg = tsne_defaults()
+    perps = [float(x) for x in a.perplexities.split(",")]
+    tag = f"n{a.n_stars}_s{a.seed}"
+    truth = np.load(a.workdir / f"truth_{tag}.npz")
+    with h5py.File(a.workdir / f"observed_{tag}.h5", "r") as h5:
+        obs_sid = h5["source_id"][:]
+    pop = truth["population"][np.searchsorted(truth["source_id"], obs_sid)]
+    groups = {
+        "ob_m_giants": np.isin(pop, [POPULATION_CODES[x] for x in ("ob_star", "m_giant")]),
+        "training_populations": ~np.isin(pop, [POPULATION_CODES[x] for x in OOD_POPULATIONS]),
+        "halo": pop == POPULATION_CODES["halo"],
+    }
+    maps = {
+        mode: load_maps(a.workdir / tag, pattern, perps, obs_sid)
+        for mode, pattern in (("joint", "joint_p{p:g}.h5"), ("scalable", "scalable_p{p:g}.h5"))
+    }
+    n_training = len(maps["joint"][0][0])
+    res: dict = {"n_stars": a.n_stars, "seed": a.seed, "n_training": n_training,
+                 "n_observed": int(obs_sid.size), "sweep": {}}  # fmt: skip
+    m_default = tsne.support_neighbours(
+        n_training, cfg["threshold_neighbours"], cfg["threshold_neighbours_fraction"]
+    )
+    res["m_default"] = m_default
+    print(f"{tag}: {n_training} training, {obs_sid.size} observed stars; the defaults "
+          f"(threshold_neighbours {cfg['threshold_neighbours']}, fraction "
+          f"{cfg['threshold_neighbours_fraction']}) take m = {m_default}")  # fmt: skip
+    for m in (int(x) for x in a.m.split(",")):
+        likes = {}
+        for mode, per_map in maps.items():
+            likes[mode] = []
+            for train_xy, obs_xy in per_map:
+                thr = tsne.threshold(
+                    train_xy,
+                    rule=cfg["threshold_rule"],
+                    quantile=float(cfg["threshold_quantile"]),
+                    factor=float(cfg["threshold_factor"]),
+                    neighbours=m,
+                )
+                likes[mode].append(tsne.nearest_training_distance(train_xy, obs_xy, m) <= thr.value)
+        both = {mode: tsne.combine_maps(v) for mode, v in likes.items()}
+        r = {
+            "agreement_per_map": [
+                float(np.mean(j == s)) for j, s in zip(*likes.values(), strict=True)
+            ],
+            "agreement": float(np.mean(both["joint"] == both["scalable"])),
+        }
+        for mode, like in both.items():
+            for name, mask in groups.items():
+                r[f"{mode}_{name}_outside"] = float(np.mean(~like[mask]))
+        res["sweep"][m] = r
+        print(f"m={m:3d} agreement {r['agreement']:.4f} (per map "
+              + " ".join(f"{x:.3f}" for x in r["agreement_per_map"]) + ")  not training-like, "
+              "joint/scalable: OB+M giants "
+              f"{r['joint_ob_m_giants_outside']:.3f}/{r['scalable_ob_m_giants_outside']:.3f}, "
+              "training populations "
+              f"{r['joint_training_populations_outside']:.3f}/"
+              f"{r['scalable_training_populations_outside']:.3f}, halo "
+              f"{r['joint_halo_outside']:.3f}/{r['scalable_halo_outside']:.3f}",
+              flush=True)  # fmt: skip
+    if a.json:
+        a.json.write_text(json.dumps(res, indent=1))
+
+
+if __name__ == "__main__":
+    main()
