@@ -4,7 +4,7 @@
 Reads the maps that ``tsne_scaling.py`` left in its ``--workdir`` (the joint and the
 gathered scalable map of every perplexity; the map positions do not depend on the
 threshold) and classifies them again with ``threshold_neighbours`` = each of ``--m``
-(the workflow's own ``gaiacnn.tsne.threshold`` / ``classify`` / ``combine_maps``, the
+(the workflow's own ``gaiacnn.tsne.threshold_from_config`` / ``combine_maps``, the
 other threshold settings from config/config.yaml), printing for each ``m`` the agreement of
 the two modes per map and for the AND of the maps, and the fraction of the
 out-of-distribution populations (OB stars, M giants), of the training populations and of
@@ -96,13 +96,7 @@ def main() -> None:
         for mode, per_map in maps.items():
             likes[mode] = []
             for train_xy, obs_xy in per_map:
-                thr = tsne.threshold(
-                    train_xy,
-                    rule=cfg["threshold_rule"],
-                    quantile=float(cfg["threshold_quantile"]),
-                    factor=float(cfg["threshold_factor"]),
-                    neighbours=m,
-                )
+                thr = tsne.threshold_from_config(train_xy, cfg, neighbours=m)
                 likes[mode].append(tsne.nearest_training_distance(train_xy, obs_xy, m) <= thr.value)
         both = {mode: tsne.combine_maps(v) for mode, v in likes.items()}
         r = {

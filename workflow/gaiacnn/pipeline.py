@@ -684,17 +684,7 @@ def _embed_and_classify(graph_path, perplexity, cfg: Mapping, threads: int):
     )
     del graph
     xy = np.asarray(emb)
-    thr = tsne.threshold(
-        xy[is_tr],
-        rule=cfg["threshold_rule"],
-        quantile=float(cfg["threshold_quantile"]),
-        factor=float(cfg["threshold_factor"]),
-        neighbours=tsne.support_neighbours(
-            int(is_tr.sum()),
-            int(cfg["threshold_neighbours"]),
-            float(cfg["threshold_neighbours_fraction"]),
-        ),
-    )
+    thr = tsne.threshold_from_config(xy[is_tr], cfg)
     dist, like = tsne.classify(xy, is_tr, thr)
     data = dict(zip(MAP_DATASETS, (sid, is_tr, xy, dist, like), strict=True))
     log.info(

@@ -26,7 +26,7 @@ neighbours are then found among the PCA scores.  Distances in a map are in t-SNE
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 import h5py
@@ -385,6 +385,27 @@ def threshold(
     med = float(np.median(d))
     value = float(np.quantile(d, quantile)) if rule == "quantile" else factor * med
     return Threshold(rule, value, float(quantile), float(factor), med, int(neighbours))
+
+
+def threshold_from_config(
+    train_xy: np.ndarray, cfg: Mapping, neighbours: int | None = None
+) -> Threshold:
+    """:func:`threshold` with the settings of the ``tsne`` config section ``cfg``; the
+    support ``neighbours`` (m) is :func:`support_neighbours` of the map's training stars
+    unless given."""
+    if neighbours is None:
+        neighbours = support_neighbours(
+            len(train_xy),
+            int(cfg["threshold_neighbours"]),
+            float(cfg["threshold_neighbours_fraction"]),
+        )
+    return threshold(
+        train_xy,
+        rule=cfg["threshold_rule"],
+        quantile=float(cfg["threshold_quantile"]),
+        factor=float(cfg["threshold_factor"]),
+        neighbours=int(neighbours),
+    )
 
 
 def classify(
