@@ -6,7 +6,8 @@ gathered scalable map of every perplexity; the map positions do not depend on th
 threshold) and classifies them again with ``threshold_neighbours`` = each of ``--m``
 (the workflow's own ``gaiacnn.tsne.threshold_from_config`` / ``combine_maps``, the
 other threshold settings from config/config.yaml), printing for each ``m`` the agreement of
-the two modes per map and for the AND of the maps, and the fraction of the
+the two modes per map and for the AND of the maps (also split into the observed stars
+embedded in the scalable mode's reference maps and those placed into them), and the fraction of the
 out-of-distribution populations (OB stars, M giants), of the training populations and of
 the halo that is not training-like in each mode.  Seconds, no t-SNE is run::
 
@@ -28,7 +29,10 @@ sys.path.insert(0, str(REPO / "workflow"))
 
 
 def load_maps(folder: Path, pattern: str, perps: list[float], obs_sid: np.ndarray) -> list:
-    """(training xy, observed xy in the order of ``obs_sid``) of each perplexity's map."""
+    """(training xy, observed xy, in the reference map) of each perplexity's map, the
+    observed stars in the order of ``obs_sid``; "in the reference map" (scalable maps: the
+    ``n_reference_observed`` observed stars that ``tsne_gather`` puts first, right after the
+    training stars) is all False for a joint map."""
     import h5py
 
     out = []
@@ -38,10 +42,12 @@ def load_maps(folder: Path, pattern: str, perps: list[float], obs_sid: np.ndarra
             sys.exit(f"{len(hits)} maps {pattern.format(p=p)} under {folder}; need exactly one")
         with h5py.File(hits[0], "r") as h5:
             tr, xy, sid = h5["in_training"][:], h5["xy"][:].astype(float), h5["source_id"][:]
+            n_ref = int(h5.attrs.get("n_reference_observed", 0))
         where = pd.Index(sid[~tr]).get_indexer(obs_sid)
         if (where < 0).any():
             sys.exit(f"{hits[0]}: not every observed star is in the map")
-        out.append((xy[tr], xy[~tr][where]))
+        first = np.arange(len(tr)) < int(tr.sum()) + n_ref
+        out.append((xy[tr], xy[~tr][where], first[~tr][where]))
     return out
 
 
@@ -54,6 +60,15 @@ def main() -> None:
     p.add_argument("--workdir", type=Path, default=Path("/tmp/gaiacnn-tsne-bench"))
     p.add_argument("--perplexities", default="30,50,75,100")
     p.add_argument("--m", default="1,5,10,15,20,25,30,40,50,60", help="supports to try")
+    p.add_argument(
+        "--joint-dir", type=Path, help="folder holding the joint maps (default: under --workdir)"
+    )
+    p.add_argument(
+        "--scalable-dir",
+        type=Path,
+        help="folder holding the gathered scalable maps (default: under --workdir; give it "
+        "when tsne_scaling.py ran several reference sizes there)",
+    )
     p.add_argument("--json", type=Path)
     a = p.parse_args()
 
@@ -77,13 +92,16 @@ def main() -> None:
         "training_populations": ~np.isin(pop, [POPULATION_CODES[x] for x in OOD_POPULATIONS]),
         "halo": pop == POPULATION_CODES["halo"],
     }
+    folders = {"joint": a.joint_dir, "scalable": a.scalable_dir}
     maps = {
-        mode: load_maps(a.workdir / tag, pattern, perps, obs_sid)
-        for mode, pattern in (("joint", "joint_p{p:g}.h5"), ("scalable", "scalable_p{p:g}.h5"))
+        mode: load_maps(folders[mode] or a.workdir / tag, f"{mode}_p{{p:g}}.h5", perps, obs_sid)
+        for mode in folders
     }
+    in_reference = maps["scalable"][0][2]
     n_training = len(maps["joint"][0][0])
     res: dict = {"n_stars": a.n_stars, "seed": a.seed, "n_training": n_training,
-                 "n_observed": int(obs_sid.size), "sweep": {}}  # fmt: skip
+                 "n_observed": int(obs_sid.size),
+                 "n_reference_observed": int(in_reference.sum()), "sweep": {}}  # fmt: skip
     m_default = tsne.support_neighbours(
         n_training, cfg["threshold_neighbours"], cfg["threshold_neighbours_fraction"]
     )
@@ -95,21 +113,26 @@ def main() -> None:
         likes = {}
         for mode, per_map in maps.items():
             likes[mode] = []
-            for train_xy, obs_xy in per_map:
+            for train_xy, obs_xy, _ in per_map:
                 thr = tsne.threshold_from_config(train_xy, cfg, neighbours=m)
                 likes[mode].append(tsne.nearest_training_distance(train_xy, obs_xy, m) <= thr.value)
         both = {mode: tsne.combine_maps(v) for mode, v in likes.items()}
+        agree = both["joint"] == both["scalable"]
         r = {
             "agreement_per_map": [
                 float(np.mean(j == s)) for j, s in zip(*likes.values(), strict=True)
             ],
-            "agreement": float(np.mean(both["joint"] == both["scalable"])),
+            "agreement": float(np.mean(agree)),
+            # the observed stars embedded in the reference maps, and those placed into them
+            "agreement_reference": float(np.mean(agree[in_reference])),
+            "agreement_placed": float(np.mean(agree[~in_reference])),
         }
         for mode, like in both.items():
             for name, mask in groups.items():
                 r[f"{mode}_{name}_outside"] = float(np.mean(~like[mask]))
         res["sweep"][m] = r
-        print(f"m={m:3d} agreement {r['agreement']:.4f} (per map "
+        print(f"m={m:3d} agreement {r['agreement']:.4f} (reference "
+              f"{r['agreement_reference']:.4f}, placed {r['agreement_placed']:.4f}; per map "
               + " ".join(f"{x:.3f}" for x in r["agreement_per_map"]) + ")  not training-like, "
               "joint/scalable: OB+M giants "
               f"{r['joint_ob_m_giants_outside']:.3f}/{r['scalable_ob_m_giants_outside']:.3f}, "
