@@ -23,7 +23,7 @@ demo: $(STAMP)
 	$(BIN)/snakemake --cores $(CORES)
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -q -m "not slurm"
+	$(BIN)/python -m pytest -q -m "not slurm" --durations=10
 
 # The tiny demo through profiles/slurm on a real SLURM cluster (skipped, with the reason,
 # where there is none); .ci/run brings a one-node cluster up first.
