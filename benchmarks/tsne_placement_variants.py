@@ -1,0 +1,191 @@
+#!/usr/bin/env python
+"""Benchmark: other ways to place spectra into the scalable mode's reference maps.
+
+Takes the joint maps and the reference maps that ``tsne_scaling.py`` left in its
+``--workdir`` and places the observed stars that are not in the reference maps again, in
+each of several ways, then compares their classes (AND of the maps, the config's threshold
+settings) with the joint maps' classes of the same stars:
+
+* ``median_k<k>``: the median map position of the ``k`` nearest reference spectra (the
+  workflow's ``gaiacnn.tsne.place_by_neighbours``; ``place_neighbours`` is the default),
+  searched in ``place_pca_components`` PCA components;
+* ``mean_k<k>``, ``nearest``: their mean position, the nearest one's position;
+* ``pca<c>``: the default median, neighbours searched in ``c`` PCA components (0: all
+  pixels), with the time of the PCA fit and the search (``search_s``);
+* ``placed_frame_threshold``: the default positions, but classified against a threshold
+  from the training stars *placed the same way* (each from its nearest other reference
+  spectra, without itself): the ``threshold_quantile`` of their distances to their m-th
+  nearest other training star.
+
+Minutes (the neighbour searches; no t-SNE is run)::
+
+    .venv/bin/python benchmarks/tsne_placement_variants.py --seed 2 \\
+        --joint-dir /tmp/gaiacnn-tsne-bench/n60000_s2/<tag> \\
+        --reference-dir /tmp/gaiacnn-tsne-bench/n60000_s2/<tag>/<tag>
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "workflow"))
+
+
+def read_map(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(source_id, in_training, xy) of a map file."""
+    import h5py
+
+    with h5py.File(path, "r") as h5:
+        return h5["source_id"][:], h5["in_training"][:], h5["xy"][:].astype(float)
+
+
+def without_self(idx: np.ndarray, values: np.ndarray | None = None) -> np.ndarray:
+    """Row i of ``values`` (default ``idx``), neighbours of point i nearest first, without
+    point i itself where it is among them (else without the last): one column fewer."""
+    values = idx if values is None else values
+    n, k = idx.shape
+    is_self = idx == np.arange(n)[:, None]
+    drop = np.where(is_self.any(axis=1), is_self.argmax(axis=1), k - 1)
+    keep = np.ones((n, k), bool)
+    keep[np.arange(n), drop] = False
+    return values[keep].reshape(n, k - 1)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(
+        description=__doc__.splitlines()[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument("--n-stars", type=int, default=60000)
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--workdir", type=Path, default=Path("/tmp/gaiacnn-tsne-bench"))
+    p.add_argument("--joint-dir", type=Path, required=True, help="folder of joint_p<p>.h5")
+    p.add_argument(
+        "--reference-dir", type=Path, required=True, help="folder of the reference maps p<p>.h5"
+    )
+    p.add_argument("--perplexities", default="30,50,75,100")
+    p.add_argument("--k", default="5,10,25,50,100", help="neighbours of the median variants")
+    p.add_argument(
+        "--pca",
+        default="100,300,0",
+        help="PCA components of the search variants (timed: PCA fit + search, seconds)",
+    )
+    p.add_argument("--json", type=Path)
+    a = p.parse_args()
+
+    from gaiacnn import tsne
+
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    from tsne_scaling import tsne_defaults
+
+    cfg = tsne_defaults()
+    perps = [float(x) for x in a.perplexities.split(",")]
+    tag = f"n{a.n_stars}_s{a.seed}"
+    train_path, obs_path = (a.workdir / f"{s}_{tag}.h5" for s in ("training", "observed"))
+    x_train, x_obs = tsne.read_spectra(train_path), tsne.read_spectra(obs_path)
+    import h5py
+
+    with h5py.File(obs_path, "r") as h5:
+        obs_sid = h5["source_id"][:]
+
+    # the reference maps: training stars, then the reference observed ones (map order)
+    refs = [read_map(a.reference_dir / f"p{q:g}.h5") for q in perps]
+    sid, is_tr, _ = refs[0]
+    for other, _, _ in refs[1:]:
+        if not np.array_equal(other, sid):
+            sys.exit("the reference maps do not hold the same stars in the same order")
+    obs_row = pd.Index(obs_sid).get_indexer(sid[~is_tr])
+    x_ref = np.concatenate([x_train, x_obs[obs_row]])
+    placed = np.ones(obs_sid.size, bool)
+    placed[obs_row] = False
+    x_placed = x_obs[placed]
+
+    # the joint classes of the placed stars
+    likes = []
+    for q in perps:
+        j_sid, j_tr, j_xy = read_map(a.joint_dir / f"joint_p{q:g}.h5")
+        where = pd.Index(j_sid[~j_tr]).get_indexer(obs_sid[placed])
+        thr = tsne.threshold_from_config(j_xy[j_tr], cfg)
+        likes.append(
+            tsne.nearest_training_distance(j_xy[j_tr], j_xy[~j_tr][where], thr.neighbours)
+            <= thr.value
+        )
+    joint = tsne.combine_maps(likes)
+    thresholds = [tsne.threshold_from_config(xy[tr], cfg) for _, tr, xy in refs]
+    m = thresholds[0].neighbours
+    n_place = int(cfg["place_neighbours"])
+    res: dict = {"n_stars": a.n_stars, "seed": a.seed, "n_reference_observed": int(obs_row.size),
+                 "n_placed": int(placed.sum()), "m": m, "variants": {}}  # fmt: skip
+    print(f"{tag}: {int(is_tr.sum())} training, {obs_row.size} reference and "
+          f"{int(placed.sum())} placed observed stars; m = {m}; joint: "
+          f"{np.mean(~joint):.4f} of the placed stars not training-like", flush=True)  # fmt: skip
+
+    def score(name: str, positions, threshold_values=None, seconds: float = 0.0) -> None:
+        """Classify the placed stars at ``positions(map xy)`` in every map; record and print."""
+        per_map = []
+        values = threshold_values or [t.value for t in thresholds]
+        for (_, tr, xy), value in zip(refs, values, strict=True):
+            per_map.append(tsne.nearest_training_distance(xy[tr], positions(xy), m) <= value)
+        scal = tsne.combine_maps(per_map)
+        r = {
+            "agreement_placed": float(np.mean(scal == joint)),
+            "joint_not_training_like": float(np.mean(~joint)),
+            "scalable_not_training_like": float(np.mean(~scal)),
+            "search_s": seconds,
+        }
+        res["variants"][name] = r
+        print(f"{name:24s} agreement {r['agreement_placed']:.4f}; not training-like joint "
+              f"{r['joint_not_training_like']:.4f}, placed {r['scalable_not_training_like']:.4f}",
+              flush=True)  # fmt: skip
+
+    seed = int(cfg["seed"])
+    index = tsne.build_index(x_ref, int(cfg["place_pca_components"]), seed)
+    k_list = [int(k) for k in a.k.split(",")]
+    idx, dist = index.query(x_placed, max([*k_list, n_place]))
+    for k in k_list:
+        score(f"median_k{k}", lambda xy, k=k: tsne.place_by_neighbours(xy, idx, dist, k_init=k))
+    score(f"mean_k{n_place}", lambda xy: np.mean(xy[idx[:, :n_place]], axis=1))
+    score("nearest", lambda xy: xy[idx[:, 0]])
+
+    # the default positions against a threshold from the training stars placed the same way
+    from sklearn.neighbors import KDTree
+
+    n_tr = int(is_tr.sum())
+    t_idx, _ = index.query(x_ref[:n_tr], n_place + 1)
+    t_idx = without_self(t_idx)
+    values = []
+    for _, tr, xy in refs:
+        placed_train = np.median(xy[t_idx], axis=1)  # training rows come first in the map
+        d, i = KDTree(xy[tr]).query(placed_train, k=m + 1)
+        d_other = without_self(i, d)[:, m - 1]
+        values.append(float(np.quantile(d_other, float(cfg["threshold_quantile"]))))
+    res["map_thresholds"] = [t.value for t in thresholds]
+    res["placed_frame_thresholds"] = values
+    score(
+        "placed_frame_threshold",
+        lambda xy: tsne.place_by_neighbours(xy, idx, dist, k_init=n_place),
+        values,
+    )
+
+    for c in (int(x) for x in a.pca.split(",")):
+        t0 = time.perf_counter()
+        c_idx, c_dist = tsne.build_index(x_ref, c, seed).query(x_placed, n_place)
+        seconds = time.perf_counter() - t0
+        score(
+            f"pca{c}",
+            lambda xy, i=c_idx, d=c_dist: tsne.place_by_neighbours(xy, i, d, k_init=n_place),
+            seconds=seconds,
+        )
+    if a.json:
+        a.json.write_text(json.dumps(res, indent=1))
+
+
+if __name__ == "__main__":
+    main()
