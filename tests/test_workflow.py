@@ -291,8 +291,16 @@ def test_scalable_tsne_places_shards_into_a_reference_map(demo_run, tmp_path):
             assert {"p10", "p20"} <= set(h5) and len(h5["p20/xy"]) == len(h5["source_id"])
             placed.append(h5["source_id"][:])
     assert not (work / f"results/tsne/scalable/shard{n_shards}.h5").exists()
-    with h5py.File(work / "results/tsne/scalable/p10/reference.h5") as h5:
+    with (
+        h5py.File(work / "results/tsne/scalable/p10/reference.h5") as h5,
+        h5py.File(work / "results/tsne/scalable/p10.h5") as gathered,
+    ):
         reference = h5["source_id"][:][~h5["in_training"][:]]
+        # the gathered map starts with the reference map, row for row (what
+        # benchmarks/tsne_threshold_sweep.py reads to tell reference from placed stars)
+        n_ref_map = len(h5["source_id"])
+        assert np.array_equal(gathered["source_id"][:n_ref_map], h5["source_id"][:])
+        assert np.array_equal(gathered["xy"][:n_ref_map], h5["xy"][:])
     placed = np.concatenate(placed)
     assert placed.size == np.unique(placed).size == n_obs - 120
     assert not np.isin(placed, reference).any()
