@@ -84,6 +84,7 @@ def main() -> None:
 
     sys.path.insert(0, str(REPO / "benchmarks"))
     from tsne_scaling import tsne_defaults
+    from tsne_threshold_sweep import load_maps, map_classes
 
     cfg = tsne_defaults()
     perps = [float(x) for x in a.perplexities.split(",")]
@@ -108,16 +109,8 @@ def main() -> None:
     x_placed = x_obs[placed]
 
     # the joint classes of the placed stars
-    likes = []
-    for q in perps:
-        j_sid, j_tr, j_xy = read_map(a.joint_dir / f"joint_p{q:g}.h5")
-        where = pd.Index(j_sid[~j_tr]).get_indexer(obs_sid[placed])
-        thr = tsne.threshold_from_config(j_xy[j_tr], cfg)
-        likes.append(
-            tsne.nearest_training_distance(j_xy[j_tr], j_xy[~j_tr][where], thr.neighbours)
-            <= thr.value
-        )
-    joint = tsne.combine_maps(likes)
+    joint_maps = load_maps(a.joint_dir, "joint_p{p:g}.h5", perps, obs_sid[placed])
+    joint = tsne.combine_maps(map_classes(joint_maps, cfg))
     thresholds = [tsne.threshold_from_config(xy[tr], cfg) for _, tr, xy in refs]
     m = thresholds[0].neighbours
     n_place = int(cfg["place_neighbours"])

@@ -51,6 +51,19 @@ def load_maps(folder: Path, pattern: str, perps: list[float], obs_sid: np.ndarra
     return out
 
 
+def map_classes(per_map: list, cfg: dict, m: int | None = None) -> list[np.ndarray]:
+    """Training-like or not, per map, of the observed stars of :func:`load_maps`' maps: the
+    workflow's threshold (``gaiacnn.tsne.threshold_from_config``, the ``tsne`` settings
+    ``cfg``) with support ``m`` (default: the config's for the map's training stars)."""
+    from gaiacnn import tsne
+
+    out = []
+    for train_xy, obs_xy, _ in per_map:
+        thr = tsne.threshold_from_config(train_xy, cfg, neighbours=m)
+        out.append(tsne.nearest_training_distance(train_xy, obs_xy, thr.neighbours) <= thr.value)
+    return out
+
+
 def main() -> None:
     p = argparse.ArgumentParser(
         description=__doc__.splitlines()[0], formatter_class=argparse.RawDescriptionHelpFormatter
@@ -110,12 +123,7 @@ def main() -> None:
           f"(threshold_neighbours {cfg['threshold_neighbours']}, fraction "
           f"{cfg['threshold_neighbours_fraction']}) take m = {m_default}")  # fmt: skip
     for m in (int(x) for x in a.m.split(",")):
-        likes = {}
-        for mode, per_map in maps.items():
-            likes[mode] = []
-            for train_xy, obs_xy, _ in per_map:
-                thr = tsne.threshold_from_config(train_xy, cfg, neighbours=m)
-                likes[mode].append(tsne.nearest_training_distance(train_xy, obs_xy, m) <= thr.value)
+        likes = {mode: map_classes(per_map, cfg, m) for mode, per_map in maps.items()}
         both = {mode: tsne.combine_maps(v) for mode, v in likes.items()}
         agree = both["joint"] == both["scalable"]
         r = {
