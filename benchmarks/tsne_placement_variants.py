@@ -12,6 +12,16 @@ settings) with the joint maps' classes of the same stars:
 * ``mean_k<k>``, ``nearest``: their mean position, the nearest one's position;
 * ``pca<c>``: the default median, neighbours searched in ``c`` PCA components (0: all
   pixels), with the time of the PCA fit and the search (``search_s``);
+* ``vote_k<k>``: no position at all: training-like in a map when more than half of the
+  ``k`` nearest reference spectra are training-like in that map (reference observed stars
+  by the map's rule; training stars by the same rule against the other training stars);
+* ``transform_n<n>_x<e>``: the default median start, then ``n`` iterations of openTSNE's
+  transform optimisation with exaggeration ``e`` (``--transform``; the reference maps'
+  pickles, ``p<p>.pkl``, must be in ``--reference-dir``);
+* ``calibrated_shift``, ``calibrated_quantiles``: the default positions, their distance
+  ratios corrected by what the same placement does to the reference observed stars
+  (placed without themselves, against their embedded positions), binned by the mean
+  distance to their neighbours: median log shift, or quantile mapping;
 * ``placed_frame_threshold``: the default positions, but classified against a threshold
   from the training stars *placed the same way* (each from its nearest other reference
   spectra, without itself): the ``threshold_quantile`` of their distances to their m-th
@@ -77,6 +87,11 @@ def main() -> None:
         default="100,300,0",
         help="PCA components of the search variants (timed: PCA fit + search, seconds)",
     )
+    p.add_argument(
+        "--transform",
+        default="",
+        help="n_iter:exaggeration pairs of transform variants, e.g. 100:1.5,250:1 (minutes each)",
+    )
     p.add_argument("--json", type=Path)
     a = p.parse_args()
 
@@ -120,12 +135,8 @@ def main() -> None:
           f"{int(placed.sum())} placed observed stars; m = {m}; joint: "
           f"{np.mean(~joint):.4f} of the placed stars not training-like", flush=True)  # fmt: skip
 
-    def score(name: str, positions, threshold_values=None, seconds: float = 0.0) -> None:
-        """Classify the placed stars at ``positions(map xy)`` in every map; record and print."""
-        per_map = []
-        values = threshold_values or [t.value for t in thresholds]
-        for (_, tr, xy), value in zip(refs, values, strict=True):
-            per_map.append(tsne.nearest_training_distance(xy[tr], positions(xy), m) <= value)
+    def record(name: str, per_map: list[np.ndarray], seconds: float = 0.0) -> None:
+        """Record and print the placed stars' classes ``per_map`` (training-like per map)."""
         scal = tsne.combine_maps(per_map)
         r = {
             "agreement_placed": float(np.mean(scal == joint)),
@@ -138,6 +149,24 @@ def main() -> None:
               f"{r['joint_not_training_like']:.4f}, placed {r['scalable_not_training_like']:.4f}",
               flush=True)  # fmt: skip
 
+    def ratios(positions) -> list[np.ndarray]:
+        """Per map: distance of ``positions(map xy)`` to their m-th nearest training star,
+        over the map's threshold (training-like when <= 1)."""
+        return [
+            tsne.nearest_training_distance(xy[tr], positions(xy), m) / t.value
+            for (_, tr, xy), t in zip(refs, thresholds, strict=True)
+        ]
+
+    def score(name: str, positions, threshold_values=None, seconds: float = 0.0) -> None:
+        """Classify the placed stars at ``positions(map xy)`` in every map; record and print."""
+        per_map = []
+        values = threshold_values or [t.value for t in thresholds]
+        for (_, tr, xy), value in zip(refs, values, strict=True):
+            per_map.append(tsne.nearest_training_distance(xy[tr], positions(xy), m) <= value)
+        record(name, per_map, seconds)
+
+    from sklearn.neighbors import KDTree
+
     seed = int(cfg["seed"])
     index = tsne.build_index(x_ref, int(cfg["place_pca_components"]), seed)
     k_list = [int(k) for k in a.k.split(",")]
@@ -145,12 +174,65 @@ def main() -> None:
     for k in k_list:
         score(f"median_k{k}", lambda xy, k=k: tsne.place_by_neighbours(xy, idx, dist, k_init=k))
     score(f"mean_k{n_place}", lambda xy: np.mean(xy[idx[:, :n_place]], axis=1))
+    # the reference spectra's own classes per map, and the placed stars' vote of theirs
+    ref_like = []
+    for (_, tr, xy), thr in zip(refs, thresholds, strict=True):
+        like = np.empty(tr.size, bool)
+        like[~tr] = tsne.nearest_training_distance(xy[tr], xy[~tr], m) <= thr.value
+        d, i = KDTree(xy[tr]).query(xy[tr], k=m + 1)
+        like[tr] = without_self(i, d)[:, m - 1] <= thr.value
+        ref_like.append(like)
+    for k in k_list:
+        votes = [like[idx[:, :k]].mean(axis=1) > 0.5 for like in ref_like]
+        record(f"vote_k{k}", votes)
     score("nearest", lambda xy: xy[idx[:, 0]])
+    # neighbours among the reference *observed* spectra only (map rows after the training's)
+    n_tr = int(is_tr.sum())
+    obs_index = tsne.NeighbourIndex(index.reducer, index.features[n_tr:])
+    o_idx, o_dist = obs_index.query(x_placed, max([*k_list, n_place]))
+    o_idx = o_idx + n_tr
+    for k in k_list:
+        score(
+            f"observed_median_k{k}",
+            lambda xy, k=k: tsne.place_by_neighbours(xy, o_idx, o_dist, k_init=k),
+        )
+
+    # the default positions, their distances corrected for what placement does to them:
+    # the reference observed stars placed the same way (each from its nearest other
+    # reference spectra, without itself) against their embedded positions, per map, in 20
+    # bins of the mean distance to those neighbours in the PCA space (noisier spectra lie
+    # farther from theirs): shift by the median log ratio, or map quantile to quantile
+    l_idx, l_dist = index.query(x_ref[n_tr:], n_place + 1)
+    l_idx, l_dist = without_self(l_idx), without_self(l_idx, l_dist)
+    feat_ref, feat = np.log(l_dist.mean(axis=1)), np.log(dist[:, :n_place].mean(axis=1))
+    edges = np.quantile(feat_ref, np.linspace(0, 1, 21))[1:-1]
+    bin_ref, bin_new = np.digitize(feat_ref, edges), np.digitize(feat, edges)
+    placed_r = ratios(lambda xy: tsne.place_by_neighbours(xy, idx, dist, k_init=n_place))
+    loo_r = ratios(lambda xy: np.median(xy[l_idx], axis=1))
+    emb_r = ratios(lambda xy: xy[n_tr:])  # reference observed rows follow the training's
+    shifted, mapped = [], []
+    for r_new, r_loo, r_emb in zip(placed_r, loo_r, emb_r, strict=True):
+        log_new, log_loo, log_emb = np.log(r_new), np.log(r_loo), np.log(r_emb)
+        shift, quant = np.empty_like(log_new), np.empty_like(log_new)
+        for b in range(len(edges) + 1):
+            new, ref = bin_new == b, bin_ref == b
+            shift[new] = log_new[new] + np.median(log_emb[ref] - log_loo[ref])
+            q = np.searchsorted(np.sort(log_loo[ref]), log_new[new]) / ref.sum()
+            quant[new] = np.quantile(log_emb[ref], np.clip(q, 0, 1))
+        shifted.append(shift <= 0)
+        mapped.append(quant <= 0)
+    # how often placement alone (no second map) changes a class: the reference observed
+    # stars placed without themselves against their own embedded classes, same map
+    loo_like = tsne.combine_maps([r <= 1 for r in loo_r])
+    emb_like = tsne.combine_maps([r <= 1 for r in emb_r])
+    res["reference_placed_vs_embedded"] = float(np.mean(loo_like == emb_like))
+    print(f"reference observed stars placed without themselves: their class in the same maps "
+          f"as embedded on {res['reference_placed_vs_embedded']:.4f}; not training-like "
+          f"embedded {np.mean(~emb_like):.4f}, placed {np.mean(~loo_like):.4f}")  # fmt: skip
+    record("calibrated_shift", shifted)
+    record("calibrated_quantiles", mapped)
 
     # the default positions against a threshold from the training stars placed the same way
-    from sklearn.neighbors import KDTree
-
-    n_tr = int(is_tr.sum())
     t_idx, _ = index.query(x_ref[:n_tr], n_place + 1)
     t_idx = without_self(t_idx)
     values = []
@@ -176,6 +258,25 @@ def main() -> None:
             lambda xy, i=c_idx, d=c_dist: tsne.place_by_neighbours(xy, i, d, k_init=n_place),
             seconds=seconds,
         )
+    for pair in filter(None, a.transform.split(",")):
+        n_iter, ex = (float(x) for x in pair.split(":"))
+        import pickle
+
+        models = []
+        for q in perps:
+            with open(a.reference_dir / f"p{q:g}.pkl", "rb") as fh:
+                models.append(pickle.load(fh)["embedding"])
+        t0 = time.perf_counter()
+        per_map = [
+            tsne.place_by_neighbours(
+                emb, idx, dist, perplexity=float(cfg["place_perplexity"]), n_iter=int(n_iter),
+                k_init=n_place, exaggeration=ex,
+            )
+            for emb in models
+        ]  # fmt: skip
+        seconds = time.perf_counter() - t0
+        by_map = {id(xy): xy_new for (_, _, xy), xy_new in zip(refs, per_map, strict=True)}
+        score(f"transform_n{n_iter:g}_x{ex:g}", lambda xy, b=by_map: b[id(xy)], None, seconds)
     if a.json:
         a.json.write_text(json.dumps(res, indent=1))
 

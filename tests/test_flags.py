@@ -236,11 +236,18 @@ def test_placement_reproduces_opentsne_transform_given_its_neighbours():
     emb -= (np.max(emb, axis=0) + np.min(emb, axis=0)) / 2
     new = _clusters(rng, 60, 0)[0]
     idx, dist = emb.affinities.knn_index.query(np.ascontiguousarray(new, np.float64), 15)
-    ours = tsne.place_by_neighbours(
-        tsne.portable_embedding(emb), idx, dist, perplexity=5, n_iter=250, k_init=15
-    )
-    theirs = np.asarray(emb.transform(np.ascontiguousarray(new, np.float64), perplexity=5))
+    portable = tsne.portable_embedding(emb)
+    x_new = np.ascontiguousarray(new, np.float64)
+    ours = tsne.place_by_neighbours(portable, idx, dist, perplexity=5, n_iter=250, k_init=15)
+    theirs = np.asarray(emb.transform(x_new, perplexity=5))
     np.testing.assert_allclose(ours, theirs, atol=1e-6 * np.ptp(theirs))
+    # another exaggeration than transform's default 1.5: still transform, and not the same
+    ours_1 = tsne.place_by_neighbours(
+        portable, idx, dist, perplexity=5, n_iter=250, k_init=15, exaggeration=1.0
+    )
+    theirs_1 = np.asarray(emb.transform(x_new, perplexity=5, exaggeration=1.0))
+    np.testing.assert_allclose(ours_1, theirs_1, atol=1e-6 * np.ptp(theirs_1))
+    assert not np.allclose(ours_1, ours, atol=1e-3 * np.ptp(theirs))
 
 
 def test_combine_maps_and_reference_rows():

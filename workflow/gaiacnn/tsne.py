@@ -264,13 +264,15 @@ def place_by_neighbours(
     perplexity: float = 5.0,
     n_iter: int = 0,
     k_init: int = 25,
+    exaggeration: float = 1.5,
 ) -> np.ndarray:
     """Positions (m, 2) in the fixed ``embedding`` of new points whose nearest reference
     points (``neighbours``, ``distances``: (m, k), nearest first) are known: the median
     position of the first ``k_init`` neighbours, then, if ``n_iter`` > 0, openTSNE's
-    transform optimisation (learning rate 0.1, exaggeration 1.5, momentum 0.8, max_grad_norm
-    0.25) against the reference points only, with affinities of ``perplexity`` from the
-    first 3 x ``perplexity`` neighbours.  The neighbour search is shared by all maps."""
+    transform optimisation (learning rate 0.1, ``exaggeration`` (its default 1.5), momentum
+    0.8, max_grad_norm 0.25) against the reference points only, with affinities of
+    ``perplexity`` from the first 3 x ``perplexity`` neighbours.  The neighbour search is
+    shared by all maps."""
     if len(neighbours) == 0:
         return np.empty((0, 2))
     ref_xy = np.asarray(embedding)
@@ -298,7 +300,7 @@ def place_by_neighbours(
         n_iter,
         inplace=True,
         learning_rate=0.1,
-        exaggeration=1.5,
+        exaggeration=exaggeration,
         momentum=0.8,
         max_grad_norm=0.25,
     )
