@@ -64,6 +64,11 @@ def map_classes(per_map: list, cfg: dict, m: int | None = None) -> list[np.ndarr
     return out
 
 
+def _share(x: np.ndarray) -> float | None:
+    """Mean of a boolean array; None (JSON null) when it is empty."""
+    return float(np.mean(x)) if x.size else None
+
+
 def main() -> None:
     p = argparse.ArgumentParser(
         description=__doc__.splitlines()[0], formatter_class=argparse.RawDescriptionHelpFormatter
@@ -81,6 +86,13 @@ def main() -> None:
         type=Path,
         help="folder holding the gathered scalable maps (default: under --workdir; give it "
         "when tsne_scaling.py ran several reference sizes there)",
+    )
+    p.add_argument(
+        "--against-joint",
+        type=Path,
+        metavar="DIR",
+        help="compare the joint maps with the joint maps in DIR (tsne_scaling.py run with "
+        "another tsne seed) instead of the scalable maps: the joint mode's own reproducibility",
     )
     p.add_argument("--json", type=Path)
     a = p.parse_args()
@@ -105,14 +117,18 @@ def main() -> None:
         "training_populations": ~np.isin(pop, [POPULATION_CODES[x] for x in OOD_POPULATIONS]),
         "halo": pop == POPULATION_CODES["halo"],
     }
-    folders = {"joint": a.joint_dir, "scalable": a.scalable_dir}
+    # the second set of maps: the scalable mode's, or (--against-joint) another joint run's;
+    # the results keep the key "scalable" for it
+    second = ("joint", a.against_joint) if a.against_joint else ("scalable", a.scalable_dir)
+    folders = {"joint": ("joint", a.joint_dir), "scalable": second}
     maps = {
-        mode: load_maps(folders[mode] or a.workdir / tag, f"{mode}_p{{p:g}}.h5", perps, obs_sid)
-        for mode in folders
+        mode: load_maps(folder or a.workdir / tag, f"{kind}_p{{p:g}}.h5", perps, obs_sid)
+        for mode, (kind, folder) in folders.items()
     }
     in_reference = maps["scalable"][0][2]
     n_training = len(maps["joint"][0][0])
     res: dict = {"n_stars": a.n_stars, "seed": a.seed, "n_training": n_training,
+                 "second": "joint" if a.against_joint else "scalable",
                  "n_observed": int(obs_sid.size),
                  "n_reference_observed": int(in_reference.sum()), "sweep": {}}  # fmt: skip
     m_default = tsne.support_neighbours(
@@ -132,17 +148,23 @@ def main() -> None:
             ],
             "agreement": float(np.mean(agree)),
             # the observed stars embedded in the reference maps, and those placed into them
-            "agreement_reference": float(np.mean(agree[in_reference])),
-            "agreement_placed": float(np.mean(agree[~in_reference])),
+            # (null against another joint run: no star is placed there)
+            "agreement_reference": None if a.against_joint else _share(agree[in_reference]),
+            "agreement_placed": None if a.against_joint else _share(agree[~in_reference]),
         }
         for mode, like in both.items():
             for name, mask in groups.items():
                 r[f"{mode}_{name}_outside"] = float(np.mean(~like[mask]))
         res["sweep"][m] = r
-        print(f"m={m:3d} agreement {r['agreement']:.4f} (reference "
-              f"{r['agreement_reference']:.4f}, placed {r['agreement_placed']:.4f}; per map "
+        split = ", ".join(
+            f"{k} {r['agreement_' + k]:.4f}"
+            for k in ("reference", "placed")
+            if r["agreement_" + k] is not None
+        )
+        split = split + "; " if split else ""
+        print(f"m={m:3d} agreement {r['agreement']:.4f} ({split}per map "
               + " ".join(f"{x:.3f}" for x in r["agreement_per_map"]) + ")  not training-like, "
-              "joint/scalable: OB+M giants "
+              f"joint/{second[0]}: OB+M giants "
               f"{r['joint_ob_m_giants_outside']:.3f}/{r['scalable_ob_m_giants_outside']:.3f}, "
               "training populations "
               f"{r['joint_training_populations_outside']:.3f}/"
