@@ -64,6 +64,23 @@ def map_classes(per_map: list, cfg: dict, m: int | None = None) -> list[np.ndarr
     return out
 
 
+def ensemble_classes(runs: list[list], cfg: dict, m: int | None = None) -> list[np.ndarray]:
+    """Training-like or not, per map, of the observed stars in an ensemble of runs (each a
+    :func:`load_maps` list, same perplexities): the mean over the runs of each star's
+    distance to its m-th nearest training star over the run's map threshold, <= 1."""
+    from gaiacnn import tsne
+
+    out = []
+    for same_perplexity in zip(*runs, strict=True):
+        ratios = []
+        for train_xy, obs_xy, _ in same_perplexity:
+            thr = tsne.threshold_from_config(train_xy, cfg, neighbours=m)
+            d = tsne.nearest_training_distance(train_xy, obs_xy, thr.neighbours)
+            ratios.append(d / thr.value)
+        out.append(np.mean(ratios, axis=0) <= 1)
+    return out
+
+
 def _share(x: np.ndarray) -> float | None:
     """Mean of a boolean array; None (JSON null) when it is empty."""
     return float(np.mean(x)) if x.size else None
@@ -84,8 +101,12 @@ def main() -> None:
     p.add_argument(
         "--scalable-dir",
         type=Path,
+        nargs="+",
         help="folder holding the gathered scalable maps (default: under --workdir; give it "
-        "when tsne_scaling.py ran several reference sizes there)",
+        "when tsne_scaling.py ran several reference sizes there); several folders (runs "
+        "with other tsne seeds, so other reference subsamples): an ensemble, a star "
+        "training-like in a map when the mean over the runs of its distance over the "
+        "threshold is <= 1",
     )
     p.add_argument(
         "--against-joint",
@@ -119,16 +140,22 @@ def main() -> None:
     }
     # the second set of maps: the scalable mode's, or (--against-joint) another joint run's;
     # the results keep the key "scalable" for it
-    second = ("joint", a.against_joint) if a.against_joint else ("scalable", a.scalable_dir)
-    folders = {"joint": ("joint", a.joint_dir), "scalable": second}
-    maps = {
-        mode: load_maps(folder or a.workdir / tag, f"{kind}_p{{p:g}}.h5", perps, obs_sid)
-        for mode, (kind, folder) in folders.items()
+    if a.against_joint:
+        second = ("joint", [a.against_joint])
+    else:
+        second = ("scalable", a.scalable_dir or [a.workdir / tag])
+    folders = {"joint": ("joint", [a.joint_dir or a.workdir / tag]), "scalable": second}
+    runs = {
+        mode: [load_maps(f, f"{kind}_p{{p:g}}.h5", perps, obs_sid) for f in dirs]
+        for mode, (kind, dirs) in folders.items()
     }
-    in_reference = maps["scalable"][0][2]
+    maps = {mode: per_run[0] for mode, per_run in runs.items()}
+    # in the reference maps of any run of the ensemble, and placed into those of every run
+    in_reference = np.any([per_map[0][2] for per_map in runs["scalable"]], axis=0)
     n_training = len(maps["joint"][0][0])
     res: dict = {"n_stars": a.n_stars, "seed": a.seed, "n_training": n_training,
                  "second": "joint" if a.against_joint else "scalable",
+                 "scalable_runs": len(runs["scalable"]),
                  "n_observed": int(obs_sid.size),
                  "n_reference_observed": int(in_reference.sum()), "sweep": {}}  # fmt: skip
     m_default = tsne.support_neighbours(
@@ -140,6 +167,8 @@ def main() -> None:
           f"{cfg['threshold_neighbours_fraction']}) take m = {m_default}")  # fmt: skip
     for m in (int(x) for x in a.m.split(",")):
         likes = {mode: map_classes(per_map, cfg, m) for mode, per_map in maps.items()}
+        if len(runs["scalable"]) > 1:
+            likes["scalable"] = ensemble_classes(runs["scalable"], cfg, m)
         both = {mode: tsne.combine_maps(v) for mode, v in likes.items()}
         agree = both["joint"] == both["scalable"]
         r = {
