@@ -10,6 +10,8 @@ settings) with the joint maps' classes of the same stars:
   workflow's ``gaiacnn.tsne.place_by_neighbours``; ``place_neighbours`` is the default),
   searched in ``place_pca_components`` PCA components;
 * ``mean_k<k>``, ``nearest``: their mean position, the nearest one's position;
+* ``observed_median_k<k>``: the median position of the ``k`` nearest reference *observed*
+  spectra (the training spectra left out of the search);
 * ``pca<c>``: the default median, neighbours searched in ``c`` PCA components (0: all
   pixels), with the time of the PCA fit and the search (``search_s``);
 * ``vote_k<k>``: no position at all: training-like in a map when more than half of the
@@ -27,7 +29,10 @@ settings) with the joint maps' classes of the same stars:
   spectra, without itself): the ``threshold_quantile`` of their distances to their m-th
   nearest other training star.
 
-Minutes (the neighbour searches; no t-SNE is run)::
+It also records ``reference_placed_vs_embedded``: how often the default placement alone
+changes a class, the reference observed stars placed without themselves against their
+own embedded classes in the same maps.  Minutes (the neighbour searches; no map is made,
+and ``--transform`` runs only openTSNE's optimisation of the placed points)::
 
     .venv/bin/python benchmarks/tsne_placement_variants.py --seed 2 \\
         --joint-dir /tmp/gaiacnn-tsne-bench/n60000_s2/<tag> \\
