@@ -154,20 +154,26 @@ def main() -> None:
               f"{r['joint_not_training_like']:.4f}, placed {r['scalable_not_training_like']:.4f}",
               flush=True)  # fmt: skip
 
-    def ratios(positions) -> list[np.ndarray]:
-        """Per map: distance of ``positions(map xy)`` to their m-th nearest training star,
-        over the map's threshold (training-like when <= 1)."""
+    def in_maps(place) -> list[np.ndarray]:
+        """``place(map xy)`` (positions of the placed stars) in every reference map."""
+        return [place(xy) for _, _, xy in refs]
+
+    def distances(per_map_xy: list[np.ndarray]) -> list[np.ndarray]:
+        """Per map: distance of the positions ``per_map_xy`` to their m-th nearest training
+        star (t-SNE units)."""
         return [
-            tsne.nearest_training_distance(xy[tr], positions(xy), m) / t.value
-            for (_, tr, xy), t in zip(refs, thresholds, strict=True)
+            tsne.nearest_training_distance(xy[tr], pos, m)
+            for (_, tr, xy), pos in zip(refs, per_map_xy, strict=True)
         ]
 
-    def score(name: str, positions, threshold_values=None, seconds: float = 0.0) -> None:
-        """Classify the placed stars at ``positions(map xy)`` in every map; record and print."""
-        per_map = []
+    def ratios(per_map_xy: list[np.ndarray]) -> list[np.ndarray]:
+        """:func:`distances` over the map's threshold (training-like when <= 1)."""
+        return [d / t.value for d, t in zip(distances(per_map_xy), thresholds, strict=True)]
+
+    def score(name: str, per_map_xy, threshold_values=None, seconds: float = 0.0) -> None:
+        """Classify the placed stars at ``per_map_xy`` in every map; record and print."""
         values = threshold_values or [t.value for t in thresholds]
-        for (_, tr, xy), value in zip(refs, values, strict=True):
-            per_map.append(tsne.nearest_training_distance(xy[tr], positions(xy), m) <= value)
+        per_map = [d <= v for d, v in zip(distances(per_map_xy), values, strict=True)]
         record(name, per_map, seconds)
 
     from sklearn.neighbors import KDTree
@@ -176,21 +182,24 @@ def main() -> None:
     index = tsne.build_index(x_ref, int(cfg["place_pca_components"]), seed)
     k_list = [int(k) for k in a.k.split(",")]
     idx, dist = index.query(x_placed, max([*k_list, n_place]))
+    median = {
+        k: in_maps(lambda xy, k=k: tsne.place_by_neighbours(xy, idx, dist, k_init=k))
+        for k in {*k_list, n_place}
+    }
     for k in k_list:
-        score(f"median_k{k}", lambda xy, k=k: tsne.place_by_neighbours(xy, idx, dist, k_init=k))
-    score(f"mean_k{n_place}", lambda xy: np.mean(xy[idx[:, :n_place]], axis=1))
+        score(f"median_k{k}", median[k])
+    score(f"mean_k{n_place}", in_maps(lambda xy: np.mean(xy[idx[:, :n_place]], axis=1)))
     # the reference spectra's own classes per map, and the placed stars' vote of theirs
     ref_like = []
     for (_, tr, xy), thr in zip(refs, thresholds, strict=True):
         like = np.empty(tr.size, bool)
         like[~tr] = tsne.nearest_training_distance(xy[tr], xy[~tr], m) <= thr.value
-        d, i = KDTree(xy[tr]).query(xy[tr], k=m + 1)
-        like[tr] = without_self(i, d)[:, m - 1] <= thr.value
+        like[tr] = tsne.training_nn_distances(xy[tr], m) <= thr.value
         ref_like.append(like)
     for k in k_list:
         votes = [like[idx[:, :k]].mean(axis=1) > 0.5 for like in ref_like]
         record(f"vote_k{k}", votes)
-    score("nearest", lambda xy: xy[idx[:, 0]])
+    score("nearest", in_maps(lambda xy: xy[idx[:, 0]]))
     # neighbours among the reference *observed* spectra only (map rows after the training's)
     n_tr = int(is_tr.sum())
     obs_index = tsne.NeighbourIndex(index.reducer, index.features[n_tr:])
@@ -199,7 +208,7 @@ def main() -> None:
     for k in k_list:
         score(
             f"observed_median_k{k}",
-            lambda xy, k=k: tsne.place_by_neighbours(xy, o_idx, o_dist, k_init=k),
+            in_maps(lambda xy, k=k: tsne.place_by_neighbours(xy, o_idx, o_dist, k_init=k)),
         )
 
     # the default positions, their distances corrected for what placement does to them:
@@ -212,9 +221,9 @@ def main() -> None:
     feat_ref, feat = np.log(l_dist.mean(axis=1)), np.log(dist[:, :n_place].mean(axis=1))
     edges = np.quantile(feat_ref, np.linspace(0, 1, 21))[1:-1]
     bin_ref, bin_new = np.digitize(feat_ref, edges), np.digitize(feat, edges)
-    placed_r = ratios(lambda xy: tsne.place_by_neighbours(xy, idx, dist, k_init=n_place))
-    loo_r = ratios(lambda xy: np.median(xy[l_idx], axis=1))
-    emb_r = ratios(lambda xy: xy[n_tr:])  # reference observed rows follow the training's
+    placed_r = ratios(median[n_place])
+    loo_r = ratios(in_maps(lambda xy: np.median(xy[l_idx], axis=1)))
+    emb_r = ratios(in_maps(lambda xy: xy[n_tr:]))  # reference observed rows follow the training's
     shifted, mapped = [], []
     for r_new, r_loo, r_emb in zip(placed_r, loo_r, emb_r, strict=True):
         log_new, log_loo, log_emb = np.log(r_new), np.log(r_loo), np.log(r_emb)
@@ -248,11 +257,7 @@ def main() -> None:
         values.append(float(np.quantile(d_other, float(cfg["threshold_quantile"]))))
     res["map_thresholds"] = [t.value for t in thresholds]
     res["placed_frame_thresholds"] = values
-    score(
-        "placed_frame_threshold",
-        lambda xy: tsne.place_by_neighbours(xy, idx, dist, k_init=n_place),
-        values,
-    )
+    score("placed_frame_threshold", median[n_place], values)
 
     for c in (int(x) for x in a.pca.split(",")):
         t0 = time.perf_counter()
@@ -260,17 +265,20 @@ def main() -> None:
         seconds = time.perf_counter() - t0
         score(
             f"pca{c}",
-            lambda xy, i=c_idx, d=c_dist: tsne.place_by_neighbours(xy, i, d, k_init=n_place),
+            in_maps(
+                lambda xy, i=c_idx, d=c_dist: tsne.place_by_neighbours(xy, i, d, k_init=n_place)
+            ),
             seconds=seconds,
         )
-    for pair in filter(None, a.transform.split(",")):
-        n_iter, ex = (float(x) for x in pair.split(":"))
+    pairs = [[float(x) for x in pair.split(":")] for pair in filter(None, a.transform.split(","))]
+    models = []
+    if pairs:
         import pickle
 
-        models = []
         for q in perps:
             with open(a.reference_dir / f"p{q:g}.pkl", "rb") as fh:
                 models.append(pickle.load(fh)["embedding"])
+    for n_iter, ex in pairs:
         t0 = time.perf_counter()
         per_map = [
             tsne.place_by_neighbours(
@@ -280,8 +288,7 @@ def main() -> None:
             for emb in models
         ]  # fmt: skip
         seconds = time.perf_counter() - t0
-        by_map = {id(xy): xy_new for (_, _, xy), xy_new in zip(refs, per_map, strict=True)}
-        score(f"transform_n{n_iter:g}_x{ex:g}", lambda xy, b=by_map: b[id(xy)], None, seconds)
+        score(f"transform_n{n_iter:g}_x{ex:g}", per_map, seconds=seconds)
     if a.json:
         a.json.write_text(json.dumps(res, indent=1))
 

@@ -51,34 +51,35 @@ def load_maps(folder: Path, pattern: str, perps: list[float], obs_sid: np.ndarra
     return out
 
 
-def map_classes(per_map: list, cfg: dict, m: int | None = None) -> list[np.ndarray]:
-    """Training-like or not, per map, of the observed stars of :func:`load_maps`' maps: the
-    workflow's threshold (``gaiacnn.tsne.threshold_from_config``, the ``tsne`` settings
-    ``cfg``) with support ``m`` (default: the config's for the map's training stars)."""
+def map_distances(per_map: list, cfg: dict, m: int | None = None) -> list[tuple]:
+    """Per map of :func:`load_maps`: (the observed stars' distance to their m-th nearest
+    training star, the map's threshold), the workflow's threshold
+    (``gaiacnn.tsne.threshold_from_config``, the ``tsne`` settings ``cfg``) with support
+    ``m`` (default: the config's for the map's training stars); t-SNE units."""
     from gaiacnn import tsne
 
     out = []
     for train_xy, obs_xy, _ in per_map:
         thr = tsne.threshold_from_config(train_xy, cfg, neighbours=m)
-        out.append(tsne.nearest_training_distance(train_xy, obs_xy, thr.neighbours) <= thr.value)
+        out.append((tsne.nearest_training_distance(train_xy, obs_xy, thr.neighbours), thr.value))
     return out
+
+
+def map_classes(per_map: list, cfg: dict, m: int | None = None) -> list[np.ndarray]:
+    """Training-like or not, per map, of the observed stars of :func:`load_maps`' maps
+    (:func:`map_distances` within the threshold)."""
+    return [d <= value for d, value in map_distances(per_map, cfg, m)]
 
 
 def ensemble_classes(runs: list[list], cfg: dict, m: int | None = None) -> list[np.ndarray]:
     """Training-like or not, per map, of the observed stars in an ensemble of runs (each a
     :func:`load_maps` list, same perplexities): the mean over the runs of each star's
-    distance to its m-th nearest training star over the run's map threshold, <= 1."""
-    from gaiacnn import tsne
-
-    out = []
-    for same_perplexity in zip(*runs, strict=True):
-        ratios = []
-        for train_xy, obs_xy, _ in same_perplexity:
-            thr = tsne.threshold_from_config(train_xy, cfg, neighbours=m)
-            d = tsne.nearest_training_distance(train_xy, obs_xy, thr.neighbours)
-            ratios.append(d / thr.value)
-        out.append(np.mean(ratios, axis=0) <= 1)
-    return out
+    :func:`map_distances` distance over its run's map threshold, <= 1."""
+    per_run = [map_distances(per_map, cfg, m) for per_map in runs]
+    return [
+        np.mean([d / value for d, value in same_perplexity], axis=0) <= 1
+        for same_perplexity in zip(*per_run, strict=True)
+    ]
 
 
 def _share(x: np.ndarray) -> float | None:
@@ -149,10 +150,9 @@ def main() -> None:
         mode: [load_maps(f, f"{kind}_p{{p:g}}.h5", perps, obs_sid) for f in dirs]
         for mode, (kind, dirs) in folders.items()
     }
-    maps = {mode: per_run[0] for mode, per_run in runs.items()}
     # in the reference maps of any run of the ensemble, and placed into those of every run
     in_reference = np.any([per_map[0][2] for per_map in runs["scalable"]], axis=0)
-    n_training = len(maps["joint"][0][0])
+    n_training = len(runs["joint"][0][0][0])
     res: dict = {"n_stars": a.n_stars, "seed": a.seed, "n_training": n_training,
                  "second": "joint" if a.against_joint else "scalable",
                  "scalable_runs": len(runs["scalable"]),
@@ -166,9 +166,12 @@ def main() -> None:
           f"(threshold_neighbours {cfg['threshold_neighbours']}, fraction "
           f"{cfg['threshold_neighbours_fraction']}) take m = {m_default}")  # fmt: skip
     for m in (int(x) for x in a.m.split(",")):
-        likes = {mode: map_classes(per_map, cfg, m) for mode, per_map in maps.items()}
-        if len(runs["scalable"]) > 1:
-            likes["scalable"] = ensemble_classes(runs["scalable"], cfg, m)
+        likes = {
+            "joint": map_classes(runs["joint"][0], cfg, m),
+            "scalable": map_classes(runs["scalable"][0], cfg, m)
+            if len(runs["scalable"]) == 1
+            else ensemble_classes(runs["scalable"], cfg, m),
+        }
         both = {mode: tsne.combine_maps(v) for mode, v in likes.items()}
         agree = both["joint"] == both["scalable"]
         r = {
