@@ -176,8 +176,6 @@ def main() -> None:
         per_map = [d <= v for d, v in zip(distances(per_map_xy), values, strict=True)]
         record(name, per_map, seconds)
 
-    from sklearn.neighbors import KDTree
-
     seed = int(cfg["seed"])
     index = tsne.build_index(x_ref, int(cfg["place_pca_components"]), seed)
     k_list = [int(k) for k in a.k.split(",")]
@@ -247,6 +245,8 @@ def main() -> None:
     record("calibrated_quantiles", mapped)
 
     # the default positions against a threshold from the training stars placed the same way
+    from sklearn.neighbors import KDTree
+
     t_idx, _ = index.query(x_ref[:n_tr], n_place + 1)
     t_idx = without_self(t_idx)
     values = []
