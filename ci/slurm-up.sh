@@ -182,8 +182,11 @@ if [ "$changed" = 1 ] && { alive "$SLURMD_PID" || alive "$CTLD_PID"; }; then
   stop_daemon slurmctld "$CTLD_PID"
 fi
 if ! alive "$CTLD_PID"; then
-  log "starting slurmctld"
-  /usr/sbin/slurmctld || die "slurmctld did not start"
+  # -c: start from a clean state. A controller that is not running was stopped (slurm-down,
+  # a killed CI run, a machine snapshot) and the jobs it saved belong to runs that are gone;
+  # recovered as RUNNING they would hold the node's CPUs and leave every new job pending.
+  log "starting slurmctld (clean state)"
+  /usr/sbin/slurmctld -c || die "slurmctld did not start"
 fi
 wait_for 30 scontrol ping || die "slurmctld does not answer"
 if ! alive "$SLURMD_PID"; then
