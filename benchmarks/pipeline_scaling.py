@@ -14,7 +14,7 @@ and peak resident memory (``VmHWM`` of that process, i.e. of one workflow job;
   (stars/s/model; the largest peak RSS of the shard jobs), then gather_predictions;
 * aggregate: the ensemble's labels table of both samples (one member);
 * tsne (N <= --tsne-max-n): the scalable t-SNE mode at --perplexities: neighbour graph of
-  the training + reference stars, reference maps, neighbour index, placement shards
+  the reference training + observed stars, reference maps, neighbour index, placement shards
   (``tsne.place_shard_rows``), gather, classify; then flag_catalogue.
 
 Results go to --out (JSON, one record per N and stage) and a Markdown table is printed.

@@ -164,6 +164,9 @@ def main() -> None:
     from gaiacnn.demo.physics import OOD_POPULATIONS, POPULATION_CODES
 
     ref_rows = tsne.reference_rows(n_obs, int(cfg["reference_observed"]), int(cfg["seed"]))
+    n_tr_ref = tsne.reference_training_rows(
+        n_tr, n_obs, int(cfg["reference_observed"]), cfg["reference_training"], int(cfg["seed"])
+    ).size
     n_placed = n_obs - ref_rows.size
     idx = np.searchsorted(truth["source_id"], obs_sid)
     pop = truth["population"][idx]
@@ -174,7 +177,7 @@ def main() -> None:
     map_keys = ["pca_components", "n_iter", "seed", "perplexities"]
     map_keys += [k for k in cfg if k.startswith("threshold")]
     joint_dir = a.workdir / f"n{a.n_stars}_s{a.seed}" / _tag(cfg, map_keys)
-    ref_dir = joint_dir / _tag(cfg, ["reference_observed"])
+    ref_dir = joint_dir / _tag(cfg, ["reference_observed", "reference_training"])
     place_dir = ref_dir / _tag(cfg, [k for k in cfg if k.startswith("place_")])
     place_dir.mkdir(parents=True, exist_ok=True)
 
@@ -270,17 +273,22 @@ def main() -> None:
         res["agreement_placed"] = float(np.mean(agree[placed]))
         res["agreement_reference"] = float(np.mean(agree[~placed]))
     # extrapolation to the paper's sizes (on --cores cores): the reference maps scaled
-    # linearly from their measured size to the paper's 33 585 training + reference_observed
-    # spectra (t-SNE with FFT gradients is ~linear), the placement shards spread
+    # linearly from their measured size to reference_observed + the paper's 33 585 training
+    # spectra (reference_training all) or their share (proportional: that of
+    # reference_observed in the paper's observed stars) (t-SNE with FFT gradients is
+    # ~linear), the placement shards spread
     # over the cores, each linear in the spectra placed and (the exact neighbour search,
     # an upper bound) in the reference spectra searched, and the index linear in the latter
     rows = res["perplexities"].values()
-    n_ref = n_tr + ref_rows.size
-    n_ref_big = PAPER_TRAINING + ref_rows.size
+    n_ref = n_tr_ref + ref_rows.size
+    obs_big = a.extrapolate - PAPER_TRAINING
+    how = cfg["reference_training"]
+    n_tr_big = tsne.reference_training_rows(PAPER_TRAINING, obs_big, ref_rows.size, how, 0).size
+    n_ref_big = ref_rows.size + n_tr_big
     grow = n_ref_big / n_ref
     ref_s = (res["scalable_graph_s"] + sum(r["reference_s"] for r in rows)) * grow
     per_spectrum = res["place_s"] / max(1, n_placed) * grow
-    n_place_big = max(0, a.extrapolate - n_ref_big)
+    n_place_big = max(0, obs_big - ref_rows.size)  # training stars are never placed
     res["extrapolated_s"] = ref_s + res["index_s"] * grow + per_spectrum * n_place_big / a.cores
     res["n_observed"], res["n_placed"], res["n_reference"] = n_obs, n_placed, n_ref
     print(json.dumps(res, indent=1))

@@ -258,6 +258,38 @@ def test_combine_maps_and_reference_rows():
     assert tsne.reference_rows(50, 100, seed=3).size == 50
 
 
+def test_reference_training_keeps_the_data_proportion():
+    # proportional: the training stars' share in the reference map is the observed stars'
+    r = tsne.reference_training_rows(9000, 51000, 20000, "proportional", seed=3)
+    assert r.size == round(9000 * 20000 / 51000) == 3529
+    assert np.all(np.diff(r) > 0) and r[0] >= 0 and r[-1] < 9000
+    np.testing.assert_array_equal(
+        r, tsne.reference_training_rows(9000, 51000, 20000, "proportional", seed=3)
+    )
+    other = tsne.reference_training_rows(9000, 51000, 20000, "proportional", seed=4)
+    assert not np.array_equal(r, other)
+    # the paper's sizes: 33 585 training stars, 20 000 of 852 495 observed in the map
+    assert tsne.reference_training_rows(33585, 852495, 20000, "proportional", 0).size == 788
+    # all: every training star; all observed stars embedded: every training star too
+    np.testing.assert_array_equal(
+        tsne.reference_training_rows(9000, 51000, 20000, "all", seed=3), np.arange(9000)
+    )
+    assert tsne.reference_training_rows(90, 500, 500, "proportional", seed=3).size == 90
+    with pytest.raises(tsne.TsneError, match="unknown reference_training 'some'"):
+        tsne.reference_training_rows(90, 500, 50, "some", seed=3)
+
+
+def test_a_reference_map_with_few_training_stars_is_warned_about(caplog):
+    from gaiacnn import pipeline
+
+    cfg = {"threshold_neighbours": 10, "threshold_neighbours_fraction": 0.003}
+    with caplog.at_level("WARNING", logger="gaiacnn"):
+        pipeline._warn_thin_support(1970, cfg)  # config/gaia_dr3.yaml: m = 10, 0.5 %
+        assert not caplog.records
+        pipeline._warn_thin_support(36, cfg)
+    assert "36 training stars" in caplog.text and "m = 10 of them (27.8 %" in caplog.text
+
+
 def test_spectra_are_streamed_and_checked(tmp_path):
     path = tmp_path / "a.h5"
     flux = np.ones((10, 5), np.float32)

@@ -265,6 +265,10 @@ def test_forcing_one_member_reruns_only_it_and_the_aggregation(demo_run):
 def test_scalable_tsne_places_shards_into_a_reference_map(demo_run, tmp_path):
     work = make_workdir(tmp_path, "scalable")
     reuse_arrays(demo_run, work)
+    # 200 of the 300 observed stars in the reference maps, and with them (reference_training
+    # proportional, the default) 36 of the 54 training stars: enough for the threshold's
+    # support of 10 training stars (with 120, 22 of them, the classes are mostly noise)
+    n_ref, shard_rows = 200, 40
     proc = run_snakemake(
         work,
         "--cores",
@@ -272,7 +276,8 @@ def test_scalable_tsne_places_shards_into_a_reference_map(demo_run, tmp_path):
         "results/tsne/training_like.h5",
         "--config",
         "tsne={mode: scalable, perplexities: [10, 20], pca_components: 10, n_iter: 200, "
-        "reference_observed: 120, place_shard_rows: 100, place_chunk_rows: 50, place_n_iter: 50}",
+        f"reference_observed: {n_ref}, place_shard_rows: {shard_rows}, place_chunk_rows: 30, "
+        "place_n_iter: 50}",
     )
     assert proc.returncode == 0, proc.stderr[-4000:]
     assert "rule tsne_joint" not in proc.stdout + proc.stderr
@@ -280,14 +285,20 @@ def test_scalable_tsne_places_shards_into_a_reference_map(demo_run, tmp_path):
     with h5py.File(work / "results/tsne/scalable/p10.h5") as h5:
         obs = ~h5["in_training"][:]
         assert obs.sum() == n_obs and h5.attrs["mode"] == "scalable"
-        assert h5.attrs["n_reference_observed"] == 120
-    # one placement job per shard of 100 of the stars left out of the reference maps, into
+        assert h5.attrs["n_reference_observed"] == n_ref
+        # reference_training proportional (the default): the training stars in the map are
+        # the same share of the training sample as the reference stars of the observed one
+        n_tr = validate(work / "results/arrays/training.h5").n_rows
+        assert h5.attrs["reference_training"] == "proportional"
+        assert (~obs).sum() == h5.attrs["n_reference_training"] == round(n_tr * n_ref / n_obs)
+    # one placement job per shard of 40 of the stars left out of the reference maps, into
     # the maps of both perplexities; together they place each of those stars once
-    n_shards = -(-(n_obs - 120) // 100)
+    n_shards = -(-(n_obs - n_ref) // shard_rows)
+    assert n_shards >= 2
     placed = []
     for k in range(n_shards):
         with h5py.File(work / f"results/tsne/scalable/shard{k}.h5") as h5:
-            assert len(h5["source_id"]) == min(100, n_obs - 120 - 100 * k)
+            assert len(h5["source_id"]) == min(shard_rows, n_obs - n_ref - shard_rows * k)
             assert {"p10", "p20"} <= set(h5) and len(h5["p20/xy"]) == len(h5["source_id"])
             placed.append(h5["source_id"][:])
     assert not (work / f"results/tsne/scalable/shard{n_shards}.h5").exists()
@@ -302,7 +313,7 @@ def test_scalable_tsne_places_shards_into_a_reference_map(demo_run, tmp_path):
         assert np.array_equal(gathered["source_id"][:n_ref_map], h5["source_id"][:])
         assert np.array_equal(gathered["xy"][:n_ref_map], h5["xy"][:])
     placed = np.concatenate(placed)
-    assert placed.size == np.unique(placed).size == n_obs - 120
+    assert placed.size == np.unique(placed).size == n_obs - n_ref
     assert not np.isin(placed, reference).any()
     # the same stars, classified in the joint maps of the first run: mostly the same class
     with (

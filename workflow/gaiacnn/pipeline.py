@@ -604,19 +604,59 @@ def _map_attrs(cfg: Mapping, perplexity: float, thr, mode: str, **extra) -> dict
 
 
 def _reference_rows(observed, cfg: Mapping) -> np.ndarray:
-    """Observed rows embedded with the training sample (scalable mode)."""
+    """Observed rows embedded in the reference maps (scalable mode)."""
     from gaiacnn import tsne
 
     n_obs = tsne.n_rows(observed)
     return tsne.reference_rows(n_obs, int(cfg["reference_observed"]), int(cfg["seed"]))
 
 
-def _map_spectra(training, observed, obs_rows) -> tuple[np.ndarray, np.ndarray]:
-    """The spectra of a t-SNE map, in map order: every training spectrum, then the observed
-    ones of ``obs_rows`` (all if None); and the in-training mask."""
+def _reference_training_rows(training, observed, cfg: Mapping) -> np.ndarray:
+    """Training rows embedded in the reference maps (scalable mode, ``reference_training``)."""
     from gaiacnn import tsne
 
-    xt, xo = tsne.read_spectra(training), tsne.read_spectra(observed, obs_rows)
+    return tsne.reference_training_rows(
+        tsne.n_rows(training),
+        tsne.n_rows(observed),
+        int(cfg["reference_observed"]),
+        str(cfg["reference_training"]),
+        int(cfg["seed"]),
+    )
+
+
+#: Above this share of a reference map's training stars, the threshold's support m is
+#: warned about: the validated maps ask for 0.3-0.5 % of them (README: t-SNE).
+MAX_SUPPORT_SHARE = 0.01
+
+
+def _warn_thin_support(n_training: int, cfg: Mapping) -> None:
+    """Warn when a reference map holds so few training stars that the threshold's support
+    m is more than :data:`MAX_SUPPORT_SHARE` of them (its classes then move from map to
+    map); more ``reference_observed`` brings more training stars in with them."""
+    from gaiacnn import tsne
+
+    m = tsne.support_neighbours(
+        n_training, int(cfg["threshold_neighbours"]), float(cfg["threshold_neighbours_fraction"])
+    )
+    if m > MAX_SUPPORT_SHARE * n_training:
+        log.warning(
+            "the reference maps hold %d training stars, and the threshold asks for the "
+            "support of m = %d of them (%.1f %%, more than %g %%): the classes will be noisy; "
+            "raise tsne.reference_observed (with reference_training proportional the "
+            "training stars grow with it)",
+            n_training,
+            m,
+            100.0 * m / max(n_training, 1),
+            100 * MAX_SUPPORT_SHARE,
+        )
+
+
+def _map_spectra(training, observed, obs_rows, tr_rows=None) -> tuple[np.ndarray, np.ndarray]:
+    """The spectra of a t-SNE map, in map order: the training spectra of ``tr_rows``, then
+    the observed ones of ``obs_rows`` (all if None); and the in-training mask."""
+    from gaiacnn import tsne
+
+    xt, xo = tsne.read_spectra(training, tr_rows), tsne.read_spectra(observed, obs_rows)
     if xt.shape[1] != xo.shape[1]:
         raise tsne.TsneError(f"{xt.shape[1]} training pixels but {xo.shape[1]} observed pixels")
     is_tr = np.r_[np.ones(len(xt), bool), np.zeros(len(xo), bool)]
@@ -626,7 +666,7 @@ def _map_spectra(training, observed, obs_rows) -> tuple[np.ndarray, np.ndarray]:
 def run_tsne_neighbours(training, observed, out_path, *, mode: str, tsne_cfg, threads=1) -> None:
     """Rule ``tsne_neighbours``: the nearest-neighbour graph and PCA initialisation shared by
     the maps of every perplexity (:func:`gaiacnn.tsne.neighbour_graph`), of the training +
-    observed spectra (``mode`` joint) or of the training + reference observed spectra
+    observed spectra (``mode`` joint) or of the reference training + observed spectra
     (``mode`` scalable), as an ``.npz``: ``source_id``, ``in_training``, ``indices``,
     ``distances``, ``init``."""
     from gaiacnn import tsne
@@ -634,8 +674,13 @@ def run_tsne_neighbours(training, observed, out_path, *, mode: str, tsne_cfg, th
 
     if mode not in ("joint", "scalable"):
         raise ValueError(f"t-SNE mode {mode!r}: joint or scalable")
-    obs_rows = _reference_rows(observed, tsne_cfg) if mode == "scalable" else None
-    x, is_tr = _map_spectra(training, observed, obs_rows)
+    obs_rows = tr_rows = None
+    if mode == "scalable":
+        obs_rows = _reference_rows(observed, tsne_cfg)
+        tr_rows = _reference_training_rows(training, observed, tsne_cfg)
+    x, is_tr = _map_spectra(training, observed, obs_rows, tr_rows)
+    if mode == "scalable":
+        _warn_thin_support(int(is_tr.sum()), tsne_cfg)
     seed = int(tsne_cfg["seed"])
     z = tsne.fit_reducer(x, int(tsne_cfg["pca_components"]), seed)(x)
     del x
@@ -650,8 +695,9 @@ def run_tsne_neighbours(training, observed, out_path, *, mode: str, tsne_cfg, th
     )
     graph = tsne.neighbour_graph(z, perps, seed=seed, n_jobs=threads)
     obs_sid = layout.read_column(observed, "source_id")
+    tr_sid = layout.read_column(training, "source_id")
     sid = np.r_[
-        layout.read_column(training, "source_id"),
+        tr_sid if tr_rows is None else tr_sid[tr_rows],
         obs_sid if obs_rows is None else obs_sid[obs_rows],
     ]
     with atomic_output(out_path) as tmp, open(tmp, "wb") as fh:
@@ -705,8 +751,9 @@ def run_tsne_joint(graph_path, out_path, *, perplexity, tsne_cfg, threads=1) -> 
 
 
 def run_tsne_reference(graph_path, model_out, map_out, *, perplexity, tsne_cfg, threads=1) -> None:
-    """Rule ``tsne_reference`` (scalable mode): embed the training sample plus a random
-    subsample of the observed one; save the embedding for the placement jobs."""
+    """Rule ``tsne_reference`` (scalable mode): embed the reference spectra (a random
+    subsample of the observed ones and the training ones of ``reference_training``); save
+    the embedding for the placement jobs."""
     import pickle
 
     from gaiacnn import tsne
@@ -726,20 +773,33 @@ def run_tsne_reference(graph_path, model_out, map_out, *, perplexity, tsne_cfg, 
             protocol=pickle.HIGHEST_PROTOCOL,
         )
     n_ref = int((~data["in_training"]).sum())
-    attrs = _map_attrs(tsne_cfg, perplexity, thr, "scalable", n_reference_observed=n_ref)
+    attrs = _map_attrs(
+        tsne_cfg,
+        perplexity,
+        thr,
+        "scalable",
+        n_reference_observed=n_ref,
+        n_reference_training=n_tr,
+        reference_training=str(tsne_cfg["reference_training"]),
+    )
     _write_map(map_out, data, attrs)
 
 
 def run_tsne_index(training, observed, out_path, *, tsne_cfg) -> None:
-    """Rule ``tsne_index`` (scalable mode): the reference spectra (training + the reference
-    observed subsample, in map order) in ``place_pca_components`` PCA components, so each
+    """Rule ``tsne_index`` (scalable mode): the reference spectra (the reference training and
+    observed subsamples, in map order) in ``place_pca_components`` PCA components, so each
     placement job searches the nearest reference spectra once for all the maps."""
     import pickle
 
     from gaiacnn import tsne
     from gaiacnn.io import atomic_output
 
-    x, _ = _map_spectra(training, observed, _reference_rows(observed, tsne_cfg))
+    x, _ = _map_spectra(
+        training,
+        observed,
+        _reference_rows(observed, tsne_cfg),
+        _reference_training_rows(training, observed, tsne_cfg),
+    )
     index = tsne.build_index(x, int(tsne_cfg["place_pca_components"]), int(tsne_cfg["seed"]))
     log.info("neighbour index: %d reference spectra in %d dimensions", *index.features.shape)
     with atomic_output(out_path) as tmp, open(tmp, "wb") as fh:

@@ -14,9 +14,11 @@ grows with the training sample (:func:`support_neighbours`).
 Two modes:
 
 * ``joint`` (the paper): one embedding of everything per perplexity;
-* ``scalable`` (Gaia DR4/DR5 sizes): embed the training sample plus a random subsample of
-  the observed one, then place the other spectra into that fixed embedding in chunks
-  (openTSNE's ``TSNEEmbedding.transform``), one job per chunk.
+* ``scalable`` (Gaia DR4/DR5 sizes): embed a random subsample of the observed spectra with
+  the training sample (by default the same share of it, :func:`reference_training_rows`),
+  then place the other observed spectra into that fixed embedding in chunks (at the
+  median position of their nearest reference spectra, optionally refined by openTSNE's
+  ``TSNEEmbedding.transform``), one job per chunk.
 
 Before t-SNE the spectra may be reduced with a PCA (``pca_components``; 0 keeps all
 pixels) fitted on the training spectra plus the observed ones embedded with them; t-SNE
@@ -232,7 +234,7 @@ def portable_embedding(embedding):
 
 @dataclass
 class NeighbourIndex:
-    """The reference spectra (training + reference observed, in map order) in a PCA space,
+    """The reference spectra (reference training + observed, in map order) in a PCA space,
     to find the nearest reference spectra of new spectra once for every map (scalable mode)."""
 
     reducer: Reducer
@@ -428,6 +430,34 @@ def combine_maps(training_like: Sequence[np.ndarray]) -> np.ndarray:
     if not training_like:
         raise TsneError("no t-SNE map to combine")
     return np.logical_and.reduce([np.asarray(t, bool) for t in training_like])
+
+
+#: Which training stars the scalable mode's reference maps embed (``reference_training``).
+REFERENCE_TRAINING = ("proportional", "all")
+
+
+def reference_training_rows(
+    n_training: int, n_observed: int, n_reference: int, how: str, seed: int
+) -> np.ndarray:
+    """Sorted rows of the training stars embedded in the scalable mode's reference maps.
+
+    ``all``: every training star.  ``proportional``: a random subsample of the same share
+    of the training sample as the ``n_reference`` observed stars are of the observed one
+    (rounded), so that the reference map holds training and observed spectra in the
+    proportion of the whole data, as a joint map does.  t-SNE gives each region of a map an
+    area that grows with the number of spectra in it; with every training star but only a
+    few observed ones (at Gaia sizes 33 585 against 20 000 of 850 000), regions where the
+    observed spectra outnumber the training ones shrink around their training stars and
+    look training-like (README: t-SNE, scalable mode).  A function of ``seed`` only."""
+    if how not in REFERENCE_TRAINING:
+        raise TsneError(
+            f"unknown reference_training {how!r} (known: {', '.join(REFERENCE_TRAINING)})"
+        )
+    if how == "all" or n_reference >= n_observed:
+        return np.arange(n_training, dtype=np.int64)
+    k = round(n_training * n_reference / max(n_observed, 1))
+    rng = np.random.default_rng([int(seed), 11])
+    return np.sort(rng.choice(n_training, size=k, replace=False)).astype(np.int64)
 
 
 def reference_rows(n_observed: int, n_reference: int, seed: int) -> np.ndarray:
