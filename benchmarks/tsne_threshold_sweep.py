@@ -3,7 +3,9 @@
 
 Reads the maps that ``tsne_scaling.py`` left in its ``--workdir`` (the joint and the
 gathered scalable map of every perplexity; the map positions do not depend on the
-threshold) and classifies them again with ``threshold_neighbours`` = each of ``--m``
+threshold) and classifies them again with ``threshold_neighbours`` = each of ``--m`` (in
+maps with fewer training stars, ``reference_training: proportional``, the same share of
+them: m scaled by their number)
 (the workflow's own ``gaiacnn.tsne.threshold_from_config`` / ``combine_maps``, the
 other threshold settings from config/config.yaml), printing for each ``m`` the agreement of
 the two modes per map and for the AND of the maps (also split into the observed stars
@@ -165,16 +167,21 @@ def main() -> None:
     print(f"{tag}: {n_training} training, {obs_sid.size} observed stars; the defaults "
           f"(threshold_neighbours {cfg['threshold_neighbours']}, fraction "
           f"{cfg['threshold_neighbours_fraction']}) take m = {m_default}")  # fmt: skip
+    # maps with fewer training stars (reference_training proportional) ask for the support
+    # of the same share of them: m scaled by their number, as the share rule of the workflow
+    n_training_second = len(runs["scalable"][0][0][0])
     for m in (int(x) for x in a.m.split(",")):
+        m2 = max(1, round(m * n_training_second / n_training))
         likes = {
             "joint": map_classes(runs["joint"][0], cfg, m),
-            "scalable": map_classes(runs["scalable"][0], cfg, m)
+            "scalable": map_classes(runs["scalable"][0], cfg, m2)
             if len(runs["scalable"]) == 1
-            else ensemble_classes(runs["scalable"], cfg, m),
+            else ensemble_classes(runs["scalable"], cfg, m2),
         }
         both = {mode: tsne.combine_maps(v) for mode, v in likes.items()}
         agree = both["joint"] == both["scalable"]
         r = {
+            "m_second": m2,
             "agreement_per_map": [
                 float(np.mean(j == s)) for j, s in zip(*likes.values(), strict=True)
             ],
@@ -194,7 +201,7 @@ def main() -> None:
             if r["agreement_" + k] is not None
         )
         split = split + "; " if split else ""
-        print(f"m={m:3d} agreement {r['agreement']:.4f} ({split}per map "
+        print(f"m={m:3d} ({m2} in the second maps) agreement {r['agreement']:.4f} ({split}per map "
               + " ".join(f"{x:.3f}" for x in r["agreement_per_map"]) + ")  not training-like, "
               f"joint/{second[0]}: OB+M giants "
               f"{r['joint_ob_m_giants_outside']:.3f}/{r['scalable_ob_m_giants_outside']:.3f}, "
