@@ -160,9 +160,7 @@ def main() -> None:
                  "scalable_runs": len(runs["scalable"]),
                  "n_observed": int(obs_sid.size),
                  "n_reference_observed": int(in_reference.sum()), "sweep": {}}  # fmt: skip
-    m_default = tsne.support_neighbours(
-        n_training, cfg["threshold_neighbours"], cfg["threshold_neighbours_fraction"]
-    )
+    m_default = tsne.support_from_config(n_training, cfg)
     res["m_default"] = m_default
     print(f"{tag}: {n_training} training, {obs_sid.size} observed stars; the defaults "
           f"(threshold_neighbours {cfg['threshold_neighbours']}, fraction "

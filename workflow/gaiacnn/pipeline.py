@@ -635,9 +635,7 @@ def _warn_thin_support(n_training: int, cfg: Mapping) -> None:
     map); more ``reference_observed`` brings more training stars in with them."""
     from gaiacnn import tsne
 
-    m = tsne.support_neighbours(
-        n_training, int(cfg["threshold_neighbours"]), float(cfg["threshold_neighbours_fraction"])
-    )
+    m = tsne.support_from_config(n_training, cfg)
     if m > MAX_SUPPORT_SHARE * n_training:
         log.warning(
             "the reference maps hold %d training stars, and the threshold asks for the "
@@ -678,9 +676,8 @@ def run_tsne_neighbours(training, observed, out_path, *, mode: str, tsne_cfg, th
     if mode == "scalable":
         obs_rows = _reference_rows(observed, tsne_cfg)
         tr_rows = _reference_training_rows(training, observed, tsne_cfg)
+        _warn_thin_support(tr_rows.size, tsne_cfg)
     x, is_tr = _map_spectra(training, observed, obs_rows, tr_rows)
-    if mode == "scalable":
-        _warn_thin_support(int(is_tr.sum()), tsne_cfg)
     seed = int(tsne_cfg["seed"])
     z = tsne.fit_reducer(x, int(tsne_cfg["pca_components"]), seed)(x)
     del x

@@ -391,6 +391,14 @@ def threshold(
     return Threshold(rule, value, float(quantile), float(factor), med, int(neighbours))
 
 
+def support_from_config(n_training: int, cfg: Mapping) -> int:
+    """:func:`support_neighbours` of ``n_training`` training stars with the settings of the
+    ``tsne`` config section ``cfg``."""
+    return support_neighbours(
+        n_training, int(cfg["threshold_neighbours"]), float(cfg["threshold_neighbours_fraction"])
+    )
+
+
 def threshold_from_config(
     train_xy: np.ndarray, cfg: Mapping, neighbours: int | None = None
 ) -> Threshold:
@@ -398,11 +406,7 @@ def threshold_from_config(
     support ``neighbours`` (m) is :func:`support_neighbours` of the map's training stars
     unless given."""
     if neighbours is None:
-        neighbours = support_neighbours(
-            len(train_xy),
-            int(cfg["threshold_neighbours"]),
-            float(cfg["threshold_neighbours_fraction"]),
-        )
+        neighbours = support_from_config(len(train_xy), cfg)
     return threshold(
         train_xy,
         rule=cfg["threshold_rule"],
@@ -455,15 +459,19 @@ def reference_training_rows(
         )
     if how == "all" or n_reference >= n_observed:
         return np.arange(n_training, dtype=np.int64)
-    k = round(n_training * n_reference / max(n_observed, 1))
-    rng = np.random.default_rng([int(seed), 11])
-    return np.sort(rng.choice(n_training, size=k, replace=False)).astype(np.int64)
+    return _subsample(n_training, round(n_training * n_reference / n_observed), seed, 11)
 
 
 def reference_rows(n_observed: int, n_reference: int, seed: int) -> np.ndarray:
-    """Sorted rows of the observed stars embedded with the training sample (scalable mode):
+    """Sorted rows of the observed stars embedded in the reference maps (scalable mode):
     a random subsample of ``n_reference`` (all if fewer), a function of ``seed`` only."""
     if n_reference >= n_observed:
         return np.arange(n_observed, dtype=np.int64)
-    rng = np.random.default_rng([int(seed), 7])
-    return np.sort(rng.choice(n_observed, size=n_reference, replace=False)).astype(np.int64)
+    return _subsample(n_observed, n_reference, seed, 7)
+
+
+def _subsample(n: int, k: int, seed: int, stream: int) -> np.ndarray:
+    """Sorted random ``k`` of the rows ``0..n-1``, from the random stream (``seed``,
+    ``stream``): each sample drawn by the scalable mode has its own stream."""
+    rng = np.random.default_rng([int(seed), int(stream)])
+    return np.sort(rng.choice(n, size=k, replace=False)).astype(np.int64)
