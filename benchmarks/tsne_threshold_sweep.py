@@ -75,11 +75,14 @@ def map_classes(per_map: list, cfg: dict, m: int | None = None) -> list[np.ndarr
 
 def ensemble_classes(runs: list[list], cfg: dict, m: int | None = None) -> list[np.ndarray]:
     """Training-like or not, per map, of the observed stars in an ensemble of runs (each a
-    :func:`load_maps` list, same perplexities): the mean over the runs of each star's
-    :func:`map_distances` distance over its run's map threshold, <= 1."""
+    :func:`load_maps` list, same perplexities): the workflow's rule
+    (``gaiacnn.tsne.ensemble_training_like``, ``tsne.reference_maps`` > 1), the mean over
+    the runs of each star's :func:`map_distances` distance over its run's threshold, <= 1."""
+    from gaiacnn import tsne
+
     per_run = [map_distances(per_map, cfg, m) for per_map in runs]
     return [
-        np.mean([d / value for d, value in same_perplexity], axis=0) <= 1
+        tsne.ensemble_training_like(*zip(*same_perplexity, strict=True))
         for same_perplexity in zip(*per_run, strict=True)
     ]
 

@@ -290,6 +290,65 @@ def test_a_reference_map_with_few_training_stars_is_warned_about(caplog):
     assert "36 training stars" in caplog.text and "m = 10 of them (27.8 %" in caplog.text
 
 
+def test_an_ensemble_of_maps_averages_the_distance_over_the_threshold():
+    # star 0: just outside one map, well inside the other (mean ratio 0.8); star 1: inside
+    # both; star 2: just inside one, far outside the other (mean 1.45)
+    d = [np.array([1.1, 0.5, 0.9]), np.array([1.0, 2.0, 8.0])]
+    like = tsne.ensemble_training_like(d, [1.0, 4.0])
+    assert like.tolist() == [True, True, False]
+    # one map: its own rule, distance <= threshold
+    assert tsne.ensemble_training_like(d[:1], [1.0]).tolist() == [False, True, True]
+    with pytest.raises(tsne.TsneError, match="2 maps' distances but 1 thresholds"):
+        tsne.ensemble_training_like(d, [1.0])
+    # the sets' settings: seed + set, and only the configured sets
+    cfg = {"seed": 5, "reference_maps": 2, "reference_observed": 10}
+    assert [tsne.member_config(cfg, k)["seed"] for k in (0, 1)] == [5, 6]
+    assert tsne.member_config(cfg, 1)["reference_observed"] == 10 and cfg["seed"] == 5
+    with pytest.raises(tsne.TsneError, match=r"set 2: the config has sets 0\.\.1"):
+        tsne.member_config(cfg, 2)
+
+
+def _map_file(path, sid, dist, thr, perplexity, like=None):
+    """A map file of observed stars only, with given distances and threshold."""
+    from gaiacnn import pipeline
+
+    dist = np.asarray(dist, float)
+    data = {"source_id": sid, "in_training": np.zeros(sid.size, bool),
+            "xy": np.zeros((sid.size, 2)), "nn_training_distance": dist,
+            "training_like": dist <= thr if like is None else like}  # fmt: skip
+    pipeline._write_map(path, data, {"perplexity": perplexity, "threshold": thr})
+
+
+def test_classify_combines_the_perplexities_and_each_ones_ensemble(tmp_path):
+    from gaiacnn import pipeline
+
+    sid = np.array([11, 12, 13])
+    obs = tmp_path / "observed.h5"
+    with h5py.File(obs, "w") as h5:
+        h5["source_id"] = sid
+    # two sets of maps (the second's p30 in another star order), two perplexities
+    _map_file(tmp_path / "r0p30.h5", sid, [1.1, 0.5, 0.9], 1.0, 30.0)
+    _map_file(tmp_path / "r0p50.h5", sid, [0.1, 0.1, 0.1], 1.0, 50.0)
+    _map_file(tmp_path / "r1p30.h5", sid[::-1], [8.0, 2.0, 1.0], 4.0, 30.0)
+    _map_file(tmp_path / "r1p50.h5", sid, [0.1, 3.0, 0.1], 1.0, 50.0)
+    paths = [tmp_path / f"r{k}p{p}.h5" for k in (0, 1) for p in (30, 50)]
+    pipeline.run_tsne_classify(paths, obs, tmp_path / "like.h5")
+    with h5py.File(tmp_path / "like.h5") as h5:
+        assert h5["training_like_p30"][:].tolist() == [True, True, False]
+        assert h5["training_like_p50"][:].tolist() == [True, False, True]
+        assert h5["training_like"][:].tolist() == [True, False, False]
+        assert h5.attrs["maps_per_perplexity"] == 2
+    # one map per perplexity: the map's own classes, as stored
+    _map_file(tmp_path / "p30.h5", sid, [1.0, 1.0, 1.0], 1.0, 30.0, like=np.array([0, 1, 1], bool))
+    pipeline.run_tsne_classify([tmp_path / "p30.h5"], obs, tmp_path / "one.h5")
+    with h5py.File(tmp_path / "one.h5") as h5:
+        assert h5["training_like"][:].tolist() == [False, True, True]
+    # a set missing a map is refused, and nothing is written
+    with pytest.raises(tsne.TsneError, match=r"unequal numbers of maps per perplexity: \[1, 2\]"):
+        pipeline.run_tsne_classify(paths[:3], obs, tmp_path / "bad.h5")
+    assert not (tmp_path / "bad.h5").exists()
+
+
 def test_spectra_are_streamed_and_checked(tmp_path):
     path = tmp_path / "a.h5"
     flux = np.ones((10, 5), np.float32)

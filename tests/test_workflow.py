@@ -267,7 +267,8 @@ def test_scalable_tsne_places_shards_into_a_reference_map(demo_run, tmp_path):
     reuse_arrays(demo_run, work)
     # 200 of the 300 observed stars in the reference maps, and with them (reference_training
     # proportional, the default) 36 of the 54 training stars: enough for the threshold's
-    # support of 10 training stars (with 120, 22 of them, the classes are mostly noise)
+    # support of 10 training stars (with 120, 22 of them, the classes are mostly noise);
+    # two sets of reference maps, each with its own subsample
     n_ref, shard_rows = 200, 40
     proc = run_snakemake(
         work,
@@ -277,49 +278,57 @@ def test_scalable_tsne_places_shards_into_a_reference_map(demo_run, tmp_path):
         "--config",
         "tsne={mode: scalable, perplexities: [10, 20], pca_components: 10, n_iter: 200, "
         f"reference_observed: {n_ref}, place_shard_rows: {shard_rows}, place_chunk_rows: 30, "
-        "place_n_iter: 50}",
+        "place_n_iter: 50, reference_maps: 2}",
     )
     assert proc.returncode == 0, proc.stderr[-4000:]
     assert "rule tsne_joint" not in proc.stdout + proc.stderr
     n_obs = validate(work / "results/arrays/observed.h5").n_rows
-    with h5py.File(work / "results/tsne/scalable/p10.h5") as h5:
-        obs = ~h5["in_training"][:]
-        assert obs.sum() == n_obs and h5.attrs["mode"] == "scalable"
-        assert h5.attrs["n_reference_observed"] == n_ref
-        # reference_training proportional (the default): the training stars in the map are
-        # the same share of the training sample as the reference stars of the observed one
-        n_tr = validate(work / "results/arrays/training.h5").n_rows
-        assert h5.attrs["reference_training"] == "proportional"
-        assert (~obs).sum() == h5.attrs["n_reference_training"] == round(n_tr * n_ref / n_obs)
-    # one placement job per shard of 40 of the stars left out of the reference maps, into
-    # the maps of both perplexities; together they place each of those stars once
+    n_tr = validate(work / "results/arrays/training.h5").n_rows
     n_shards = -(-(n_obs - n_ref) // shard_rows)
     assert n_shards >= 2
-    placed = []
-    for k in range(n_shards):
-        with h5py.File(work / f"results/tsne/scalable/shard{k}.h5") as h5:
-            assert len(h5["source_id"]) == min(shard_rows, n_obs - n_ref - shard_rows * k)
-            assert {"p10", "p20"} <= set(h5) and len(h5["p20/xy"]) == len(h5["source_id"])
-            placed.append(h5["source_id"][:])
-    assert not (work / f"results/tsne/scalable/shard{n_shards}.h5").exists()
-    with (
-        h5py.File(work / "results/tsne/scalable/p10/reference.h5") as h5,
-        h5py.File(work / "results/tsne/scalable/p10.h5") as gathered,
-    ):
-        reference = h5["source_id"][:][~h5["in_training"][:]]
-        # the gathered map starts with the reference map, row for row (what
-        # benchmarks/tsne_threshold_sweep.py reads to tell reference from placed stars)
-        n_ref_map = len(h5["source_id"])
-        assert np.array_equal(gathered["source_id"][:n_ref_map], h5["source_id"][:])
-        assert np.array_equal(gathered["xy"][:n_ref_map], h5["xy"][:])
-    placed = np.concatenate(placed)
-    assert placed.size == np.unique(placed).size == n_obs - n_ref
-    assert not np.isin(placed, reference).any()
+    references = []
+    for ref in ("r0", "r1"):
+        scalable = work / "results/tsne/scalable" / ref
+        with h5py.File(scalable / "p10.h5") as h5:
+            obs = ~h5["in_training"][:]
+            assert obs.sum() == n_obs and h5.attrs["mode"] == "scalable"
+            assert h5.attrs["n_reference_observed"] == n_ref
+            # reference_training proportional (the default): the training stars in the map
+            # are the same share of the training sample as the reference stars of the
+            # observed one
+            assert h5.attrs["reference_training"] == "proportional"
+            assert (~obs).sum() == h5.attrs["n_reference_training"] == round(n_tr * n_ref / n_obs)
+        # one placement job per shard of 40 of the stars left out of the set's reference
+        # maps, into the maps of both perplexities; together they place each of them once
+        placed = []
+        for k in range(n_shards):
+            with h5py.File(scalable / f"shard{k}.h5") as h5:
+                assert len(h5["source_id"]) == min(shard_rows, n_obs - n_ref - shard_rows * k)
+                assert {"p10", "p20"} <= set(h5) and len(h5["p20/xy"]) == len(h5["source_id"])
+                placed.append(h5["source_id"][:])
+        assert not (scalable / f"shard{n_shards}.h5").exists()
+        with (
+            h5py.File(scalable / "p10/reference.h5") as h5,
+            h5py.File(scalable / "p10.h5") as gathered,
+        ):
+            reference = h5["source_id"][:][~h5["in_training"][:]]
+            # the gathered map starts with the reference map, row for row (what
+            # benchmarks/tsne_threshold_sweep.py reads to tell reference from placed stars)
+            n_ref_map = len(h5["source_id"])
+            assert np.array_equal(gathered["source_id"][:n_ref_map], h5["source_id"][:])
+            assert np.array_equal(gathered["xy"][:n_ref_map], h5["xy"][:])
+        placed = np.concatenate(placed)
+        assert placed.size == np.unique(placed).size == n_obs - n_ref
+        assert not np.isin(placed, reference).any()
+        references.append(set(reference))
+    # the second set embeds another subsample (seed + 1)
+    assert references[0] != references[1]
     # the same stars, classified in the joint maps of the first run: mostly the same class
     with (
         h5py.File(work / "results/tsne/training_like.h5") as a,
         h5py.File(demo_run / "results/tsne/training_like.h5") as b,
     ):
+        assert a.attrs["maps_per_perplexity"] == 2
         assert np.array_equal(a["source_id"][:], b["source_id"][:])
         agree = np.mean(a["training_like"][:] == b["training_like"][:])
     assert agree >= 0.8

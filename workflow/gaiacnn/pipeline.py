@@ -902,26 +902,42 @@ def run_tsne_gather(reference_map, shard_files, out_path, *, perplexity) -> None
     _write_map(out_path, {k: np.concatenate(v) for k, v in parts.items()}, attrs)
 
 
+def _observed_in_map(path, sid: np.ndarray) -> tuple[float, float, np.ndarray, np.ndarray]:
+    """(perplexity, threshold, distance to the m-th nearest training star, training-like) of
+    the observed stars ``sid`` in one map file, in that order."""
+    from gaiacnn import tsne
+
+    with h5py.File(path, "r") as h5:
+        m_sid = h5["source_id"][:]
+        obs = ~h5["in_training"][:]
+        dist = h5["nn_training_distance"][:][obs]
+        like = h5["training_like"][:][obs]
+        perp, thr = float(h5.attrs["perplexity"]), float(h5.attrs["threshold"])
+    order = pd.Index(m_sid[obs]).get_indexer(sid)
+    if np.any(order < 0):
+        raise tsne.TsneError(f"{path}: {int((order < 0).sum())} observed stars are not in the map")
+    return perp, thr, dist[order], like[order]
+
+
 def run_tsne_classify(map_files, observed, out_path) -> None:
-    """Rule ``tsne_classify``: training-like in every map (Sect. 5.1), per observed star,
-    in the order of the observed arrays file."""
+    """Rule ``tsne_classify``: training-like in every perplexity's map (Sect. 5.1), per
+    observed star, in the order of the observed arrays file.  Several maps of one
+    perplexity (scalable mode, ``reference_maps`` > 1) are one ensemble
+    (:func:`gaiacnn.tsne.ensemble_training_like`); a lone map gives its own classes."""
     from gaiacnn import tsne
     from gaiacnn.io import atomic_output
 
     sid = layout.read_column(observed, "source_id")
-    likes, perps = [], []
+    per_perp: dict[float, list] = {}
     for path in map_files:
-        with h5py.File(path, "r") as h5:
-            m_sid = h5["source_id"][:]
-            m_like = h5["training_like"][:]
-            obs = ~h5["in_training"][:]
-            perps.append(float(h5.attrs["perplexity"]))
-        order = pd.Index(m_sid[obs]).get_indexer(sid)
-        if np.any(order < 0):
-            raise tsne.TsneError(
-                f"{path}: {int((order < 0).sum())} observed stars are not in the map"
-            )
-        likes.append(m_like[obs][order])
+        perp, *rest = _observed_in_map(path, sid)
+        per_perp.setdefault(perp, []).append(rest)
+    perps, likes, counts = list(per_perp), [], {len(v) for v in per_perp.values()}
+    if len(counts) != 1:
+        raise tsne.TsneError(f"unequal numbers of maps per perplexity: {sorted(counts)}")
+    for maps in per_perp.values():
+        thr, dist, like = zip(*maps, strict=True)
+        likes.append(like[0] if len(maps) == 1 else tsne.ensemble_training_like(dist, thr))
     overall = tsne.combine_maps(likes)
     with atomic_output(out_path) as tmp, h5py.File(tmp, "w") as h5:
         h5["source_id"] = sid
@@ -929,8 +945,9 @@ def run_tsne_classify(map_files, observed, out_path) -> None:
         for p, like in zip(perps, likes, strict=True):
             h5[f"training_like_p{p:g}"] = like
         h5.attrs["perplexities"] = perps
+        h5.attrs["maps_per_perplexity"] = counts.pop()
     log.info(
-        "t-SNE: %d of %d observed stars training-like in all %d maps (%s)",
+        "t-SNE: %d of %d observed stars training-like in all %d perplexities (%s)",
         int(overall.sum()),
         overall.size,
         len(perps),

@@ -436,6 +436,34 @@ def combine_maps(training_like: Sequence[np.ndarray]) -> np.ndarray:
     return np.logical_and.reduce([np.asarray(t, bool) for t in training_like])
 
 
+def ensemble_training_like(
+    distances: Sequence[np.ndarray], thresholds: Sequence[float]
+) -> np.ndarray:
+    """Training-like in one perplexity's ensemble of maps (scalable mode, ``reference_maps``
+    > 1): the mean over the maps of a star's distance to its m-th nearest training star over
+    that map's threshold is at most 1.  Each map is a t-SNE run of its own reference
+    subsample, so its distances are in its own units; the ratio puts them on one scale,
+    and the mean smooths t-SNE's map-to-map scatter near the threshold.  ``distances``:
+    one array per map, the same stars in the same order [t-SNE units of that map]."""
+    if len(distances) != len(thresholds) or not distances:
+        raise TsneError(f"{len(distances)} maps' distances but {len(thresholds)} thresholds")
+    ratio = np.mean(
+        [np.asarray(d, float) / float(t) for d, t in zip(distances, thresholds, strict=True)],
+        axis=0,
+    )
+    return ratio <= 1.0
+
+
+def member_config(cfg: Mapping, member: int) -> dict:
+    """The ``tsne`` settings of reference map set ``member`` (scalable mode, 0 ..
+    ``reference_maps`` - 1): the configured ones with ``seed`` + ``member``, so each set
+    draws its own reference subsample and runs its own t-SNE; set 0 is the configured seed."""
+    n = int(cfg.get("reference_maps", 1))
+    if not 0 <= int(member) < n:
+        raise TsneError(f"reference map set {member}: the config has sets 0..{n - 1}")
+    return {**cfg, "seed": int(cfg["seed"]) + int(member)}
+
+
 #: Which training stars the scalable mode's reference maps embed (``reference_training``).
 REFERENCE_TRAINING = ("proportional", "all")
 

@@ -7,6 +7,7 @@ from snakemake.exceptions import WorkflowError
 from gaiacnn import shards
 from gaiacnn.config import ConfigError, config_hash, load_schema, validate_config
 from gaiacnn.pipeline import placement_shards
+from gaiacnn.tsne import member_config
 
 try:
     validate_config(
@@ -57,6 +58,7 @@ wildcard_constraints:
     seed=r"\d+",
     perplexity=r"\d+(\.\d+)?",
     shard=r"\d+",
+    ref=r"\d+",
 
 
 def source_tables(wildcards=None):
@@ -146,24 +148,34 @@ def check_member(wildcards):
     return f"split{split}_seed{seed}"
 
 
-def tsne_maps():
-    """The t-SNE map of each perplexity, from the configured mode."""
-    mode = config["tsne"]["mode"]
-    return [f"results/tsne/{mode}/p{p:g}.h5" for p in config["tsne"]["perplexities"]]
+def tsne_maps(first_set_only=False):
+    """The t-SNE map of each perplexity, from the configured mode; in scalable mode those of
+    every reference map set (r0, r1, ...: tsne.reference_maps), or of the first only."""
+    tsne_cfg = config["tsne"]
+    perps = [f"p{p:g}.h5" for p in tsne_cfg["perplexities"]]
+    if tsne_cfg["mode"] == "joint":
+        return [f"results/tsne/joint/{p}" for p in perps]
+    n_sets = 1 if first_set_only else tsne_cfg["reference_maps"]
+    return [f"results/tsne/scalable/r{k}/{p}" for k in range(n_sets) for p in perps]
 
 
-def tsne_reference_models():
-    """The saved reference embedding of each perplexity (scalable mode)."""
+def tsne_set_config(wildcards):
+    """The tsne settings of one reference map set (scalable mode): its own seed."""
+    return member_config(config["tsne"], int(wildcards.ref))
+
+
+def tsne_reference_models(wildcards):
+    """The saved reference embedding of each perplexity of one map set (scalable mode)."""
     return [
-        f"results/tsne/scalable/p{p:g}/reference.pkl"
+        f"results/tsne/scalable/r{wildcards.ref}/p{p:g}/reference.pkl"
         for p in config["tsne"]["perplexities"]
     ]
 
 
 def tsne_shards(wildcards):
-    """The placement shards, each placed into every map (scalable mode)."""
+    """The placement shards of one map set, each placed into its every map (scalable mode)."""
     k = placement_shards(n_rows("observed"), config["tsne"])
-    return [f"results/tsne/scalable/shard{i}.h5" for i in range(k)]
+    return [f"results/tsne/scalable/r{wildcards.ref}/shard{i}.h5" for i in range(k)]
 
 
 def figure_gradient_members():
@@ -180,7 +192,7 @@ def figure_inputs():
         "training": "results/arrays/training.h5",
         "observed": "results/arrays/observed.h5",
         "uncertainty_model": "results/ensemble/uncertainty_model.json",
-        "maps": tsne_maps(),
+        "maps": tsne_maps(first_set_only=True),
         "members": figure_gradient_members(),
     }
     if config["data"]["source"] == "demo":

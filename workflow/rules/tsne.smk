@@ -1,8 +1,9 @@
 # Training-like or not: t-SNE maps at four perplexities (Sect. 5.1), one job per
-# perplexity (joint mode), or one reference map per perplexity and one placement job per
-# shard of spectra (tsne.place_shard_rows), into every map (scalable mode); then the 8-digit boundary flag added
-# to the catalogue (Sect. 5.2).  The maps of one mode share one nearest-neighbour graph
-# (tsne_neighbours), searched once for the largest perplexity.
+# perplexity (joint mode), or, per reference map set (tsne.reference_maps), one reference
+# map per perplexity and one placement job per shard of spectra (tsne.place_shard_rows),
+# into every map of the set (scalable mode); then the 8-digit boundary flag added to the
+# catalogue (Sect. 5.2).  The maps of one mode (of one set) share one nearest-neighbour
+# graph, searched once for the largest perplexity.
 
 
 rule tsne_neighbours:
@@ -10,13 +11,11 @@ rule tsne_neighbours:
         training="results/arrays/training.h5",
         observed="results/arrays/observed.h5",
     output:
-        "results/tsne/{mode}/neighbours.npz",
+        "results/tsne/joint/neighbours.npz",
     log:
-        "results/logs/tsne_neighbours_{mode}.log",
+        "results/logs/tsne_neighbours_joint.log",
     benchmark:
-        "results/benchmarks/tsne_neighbours_{mode}.tsv"
-    wildcard_constraints:
-        mode="joint|scalable",
+        "results/benchmarks/tsne_neighbours_joint.tsv"
     conda:
         "../../envs/gaiacnn.yaml"
     threads: 2
@@ -25,8 +24,23 @@ rule tsne_neighbours:
         runtime=240,
     params:
         tsne=config["tsne"],
+        mode="joint",
     script:
         "../scripts/tsne_neighbours.py"
+
+
+# scalable mode: each reference map set r{ref} (tsne.reference_maps) has its own graph of
+# its own reference subsample (seed tsne.seed + ref)
+use rule tsne_neighbours as tsne_reference_neighbours with:
+    output:
+        "results/tsne/scalable/r{ref}/neighbours.npz",
+    log:
+        "results/logs/tsne_neighbours_scalable_r{ref}.log",
+    benchmark:
+        "results/benchmarks/tsne_neighbours_scalable_r{ref}.tsv"
+    params:
+        tsne=tsne_set_config,
+        mode="scalable",
 
 
 rule tsne_joint:
@@ -52,14 +66,14 @@ rule tsne_joint:
 
 rule tsne_reference:
     input:
-        graph="results/tsne/scalable/neighbours.npz",
+        graph="results/tsne/scalable/r{ref}/neighbours.npz",
     output:
-        model="results/tsne/scalable/p{perplexity}/reference.pkl",
-        map="results/tsne/scalable/p{perplexity}/reference.h5",
+        model="results/tsne/scalable/r{ref}/p{perplexity}/reference.pkl",
+        map="results/tsne/scalable/r{ref}/p{perplexity}/reference.h5",
     log:
-        "results/logs/tsne_reference_p{perplexity}.log",
+        "results/logs/tsne_reference_r{ref}_p{perplexity}.log",
     benchmark:
-        "results/benchmarks/tsne_reference_p{perplexity}.tsv"
+        "results/benchmarks/tsne_reference_r{ref}_p{perplexity}.tsv"
     conda:
         "../../envs/gaiacnn.yaml"
     threads: 2
@@ -67,7 +81,7 @@ rule tsne_reference:
         mem_mb=8000,
         runtime=240,
     params:
-        tsne=config["tsne"],
+        tsne=tsne_set_config,
     script:
         "../scripts/tsne_reference.py"
 
@@ -77,11 +91,11 @@ rule tsne_index:
         training="results/arrays/training.h5",
         observed="results/arrays/observed.h5",
     output:
-        "results/tsne/scalable/index.pkl",
+        "results/tsne/scalable/r{ref}/index.pkl",
     log:
-        "results/logs/tsne_index.log",
+        "results/logs/tsne_index_r{ref}.log",
     benchmark:
-        "results/benchmarks/tsne_index.tsv"
+        "results/benchmarks/tsne_index_r{ref}.tsv"
     conda:
         "../../envs/gaiacnn.yaml"
     threads: 1
@@ -89,7 +103,7 @@ rule tsne_index:
         mem_mb=8000,
         runtime=60,
     params:
-        tsne=config["tsne"],
+        tsne=tsne_set_config,
     script:
         "../scripts/tsne_index.py"
 
@@ -97,14 +111,14 @@ rule tsne_index:
 rule tsne_place:
     input:
         observed="results/arrays/observed.h5",
-        index="results/tsne/scalable/index.pkl",
-        models=tsne_reference_models(),
+        index="results/tsne/scalable/r{ref}/index.pkl",
+        models=tsne_reference_models,
     output:
-        "results/tsne/scalable/shard{shard}.h5",
+        "results/tsne/scalable/r{ref}/shard{shard}.h5",
     log:
-        "results/logs/tsne_place_shard{shard}.log",
+        "results/logs/tsne_place_r{ref}_shard{shard}.log",
     benchmark:
-        "results/benchmarks/tsne_place_shard{shard}.tsv"
+        "results/benchmarks/tsne_place_r{ref}_shard{shard}.tsv"
     conda:
         "../../envs/gaiacnn.yaml"
     threads: 1
@@ -112,21 +126,21 @@ rule tsne_place:
         mem_mb=4000,
         runtime=240,
     params:
-        tsne=config["tsne"],
+        tsne=tsne_set_config,
     script:
         "../scripts/tsne_place.py"
 
 
 rule tsne_gather:
     input:
-        reference="results/tsne/scalable/p{perplexity}/reference.h5",
+        reference="results/tsne/scalable/r{ref}/p{perplexity}/reference.h5",
         shards=tsne_shards,
     output:
-        "results/tsne/scalable/p{perplexity}.h5",
+        "results/tsne/scalable/r{ref}/p{perplexity}.h5",
     log:
-        "results/logs/tsne_gather_p{perplexity}.log",
+        "results/logs/tsne_gather_r{ref}_p{perplexity}.log",
     benchmark:
-        "results/benchmarks/tsne_gather_p{perplexity}.tsv"
+        "results/benchmarks/tsne_gather_r{ref}_p{perplexity}.tsv"
     conda:
         "../../envs/gaiacnn.yaml"
     threads: 1

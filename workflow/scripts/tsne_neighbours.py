@@ -13,7 +13,7 @@ run_tsne_neighbours(
     snakemake.input.training,  # noqa: F821
     snakemake.input.observed,  # noqa: F821
     snakemake.output[0],  # noqa: F821
-    mode=snakemake.wildcards.mode,  # noqa: F821
+    mode=snakemake.params.mode,  # noqa: F821
     tsne_cfg=snakemake.params.tsne,  # noqa: F821
     threads=snakemake.threads,  # noqa: F821
 )
