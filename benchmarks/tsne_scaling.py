@@ -13,7 +13,10 @@ its own process (wall time and peak RSS per stage):
   spectra and the reference map of each perplexity from it, the neighbour index of the
   placement, and the placement of the other observed spectra
   into every map in shards of ``place_shard_rows``, run one shard after the other (the
-  workflow runs them as parallel jobs);
+  workflow runs them as parallel jobs); one set of reference maps, that of ``seed`` (the
+  workflow runs ``reference_maps`` sets, set k with seed + k, each as large as this one:
+  run this again with ``--tsne '{"seed": k}'`` and give the sets' folders to
+  ``tsne_threshold_sweep.py --scalable-dir`` for the ensemble's classes);
 
 and prints per perplexity and overall: the agreement of the two modes' training-like
 class over the observed stars, the fraction of the out-of-distribution populations
