@@ -5,7 +5,8 @@ label list in its order), then G, parallax, and last the t-SNE class.  A label d
 ``1`` when the star's CNN label lies outside the effective range of the training sample
 (Table 1, stored by the ensemble stage in ``uncertainty_model.json``); the G and
 parallax digits likewise for the star's G magnitude and parallax; the t-SNE digit is ``1``
-when the star is not training-like in all four maps (Sect. 5.1).  A value that is missing
+when the star is not training-like at all four perplexities (Sect. 5.1; in the scalable mode
+each perplexity's sets of reference maps as one).  A value that is missing
 (NaN) counts as outside.  ``00000000`` = recommended for science.
 """
 

@@ -18,7 +18,9 @@ Two modes:
   the training sample (by default the same share of it, :func:`reference_training_rows`),
   then place the other observed spectra into that fixed embedding in chunks (at the
   median position of their nearest reference spectra, optionally refined by openTSNE's
-  ``TSNEEmbedding.transform``), one job per chunk.
+  ``TSNEEmbedding.transform``), one job per chunk; several independent sets of reference
+  maps (``reference_maps``, :func:`member_config`) classify a star together, by the mean
+  of its distance over each map's threshold (:func:`ensemble_training_like`).
 
 Before t-SNE the spectra may be reduced with a PCA (``pca_components``; 0 keeps all
 pixels) fitted on the training spectra plus the observed ones embedded with them; t-SNE
