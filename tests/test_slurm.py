@@ -193,6 +193,14 @@ def declared_resources() -> dict[str, dict[str, int]]:
             res = re.search(r"resources:\n((?:\s+\w+=\d+,[^\n]*\n)+)", block)
             if res:
                 rules[name] = {k: int(v) for k, v in re.findall(r"(\w+)=(\d+)", res[1])}
+    # `use rule parent as child with:` inherits the parent's resources unless it sets its own.
+    for smk in (REPO / "workflow" / "rules").glob("*.smk"):
+        for parent, child, body in re.findall(
+            r"^use rule (\w+) as (\w+) with:\n((?:[ \t]+[^\n]*\n|\n)*)", smk.read_text(), re.M
+        ):
+            res = re.search(r"resources:\n((?:\s+\w+=\d+,[^\n]*\n)+)", body)
+            own = {k: int(v) for k, v in re.findall(r"(\w+)=(\d+)", res[1])} if res else {}
+            rules[child] = {**rules[parent], **own}
     return rules
 
 
