@@ -185,22 +185,23 @@ def load_profile(profile: Path) -> dict:
 
 
 def declared_resources() -> dict[str, dict[str, int]]:
-    """mem_mb and runtime each rule declares in workflow/rules/*.smk."""
+    """mem_mb and runtime each rule declares in workflow/rules/*.smk; a rule made by
+    `use rule parent as child with:` inherits the parent's unless it sets its own."""
+
+    def resources(block: str) -> dict[str, int]:
+        res = re.search(r"resources:\n((?:\s+\w+=\d+,[^\n]*\n)+)", block)
+        return {k: int(v) for k, v in re.findall(r"(\w+)=(\d+)", res[1])} if res else {}
+
+    text = "\n".join(smk.read_text() for smk in sorted((REPO / "workflow" / "rules").glob("*.smk")))
     rules: dict[str, dict[str, int]] = {}
-    for smk in (REPO / "workflow" / "rules").glob("*.smk"):
-        for block in re.split(r"^\s*(?:rule|checkpoint) ", smk.read_text(), flags=re.M)[1:]:
-            name = block.split(":", 1)[0].strip()
-            res = re.search(r"resources:\n((?:\s+\w+=\d+,[^\n]*\n)+)", block)
-            if res:
-                rules[name] = {k: int(v) for k, v in re.findall(r"(\w+)=(\d+)", res[1])}
-    # `use rule parent as child with:` inherits the parent's resources unless it sets its own.
-    for smk in (REPO / "workflow" / "rules").glob("*.smk"):
-        for parent, child, body in re.findall(
-            r"^use rule (\w+) as (\w+) with:\n((?:[ \t]+[^\n]*\n|\n)*)", smk.read_text(), re.M
-        ):
-            res = re.search(r"resources:\n((?:\s+\w+=\d+,[^\n]*\n)+)", body)
-            own = {k: int(v) for k, v in re.findall(r"(\w+)=(\d+)", res[1])} if res else {}
-            rules[child] = {**rules[parent], **own}
+    children: list[tuple[str, str, dict[str, int]]] = []
+    for block in re.split(r"^(?=[ \t]*(?:rule|checkpoint|use rule) )", text, flags=re.M)[1:]:
+        if use := re.match(r"\s*use rule (\w+) as (\w+) with:", block):
+            children.append((use[1], use[2], resources(block)))
+        elif own := resources(block):
+            rules[re.match(r"\s*(?:rule|checkpoint) (\w+):", block)[1]] = own
+    for parent, child, own in children:
+        rules[child] = {**rules.get(parent, {}), **own}
     return rules
 
 
