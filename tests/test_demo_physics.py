@@ -286,3 +286,188 @@ def test_crlb_nan_pixels_carry_no_information(sample):
     half = P.cramer_rao_bound(t, o_nan)
     assert np.all(half["teff"] >= full["teff"] * (1 - 1e-9))
     assert np.all(np.isfinite(half["teff"]))
+
+
+# ------------------------------------------------------------------------------------------
+# XP sampled spectra (xp_sampled_flux)
+# ------------------------------------------------------------------------------------------
+def test_xp_sampled_grid_and_absolute_scale():
+    wl = P.xp_sampled_wavelength_nm()
+    assert wl.shape == (343,) and wl[0] == 336.0 and wl[-1] == 1020.0
+    np.testing.assert_allclose(np.diff(wl), 2.0)
+    # The throughputs follow from the demo's calibration: band counts = SED x response x
+    # 10^(0.4 (ZP_e - zp)) x 2 nm, and the Sun at 10 pc has the observed solar flux.
+    sun = star(teff=P.TEFF_SUN, logg=P.LOGG_SUN, mass=1.0, distance_pc=10.0)
+    sed = P._sed_photons_10pc(
+        sun["teff"], sun["logg"], sun["m_h"], sun["alpha_m"], sun["mass"], None, P.DEFAULT_PARAMS
+    )[0]
+    lam = P._sed_grid()
+    f_sun_10pc = P.SOLAR_FLUX_550NM_1AU * P.AU_PER_10PC**2  # W m-2 nm-1
+    photons_per_unit = f_sun_10pc / (P.PLANCK_H_J_S * P.C_M_S / 550e-9) / sed[lam == 550.0][0]
+    s = P.DEFAULT_PARAMS["sed"]
+    zps = P._zero_points(*(s["sun_abs_mag"][b] for b in ("g", "bp", "rp")))
+    for band in ("bp", "rp"):
+        scale = 10.0 ** (0.4 * (s["electron_zero_point"][band] - zps[band])) * P.SED_GRID_STEP_NM
+        expected = scale / (photons_per_unit * P.GAIA_PUPIL_AREA_M2 * P.SED_GRID_STEP_NM)
+        assert P.XP_THROUGHPUT[band] == pytest.approx(expected, rel=0.005)
+    # ... so the demo Sun's sampled flux at 550 nm is the Sun's (within the expansion's ripple)
+    mod = P.noise_free_observables(sun)
+    f = P.xp_sampled_flux(mod["bp"], mod["rp"])[0]
+    assert f[wl == 550.0][0] == pytest.approx(f_sun_10pc, rel=0.08)
+    assert np.all(f > 0) and 1e-13 < f.min() and f.max() < 1e-12
+
+
+def test_xp_sampled_flux_is_the_response_corrected_expansion():
+    """Noise-free coefficients give back the star's photon spectrum x h c / lambda (to the
+    ripple of a 55-function expansion), BP and RP agree where they are merged, and the
+    flux scales as 10^(-0.4 G) with distance."""
+    stars = star(
+        teff=[3900.0, 4800.0, 5800.0, 7500.0],
+        logg=[1.5, 2.5, 4.4, 4.0],
+        mass=[1.0, 1.2, 1.0, 1.8],
+        distance_pc=[800.0, 1000.0, 300.0, 2000.0],
+        a_v=[0.5, 0.2, 0.0, 1.0],
+    )
+    mod = P.noise_free_observables(stars)
+    wl = P.xp_sampled_wavelength_nm()
+    lam = P._sed_grid()
+    flux = P.xp_sampled_flux(mod["bp"], mod["rp"])
+    assert flux.shape == (4, 343) and flux.dtype == np.float64
+    responses = P._passbands()
+    for band, lo, hi in (("bp", 400.0, P.XP_MERGE_NM[0]), ("rp", P.XP_MERGE_NM[1], 1000.0)):
+        idx, _ = P.xp_basis(band)
+        lam_b = lam[idx]
+        sel = (lam_b >= lo) & (lam_b <= hi)
+        energy = P.PLANCK_H_J_S * P.C_M_S / (lam_b[sel] * 1e-9)
+        true = (
+            mod[band + "_counts"][:, sel]
+            / (responses[band][idx][sel] * P.SED_GRID_STEP_NM)
+            / (P.GAIA_PUPIL_AREA_M2 * P.XP_THROUGHPUT[band])
+            * energy
+        )
+        got = flux[:, np.isin(wl, lam_b[sel])]
+        assert np.median(np.abs(got / true - 1.0)) < 0.06
+        assert np.max(np.abs(got / true - 1.0)) < 0.5
+    merge = (wl >= P.XP_MERGE_NM[0]) & (wl <= P.XP_MERGE_NM[1])
+    bp_alone = P.xp_sampled_flux(mod["bp"], np.zeros_like(mod["rp"]))
+    rp_alone = P.xp_sampled_flux(np.zeros_like(mod["bp"]), mod["rp"])
+    np.testing.assert_allclose(bp_alone + rp_alone, flux, rtol=1e-12)
+    assert np.all(rp_alone[:, wl < P.XP_MERGE_NM[0]] == 0.0)
+    assert np.all(bp_alone[:, wl > P.XP_MERGE_NM[1]] == 0.0)
+    # the merged flux stays between the neighbouring BP-only and RP-only levels
+    edge_lo = flux[:, np.flatnonzero(merge)[0] - 1]
+    edge_hi = flux[:, np.flatnonzero(merge)[-1] + 1]
+    inside = flux[:, merge]
+    assert np.all(inside > 0.7 * np.minimum(edge_lo, edge_hi)[:, None])
+    assert np.all(inside < 1.3 * np.maximum(edge_lo, edge_hi)[:, None])
+    far = dict(stars, distance_pc=stars["distance_pc"] * 10.0)
+    mod_far = P.noise_free_observables(far)
+    np.testing.assert_allclose(
+        P.xp_sampled_flux(mod_far["bp"], mod_far["rp"]), flux / 100.0, rtol=1e-9
+    )
+
+
+def test_xp_sampled_flux_of_simulated_stars(sample):
+    """From the noisy coefficients: positive where the star's flux is, ~1e-17 W m-2 nm-1 at
+    G = 15 near 600 nm, decades across the G range, and the BP-only part carries the
+    G_BP photometry."""
+    truth, obs = sample
+    wl = P.xp_sampled_wavelength_nm()
+    flux = P.xp_sampled_flux(obs["bp_coefficients"], obs["rp_coefficients"])
+    assert flux.shape == (3000, 343) and np.all(np.isfinite(flux))
+    # Positive everywhere for solar-type and hotter stars; cool stars' blue end is a few %
+    # of their peak, below the ripple of the 55-function expansion (as in real XP spectra).
+    assert np.all(flux[truth["teff"] >= 5500.0] > 0)
+    assert np.all(flux[:, wl >= 470.0] > 0)
+    assert np.mean(flux > 0) > 0.99
+    # 600 nm: log F follows -0.4 G, ~1e-17 at G = 15
+    g = obs["phot_g_mean_mag"].astype(float)
+    f600 = flux[:, wl == 600.0][:, 0]
+    slope, icpt = np.polyfit(g, np.log10(f600), 1)
+    assert -0.44 < slope < -0.37
+    assert 5e-18 < 10.0 ** (slope * 15.0 + icpt) < 8e-17
+    assert np.log10(f600.max() / f600.min()) > 4.0  # G spans ~11 mag here
+    # The BP-only part's integral against the photometry: roughly constant while the flux
+    # spans decades (colour terms only) ...
+    bpm = obs["phot_bp_mean_mag"].astype(float)
+    bp_only = wl < P.XP_MERGE_NM[0]
+    ratio = flux[:, bp_only].sum(axis=1) * P.XP_SAMPLED_STEP_NM / 10.0 ** (-0.4 * bpm)
+    assert np.all((ratio > 0.6 * np.median(ratio)) & (ratio < 1.6 * np.median(ratio)))
+    # ... and, turned back into electrons through the area, throughput and response, a
+    # fraction < 1 of the G_BP count rate (the rest of BP lies beyond the merge window).
+    lam = P._sed_grid()
+    response = P._passbands()["bp"][np.searchsorted(lam, wl)]
+    electrons = (
+        flux
+        / (P.PLANCK_H_J_S * P.C_M_S / (wl * 1e-9))
+        * (P.GAIA_PUPIL_AREA_M2 * P.XP_THROUGHPUT["bp"] * response * P.XP_SAMPLED_STEP_NM)
+    )
+    zp = P.DEFAULT_PARAMS["sed"]["electron_zero_point"]["bp"]
+    fraction = electrons[:, bp_only].sum(axis=1) / 10.0 ** (0.4 * (zp - bpm))
+    assert np.all((fraction > 0.5) & (fraction < 1.0))
+
+
+def test_xp_sampled_flux_propagates_noise_and_nan(sample):
+    _, obs = sample
+    bp = obs["bp_coefficients"][:20].astype(np.float64)
+    rp = obs["rp_coefficients"][:20].astype(np.float64)
+    flux = P.xp_sampled_flux(bp, rp)
+    noisier = P.xp_sampled_flux(bp + obs["bp_coefficient_errors"][:20], rp)
+    assert np.all(noisier[:, :100] != flux[:, :100])
+    bp[3] = np.nan
+    rp[5, 7] = np.nan
+    out = P.xp_sampled_flux(bp, rp)
+    assert np.isnan(out[[3, 5]]).all() and np.isfinite(np.delete(out, [3, 5], axis=0)).all()
+    # Any grid inside the supports: the photon flux is interpolated linearly between the
+    # 2 nm samples (then x h c / lambda at the point: ~1e-3 from the mean of the neighbours).
+    mid = P.xp_sampled_flux(bp[:2], rp[:2], np.array([337.0, 601.0]))
+    np.testing.assert_allclose(mid[:, 0], 0.5 * (flux[:2, 0] + flux[:2, 1]), rtol=2e-3)
+    np.testing.assert_allclose(mid[:, 1], 0.5 * (flux[:2, 132] + flux[:2, 133]), rtol=2e-3)
+    with pytest.raises(ValueError, match="RP, whose support"):
+        P.xp_sampled_flux(bp[:2], rp[:2], np.array([1100.0]))
+    with pytest.raises(ValueError, match=r"shape \(n, 55\)"):
+        P.xp_sampled_flux(bp[:, :10], rp[:, :10])
+
+
+def test_generator_writes_the_sampled_flux_with_its_attributes(tmp_path, config):
+    import h5py
+
+    from gaiacnn import layout
+    from gaiacnn.demo import survey
+
+    cfg = dict(config["demo"], n_stars=40, chunk_size=16)
+    cfg["flags"] = dict(cfg["flags"], no_xp_continuous=0.2)
+    files = {}
+    for run in ("a", "b"):
+        paths = survey.default_paths(tmp_path / run)
+        (tmp_path / run).mkdir()
+        survey.generate(
+            cfg,
+            paths["gaia_source"],
+            paths["allstar"],
+            paths["raw"],
+            paths["truth"],
+            progress=False,
+        )
+        files[run] = paths
+    with h5py.File(files["a"]["raw"], "r") as h5:
+        ds = h5["xp/sampled_flux"]
+        assert ds.shape == (40, 343) and ds.dtype == np.float32
+        np.testing.assert_array_equal(ds.attrs["wavelength_nm"], P.xp_sampled_wavelength_nm())
+        assert ds.attrs["wavelength_nm"].dtype == np.float64
+        assert ds.attrs["flux_kind"] == "absolute"
+        assert ds.attrs["unit"] == "W m-2 nm-1"
+        flux = ds[:]
+        bp, rp = h5["xp/bp_coefficients"][:], h5["xp/rp_coefficients"][:]
+    no_xp = np.isnan(bp).any(axis=1)
+    assert 0 < no_xp.sum() < 40
+    assert np.isnan(flux[no_xp]).all() and np.isfinite(flux[~no_xp]).all()
+    # computed from the stored (noisy) coefficients
+    np.testing.assert_allclose(
+        flux[~no_xp], P.xp_sampled_flux(bp[~no_xp], rp[~no_xp]).astype(np.float32), rtol=1e-6
+    )
+    info = layout.validate(files["a"]["raw"], check_values=False)
+    assert info.xp_sampled_length == 343 and info.xp_flux_kind == "absolute"
+    # seed contract: the same seed and chunk size give byte-identical files
+    for key in ("raw", "truth", "gaia_source", "allstar"):
+        assert files["a"][key].read_bytes() == files["b"][key].read_bytes(), key

@@ -1,12 +1,12 @@
 """Build the per-sample HDF5 arrays (SPEC stage 3) by streaming the raw spectra store.
 
 Inputs: the *raw store* (a layout file holding every RVS star's spectrum, NaN
-pixels included, and XP coefficients — written by the demo generator or by the
-archive download), the ``gaia_source`` table (photometry, astrometry, S/N and, when it
-has ``ra``/``dec``, the sky position), and
+pixels included, XP coefficients and, from the demo, XP sampled spectra — written by the
+demo generator or by the archive download), the ``gaia_source`` table (photometry,
+astrometry, S/N and, when it has ``ra``/``dec``, the sky position), and
 a sample table from :mod:`gaiacnn.selection` (source ids, labels).  Output: one
 layout file per sample, written in row chunks (memory ~ chunk size, never N)
-and atomically.
+and atomically, holding the :data:`DATASET_GROUPS` asked for (``demo.datasets``).
 """
 
 from __future__ import annotations
@@ -41,7 +41,27 @@ GAIA_SCALARS: dict[str, str] = {
 #: GAIA_SCALARS columns a ``gaia`` table may lack: their datasets are then not written
 #: (positions feed only the Galactic figures, never the model).
 OPTIONAL_GAIA_SCALARS = frozenset({"ra", "dec"})
-RAW_ARRAYS = ("rvs/flux", "rvs/flux_error", "xp/bp_coefficients", "xp/rp_coefficients")
+RAW_ARRAYS = (
+    "rvs/flux",
+    "rvs/flux_error",
+    "xp/bp_coefficients",
+    "xp/rp_coefficients",
+    "xp/sampled_flux",
+)
+#: Raw-store datasets whose attributes are copied to the sample file (besides ``unit``).
+RAW_ATTRS: dict[str, tuple[str, ...]] = {
+    "rvs/flux": ("wavelength_nm",),
+    "xp/sampled_flux": ("wavelength_nm", "flux_kind"),
+}
+#: The dataset groups a sample file can hold (``demo.datasets``, config/schema.yaml);
+#: ``source_id``, ``labels/*`` and ``astrometry/ra``, ``astrometry/dec`` are always written.
+DATASET_GROUPS: dict[str, tuple[str, ...]] = {
+    "rvs": ("rvs/flux", "rvs/flux_error", "rvs/snr"),
+    "xp_coefficients": ("xp/bp_coefficients", "xp/rp_coefficients"),
+    "xp_sampled": ("xp/sampled_flux",),
+    "phot": ("phot/g", "phot/bp", "phot/rp"),
+    "parallax": ("astrometry/parallax", "astrometry/parallax_error", "astrometry/ruwe"),
+}
 
 
 def raw_positions(raw_ids: np.ndarray, wanted: np.ndarray, what: str) -> np.ndarray:
@@ -65,19 +85,57 @@ def _read_rows(ds: h5py.Dataset, rows: np.ndarray, chunk_rows: int) -> np.ndarra
     return ds[rows]
 
 
-def complete_xp_rows(raw_path: str | os.PathLike, rows: np.ndarray, chunk_rows: int) -> np.ndarray:
-    """Mask of ``rows`` (sorted positions in the raw store) whose XP coefficients, if the
-    store has any, are all finite: a DR3 source can lack a band (ARCHIVE_NOTES), and the
-    hybrid CNN needs both."""
+def complete_rows(
+    raw_path: str | os.PathLike, rows: np.ndarray, chunk_rows: int, names: Sequence[str]
+) -> np.ndarray:
+    """Mask of ``rows`` (sorted positions in the raw store) whose datasets ``names``, where
+    the store has them, are all finite, streamed in chunks of ``chunk_rows``."""
     keep = np.ones(rows.size, bool)
     with h5py.File(raw_path, "r") as raw:
-        for name in ("xp/bp_coefficients", "xp/rp_coefficients"):
+        for name in names:
             if name not in raw:
                 continue
             for start in range(0, rows.size, chunk_rows):
                 block = _read_rows(raw[name], rows[start : start + chunk_rows], chunk_rows)
                 keep[start : start + chunk_rows] &= np.isfinite(block).all(axis=1)
     return keep
+
+
+def complete_xp_rows(raw_path: str | os.PathLike, rows: np.ndarray, chunk_rows: int) -> np.ndarray:
+    """Mask of ``rows`` (sorted positions in the raw store) whose XP coefficients, if the
+    store has any, are all finite: a DR3 source can lack a band (ARCHIVE_NOTES), and the
+    hybrid CNN needs both."""
+    return complete_rows(raw_path, rows, chunk_rows, DATASET_GROUPS["xp_coefficients"])
+
+
+def _raw_needs(group: str) -> tuple[str, ...]:
+    """Raw-store arrays without which ``group`` cannot be written (rvs/flux_error is optional:
+    copied when the store has it)."""
+    return tuple(n for n in DATASET_GROUPS[group] if n in RAW_ARRAYS and n != "rvs/flux_error")
+
+
+def resolve_groups(
+    datasets: Sequence[str] | None, raw_names: Sequence[str], raw_path: str | os.PathLike
+) -> tuple[str, ...]:
+    """The groups of :data:`DATASET_GROUPS` to write, in that order: ``datasets`` (checked:
+    known, non-empty, each group's raw-store arrays present), or with None every group
+    whose raw-store arrays ``raw_names`` has (rvs, phot and parallax always)."""
+    if datasets is None:
+        return tuple(g for g in DATASET_GROUPS if all(n in raw_names for n in _raw_needs(g)))
+    wanted = list(datasets)
+    unknown = [g for g in wanted if g not in DATASET_GROUPS]
+    if unknown or not wanted:
+        raise ValueError(
+            f"datasets {wanted}: a non-empty list of {', '.join(DATASET_GROUPS)}"
+            + (f" (unknown: {', '.join(map(str, unknown))})" if unknown else "")
+        )
+    for group in wanted:
+        for name in _raw_needs(group):
+            if name not in raw_names:
+                raise layout.LayoutError(
+                    raw_path, name, f"dataset group {group!r} asked for, but the raw store lacks it"
+                )
+    return tuple(g for g in DATASET_GROUPS if g in wanted)
 
 
 def build_sample_file(
@@ -90,6 +148,7 @@ def build_sample_file(
     labels: Sequence[str] = (),
     continuum_windows_nm: Sequence[Sequence[float]],
     nan_fill_quantile: float,
+    datasets: Sequence[str] | None = None,
     chunk_rows: int = 1024,
     compression: str | None = None,
     provenance: Mapping[str, object] | None = None,
@@ -98,44 +157,65 @@ def build_sample_file(
     """Write the layout file of one sample; return counts for the log.
 
     ``sample`` has ``source_id`` and, for ``labels``, columns ``<name>`` and
-    ``<name>_err``.  Rows are written in raw-store order.  NaN pixels are replaced
-    by the continuum-window Q3 (Sect. 2.1); stars whose spectrum has no finite
-    pixel are refused with an error naming them.  ``gaia`` gives the :data:`GAIA_SCALARS`
-    columns; ``ra``/``dec`` (-> ``astrometry/ra``, ``astrometry/dec``) are copied only when
-    present.
+    ``<name>_err``.  Rows are written in raw-store order.  ``datasets`` names the
+    :data:`DATASET_GROUPS` to write (``demo.datasets``); None writes every group the raw
+    store has (rvs, phot and parallax always).  ``source_id``, ``labels/*`` and, when
+    ``gaia`` has ``ra``/``dec``, ``astrometry/ra``/``astrometry/dec`` are always written.
+    The raw store must hold ``rvs/flux`` (every star is an RVS star), written only with
+    the rvs group: its NaN pixels are then replaced by the continuum-window Q3 (Sect. 2.1)
+    and stars whose spectrum has no finite pixel are refused with an error naming them.
+    Stars whose XP coefficients (a band missing in DR3) or XP sampled flux are incomplete
+    are left out, and logged, when that group is written.  ``gaia`` gives the
+    :data:`GAIA_SCALARS` columns of the groups written.
     """
     raw_info = layout.validate(raw_path, check_values=False)
     if raw_info.n_pixels is None:
         raise layout.LayoutError(raw_path, "rvs/flux", "raw store holds no spectra")
+    with h5py.File(raw_path, "r") as raw:
+        raw_names = [name for name in RAW_ARRAYS if name in raw]
+    groups = resolve_groups(datasets, raw_names, raw_path)
+    written = {name for g in groups for name in DATASET_GROUPS[g]}
     raw_ids = layout.read_column(raw_path, "source_id")
     ids = sample["source_id"].to_numpy(np.int64)
     pos = raw_positions(raw_ids, ids, str(raw_path))
     order = np.argsort(pos, kind="stable")
     pos, ids = pos[order], ids[order]
     sample = sample.iloc[order].reset_index(drop=True)
-    keep = complete_xp_rows(raw_path, pos, chunk_rows)
-    if not keep.all():
-        log.warning(
-            "%s: %d %s stars left out: their XP coefficients are incomplete (a band missing "
-            "in the archive), e.g. source_id %s",
-            raw_path,
-            int((~keep).sum()),
-            sample_name,
-            [int(i) for i in ids[~keep][:5]],
+    checks = [
+        (group, what)
+        for group, what in (
+            ("xp_coefficients", "XP coefficients are incomplete (a band missing in the archive)"),
+            ("xp_sampled", "XP sampled flux is missing or incomplete (NaN)"),
         )
-        pos, ids = pos[keep], ids[keep]
-        sample = sample[keep].reset_index(drop=True)
+        if group in groups
+    ]
+    for group, what in checks:
+        keep = complete_rows(raw_path, pos, chunk_rows, DATASET_GROUPS[group])
+        if not keep.all():
+            log.warning(
+                "%s: %d %s stars left out: their %s, e.g. source_id %s",
+                raw_path,
+                int((~keep).sum()),
+                sample_name,
+                what,
+                [int(i) for i in ids[~keep][:5]],
+            )
+            pos, ids = pos[keep], ids[keep]
+            sample = sample[keep].reset_index(drop=True)
     gaia_idx = pd.Index(gaia["source_id"].to_numpy(np.int64)).get_indexer(ids)
     if np.any(gaia_idx < 0):
         raise ValueError(f"{int((gaia_idx < 0).sum())} sample stars are not in gaia_source")
-    missing = [c for c in GAIA_SCALARS if c not in gaia.columns and c not in OPTIONAL_GAIA_SCALARS]
+    wanted_cols = {
+        c: ds for c, ds in GAIA_SCALARS.items() if ds in written or ds in layout.POSITION_DATASETS
+    }
+    missing = [c for c in wanted_cols if c not in gaia.columns and c not in OPTIONAL_GAIA_SCALARS]
     if missing:
         raise ValueError(f"gaia_source table: missing column(s) {', '.join(missing)}")
     if ("ra" in gaia.columns) != ("dec" in gaia.columns):
         raise ValueError("gaia_source table: ra and dec must come together")
     scalars = {
         ds: gaia[col].to_numpy(np.float32)[gaia_idx]
-        for col, ds in GAIA_SCALARS.items()
+        for col, ds in wanted_cols.items()
         if col in gaia.columns
     }
     for label in labels:
@@ -145,10 +225,11 @@ def build_sample_file(
     n = len(ids)
     with h5py.File(raw_path, "r") as raw:
         wl = np.asarray(raw["rvs/flux"].attrs["wavelength_nm"], dtype=float)
-        present = [name for name in RAW_ARRAYS if name in raw]
+        present = [name for name in raw_names if name in written]
         columns: dict[str, tuple] = {"source_id": ((), np.int64, {})}
         for name in present:
-            attrs = {"wavelength_nm": wl} if name == "rvs/flux" else {}
+            ds_attrs = raw[name].attrs
+            attrs = {key: ds_attrs[key] for key in RAW_ATTRS.get(name, ()) if key in ds_attrs}
             columns[name] = (raw[name].shape[1:], np.float32, attrs)
         for name in scalars:
             unit = {"unit": label_unit(name[7:])} if name.startswith("labels/") else {}
@@ -181,21 +262,20 @@ def build_sample_file(
                 block: dict[str, np.ndarray] = {"source_id": ids[start:stop]}
                 for name in present:
                     block[name] = _read_rows(raw[name], rows, chunk_rows).astype(np.float32)
-                try:
-                    block["rvs/flux"], filled = fill_nan_pixels(
-                        block["rvs/flux"], wl, continuum_windows_nm, nan_fill_quantile
-                    )
-                except ValueError as exc:
-                    bad = [
-                        int(i)
-                        for i in block["source_id"][~np.isfinite(block["rvs/flux"]).any(axis=1)][:5]
-                    ]
-                    raise ValueError(
-                        f"{raw_path}: rvs/flux: spectra with no finite pixel, "
-                        f"source_id {bad}: {exc}"
-                    ) from None
-                n_filled_pixels += int(filled.sum())
-                n_filled_spectra += int((filled > 0).sum())
+                if "rvs/flux" in block:
+                    try:
+                        block["rvs/flux"], filled = fill_nan_pixels(
+                            block["rvs/flux"], wl, continuum_windows_nm, nan_fill_quantile
+                        )
+                    except ValueError as exc:
+                        finite = np.isfinite(block["rvs/flux"]).any(axis=1)
+                        bad = [int(i) for i in block["source_id"][~finite][:5]]
+                        raise ValueError(
+                            f"{raw_path}: rvs/flux: spectra with no finite pixel, "
+                            f"source_id {bad}: {exc}"
+                        ) from None
+                    n_filled_pixels += int(filled.sum())
+                    n_filled_spectra += int((filled > 0).sum())
                 for name, values in scalars.items():
                     block[name] = values[start:stop]
                 writer.append(block)

@@ -15,7 +15,9 @@ feed their hybrid CNN:
   stars; residual RV shifts, photon noise and DR3-like NaN edges.
 * **SED, photometry and XP** – blackbody × line blanketing × Balmer jump × TiO × extinction,
   integrated through smooth G/BP/RP passbands (solar star: M_G = 4.67, BP−RP = 0.82) and
-  projected onto 55 orthonormal Gauss–Hermite functions per band.
+  projected onto 55 orthonormal Gauss–Hermite functions per band; the (noisy) coefficients
+  evaluated back on GaiaXPy's grid give XP sampled spectra in W m⁻² nm⁻¹
+  (:func:`xp_sampled_flux`).
 * **CRLB** – Fisher-matrix bounds on the labels from finite-difference Jacobians.
 
 Everything tunable is a key of :data:`DEFAULT_PARAMS` (nested, JSON-able) or a named module
@@ -55,6 +57,8 @@ __all__ = [
     "noise_free_observables",
     "simulate_stars",
     "xp_basis",
+    "xp_sampled_flux",
+    "xp_sampled_wavelength_nm",
 ]
 
 LABELS: tuple[str, ...] = ("teff", "logg", "m_h", "alpha_m", "fe_h")
@@ -245,6 +249,35 @@ EXTINCTION_REF_NM = 550.0
 EXTINCTION_SLOPE = 1.3  # A(lambda) = A_V (lambda/550 nm)^-1.3
 MAG_PER_NATS = 2.5 / math.log(10.0)  # 1.0857: sigma_mag = MAG_PER_NATS / (flux/error)
 EXTINCTION_NATS_PER_MAG = 0.4 * math.log(10.0)
+
+# --- XP sampled spectra (xp_sampled_flux, as GaiaXPy's calibrate gives them) --------------
+#: GaiaXPy's default sampling of ``calibrate``: 336-1020 nm in 2 nm steps (343 samples).
+XP_SAMPLED_MIN_NM = 336.0
+XP_SAMPLED_MAX_NM = 1020.0
+XP_SAMPLED_STEP_NM = 2.0
+#: BP alone below the first wavelength, RP alone above the second, a raised-cosine weight in
+#: between (GaiaXPy also merges the bands with smooth weights in their overlap).  The window
+#: lies inside both supports (XP_BAND_GRID_NM overlap 620-690 nm) where both passbands are
+#: above 99 % of their edge-free response (logistic edges: RP at 630 nm, BP at 680 nm).
+XP_MERGE_NM = (640.0, 670.0)
+PLANCK_H_J_S = 6.626_070_15e-34  # Planck constant, J s (exact, SI 2019)
+C_M_S = 299_792_458.0  # speed of light, m/s (exact)
+#: Gaia's telescope pupil (collecting) area, m^2: the area in the Gaia DR2/EDR3 passband
+#: definitions (Evans et al. 2018; Riello et al. 2021, A&A 649, A3).
+GAIA_PUPIL_AREA_M2 = 0.7278
+#: Photon -> electron throughput of the demo's BP and RP at the peak of their relative
+#: responses (_passbands; mirrors x prism x CCD QE), one fixed number per band.  Derived
+#: once from the demo's own calibration: its band counts are SED x response x
+#: 10^(0.4 (electron_zero_point - zero point)) x 2 nm, and its SED unit is fixed by the Sun
+#: at 10 pc having the observed solar flux at 550 nm (SOLAR_FLUX_550NM_1AU); BP and RP
+#: differ as their electron zero points (25.34, 24.76 mag) do (DEFAULT_PARAMS; an override
+#: of sed.electron_zero_point rescales the sampled flux).  The test suite recomputes them.
+#: (Real Gaia BP/RP peak throughputs are ~0.5-0.7.)
+XP_THROUGHPUT: dict[str, float] = {"bp": 0.626, "rp": 0.583}
+#: Solar spectral irradiance at 1 AU near 550 nm, W m^-2 nm^-1 (ASTM E-490 AM0 spectrum,
+#: 1.86-1.88 over 545-555 nm): fixes XP_THROUGHPUT above.
+SOLAR_FLUX_550NM_1AU = 1.87
+AU_PER_10PC = 1.495_978_707e11 / 3.085_677_581_491_367e17  # (1 au) / (10 pc)
 
 # --- position sampling --------------------------------------------------------------------
 N_DIRECTIONS = 24  # candidate lines of sight per star (importance resampling)
@@ -906,6 +939,101 @@ def _xp_coefficients(
         out[band] = (counts * scale[:, None]) @ basis
         out[band + "_counts"] = counts * scale[:, None]
     return out
+
+
+def xp_sampled_wavelength_nm() -> np.ndarray:
+    """GaiaXPy's default sampling grid [nm]: 336-1020 nm in 2 nm steps, (343,) float64."""
+    n = round((XP_SAMPLED_MAX_NM - XP_SAMPLED_MIN_NM) / XP_SAMPLED_STEP_NM) + 1
+    return XP_SAMPLED_MIN_NM + XP_SAMPLED_STEP_NM * np.arange(n)
+
+
+def _merge_weight_bp(wavelength_nm: np.ndarray) -> np.ndarray:
+    """Weight of BP in the sampled spectrum: 1 below XP_MERGE_NM, 0 above, raised cosine in
+    between (RP gets 1 - weight)."""
+    lo, hi = XP_MERGE_NM
+    t = np.clip((np.asarray(wavelength_nm, dtype=np.float64) - lo) / (hi - lo), 0.0, 1.0)
+    return 0.5 * (1.0 + np.cos(np.pi * t))
+
+
+@functools.lru_cache(maxsize=4)
+def _xp_design_matrices(grid: tuple[float, ...]) -> dict[str, np.ndarray]:
+    """(K, 55) matrices D_band with sampled flux = bp @ D_bp.T + rp @ D_rp.T [W m^-2 nm^-1].
+
+    Column k of D_band is basis function k of xp_basis(band), in e-/s per SED bin, divided by
+    the bin width, the pupil area, the band's throughput and relative response (photons
+    s^-1 m^-2 nm^-1), linearly interpolated from the SED grid to ``grid``, times the photon
+    energy h c / lambda and the band's merge weight.
+    """
+    lam = _sed_grid()
+    wl = np.asarray(grid, dtype=np.float64)
+    w_bp = _merge_weight_bp(wl)
+    weights = {"bp": w_bp, "rp": 1.0 - w_bp}
+    energy_j = PLANCK_H_J_S * C_M_S / (wl * 1e-9)
+    responses = _passbands()
+    out = {}
+    for band in ("bp", "rp"):
+        idx, basis = xp_basis(band)
+        lam_b = lam[idx]
+        used = weights[band] > 0.0
+        outside = used & ((wl < lam_b[0] - 1e-9) | (wl > lam_b[-1] + 1e-9))
+        if np.any(outside):
+            raise ValueError(
+                f"xp_sampled_flux: {wl[outside][0]:g} nm needs {band.upper()}, whose support "
+                f"is {lam_b[0]:g}-{lam_b[-1]:g} nm"
+            )
+        collect = GAIA_PUPIL_AREA_M2 * XP_THROUGHPUT[band] * responses[band][idx]
+        photons = basis / (SED_GRID_STEP_NM * collect)[:, None]
+        # Linear interpolation matrix (K, m) from the band's SED-grid points to the grid.
+        x = np.clip(wl, lam_b[0], lam_b[-1])
+        j = np.clip(np.searchsorted(lam_b, x, side="right") - 1, 0, lam_b.size - 2)
+        f = (x - lam_b[j]) / (lam_b[j + 1] - lam_b[j])
+        interp = np.zeros((wl.size, lam_b.size))
+        rows = np.arange(wl.size)
+        interp[rows, j] = 1.0 - f
+        interp[rows, j + 1] += f
+        design = (interp @ photons) * (energy_j * weights[band] * used)[:, None]
+        design.setflags(write=False)
+        out[band] = design
+    return out
+
+
+def xp_sampled_flux(
+    bp_coefficients: np.ndarray,
+    rp_coefficients: np.ndarray,
+    wavelength_nm: np.ndarray | None = None,
+) -> np.ndarray:
+    """XP sampled spectra from XP coefficients, as GaiaXPy's ``calibrate`` gives them.
+
+    Args:
+        bp_coefficients, rp_coefficients: (n, 55) coefficients of :func:`xp_basis` ("bp",
+            "rp") [e-/s per 2 nm SED bin, as in ``observed``; noise included].
+        wavelength_nm: (K,) sampling grid [nm], default :func:`xp_sampled_wavelength_nm`
+            (336-1020 nm, 2 nm).  BP alone is used below XP_MERGE_NM, RP alone above,
+            a smooth weight in between; a point needing a band outside that band's support
+            (XP_BAND_GRID_NM) is refused with ValueError.
+
+    Returns:
+        (n, K) float64 absolute flux density F_lambda [W m^-2 nm^-1]: the Gauss-Hermite
+        expansion evaluated on the grid (photon counts per nm), divided by the pupil area
+        GAIA_PUPIL_AREA_M2, the band's throughput XP_THROUGHPUT and relative passband
+        response, times the photon energy h c / lambda.  The coefficients' noise propagates
+        (faint or red stars can have negative samples, as real XP spectra).  A star with a
+        non-finite coefficient in either band gets an all-NaN row.  Order of magnitude:
+        ~1e-17 near 600 nm at G = 15, x 10^(-0.4 dG) with G.
+    """
+    grid = xp_sampled_wavelength_nm() if wavelength_nm is None else wavelength_nm
+    design = _xp_design_matrices(tuple(float(v) for v in np.asarray(grid, dtype=np.float64)))
+    bp = np.asarray(bp_coefficients, dtype=np.float64)
+    rp = np.asarray(rp_coefficients, dtype=np.float64)
+    if bp.ndim != 2 or bp.shape != rp.shape or bp.shape[1] != XP_N_COEFFICIENTS:
+        raise ValueError(
+            f"xp_sampled_flux: coefficients of shape (n, {XP_N_COEFFICIENTS}) expected, "
+            f"got BP {bp.shape} and RP {rp.shape}"
+        )
+    ok = np.isfinite(bp).all(axis=1) & np.isfinite(rp).all(axis=1)
+    flux = np.full((bp.shape[0], design["bp"].shape[0]), np.nan)
+    flux[ok] = bp[ok] @ design["bp"].T + rp[ok] @ design["rp"].T
+    return flux
 
 
 def _photometry(

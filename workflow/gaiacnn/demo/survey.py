@@ -8,7 +8,9 @@ Writes, from a seed, exactly what the real data path produces:
   labels and ``_ERR``, 64-bit ``ASPCAPFLAG``, ``ASPCAP_CHI2``, ``FE_H_FLAG``,
   ``SNR``, ``EXTRATARG``, duplicates, rows with no Gaia match);
 * ``rvs_xp.h5``: the raw spectra store in the interchange layout (RVS flux with
-  NaN edge pixels as in DR3, flux errors, XP coefficients);
+  NaN edge pixels as in DR3, flux errors, XP coefficients, and XP sampled spectra in
+  W m⁻² nm⁻¹ on GaiaXPy's default grid, computed from those noisy coefficients as
+  GaiaXPy's ``calibrate`` would: :func:`gaiacnn.demo.physics.xp_sampled_flux`);
 * ``truth.h5``: the true labels and population of every star, never an input,
   with the Cramér–Rao bound of each label at the star's S/N.
 
@@ -61,6 +63,9 @@ GAIA_UNITS = {
 }
 # Like the real allStar file, only Kelvin is a FITS unit; the dex columns carry none.
 APOGEE_UNITS = {"TEFF": "K", "TEFF_ERR": "K"}
+#: ``flux_kind`` of the raw store's ``xp/sampled_flux``: absolute W m-2 nm-1, as GaiaXPy's
+#: ``calibrate`` writes it (the layout's other value, "normalised", is for other surveys).
+XP_FLUX_KIND = "absolute"
 
 
 def _source_ids(ra: np.ndarray, dec: np.ndarray, first_index: int) -> np.ndarray:
@@ -237,12 +242,18 @@ def generate(
     seeds = np.random.SeedSequence(int(cfg["seed"])).spawn(n_chunks + 1)
     wl = rvs_wavelength_nm()
     n_xp = XP_N_COEFFICIENTS
+    xp_wl = physics.xp_sampled_wavelength_nm()
     raw_cols = {
         "source_id": ((), np.int64, {}),
         "rvs/flux": ((wl.size,), np.float32, {"wavelength_nm": wl}),
         "rvs/flux_error": ((wl.size,), np.float32, {}),
         "xp/bp_coefficients": ((n_xp,), np.float32, {}),
         "xp/rp_coefficients": ((n_xp,), np.float32, {}),
+        "xp/sampled_flux": (
+            (xp_wl.size,),
+            np.float32,
+            {"wavelength_nm": xp_wl, "flux_kind": XP_FLUX_KIND},
+        ),
     }
     crlb_inputs = tuple(cfg["crlb_inputs"])
     truth_cols: dict[str, tuple] = {"source_id": ((), np.int64, {})}
@@ -307,6 +318,8 @@ def generate(
                     "rvs/flux_error": obs["flux_error"],
                     "xp/bp_coefficients": bp,
                     "xp/rp_coefficients": rp,
+                    # NaN rows (no XP continuous spectrum) stay NaN.
+                    "xp/sampled_flux": physics.xp_sampled_flux(bp, rp, xp_wl),
                 }
             )
             row = {"source_id": ids}
