@@ -2,7 +2,13 @@
 demo physics (true labels, realistic spectra) without running the workflow: arrays files,
 a catalogue whose CNN labels are the truth plus noise, an uncertainty model, t-SNE maps,
 one untrained ensemble member (random weights: real gradients, meaningless values) and the
-truth file."""
+truth file.
+
+``shape`` picks which inputs the arrays files hold (:data:`SHAPES`, the four input shapes
+the workflow runs end to end), ``labels`` any subset of the labels; the catalogue, its
+``flag_boundary`` (``-`` for a digit whose input is absent), the member's branches and the
+t-SNE maps' ``spectra`` attribute follow.
+"""
 
 from __future__ import annotations
 
@@ -15,7 +21,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.image import imread
 
-from gaiacnn import catalogue, ensemble, layout, model
+from gaiacnn import catalogue, ensemble, flags, layout, model
 from gaiacnn.constants import rvs_wavelength_nm
 from gaiacnn.demo.physics import OOD_POPULATIONS, POPULATION_CODES, simulate_stars
 from gaiacnn.figures import style
@@ -25,10 +31,72 @@ from gaiacnn.spectra import fill_nan_pixels
 
 LABELS = ["teff", "logg", "m_h", "alpha_m", "fe_h"]
 NOISE = {"teff": 60.0, "logg": 0.1, "m_h": 0.07, "alpha_m": 0.03, "fe_h": 0.07}
+#: A label set without [M/H] (its [Fe/H] stands in where a figure needs a metallicity).
+LABELS_NO_M_H = ["teff", "logg", "fe_h", "alpha_m"]
+
+#: The input shapes of the arrays files (SPEC stage 3): the inputs each holds.
+#: full (a): everything; xp_sampled (b): XP sampled flux + photometry, no RVS, no parallax;
+#: xp_coefficients (c): XP coefficients + photometry + parallax, no RVS; rvs_only (d): RVS
+#: spectra and their S/N alone.
+SHAPES: dict[str, frozenset[str]] = {
+    "full": frozenset({"rvs", "snr", "xp_coefficients", "phot", "parallax"}),
+    "xp_sampled": frozenset({"xp_sampled", "phot"}),
+    "xp_coefficients": frozenset({"xp_coefficients", "phot", "parallax"}),
+    "rvs_only": frozenset({"rvs", "snr"}),
+}
+#: The model branches of each shape's ensemble member.
+BRANCHES = {
+    "full": ["rvs", "phot", "xp"],
+    "xp_sampled": ["phot", "xp"],
+    "xp_coefficients": ["phot", "xp"],
+    "rvs_only": ["rvs"],
+}
+#: The ``spectra`` attribute of each shape's t-SNE maps (None: no attribute, an RVS map).
+TSNE_SPECTRA = {
+    "full": None,
+    "xp_sampled": "xp/sampled_flux",
+    "xp_coefficients": "xp/coefficients",
+    "rvs_only": "rvs/flux",
+}
+#: Wavelengths [nm] of the synthetic XP sampled flux (GaiaXPy's range, 10 nm steps).
+XP_SAMPLED_NM = np.arange(336.0, 1021.0, 10.0)
 
 
-def make_products(out: Path, n: int = 600, seed: int = 3, member: bool = True) -> Inputs:
-    """Write the products under ``out`` and return their :class:`Inputs`."""
+def xp_sampled_flux(truth: dict, g_mag: np.ndarray, wl: np.ndarray = XP_SAMPLED_NM):
+    """Synthetic absolute XP sampled flux [W m-2 nm-1] (n, K): a black body at T_eff with
+    a few metallicity-dependent absorption features, scaled by the G magnitude into
+    ~1e-18..1e-13 (the range of GaiaXPy's calibrated spectra)."""
+    lam = wl[None, :] * 1e-9
+    with np.errstate(over="ignore"):
+        body = 1.0 / (lam**5 * np.expm1(1.4388e-2 / (lam * truth["teff"][:, None])))
+    body /= body.mean(axis=1, keepdims=True)
+    metals = 10.0 ** np.clip(truth["m_h"], -3, 1)[:, None]
+    dips = sum(
+        np.exp(-0.5 * ((wl[None, :] - c) / w) ** 2)
+        for c, w in ((393.0, 8.0), (517.0, 12.0), (850.0, 15.0))
+    )
+    shape = body * (1.0 - 0.15 * np.tanh(metals) * dips)
+    return (shape * 3e-18 * 10.0 ** (-0.4 * (g_mag[:, None] - 15.0))).astype(np.float32)
+
+
+def make_products(
+    out: Path,
+    n: int = 600,
+    seed: int = 3,
+    member: bool = True,
+    *,
+    shape: str = "full",
+    labels: Sequence[str] = LABELS,
+    drop_absent_columns: bool = False,
+) -> Inputs:
+    """Write the products under ``out`` and return their :class:`Inputs`.
+
+    ``shape``: a key of :data:`SHAPES`; ``labels``: the labels of the catalogue, the
+    reference labels and the member; ``drop_absent_columns``: leave the catalogue columns of
+    inputs the shape lacks (``rvs_snr``, ``phot_g_mean_mag``, ``parallax``) out, instead of
+    writing them NaN."""
+    have = SHAPES[shape]
+    labels = list(labels)
     out.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
     truth, obs = simulate_stars(rng, n)
@@ -37,69 +105,99 @@ def make_products(out: Path, n: int = 600, seed: int = 3, member: bool = True) -
     ood = np.isin(truth["population"], [POPULATION_CODES[p] for p in OOD_POPULATIONS])
     is_tr = ~ood & (obs["snr"] >= 30) & (rng.random(n) < 0.6)
     sid = np.arange(n, dtype=np.int64) + 4 * 10**15
-    cols = {
-        "source_id": ((), np.int64, {}),
-        "rvs/flux": ((wl.size,), np.float32, {"wavelength_nm": wl}),
-        "rvs/snr": ((), np.float32, {}),
-        "xp/bp_coefficients": ((55,), np.float32, {}),
-        "xp/rp_coefficients": ((55,), np.float32, {}),
-        "phot/g": ((), np.float32, {}),
-        "phot/bp": ((), np.float32, {}),
-        "phot/rp": ((), np.float32, {}),
-        "astrometry/parallax": ((), np.float32, {}),
-        **{layout.label_dataset(x): ((), np.float32, {}) for x in LABELS},
+    inputs = {
+        "rvs": {"rvs/flux": ((wl.size,), np.float32, {"wavelength_nm": wl})},
+        "snr": {"rvs/snr": ((), np.float32, {})},
+        "xp_coefficients": {
+            "xp/bp_coefficients": ((55,), np.float32, {}),
+            "xp/rp_coefficients": ((55,), np.float32, {}),
+        },
+        "xp_sampled": {
+            "xp/sampled_flux": (
+                (XP_SAMPLED_NM.size,),
+                np.float32,
+                {"wavelength_nm": XP_SAMPLED_NM, "flux_kind": "absolute"},
+            )
+        },
+        "phot": {k: ((), np.float32, {}) for k in layout.PHOT_DATASETS},
+        "parallax": {"astrometry/parallax": ((), np.float32, {})},
     }
+    cols = {"source_id": ((), np.int64, {})}
+    for key in ("rvs", "snr", "xp_coefficients", "xp_sampled", "phot", "parallax"):
+        if key in have:
+            cols |= inputs[key]
+    cols |= {layout.label_dataset(x): ((), np.float32, {}) for x in labels}
+    values = {
+        "source_id": sid,
+        "rvs/flux": flux,
+        "rvs/snr": obs["snr"],
+        "xp/bp_coefficients": obs["bp_coefficients"],
+        "xp/rp_coefficients": obs["rp_coefficients"],
+        "phot/g": obs["phot_g_mean_mag"],
+        "phot/bp": obs["phot_bp_mean_mag"],
+        "phot/rp": obs["phot_rp_mean_mag"],
+        "astrometry/parallax": obs["parallax"],
+    }
+    if "xp_sampled" in have:
+        values["xp/sampled_flux"] = xp_sampled_flux(truth, obs["phot_g_mean_mag"])
     paths = {}
     for sample, mask in (("training", is_tr), ("observed", ~is_tr)):
         paths[sample] = out / f"{sample}.h5"
         with layout.ArraysWriter(paths[sample], int(mask.sum()), cols) as w:
-            row = {
-                "source_id": sid[mask],
-                "rvs/flux": flux[mask],
-                "rvs/snr": obs["snr"][mask],
-                "xp/bp_coefficients": obs["bp_coefficients"][mask],
-                "xp/rp_coefficients": obs["rp_coefficients"][mask],
-                "phot/g": obs["phot_g_mean_mag"][mask],
-                "phot/bp": obs["phot_bp_mean_mag"][mask],
-                "phot/rp": obs["phot_rp_mean_mag"][mask],
-                "astrometry/parallax": obs["parallax"][mask],
-            }
-            for x in LABELS:  # reference labels: the truth plus a little noise; NaN for OOD
+            row = {k: values[k][mask] for k in cols if k in values}
+            for x in labels:  # reference labels: the truth plus a little noise; NaN for OOD
                 ref = truth[x] + rng.normal(0, NOISE[x] / 2, n)
                 row[layout.label_dataset(x)] = np.where(ood, np.nan, ref)[mask]
             w.append(row)
     order = np.r_[np.flatnonzero(is_tr), np.flatnonzero(~is_tr)]
+    nan = np.full(n, np.nan, np.float32)
     table = pd.DataFrame(
         {
             "source_id": sid[order],
             "in_training": is_tr[order],
-            "phot_g_mean_mag": obs["phot_g_mean_mag"][order],
-            "parallax": obs["parallax"][order],
-            "rvs_snr": obs["snr"][order],
+            "phot_g_mean_mag": obs["phot_g_mean_mag"][order] if "phot" in have else nan,
+            "parallax": obs["parallax"][order] if "parallax" in have else nan,
+            "rvs_snr": obs["snr"][order] if "snr" in have else nan,
         }
     )
-    for x in LABELS:
+    if drop_absent_columns:
+        absent = [("phot_g_mean_mag", "phot"), ("parallax", "parallax"), ("rvs_snr", "snr")]
+        table = table.drop(columns=[c for c, key in absent if key not in have])
+    for x in labels:
         e = NOISE[x] * (0.3 + 10 / obs["snr"][order])
         table[x] = truth[x][order] + rng.normal(0, 1, n) * e
         table[f"e_{x}"] = 0.3 * e
         table[f"sigma_{x}"] = e
     like = ~ood[order] | (rng.random(n) < 0.02)
-    table["flag_boundary"] = np.where(is_tr[order] | like, "00000000", "00000001")
-    table.loc[np.flatnonzero(table["teff"].to_numpy() > 7000), "flag_boundary"] = "10000001"
-    table.attrs.update(labels=LABELS, members=["split0_seed0"], config_hash="test")
+    # flag_boundary: labels, G, parallax, t-SNE; "-" for G / parallax where the shape lacks it
+    digits = np.full((n, len(labels) + 3), "0")
+    digits[~(is_tr[order] | like), -1] = "1"
+    hot = np.asarray(table["teff"] if "teff" in labels else truth["teff"][order]) > 7000
+    digits[hot] = "0"
+    digits[hot, 0] = digits[hot, -1] = "1"
+    digits[:, len(labels)] = "0" if "phot" in have else "-"
+    digits[:, len(labels) + 1] = "0" if "parallax" in have else "-"
+    table["flag_boundary"] = ["".join(d) for d in digits]
+    table.attrs.update(
+        labels=labels,
+        members=["split0_seed0"],
+        config_hash="test",
+        flag_digits=flags.digit_order(labels),
+    )
     paths["catalogue"] = out / "catalogue.fits"
     catalogue.write(table, paths["catalogue"])
     fits_ = []
-    for x in LABELS:
+    for x in labels:
         d = (table[x] - truth[x][order]).to_numpy()[is_tr[order]]
         c = float(np.median(truth[x][is_tr]))
         fits_.append(ensemble.DispersionFit(x, [c], [float(np.std(d))], [int(is_tr.sum())],
                                             [float(np.std(d))], c, c))  # fmt: skip
-    rng_ = ensemble.effective_range(
-        {x: truth[x][is_tr] for x in LABELS}
-        | {"phot_g_mean_mag": obs["phot_g_mean_mag"][is_tr], "parallax": obs["parallax"][is_tr]},
-        (0.0, 1.0),
-    )
+    ranges = {x: truth[x][is_tr] for x in labels}
+    if "phot" in have:
+        ranges["phot_g_mean_mag"] = obs["phot_g_mean_mag"][is_tr]
+    if "parallax" in have:
+        ranges["parallax"] = obs["parallax"][is_tr]
+    rng_ = ensemble.effective_range(ranges, (0.0, 1.0))
     paths["model"] = out / "uncertainty_model.json"
     ensemble.write_uncertainty_model(fits_, rng_, ["split0_seed0"], paths["model"])
     maps = []
@@ -111,11 +209,13 @@ def make_products(out: Path, n: int = 600, seed: int = 3, member: bool = True) -
             h5["nn_training_distance"] = np.zeros(n)
             h5["training_like"] = ~ood[order]
             h5.attrs["perplexity"], h5.attrs["threshold"] = float(p), 1.0
+            if TSNE_SPECTRA[shape] is not None:
+                h5.attrs["spectra"] = TSNE_SPECTRA[shape]
         maps.append(path)
     members = []
     if member:
         rows = np.arange(int(is_tr.sum()))
-        scalers = model.fit_scalers(paths["training"], rows, LABELS, ["rvs", "phot", "xp"])
+        scalers = model.fit_scalers(paths["training"], rows, labels, BRANCHES[shape])
         net = model.model_for(scalers, {"conv_filters": [4, 4, 4], "rvs_dense": 16, "xp_dense": 8})
         members.append(out / "members" / "split0_seed0")
         model._save_member(members[0], net, scalers, {"loss": [1.0]})
@@ -124,7 +224,7 @@ def make_products(out: Path, n: int = 600, seed: int = 3, member: bool = True) -
         h5["source_id"] = sid
         for k in ("teff", "logg", "m_h", "alpha_m", "fe_h", "R_kpc", "z_kpc", "population"):
             h5[f"truth/{k}"] = truth[k]
-        for x in LABELS:
+        for x in labels:
             h5[f"crlb_all/{x}"] = NOISE[x] * 5 / obs["snr"]
             h5[f"crlb_rvs/{x}"] = NOISE[x] * 8 / obs["snr"]
     return Inputs(

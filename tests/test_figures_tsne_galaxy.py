@@ -196,6 +196,31 @@ def test_fig24_skips_without_positions_or_stars(inputs, tmp_path):
     assert "fewer than min_stars_per_panel = 5" in index["skipped"][0]["reason"]
 
 
+def test_fig24_names_a_missing_input_and_takes_fe_h_for_a_missing_m_h(inputs, tmp_path):
+    """Without parallax (distances) or S/N (the low-S/N selection) Fig. 24 is skipped with
+    the missing input named; without [M/H] it is drawn in [Fe/H], as its caption says."""
+    new, counts = _positioned_catalogue(inputs, tmp_path / "cat.fits")
+    table, attrs = catalogue.read(new.catalogue)
+    fn = [galaxy.alpha_vs_metallicity_galactic]
+
+    def render(changed, name):
+        changed.attrs.update(attrs, labels=[x for x in attrs["labels"] if x in changed])
+        catalogue.write(changed, tmp_path / f"{name}.fits")
+        ctx = Context(dataclasses.replace(new, catalogue=tmp_path / f"{name}.fits"), OPEN_CUTS)
+        return render_all(ctx, tmp_path / name, formats=("png",), functions=fn)
+
+    for column, dataset in (("parallax", "astrometry/parallax"), ("rvs_snr", "rvs/snr")):
+        for how, changed in (("nan", table.assign(**{column: np.nan})),
+                             ("absent", table.drop(columns=[column]))):  # fmt: skip
+            index = render(changed, f"{column}_{how}")
+            assert index["figures"] == []
+            assert f"no {dataset} in the arrays" in index["skipped"][0]["reason"]
+    index = render(table.drop(columns=["m_h", "e_m_h", "sigma_m_h"]), "no_m_h")
+    (entry,) = index["figures"]
+    assert entry["n_stars"] == counts.sum()
+    assert "against [Fe/H]" in entry["caption"] and "stands in for [M/H]" in entry["caption"]
+
+
 def test_distance_is_one_over_parallax_and_nan_when_not_positive(inputs, tmp_path):
     new, _ = _positioned_catalogue(inputs, tmp_path / "cat.fits")
     ctx = Context(new, {})

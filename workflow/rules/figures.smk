@@ -9,7 +9,7 @@ rule figures:
     output:
         report(
             directory("results/figures"),
-            patterns=["{name}.png"],
+            patterns=["{name}.png", "not_drawn/{name}.txt"],
             caption="../report/figure.rst",
             category="Validation figures",
             labels=figure_report_labels,

@@ -13,7 +13,7 @@ import numpy as np
 from gaiacnn.constants import label_unit
 from gaiacnn.ensemble import ONE_SIGMA_COVERAGE
 from gaiacnn.figures import style as st
-from gaiacnn.figures.context import Context, Skip, snr_edges
+from gaiacnn.figures.context import Context, Skip, metallicity_note, snr_edges
 from gaiacnn.figures.render import Rendered, figure
 
 #: Fewest stars of an S/N bin whose statistics are drawn (demo figures), and of Fig. 15.
@@ -266,7 +266,10 @@ def observed_uncertainties(ctx: Context) -> Iterator[Rendered]:
         fig,
         "Density of the total uncertainty sigma against the CNN label for the observed stars "
         f"inside the training limits ({st.stars(n_in)}); grey behind: the {st.stars(n_out)} "
-        "outside them (flag_boundary not all zeros; those within the axes).",
+        "outside them (flag_boundary "
+        + ("not all zeros" if not ctx.unavailable_digits else "with a digit 1")
+        + "; those within the axes)."
+        + ctx.flag_note(),
         n_in + n_out,
     )
 
@@ -277,16 +280,18 @@ def metal_poor(ctx: Context) -> Iterator[Rendered]:
     max_m_h = float(cfg["max_m_h"])
     lo, hi = (float(v) for v in cfg["snr"])
     ref = ctx.reference
-    if "m_h" not in ref:
-        raise Skip("no reference [M/H]")
-    snr = ctx.column("rvs_snr")
+    metal = ctx.metallicity(list(ref.columns))  # [Fe/H] stands in for a missing [M/H]
+    if metal is None:
+        raise Skip("no reference [M/H] (nor [Fe/H]): the arrays files have no labels/m_h")
+    name = st.label_name(metal)
+    snr = ctx.measured("rvs_snr")
     with np.errstate(invalid="ignore"):
-        m = ctx.inside & (ref["m_h"].to_numpy(float) < max_m_h) & (snr >= lo) & (snr < hi)
+        m = ctx.inside & (ref[metal].to_numpy(float) < max_m_h) & (snr >= lo) & (snr < hi)
     n = int(m.sum())
     if n < MIN_PER_BIN:
         raise Skip(
-            f"{n} observed stars inside the training limits with reference [M/H] < {max_m_h:g} "
-            f"and {lo:g} <= S/N < {hi:g} (fewer than {MIN_PER_BIN})"
+            f"{n} observed stars inside the training limits with reference {name} < "
+            f"{max_m_h:g} and {lo:g} <= S/N < {hi:g} (fewer than {MIN_PER_BIN})"
         )
     labels = _reference_labels(ctx, m)
     fig, axes = _panels(len(labels))
@@ -299,8 +304,8 @@ def metal_poor(ctx: Context) -> Iterator[Rendered]:
         fig,
         "Density of CNN − reference label (Δ) against the reference label for the "
         f"{st.stars(n)} of the observed sample inside the training limits with reference "
-        f"[M/H] < {max_m_h:g} dex and {lo:g} <= S/N < {hi:g}; dashed: zero; mean bias b and "
-        "standard deviation σ in each panel.",
+        f"{name} < {max_m_h:g} dex and {lo:g} <= S/N < {hi:g}; dashed: zero; mean bias b and "
+        "standard deviation σ in each panel." + metallicity_note(metal) + ctx.flag_note(),
         n,
     )
 
@@ -317,13 +322,28 @@ def _truth_labels(ctx: Context) -> list[str]:
 _DEMO_SAMPLES = (("training", "training"), ("inside", "observed, inside"))
 
 
+#: The x axis of the demo figures without S/N: every star in one bin.
+NO_SNR_AXIS = "all stars (no S/N in the data)"
+
+
 def _demo_bins(ctx: Context) -> tuple[np.ndarray, list[float], list[str], np.ndarray, dict]:
     """What both demo figures bin by: S/N per star, the S/N bin edges, their names, their
-    x positions, and the masks of the two samples (``_DEMO_SAMPLES``)."""
+    x positions, and the masks of the two samples (``_DEMO_SAMPLES``).  Without S/N in the
+    data (no rvs/snr): one bin of every star, named ``all``."""
+    masks = {"training": ctx.in_training, "inside": ctx.inside}
+    snr = ctx.optional("rvs_snr")
+    if snr is None:
+        return np.zeros(len(ctx.table)), [-np.inf, np.inf], ["all"], np.zeros(1), masks
     edges = snr_edges(ctx.cfg)
     names = snr_bin_names(edges)
-    masks = {"training": ctx.in_training, "inside": ctx.inside}
-    return ctx.column("rvs_snr"), edges, names, np.arange(len(names), dtype=float), masks
+    return snr, edges, names, np.arange(len(names), dtype=float), masks
+
+
+def _snr_axis(names: Sequence[str]) -> tuple[str, str]:
+    """(x-axis label, caption words) of the demo figures' bins."""
+    if list(names) == ["all"]:
+        return NO_SNR_AXIS, "over all stars (one bin: the data have no rvs/snr)"
+    return "RVS S/N", "per S/N bin"
 
 
 @figure(100)
@@ -366,21 +386,22 @@ def demo_truth_residuals_snr(ctx: Context) -> Iterator[Rendered]:
         row[1].axhline(1.0, color="0.4", ls=":", lw=0.8)
         row[1].set_ylabel(r"$\sigma$ / CRLB " + f"({st.label_name(x)})")
         row[1].set_ylim(bottom=0)
+    xlabel, per_bin = _snr_axis(names)
     for ax in axes[-1]:
         ax.set_xticks(pos, names)
-        ax.set_xlabel("RVS S/N")
+        ax.set_xlabel(xlabel)
     axes[0, 0].legend(fontsize=6)
     axes[0, 1].legend(fontsize=5)
     n = int(sum(int(m.sum()) for m in masks.values()))
     yield Rendered(
         "demo_truth_residuals_snr",
         fig,
-        "Demo: left, median and 16–84 % range of CNN − true label (Δ) per S/N bin for the "
+        f"Demo: left, median and 16–84 % range of CNN − true label (Δ) {per_bin} for the "
         f"training stars ({st.stars(int(masks['training'].sum()))}) and the observed stars "
         f"inside the training limits ({st.stars(int(masks['inside'].sum()))}); right, the ratio "
         "of the scatter σ(CNN − truth) to the median Cramér–Rao bound of all inputs (solid) and "
         f"of the spectrum alone (dashed); 1 = the information limit; bins with < {MIN_PER_BIN} "
-        "stars omitted.",
+        "stars omitted." + ctx.flag_note(),
         n,
     )
 
@@ -404,7 +425,7 @@ def demo_sigma_coverage(ctx: Context) -> Iterator[Rendered]:
         ax.axhline(ONE_SIGMA_COVERAGE, color="k", ls="--", lw=0.8)
         ax.set_ylim(0, 1.02)
         ax.set_xticks(pos, names)
-        ax.set_xlabel("RVS S/N")
+        ax.set_xlabel(_snr_axis(names)[0])
         ax.set_ylabel(r"fraction with |$\Delta$| $\leq \sigma$")
         ax.set_title(st.label_name(x))
     axes[0].legend(fontsize=6, loc="lower left")
@@ -413,10 +434,10 @@ def demo_sigma_coverage(ctx: Context) -> Iterator[Rendered]:
         "demo_sigma_coverage",
         fig,
         "Demo: fraction of stars whose true label lies within ±sigma_<label> of the CNN "
-        "label per S/N bin, for the training stars "
+        f"label {_snr_axis(names)[1]}, for the training stars "
         f"({st.stars(int(masks['training'].sum()))}) and the observed stars inside the "
         f"training limits ({st.stars(int(masks['inside'].sum()))}); dashed: 68.27 %; bins "
-        f"with < {MIN_PER_BIN} stars omitted.",
+        f"with < {MIN_PER_BIN} stars omitted." + ctx.flag_note(),
         n,
     )
 

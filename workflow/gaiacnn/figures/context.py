@@ -2,6 +2,12 @@
 
 Every figure function takes a :class:`Context` and asks it for what it needs; a figure the
 data does not allow raises :class:`Skip` with the reason (recorded in the figure index).
+
+A survey's arrays files may hold only some inputs (SPEC stage 3: no RVS spectra, no
+photometry, no parallax, XP sampled flux instead of coefficients) and any set of labels.
+:meth:`Context.has`, :meth:`Context.require` and :meth:`Context.measured` tell a figure
+whether an input is there, and :func:`missing_input` words the reason of a figure that
+needs one that is not ("no rvs/flux in the arrays: the survey has no RVS spectra").
 """
 
 from __future__ import annotations
@@ -16,9 +22,33 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pandas as pd
+from astropy.io import fits
 
-from gaiacnn import catalogue, ensemble, layout
+from gaiacnn import catalogue, ensemble, flags, layout
 from gaiacnn.evaluation import DEFAULT_SNR_EDGES
+
+#: Each optional input of the arrays files: (its datasets, what the survey then lacks), for
+#: the reasons of skipped figures (:func:`missing_input`).
+INPUTS: dict[str, tuple[str, str]] = {
+    "rvs/flux": ("rvs/flux", "RVS spectra"),
+    "rvs/snr": ("rvs/snr", "RVS S/N (rvs_spec_sig_to_noise)"),
+    "phot": ("phot/g, phot/bp, phot/rp", "photometry"),
+    "phot/g": ("phot/g", "G magnitudes"),
+    "astrometry/parallax": ("astrometry/parallax", "parallaxes"),
+    "xp": ("xp/bp_coefficients, xp/rp_coefficients or xp/sampled_flux", "XP spectra"),
+    "xp/coefficients": ("xp/bp_coefficients, xp/rp_coefficients", "XP coefficients"),
+    "xp/sampled_flux": ("xp/sampled_flux", "XP sampled spectra"),
+}
+#: Catalogue columns copied from the arrays files: NaN (or absent) where the files lack them.
+MEASURED_COLUMNS: dict[str, str] = {
+    "rvs_snr": "rvs/snr",
+    "phot_g_mean_mag": "phot/g",
+    "parallax": "astrometry/parallax",
+}
+#: The ``flag_boundary`` character of a digit whose input the data lack ("not available").
+NOT_AVAILABLE = "-"
+#: Metallicity labels, in order of preference: [Fe/H] stands in for a missing [M/H].
+METALLICITY_LABELS = ("m_h", "fe_h")
 
 
 def snr_edges(cfg: Mapping) -> np.ndarray:
@@ -32,6 +62,24 @@ def snr_edges(cfg: Mapping) -> np.ndarray:
 
 class Skip(Exception):
     """This figure cannot be drawn from the data at hand (the message says why)."""
+
+
+def missing_input(name: str, detail: str = "") -> Skip:
+    """The :class:`Skip` of a figure that needs input ``name`` (a key of :data:`INPUTS`, or
+    any dataset name) which the arrays files lack: ``no rvs/flux in the arrays: the survey
+    has no RVS spectra``, then ``detail`` in brackets."""
+    datasets, what = INPUTS.get(name, (name, name))
+    return Skip(
+        f"no {datasets} in the arrays: the survey has no {what}"
+        + (f" ({detail})" if detail else "")
+    )
+
+
+def metallicity_note(name: str) -> str:
+    """Caption note when [Fe/H] stands in for [M/H] (empty for ``m_h``)."""
+    if name == "m_h":
+        return ""
+    return f" [Fe/H] stands in for [M/H] here: the catalogue has no m_h label, only {name}."
 
 
 @dataclass(frozen=True)
@@ -76,20 +124,86 @@ class Context:
             raise Skip(f"the catalogue has no column {name}")
         return self.table[name].to_numpy(float)
 
+    def measured(self, name: str) -> np.ndarray:
+        """A catalogue column copied from the arrays files (:data:`MEASURED_COLUMNS`:
+        ``rvs_snr``, ``phot_g_mean_mag``, ``parallax``) as float; :class:`Skip` naming the
+        missing input when the column is absent or NaN for every star."""
+        dataset = MEASURED_COLUMNS[name]
+        if name not in self.table:
+            raise missing_input(dataset, f"the catalogue has no column {name}")
+        values = self.table[name].to_numpy(float)
+        if not np.isfinite(values).any():
+            raise missing_input(dataset, f"the catalogue's {name} is NaN for every star")
+        return values
+
+    def optional(self, name: str) -> np.ndarray | None:
+        """:meth:`measured`, or None where the data lack it."""
+        try:
+            return self.measured(name)
+        except Skip:
+            return None
+
+    def metallicity(self, available: Sequence[str] | None = None) -> str | None:
+        """The metallicity label of the figures: ``m_h``, else ``fe_h`` (the first of
+        :data:`METALLICITY_LABELS` among ``available``, default the catalogue's labels), or
+        None."""
+        have = self.labels if available is None else list(available)
+        return next((x for x in METALLICITY_LABELS if x in have), None)
+
     @cached_property
     def in_training(self) -> np.ndarray:
         return self.table["in_training"].to_numpy(bool)
 
+    # ------------------------------------------------------------------ boundary flag
+    @cached_property
+    def _flags(self) -> pd.Series:
+        if "flag_boundary" not in self.table:
+            raise Skip("the catalogue has no flag_boundary column (inside/outside the limits)")
+        return self.table["flag_boundary"].astype(str)
+
     @cached_property
     def inside(self) -> np.ndarray:
-        """Observed stars with ``flag_boundary`` all zeros (recommended, Sect. 5.2)."""
-        clean = self.table["flag_boundary"].astype(str).str.fullmatch("0+").to_numpy(bool)
+        """Observed stars with no ``flag_boundary`` digit ``1`` (recommended, Sect. 5.2):
+        all zeros, or zeros and ``-`` (a digit whose input the data lack, not available)."""
+        clean = self._flags.str.fullmatch(f"[0{NOT_AVAILABLE}]+").to_numpy(bool)
         return ~self.in_training & clean
 
     @cached_property
     def outside(self) -> np.ndarray:
-        """Observed stars with at least one flag digit set."""
+        """Observed stars with at least one flag digit ``1``."""
         return ~self.in_training & ~self.inside
+
+    @cached_property
+    def flag_digits(self) -> list[str]:
+        """Names of the ``flag_boundary`` digits, in order (the catalogue header's FLAGDIGS,
+        else the labels, G, parallax and t-SNE)."""
+        digits = fits.getheader(self.inputs.catalogue, 1).get("FLAGDIGS", "")
+        names = [d for d in str(digits).split(",") if d]
+        return names or flags.digit_order(self.labels)
+
+    @cached_property
+    def unavailable_digits(self) -> list[str]:
+        """Names of the ``flag_boundary`` digits that are ``-`` (not available) for some star."""
+        chars = self._flags.to_numpy(str)
+        width = max((len(f) for f in chars), default=0)
+        names = self.flag_digits if len(self.flag_digits) == width else []
+        out = []
+        for j in range(width):
+            if any(len(f) > j and f[j] == NOT_AVAILABLE for f in chars):
+                name = names[j] if names else f"digit {j + 1}"
+                out.append(flags.DIGIT_NAMES.get(name, name))
+        return out
+
+    def flag_note(self) -> str:
+        """Caption note on the ``-`` digits of ``flag_boundary`` (empty without any)."""
+        if not self.unavailable_digits:
+            return ""
+        names = self.unavailable_digits
+        return (
+            f" flag_boundary: the {', '.join(names)} digit{'s are' if len(names) > 1 else ' is'}"
+            " '-' (not available: the data lack that input), which does not count as outside;"
+            " inside the training limits = no digit 1."
+        )
 
     # ------------------------------------------------------------------ reference labels
     @cached_property
@@ -135,6 +249,26 @@ class Context:
     def arrays_file(self, sample: str) -> Path:
         return Path(self.inputs.training if sample == "training" else self.inputs.observed)
 
+    @cached_property
+    def _datasets(self) -> dict[str, frozenset[str]]:
+        out = {}
+        for sample in ("training", "observed"):
+            names: set[str] = set()
+            with h5py.File(self.arrays_file(sample), "r") as h5:
+                h5.visit(names.add)
+            out[sample] = frozenset(names)
+        return out
+
+    def has(self, *names: str, sample: str = "training") -> bool:
+        """Whether the ``sample`` arrays file holds every dataset of ``names``."""
+        return all(n in self._datasets[sample] for n in names)
+
+    def require(self, name: str, sample: str = "training", *, what: str | None = None) -> None:
+        """:class:`Skip` (:func:`missing_input`) unless the ``sample`` arrays file holds
+        ``name``; ``what``: the key of :data:`INPUTS` to name (default ``name``)."""
+        if not self.has(name, sample=sample):
+            raise missing_input(what or name)
+
     def read_arrays(self, sample: str, names: Sequence[str], rows: np.ndarray | None = None):
         """Datasets of the ``sample`` arrays file (rows in file order); :class:`Skip` if one
         is absent."""
@@ -143,7 +277,7 @@ class Context:
         with h5py.File(path, "r") as h5:
             for n in names:
                 if n not in h5:
-                    raise Skip(f"{path.name} has no dataset {n}")
+                    raise missing_input(n, f"{path.name} has no dataset {n}")
                 out[n] = h5[n][:] if rows is None else h5[n][np.sort(rows)]
         return out
 
@@ -154,6 +288,7 @@ class Context:
         return pd.Index(self.table["source_id"].to_numpy()).get_indexer(sid)
 
     def wavelength_nm(self) -> np.ndarray:
+        self.require("rvs/flux")
         return layout.wavelength_nm(self.inputs.training)
 
     # ------------------------------------------------------------------ truth (demo)

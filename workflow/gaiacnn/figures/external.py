@@ -583,17 +583,21 @@ def galah(ctx: Context) -> Iterator[Rendered]:
     """Fig. 22: CNN - GALAH against GALAH: T_eff, log g, [Fe/H], [alpha/M] vs [alpha/Fe]."""
     m = matched(ctx, "galah")
     pairs = _cnn_pairs(ctx, "galah", ("teff", "logg"))
-    ref_fe, cnn_fe = _metallicity(ctx, ("fe_h",))
-    pairs.append(
-        _Pair(
-            "fe_h",
-            "fe_h",
-            f"cnn_{cnn_fe}",
-            "ext_fe_h",
-            st.label_text("fe_h", "GALAH "),
-            f"CNN {st.label_name(cnn_fe)} $-$ GALAH [dex]",
+    try:
+        ref_fe, cnn_fe = _metallicity(ctx, ("fe_h",))
+    except Skip:  # no metallicity label: the other panels are still drawn
+        ref_fe = cnn_fe = None
+    if cnn_fe is not None:
+        pairs.append(
+            _Pair(
+                "fe_h",
+                "fe_h",
+                f"cnn_{cnn_fe}",
+                "ext_fe_h",
+                st.label_text("fe_h", "GALAH "),
+                f"CNN {st.label_name(cnn_fe)} $-$ GALAH [dex]",
+            )
         )
-    )
     if "alpha_m" in ctx.labels:
         pairs.append(
             _Pair(
@@ -605,9 +609,17 @@ def galah(ctx: Context) -> Iterator[Rendered]:
                 "CNN [$\\alpha$/M] $-$ GALAH [dex]",
             )
         )
-    what = f"CNN minus GALAH DR3 labels against GALAH: T_eff, log g, CNN {cnn_fe} - GALAH {ref_fe}"
+    if not pairs:
+        raise Skip("the catalogue has none of teff, logg, fe_h, m_h, alpha_m")
+    shown = [x for x, present in (("T_eff", "teff"), ("log g", "logg")) if present in ctx.labels]
+    if cnn_fe is not None:
+        shown.append(f"CNN {cnn_fe} - GALAH {ref_fe}")
     if "alpha_m" in ctx.labels:
-        what += " and CNN [alpha/M] - GALAH [alpha/Fe] (note the different definitions)"
+        alpha = "CNN [alpha/M] - GALAH [alpha/Fe] (note the different definitions)"
+        shown = [", ".join(shown) + " and " + alpha] if shown else [alpha]
+    what = "CNN minus GALAH DR3 labels against GALAH: " + ", ".join(shown)
+    if cnn_fe is None:
+        what += " (the catalogue has no fe_h or m_h label: no metallicity panel)"
     yield _difference_figure(ctx, m, pairs, "fig22_galah", what)
 
 

@@ -17,7 +17,7 @@ from astropy import units as u
 from astropy.coordinates import Galactocentric, SkyCoord
 
 from gaiacnn.figures import style as st
-from gaiacnn.figures.context import Context, Skip
+from gaiacnn.figures.context import Context, Skip, metallicity_note
 from gaiacnn.figures.render import Rendered, figure
 
 #: config ``figures.galactic`` defaults (config/config.yaml).
@@ -62,9 +62,10 @@ def galactocentric_rz(
 
 def distance_kpc(ctx: Context, source: str) -> np.ndarray:
     """Heliocentric distance [kpc] of every catalogue star: ``1/parallax`` (parallax in mas,
-    NaN where not positive) or the catalogue column ``source`` in kpc."""
+    NaN where not positive) or the catalogue column ``source`` in kpc; :class:`Skip` when the
+    data have no parallax (or no such column)."""
     if source.replace(" ", "") == "1/parallax":
-        plx = ctx.column("parallax")
+        plx = ctx.measured("parallax")
         with np.errstate(invalid="ignore", divide="ignore"):
             return np.where(plx > 0, 1.0 / plx, np.nan)
     return ctx.column(source)
@@ -87,7 +88,10 @@ def _smoothed(h: np.ndarray) -> np.ndarray:
 @figure(24)
 def alpha_vs_metallicity_galactic(ctx: Context) -> Iterator[Rendered]:
     cfg = {**DEFAULT_GALACTIC, **dict(ctx.cfg.get("galactic", {}) or {})}
-    missing = [x for x in ("logg", "m_h", "alpha_m") if x not in ctx.labels]
+    missing = [x for x in ("logg", "alpha_m") if x not in ctx.labels]
+    metal = ctx.metallicity()  # [Fe/H] stands in for a missing [M/H]
+    if metal is None:
+        missing.append("m_h (nor fe_h)")
     if missing:
         raise Skip(f"the catalogue has no label {', '.join(missing)}")
     if not {"ra", "dec"} <= set(ctx.table.columns):
@@ -100,8 +104,9 @@ def alpha_vs_metallicity_galactic(ctx: Context) -> Iterator[Rendered]:
     max_logg = float(cfg["max_logg"])
     r_edges = np.asarray(cfg["r_edges"], dtype=float)
     z_edges = np.asarray(cfg["abs_z_edges"], dtype=float)
-    snr = ctx.column("rvs_snr")
-    logg, mh, am = (ctx.column(x) for x in ("logg", "m_h", "alpha_m"))
+    snr = ctx.measured("rvs_snr")  # the paper's low-S/N selection
+    dist = distance_kpc(ctx, str(cfg["distance"]))
+    logg, mh, am = (ctx.column(x) for x in ("logg", metal, "alpha_m"))
     with np.errstate(invalid="ignore"):
         sel = (
             ctx.inside
@@ -111,7 +116,6 @@ def alpha_vs_metallicity_galactic(ctx: Context) -> Iterator[Rendered]:
             & np.isfinite(mh)
             & np.isfinite(am)
         )
-    dist = distance_kpc(ctx, str(cfg["distance"]))
     rows = np.flatnonzero(sel)
     r_kpc, z_kpc = galactocentric_rz(ctx.column("ra")[rows], ctx.column("dec")[rows], dist[rows])
     abs_z = np.abs(z_kpc)
@@ -167,7 +171,7 @@ def alpha_vs_metallicity_galactic(ctx: Context) -> Iterator[Rendered]:
             if j == 0:
                 ax.set_ylabel(f"{z_lo:g} $\\leq$ |Z| < {z_hi:g} kpc\n" + st.label_text("alpha_m"))
             if i == nrows - 1:
-                ax.set_xlabel(st.label_text("m_h"))
+                ax.set_xlabel(st.label_text(metal))
     dist_text = (
         "1/parallax (no zero-point correction)"
         if str(cfg["distance"]).replace(" ", "") == "1/parallax"
@@ -176,15 +180,19 @@ def alpha_vs_metallicity_galactic(ctx: Context) -> Iterator[Rendered]:
     yield Rendered(
         "fig24_alpha_m_h_galactic",
         fig,
-        f"[alpha/M] against [M/H] (CNN labels) of {st.stars(n_grid)}: observed giants inside "
-        f"the training limits (flag_boundary all zeros) with {snr_lo:g} <= S/N <= {snr_hi:g} "
+        f"[alpha/M] against {st.label_name(metal)} (CNN labels) of {st.stars(n_grid)}: "
+        "observed giants inside the training limits (flag_boundary "
+        + ("all zeros" if not ctx.unavailable_digits else "without a digit 1")
+        + f") with {snr_lo:g} <= S/N <= {snr_hi:g} "
         f"and log g <= {max_logg:g}, in bins of Galactocentric radius R (columns) and height "
         f"|Z| (rows, high |Z| at the top); 2-D histograms (log colour scale from 1 to each "
         f"panel's maximum) and, in panels of >= {CONTOUR_MIN_STARS} stars, contours at "
         f"{', '.join(f'{f:.0%}' for f in CONTOUR_FRACTIONS)} of the smoothed peak; "
         f"panels with < {min_stars} stars not drawn ({st.stars(drawn)} drawn; "
         f"{st.stars(n_sel - n_grid)} selected but outside the grid or without a distance). "
-        f"Positions from ra/dec and distances {dist_text}, {_frame_text()}.",
+        f"Positions from ra/dec and distances {dist_text}, {_frame_text()}."
+        + metallicity_note(metal)
+        + ctx.flag_note(),
         n_grid,
     )
 

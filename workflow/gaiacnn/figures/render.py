@@ -5,6 +5,10 @@ Each figure module lists its figure functions in ``FIGURES``; a function takes a
 :class:`~gaiacnn.figures.context.Skip` when the data does not allow it.  The directory is
 written beside the target and renamed onto it at the end, so a killed run leaves no
 half-rendered set under the final name.
+
+Each figure function the data did not allow also leaves ``not_drawn/<function>.txt`` (its
+reason, one line), so that the Snakemake report can list it as one row
+(:func:`report_labels`; the rule registers ``not_drawn/{name}.txt`` beside ``{name}.png``).
 """
 
 from __future__ import annotations
@@ -29,6 +33,8 @@ logging.getLogger("fontTools").setLevel(logging.WARNING)  # font subsetting chat
 
 #: The index written beside the figures: one entry per figure and per skipped function.
 INDEX_FILE = "figures.json"
+#: Folder of one ``<function>.txt`` per figure function the data did not allow (its reason).
+NOT_DRAWN_DIR = "not_drawn"
 
 
 @dataclass
@@ -104,6 +110,7 @@ def render_all(
                     log.info("skipped %s: %s", fn.__name__, why)
                 log.info("%s took %.1f s", fn.__name__, time.perf_counter() - t0)
         (tmp / INDEX_FILE).write_text(json.dumps(index, indent=1), encoding="utf-8")
+        write_not_drawn(tmp, index)
         os.chmod(tmp, 0o755)
         if out.exists():
             shutil.rmtree(out)
@@ -117,3 +124,49 @@ def render_all(
 def read_index(out_dir: str | os.PathLike) -> dict:
     """The :data:`INDEX_FILE` of a rendered directory."""
     return json.loads((Path(out_dir) / INDEX_FILE).read_text(encoding="utf-8"))
+
+
+def not_drawn_line(entry: dict) -> str:
+    """``<function>: not drawn: <reason>`` of a ``skipped`` entry of the index."""
+    return f"{entry['function']}: not drawn: {entry['reason']}"
+
+
+def write_not_drawn(out_dir: str | os.PathLike, index: dict) -> list[Path]:
+    """One ``NOT_DRAWN_DIR/<function>.txt`` per ``skipped`` entry of ``index`` (its
+    :func:`not_drawn_line`), under ``out_dir``; the paths written."""
+    if not index["skipped"]:
+        return []
+    folder = Path(out_dir) / NOT_DRAWN_DIR
+    folder.mkdir(exist_ok=True)
+    paths = []
+    for entry in index["skipped"]:
+        path = folder / f"{entry['function']}.txt"
+        path.write_text(not_drawn_line(entry) + "\n", encoding="utf-8")
+        paths.append(path)
+    return paths
+
+
+def _report_text(text: str) -> str:
+    # Snakemake fills {wildcards} into report labels: no braces in a label
+    return str(text).replace("{", "(").replace("}", ")")
+
+
+def report_labels(out_dir: str | os.PathLike, name: str) -> dict:
+    """Report columns (``figure``, ``shows``, ``stars``) of entry ``name`` of a rendered
+    directory: a figure of the index (its caption and star count), or a figure function the
+    data did not allow (``shows``: ``not drawn: <reason>``, ``stars`` empty).  Empty
+    columns before the directory is rendered."""
+    index_path = Path(out_dir) / INDEX_FILE
+    index = read_index(out_dir) if index_path.exists() else {"figures": [], "skipped": []}
+    for item in index["figures"]:
+        if item["name"] == name:
+            return {
+                "figure": name,
+                "shows": _report_text(item["caption"]),
+                "stars": item["n_stars"],
+            }
+    for item in index["skipped"]:
+        if item["function"] == name:
+            shows = _report_text(f"not drawn: {item['reason']}")
+            return {"figure": name, "shows": shows, "stars": ""}
+    return {"figure": name, "shows": "", "stars": ""}

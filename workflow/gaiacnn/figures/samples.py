@@ -11,7 +11,7 @@ from collections.abc import Iterator
 import numpy as np
 
 from gaiacnn.figures import style as st
-from gaiacnn.figures.context import Context, Skip, photometry, snr_edges
+from gaiacnn.figures.context import Context, Skip, metallicity_note, photometry, snr_edges
 from gaiacnn.figures.render import Rendered, figure
 
 
@@ -28,6 +28,19 @@ def _need(ctx: Context, *labels: str) -> None:
     missing = [x for x in labels if x not in ctx.labels]
     if missing:
         raise Skip(f"the catalogue has no label {', '.join(missing)}")
+
+
+def _need_metallicity(ctx: Context) -> str:
+    """``m_h``, else ``fe_h`` (:meth:`Context.metallicity`); :class:`Skip` without either."""
+    metal = ctx.metallicity()
+    if metal is None:
+        raise Skip("the catalogue has no label m_h (nor fe_h to stand in for it)")
+    return metal
+
+
+def _join(items: list[str], last: str = "and") -> str:
+    """``a, b and c`` (``last``: the word before the last item)."""
+    return items[0] if len(items) == 1 else f"{', '.join(items[:-1])} {last} {items[-1]}"
 
 
 def _sample_histograms(ax, ctx: Context, values: np.ndarray, ok: np.ndarray, bins) -> dict:
@@ -48,7 +61,7 @@ def _sample_histograms(ax, ctx: Context, values: np.ndarray, ok: np.ndarray, bin
 
 @figure(1)
 def snr_distribution(ctx: Context) -> Iterator[Rendered]:
-    snr = ctx.column("rvs_snr")
+    snr = ctx.measured("rvs_snr")
     ok = np.isfinite(snr) & (snr > 0)
     if not ok.any():
         raise Skip("no finite S/N")
@@ -78,11 +91,11 @@ def snr_distribution(ctx: Context) -> Iterator[Rendered]:
 
 @figure(3)
 def g_distribution(ctx: Context) -> Iterator[Rendered]:
-    g = ctx.column("phot_g_mean_mag")
+    g = ctx.measured("phot_g_mean_mag")
     ok = np.isfinite(g)
     fig, ax = st.new_figure()
     ax = ax[0, 0]
-    bins = np.linspace(np.nanmin(g), np.nanmax(g) + 1e-6, 50) if ok.any() else 10
+    bins = np.linspace(np.nanmin(g), np.nanmax(g) + 1e-6, 50)
     counts = _sample_histograms(ax, ctx, g, ok, bins)
     ax.set_yscale("log")
     ax.set_xlabel("Gaia $G$ [mag]")
@@ -99,30 +112,51 @@ def g_distribution(ctx: Context) -> Iterator[Rendered]:
 
 @figure(4)
 def training_kiel(ctx: Context) -> Iterator[Rendered]:
-    _need(ctx, "teff", "logg", "m_h")
+    _need(ctx, "teff", "logg")
     ref = ctx.reference
-    if not {"teff", "logg", "m_h"} <= set(ref):
-        raise Skip("the training file has no reference teff, logg, m_h")
+    missing = [x for x in ("teff", "logg") if x not in ref]
+    if missing:
+        raise Skip(f"the arrays files have no reference {', '.join(missing)} (labels/<name>)")
+    metal = ctx.metallicity(list(ref.columns))  # colour: [M/H] ([Fe/H]) where there is one
     m = ctx.in_training
-    teff, logg, mh = (ref[k].to_numpy(float)[m] for k in ("teff", "logg", "m_h"))
+    teff, logg = (ref[k].to_numpy(float)[m] for k in ("teff", "logg"))
     ok = np.isfinite(teff) & np.isfinite(logg)
-    fig, axes = st.new_figure(1, 2, width=st.PAGE_WIDTH, height=3.2, sharey=True)
+    if not ok.any():
+        raise Skip("no training star has a reference teff and logg")
     rng = [[3000.0, 7500.0], [-0.5, 5.5]]
+    n = int(ok.sum())
+    if metal is None:  # no metallicity label: the density panel alone
+        fig, axes = st.new_figure(1, 1, width=st.COLUMN_WIDTH, height=3.2)
+        mesh = st.density(axes[0, 0], teff, logg, bins=80, range_=rng)
+        fig.colorbar(mesh, ax=axes[0, 0], label="stars per bin")
+        st.kiel_axes(axes[0, 0], (7500, 3000), (5.5, -0.5))
+        st.corner_text(axes[0, 0], st.stars(n))
+        yield Rendered(
+            "fig04_training_kiel",
+            fig,
+            "Kiel diagram of the training sample from its reference labels, coloured by star "
+            f"density; {st.stars(n)} (no [M/H] or [Fe/H] label to colour by).",
+            n,
+        )
+        return
+    mh = ref[metal].to_numpy(float)[m]
+    fig, axes = st.new_figure(1, 2, width=st.PAGE_WIDTH, height=3.2, sharey=True)
     mean, xe, ye = st.binned_mean(teff, logg, mh, bins=80, range_=rng)
     mesh = axes[0, 0].pcolormesh(xe, ye, mean.T, cmap=st.CMAP["sequential"], rasterized=True)
-    fig.colorbar(mesh, ax=axes[0, 0], label="mean " + st.label_text("m_h", "reference "))
+    fig.colorbar(mesh, ax=axes[0, 0], label="mean " + st.label_text(metal, "reference "))
     mesh = st.density(axes[0, 1], teff, logg, bins=80, range_=rng)
     fig.colorbar(mesh, ax=axes[0, 1], label="stars per bin")
     for ax in axes[0]:
         st.kiel_axes(ax, (7500, 3000), (5.5, -0.5))
-        st.corner_text(ax, st.stars(int(ok.sum())))
+        st.corner_text(ax, st.stars(n))
     axes[0, 1].set_ylabel("")
     yield Rendered(
         "fig04_training_kiel",
         fig,
         "Kiel diagram of the training sample from its reference labels, coloured by the "
-        f"mean reference [M/H] (left) and by star density (right); {st.stars(int(ok.sum()))}.",
-        int(ok.sum()),
+        f"mean reference {st.label_name(metal)} (left) and by star density (right); "
+        f"{st.stars(n)}.{metallicity_note(metal)}",
+        n,
     )
 
 
@@ -142,8 +176,28 @@ def correlation_matrices(ctx: Context) -> Iterator[Rendered]:
     columns = {st.label_name(x): ctx.column(x) for x in ctx.labels}
     for key, tex in (("g", "$G$"), ("bp", "$G_\\mathrm{BP}$"), ("rp", "$G_\\mathrm{RP}$")):
         columns[tex] = phot[key].to_numpy(float)
-    columns.update({r"$\varpi$": ctx.column("parallax"), "S/N": ctx.column("rvs_snr")})
+    for key, name in ((r"$\varpi$", "parallax"), ("S/N", "rvs_snr")):
+        values = ctx.optional(name)  # None where the data lack it: left out below
+        columns[key] = values if values is not None else np.full(len(ctx.table), np.nan)
     columns = {k: v for k, v in columns.items() if np.isfinite(v).any()}
+    if not columns:
+        raise Skip("no catalogue label or input with a finite value")
+    shown = [
+        text
+        for key, text in (
+            ("$G$", "G"),
+            ("$G_\\mathrm{BP}$", "G_BP"),
+            ("$G_\\mathrm{RP}$", "G_RP"),
+            (r"$\varpi$", "parallax"),
+            ("S/N", "S/N"),
+        )
+        if key in columns
+    ]
+    absent = [
+        text
+        for key, text in (("$G$", "photometry"), (r"$\varpi$", "parallax"), ("S/N", "S/N"))
+        if key not in columns
+    ]
     samples = (
         ("training", ctx.in_training),
         ("observed, inside the training limits", ctx.inside),
@@ -167,50 +221,74 @@ def correlation_matrices(ctx: Context) -> Iterator[Rendered]:
     yield Rendered(
         "fig05_correlations",
         fig,
-        "Correlation matrices of the CNN labels, G, G_BP, G_RP, parallax and S/N for the "
+        f"Correlation matrices of {_join(['the CNN labels', *shown])} for the "
         f"training sample ({st.stars(int(ctx.in_training.sum()))}), the observed stars inside "
         f"the training limits ({st.stars(int(ctx.inside.sum()))}) and outside them "
-        f"({st.stars(int(ctx.outside.sum()))}).",
+        f"({st.stars(int(ctx.outside.sum()))})."
+        + (f" No {_join(absent, 'or')} in the data." if absent else "")
+        + ctx.flag_note(),
         total,
     )
 
 
 @figure(11)
 def observed_kiel_by_snr(ctx: Context) -> Iterator[Rendered]:
-    _need(ctx, "teff", "logg", "m_h")
-    snr = ctx.column("rvs_snr")
-    teff, logg, mh = (ctx.column(x) for x in ("teff", "logg", "m_h"))
+    _need(ctx, "teff", "logg")
+    metal = ctx.metallicity()  # colour; star density without a metallicity label
+    snr = ctx.optional("rvs_snr")  # one panel of every observed star without S/N
+    teff, logg = (ctx.column(x) for x in ("teff", "logg"))
+    mh = ctx.column(metal) if metal is not None else None
     obs = ~ctx.in_training
-    bins = _snr_bins(ctx)
-    fig, axes = st.new_figure(1, len(bins), width=st.PAGE_WIDTH, height=2.6, sharey=True)
+    if not obs.any():
+        raise Skip("no observed star in the catalogue")
+    bins = _snr_bins(ctx) if snr is not None else [(-np.inf, np.inf)]
+    fig, axes = st.new_figure(
+        1,
+        len(bins),
+        width=st.PAGE_WIDTH if snr is not None else st.COLUMN_WIDTH,
+        height=2.6 if snr is not None else 3.2,
+        sharey=True,
+    )
     rng = [[3000.0, 8000.0], [-0.5, 5.5]]
     total, mesh = 0, None
     for ax, (lo, hi) in zip(axes[0], bins, strict=True):
-        m = obs & (snr >= lo) & (snr < hi)
+        m = obs & (snr >= lo) & (snr < hi) if snr is not None else obs
         total += int(m.sum())
-        mean, xe, ye = st.binned_mean(teff[m], logg[m], mh[m], bins=70, range_=rng)
-        mesh = ax.pcolormesh(
-            xe, ye, mean.T, cmap=st.CMAP["sequential"], vmin=-1.5, vmax=0.5, rasterized=True
-        )
+        if mh is not None:
+            mean, xe, ye = st.binned_mean(teff[m], logg[m], mh[m], bins=70, range_=rng)
+            mesh = ax.pcolormesh(
+                xe, ye, mean.T, cmap=st.CMAP["sequential"], vmin=-1.5, vmax=0.5, rasterized=True
+            )
+        else:
+            mesh = st.density(ax, teff[m], logg[m], bins=70, range_=rng)
         st.kiel_axes(ax, (8000, 3000), (5.5, -0.5))
-        ax.set_title(_bin_text(lo, hi))
+        ax.set_title(_bin_text(lo, hi) if snr is not None else "every observed star (no S/N)")
         st.corner_text(ax, st.stars(int(m.sum())))
         if ax is not axes[0, 0]:
             ax.set_ylabel("")
-    fig.colorbar(mesh, ax=axes[0, :], label="mean " + st.label_text("m_h", "CNN "))
+    if mh is not None:
+        fig.colorbar(mesh, ax=axes[0, :], label="mean " + st.label_text(metal, "CNN "))
+        colour = f"coloured by the mean CNN {st.label_name(metal)}"
+    else:
+        fig.colorbar(mesh, ax=axes[0, :], label="stars per bin")
+        colour = "coloured by star density (no [M/H] or [Fe/H] label)"
+    where = (
+        "in S/N bins" if snr is not None else "in one panel (the data have no rvs/snr: no S/N bins)"
+    )
     yield Rendered(
         "fig11_observed_kiel_snr",
         fig,
-        "Kiel diagrams of the observed sample (CNN labels) in S/N bins, coloured by the mean "
-        f"CNN [M/H]; {st.stars(total)}.",
+        f"Kiel diagrams of the observed sample (CNN labels) {where}, {colour}; "
+        f"{st.stars(total)}.{metallicity_note(metal) if metal else ''}",
         total,
     )
 
 
 @figure(14)
 def alpha_vs_metallicity_kiel_bins(ctx: Context) -> Iterator[Rendered]:
-    _need(ctx, "teff", "logg", "m_h", "alpha_m")
-    teff, logg, mh, am = (ctx.column(x) for x in ("teff", "logg", "m_h", "alpha_m"))
+    _need(ctx, "teff", "logg", "alpha_m")
+    metal = _need_metallicity(ctx)
+    teff, logg, mh, am = (ctx.column(x) for x in ("teff", "logg", metal, "alpha_m"))
     m = ctx.inside
     t_step = float(ctx.cfg.get("kiel_bin_teff", 500.0))  # 500 K (Fig. 14)
     g_step = float(ctx.cfg.get("kiel_bin_logg", 1.0))  # 1 dex (Fig. 14)
@@ -252,7 +330,7 @@ def alpha_vs_metallicity_kiel_bins(ctx: Context) -> Iterator[Rendered]:
         st.density(ax, mh[c], am[c], bins=45, range_=rng, log=False)
         ax.set_title(f"{t0:.0f}-{t0 + t_step:.0f} K, {g0:.1f}-{g0 + g_step:.1f}", fontsize=7)
         st.corner_text(ax, st.stars(int(c.sum())), "lower left")
-        ax.set_xlabel(st.label_text("m_h"), fontsize=7)
+        ax.set_xlabel(st.label_text(metal), fontsize=7)
         ax.set_ylabel(st.label_text("alpha_m"), fontsize=7)
     for ax in flat[n_panels:]:
         ax.set_axis_off()
@@ -260,9 +338,11 @@ def alpha_vs_metallicity_kiel_bins(ctx: Context) -> Iterator[Rendered]:
     yield Rendered(
         "fig14_alpha_m_h_kiel_bins",
         fig,
-        f"[alpha/M] against [M/H] of the observed stars inside the training limits "
-        f"({st.stars(n)}) in bins of {t_step:g} K in T_eff and {g_step:g} dex in log g "
-        f"(panels with >= {min_stars} stars); first panel: their Kiel diagram.",
+        f"[alpha/M] against {st.label_name(metal)} of the observed stars inside the training "
+        f"limits ({st.stars(n)}) in bins of {t_step:g} K in T_eff and {g_step:g} dex in log g "
+        f"(panels with >= {min_stars} stars); first panel: their Kiel diagram."
+        + metallicity_note(metal)
+        + ctx.flag_note(),
         n,
     )
 
@@ -273,7 +353,7 @@ def precision_vs_snr(ctx: Context) -> Iterator[Rendered]:
     labels = [x for x in ctx.labels if x in ref and np.isfinite(ref[x]).any()]
     if not labels:
         raise Skip("no reference labels to compare with")
-    snr = ctx.column("rvs_snr")
+    snr = ctx.measured("rvs_snr")
     bins = _snr_bins(ctx)
     centres = [lo for lo, _ in bins]
     fig, axes = st.new_figure(1, len(labels), width=st.PAGE_WIDTH, height=2.2)
@@ -313,39 +393,56 @@ def precision_vs_snr(ctx: Context) -> Iterator[Rendered]:
 
 @figure(18)
 def outside_limits(ctx: Context) -> Iterator[Rendered]:
-    _need(ctx, "teff", "logg", "m_h")
+    _need(ctx, "teff", "logg")
+    metal = ctx.metallicity()  # bins and colour; one density panel without it
     m = ctx.outside
     if not m.any():
-        raise Skip("no observed star outside the training limits")
-    teff, logg, mh = (ctx.column(x)[m] for x in ("teff", "logg", "m_h"))
-    edges = [-np.inf, -1.0, -0.5, 0.0, np.inf]
-    fig, axes = st.new_figure(1, len(edges) - 1, width=st.PAGE_WIDTH, height=2.6, sharey=True)
+        raise Skip(
+            "no observed star outside the training limits (no flag_boundary digit 1)"
+            + ctx.flag_note()
+        )
+    teff, logg = (ctx.column(x)[m] for x in ("teff", "logg"))
     rng = [[3000.0, 10000.0], [-0.5, 5.5]]
-    for ax, lo, hi in zip(axes[0], edges[:-1], edges[1:], strict=True):
-        b = (mh >= lo) & (mh < hi)
-        mean, xe, ye = st.binned_mean(teff[b], logg[b], mh[b], bins=60, range_=rng)
-        ax.pcolormesh(
-            xe, ye, mean.T, cmap=st.CMAP["sequential"], vmin=-2, vmax=0.5, rasterized=True
-        )
-        st.kiel_axes(ax, (10000, 3000), (5.5, -0.5))
-        ax.set_title(
-            f"[M/H] < {hi:g}"
-            if not np.isfinite(lo)
-            else f"[M/H] $\\geq$ {lo:g}"
-            if not np.isfinite(hi)
-            else f"{lo:g} $\\leq$ [M/H] < {hi:g}"
-        )
-        st.corner_text(ax, st.stars(int(b.sum())))
-        if ax is not axes[0, 0]:
-            ax.set_ylabel("")
-    n_tsne = int(ctx.table["flag_boundary"].astype(str).str.endswith("1").to_numpy(bool)[m].sum())
+    if metal is not None:
+        mh = ctx.column(metal)[m]
+        name = st.label_name(metal)
+        edges = [-np.inf, -1.0, -0.5, 0.0, np.inf]
+        fig, axes = st.new_figure(1, len(edges) - 1, width=st.PAGE_WIDTH, height=2.6, sharey=True)
+        for ax, lo, hi in zip(axes[0], edges[:-1], edges[1:], strict=True):
+            b = (mh >= lo) & (mh < hi)
+            mean, xe, ye = st.binned_mean(teff[b], logg[b], mh[b], bins=60, range_=rng)
+            ax.pcolormesh(
+                xe, ye, mean.T, cmap=st.CMAP["sequential"], vmin=-2, vmax=0.5, rasterized=True
+            )
+            st.kiel_axes(ax, (10000, 3000), (5.5, -0.5))
+            ax.set_title(
+                f"{name} < {hi:g}"
+                if not np.isfinite(lo)
+                else f"{name} $\\geq$ {lo:g}"
+                if not np.isfinite(hi)
+                else f"{lo:g} $\\leq$ {name} < {hi:g}"
+            )
+            st.corner_text(ax, st.stars(int(b.sum())))
+            if ax is not axes[0, 0]:
+                ax.set_ylabel("")
+        shown = f"in bins of CNN {name}, coloured by {name}"
+    else:
+        fig, axes = st.new_figure(1, 1, width=st.COLUMN_WIDTH, height=3.2)
+        mesh = st.density(axes[0, 0], teff, logg, bins=60, range_=rng)
+        fig.colorbar(mesh, ax=axes[0, 0], label="stars per bin")
+        st.kiel_axes(axes[0, 0], (10000, 3000), (5.5, -0.5))
+        st.corner_text(axes[0, 0], st.stars(int(m.sum())))
+        shown = "coloured by star density (no [M/H] or [Fe/H] label to bin by)"
+    flags = ctx.table["flag_boundary"].astype(str)
+    n_tsne = int(flags.str.endswith("1").to_numpy(bool)[m].sum())
     n = int(m.sum())
+    which = "not all zeros" if not ctx.unavailable_digits else "with a digit 1"
     yield Rendered(
         "fig18_outside_limits",
         fig,
         f"Kiel diagrams (CNN labels) of the {st.number(n)} observed stars outside the training "
-        f"limits (flag_boundary not all zeros; {n_tsne} of them training-unlike in t-SNE), "
-        "in bins of CNN [M/H], coloured by [M/H].",
+        f"limits (flag_boundary {which}; {n_tsne} of them training-unlike in t-SNE), "
+        f"{shown}.{metallicity_note(metal) if metal else ''}{ctx.flag_note()}",
         n,
     )
 

@@ -5,10 +5,17 @@ in sequences of T_eff, log g, [M/H] and [alpha/M] (Fig. 12, Sect. 4.1).
 
 Spectra are read row-chunk by row-chunk (never a whole ``rvs/flux``), so memory does not grow
 with the number of stars.
+
+Each figure says which input it lacks when the survey has none: Figs. 9 and 12 need RVS
+spectra (and Fig. 9 ensemble members with an RVS branch), Fig. 10 XP data and members with
+an XP branch; on members that read the XP sampled flux (``model.xp_input: sampled``) Fig. 10
+is drawn on the sampled flux's wavelength grid.  Where the labels have no [M/H], [Fe/H]
+stands in for it (red-clump groups, sequences), as the captions say.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -22,8 +29,18 @@ from matplotlib.colors import BoundaryNorm
 from gaiacnn import layout
 from gaiacnn.constants import label_unit
 from gaiacnn.figures import style as st
-from gaiacnn.figures.context import Context, Skip
+from gaiacnn.figures.context import (
+    METALLICITY_LABELS,
+    Context,
+    Skip,
+    metallicity_note,
+    missing_input,
+)
 from gaiacnn.figures.render import Rendered, figure
+
+#: The XP sampled flux of the layout (SPEC stage 3): (N, K), attributes wavelength_nm (K,)
+#: and flux_kind ("absolute" W m-2 nm-1, or "normalised").
+XP_SAMPLED_DATASET = "xp/sampled_flux"
 
 #: Rows read per block of a spectra file (a block of 4096 x 2401 float32 is ~39 MB).
 CHUNK_ROWS = 4096
@@ -253,17 +270,37 @@ def _red_clump_config(ctx: Context) -> dict:
     return {**DEFAULT_RED_CLUMP, **dict(ctx.cfg.get("red_clump", {}) or {})}
 
 
+def red_clump_metallicity(ctx: Context) -> str | None:
+    """The reference label the red-clump groups are selected by: ``m_h``, else ``fe_h``
+    (whichever the training file has), else None (one group of any metallicity)."""
+    return next((x for x in METALLICITY_LABELS if ctx.has(layout.label_dataset(x))), None)
+
+
+def _metal_note(metal: str | None) -> str:
+    """Caption note on the label the red-clump groups were selected by."""
+    if metal is None:
+        return (
+            " The training file has no labels/m_h or labels/fe_h: one group of red-clump "
+            "stars of any metallicity."
+        )
+    return metallicity_note(metal)
+
+
 def red_clump_groups(ctx: Context) -> list[tuple[float, np.ndarray]]:
     """``(m_h centre, sorted training-file rows)`` of each red-clump group (Figs. 9-10):
     reference T_eff, log g within ``red_clump.teff``/``.logg`` and [M/H] within
-    ``centre ± m_h_half_width``; at most ``max_stars`` drawn per group (seeded)."""
+    ``centre ± m_h_half_width``; at most ``max_stars`` drawn per group (seeded).  Without
+    ``labels/m_h``, [Fe/H] (:func:`red_clump_metallicity`) stands in for [M/H]; without
+    either, one group ``(nan, rows)`` of red-clump stars of any metallicity."""
     rc = _red_clump_config(ctx)
-    names = [layout.label_dataset(x) for x in ("teff", "logg", "m_h")]
+    names = [layout.label_dataset(x) for x in ("teff", "logg")]
+    missing = [x for x in names if not ctx.has(x)]
+    if missing:
+        raise Skip(f"the training file has no {', '.join(missing)}")
+    metal = red_clump_metallicity(ctx)
     with h5py.File(ctx.inputs.training, "r") as h5:
-        missing = [x for x in names if x not in h5]
-        if missing:
-            raise Skip(f"the training file has no {', '.join(missing)}")
-        teff, logg, mh = (h5[x][:].astype(float) for x in names)
+        teff, logg = (h5[x][:].astype(float) for x in names)
+        mh = h5[layout.label_dataset(metal)][:].astype(float) if metal else np.zeros_like(teff)
     t0, t1 = (float(v) for v in rc["teff"])
     g0, g1 = (float(v) for v in rc["logg"])
     hw = float(rc["m_h_half_width"])
@@ -271,9 +308,10 @@ def red_clump_groups(ctx: Context) -> list[tuple[float, np.ndarray]]:
         rc_mask = (teff >= t0) & (teff <= t1) & (logg >= g0) & (logg <= g1)
     rng = np.random.default_rng(int(ctx.cfg.get("seed", 0)))
     groups = []
-    for centre in (float(c) for c in rc["m_h"]):
+    for centre in [float(c) for c in rc["m_h"]] if metal else [np.nan]:
         with np.errstate(invalid="ignore"):
-            idx = np.flatnonzero(rc_mask & (np.abs(mh - centre) <= hw))
+            near = np.abs(mh - centre) <= hw if metal else np.ones(teff.shape, bool)
+            idx = np.flatnonzero(rc_mask & near)
         if idx.size > int(rc["max_stars"]):
             idx = rng.choice(idx, int(rc["max_stars"]), replace=False)
         groups.append((centre, np.sort(idx)))
@@ -287,6 +325,35 @@ def _member_paths(ctx: Context) -> list[Path]:
     if not members:
         raise Skip("no ensemble member to take gradients of")
     return members
+
+
+#: The gradient figure of each branch, in the reasons of skipped figures.
+BRANCH_TEXT = {"rvs": "RVS", "xp": "XP", "phot": "photometry"}
+
+
+def member_scalers(ctx: Context, branch: str) -> list:
+    """The :class:`gaiacnn.model.Scalers` (the input contract) of each member whose
+    gradients the figures take, read without loading the networks; :class:`Skip` when a
+    member cannot be read or was trained without ``branch`` (then it has no such
+    gradients)."""
+    from gaiacnn.model import SCALERS_FILE, Scalers
+
+    out = []
+    for path in _member_paths(ctx):
+        f = path / SCALERS_FILE
+        if not f.is_file():
+            raise Skip(f"{path}: member directory lacks {SCALERS_FILE} (was it trained?)")
+        try:
+            scalers = Scalers.from_json(f.read_text(encoding="utf-8"))
+        except (ValueError, KeyError) as err:
+            raise Skip(f"{path}: {err}") from err
+        if branch not in scalers.branches:
+            raise Skip(
+                f"ensemble member {path.name} was trained without the {branch} branch (its "
+                f"branches: {', '.join(scalers.branches)}): no {BRANCH_TEXT[branch]} gradients"
+            )
+        out.append(scalers)
+    return out
 
 
 def mean_gradients(
@@ -311,7 +378,10 @@ def mean_gradients(
         except MemberError as err:
             raise Skip(str(err)) from err
         if branch not in [t.name for t in model.inputs]:
-            raise Skip(f"the model has no {branch} branch")
+            raise Skip(
+                f"ensemble member {path.name} was trained without the {branch} branch: no "
+                f"{BRANCH_TEXT.get(branch, branch)} gradients"
+            )
         if labels is None:
             labels = list(scalers.labels)
         elif list(scalers.labels) != labels:
@@ -337,20 +407,42 @@ def mean_gradients(
 
 # ---------------------------------------------------------------------- XP correlations
 def xp_label_correlation(
-    path: str | os.PathLike, labels: Sequence[str], chunk_rows: int = CHUNK_ROWS
+    path: str | os.PathLike,
+    labels: Sequence[str],
+    chunk_rows: int = CHUNK_ROWS,
+    *,
+    xp_input: str = "coefficients",
+    flux_kind: str | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Pearson correlation of each reference label with each normalised XP coefficient
     (:func:`gaiacnn.model.normalise_xp`: BP/BP[0] then RP/RP[0]) over the stars of ``path``
     with both finite, streamed in row chunks: ``(corr (n_labels, 2M), n stars per label)``;
-    NaN for a constant coefficient (e.g. BP[0]/BP[0])."""
-    from gaiacnn.model import normalise_xp
+    NaN for a constant coefficient (e.g. BP[0]/BP[0]).
 
-    names = [*layout.XP_COEFFICIENT_DATASETS, *(layout.label_dataset(x) for x in labels)]
+    ``xp_input`` "sampled": with each sample of ``xp/sampled_flux`` instead, normalised as
+    the model reads it (``flux_kind`` "absolute": each spectrum over its mean flux;
+    "normalised": as stored), ``corr`` (n_labels, K)."""
+    if xp_input == "sampled":
+        from gaiacnn.model import normalise_sampled
+
+        datasets: tuple[str, ...] = (XP_SAMPLED_DATASET,)
+
+        def features(block):
+            return normalise_sampled(block[XP_SAMPLED_DATASET], str(flux_kind))
+    else:
+        from gaiacnn.model import normalise_xp
+
+        datasets = tuple(layout.XP_COEFFICIENT_DATASETS)
+
+        def features(block):
+            return normalise_xp(*(block[d] for d in layout.XP_COEFFICIENT_DATASETS))
+
+    names = [*datasets, *(layout.label_dataset(x) for x in labels)]
     n = np.zeros(len(labels))
     sx = sxx = sxy = sy = syy = None
     shift_x = shift_y = None
     for _, block in layout.iter_rows(path, names, chunk_rows):
-        q = normalise_xp(*(block[d] for d in layout.XP_COEFFICIENT_DATASETS))
+        q = features(block)
         y = np.stack([block[layout.label_dataset(x)].astype(float) for x in labels], axis=1)
         ok_q = np.all(np.isfinite(q), axis=1)
         if shift_x is None:  # shifts against cancellation in the sums of squares
@@ -472,8 +564,10 @@ def _derivative_text(name: str, wrt: str) -> str:
     return rf"$\partial${st.label_name(name)}/$\partial {wrt}$" + (f" [{unit}]" if unit else "")
 
 
-def _group_text(centre: float, half_width: float) -> str:
-    return f"[M/H] = {centre:+.1f} ± {half_width:g}"
+def _group_text(centre: float, half_width: float, metal: str | None = "m_h") -> str:
+    if metal is None or not np.isfinite(centre):
+        return "any metallicity"
+    return f"{st.label_name(metal)} = {centre:+.1f} ± {half_width:g}"
 
 
 # ---------------------------------------------------------------------- figures
@@ -481,9 +575,9 @@ def _group_text(centre: float, half_width: float) -> str:
 def rvs_gradients(ctx: Context) -> Iterator[Rendered]:
     rc = _red_clump_config(ctx)
     _member_paths(ctx)
-    with h5py.File(ctx.inputs.training, "r") as h5:
-        if "rvs/flux" not in h5:
-            raise Skip("the training file has no rvs/flux")
+    ctx.require("rvs/flux")
+    member_scalers(ctx, "rvs")
+    metal = red_clump_metallicity(ctx)
     groups = [(c, g) for c, g in red_clump_groups(ctx) if g.size]
     if not groups:
         raise Skip("no red-clump star in the training sample")
@@ -506,7 +600,9 @@ def rvs_gradients(ctx: Context) -> Iterator[Rendered]:
     _features(ax, annotate=True)
     ax.set_ylabel("normalised flux")
     st.corner_text(
-        ax, f"{_group_text(groups[ref][0], hw)}: {st.stars(groups[ref][1].size)}", "lower left"
+        ax,
+        f"{_group_text(groups[ref][0], hw, metal)}: {st.stars(groups[ref][1].size)}",
+        "lower left",
     )
     for j, name in enumerate(labels):
         ax = axes[1 + j, 0]
@@ -519,7 +615,7 @@ def rvs_gradients(ctx: Context) -> Iterator[Rendered]:
                 color="k" if i == 0 else "0.45",
                 lw=0.6,
                 ls=GROUP_LINESTYLES[i % len(GROUP_LINESTYLES)][0],
-                label=f"{_group_text(centre, hw)} ({st.stars(rows.size)})",
+                label=f"{_group_text(centre, hw, metal)} ({st.stars(rows.size)})",
             )
         ax.set_ylabel(_derivative_text(name, "f"), fontsize=7)
     axes[1, 0].legend(fontsize=6, loc="upper right")
@@ -529,7 +625,7 @@ def rvs_gradients(ctx: Context) -> Iterator[Rendered]:
     t0, t1 = (float(v) for v in rc["teff"])
     g0, g1 = (float(v) for v in rc["logg"])
     parts = ", ".join(
-        f"{_group_text(c, hw)} ({GROUP_LINESTYLES[i % 4][1]}, {st.stars(g.size)})"
+        f"{_group_text(c, hw, metal)} ({GROUP_LINESTYLES[i % 4][1]}, {st.stars(g.size)})"
         for i, (c, g) in enumerate(groups)
     )
     yield Rendered(
@@ -539,26 +635,57 @@ def rvs_gradients(ctx: Context) -> Iterator[Rendered]:
         "(label unit per unit normalised flux), averaged over "
         f"{n_members} ensemble member{'s' if n_members != 1 else ''} and the red-clump training "
         f"stars ({t0:g} <= reference T_eff <= {t1:g} K, {g0:g} <= log g <= {g1:g}) of {parts}; "
-        f"top: their mean spectrum at {_group_text(groups[ref][0], hw)}. Vertical lines: main "
-        f"RVS features (Sect. 3.5.1); {st.stars(n)} in all.",
+        f"top: their mean spectrum at {_group_text(groups[ref][0], hw, metal)}. Vertical "
+        f"lines: main RVS features (Sect. 3.5.1); {st.stars(n)} in all." + _metal_note(metal),
         n,
     )
 
 
+def _xp_form(ctx: Context) -> tuple[str, str | None]:
+    """(XP input form the members read: "coefficients" or "sampled", its flux_kind);
+    :class:`Skip` when the arrays have no XP data, a member has no XP branch, the members
+    read different forms or the arrays lack the form they read."""
+    _member_paths(ctx)
+    has_coefficients = ctx.has(*layout.XP_COEFFICIENT_DATASETS)
+    has_sampled = ctx.has(XP_SAMPLED_DATASET)
+    if not (has_coefficients or has_sampled):
+        raise missing_input("xp")
+    scalers = member_scalers(ctx, "xp")
+    forms = {(getattr(sc, "xp_input", None) or "coefficients") for sc in scalers}
+    if len(forms) > 1:
+        raise Skip(f"the ensemble members read different XP inputs ({', '.join(sorted(forms))})")
+    form = forms.pop()
+    if form == "sampled":
+        if not has_sampled:
+            raise missing_input(XP_SAMPLED_DATASET, "the members read the XP sampled flux")
+        return form, getattr(scalers[0], "xp_flux_kind", None) or "absolute"
+    if not has_coefficients:
+        raise missing_input("xp/coefficients", "the members read XP coefficients")
+    return form, None
+
+
 @figure(10)
 def xp_gradients(ctx: Context) -> Iterator[Rendered]:
-    with h5py.File(ctx.inputs.training, "r") as h5:
-        if not all(d in h5 for d in layout.XP_COEFFICIENT_DATASETS):
-            raise Skip("the training file has no XP coefficients")
+    form, flux_kind = _xp_form(ctx)
+    metal = red_clump_metallicity(ctx)
     groups = red_clump_groups(ctx)
     first = next(((c, g) for c, g in groups if g.size), None)
     if first is None:
         raise Skip("no red-clump star in the training sample")
     labels, grads, n_members = mean_gradients(ctx, [first[1]], "xp")
-    grad = grads[0]  # (n_labels, 2M)
-    corr, n_corr = xp_label_correlation(ctx.inputs.training, labels)
-    m = corr.shape[1] // 2
+    grad = grads[0]  # (n_labels, 2M) or (n_labels, K)
+    corr, n_corr = xp_label_correlation(
+        ctx.inputs.training, labels, xp_input=form, flux_kind=flux_kind
+    )
     hw = float(_red_clump_config(ctx)["m_h_half_width"])
+    members = f"{n_members} ensemble member{'s' if n_members != 1 else ''}"
+    stars = f"{st.number(first[1].size)} red-clump training stars at"
+    group = f"{_group_text(first[0], hw, metal)}.{_metal_note(metal)}"
+    n = int(n_corr.max()) if n_corr.size else 0
+    if form == "sampled":
+        yield _xp_sampled_figure(ctx, labels, grad, corr, flux_kind, n, members, stars, group)
+        return
+    m = corr.shape[1] // 2
 
     ratios = [0.35 * len(labels) + 0.3, *([1.0] * len(labels))]
     fig, axes = st.new_figure(
@@ -592,7 +719,6 @@ def xp_gradients(ctx: Context) -> Iterator[Rendered]:
         axes[-1, col].set_xlabel(f"{band} coefficient index")
         axes[-1, col].set_xlim(-0.5, m - 0.5)
     fig.colorbar(im, ax=axes[0, :], label="Pearson correlation", shrink=0.9)
-    n = int(n_corr.max()) if n_corr.size else 0
     yield Rendered(
         "fig10_xp_gradients",
         fig,
@@ -600,15 +726,107 @@ def xp_gradients(ctx: Context) -> Iterator[Rendered]:
         f"normalised XP coefficients (BP/BP[0], RP/RP[0]) of the training sample "
         f"({st.stars(n)}). Below: mean gradient of each CNN label with respect to the XP "
         "input x~ (the normalised coefficient min-max scaled to [0, 1] over the training "
-        "range, so in label units per training range), averaged over "
-        f"{n_members} ensemble member{'s' if n_members != 1 else ''} and the "
-        f"{st.number(first[1].size)} red-clump training stars at {_group_text(first[0], hw)}.",
+        f"range, so in label units per training range), averaged over {members} and the "
+        f"{stars} {group}",
         n,
     )
 
 
+def _xp_sampled_figure(
+    ctx: Context,
+    labels: Sequence[str],
+    grad: np.ndarray,
+    corr: np.ndarray,
+    flux_kind: str | None,
+    n: int,
+    members: str,
+    stars: str,
+    group: str,
+) -> Rendered:
+    """Fig. 10 on the XP sampled flux: correlations and gradients against wavelength."""
+    with h5py.File(ctx.inputs.training, "r") as h5:
+        wl = np.asarray(h5[XP_SAMPLED_DATASET].attrs["wavelength_nm"], dtype=float)
+    if wl.size != corr.shape[1] or wl.size != grad.shape[1]:
+        raise Skip(
+            f"the members' XP input has {grad.shape[1]} samples, the training file's "
+            f"{XP_SAMPLED_DATASET} {wl.size}"
+        )
+    half = np.diff(wl) / 2 if wl.size > 1 else np.array([0.5])
+    edges = np.r_[wl[0] - half[0], wl[:-1] + half, wl[-1] + half[-1]]
+    normalised = (
+        "each spectrum divided by its mean flux"
+        if flux_kind == "absolute"
+        else "as normalised by the survey"
+    )
+    ratios = [0.35 * len(labels) + 0.3, *([1.0] * len(labels))]
+    fig, axes = st.new_figure(
+        1 + len(labels),
+        1,
+        width=st.PAGE_WIDTH,
+        height=(6 + 6 * len(labels)) / 5,
+        sharex="col",
+        gridspec_kw={"height_ratios": ratios},
+    )
+    ax = axes[0, 0]
+    im = ax.pcolormesh(
+        edges,
+        np.arange(len(labels) + 1) - 0.5,
+        corr,
+        cmap=st.CMAP["diverging"],
+        vmin=-1,
+        vmax=1,
+        rasterized=True,
+    )
+    ax.set_ylim(len(labels) - 0.5, -0.5)
+    ax.set_yticks(range(len(labels)), [st.label_name(x) for x in labels])
+    ax.set_title(f"XP sampled flux ({normalised})")
+    for j, name in enumerate(labels):
+        a = axes[1 + j, 0]
+        a.axhline(0.0, color="0.6", lw=0.5)
+        a.plot(wl, grad[j], "o-", ms=1.5, lw=0.7, color=f"C{j}")
+        a.set_ylabel(_derivative_text(name, r"\tilde{f}"), fontsize=7)
+    axes[-1, 0].set_xlabel(r"wavelength $\lambda$ [nm]")
+    axes[-1, 0].set_xlim(edges[0], edges[-1])
+    fig.colorbar(im, ax=axes[0, :], label="Pearson correlation", shrink=0.9)
+    return Rendered(
+        "fig10_xp_gradients",
+        fig,
+        f"XP sensitivity maps on the XP sampled flux the members read ({wl.size} samples, "
+        f"{wl[0]:g}-{wl[-1]:g} nm). Top: "
+        "Pearson correlation between the reference labels and the sampled flux "
+        f"({normalised}) of the training sample ({st.stars(n)}). Below: mean gradient of "
+        "each CNN label with respect to the XP input f~ (that flux min-max scaled to [0, 1] "
+        "over the training range, so in label units per training range), averaged over "
+        f"{members} and the {stars} {group}",
+        n,
+    )
+
+
+def sequences_for(labels: Sequence[str]) -> list[SpectraSequence]:
+    """The :data:`SEQUENCES` that ``labels`` allow; without ``m_h``, ``fe_h`` stands in for
+    it (in the binned label, the cuts and the description)."""
+    metal = next((x for x in METALLICITY_LABELS if x in labels), None)
+    out = []
+    for seq in SEQUENCES:
+        if metal is not None and metal != "m_h":
+
+            def swap(name: str) -> str:
+                return metal if name == "m_h" else name
+
+            seq = dataclasses.replace(
+                seq,
+                label=swap(seq.label),
+                cuts=tuple((swap(x), lo, hi) for x, lo, hi in seq.cuts),
+                what=seq.what.replace("[M/H]", st.label_name(metal)),
+            )
+        if all(x in labels for x in (seq.label, *(c[0] for c in seq.cuts))):
+            out.append(seq)
+    return out
+
+
 @figure(12)
 def mean_spectra_sequences(ctx: Context) -> Iterator[Rendered]:
+    ctx.require("rvs/flux", "observed")
     path = ctx.arrays_file("observed")
     cat = ctx.catalogue_rows("observed")
     have = cat >= 0
@@ -623,11 +841,15 @@ def mean_spectra_sequences(ctx: Context) -> Iterator[Rendered]:
             v[use] = ctx.column(name)[cat[use]]
         return v
 
-    sequences = [
-        s for s in SEQUENCES if all(x in ctx.labels for x in (s.label, *(c[0] for c in s.cuts)))
-    ]
+    sequences = sequences_for(ctx.labels)
     if not sequences:
-        raise Skip("the catalogue lacks the labels of every sequence")
+        raise Skip(
+            "the catalogue lacks the labels of every sequence (teff, logg, m_h or fe_h, alpha_m)"
+        )
+    metal = ctx.metallicity()
+    swapped = metal not in (None, "m_h") and any(
+        metal in (s.label, *(c[0] for c in s.cuts)) for s in sequences
+    )
     cache: dict[str, np.ndarray] = {}
     bins = []
     for s in sequences:
@@ -676,7 +898,9 @@ def mean_spectra_sequences(ctx: Context) -> Iterator[Rendered]:
         "Mean observed RVS spectra of the stars inside the training limits in sequences of "
         f"their CNN labels, coloured by bin (bins with < {MIN_STARS_PER_BIN} stars left out; "
         f"stars per bin in brackets): {'; '.join(parts)}. Vertical lines: Ca II and the "
-        f"Fe I+Ti I blend; {st.stars(n)} in all.",
+        f"Fe I+Ti I blend; {st.stars(n)} in all."
+        + (metallicity_note(metal) if swapped else "")
+        + ctx.flag_note(),
         n,
     )
 

@@ -4,7 +4,10 @@ and every perplexity side by side (Fig. A.1).
 A map file (:data:`gaiacnn.pipeline.MAP_DATASETS`) holds every star of both samples with
 its position ``xy`` [t-SNE units], ``in_training`` and ``training_like``; attributes
 ``perplexity`` and ``threshold`` (the distance to the nearest training star below which an
-observed star is training-like).  Maps may hold a million stars: Fig. 17 scatters a random
+observed star is training-like), and ``spectra``, the dataset embedded: ``rvs/flux`` (the
+paper; also a map without the attribute), or, for a survey without RVS spectra,
+``xp/sampled_flux`` or ``xp/coefficients`` (the captions and titles say which).  Maps may
+hold a million stars: Fig. 17 scatters a random
 subsample of at most :data:`MAX_POINTS` (rasterized), Fig. A.1 draws 2-D histograms.
 """
 
@@ -25,6 +28,19 @@ from gaiacnn.figures.render import Rendered, figure
 MAX_POINTS = 200_000
 #: Bins per axis of the density maps of Fig. A.1: sqrt(n)/2 within these bounds.
 DENSITY_BINS = (30, 150)
+#: The map's ``spectra`` attribute (the dataset embedded) in words; no attribute: RVS.
+SPECTRA_TEXT = {
+    "rvs/flux": "RVS spectra",
+    "xp/sampled_flux": "XP spectra (sampled flux)",
+    "xp/coefficients": "XP spectra (BP/RP coefficients)",
+}
+#: The dataset embedded by a map without a ``spectra`` attribute.
+DEFAULT_SPECTRA = "rvs/flux"
+
+
+def spectra_text(spectra: str) -> str:
+    """``RVS spectra``, ``XP spectra (sampled flux)``, ... of a map's ``spectra`` attribute."""
+    return SPECTRA_TEXT.get(spectra, f"spectra ({spectra})")
 
 
 @dataclass
@@ -41,6 +57,12 @@ class TsneMap:
     xy: np.ndarray  # (n, 2) float32
     in_training: np.ndarray  # (n,) bool
     training_like: np.ndarray  # (n,) bool
+    spectra: str = DEFAULT_SPECTRA  # the dataset embedded (root attribute ``spectra``)
+
+    @property
+    def kind(self) -> str:
+        """What the map embeds, for titles: ``spectra`` (RVS) or ``XP spectra``."""
+        return "XP spectra" if self.spectra.startswith("xp/") else "spectra"
 
     @property
     def label(self) -> str:
@@ -57,6 +79,7 @@ def read_map(path: str | Path) -> TsneMap:
                 raise Skip(f"{path.name} has no dataset {name}")
         attrs = dict(h5.attrs)
         rule = attrs.get("threshold_rule", "")
+        spectra = attrs.get("spectra", DEFAULT_SPECTRA)
         return TsneMap(
             path=path,
             perplexity=float(attrs.get("perplexity", np.nan)),
@@ -68,6 +91,7 @@ def read_map(path: str | Path) -> TsneMap:
             xy=np.asarray(h5["xy"][:], dtype=np.float32),
             in_training=np.asarray(h5["in_training"][:], dtype=bool),
             training_like=np.asarray(h5["training_like"][:], dtype=bool),
+            spectra=spectra.decode() if isinstance(spectra, bytes) else str(spectra),
         )
 
 
@@ -177,7 +201,7 @@ def tsne_classification(ctx: Context) -> Iterator[Rendered]:
                 f"{name} ({st.stars(counts[name])})",
                 size,
             )
-        left.set_title(f"perplexity {m.label}: training and observed spectra")
+        left.set_title(f"perplexity {m.label}: training and observed {m.kind}")
         # Right: the observed stars by class, the (rarer) training-unlike ones on top.
         for key, mask, colour, text in (
             ("like", like, st.SAMPLE_COLOUR["inside"], "training-like"),
@@ -186,7 +210,7 @@ def tsne_classification(ctx: Context) -> Iterator[Rendered]:
             _scatter(
                 right, m.xy, rows[mask[rows]], colour, f"{text} ({st.stars(counts[key])})", size
             )
-        right.set_title("observed spectra by t-SNE class")
+        right.set_title(f"observed {m.kind} by t-SNE class")
         for ax in (left, right):
             _tsne_axes(ax, xlim, ylim)
             _legend(ax)
@@ -199,7 +223,8 @@ def tsne_classification(ctx: Context) -> Iterator[Rendered]:
         yield Rendered(
             f"fig17_tsne_p{m.label}",
             fig,
-            f"t-SNE map (perplexity {m.label}) of the RVS spectra of {st.stars(n)}: left, the "
+            f"t-SNE map (perplexity {m.label}) of the {spectra_text(m.spectra)} of "
+            f"{st.stars(n)}: left, the "
             f"training ({st.stars(counts['training'])}) and observed "
             f"({st.stars(counts['observed'])}) samples; right, the observed stars classified "
             f"training-like ({st.number(counts['like'])}) or training-unlike "
@@ -222,10 +247,12 @@ def tsne_perplexities(ctx: Context) -> Iterator[Rendered]:
     fig, axes = st.new_figure(
         len(rows_spec), ncols, width=min(st.PAGE_WIDTH, 1.9 * ncols + 0.9), height=7.6
     )
-    n_stars, summary, rule_text = 0, [], ""
+    n_stars, summary, rule_text, kinds = 0, [], "", []
     for j, path in enumerate(sorted(paths, key=lambda p: read_perplexity(p))):
         m = read_map(path)
         n_stars = max(n_stars, len(m.xy))
+        if spectra_text(m.spectra) not in kinds:
+            kinds.append(spectra_text(m.spectra))
         xlim, ylim = _limits(m.xy)
         rng = [list(xlim), list(ylim)]
         bins = int(np.clip(np.sqrt(len(m.xy)) / 2, *DENSITY_BINS))
@@ -252,7 +279,9 @@ def tsne_perplexities(ctx: Context) -> Iterator[Rendered]:
     yield Rendered(
         "figA1_tsne_perplexities",
         fig,
-        f"t-SNE maps of the RVS spectra ({st.stars(n_stars)}) for each perplexity (columns): "
+        f"t-SNE maps of the {' and '.join(kinds)}"
+        + (f", {st.stars(n_stars)}," if ")" in kinds[-1] else f" ({st.stars(n_stars)})")
+        + " for each perplexity (columns): "
         "star density (log colour scale from 1 to each panel's maximum) of all spectra, of "
         "the training sample, and of the observed spectra classified training-like and "
         "training-unlike in that map (rows); "
