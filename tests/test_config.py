@@ -44,6 +44,8 @@ def test_paper_constants_are_the_config_defaults(config):
         "max_parallax_relative_error": 0.2,
         "max_ruwe": 1.4,
     }
+    # the CLI's defaults (gaiacnn validate --sample training) are the workflow's
+    assert sel["training"] == constants.training_cuts()
 
 
 @pytest.mark.parametrize(

@@ -59,12 +59,14 @@ def user_file(
     return dst
 
 
-def files_workdir(root: Path, name: str, training: Path, observed: Path) -> Path:
-    """The tiny test configuration with ``data.source: files``."""
+def files_workdir(
+    root: Path, name: str, training: Path, observed: Path, cuts: str = "apply"
+) -> Path:
+    """The tiny test configuration with ``data.source: files`` (``data.files_cuts``)."""
     work = make_workdir(root, name)
     cfg = work / "config" / "config.yaml"
     cfg.write_text(
-        cfg.read_text() + f"data:\n  source: files\n  files:\n"
+        cfg.read_text() + f"data:\n  source: files\n  files_cuts: {cuts}\n  files:\n"
         f"    training: {training}\n    observed: {observed}\n"
     )
     return work
@@ -256,9 +258,11 @@ def short_runs(demo_run, tmp_path_factory) -> Iterator[Started]:
     the first test trains (each is mostly Snakemake's start):
 
     * ``a``: user files ``truncated.h5`` (training: the first half of its bytes) and
-      ``all_nan.h5`` (observed: row 7 all NaN), ``--keep-going``;
+      ``all_nan.h5`` (observed: row 7 all NaN), ``--keep-going``, ``data.files_cuts:
+      refuse``;
     * ``b``: ``duplicated.h5`` (training: row 12 has row 3's source id) and ``negative.h5``
-      (observed: parallax -0.25 mas at row 21), ``--keep-going``;
+      (observed: parallax -0.25 mas at row 21), ``--keep-going``, ``data.files_cuts:
+      refuse``;
     * ``full_disk``: a valid user file imported under a file size limit of a third of it;
     * ``config0``, ``config1``: an out-of-range key each (:data:`BAD_CONFIG`).
 
@@ -285,8 +289,10 @@ def short_runs(demo_run, tmp_path_factory) -> Iterator[Started]:
     valid = user_file(src / "observed.h5", root / "valid.h5")
 
     works = {
-        "a": files_workdir(root, "a", training=truncated, observed=all_nan),
-        "b": files_workdir(root, "b", training=duplicated, observed=negative),
+        # data.files_cuts: refuse, so that the all-NaN spectrum and the parallax <= 0 refuse
+        # their files (the default cuts those stars: tests/test_workflow.py)
+        "a": files_workdir(root, "a", training=truncated, observed=all_nan, cuts="refuse"),
+        "b": files_workdir(root, "b", training=duplicated, observed=negative, cuts="refuse"),
         "full_disk": files_workdir(root, "full_disk", training=valid, observed=valid),
         **{f"config{i}": make_workdir(root, f"config{i}") for i in range(len(BAD_CONFIG))},
     }

@@ -72,9 +72,30 @@ def test_flag_follows_configured_labels():
     assert flags.describe(LABELS)[7].startswith("digit 8: not training-like")
 
 
+def test_a_quantity_the_survey_lacks_is_not_available():
+    """No parallax (nor photometry) in the training file: that digit is '-' for every star,
+    says so in the header lines, and does not count against a star."""
+    vals = _values(2)
+    rng = {k: v for k, v in RANGE.items() if k not in ("parallax", "phot_g_mean_mag")}
+    vals["parallax"] = np.full(2, np.nan)
+    vals["phot_g_mean_mag"] = np.full(2, np.nan)
+    got = flags.boundary_flags(vals, rng, LABELS, np.array([False, True]))
+    assert [f[5:7] for f in got] == ["--", "--"]
+    flags.validate_flags(got)
+    assert list(flags.recommended(got)) == [True, False]
+    assert flags.available(got, 8) == [True] * 5 + [False, False, True]
+    lines = flags.describe(LABELS, flags.available(got, 8), "xp/sampled_flux")
+    # short enough for one FITS COMMENT card (72 characters)
+    assert lines[6] == "digit 7: parallax not in the data (- for every star)"
+    assert all(len(line) <= 72 for line in lines[:7])
+    assert lines[7].endswith("maps of xp/sampled_flux")
+    with pytest.raises(flags.FlagError, match="its '-' digits differ from row 0's"):
+        flags.validate_flags(["00000--0", "0000000-"])
+
+
 def test_malformed_flags_are_refused():
     for bad in ["0000000", "000000001", "0000000x", 10000000, None]:
-        with pytest.raises(flags.FlagError, match="expected 8 characters"):
+        with pytest.raises(flags.FlagError, match="expected 8 characters of 0/1/-"):
             flags.validate_flags(["00000000", bad])
     with pytest.raises(flags.FlagError, match="no values of 'parallax'"):
         vals = _values(2)
@@ -364,8 +385,39 @@ def test_spectra_are_streamed_and_checked(tmp_path):
     assert tsne.fit_reducer(np.ones((4, 5)), 0)(np.ones((3, 5))).shape == (3, 5)
     with h5py.File(tmp_path / "b.h5", "w") as h5:
         h5["source_id"] = np.arange(3)
-    with pytest.raises(LayoutError, match="rvs/flux"):
-        tsne.n_rows(tmp_path / "b.h5")
+    assert tsne.n_rows(tmp_path / "b.h5") == 3
+    with pytest.raises(LayoutError, match="rvs/flux: missing; the t-SNE classification embeds"):
+        tsne.read_spectra(tmp_path / "b.h5")
+
+
+def test_xp_spectra_are_embedded_when_there_are_no_rvs_spectra(tmp_path):
+    """A survey without RVS spectra gets its t-SNE maps from the XP spectra: the sampled
+    flux divided by its mean (brightness out), or the coefficients over their first one."""
+    from gaiacnn.layout import validate
+
+    rng = np.random.default_rng(1)
+    shape = rng.uniform(0.5, 2.0, (1, 30))
+    scale = 10.0 ** rng.uniform(-19, -13, (6, 1))  # six decades of brightness
+    path = tmp_path / "xp.h5"
+    with h5py.File(path, "w") as h5:
+        h5.attrs["schema_version"] = "1.0"
+        h5["source_id"] = np.arange(6)
+        ds = h5.create_dataset("xp/sampled_flux", data=(scale * shape).astype("f4"))
+        ds.attrs["wavelength_nm"] = np.linspace(336, 1020, 30)
+        ds.attrs["flux_kind"] = "absolute"
+        h5["xp/bp_coefficients"] = rng.normal(1, 0.1, (6, 55)).astype("f4")
+        h5["xp/rp_coefficients"] = rng.normal(1, 0.1, (6, 55)).astype("f4")
+    info = validate(path)
+    assert tsne.choose_spectra([info]) == "xp/coefficients"  # auto: as the model's XP default
+    assert tsne.choose_spectra([info], "xp_sampled") == "xp/sampled_flux"
+    with pytest.raises(tsne.TsneError, match="not every sample holds rvs/flux"):
+        tsne.choose_spectra([info], "rvs")
+    x = tsne.read_spectra(path, spectra="xp/sampled_flux")
+    # every star the same shape: the same point whatever its brightness
+    np.testing.assert_allclose(x, np.repeat(x[:1], 6, axis=0), rtol=1e-5)
+    np.testing.assert_allclose(x.mean(axis=1), 1.0, rtol=1e-5)
+    coeffs = tsne.read_spectra(path, spectra="xp/coefficients")
+    assert coeffs.shape == (6, 110) and np.allclose(coeffs[:, [0, 55]], 1.0)
 
 
 def test_flag_column_roundtrips_through_the_catalogue(tmp_path):

@@ -111,11 +111,6 @@ BROKEN = {
         "rvs/flux",
         "not strictly increasing",
     ),
-    "all-NaN spectrum": (
-        lambda h5: h5["rvs/flux"].__setitem__(5, np.full(2401, np.nan)),
-        "rvs/flux",
-        "row 5 (source_id 15) has no finite pixel",
-    ),
     "BP without RP": (
         lambda h5: h5.__delitem__("xp/rp_coefficients"),
         "xp/rp_coefficients",
@@ -192,6 +187,39 @@ def test_finite_inputs_and_parallax_checks(tmp_path):
         validate(path2, require_finite_inputs=True)
 
 
+def test_per_star_cuts_are_counted_or_refused(tmp_path):
+    """validate counts the rows the import will cut (the paper's per-star cuts), or, with
+    cuts="refuse", refuses the file naming the first such row."""
+    path = write_good(tmp_path / "c.h5")
+    _break(path, lambda h5: h5["rvs/flux"].__setitem__(5, np.full(2401, np.nan)))
+    _break(path, lambda h5: h5["astrometry/parallax"].__setitem__([2, 5, 8], [-0.3, -1.0, 0.0]))
+    _break(path, lambda h5: h5["phot/bp"].__setitem__(9, np.nan))
+    counts = {cut: n for cut, _, n in validate(path).cuts}
+    # row 5 is cut once, by the first cut it fails
+    assert counts["rvs_finite_pixel"] == 1 and counts["parallax_positive"] == 2
+    assert counts["photometry_finite"] == 1
+    assert "ruwe" not in counts  # the training cuts apply to the training file only
+    # refused at the first row that fails a cut
+    with pytest.raises(LayoutError, match="astrometry/parallax: parallax <= 0 at row 2"):
+        validate(path, cuts="refuse")
+    _break(path, lambda h5: h5["astrometry/parallax"].__setitem__([2, 5, 8], 1.0))
+    with pytest.raises(LayoutError, match=r"rvs/flux: row 5 \(source_id 15\) has no finite pixel"):
+        validate(path, cuts="refuse")
+
+
+def test_bad_label_values_are_refused_with_count_and_id(tmp_path):
+    path = write_good(tmp_path / "inf.h5")
+    _break(path, lambda h5: h5["labels/teff"].__setitem__([3, 4], np.inf))
+    with pytest.raises(LayoutError, match=r"labels/teff: 2 rows with values that are \+-inf.*13"):
+        validate(path)
+    path = write_good(tmp_path / "err.h5")
+    _break(path, lambda h5: h5["labels/teff_err"].__setitem__(6, 0.0))
+    with pytest.raises(LayoutError, match=r"labels/teff_err: 1 rows with errors that are <= 0"):
+        validate(path)
+    _break(path, lambda h5: h5["labels/teff_err"].__setitem__(6, np.nan))
+    validate(path)  # NaN = unknown
+
+
 def test_label_requirements(tmp_path):
     path = write_good(tmp_path / "l.h5")
     with pytest.raises(
@@ -240,3 +268,56 @@ def test_writer_leaves_nothing_when_killed_or_short(tmp_path):
     ):
         w.append({"source_id": np.arange(4), "rvs/flux": np.ones((4, 2401), np.float32)})
     assert list(tmp_path.iterdir()) == []
+
+
+def test_summary_lists_every_dataset_used_or_ignored(tmp_path, capsys):
+    """Nothing is ignored in silence: every dataset of the file is listed, used by which
+    branch or stage, or ignored and why."""
+    from gaiacnn import cli
+    from gaiacnn.layout import dataset_usage
+
+    path = write_good(tmp_path / "s.h5")
+    with h5py.File(path, "a") as h5:
+        ds = h5.create_dataset("xp/sampled_flux", data=np.ones((N, 7), "f4"))
+        ds.attrs["wavelength_nm"] = np.linspace(400, 1000, 7)
+        ds.attrs["flux_kind"] = "absolute"
+        h5["extra/my_column"] = np.ones(N)
+    usage = dict(dataset_usage(path, sample="training", tsne_spectra="rvs/flux"))
+    with h5py.File(path) as h5:
+        names = []
+        h5.visititems(lambda n, o: names.append(n) if isinstance(o, h5py.Dataset) else None)
+    assert set(usage) == set(names)
+    assert usage["rvs/flux"] == "used: rvs branch; t-SNE classification"
+    assert usage["xp/bp_coefficients"] == "used: xp branch"
+    assert usage["xp/sampled_flux"] == "ignored: model.xp_input uses the coefficients"
+    assert usage["astrometry/parallax"] == "used: phot branch; flag digit parallax"
+    assert usage["extra/my_column"] == "ignored: not part of the layout (unknown dataset)"
+    assert usage["labels/ti_fe"] == "used: training label"
+    sampled = dict(dataset_usage(path, sample="observed", xp_input="sampled", labels=["teff"]))
+    assert sampled["xp/sampled_flux"] == "used: xp branch"
+    assert sampled["xp/bp_coefficients"] == "ignored: model.xp_input uses the sampled"
+    assert sampled["labels/ti_fe"] == "ignored: label 'ti_fe' is not in model.labels"
+    rvs_only = dict(dataset_usage(path, sample="observed", branches=["rvs"]))
+    assert rvs_only["phot/bp"] == "ignored: model.branches leaves out the phot branch"
+    assert rvs_only["xp/bp_coefficients"] == "ignored: model.branches leaves out the xp branch"
+    assert cli.main(["summary", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "xp/sampled_flux" in out and "ignored: model.xp_input uses the coefficients" in out
+
+
+def test_sampled_flux_needs_its_grid_and_kind(tmp_path):
+    path = write_good(tmp_path / "k.h5", xp=False)
+    with h5py.File(path, "a") as h5:
+        ds = h5.create_dataset("xp/sampled_flux", data=np.ones((N, 7), "f4"))
+        ds.attrs["wavelength_nm"] = np.linspace(400, 1000, 7)
+    with pytest.raises(LayoutError, match="xp/sampled_flux: attribute flux_kind is None"):
+        validate(path)
+    with h5py.File(path, "a") as h5:
+        h5["xp/sampled_flux"].attrs["flux_kind"] = "normalised"
+    info = validate(path)
+    assert info.branches == ("rvs", "phot", "xp") and info.xp_inputs == ("sampled",)
+    assert (info.xp_sampled_length, info.xp_flux_kind) == (7, "normalised")
+    with h5py.File(path, "a") as h5:
+        h5["xp/sampled_flux"].attrs["wavelength_nm"] = np.linspace(400, 1000, 6)
+    with pytest.raises(LayoutError, match="wavelength_nm has 6 values for 7 samples"):
+        validate(path)

@@ -33,6 +33,7 @@ from gaiacnn.model import (
 )
 
 N, P, M = 300, 200, 8
+K = 40  # XP sampled flux samples
 LABELS = ["teff", "logg", "ti_fe"]
 FAST = {"max_epochs": 2, "batch_size": 64}
 
@@ -47,8 +48,10 @@ def make_file(
     parallax: bool = True,
     xp: bool = True,
     labels: bool = True,
+    sampled: bool = False,
 ) -> Path:
-    """A layout file whose labels are simple functions of three latent variables."""
+    """A layout file whose labels are simple functions of three latent variables; with
+    ``sampled``, XP sampled flux (K samples, absolute, six decades of brightness)."""
     rng = np.random.default_rng(seed)
     z = rng.uniform(0, 1, size=(n, 3))
     with h5py.File(path, "w") as h5:
@@ -77,6 +80,17 @@ def make_file(
             rp = 2 * bp0 * np.concatenate([np.ones((n, 1)), 0.1 * k[1:] * z[:, 1:2]], axis=1)
             h5["xp/bp_coefficients"] = bp.astype(np.float32)
             h5["xp/rp_coefficients"] = rp.astype(np.float32)
+        if sampled:
+            wl = np.linspace(336.0, 1020.0, K)
+            # a Planck-like slope set by z0 (the T_eff latent), a dip set by z1; brightness
+            # 1e-19..1e-13 W m-2 nm-1, unrelated to the labels
+            shape = (wl / 600.0) ** (-2 + 4 * z[:, :1]) * (
+                1 - 0.3 * z[:, 1:2] * np.exp(-0.5 * ((wl - 760) / 20) ** 2)
+            )
+            level = 10.0 ** rng.uniform(-19, -13, (n, 1))
+            ds = h5.create_dataset("xp/sampled_flux", data=(level * shape).astype(np.float32))
+            ds.attrs["wavelength_nm"] = wl
+            ds.attrs["flux_kind"] = "absolute"
         if labels:
             noise = rng.normal(0, 0.01, size=(n, 3))
             h5["labels/teff"] = (4000 + 2000 * (z[:, 0] + noise[:, 0])).astype(np.float32)
@@ -251,20 +265,36 @@ def test_xp_normalised_by_first_coefficient(train_file):
     np.testing.assert_allclose(sc.inputs(block)["xp"], sc.inputs(ref)["xp"], atol=1e-6)
 
 
-def test_nan_labels_are_dropped_from_training(tmp_path):
+def test_nan_labels_are_masked_in_the_loss_and_counted(tmp_path):
     f = make_file(tmp_path / "nan.h5")
     with h5py.File(f, "r+") as h5:
-        h5["labels/logg"][:10] = np.nan
+        h5["labels/logg"][:10] = np.nan  # unknown log g: the other labels still train
+        for name in LABELS:
+            h5[f"labels/{name}"][10:13] = np.nan  # nothing known: left out
     summary = train_member(
         f, tmp_path / "m", split=0, seed=0, labels=LABELS, branches=("phot",), training=FAST
     )
-    assert summary["n_dropped_nan_labels"] == 10
-    assert summary["n_train"] + summary["n_validation"] == N - 10
+    assert summary["n_dropped_nan_labels"] == 3
+    assert summary["n_nan_labels"]["logg"] == 13 and summary["n_nan_labels"]["teff"] == 3
+    assert summary["n_train"] + summary["n_validation"] == N - 3
+    assert np.isfinite(summary["best_val_loss"])
     # only the labels asked for count
     summary = train_member(
         f, tmp_path / "m2", split=0, seed=0, labels=["teff"], branches=("phot",), training=FAST
     )
-    assert summary["n_dropped_nan_labels"] == 0
+    assert summary["n_dropped_nan_labels"] == 3
+
+
+def test_masked_mse_leaves_unknown_labels_out():
+    from gaiacnn.model import masked_mse
+
+    y_true = np.array([[0.5, np.nan], [1.0, 0.0]], np.float32)
+    y_pred = np.array([[0.0, 123.0], [0.0, 1.0]], np.float32)
+    loss = np.asarray(masked_mse(y_true, y_pred))
+    np.testing.assert_allclose(loss, [0.25 / 2, (1.0 + 1.0) / 2])
+    full = np.array([[0.5, 0.2]], np.float32)
+    plain = np.mean((full - y_pred[:1]) ** 2)
+    np.testing.assert_allclose(np.asarray(masked_mse(full, y_pred[:1])), [plain], rtol=1e-6)
 
 
 # --------------------------------------------------------------------------- determinism
@@ -638,3 +668,122 @@ def test_training_with_augmentation(tmp_path):
     assert not train_member(path, tmp_path / "d", **{**kw, "branches": ["phot", "xp"]})[
         "noise_augmentation"
     ]
+
+
+# --------------------------------------------------------------------------- XP sampled flux
+
+
+def test_sampled_xp_feeds_the_xp_branch(tmp_path):
+    """A file with sampled XP flux + photometry (no coefficients, no RVS, no parallax): the
+    member's XP input is K wide, and its scaling takes the brightness out."""
+    f = make_file(tmp_path / "s.h5", rvs=False, xp=False, parallax=False, sampled=True)
+    summary = train_member(
+        f, tmp_path / "m", split=0, seed=0, labels=[], branches=[], training=FAST
+    )
+    assert summary["branches"] == ["phot", "xp"] and summary["xp_input"] == "sampled"
+    assert summary["labels"] == ["logg", "teff", "ti_fe"]  # every label of the file
+    model, sc = load_member(tmp_path / "m")
+    assert {t.name: tuple(t.shape) for t in model.inputs}["xp"] == (None, K)
+    assert sc.xp_flux_kind == "absolute" and sc.xp_wavelength_nm.shape == (K,)
+    with h5py.File(f) as h5:
+        block = {k: h5[k][:20] for k in sc.datasets()}
+    x = sc.inputs(block)["xp"]
+    brighter = {**block, "xp/sampled_flux": block["xp/sampled_flux"] * 1e6}
+    np.testing.assert_allclose(sc.inputs(brighter)["xp"], x, atol=1e-6)
+    assert np.abs(x).max() < 2  # no star's input is set by its brightness
+
+
+def test_sampled_xp_learns_what_the_shape_carries(tmp_path):
+    f = make_file(tmp_path / "s.h5", rvs=False, xp=False, phot=False, parallax=False, sampled=True)
+    summary = train_member(
+        f, tmp_path / "m", split=0, seed=0, labels=["teff"], branches=["xp"],
+        training={"max_epochs": 60, "batch_size": 32},
+    )  # fmt: skip
+    predict_file(tmp_path / "m", f, tmp_path / "p.h5", progress=False)
+    with h5py.File(tmp_path / "p.h5") as p, h5py.File(f) as h5:
+        resid = p["pred/teff"][:] - h5["labels/teff"][:]
+    # T_eff spans 2000 K and is set by the slope of the spectrum alone
+    assert np.std(resid) < 250, (np.std(resid), summary["best_val_loss"])
+
+
+def test_xp_input_picks_coefficients_or_sampled(tmp_path):
+    f = make_file(tmp_path / "both.h5", rvs=False, sampled=True)
+    assert fit_scalers(f, np.arange(100), ["teff"], ["xp"]).xp_input == "coefficients"
+    sc = fit_scalers(f, np.arange(100), ["teff"], ["xp"], "sampled")
+    assert sc.xp_input == "sampled" and sc.xp_width == K
+    g = make_file(tmp_path / "coef.h5", rvs=False)
+    with pytest.raises(LayoutError, match=r"xp/sampled_flux: model\.xp_input is 'sampled' but"):
+        fit_scalers(g, np.arange(100), ["teff"], ["xp"], "sampled")
+
+
+# --------------------------------------------------------------------------- input contract
+
+
+def _with_grid(src: Path, dst: Path, dataset: str, shift_nm: float = 0.0, n: int | None = None):
+    """A copy of ``src`` whose ``dataset`` grid is shifted by ``shift_nm`` (same samples),
+    or resampled onto ``n`` samples over a slightly wider range."""
+    import shutil
+
+    shutil.copy(src, dst)
+    with h5py.File(dst, "a") as h5:
+        wl = np.asarray(h5[dataset].attrs["wavelength_nm"])
+        if n is None:
+            h5[dataset].attrs["wavelength_nm"] = wl + shift_nm
+            return dst
+        new = np.linspace(wl[0] - 0.05, wl[-1] + 0.05, n)
+        flux = np.array([np.interp(new, wl, row) for row in h5[dataset][:]], np.float32)
+        attrs = dict(h5[dataset].attrs)
+        del h5[dataset]
+        ds = h5.create_dataset(dataset, data=flux)
+        ds.attrs.update({**attrs, "wavelength_nm": new})
+    return dst
+
+
+def test_member_records_its_input_contract(member, train_file):
+    _, sc = load_member(member[0])
+    with h5py.File(train_file) as h5:
+        np.testing.assert_array_equal(sc.rvs_wavelength_nm, h5["rvs/flux"].attrs["wavelength_nm"])
+    doc = json.loads((member[0] / "scalers.json").read_text())
+    for key in ("branches", "labels", "rvs_wavelength_nm", "xp_length", "xp_input", "xp_min"):
+        assert doc[key] is not None, key
+
+
+def test_prediction_refuses_another_grid_naming_both(member, train_file, tmp_path):
+    """Trained on one RVS grid, a file on a grid shifted by 1 nm (the same pixel count) is
+    refused with one line naming both grids, and nothing is written."""
+    shifted = _with_grid(train_file, tmp_path / "shifted.h5", "rvs/flux", shift_nm=1.0)
+    out = tmp_path / "pred.h5"
+    with pytest.raises(LayoutError) as err:
+        predict_file(member[0], shifted, out, progress=False)
+    msg = str(err.value)
+    assert "\n" not in msg
+    assert "wavelength grid 847.00-848.99 nm, 200 samples" in msg
+    assert "trained on, 846.00-847.99 nm, 200 samples" in msg
+    assert "cannot be resampled" in msg
+    assert not out.exists() and not list(tmp_path.glob("*.tmp*"))
+
+
+def test_prediction_resamples_a_covering_grid_when_asked(member, train_file, tmp_path):
+    finer = _with_grid(train_file, tmp_path / "finer.h5", "rvs/flux", n=431)
+    with pytest.raises(LayoutError, match=r"prediction\.resample: true interpolates it"):
+        predict_file(member[0], finer, tmp_path / "no.h5", progress=False)
+    predict_file(member[0], finer, tmp_path / "yes.h5", progress=False, resample=True)
+    predict_file(member[0], train_file, tmp_path / "ref.h5", progress=False)
+    with h5py.File(tmp_path / "yes.h5") as a, h5py.File(tmp_path / "ref.h5") as b:
+        assert json.loads(a.attrs["resampled"]) == ["rvs/flux"]
+        # linear interpolation there and back: close to the predictions on the own grid
+        assert np.median(np.abs(a["pred/teff"][:] - b["pred/teff"][:])) < 60
+
+
+def test_prediction_refuses_another_xp_form_or_flux_kind(tmp_path):
+    f = make_file(tmp_path / "s.h5", rvs=False, xp=False, parallax=False, sampled=True)
+    train_member(f, tmp_path / "m", split=0, seed=0, labels=["teff"], branches=[], training=FAST)
+    coef = make_file(tmp_path / "c.h5", rvs=False, parallax=False)
+    with pytest.raises(LayoutError, match="XP input is the sampled, which the file lacks"):
+        predict_file(tmp_path / "m", coef, tmp_path / "p.h5", progress=False)
+    norm = tmp_path / "n.h5"
+    _with_grid(f, norm, "xp/sampled_flux")
+    with h5py.File(norm, "a") as h5:
+        h5["xp/sampled_flux"].attrs["flux_kind"] = "normalised"
+    with pytest.raises(LayoutError, match="flux_kind 'normalised', the model was trained on"):
+        predict_file(tmp_path / "m", norm, tmp_path / "p.h5", progress=False)

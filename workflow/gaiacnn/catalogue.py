@@ -11,6 +11,7 @@ members used and the meaning of every column.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 from collections.abc import Mapping, Sequence
@@ -215,11 +216,16 @@ def build(
             cols[f"sigma_{x}"] = sigma[sample][:, j].astype(np.float32)
         frames.append(pd.DataFrame(cols))
     table = pd.concat(frames, ignore_index=True)
+    with h5py.File(predictions["training"][0], "r") as h5:
+        branches = json.loads(h5.attrs.get("branches", "[]"))
+        xp_input = str(h5.attrs.get("xp_input", ""))
     table.attrs.update(
         config_hash=config_hash,
         members=members,
         labels=labels,
         snr_calibrated=[x for x, c in calibrations.items() if c is not None],
+        branches=branches,
+        xp_input=xp_input,
     )
     return table, fits_, training_range, calibrations
 
@@ -268,6 +274,10 @@ def write(table: pd.DataFrame, fits_path, csv_path=None) -> None:
     hdr["NMEMBERS"] = (len(members), "ensemble members combined")
     hdr["MEMBERS"] = ",".join(members)
     hdr["LABELS"] = ",".join(table.attrs.get("labels", []))
+    hdr["BRANCHES"] = (",".join(table.attrs.get("branches", [])), "model inputs (rvs, phot, xp)")
+    hdr["XPINPUT"] = (table.attrs.get("xp_input", ""), "XP branch input: coefficients|sampled")
+    if table.attrs.get("tsne_spectra"):
+        hdr["TSNESPEC"] = (table.attrs["tsne_spectra"], "spectra of the t-SNE maps (digit 8)")
     for i, name in enumerate(table.columns, start=1):
         hdr[f"TTYPE{i}"] = (name, _column_doc(name)[1][:47])
     hdr.add_comment("sigma_<label> = sqrt(e_<label>**2 + D(label)**2), D = polynomial fit of")
@@ -280,11 +290,16 @@ def write(table: pd.DataFrame, fits_path, csv_path=None) -> None:
         hdr.add_comment("factors in results/ensemble/uncertainty_model.json).")
     digits = table.attrs.get("flag_digits")
     if digits:
-        hdr["FLAGDIGS"] = (",".join(digits), "flag_boundary digits, in order")
-        hdr.add_comment("flag_boundary: one character per digit, 0 = inside, 1 = outside:")
-        for line in flags.describe(digits[: -1 - len(flags.EXTRA_DIGITS)]):
+        hdr["FLAGDIGS"] = ",".join(digits)  # the digits of flag_boundary, in order
+        hdr.add_comment("flag_boundary: one character per digit, 0 = inside, 1 = outside,")
+        hdr.add_comment("- = not available (the survey lacks that input):")
+        available = flags.available(list(table["flag_boundary"]), len(digits))
+        for line in flags.describe(
+            digits[: -1 - len(flags.EXTRA_DIGITS)], available, table.attrs.get("tsne_spectra")
+        ):
             hdr.add_comment(line)
-        hdr.add_comment("All zeros = recommended for science (Sect. 5.2).")
+        hdr.add_comment("No digit 1 (all zeros with every input) = recommended for science")
+        hdr.add_comment("(Sect. 5.2).")
     with atomic_output(fits_path) as tmp:
         hdu.writeto(tmp)
     if csv_path is not None:
@@ -301,5 +316,8 @@ def read(fits_path) -> tuple[pd.DataFrame, dict]:
         "members": [m for m in hdr.get("MEMBERS", "").split(",") if m],
         "labels": [x for x in hdr.get("LABELS", "").split(",") if x],
         "snr_calibrated": [x for x in hdr.get("SNRCALIB", "").split(",") if x],
+        "branches": [x for x in hdr.get("BRANCHES", "").split(",") if x],
+        "xp_input": hdr.get("XPINPUT", ""),
+        "tsne_spectra": hdr.get("TSNESPEC", ""),
     }
     return table, attrs

@@ -1,4 +1,9 @@
-"""Command line: ``gaiacnn validate FILE...`` and ``gaiacnn summary FILE...``."""
+"""Command line: ``gaiacnn validate FILE...`` and ``gaiacnn summary FILE...``.
+
+``validate`` checks a file against the HDF5 interchange layout and counts the rows the
+workflow's import will cut (the same function counts both); ``summary`` lists every
+dataset of a file and what the workflow does with it, or why it ignores it.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +11,24 @@ import argparse
 import sys
 from pathlib import Path
 
-from gaiacnn.layout import LayoutError, validate
+import yaml
+
+from gaiacnn.constants import training_cuts
+from gaiacnn.layout import LayoutError, dataset_usage, validate
+from gaiacnn.selection import FILE_CUT_MODES
+
+
+def _config_settings(path: Path | None) -> dict:
+    """selection.training, data.files_cuts and model.* from a workflow config file (keys
+    not set there keep the workflow's defaults)."""
+    out = {"training": training_cuts(), "cuts": "apply", "model": {}}
+    if path is None:
+        return out
+    doc = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    out["training"].update((doc.get("selection") or {}).get("training") or {})
+    out["cuts"] = (doc.get("data") or {}).get("files_cuts", "apply")
+    out["model"] = doc.get("model") or {}
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -16,7 +38,10 @@ def main(argv: list[str] | None = None) -> int:
         "The workflow itself runs with snakemake (see README).",
     )
     sub = parser.add_subparsers(dest="command", required=True)
-    val = sub.add_parser("validate", help="check files against the HDF5 interchange layout")
+    val = sub.add_parser(
+        "validate",
+        help="check files against the HDF5 interchange layout; count the rows the import cuts",
+    )
     val.add_argument("files", nargs="+", type=Path)
     val.add_argument("--labels", default="", help="comma-separated labels the file must hold")
     val.add_argument(
@@ -24,26 +49,87 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="also require finite model inputs and parallax > 0 (the state after the arrays stage)",
     )
-    summ = sub.add_parser("summary", help="N, branches and labels of layout files")
+    val.add_argument(
+        "--sample",
+        choices=("training", "observed"),
+        default="observed",
+        help="the file's sample: the training file also gets the training cuts (Sect. 2.5)",
+    )
+    val.add_argument(
+        "--cuts",
+        choices=FILE_CUT_MODES,
+        default=None,
+        help="apply: count the rows the per-star cuts remove (the workflow's default); "
+        "refuse: such a row refuses the file (data.files_cuts)",
+    )
+    val.add_argument(
+        "--config",
+        type=Path,
+        default=None,
+        help="a workflow config file whose selection.training and data.files_cuts to use",
+    )
+    summ = sub.add_parser(
+        "summary", help="N, branches and labels of layout files, and what each dataset is for"
+    )
     summ.add_argument("files", nargs="+", type=Path)
+    summ.add_argument(
+        "--sample",
+        choices=("training", "observed"),
+        default=None,
+        help="default: training if the file has labels, else observed",
+    )
+    summ.add_argument(
+        "--branches",
+        default="",
+        help="model.branches, comma-separated (default: every branch the file can feed)",
+    )
+    summ.add_argument("--xp-input", default="auto", choices=("auto", "coefficients", "sampled"))
+    summ.add_argument(
+        "--labels",
+        default="",
+        help="model.labels, comma-separated (default: every label of the file)",
+    )
     args = parser.parse_args(argv)
 
     status = 0
     for path in args.files:
         try:
             if args.command == "validate":
+                settings = _config_settings(args.config)
+                cuts = args.cuts or settings["cuts"]
                 labels = [x for x in args.labels.split(",") if x] or False
-                info = validate(path, require_labels=labels, require_finite_inputs=args.finite)
+                info = validate(
+                    path,
+                    require_labels=labels,
+                    require_finite_inputs=args.finite,
+                    sample=args.sample,
+                    training_cuts=settings["training"],
+                    cuts=cuts,
+                )
+                removed = sum(n for _, _, n in info.cuts)
                 print(
                     f"{path}: ok, {info.n_rows} rows, branches "
-                    f"{','.join(info.branches) or 'none'}, labels {','.join(info.labels) or '-'}"
+                    f"{','.join(info.branches) or 'none'} (XP: {','.join(info.xp_inputs) or '-'})"
+                    f", labels {','.join(info.labels) or '-'}; the import keeps "
+                    f"{info.n_rows - removed} ({args.sample} cuts)"
                 )
+                for cut, rule, n in info.cuts:
+                    print(f"  cut {cut:<24} removes {n:>8}  ({rule})")
             else:
                 info = validate(path, check_values=False)
+                sample = args.sample or ("training" if info.labels else "observed")
                 print(
                     f"{path}\t{info.n_rows}\t{','.join(info.branches)}\t"
-                    f"{','.join(info.labels) or '-'}"
+                    f"{','.join(info.labels) or '-'}\t{sample}"
                 )
+                for dataset, use in dataset_usage(
+                    path,
+                    sample=sample,
+                    branches=[b for b in args.branches.split(",") if b],
+                    xp_input=args.xp_input,
+                    labels=[x for x in args.labels.split(",") if x],
+                ):
+                    print(f"  {dataset:<28} {use}")
         except LayoutError as err:
             print(f"error: {err}", file=sys.stderr)
             status = 1

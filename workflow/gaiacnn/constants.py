@@ -38,6 +38,21 @@ PAPER_LABELS: dict[str, tuple[str, str, str]] = {
     "fe_h": ("FE_H", "dex", "[Fe/H]"),
 }
 
+# --- Training sample cuts (Sect. 2.5) -------------------------------------------
+TRAINING_MIN_RVS_SNR = 30.0  # rvs_spec_sig_to_noise >= 30 (Sect. 2.5)
+TRAINING_MAX_PARALLAX_RELATIVE_ERROR = 0.2  # parallax_error / parallax < 20 % (Sect. 2.5)
+TRAINING_MAX_RUWE = 1.4  # RUWE < 1.4 (Sect. 2.5)
+
+
+def training_cuts() -> dict[str, float]:
+    """The paper's training-sample cuts as ``config["selection"]["training"]`` holds them."""
+    return {
+        "min_rvs_snr": TRAINING_MIN_RVS_SNR,
+        "max_parallax_relative_error": TRAINING_MAX_PARALLAX_RELATIVE_ERROR,
+        "max_ruwe": TRAINING_MAX_RUWE,
+    }
+
+
 # --- APOGEE DR17 ASPCAPFLAG bits (Sect. 2.4; ARCHIVE_NOTES) -------------------
 ASPCAPFLAG_STAR_WARN_BIT = 7
 ASPCAPFLAG_STAR_BAD_BIT = 23

@@ -8,7 +8,10 @@ One file per sample, rows = stars, every dataset's first axis of length N::
     rvs/snr              float   (N,)        rvs_spec_sig_to_noise
     xp/bp_coefficients   float   (N, M)      XP continuous BP coefficients (M = 55 in DR3)
     xp/rp_coefficients   float   (N, M)
-    xp/sampled_flux      float   (N, K)      optional alternative to the coefficients
+    xp/sampled_flux      float   (N, K)      optional alternative to the coefficients (e.g.
+                                             GaiaXPy's calibrate); attributes wavelength_nm
+                                             (K,) and flux_kind: "absolute" (W m-2 nm-1) or
+                                             "normalised"
     phot/g, phot/bp, phot/rp        float (N,)  mean magnitudes [mag]
     astrometry/parallax, astrometry/parallax_error [mas], astrometry/ruwe   float (N,)
     astrometry/ra, astrometry/dec   float (N,)  optional ICRS position [deg] (both or neither;
@@ -23,6 +26,7 @@ message names the file, the dataset and what is wrong.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from collections.abc import Iterator, Mapping, Sequence
@@ -56,11 +60,23 @@ KNOWN_DATASETS: dict[str, tuple[int, str]] = {
 }
 PHOT_DATASETS = ("phot/g", "phot/bp", "phot/rp")
 XP_COEFFICIENT_DATASETS = ("xp/bp_coefficients", "xp/rp_coefficients")
+XP_SAMPLED_DATASET = "xp/sampled_flux"
+#: Values of ``xp/sampled_flux``'s attribute ``flux_kind``: absolute flux as GaiaXPy's
+#: ``calibrate`` writes it (W m-2 nm-1), or flux already normalised by the survey.
+XP_FLUX_KINDS = ("absolute", "normalised")
+#: The two forms of the XP branch's input (``model.xp_input``).
+XP_INPUTS = ("coefficients", "sampled")
 #: Optional sky position (ICRS, deg), both or neither; never a model input.
 POSITION_DATASETS = ("astrometry/ra", "astrometry/dec")
 #: Datasets that feed the model: they must be finite after the arrays stage.
 MODEL_INPUT_DATASETS = frozenset(
-    {"rvs/flux", *PHOT_DATASETS, "astrometry/parallax", *XP_COEFFICIENT_DATASETS}
+    {
+        "rvs/flux",
+        *PHOT_DATASETS,
+        "astrometry/parallax",
+        *XP_COEFFICIENT_DATASETS,
+        XP_SAMPLED_DATASET,
+    }
 )
 DEFAULT_CHUNK_ROWS = 256
 
@@ -88,6 +104,10 @@ class LayoutInfo:
     has_parallax: bool
     labels: tuple[str, ...]
     attrs: dict[str, Any] = field(default_factory=dict)
+    xp_sampled_length: int | None = None  # K samples of xp/sampled_flux, None without it
+    xp_flux_kind: str | None = None  # xp/sampled_flux's flux_kind attribute
+    #: (cut, rule, rows removed) of the per-star cuts, when the values were checked
+    cuts: tuple[tuple[str, str, int], ...] = ()
 
     @property
     def branches(self) -> tuple[str, ...]:
@@ -97,9 +117,45 @@ class LayoutInfo:
             out.append("rvs")
         if self.has_photometry:
             out.append("phot")
-        if self.xp_length is not None:
+        if self.xp_inputs:
             out.append("xp")
         return tuple(out)
+
+    @property
+    def xp_inputs(self) -> tuple[str, ...]:
+        """Forms of XP data the file holds: subset of :data:`XP_INPUTS`."""
+        return tuple(
+            kind
+            for kind, length in zip(
+                XP_INPUTS, (self.xp_length, self.xp_sampled_length), strict=True
+            )
+            if length is not None
+        )
+
+
+def resolve_xp_input(info: LayoutInfo, choice: str) -> str | None:
+    """The XP input the model reads from ``info``'s file: ``choice`` "coefficients" or
+    "sampled" (refused if the file lacks it), or "auto": the coefficients where the file has
+    them (the paper, Sect. 3.1), else the sampled flux; None if the file has no XP data."""
+    if choice == "auto":
+        return info.xp_inputs[0] if info.xp_inputs else None
+    if choice not in XP_INPUTS:
+        raise ValueError(f"xp_input {choice!r}: auto, {' or '.join(XP_INPUTS)}")
+    if choice not in info.xp_inputs:
+        dataset = XP_COEFFICIENT_DATASETS[0] if choice == "coefficients" else XP_SAMPLED_DATASET
+        raise LayoutError(
+            info.path,
+            dataset,
+            f"model.xp_input is {choice!r} but the file has no such data "
+            f"(it has: {', '.join(info.xp_inputs) or 'no XP data'})",
+        )
+    return choice
+
+
+def resolve_branches(info: LayoutInfo, branches: Sequence[str]) -> tuple[str, ...]:
+    """The model's branches: ``branches`` as given, or, when empty, every branch the file
+    can feed (``model.branches: []``)."""
+    return tuple(branches) if branches else info.branches
 
 
 def label_dataset(name: str) -> str:
@@ -247,14 +303,21 @@ def validate(
     check_values: bool = True,
     require_finite_inputs: bool = False,
     chunk_rows: int = 4096,
+    sample: str = "observed",
+    training_cuts: Mapping | None = None,
+    cuts: str = "apply",
 ) -> LayoutInfo:
     """Check that ``path`` follows the layout; return what it holds or raise :class:`LayoutError`.
 
     Structure is always checked (types, shapes, attributes).  With ``check_values``
-    the data are streamed in row chunks: duplicate source ids and all-NaN spectra
-    are refused; with ``require_finite_inputs`` any non-finite model input, and
-    any parallax <= 0, is refused too (the state after the arrays stage).
-    ``require_labels`` is True (at least one label) or the list of names needed.
+    the data are streamed in row chunks: duplicate source ids, label values that are
+    +-inf and label errors <= 0 are refused, and the per-star cuts of
+    :func:`gaiacnn.selection.file_row_cuts` (for ``sample``; the training cuts
+    ``training_cuts`` on a training file) are counted into ``info.cuts``, the same counts
+    the import makes; with ``cuts="refuse"`` a row that fails one is refused instead.  With
+    ``require_finite_inputs`` any non-finite model input, and any parallax <= 0, is
+    refused (the state after the arrays stage).  ``require_labels`` is True (at least one
+    label) or the list of names needed.
     """
     with _open(path) as h5:
         attrs = dict(h5.attrs)
@@ -321,6 +384,8 @@ def validate(
             if m_rp != m_bp:
                 raise LayoutError(path, "xp/rp_coefficients", f"{m_rp} coefficients, BP has {m_bp}")
 
+        xp_sampled_length, xp_flux_kind = _check_sampled(path, h5)
+
         present_phot = [d for d in PHOT_DATASETS if d in h5]
         if 0 < len(present_phot) < len(PHOT_DATASETS):
             missing = [d for d in PHOT_DATASETS if d not in h5]
@@ -367,21 +432,152 @@ def validate(
             has_parallax="astrometry/parallax" in h5,
             labels=tuple(labels),
             attrs={k: (v.decode() if isinstance(v, bytes) else v) for k, v in attrs.items()},
+            xp_sampled_length=xp_sampled_length,
+            xp_flux_kind=xp_flux_kind,
         )
         if check_values:
-            _check_values(path, h5, info, require_finite_inputs, chunk_rows)
+            counts = _check_values(
+                path, h5, info, require_finite_inputs, chunk_rows, sample, training_cuts, cuts
+            )
+            info = dataclasses.replace(info, cuts=tuple(counts))
     return info
 
 
-def _check_values(path, h5: h5py.File, info: LayoutInfo, finite: bool, chunk_rows: int) -> None:
-    """Stream the rows: unique source ids, no all-NaN spectrum, finite inputs if asked."""
+def _check_sampled(path, h5: h5py.File) -> tuple[int | None, str | None]:
+    """(K, flux_kind) of ``xp/sampled_flux``, or (None, None) without it; its attributes
+    ``wavelength_nm`` (K strictly increasing values) and ``flux_kind`` are required."""
+    if XP_SAMPLED_DATASET not in h5:
+        return None, None
+    ds = h5[XP_SAMPLED_DATASET]
+    wl = ds.attrs.get("wavelength_nm")
+    if wl is None:
+        raise LayoutError(path, XP_SAMPLED_DATASET, "attribute wavelength_nm is missing")
+    wl = np.asarray(wl, dtype=float)
+    if wl.shape != (ds.shape[1],):
+        raise LayoutError(
+            path,
+            XP_SAMPLED_DATASET,
+            f"wavelength_nm has {wl.size} values for {ds.shape[1]} samples",
+        )
+    if not (np.all(np.isfinite(wl)) and np.all(np.diff(wl) > 0)):
+        raise LayoutError(path, XP_SAMPLED_DATASET, "wavelength_nm is not strictly increasing")
+    kind = ds.attrs.get("flux_kind")
+    if isinstance(kind, bytes):
+        kind = kind.decode()
+    if kind not in XP_FLUX_KINDS:
+        raise LayoutError(
+            path,
+            XP_SAMPLED_DATASET,
+            f"attribute flux_kind is {kind!r}: it must say {' or '.join(map(repr, XP_FLUX_KINDS))}"
+            " (absolute: W m-2 nm-1 as GaiaXPy's calibrate writes it)",
+        )
+    return int(ds.shape[1]), str(kind)
+
+
+def _check_values(
+    path,
+    h5: h5py.File,
+    info: LayoutInfo,
+    finite: bool,
+    chunk_rows: int,
+    sample: str,
+    training_cuts: Mapping | None,
+    cuts: str,
+) -> list[tuple[str, str, int]]:
+    """Stream the rows: unique source ids, valid labels, the per-star cuts (counted, or
+    refused), finite inputs if asked.  Returns the cut counts."""
     sid = h5["source_id"][:]
     check_unique_ids(path, sid)
-    inputs = model_input_datasets(info)
-    for start in range(0, info.n_rows, chunk_rows):
-        stop = min(start + chunk_rows, info.n_rows)
-        block = {name: h5[name][start:stop] for name in inputs}
-        check_block(path, block, sid[start:stop], start, finite=finite)
+    _, counts = scan_rows(path, h5, info, sample, training_cuts, cuts, chunk_rows)
+    if finite:
+        inputs = model_input_datasets(info)
+        for start in range(0, info.n_rows, chunk_rows):
+            stop = min(start + chunk_rows, info.n_rows)
+            block = {name: h5[name][start:stop] for name in inputs}
+            check_block(path, block, sid[start:stop], start, finite=True)
+    return counts
+
+
+def check_label_values(path, block: Mapping[str, np.ndarray], sid: np.ndarray) -> None:
+    """Refuse label values that are +-inf and label errors <= 0 (NaN = unknown is fine),
+    with the number of rows and one source_id.  ``block`` maps ``labels/...`` names to
+    rows (others are ignored)."""
+    for name, values in block.items():
+        if not name.startswith("labels/"):
+            continue
+        v = np.asarray(values, dtype=np.float64)
+        if name.endswith("_err"):
+            with np.errstate(invalid="ignore"):
+                bad = np.isinf(v) | (v <= 0)
+            what = "errors that are <= 0 or infinite (an error must be > 0; NaN = unknown)"
+        else:
+            bad = np.isinf(v)
+            what = "values that are +-inf (NaN = unknown)"
+        if bad.any():
+            raise LayoutError(
+                path,
+                name,
+                f"{int(bad.sum())} rows with {what}, e.g. source_id {int(sid[np.argmax(bad)])}",
+            )
+
+
+def scan_rows(
+    path,
+    h5: h5py.File,
+    info: LayoutInfo,
+    sample: str,
+    training_cuts: Mapping | None,
+    cuts: str = "apply",
+    chunk_rows: int = 4096,
+) -> tuple[np.ndarray, list[tuple[str, str, int]]]:
+    """Stream the rows once: refuse bad label values (:func:`check_label_values`); apply
+    the per-star cuts of :func:`gaiacnn.selection.file_row_cuts`.  Returns the keep-mask
+    (n,) and ``(cut, rule, removed)`` per cut, each counted among the rows the earlier cuts
+    kept.  With ``cuts="refuse"`` the first row that fails a cut is refused, naming it."""
+    from gaiacnn.selection import FILE_CUT_MODES, file_cut_datasets, file_row_cuts
+
+    if cuts not in FILE_CUT_MODES:
+        raise ValueError(f"cuts {cuts!r}: {' or '.join(FILE_CUT_MODES)}")
+    names = [n for n in file_cut_datasets(sample) if n in h5]
+    names += [f"labels/{x}{e}" for x in info.labels for e in ("", "_err") if f"labels/{x}{e}" in h5]
+    n = info.n_rows
+    keep = np.ones(n, bool)
+    removed: dict[str, list] = {}
+    for start in range(0, n, chunk_rows):
+        stop = min(start + chunk_rows, n)
+        block = {name: h5[name][start:stop] for name in names}
+        sid = h5["source_id"][start:stop]
+        check_label_values(path, block, sid)
+        ok = np.ones(stop - start, bool)
+        results = file_row_cuts(block, sample, training_cuts, info.xp_flux_kind)
+        if cuts == "refuse" and results:
+            failing = ~np.stack([mask for _, _, mask in results])  # (cuts, rows)
+            if failing.any():
+                i = int(np.argmax(failing.any(axis=0)))  # the first row failing a cut
+                cut, rule, _ = results[int(np.argmax(failing[:, i]))]
+                raise LayoutError(path, *_refusal(cut, rule, start + i, int(sid[i])))
+        for cut, rule, mask in results:
+            fail = ok & ~mask
+            entry = removed.setdefault(cut, [rule, 0])
+            entry[1] += int(fail.sum())
+            ok &= mask
+        keep[start:stop] = ok
+    return keep, [(cut, rule, count) for cut, (rule, count) in removed.items()]
+
+
+def _refusal(cut: str, rule: str, row: int, source_id: int) -> tuple[str | None, str]:
+    """(dataset, problem) of a row that fails a per-star cut (data.files_cuts: refuse)."""
+    if cut == "rvs_finite_pixel":
+        return "rvs/flux", f"row {row} (source_id {source_id}) has no finite pixel"
+    if cut == "parallax_positive":
+        return "astrometry/parallax", (
+            f"parallax <= 0 at row {row} (source_id {source_id}); "
+            "the paper's cut (Sect. 2.2) removes such stars"
+        )
+    return None, (
+        f"row {row} (source_id {source_id}) fails the cut {cut} ({rule}); "
+        "data.files_cuts: apply cuts such rows instead"
+    )
 
 
 def check_unique_ids(path, sid: np.ndarray) -> None:
@@ -405,6 +601,8 @@ def model_input_datasets(info: LayoutInfo) -> list[str]:
         inputs.append("astrometry/parallax")
     if info.xp_length is not None:
         inputs.extend(XP_COEFFICIENT_DATASETS)
+    if info.xp_sampled_length is not None:
+        inputs.append(XP_SAMPLED_DATASET)
     return inputs
 
 
@@ -472,9 +670,121 @@ def read_column(path: str | os.PathLike, name: str) -> np.ndarray:
         return h5[name][:]
 
 
-def wavelength_nm(path: str | os.PathLike) -> np.ndarray:
-    """The RVS wavelength grid stored with ``rvs/flux``."""
+def wavelength_nm(path: str | os.PathLike, dataset: str = "rvs/flux") -> np.ndarray:
+    """The wavelength grid [nm] stored with ``dataset`` (``rvs/flux`` or ``xp/sampled_flux``)."""
     with _open(path) as h5:
-        if "rvs/flux" not in h5:
-            raise LayoutError(path, "rvs/flux", "dataset is missing")
-        return np.asarray(h5["rvs/flux"].attrs["wavelength_nm"], dtype=float)
+        if dataset not in h5:
+            raise LayoutError(path, dataset, "dataset is missing")
+        return np.asarray(h5[dataset].attrs["wavelength_nm"], dtype=float)
+
+
+# --------------------------------------------------------------------------- usage
+
+
+def branch_datasets(
+    info: LayoutInfo, branches: Sequence[str], xp_input: str | None
+) -> dict[str, str]:
+    """Dataset -> model branch that reads it, for ``branches`` (empty: every branch the file
+    can feed) and the XP form ``xp_input`` (resolved: "coefficients" or "sampled")."""
+    out: dict[str, str] = {}
+    for b in resolve_branches(info, branches):
+        if b == "rvs":
+            out["rvs/flux"] = b
+        elif b == "phot":
+            names = [*PHOT_DATASETS, *(["astrometry/parallax"] if info.has_parallax else [])]
+            out.update(dict.fromkeys(names, b))
+        elif b == "xp":
+            names = [XP_SAMPLED_DATASET] if xp_input == "sampled" else XP_COEFFICIENT_DATASETS
+            out.update(dict.fromkeys(names, b))
+    return out
+
+
+def all_datasets(path: str | os.PathLike) -> list[str]:
+    """Every dataset of an HDF5 file, by path, in file order."""
+    names: list[str] = []
+    with _open(path) as h5:
+        h5.visititems(
+            lambda name, obj: names.append(name) if isinstance(obj, h5py.Dataset) else None
+        )
+    return names
+
+
+def dataset_usage(
+    path: str | os.PathLike,
+    *,
+    sample: str,
+    branches: Sequence[str] = (),
+    xp_input: str = "auto",
+    labels: Sequence[str] = (),
+    tsne_spectra: str | None = None,
+) -> list[tuple[str, str]]:
+    """What the workflow does with each dataset of a layout file: ``(dataset, "used: ..."
+    or "ignored: <why>")``, every dataset of the file listed once.
+
+    ``branches``/``xp_input``/``labels`` as in the config (``model.*``; empty = what the file
+    offers); ``tsne_spectra`` the dataset the t-SNE stage embeds (None: not known here).
+    """
+    info = validate(path, check_values=False)
+    form = resolve_xp_input(info, xp_input) if "xp" in resolve_branches(info, branches) else None
+    feeds = branch_datasets(info, branches, form)
+    wanted = list(labels) or list(info.labels)
+    chosen = set(resolve_branches(info, branches))
+    out: list[tuple[str, str]] = []
+    for name in all_datasets(path):
+        uses: list[str] = []
+        why = ""
+        if name in feeds:
+            uses.append(f"{feeds[name]} branch")
+        if name == "source_id":
+            uses.append("star identifier")
+        elif name == tsne_spectra or (
+            tsne_spectra == "xp/coefficients" and name in XP_COEFFICIENT_DATASETS
+        ):
+            uses.append("t-SNE classification")
+        if name == "phot/g":
+            uses.append("flag digit G")
+        elif name == "astrometry/parallax":
+            uses.append("flag digit parallax")
+        elif name == "rvs/snr":
+            uses.append("S/N of the catalogue, the uncertainty calibration and the figures")
+            if sample == "training":
+                uses.append("training cut S/N")
+        elif name in ("astrometry/parallax_error", "astrometry/ruwe"):
+            if sample == "training":
+                uses.append("training cut (Sect. 2.5)")
+            else:
+                why = "the observed sample has no cut on it and it is not a model input"
+        elif name == "rvs/flux_error":
+            if "rvs" in chosen:
+                uses.append("noise augmentation of the rvs branch (when on)")
+            else:
+                why = "the rvs branch is not used"
+        elif name in POSITION_DATASETS:
+            uses.append("Galactic figures (Fig. 24)")
+        elif name.startswith("labels/"):
+            label = name.removeprefix("labels/").removesuffix("_err")
+            if label not in wanted:
+                why = f"label {label!r} is not in model.labels"
+            elif name.endswith("_err"):
+                uses.append("reference label error (uncertainty model)")
+            else:
+                uses.append(
+                    "training label" if sample == "training" else "reference label (validation)"
+                )
+        elif name in KNOWN_DATASETS and name not in feeds and not uses:
+            if name in XP_COEFFICIENT_DATASETS or name == XP_SAMPLED_DATASET:
+                why = (
+                    f"model.xp_input uses the {form}"
+                    if form
+                    else "model.branches leaves out the xp branch"
+                )
+            else:
+                branch = {"rvs/flux": "rvs"}.get(name, "phot")
+                why = f"model.branches leaves out the {branch} branch"
+        elif name not in KNOWN_DATASETS and not uses:
+            why = "not part of the layout (unknown dataset)"
+        if uses:
+            out.append((name, "used: " + "; ".join(uses)))
+        else:
+            out.append((name, "ignored: " + (why or "not read by any stage")))
+    return out

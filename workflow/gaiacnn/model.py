@@ -9,7 +9,11 @@ The model has up to three branches, named as its Keras inputs:
 ``"phot"``
     G, G_BP, G_RP [mag] and parallax [mas] (3 columns without parallax), min-max scaled;
 ``"xp"``
-    the 2*M XP coefficients (M = 55 in DR3): BP / BP[0] and RP / RP[0], then min-max scaled.
+    either the 2*M XP coefficients (M = 55 in DR3): BP / BP[0] and RP / RP[0], then min-max
+    scaled (the paper); or the K samples of ``xp/sampled_flux`` (``model.xp_input``): each
+    star's absolute flux divided by its own mean flux, so that brightness (six decades
+    across a survey, and carried by the photometry) leaves the XP input and no bright star
+    dominates the loss, then min-max scaled per wavelength.
 
 Labels (any ``labels/<name>`` of the training file) are min-max scaled to [0, 1] on the
 training part of the split; the network predicts the scaled labels and :class:`Scalers`
@@ -17,6 +21,9 @@ maps them back to physical units.  The scalers are saved with the model (``scale
 
 A member directory holds ``model.keras``, ``scalers.json`` and ``history.json``; all three
 are written under temporary names and renamed into place only when training succeeded.
+``scalers.json`` is also the member's *input contract*: its branches, labels, the RVS and
+XP-sampled wavelength grids, the coefficient count and the scaler statistics.  Prediction
+refuses a file that breaks it (:func:`check_contract`).
 """
 
 from __future__ import annotations
@@ -40,12 +47,15 @@ from gaiacnn.io import atomic_output
 from gaiacnn.layout import (
     PHOT_DATASETS,
     XP_COEFFICIENT_DATASETS,
+    XP_SAMPLED_DATASET,
     LayoutError,
     LayoutInfo,
     iter_rows,
     label_dataset,
+    resolve_xp_input,
     validate,
 )
+from gaiacnn.spectra import normalise_sampled, normalise_xp
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -63,7 +73,10 @@ SCALERS_FILE = "scalers.json"
 HISTORY_FILE = "history.json"
 MEMBER_FILES = (MODEL_FILE, SCALERS_FILE, HISTORY_FILE)
 
-SCALERS_FORMAT_VERSION = 1
+#: 2: the input contract (wavelength grids, XP input form) is part of the file.
+SCALERS_FORMAT_VERSION = 2
+#: Two wavelength grids are the same when no sample differs by more than this [nm].
+GRID_TOLERANCE_NM = 1e-4
 
 #: Architecture (Guiglion et al. 2024, Sect. 3.1 and Fig. 6).
 DEFAULT_ARCH: dict[str, Any] = {
@@ -161,18 +174,6 @@ def _phot_columns(has_parallax: bool) -> list[str]:
     return [*PHOT_DATASETS, *([PARALLAX_DATASET] if has_parallax else [])]
 
 
-def normalise_xp(bp: np.ndarray, rp: np.ndarray) -> np.ndarray:
-    """BP / BP[:, 0] and RP / RP[:, 0] concatenated: (n, M) + (n, M) -> (n, 2M) float64.
-
-    The first coefficient corresponds to the 15th magnitude (Sect. 3.1, Andrae et al. 2023b).
-    A zero first coefficient gives non-finite values, refused by the callers.
-    """
-    bp = np.asarray(bp, dtype=np.float64)
-    rp = np.asarray(rp, dtype=np.float64)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return np.concatenate([bp / bp[:, :1], rp / rp[:, :1]], axis=1)
-
-
 def _f(a: np.ndarray | None) -> list[float] | None:
     return None if a is None else [float(v) for v in np.asarray(a, dtype=np.float64)]
 
@@ -187,8 +188,11 @@ class Scalers:
 
     ``label_min``/``label_max``: (n_labels,) in the labels' units; ``phot_min``/``phot_max``:
     (len(phot_columns),) in mag and mas; ``xp_min``/``xp_max``: (2M,) over the normalised XP
-    coefficients (BP/BP[0], RP/RP[0], dimensionless).  ``branches`` are the model's inputs,
-    ``n_pixels`` and ``xp_length`` (M) the input sizes it was trained with.
+    coefficients (BP/BP[0], RP/RP[0], dimensionless), or (K,) over the normalised sampled
+    flux (:func:`normalise_sampled`).  ``branches`` are the model's inputs, ``n_pixels`` and
+    ``xp_length`` (M) the input sizes it was trained with; ``xp_input`` the XP form
+    ("coefficients" or "sampled"), ``xp_sampled_length`` (K), ``xp_flux_kind`` and
+    ``xp_wavelength_nm`` (K,) the sampled flux's; ``rvs_wavelength_nm`` (P,) the RVS grid.
     """
 
     labels: list[str]
@@ -202,6 +206,20 @@ class Scalers:
     xp_max: np.ndarray | None = None
     n_pixels: int | None = None
     xp_length: int | None = None
+    xp_input: str | None = None
+    xp_sampled_length: int | None = None
+    xp_flux_kind: str | None = None
+    xp_wavelength_nm: np.ndarray | None = None
+    rvs_wavelength_nm: np.ndarray | None = None
+
+    @property
+    def xp_width(self) -> int | None:
+        """Width of the XP input: 2M coefficients or K samples (None without XP)."""
+        if "xp" not in self.branches:
+            return None
+        if self.xp_input == "sampled":
+            return self.xp_sampled_length
+        return None if self.xp_length is None else 2 * self.xp_length
 
     # -- serialisation
     def to_json(self) -> str:
@@ -219,6 +237,11 @@ class Scalers:
             "xp_max": _f(self.xp_max),
             "n_pixels": self.n_pixels,
             "xp_length": self.xp_length,
+            "xp_input": self.xp_input,
+            "xp_sampled_length": self.xp_sampled_length,
+            "xp_flux_kind": self.xp_flux_kind,
+            "xp_wavelength_nm": _f(self.xp_wavelength_nm),
+            "rvs_wavelength_nm": _f(self.rvs_wavelength_nm),
         }
         return json.dumps(doc, sort_keys=True, indent=1)
 
@@ -228,7 +251,10 @@ class Scalers:
         doc = json.loads(text)
         version = doc.get("format_version")
         if version != SCALERS_FORMAT_VERSION:
-            raise ValueError(f"scalers format_version {version!r} not supported")
+            raise ValueError(
+                f"scalers format_version {version!r} not supported (this code reads "
+                f"{SCALERS_FORMAT_VERSION}, which records the input contract): retrain the member"
+            )
         return cls(
             labels=list(doc["labels"]),
             label_min=_a(doc["label_min"]),
@@ -241,12 +267,19 @@ class Scalers:
             xp_max=_a(doc["xp_max"]),
             n_pixels=doc["n_pixels"],
             xp_length=doc["xp_length"],
+            xp_input=doc["xp_input"],
+            xp_sampled_length=doc["xp_sampled_length"],
+            xp_flux_kind=doc["xp_flux_kind"],
+            xp_wavelength_nm=_a(doc["xp_wavelength_nm"]),
+            rvs_wavelength_nm=_a(doc["rvs_wavelength_nm"]),
         )
 
     # -- inputs
     def datasets(self, branches: Iterable[str] | None = None) -> list[str]:
         """Layout datasets the given branches (default: the model's) read."""
-        return input_datasets(self.branches if branches is None else branches, self.phot_columns)
+        return input_datasets(
+            self.branches if branches is None else branches, self.phot_columns, self.xp_input
+        )
 
     def inputs(
         self, block: Mapping[str, np.ndarray], branches: Iterable[str] | None = None
@@ -254,7 +287,8 @@ class Scalers:
         """Layout datasets of a chunk of n rows -> model inputs (float32).
 
         ``"rvs"``: (n, P, 1) flux as stored; ``"phot"``: (n, len(phot_columns)) in [0, 1] on
-        the training range; ``"xp"``: (n, 2M) normalised then scaled coefficients.
+        the training range; ``"xp"``: (n, 2M) normalised then scaled coefficients, or (n, K)
+        normalised then scaled sampled flux.
         """
         out: dict[str, np.ndarray] = {}
         for b in self.branches if branches is None else branches:
@@ -266,9 +300,7 @@ class Scalers:
                 )
                 out["phot"] = _minmax(cols, self.phot_min, self.phot_max).astype(np.float32)
             elif b == "xp":
-                xp = normalise_xp(
-                    block[XP_COEFFICIENT_DATASETS[0]], block[XP_COEFFICIENT_DATASETS[1]]
-                )
+                xp = xp_features(block, self.xp_input, self.xp_flux_kind)
                 out["xp"] = _minmax(xp, self.xp_min, self.xp_max).astype(np.float32)
             else:
                 raise ValueError(f"unknown branch {b!r} (known: {', '.join(BRANCHES)})")
@@ -287,8 +319,26 @@ class Scalers:
         return y.astype(np.float32)
 
 
-def input_datasets(branches: Iterable[str], phot_columns: Sequence[str]) -> list[str]:
-    """Layout dataset names read by ``branches`` (phot_columns for the photometry branch)."""
+def xp_features(
+    block: Mapping[str, np.ndarray], xp_input: str | None, flux_kind: str | None = None
+) -> np.ndarray:
+    """The XP branch's features before min-max scaling: normalised coefficients (n, 2M)
+    (:func:`normalise_xp`) or normalised sampled flux (n, K) (:func:`normalise_sampled`)."""
+    if xp_input == "sampled":
+        return normalise_sampled(block[XP_SAMPLED_DATASET], str(flux_kind))
+    return normalise_xp(block[XP_COEFFICIENT_DATASETS[0]], block[XP_COEFFICIENT_DATASETS[1]])
+
+
+def xp_datasets(xp_input: str | None) -> tuple[str, ...]:
+    """The datasets of an XP input form ("coefficients", default, or "sampled")."""
+    return (XP_SAMPLED_DATASET,) if xp_input == "sampled" else XP_COEFFICIENT_DATASETS
+
+
+def input_datasets(
+    branches: Iterable[str], phot_columns: Sequence[str], xp_input: str | None = "coefficients"
+) -> list[str]:
+    """Layout dataset names read by ``branches`` (phot_columns for the photometry branch,
+    ``xp_input`` for the XP branch)."""
     names: list[str] = []
     for b in branches:
         if b == "rvs":
@@ -296,16 +346,22 @@ def input_datasets(branches: Iterable[str], phot_columns: Sequence[str]) -> list
         elif b == "phot":
             names.extend(phot_columns)
         elif b == "xp":
-            names.extend(XP_COEFFICIENT_DATASETS)
+            names.extend(xp_datasets(xp_input))
         else:
             raise ValueError(f"unknown branch {b!r} (known: {', '.join(BRANCHES)})")
     return names
 
 
 def _check_branches(path, info: LayoutInfo, branches: Sequence[str]) -> tuple[str, ...]:
-    branches = tuple(branches)
+    """``branches`` checked against the file, in canonical order; empty = every branch the
+    file can feed (``model.branches: []``)."""
+    branches = tuple(branches) or info.branches
     if not branches:
-        raise ValueError("at least one model branch is needed (rvs, phot, xp)")
+        raise LayoutError(
+            path,
+            None,
+            "no model input: needs rvs/flux, phot/*, xp/*_coefficients or xp/sampled_flux",
+        )
     unknown = [b for b in branches if b not in BRANCHES]
     if unknown:
         raise ValueError(f"unknown branch(es) {unknown} (known: {', '.join(BRANCHES)})")
@@ -324,8 +380,11 @@ def _check_branches(path, info: LayoutInfo, branches: Sequence[str]) -> tuple[st
     return tuple(b for b in BRANCHES if b in branches)
 
 
-def _check_finite(path, block: Mapping[str, np.ndarray], names: Iterable[str], sid) -> None:
-    """Refuse NaN/inf in model inputs, naming the dataset and the first bad source_id."""
+def _check_finite(
+    path, block: Mapping[str, np.ndarray], names: Iterable[str], sid, flux_kind: str | None = None
+) -> None:
+    """Refuse NaN/inf in model inputs, naming the dataset and the first bad source_id (and an
+    absolute XP sampled spectrum whose mean is not > 0, ``flux_kind``)."""
     for name in names:
         a = np.asarray(block[name])
         bad = ~np.isfinite(a.reshape(len(a), -1)).all(axis=1)
@@ -336,6 +395,17 @@ def _check_finite(path, block: Mapping[str, np.ndarray], names: Iterable[str], s
                 name,
                 f"non-finite input values in {int(bad.sum())} rows "
                 f"(first: source_id {int(sid[i])})",
+            )
+    if XP_SAMPLED_DATASET in block and flux_kind == "absolute":
+        with np.errstate(invalid="ignore"):
+            bad = ~(np.asarray(block[XP_SAMPLED_DATASET], float).mean(axis=1) > 0)
+        if bad.any():
+            i = int(np.argmax(bad))
+            raise LayoutError(
+                path,
+                XP_SAMPLED_DATASET,
+                f"mean flux <= 0 in {int(bad.sum())} rows (cannot normalise; "
+                f"first: source_id {int(sid[i])})",
             )
     for bp_rp in XP_COEFFICIENT_DATASETS:
         if bp_rp in block:
@@ -389,8 +459,8 @@ def _check_labels(path, info: LayoutInfo, labels: Sequence[str]) -> list[str]:
         raise LayoutError(
             path, "labels", "training file holds no labels/<name> dataset (is it a training file?)"
         )
-    if not labels:
-        raise ValueError("no label names given")
+    if not labels:  # model.labels: [] = every label of the training file
+        return list(info.labels)
     for name in labels:
         if name not in info.labels:
             raise LayoutError(
@@ -406,23 +476,27 @@ def fit_scalers(
     rows: np.ndarray,
     labels: Sequence[str],
     branches: Sequence[str],
+    xp_input: str = "auto",
 ) -> Scalers:
-    """Fit the min-max scalers on ``rows`` (the training part only) of ``train_file``.
+    """Fit the min-max scalers on ``rows`` (the training part only) of ``train_file``, and
+    record the file's input contract (grids, XP form) with them.
 
     Labels use nanmin/nanmax (stars with NaN labels should already be left out of ``rows``);
     inputs must be finite.  A zero range (constant feature, e.g. BP[0]/BP[0] = 1) maps to 0.
+    ``xp_input``: "coefficients", "sampled" or "auto" (:func:`gaiacnn.layout.resolve_xp_input`).
     """
     info = validate(train_file, check_values=False)
     labels = _check_labels(train_file, info, labels)
     branches = _check_branches(train_file, info, branches)
+    xp_form = resolve_xp_input(info, xp_input) if "xp" in branches else None
     rows = np.asarray(rows, dtype=np.int64)
     if rows.size == 0:
         raise ValueError("fit_scalers: no training rows")
     phot_cols = _phot_columns(info.has_parallax) if "phot" in branches else []
-    in_names = [n for n in input_datasets(branches, phot_cols) if n != RVS_DATASET]
+    in_names = [n for n in input_datasets(branches, phot_cols, xp_form) if n != RVS_DATASET]
     lab_names = [label_dataset(n) for n in labels]
     data = _gather(train_file, [*in_names, *lab_names], rows)
-    _check_finite(train_file, data, in_names, data["source_id"])
+    _check_finite(train_file, data, in_names, data["source_id"], info.xp_flux_kind)
     y = np.stack([data[n].astype(np.float64) for n in lab_names], axis=1)
     with np.errstate(all="ignore"):
         if np.any(np.all(~np.isfinite(y), axis=0)):
@@ -436,15 +510,27 @@ def fit_scalers(
             branches=list(branches),
             phot_columns=phot_cols,
             n_pixels=info.n_pixels if "rvs" in branches else None,
-            xp_length=info.xp_length if "xp" in branches else None,
+            xp_length=info.xp_length if xp_form == "coefficients" else None,
+            xp_input=xp_form,
         )
+    if "rvs" in branches:
+        sc.rvs_wavelength_nm = _wavelengths(train_file, RVS_DATASET)
+    if xp_form == "sampled":
+        sc.xp_sampled_length = info.xp_sampled_length
+        sc.xp_flux_kind = info.xp_flux_kind
+        sc.xp_wavelength_nm = _wavelengths(train_file, XP_SAMPLED_DATASET)
     if "phot" in branches:
         p = np.stack([data[c].astype(np.float64) for c in phot_cols], axis=1)
         sc.phot_min, sc.phot_max = p.min(axis=0), p.max(axis=0)
     if "xp" in branches:
-        xp = normalise_xp(data[XP_COEFFICIENT_DATASETS[0]], data[XP_COEFFICIENT_DATASETS[1]])
+        xp = xp_features(data, xp_form, info.xp_flux_kind)
         sc.xp_min, sc.xp_max = xp.min(axis=0), xp.max(axis=0)
     return sc
+
+
+def _wavelengths(path, dataset: str) -> np.ndarray:
+    with h5py.File(path, "r") as h5:
+        return np.asarray(h5[dataset].attrs["wavelength_nm"], dtype=np.float64)
 
 
 # --------------------------------------------------------------------------- model
@@ -464,16 +550,21 @@ def build_model(
     xp_length: int | None,
     n_labels: int,
     arch: Mapping[str, Any] | None = None,
+    *,
+    xp_width: int | None = None,
 ) -> keras.Model:
     """The hybrid CNN (Sect. 3.1, Fig. 6); a branch is built when its size is not None.
 
     ``n_pixels``: RVS pixels P (input "rvs", (batch, P, 1)); ``n_phot``: photometry inputs
     (input "phot", (batch, 3 or 4)); ``xp_length``: coefficients per band M (input "xp",
-    (batch, 2M)).  Output: (batch, n_labels) scaled labels, linear.  ``arch`` overrides keys
-    of :data:`DEFAULT_ARCH`.
+    (batch, 2M)), or ``xp_width``: the XP input's width itself (K samples of the sampled
+    flux).  Output: (batch, n_labels) scaled labels, linear.  ``arch`` overrides keys of
+    :data:`DEFAULT_ARCH`.
     """
     a = _merge(DEFAULT_ARCH, arch, "arch")
-    if n_pixels is None and n_phot is None and xp_length is None:
+    if xp_width is None and xp_length is not None:
+        xp_width = 2 * int(xp_length)
+    if n_pixels is None and n_phot is None and xp_width is None:
         raise ValueError("build_model needs at least one branch (rvs, phot or xp)")
     if n_labels < 1:
         raise ValueError("n_labels must be >= 1")
@@ -510,8 +601,8 @@ def build_model(
         p_in = keras.Input(shape=(int(n_phot),), name="phot", dtype="float32")
         feats.append(dense(p_in, a["phot_dense"], "phot_dense"))
         inputs.append(p_in)
-    if xp_length is not None:
-        q_in = keras.Input(shape=(2 * int(xp_length),), name="xp", dtype="float32")
+    if xp_width is not None:
+        q_in = keras.Input(shape=(int(xp_width),), name="xp", dtype="float32")
         feats.append(dense(q_in, a["xp_dense"], "xp_dense"))
         inputs.append(q_in)
     h = keras.layers.Concatenate(name="concat")(feats) if len(feats) > 1 else feats[0]
@@ -528,9 +619,10 @@ def model_for(scalers: Scalers, arch: Mapping[str, Any] | None = None) -> keras.
     return build_model(
         scalers.n_pixels if "rvs" in b else None,
         len(scalers.phot_columns) if "phot" in b else None,
-        scalers.xp_length if "xp" in b else None,
+        None,
         len(scalers.labels),
         arch,
+        xp_width=scalers.xp_width,
     )
 
 
@@ -546,25 +638,35 @@ def load_inputs(
 ) -> tuple[dict[str, np.ndarray], np.ndarray]:
     """Model inputs and scaled labels of ``rows`` (in that order), held in memory.
 
-    Returns ``({"rvs": (n, P, 1), "phot": (n, k), "xp": (n, 2M)}, y01 (n, n_labels))``, all
-    float32.  Non-finite inputs raise :class:`LayoutError`; so do NaN labels (callers drop
-    such stars first, as :func:`train_member` does).
+    Returns ``({"rvs": (n, P, 1), "phot": (n, k), "xp": (n, 2M or K)}, y01 (n, n_labels))``,
+    all float32.  Non-finite inputs raise :class:`LayoutError`; so do labels that are +-inf
+    and rows with no finite label (callers drop such stars first, as :func:`train_member`
+    does).  A NaN label stays NaN: :func:`masked_mse` leaves it out of the loss.
     """
     names = scalers.datasets(branches)
     lab_names = [label_dataset(n) for n in labels]
     data = _gather(train_file, [*names, *lab_names], rows)
-    _check_finite(train_file, data, names, data["source_id"])
+    _check_finite(train_file, data, names, data["source_id"], scalers.xp_flux_kind)
     y = np.stack([data[n].astype(np.float64) for n in lab_names], axis=1)
-    bad = ~np.isfinite(y)
+    bad = np.isinf(y) | ~np.isfinite(y).any(axis=1, keepdims=True)
     if bad.any():
         i, j = (int(v[0]) for v in np.nonzero(bad))
         raise LayoutError(
             train_file,
             lab_names[j],
-            f"non-finite label in {int(bad.any(axis=1).sum())} of the rows "
+            f"+-inf labels, or no finite label, in {int(bad.any(axis=1).sum())} of the rows "
             f"(first: source_id {int(data['source_id'][i])}); drop such stars first",
         )
     return scalers.inputs(data, branches), scalers.scale_labels(y)
+
+
+def masked_mse(y_true, y_pred):
+    """Mean squared error over the labels that are known (NaN = unknown is left out), per
+    star: sum of the squared errors of its finite labels / n_labels (the plain MSE when
+    every label is known)."""
+    known = tf.math.is_finite(y_true)
+    diff = tf.where(known, y_true - y_pred, tf.zeros_like(y_pred))
+    return tf.reduce_sum(tf.square(diff), axis=-1) / tf.cast(tf.shape(y_true)[-1], y_pred.dtype)
 
 
 # --------------------------------------------------------------------------- training
@@ -767,15 +869,19 @@ def train_member(
     branches: Sequence[str],
     arch: Mapping[str, Any] | None = None,
     training: Mapping[str, Any] | None = None,
+    xp_input: str = "auto",
 ) -> dict[str, Any]:
     """Train one ensemble member (Sect. 3.2) and write ``out_dir``/{model.keras, history.json,
     scalers.json} atomically (all three renamed into place only on success).
 
     The 75/25 split depends only on ``split`` (and ``training["base_seed"]``); weight
     initialisation and batch shuffling only on ``seed``; with op determinism on, the same
-    seed and data give the same weights on CPU.  Stars with a NaN in any of ``labels`` are
-    left out of training and validation (the split is drawn over all rows first, so it does
-    not depend on which labels are missing).  Returns a summary dict.
+    seed and data give the same weights on CPU.  A NaN label is left out of the loss
+    (:func:`masked_mse`); stars with no finite label at all are left out of training and
+    validation (the split is drawn over all rows first, so it does not depend on which
+    labels are missing).  ``labels`` empty: every label of the file; ``branches`` empty:
+    every branch the file can feed; ``xp_input``: the XP form (auto: the coefficients where
+    the file has them, else the sampled flux).  Returns a summary dict.
     """
     t0 = time.time()
     tr = _merge(DEFAULT_TRAINING, training, "training")
@@ -798,7 +904,8 @@ def train_member(
                 )
                 augment = False
     y_all = _read_labels(train_file, labels)
-    labelled = np.all(np.isfinite(y_all), axis=1)
+    labelled = np.any(np.isfinite(y_all), axis=1)
+    n_nan = {lab: int((~np.isfinite(y_all[:, j])).sum()) for j, lab in enumerate(labels)}
     train_rows, val_rows = split_indices(
         info.n_rows, split, tr["validation_fraction"], tr["base_seed"]
     )
@@ -808,18 +915,18 @@ def train_member(
         raise LayoutError(
             train_file,
             "labels",
-            f"too few stars with all labels {labels} finite "
+            f"too few stars with a finite label of {labels} "
             f"({int(labelled.sum())} of {info.n_rows}) to train and validate",
         )
 
-    scalers = fit_scalers(train_file, train_rows, labels, branches)
+    scalers = fit_scalers(train_file, train_rows, labels, branches, xp_input)
     x_tr, y_tr = load_inputs(train_file, train_rows, branches, scalers, labels)
     x_va, y_va = load_inputs(train_file, val_rows, branches, scalers, labels)
 
     keras.utils.set_random_seed(int(seed))
     tf.config.experimental.enable_op_determinism()
     model = model_for(scalers, arch)
-    model.compile(optimizer=keras.optimizers.Adam(float(tr["learning_rate"])), loss="mse")
+    model.compile(optimizer=keras.optimizers.Adam(float(tr["learning_rate"])), loss=masked_mse)
     callbacks = [
         keras.callbacks.ReduceLROnPlateau(
             monitor="val_loss",
@@ -883,6 +990,8 @@ def train_member(
         "n_train": int(train_rows.size),
         "n_validation": int(val_rows.size),
         "n_dropped_nan_labels": int((~labelled).sum()),
+        "n_nan_labels": n_nan,
+        "xp_input": scalers.xp_input,
         "epochs_run": len(val_loss),
         "best_epoch": best + 1,
         "best_val_loss": float(val_loss[best]) if val_loss else None,
@@ -932,6 +1041,109 @@ def load_member(member_dir: str | os.PathLike) -> tuple[keras.Model, Scalers]:
     scalers = Scalers.from_json((d / SCALERS_FILE).read_text(encoding="utf-8"))
     model = keras.models.load_model(d / MODEL_FILE, compile=False)
     return model, scalers
+
+
+def describe_grid(wl: np.ndarray | None) -> str:
+    """A wavelength grid in words: "846.00-870.00 nm, 2401 samples (step 0.01 nm)"."""
+    if wl is None:
+        return "no grid"
+    wl = np.asarray(wl, dtype=float)
+    if wl.size < 2:
+        return f"{wl.size} sample(s)"
+    return f"{wl[0]:.2f}-{wl[-1]:.2f} nm, {wl.size} samples (step {np.median(np.diff(wl)):.4g} nm)"
+
+
+def same_grid(a: np.ndarray | None, b: np.ndarray | None) -> bool:
+    """Two wavelength grids agree sample for sample within :data:`GRID_TOLERANCE_NM`."""
+    if a is None or b is None:
+        return a is None and b is None
+    a, b = np.asarray(a, float), np.asarray(b, float)
+    return a.shape == b.shape and bool(np.all(np.abs(a - b) <= GRID_TOLERANCE_NM))
+
+
+def _regridder(src: np.ndarray, dst: np.ndarray):
+    """Linear interpolation of (n, len(src)) spectra onto ``dst`` (inside ``src``)."""
+
+    def fn(values: np.ndarray) -> np.ndarray:
+        v = np.asarray(values, dtype=np.float64)
+        out = np.empty((v.shape[0], dst.size), dtype=np.float32)
+        for i in range(v.shape[0]):
+            out[i] = np.interp(dst, src, v[i])
+        return out
+
+    return fn
+
+
+def check_contract(scalers: Scalers, info: LayoutInfo, *, resample: bool = False) -> dict:
+    """Refuse a file that breaks the member's input contract (one line naming both sides):
+    a branch whose data it lacks, parallax missing, another XP form or coefficient count,
+    another RVS or XP-sampled wavelength grid (``resample``: accepted when it covers the
+    member's grid, and interpolated onto it), another flux kind.  Returns ``{dataset:
+    function}`` of the datasets to resample (empty when the grids agree)."""
+    path = info.path
+    need = {"rvs": RVS_DATASET, "phot": PHOT_DATASETS[0], "xp": xp_datasets(scalers.xp_input)[0]}
+    for b in scalers.branches:
+        if b not in info.branches:
+            raise LayoutError(
+                path,
+                need[b],
+                f"the model needs branch {b!r}, whose data the file lacks "
+                f"(it can feed: {', '.join(info.branches) or 'no branch'})",
+            )
+    if "phot" in scalers.branches and PARALLAX_DATASET in scalers.phot_columns:
+        if not info.has_parallax:
+            raise LayoutError(path, PARALLAX_DATASET, "the model needs parallax")
+    regrid: dict = {}
+    grids = []
+    if "rvs" in scalers.branches:
+        grids.append((RVS_DATASET, scalers.rvs_wavelength_nm))
+    if "xp" in scalers.branches:
+        if scalers.xp_input not in info.xp_inputs:
+            raise LayoutError(
+                path,
+                need["xp"],
+                f"the model's XP input is the {scalers.xp_input}, which the file lacks "
+                f"(it has: {', '.join(info.xp_inputs)})",
+            )
+        if scalers.xp_input == "coefficients" and info.xp_length != scalers.xp_length:
+            raise LayoutError(
+                path,
+                XP_COEFFICIENT_DATASETS[0],
+                f"{info.xp_length} coefficients per band, the model was trained on "
+                f"{scalers.xp_length}",
+            )
+        if scalers.xp_input == "sampled":
+            if info.xp_flux_kind != scalers.xp_flux_kind:
+                raise LayoutError(
+                    path,
+                    XP_SAMPLED_DATASET,
+                    f"flux_kind {info.xp_flux_kind!r}, the model was trained on "
+                    f"{scalers.xp_flux_kind!r} flux",
+                )
+            grids.append((XP_SAMPLED_DATASET, scalers.xp_wavelength_nm))
+    for name, model_wl in grids:
+        with h5py.File(path, "r") as h5:
+            file_wl = np.asarray(h5[name].attrs["wavelength_nm"], dtype=float)
+        if same_grid(file_wl, model_wl):
+            continue
+        covers = file_wl[0] <= model_wl[0] + GRID_TOLERANCE_NM and (
+            file_wl[-1] >= model_wl[-1] - GRID_TOLERANCE_NM
+        )
+        if resample and covers:
+            regrid[name] = _regridder(file_wl, np.asarray(model_wl, float))
+            continue
+        hint = (
+            "; prediction.resample: true interpolates it onto the model's grid"
+            if covers
+            else "; it does not cover the model's grid, so it cannot be resampled"
+        )
+        raise LayoutError(
+            path,
+            name,
+            f"wavelength grid {describe_grid(file_wl)} differs from the grid the model was "
+            f"trained on, {describe_grid(model_wl)}{hint}",
+        )
+    return regrid
 
 
 #: Layers a "mixed_bfloat16" compute copy runs in bfloat16: the second convolution (about
@@ -1010,8 +1222,14 @@ def predict_file(
     progress: bool = True,
     precision: str = "float32",
     rows: tuple[int, int] | None = None,
+    resample: bool = False,
 ) -> None:
     """Predict the labels of the stars of ``arrays_file`` with one member; write ``out_path``.
+
+    The file must keep the member's input contract (:func:`check_contract`): the same
+    branches, XP form, coefficient count, wavelength grids and flux kind.  ``resample``:
+    spectra on another grid that covers the member's are interpolated (linearly) onto it
+    instead of refused.
 
     Every star, or rows ``[start, stop)`` only if ``rows`` is given (one shard: the root
     attributes ``shard_start``, ``shard_stop`` and ``n_rows_total`` record it).  Streams
@@ -1025,27 +1243,7 @@ def predict_file(
 
     model, scalers = load_member(member_dir)
     info = validate(arrays_file, check_values=False)
-    for b in scalers.branches:
-        if b not in info.branches:
-            raise LayoutError(
-                arrays_file,
-                {"rvs": RVS_DATASET, "phot": PHOT_DATASETS[0], "xp": XP_COEFFICIENT_DATASETS[0]}[b],
-                f"the model needs branch {b!r}, whose data the file lacks "
-                f"(it can feed: {', '.join(info.branches) or 'no branch'})",
-            )
-    if "rvs" in scalers.branches and info.n_pixels != scalers.n_pixels:
-        raise LayoutError(
-            arrays_file, RVS_DATASET, f"{info.n_pixels} pixels, model has {scalers.n_pixels}"
-        )
-    if "xp" in scalers.branches and info.xp_length != scalers.xp_length:
-        raise LayoutError(
-            arrays_file,
-            XP_COEFFICIENT_DATASETS[0],
-            f"{info.xp_length} coefficients, model has {scalers.xp_length}",
-        )
-    if "phot" in scalers.branches and PARALLAX_DATASET in scalers.phot_columns:
-        if not info.has_parallax:
-            raise LayoutError(arrays_file, PARALLAX_DATASET, "the model needs parallax")
+    regrid = check_contract(scalers, info, resample=resample)
     names = scalers.datasets()
     first, last = (0, info.n_rows) if rows is None else (int(rows[0]), int(rows[1]))
     n = last - first
@@ -1060,6 +1258,9 @@ def predict_file(
         h5.attrs["arrays_file"] = str(arrays_file)
         h5.attrs["labels"] = json.dumps(scalers.labels)
         h5.attrs["branches"] = json.dumps(scalers.branches)
+        h5.attrs["xp_input"] = scalers.xp_input or ""
+        if regrid:
+            h5.attrs["resampled"] = json.dumps(sorted(regrid))
         sid_ds = h5.create_dataset("source_id", shape=(n,), dtype=np.int64)
         preds = {
             lab: h5.create_dataset(f"pred/{lab}", shape=(n,), dtype=np.float32)
@@ -1068,7 +1269,9 @@ def predict_file(
         with tqdm(total=n, unit="star", disable=not progress, desc="predict") as bar:
             for row, block in iter_rows(arrays_file, ["source_id", *names], chunk_rows, rows):
                 sid = block["source_id"]
-                _check_finite(arrays_file, block, names, sid)
+                for name, fn in regrid.items():
+                    block[name] = fn(block[name])
+                _check_finite(arrays_file, block, names, sid, scalers.xp_flux_kind)
                 y = scalers.unscale_labels(predict(scalers.inputs(block)))
                 start = row - first
                 stop = start + len(sid)

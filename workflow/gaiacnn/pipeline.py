@@ -220,7 +220,11 @@ def run_build_arrays(
     Both samples carry ``labels/*``: the training file its reference labels, the observed
     file the APOGEE labels of the stars that have good ones (NaN elsewhere), used only to
     validate and calibrate the uncertainties (Sect. 4.5), never as model inputs.
+    ``arrays_cfg`` is ``config["arrays"]`` plus ``datasets``: the dataset groups to write
+    (:data:`gaiacnn.arrays.DATASET_GROUPS`; the rule sets ``demo.datasets`` for the demo
+    source), absent or None for every group the raw store has (``data.source: gaia_dr3``).
     """
+    datasets = arrays_cfg.get("datasets")
     gaia_cols = ["source_id", *arrays.GAIA_SCALARS]
     gaia = read_fits_columns(gaia_path, gaia_cols)
     sample = pd.read_csv(sample_path, sep="\t")
@@ -234,57 +238,100 @@ def run_build_arrays(
         labels=with_labels,
         continuum_windows_nm=rvs_cfg["continuum_windows_nm"],
         nan_fill_quantile=rvs_cfg["nan_fill_quantile"],
+        datasets=datasets,
         chunk_rows=arrays_cfg["chunk_rows"],
         compression=arrays_cfg["compression"],
         provenance={**provenance, "sample": sample_name, "package_version": __version__},
     )
     log.info(
-        "%s: %d stars; %d NaN pixels in %d spectra replaced by the continuum Q3",
+        "%s: %d stars, dataset groups %s",
         out_path,
         counts["n_stars"],
-        counts["nan_filled_pixels"],
-        counts["nan_filled_spectra"],
+        ", ".join(datasets) if datasets is not None else "all in the raw store",
     )
+    if datasets is None or "rvs" in datasets:
+        log.info(
+            "%s: %d NaN pixels in %d spectra replaced by the continuum Q3",
+            out_path,
+            counts["nan_filled_pixels"],
+            counts["nan_filled_spectra"],
+        )
 
 
 def run_import_arrays(
     user_path,
     out_path,
+    report_out=None,
     *,
     sample_name: str,
     labels: Sequence[str],
     rvs_cfg: Mapping,
     arrays_cfg: Mapping,
     provenance: Mapping,
-) -> None:
-    """Rule ``import_arrays`` (``data.source: files``): validate a user file, fill NaN, copy."""
-    # Structure first; the values are checked chunk by chunk while copying (one read).
+    training_cuts: Mapping | None = None,
+    cuts: str = "apply",
+) -> pd.DataFrame:
+    """Rule ``import_arrays`` (``data.source: files``): validate a user file, apply the
+    paper's per-star cuts that its datasets allow (``cuts="apply"``: counted in the cut
+    report ``report_out``; "refuse": a failing row refuses the file), fill NaN pixels
+    (Sect. 2.1), copy.  ``labels`` empty: every label of the file.  Returns the cut report."""
     info = layout.validate(
         user_path,
-        require_labels=list(labels) if sample_name == "training" else False,
+        require_labels=(list(labels) or True) if sample_name == "training" else False,
         check_values=False,
-    )
-    layout.check_unique_ids(user_path, layout.read_column(user_path, "source_id"))
-    log.info(
-        "%s: %d rows, branches %s, labels %s",
-        user_path,
-        info.n_rows,
-        ", ".join(info.branches) or "none",
-        ", ".join(info.labels) or "none",
     )
     if not info.branches:
         raise layout.LayoutError(
-            user_path, None, "no model input: needs rvs/flux, phot/* or xp/*_coefficients"
+            user_path,
+            None,
+            "no model input: needs rvs/flux, phot/*, xp/*_coefficients or xp/sampled_flux",
         )
+    layout.check_unique_ids(user_path, layout.read_column(user_path, "source_id"))
+    # one pass for the cuts (the same function gaiacnn validate counts with), one to copy
+    with h5py.File(user_path, "r") as h5:
+        keep, counts = layout.scan_rows(
+            user_path,
+            h5,
+            info,
+            sample_name,
+            training_cuts if sample_name == "training" else None,
+            cuts,
+            int(arrays_cfg["chunk_rows"]),
+        )
+    report = selection.file_cut_report(sample_name, info.n_rows, counts)
+    n_keep = int(keep.sum())
+    for row in report.itertuples():
+        log.info(
+            "%-12s %-22s removed %8d  remaining %8d  (%s)",
+            row.stage,
+            row.cut,
+            row.removed,
+            row.remaining,
+            row.rule,
+        )
+    if n_keep == 0:
+        raise layout.LayoutError(user_path, None, "no row passes the per-star cuts (log above)")
+    wanted = list(labels) or list(info.labels)
+    log.info(
+        "%s: %d rows, %d kept; branches %s (XP: %s), labels %s",
+        user_path,
+        info.n_rows,
+        n_keep,
+        ", ".join(info.branches) or "none",
+        ", ".join(info.xp_inputs) or "none",
+        ", ".join(wanted) or "none",
+    )
     columns = {}
     with h5py.File(user_path, "r") as h5:
         names = [n for n in layout.KNOWN_DATASETS if n in h5]
         # Reference labels are kept in both samples (the observed ones validate only).
-        names += [f"labels/{x}{e}" for x in labels for e in ("", "_err") if f"labels/{x}{e}" in h5]
+        names += [f"labels/{x}{e}" for x in wanted for e in ("", "_err") if f"labels/{x}{e}" in h5]
         for name in names:
             ds = h5[name]
             if name == "rvs/flux":
                 attrs = {"wavelength_nm": ds.attrs["wavelength_nm"]}
+            elif name == layout.XP_SAMPLED_DATASET:
+                attrs = {k: ds.attrs[k] for k in ("wavelength_nm", "flux_kind")}
             elif name.startswith("labels/"):
                 attrs = {"unit": label_unit(name.removeprefix("labels/"))}
             else:
@@ -293,17 +340,20 @@ def run_import_arrays(
             columns[name] = (ds.shape[1:], dtype, attrs)
     attrs = {
         "sample": sample_name,
-        "n_stars": info.n_rows,
+        "n_stars": n_keep,
         "provenance": layout.provenance_attr(
             **provenance, imported_from=str(user_path), original=info.attrs.get("provenance", "")
         ),
     }
     wl = layout.wavelength_nm(user_path) if info.n_pixels else None
     with layout.ArraysWriter(
-        out_path, info.n_rows, columns, attrs=attrs, compression=arrays_cfg["compression"]
+        out_path, n_keep, columns, attrs=attrs, compression=arrays_cfg["compression"]
     ) as writer:
         for start, block in layout.iter_rows(user_path, names, arrays_cfg["chunk_rows"]):
-            layout.check_block(user_path, block, block["source_id"], start, finite=False)
+            rows = keep[start : start + len(block["source_id"])]
+            block = {k: v[rows] for k, v in block.items()}
+            if not rows.any():
+                continue
             if "rvs/flux" in block:
                 block["rvs/flux"], _ = fill_nan_pixels(
                     block["rvs/flux"],
@@ -311,21 +361,71 @@ def run_import_arrays(
                     rvs_cfg["continuum_windows_nm"],
                     rvs_cfg["nan_fill_quantile"],
                 )
-            # After the NaN filling every model input must be finite (parallax > 0):
-            # checked before the rows are written, so a bad file leaves no output.
+            # After the cuts and the NaN filling every model input must be finite: checked
+            # before the rows are written, so a bad file leaves no output.
             layout.check_block(user_path, block, block["source_id"], start, finite=True)
             writer.append(block)
+    if report_out is not None:
+        selection.write_table_atomic(report, report_out)
+    return report
 
 
-def summarize(paths: Mapping[str, str | os.PathLike], out_path=None) -> str:
-    """Plain-text summary: N per sample, branches and labels of each arrays file."""
+def run_file_cut_report(reports: Sequence, out_path) -> None:
+    """Rule ``file_cut_report`` (``data.source: files``): the imports' cut reports as one."""
+    table = pd.concat([pd.read_csv(p, sep="\t") for p in reports], ignore_index=True)
+    selection.write_table_atomic(table, out_path)
+
+
+def summarize(
+    paths: Mapping[str, str | os.PathLike],
+    out_path=None,
+    *,
+    branches: Sequence[str] = (),
+    xp_input: str = "auto",
+    labels: Sequence[str] = (),
+    tsne_choice: str = "auto",
+) -> str:
+    """Plain-text summary: N, branches and labels per sample, then every dataset of each
+    file: used (by which branch or stage) or ignored and why (:func:`layout.dataset_usage`).
+    ``branches``, ``xp_input``, ``labels`` and ``tsne_choice`` as configured (``model.*``,
+    ``tsne.spectra``)."""
+    from gaiacnn import tsne
+
+    infos = {name: layout.validate(path, check_values=False) for name, path in paths.items()}
     lines = [f"{'sample':<10} {'N':>10}  branches         labels"]
-    for name, path in paths.items():
-        info = layout.validate(path, check_values=False)
+    for name, info in infos.items():
         lines.append(
             f"{name:<10} {info.n_rows:>10}  {','.join(info.branches):<16} "
             f"{','.join(info.labels) or '-'}"
         )
+    try:
+        spectra = tsne.choose_spectra(list(infos.values()), tsne_choice)
+    except tsne.TsneError as err:
+        spectra = None
+        lines.append(f"t-SNE: {err}")
+    else:
+        lines.append(f"t-SNE maps of: {spectra}")
+    for name, path in paths.items():
+        info = infos[name]
+        lines.append("")
+        lines.append(f"{name} ({path}): datasets")
+        for dataset, use in layout.dataset_usage(
+            path,
+            sample=name,
+            branches=branches,
+            xp_input=xp_input,
+            labels=labels,
+            tsne_spectra=spectra,
+        ):
+            lines.append(f"  {dataset:<28} {use}")
+        n_nan = {
+            x: int(np.isnan(layout.read_column(path, f"labels/{x}")).sum()) for x in info.labels
+        }
+        if n_nan:
+            lines.append(
+                "  stars with a NaN label (left out of that label's loss when training): "
+                + ", ".join(f"{k} {v}" for k, v in n_nan.items())
+            )
     text = "\n".join(lines) + "\n"
     if out_path is not None:
         write_text_atomic(out_path, text)
@@ -358,7 +458,17 @@ def configure_tensorflow(threads: int) -> None:
 
 
 def run_train_member(
-    train_file, model_out, *, split: int, seed: int, labels, branches, arch, training, threads=1
+    train_file,
+    model_out,
+    *,
+    split: int,
+    seed: int,
+    labels,
+    branches,
+    arch,
+    training,
+    xp_input: str = "auto",
+    threads=1,
 ) -> None:
     """Rule ``train_member``: one ensemble member (model.keras, scalers.json, history.json)."""
     configure_tensorflow(threads)
@@ -373,6 +483,17 @@ def run_train_member(
         branches=branches,
         arch=arch,
         training=training,
+        xp_input=xp_input,
+    )
+    log.info(
+        "member split%s_seed%s: branches %s (XP input: %s), labels %s; stars with a NaN label "
+        "(left out of that label's loss): %s",
+        split,
+        seed,
+        ", ".join(summary["branches"]),
+        summary["xp_input"] or "none",
+        ", ".join(summary["labels"]),
+        ", ".join(f"{k} {v}" for k, v in summary["n_nan_labels"].items()),
     )
     log.info(
         "member split%s_seed%s: %d train / %d validation stars, best epoch %d of %d, "
@@ -423,6 +544,7 @@ def run_predict_member(
         batch_size=prediction_cfg["batch_size"],
         precision=prediction_cfg["precision"],
         rows=(start, stop),
+        resample=bool(prediction_cfg.get("resample", False)),
     )
 
 
@@ -542,9 +664,11 @@ def run_evaluation(
     catalogue_fits, truth_path, model_json, out_path, *, labels, branches, snr_edges
 ) -> None:
     """Rule ``evaluate_demo``: precision, CRLB ratio and 1σ coverage against the truth."""
-    from gaiacnn import ensemble, evaluation
+    from gaiacnn import catalogue, ensemble, evaluation
 
     _, training_range = ensemble.read_uncertainty_model(model_json)
+    # model.branches: [] = what the training file offered; the members recorded it
+    branches = list(branches) or catalogue.read(catalogue_fits)[1]["branches"]
     table = evaluation.evaluate(
         catalogue_fits, truth_path, training_range, labels, branches, [*snr_edges, float("inf")]
     )
@@ -649,12 +773,24 @@ def _warn_thin_support(n_training: int, cfg: Mapping) -> None:
         )
 
 
-def _map_spectra(training, observed, obs_rows, tr_rows=None) -> tuple[np.ndarray, np.ndarray]:
+def tsne_spectra(training, observed, tsne_cfg: Mapping) -> str:
+    """The dataset the t-SNE maps embed (``tsne.spectra``; auto: the RVS spectra where both
+    samples have them, else the XP spectra; :func:`gaiacnn.tsne.choose_spectra`)."""
+    from gaiacnn import tsne
+
+    infos = [layout.validate(p, check_values=False) for p in (training, observed)]
+    return tsne.choose_spectra(infos, str(tsne_cfg.get("spectra", "auto")))
+
+
+def _map_spectra(
+    training, observed, obs_rows, tr_rows=None, spectra: str = "rvs/flux"
+) -> tuple[np.ndarray, np.ndarray]:
     """The spectra of a t-SNE map, in map order: the training spectra of ``tr_rows``, then
     the observed ones of ``obs_rows`` (all if None); and the in-training mask."""
     from gaiacnn import tsne
 
-    xt, xo = tsne.read_spectra(training, tr_rows), tsne.read_spectra(observed, obs_rows)
+    xt = tsne.read_spectra(training, tr_rows, spectra=spectra)
+    xo = tsne.read_spectra(observed, obs_rows, spectra=spectra)
     if xt.shape[1] != xo.shape[1]:
         raise tsne.TsneError(f"{xt.shape[1]} training pixels but {xo.shape[1]} observed pixels")
     is_tr = np.r_[np.ones(len(xt), bool), np.zeros(len(xo), bool)]
@@ -677,14 +813,16 @@ def run_tsne_neighbours(training, observed, out_path, *, mode: str, tsne_cfg, th
         obs_rows = _reference_rows(observed, tsne_cfg)
         tr_rows = _reference_training_rows(training, observed, tsne_cfg)
         _warn_thin_support(tr_rows.size, tsne_cfg)
-    x, is_tr = _map_spectra(training, observed, obs_rows, tr_rows)
+    spectra = tsne_spectra(training, observed, tsne_cfg)
+    x, is_tr = _map_spectra(training, observed, obs_rows, tr_rows, spectra)
     seed = int(tsne_cfg["seed"])
     z = tsne.fit_reducer(x, int(tsne_cfg["pca_components"]), seed)(x)
     del x
     perps = [float(p) for p in tsne_cfg["perplexities"]]
     log.info(
-        "t-SNE neighbours (%s): %d training + %d observed spectra in %d dims, %d neighbours",
+        "t-SNE neighbours (%s) of %s: %d training + %d observed spectra in %d dims, %d neighbours",
         mode,
+        spectra,
         int(is_tr.sum()),
         int((~is_tr).sum()),
         z.shape[1],
@@ -705,6 +843,7 @@ def run_tsne_neighbours(training, observed, out_path, *, mode: str, tsne_cfg, th
             indices=graph.indices,
             distances=graph.distances,
             init=graph.init,
+            spectra=np.array(spectra),
         )
 
 
@@ -713,9 +852,10 @@ def _embed_and_classify(graph_path, perplexity, cfg: Mapping, threads: int):
     its classes.  Returns (embedding, map data, threshold)."""
     from gaiacnn import tsne
 
-    with np.load(graph_path) as npz:
+    with np.load(graph_path, allow_pickle=False) as npz:
         sid, is_tr = npz["source_id"], npz["in_training"]
         graph = tsne.NeighbourGraph(npz["indices"], npz["distances"], npz["init"])
+        spectra = str(npz["spectra"]) if "spectra" in npz else "rvs/flux"
     log.info(
         "t-SNE map, perplexity %g: %d training + %d observed spectra",
         perplexity,
@@ -730,6 +870,7 @@ def _embed_and_classify(graph_path, perplexity, cfg: Mapping, threads: int):
     thr = tsne.threshold_from_config(xy[is_tr], cfg)
     dist, like = tsne.classify(xy, is_tr, thr)
     data = dict(zip(MAP_DATASETS, (sid, is_tr, xy, dist, like), strict=True))
+    data["spectra"] = spectra
     log.info(
         "perplexity %g: threshold %.4g (%s), %d of %d observed stars training-like",
         perplexity,
@@ -744,7 +885,8 @@ def _embed_and_classify(graph_path, perplexity, cfg: Mapping, threads: int):
 def run_tsne_joint(graph_path, out_path, *, perplexity, tsne_cfg, threads=1) -> None:
     """Rule ``tsne_joint``: one joint map of the training + observed spectra (Sect. 5.1)."""
     _, data, thr = _embed_and_classify(graph_path, perplexity, tsne_cfg, threads)
-    _write_map(out_path, data, _map_attrs(tsne_cfg, perplexity, thr, "joint"))
+    attrs = _map_attrs(tsne_cfg, perplexity, thr, "joint", spectra=data.pop("spectra"))
+    _write_map(out_path, data, attrs)
 
 
 def run_tsne_reference(graph_path, model_out, map_out, *, perplexity, tsne_cfg, threads=1) -> None:
@@ -758,6 +900,7 @@ def run_tsne_reference(graph_path, model_out, map_out, *, perplexity, tsne_cfg, 
 
     emb, data, thr = _embed_and_classify(graph_path, perplexity, tsne_cfg, threads)
     n_tr = int(data["in_training"].sum())
+    spectra = data.pop("spectra")
     with atomic_output(model_out) as tmp, open(tmp, "wb") as fh:
         pickle.dump(
             {
@@ -765,6 +908,7 @@ def run_tsne_reference(graph_path, model_out, map_out, *, perplexity, tsne_cfg, 
                 "threshold": thr,
                 "n_training": n_tr,
                 "perplexity": float(perplexity),
+                "spectra": spectra,
             },
             fh,
             protocol=pickle.HIGHEST_PROTOCOL,
@@ -778,6 +922,7 @@ def run_tsne_reference(graph_path, model_out, map_out, *, perplexity, tsne_cfg, 
         n_reference_observed=n_ref,
         n_reference_training=n_tr,
         reference_training=str(tsne_cfg["reference_training"]),
+        spectra=spectra,
     )
     _write_map(map_out, data, attrs)
 
@@ -796,6 +941,7 @@ def run_tsne_index(training, observed, out_path, *, tsne_cfg) -> None:
         observed,
         _reference_rows(observed, tsne_cfg),
         _reference_training_rows(training, observed, tsne_cfg),
+        tsne_spectra(training, observed, tsne_cfg),
     )
     index = tsne.build_index(x, int(tsne_cfg["place_pca_components"]), int(tsne_cfg["seed"]))
     log.info("neighbour index: %d reference spectra in %d dimensions", *index.features.shape)
@@ -847,7 +993,10 @@ def run_tsne_place(observed, index_path, model_paths, out_path, *, shard, tsne_c
     k = max(k_init, int(3 * p_place))
     xy = [[] for _ in refs]
     bar = tqdm(total=rows.size, desc=f"t-SNE placement, shard {shard}", unit="spectra")
-    for x in tsne.iter_spectra(observed, rows, step):
+    spectra = {ref.get("spectra", "rvs/flux") for ref in refs}
+    if len(spectra) != 1:
+        raise tsne.TsneError(f"the reference maps embed different spectra: {sorted(spectra)}")
+    for x in tsne.iter_spectra(observed, rows, step, spectra.pop()):
         idx, dist = index.query(x, k)
         for parts, ref in zip(xy, refs, strict=True):
             parts.append(
@@ -932,6 +1081,12 @@ def run_tsne_classify(map_files, observed, out_path) -> None:
     for path in map_files:
         perp, *rest = _observed_in_map(path, sid)
         per_perp.setdefault(perp, []).append(rest)
+    spectra = set()
+    for path in map_files:
+        with h5py.File(path, "r") as h5:
+            spectra.add(str(h5.attrs.get("spectra", "rvs/flux")))
+    if len(spectra) != 1:
+        raise tsne.TsneError(f"the maps embed different spectra: {sorted(spectra)}")
     perps, likes, counts = list(per_perp), [], {len(v) for v in per_perp.values()}
     if len(counts) != 1:
         raise tsne.TsneError(f"unequal numbers of maps per perplexity: {sorted(counts)}")
@@ -946,8 +1101,10 @@ def run_tsne_classify(map_files, observed, out_path) -> None:
             h5[f"training_like_p{p:g}"] = like
         h5.attrs["perplexities"] = perps
         h5.attrs["maps_per_perplexity"] = counts.pop()
+        h5.attrs["spectra"] = next(iter(spectra))
     log.info(
-        "t-SNE: %d of %d observed stars training-like in all %d perplexities (%s)",
+        "t-SNE of %s: %d of %d observed stars training-like in all %d perplexities (%s)",
+        next(iter(spectra)),
         int(overall.sum()),
         overall.size,
         len(perps),
@@ -963,6 +1120,7 @@ def run_flag_catalogue(labels_fits, tsne_file, model_json, fits_out, csv_out, *,
     table, attrs = catalogue.read(labels_fits)
     with h5py.File(tsne_file, "r") as h5:
         t_sid, t_like = h5["source_id"][:], h5["training_like"][:]
+        spectra = str(h5.attrs.get("spectra", "rvs/flux"))
     not_like = np.zeros(len(table), bool)  # training stars: training-like by definition
     obs = ~table["in_training"].to_numpy(bool)
     idx = pd.Index(t_sid).get_indexer(table["source_id"].to_numpy()[obs])
@@ -973,10 +1131,20 @@ def run_flag_catalogue(labels_fits, tsne_file, model_json, fits_out, csv_out, *,
     values = {c: table[c].to_numpy(float) for c in digits[:-1]}
     table["flag_boundary"] = flags.boundary_flags(values, training_range, labels, not_like)
     flags.validate_flags(table["flag_boundary"], n_digits=len(digits))
-    table.attrs.update(attrs, flag_digits=digits)
+    table.attrs.update(attrs, flag_digits=digits, tsne_spectra=spectra)
     catalogue.write(table, fits_out, csv_out)
-    n_clean = int((table["flag_boundary"] == "0" * len(digits)).sum())
-    log.info("flag_boundary: %d of %d stars all-zero (recommended)", n_clean, len(table))
+    n_clean = int(flags.recommended(table["flag_boundary"]).sum())
+    absent = [
+        d
+        for d, ok in zip(digits, flags.available(table["flag_boundary"], len(digits)), strict=True)
+        if not ok
+    ]
+    log.info(
+        "flag_boundary: %d of %d stars with no digit 1 (recommended); not available: %s",
+        n_clean,
+        len(table),
+        ", ".join(absent) or "none",
+    )
 
 
 def run_flag_evaluation(catalogue_fits, truth_path, out_path) -> None:

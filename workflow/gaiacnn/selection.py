@@ -392,3 +392,122 @@ def write_table_atomic(table: pd.DataFrame, path: str | os.PathLike) -> None:
     """Write a TSV atomically."""
     with atomic_output(path) as tmp:
         table.to_csv(tmp, sep="\t", index=False, float_format="%.9g")
+
+
+# --------------------------------------------------------------------------- own files
+
+#: How ``data.source: files`` treats rows that fail a per-star cut (``data.files_cuts``):
+#: cut them and count them in the cut report, or refuse the whole file.
+FILE_CUT_MODES = ("apply", "refuse")
+
+
+def file_row_cuts(
+    block: Mapping[str, np.ndarray],
+    sample: str,
+    training_cfg: Mapping | None = None,
+    xp_flux_kind: str | None = None,
+) -> list[tuple[str, str, np.ndarray]]:
+    """The paper's per-star cuts that a block of a layout file allows, in order.
+
+    ``block`` maps layout dataset names (those present in the file) to a row chunk;
+    ``sample`` is "training" or "observed"; ``training_cfg`` is
+    ``config["selection"]["training"]`` (the training sample's cuts, Sect. 2.5, applied to
+    the training file only).  Returns ``(cut, rule, ok)`` per cut whose datasets the block
+    has, ``ok`` a bool mask (n,).  A cut is applied to every star, never to the whole file:
+    parallax > 0 (Sect. 2.2), finite model inputs (a DR3 source can lack an XP band;
+    a spectrum with no finite pixel carries no information).  Pixels that are only partly
+    NaN are filled by the arrays stage (Sect. 2.1), not cut.
+    """
+    out: list[tuple[str, str, np.ndarray]] = []
+    if "rvs/flux" in block:
+        flux = np.asarray(block["rvs/flux"])
+        out.append(
+            ("rvs_finite_pixel", "rvs/flux has a finite pixel", np.isfinite(flux).any(axis=1))
+        )
+    phot = [block[k] for k in ("phot/g", "phot/bp", "phot/rp") if k in block]
+    if phot:
+        ok = np.all([np.isfinite(np.asarray(p, float)) for p in phot], axis=0)
+        out.append(("photometry_finite", "phot/g, phot/bp, phot/rp finite", ok))
+    if "astrometry/parallax" in block:
+        plx = np.nan_to_num(np.asarray(block["astrometry/parallax"], float), nan=-np.inf)
+        out.append(("parallax_positive", "parallax > 0 (Sect. 2.2)", plx > 0))
+    if "xp/bp_coefficients" in block:
+        bp = np.asarray(block["xp/bp_coefficients"], float)
+        rp = np.asarray(block["xp/rp_coefficients"], float)
+        ok = np.isfinite(bp).all(axis=1) & np.isfinite(rp).all(axis=1)
+        ok &= (np.nan_to_num(bp[:, 0]) != 0) & (np.nan_to_num(rp[:, 0]) != 0)
+        out.append(("xp_coefficients_finite", "both XP bands finite, first coefficient != 0", ok))
+    if "xp/sampled_flux" in block:
+        flux = np.asarray(block["xp/sampled_flux"], float)
+        ok = np.isfinite(flux).all(axis=1)
+        rule = "xp/sampled_flux finite"
+        if xp_flux_kind == "absolute":
+            with np.errstate(invalid="ignore"):
+                ok &= np.nan_to_num(flux.mean(axis=1), nan=-1.0) > 0
+            rule += ", mean flux > 0"
+        out.append(("xp_sampled_finite", rule, ok))
+    if sample == "training" and training_cfg is not None:
+        if "rvs/snr" in block:
+            snr = np.nan_to_num(np.asarray(block["rvs/snr"], float), nan=-np.inf)
+            lim = float(training_cfg["min_rvs_snr"])
+            out.append(("rvs_snr", f"rvs/snr >= {lim:g} (Sect. 2.5)", snr >= lim))
+        if "astrometry/parallax" in block and "astrometry/parallax_error" in block:
+            with np.errstate(divide="ignore", invalid="ignore"):
+                rel = np.asarray(block["astrometry/parallax_error"], float) / np.asarray(
+                    block["astrometry/parallax"], float
+                )
+            lim = float(training_cfg["max_parallax_relative_error"])
+            out.append(
+                (
+                    "parallax_error",
+                    f"parallax_error / parallax < {lim:g} (Sect. 2.5)",
+                    np.nan_to_num(rel, nan=np.inf) < lim,
+                )
+            )
+        if "astrometry/ruwe" in block:
+            ruwe = np.nan_to_num(np.asarray(block["astrometry/ruwe"], float), nan=np.inf)
+            lim = float(training_cfg["max_ruwe"])
+            out.append(("ruwe", f"ruwe < {lim:g} (Sect. 2.5)", ruwe < lim))
+    return out
+
+
+def file_cut_datasets(sample: str) -> tuple[str, ...]:
+    """Every dataset :func:`file_row_cuts` may read for ``sample`` (read those present)."""
+    names = [
+        "rvs/flux",
+        "phot/g",
+        "phot/bp",
+        "phot/rp",
+        "astrometry/parallax",
+        "xp/bp_coefficients",
+        "xp/rp_coefficients",
+        "xp/sampled_flux",
+    ]
+    if sample == "training":
+        names += ["rvs/snr", "astrometry/parallax_error", "astrometry/ruwe"]
+    return tuple(names)
+
+
+def file_cut_report(
+    sample: str, n_input: int, counts: Sequence[tuple[str, str, int]]
+) -> pd.DataFrame:
+    """The cut report of one imported file: ``counts`` are ``(cut, rule, removed)`` in order,
+    each counted among the rows the earlier cuts kept; the rows add up as in
+    :func:`cut_report`."""
+    rows = [
+        dict(
+            stage="input",
+            cut=f"{sample}_rows",
+            rule="rows of the file",
+            removed=0,
+            remaining=n_input,
+        )
+    ]
+    left = int(n_input)
+    for cut, rule, removed in counts:
+        left -= int(removed)
+        rows.append(dict(stage=sample, cut=cut, rule=rule, removed=int(removed), remaining=left))
+    rows.append(
+        dict(stage="samples", cut=sample, rule="passes every cut", removed=0, remaining=left)
+    )
+    return pd.DataFrame(rows, columns=["stage", "cut", "rule", "removed", "remaining"])

@@ -60,3 +60,33 @@ def fill_nan_pixels(
     block[bad[rows]] = np.repeat(level.astype(np.float32), n_filled[rows])
     out[rows] = block
     return out, n_filled
+
+
+def normalise_xp(bp: np.ndarray, rp: np.ndarray) -> np.ndarray:
+    """BP / BP[:, 0] and RP / RP[:, 0] concatenated: (n, M) + (n, M) -> (n, 2M) float64.
+
+    The first coefficient corresponds to the 15th magnitude (Sect. 3.1, Andrae et al. 2023b).
+    A zero first coefficient gives non-finite values, refused by the callers.
+    """
+    bp = np.asarray(bp, dtype=np.float64)
+    rp = np.asarray(rp, dtype=np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.concatenate([bp / bp[:, :1], rp / rp[:, :1]], axis=1)
+
+
+def normalise_sampled(flux: np.ndarray, flux_kind: str) -> np.ndarray:
+    """XP sampled flux (n, K) -> the XP branch's input before min-max scaling, float64.
+
+    ``flux_kind`` "absolute" (W m-2 nm-1, GaiaXPy's ``calibrate``): each spectrum divided
+    by its own mean over the K samples, which takes out the brightness (1e-19 to 1e-13
+    across a survey) and keeps the shape; "normalised": the survey's own normalisation,
+    kept as it is.  A mean <= 0 gives non-finite values, refused by the callers.
+    """
+    flux = np.asarray(flux, dtype=np.float64)
+    if flux_kind == "normalised":
+        return flux
+    if flux_kind != "absolute":
+        raise ValueError(f"flux_kind {flux_kind!r}: absolute or normalised")
+    with np.errstate(divide="ignore", invalid="ignore"):
+        mean = flux.mean(axis=1, keepdims=True)
+        return np.where(mean > 0, flux / mean, np.nan)

@@ -1,6 +1,7 @@
 """Training-like or not: t-SNE maps of the spectra (paper Sect. 5.1, Appendix A).
 
-The training and observed RVS spectra are embedded together in 2-D at several
+The training and observed RVS spectra (or, for a survey without them, the XP spectra:
+:func:`choose_spectra`) are embedded together in 2-D at several
 perplexities (30, 50, 75, 100).  In each map an observed star is *training-like* when its
 distance to its ``m``-th nearest training star (``threshold_neighbours``) is within a
 threshold taken from the training stars' own distances to their ``m``-th nearest other
@@ -36,7 +37,7 @@ from dataclasses import dataclass
 import h5py
 import numpy as np
 
-from gaiacnn.layout import LayoutError
+from gaiacnn.layout import XP_COEFFICIENT_DATASETS, XP_SAMPLED_DATASET, LayoutError, LayoutInfo
 
 #: Perplexities of the four maps (Sect. 5.1, Fig. 17 and A.1).
 DEFAULT_PERPLEXITIES = (30, 50, 75, 100)
@@ -53,49 +54,103 @@ class TsneError(ValueError):
 # --------------------------------------------------------------------------- spectra
 
 
-def _flux(h5: h5py.File, path) -> h5py.Dataset:
-    if RVS_FLUX not in h5:
-        raise LayoutError(path, RVS_FLUX, "missing; the t-SNE classification needs spectra")
-    return h5[RVS_FLUX]
+#: What the t-SNE stage can embed (``tsne.spectra``): the RVS spectra (the paper), or,
+#: for surveys without them, the XP spectra: the sampled flux divided by its mean, or the
+#: BP and RP coefficients divided by their first one (as the model's XP branch sees them).
+SPECTRA = (RVS_FLUX, XP_SAMPLED_DATASET, "xp/coefficients")
+SPECTRA_CHOICES = {"rvs": RVS_FLUX, "xp_sampled": XP_SAMPLED_DATASET, "xp_coefficients": SPECTRA[2]}
+
+
+def choose_spectra(infos: Sequence[LayoutInfo], choice: str = "auto") -> str:
+    """The spectra the maps embed, which every file of ``infos`` must hold: ``choice`` "rvs",
+    "xp_sampled" or "xp_coefficients", or "auto": the RVS spectra where the files have them
+    (Sect. 5.1), else the XP coefficients, else the XP sampled flux."""
+    held = {
+        RVS_FLUX: all(i.n_pixels is not None for i in infos),
+        "xp/coefficients": all(i.xp_length is not None for i in infos),
+        XP_SAMPLED_DATASET: all(i.xp_sampled_length is not None for i in infos),
+    }
+    if choice == "auto":
+        for name in (RVS_FLUX, "xp/coefficients", XP_SAMPLED_DATASET):
+            if held[name]:
+                return name
+        raise TsneError(
+            "the t-SNE classification needs spectra: no rvs/flux, XP coefficients or "
+            "xp/sampled_flux in both samples"
+        )
+    if choice not in SPECTRA_CHOICES:
+        raise TsneError(f"tsne.spectra {choice!r}: auto, {', '.join(SPECTRA_CHOICES)}")
+    name = SPECTRA_CHOICES[choice]
+    if not held[name]:
+        raise TsneError(f"tsne.spectra is {choice!r} but not every sample holds {name}")
+    return name
+
+
+def _datasets(spectra: str) -> tuple[str, ...]:
+    return XP_COEFFICIENT_DATASETS if spectra == "xp/coefficients" else (spectra,)
 
 
 def n_rows(path: str | os.PathLike) -> int:
-    """Number of spectra (rows of ``rvs/flux``) of an arrays file."""
+    """Number of stars (rows of ``source_id``) of an arrays file."""
     with h5py.File(path, "r") as h5:
-        return int(_flux(h5, path).shape[0])
+        if "source_id" not in h5:
+            raise LayoutError(path, "source_id", "dataset is missing")
+        return int(h5["source_id"].shape[0])
 
 
 def iter_spectra(
-    path: str | os.PathLike, rows: np.ndarray | None = None, chunk_rows: int = 8192
+    path: str | os.PathLike,
+    rows: np.ndarray | None = None,
+    chunk_rows: int = 8192,
+    spectra: str = RVS_FLUX,
 ) -> Iterator[np.ndarray]:
-    """Yield ``rvs/flux`` (normalised flux, float32) of ``rows`` (sorted; all if None) in
-    chunks; a non-finite pixel is refused naming the star (fill NaN pixels first)."""
+    """Yield the ``spectra`` (:data:`SPECTRA`: ``rvs/flux`` normalised flux, or the XP
+    spectra as the model's XP branch normalises them) of ``rows`` (sorted; all if None) as
+    float32 chunks; a non-finite value is refused naming the star (fill NaN pixels first)."""
+    from gaiacnn.spectra import normalise_sampled, normalise_xp
+
+    names = _datasets(spectra)
     with h5py.File(path, "r") as h5:
-        ds = _flux(h5, path)
-        n = ds.shape[0]
+        for name in names:
+            if name not in h5:
+                raise LayoutError(path, name, f"missing; the t-SNE classification embeds {spectra}")
+        ds = [h5[name] for name in names]
+        kind = ds[0].attrs.get("flux_kind", "absolute")
+        kind = kind.decode() if isinstance(kind, bytes) else str(kind)
+        n = ds[0].shape[0]
         rows = np.arange(n) if rows is None else np.asarray(rows, dtype=np.int64)
         for start in range(0, rows.size, chunk_rows):
             r = rows[start : start + chunk_rows]
             if r.size == 0:
                 continue
-            block = ds[r[0] : r[-1] + 1][r - r[0]].astype(np.float32)
+            parts = [d[r[0] : r[-1] + 1][r - r[0]] for d in ds]
+            if spectra == "xp/coefficients":
+                block = normalise_xp(*parts)
+            elif spectra == XP_SAMPLED_DATASET:
+                block = normalise_sampled(parts[0], kind)
+            else:
+                block = parts[0]
+            block = np.asarray(block, dtype=np.float32)
             bad = ~np.isfinite(block).all(axis=1)
             if bad.any():
                 sid = int(h5["source_id"][r[np.argmax(bad)]]) if "source_id" in h5 else -1
                 raise LayoutError(
                     path,
-                    RVS_FLUX,
-                    f"non-finite pixels in {int(bad.sum())} spectra (first: source_id {sid}); "
-                    "fill NaN pixels before the t-SNE",
+                    names[0],
+                    f"non-finite values in {int(bad.sum())} spectra (first: source_id {sid}); "
+                    "fill NaN pixels (or cut such stars) before the t-SNE",
                 )
             yield block
 
 
 def read_spectra(
-    path: str | os.PathLike, rows: np.ndarray | None = None, chunk_rows: int = 8192
+    path: str | os.PathLike,
+    rows: np.ndarray | None = None,
+    chunk_rows: int = 8192,
+    spectra: str = RVS_FLUX,
 ) -> np.ndarray:
     """All of :func:`iter_spectra` as one (n, P) float32 array."""
-    parts = list(iter_spectra(path, rows, chunk_rows))
+    parts = list(iter_spectra(path, rows, chunk_rows, spectra))
     if not parts:
         return np.empty((0, 0), np.float32)
     return np.concatenate(parts)

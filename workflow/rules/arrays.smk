@@ -6,7 +6,8 @@ if config["data"]["source"] == "files":
         input:
             user_file,
         output:
-            "results/arrays/{sample}.h5",
+            arrays="results/arrays/{sample}.h5",
+            report="results/samples/cut_report_{sample}.tsv",
         log:
             "results/logs/import_arrays_{sample}.log",
         benchmark:
@@ -22,8 +23,27 @@ if config["data"]["source"] == "files":
             rvs=config["rvs"],
             arrays=config["arrays"],
             provenance=provenance(),
+            training_cuts=config["selection"]["training"],
+            cuts=config["data"]["files_cuts"],
         script:
             "../scripts/import_arrays.py"
+
+    # the imports' per-star cuts as one report (data.source: files)
+    rule file_cut_report:
+        input:
+            expand("results/samples/cut_report_{sample}.tsv", sample=SAMPLES),
+        output:
+            "results/samples/cut_report.tsv",
+        log:
+            "results/logs/file_cut_report.log",
+        conda:
+            "../../envs/gaiacnn.yaml"
+        threads: 1
+        resources:
+            mem_mb=500,
+            runtime=10,
+        script:
+            "../scripts/file_cut_report.py"
 
 else:
 
@@ -47,7 +67,16 @@ else:
         params:
             labels=label_names(),
             rvs=config["rvs"],
-            arrays=config["arrays"],
+            # + the dataset groups to write: demo.datasets for the demo source, None (all
+            # the raw store has) for gaia_dr3
+            arrays={
+                **config["arrays"],
+                "datasets": (
+                    config["demo"]["datasets"]
+                    if config["data"]["source"] == "demo"
+                    else None
+                ),
+            },
             provenance=provenance(),
         script:
             "../scripts/build_arrays.py"
@@ -87,5 +116,10 @@ rule summarize_arrays:
     resources:
         mem_mb=500,
         runtime=10,
+    params:
+        branches=config["model"]["branches"],
+        xp_input=config["model"]["xp_input"],
+        labels=model_labels(),
+        tsne_spectra=config["tsne"]["spectra"],
     script:
         "../scripts/summarize_arrays.py"

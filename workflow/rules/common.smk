@@ -4,7 +4,7 @@ from pathlib import Path
 
 from snakemake.exceptions import WorkflowError
 
-from gaiacnn import shards
+from gaiacnn import layout, shards
 from gaiacnn.config import ConfigError, config_hash, load_schema, validate_config
 from gaiacnn.pipeline import placement_shards
 from gaiacnn.tsne import member_config
@@ -86,8 +86,23 @@ def user_file(wildcards):
     return config["data"]["files"][wildcards.sample]
 
 
+_FILE_LABELS = {}
+
+
 def label_names():
-    return list(config["labels"])
+    """The labels of the run: the keys of ``labels`` (demo, gaia_dr3: APOGEE columns), or
+    every ``labels/<name>`` of the training file (data.source: files)."""
+    if config["data"]["source"] != "files":
+        return list(config["labels"])
+    path = config["data"]["files"]["training"]
+    if path not in _FILE_LABELS:
+        try:
+            _FILE_LABELS[path] = list(layout.validate(path, check_values=False).labels)
+        except layout.LayoutError:
+            # the import_arrays job refuses the file with its message (in its log); no
+            # job that needs the labels can run before it
+            _FILE_LABELS[path] = []
+    return _FILE_LABELS[path]
 
 
 def provenance():
@@ -204,20 +219,11 @@ def figure_inputs():
 
 def figure_report_labels(wildcards, output):
     """Report columns of one figure (rendered before the report is built): its number and
-    name, what it shows and how many stars, from the figures' index."""
-    import json
+    name, what it shows (or why it was not drawn) and how many stars, from the figures'
+    index."""
+    from gaiacnn.figures.render import report_labels
 
-    index = Path(output[0]) / "figures.json"
-    entry = {}
-    if index.exists():
-        for item in json.loads(index.read_text())["figures"]:
-            if item["name"] == wildcards.name:
-                entry = item
-    return {
-        "figure": wildcards.name,
-        "shows": entry.get("caption", ""),
-        "stars": entry.get("n_stars", ""),
-    }
+    return report_labels(output[0], wildcards.name)
 
 
 def final_targets():
@@ -225,8 +231,9 @@ def final_targets():
     targets.append("results/arrays/summary.txt")
     targets.append("results/catalogue/catalogue.fits")
     targets.append("results/figures")
-    if config["data"]["source"] == "demo":
+    if config["data"]["source"] in ("demo", "files"):
         targets.append("results/samples/cut_report.tsv")
+    if config["data"]["source"] == "demo":
         targets.append("results/evaluation/precision.tsv")
         targets.append("results/evaluation/tsne_confusion.tsv")
     return targets

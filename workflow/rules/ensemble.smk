@@ -24,6 +24,7 @@ rule train_member:
         branches=config["model"]["branches"],
         arch=config["model"]["arch"],
         training=config["model"]["training"],
+        xp_input=config["model"]["xp_input"],
     script:
         "../scripts/train_member.py"
 

@@ -19,5 +19,6 @@ run_train_member(
     branches=snakemake.params.branches,  # noqa: F821
     arch=snakemake.params.arch,  # noqa: F821
     training=snakemake.params.training,  # noqa: F821
+    xp_input=snakemake.params.xp_input,  # noqa: F821
     threads=snakemake.threads,  # noqa: F821
 )
