@@ -171,6 +171,19 @@ def run_gaia_spectra(sample_paths: Sequence, gaia_cfg: Mapping, out_path, proven
     )
 
 
+def _log_cut_report(report: pd.DataFrame) -> None:
+    """One log line per cut: what it removed and what remains."""
+    for row in report.itertuples():
+        log.info(
+            "%-12s %-22s removed %8d  remaining %8d  (%s)",
+            row.stage,
+            row.cut,
+            row.removed,
+            row.remaining,
+            row.rule,
+        )
+
+
 def run_selection(
     gaia_path,
     apogee_path,
@@ -188,15 +201,7 @@ def run_selection(
     apogee = read_fits_columns(apogee_path, ap_cols)
     samples = selection.select_samples(gaia, apogee, selection_cfg, label_columns)
     report = selection.cut_report(samples, len(gaia))
-    for row in report.itertuples():
-        log.info(
-            "%-12s %-22s removed %8d  remaining %8d  (%s)",
-            row.stage,
-            row.cut,
-            row.removed,
-            row.remaining,
-            row.rule,
-        )
+    _log_cut_report(report)
     selection.write_table_atomic(samples.training, training_out)
     selection.write_table_atomic(samples.observed, observed_out)
     selection.write_table_atomic(report, report_out)
@@ -300,15 +305,7 @@ def run_import_arrays(
         )
     report = selection.file_cut_report(sample_name, info.n_rows, counts)
     n_keep = int(keep.sum())
-    for row in report.itertuples():
-        log.info(
-            "%-12s %-22s removed %8d  remaining %8d  (%s)",
-            row.stage,
-            row.cut,
-            row.removed,
-            row.remaining,
-            row.rule,
-        )
+    _log_cut_report(report)
     if n_keep == 0:
         raise layout.LayoutError(user_path, None, "no row passes the per-star cuts (log above)")
     wanted = list(labels) or list(info.labels)

@@ -46,7 +46,7 @@ MEASURED_COLUMNS: dict[str, str] = {
     "parallax": "astrometry/parallax",
 }
 #: The ``flag_boundary`` character of a digit whose input the data lack ("not available").
-NOT_AVAILABLE = "-"
+NOT_AVAILABLE = flags.NOT_AVAILABLE
 #: Metallicity labels, in order of preference: [Fe/H] stands in for a missing [M/H].
 METALLICITY_LABELS = ("m_h", "fe_h")
 
