@@ -158,7 +158,14 @@ def build(
         for s, (_, mean, std, _) in parts.items()
     }
     calibrations: dict[str, ensemble.SnrCalibration | None] = {}
-    if calibration_bins > 0:
+    if calibration_bins > 0 and not any(np.isfinite(v).any() for v in snr.values()):
+        # a survey without RVS spectra (no rvs/snr): nothing to bin in
+        log.warning(
+            "no rvs/snr in the arrays: sigma_* is not S/N-calibrated (uncertainty."
+            "snr_calibration_bins), it is the paper's recipe alone"
+        )
+        calibrations = dict.fromkeys(labels)
+    elif calibration_bins > 0:
         obs_ref = _reference(arrays["observed"], labels, len(parts["observed"][0]))
         inside = np.ones(len(obs_ref), bool)
         for j, x in enumerate(labels):
