@@ -419,10 +419,12 @@ def summarize(
             x: int(np.isnan(layout.read_column(path, f"labels/{x}")).sum()) for x in info.labels
         }
         if n_nan:
-            lines.append(
-                "  stars with a NaN label (left out of that label's loss when training): "
-                + ", ".join(f"{k} {v}" for k, v in n_nan.items())
+            what = (
+                "stars with a NaN label (left out of that label's loss)"
+                if name == "training"
+                else "stars without a reference label (NaN; validation only)"
             )
+            lines.append(f"  {what}: " + ", ".join(f"{k} {v}" for k, v in n_nan.items()))
     text = "\n".join(lines) + "\n"
     if out_path is not None:
         write_text_atomic(out_path, text)
