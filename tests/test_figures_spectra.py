@@ -13,7 +13,8 @@ from gaiacnn import layout
 from gaiacnn.figures import spectra, style
 from gaiacnn.figures.context import Context, Skip
 from gaiacnn.figures.render import read_index
-from gaiacnn.model import Scalers, normalise_xp
+from gaiacnn.model import Scalers
+from gaiacnn.spectra import normalise_xp
 
 NAMES = {
     "rvs_gradients": "fig09_rvs_gradients",

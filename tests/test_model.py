@@ -26,11 +26,11 @@ from gaiacnn.model import (
     load_inputs,
     load_member,
     make_predictor,
-    normalise_xp,
     predict_file,
     split_indices,
     train_member,
 )
+from gaiacnn.spectra import normalise_xp
 
 N, P, M = 300, 200, 8
 K = 40  # XP sampled flux samples

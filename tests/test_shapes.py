@@ -76,9 +76,9 @@ def every_dataset(demo_run, tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def shape_runs(every_dataset, tmp_path_factory):
     """Each shape's files, run end to end (the four runs side by side) with only the data
-    keys set (and, for the test's time, one member).  Two of them also carry what a survey brings: the full shape has labels
-    teff, logg, fe_h, alpha_m and no m_h; the coefficients shape's observed file has three
-    stars with parallax <= 0."""
+    keys set (and, for the test's time, one member).  Two of them also carry what a survey
+    brings: the full shape has labels teff, logg, fe_h, alpha_m and no m_h; the
+    coefficients shape's observed file has three stars with parallax <= 0."""
     root = tmp_path_factory.mktemp("shapes")
     works, procs = {}, {}
     for shape, groups in SHAPES.items():

@@ -316,9 +316,13 @@ def write(table: pd.DataFrame, fits_path, csv_path=None) -> None:
 
 def read(fits_path) -> tuple[pd.DataFrame, dict]:
     """A catalogue written by :func:`write`: (table, attrs from its header)."""
-    table = read_fits_columns(fits_path)
+    return read_fits_columns(fits_path), read_attrs(fits_path)
+
+
+def read_attrs(fits_path) -> dict:
+    """The attributes of a catalogue written by :func:`write`, from its header alone."""
     hdr = fits.getheader(fits_path, 1)
-    attrs = {
+    return {
         "config_hash": hdr.get("CONFHASH", ""),
         "members": [m for m in hdr.get("MEMBERS", "").split(",") if m],
         "labels": [x for x in hdr.get("LABELS", "").split(",") if x],
@@ -327,4 +331,3 @@ def read(fits_path) -> tuple[pd.DataFrame, dict]:
         "xp_input": hdr.get("XPINPUT", ""),
         "tsne_spectra": hdr.get("TSNESPEC", ""),
     }
-    return table, attrs

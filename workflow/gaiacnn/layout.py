@@ -29,7 +29,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -681,22 +681,43 @@ def wavelength_nm(path: str | os.PathLike, dataset: str = "rvs/flux") -> np.ndar
 # --------------------------------------------------------------------------- usage
 
 
+def xp_datasets(xp_input: str | None) -> tuple[str, ...]:
+    """The datasets of an XP input form ("coefficients", the default, or "sampled")."""
+    return (XP_SAMPLED_DATASET,) if xp_input == "sampled" else XP_COEFFICIENT_DATASETS
+
+
+def phot_columns(has_parallax: bool) -> list[str]:
+    """The photometry branch's datasets: G, BP, RP, and the parallax where there is one."""
+    return [*PHOT_DATASETS, *(["astrometry/parallax"] if has_parallax else [])]
+
+
+def datasets_of_branches(
+    branches: Iterable[str], phot: Sequence[str], xp_input: str | None
+) -> dict[str, str]:
+    """Dataset -> the model branch that reads it, for ``branches`` in their order: ``phot``
+    the photometry branch's datasets (:func:`phot_columns`), ``xp_input`` the XP form."""
+    out: dict[str, str] = {}
+    for b in branches:
+        if b == "rvs":
+            names: Sequence[str] = ("rvs/flux",)
+        elif b == "phot":
+            names = phot
+        elif b == "xp":
+            names = xp_datasets(xp_input)
+        else:
+            raise ValueError(f"unknown branch {b!r} (known: rvs, phot, xp)")
+        out.update(dict.fromkeys(names, b))
+    return out
+
+
 def branch_datasets(
     info: LayoutInfo, branches: Sequence[str], xp_input: str | None
 ) -> dict[str, str]:
     """Dataset -> model branch that reads it, for ``branches`` (empty: every branch the file
     can feed) and the XP form ``xp_input`` (resolved: "coefficients" or "sampled")."""
-    out: dict[str, str] = {}
-    for b in resolve_branches(info, branches):
-        if b == "rvs":
-            out["rvs/flux"] = b
-        elif b == "phot":
-            names = [*PHOT_DATASETS, *(["astrometry/parallax"] if info.has_parallax else [])]
-            out.update(dict.fromkeys(names, b))
-        elif b == "xp":
-            names = [XP_SAMPLED_DATASET] if xp_input == "sampled" else XP_COEFFICIENT_DATASETS
-            out.update(dict.fromkeys(names, b))
-    return out
+    return datasets_of_branches(
+        resolve_branches(info, branches), phot_columns(info.has_parallax), xp_input
+    )
 
 
 def all_datasets(path: str | os.PathLike) -> list[str]:

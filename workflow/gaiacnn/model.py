@@ -50,12 +50,15 @@ from gaiacnn.layout import (
     XP_SAMPLED_DATASET,
     LayoutError,
     LayoutInfo,
+    datasets_of_branches,
     iter_rows,
     label_dataset,
+    phot_columns,
     resolve_xp_input,
     validate,
+    xp_datasets,
 )
-from gaiacnn.spectra import normalise_sampled, normalise_xp
+from gaiacnn.spectra import xp_features
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -168,10 +171,6 @@ def _minmax(x: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
     """(x - lo) / (hi - lo) with a zero range mapped to 0 (constant feature)."""
     span = np.where(hi > lo, hi - lo, 1.0)
     return (x - lo) / span
-
-
-def _phot_columns(has_parallax: bool) -> list[str]:
-    return [*PHOT_DATASETS, *([PARALLAX_DATASET] if has_parallax else [])]
 
 
 def _f(a: np.ndarray | None) -> list[float] | None:
@@ -319,37 +318,12 @@ class Scalers:
         return y.astype(np.float32)
 
 
-def xp_features(
-    block: Mapping[str, np.ndarray], xp_input: str | None, flux_kind: str | None = None
-) -> np.ndarray:
-    """The XP branch's features before min-max scaling: normalised coefficients (n, 2M)
-    (:func:`normalise_xp`) or normalised sampled flux (n, K) (:func:`normalise_sampled`)."""
-    if xp_input == "sampled":
-        return normalise_sampled(block[XP_SAMPLED_DATASET], str(flux_kind))
-    return normalise_xp(block[XP_COEFFICIENT_DATASETS[0]], block[XP_COEFFICIENT_DATASETS[1]])
-
-
-def xp_datasets(xp_input: str | None) -> tuple[str, ...]:
-    """The datasets of an XP input form ("coefficients", default, or "sampled")."""
-    return (XP_SAMPLED_DATASET,) if xp_input == "sampled" else XP_COEFFICIENT_DATASETS
-
-
 def input_datasets(
     branches: Iterable[str], phot_columns: Sequence[str], xp_input: str | None = "coefficients"
 ) -> list[str]:
     """Layout dataset names read by ``branches`` (phot_columns for the photometry branch,
     ``xp_input`` for the XP branch)."""
-    names: list[str] = []
-    for b in branches:
-        if b == "rvs":
-            names.append(RVS_DATASET)
-        elif b == "phot":
-            names.extend(phot_columns)
-        elif b == "xp":
-            names.extend(xp_datasets(xp_input))
-        else:
-            raise ValueError(f"unknown branch {b!r} (known: {', '.join(BRANCHES)})")
-    return names
+    return list(datasets_of_branches(branches, phot_columns, xp_input))
 
 
 def _check_branches(path, info: LayoutInfo, branches: Sequence[str]) -> tuple[str, ...]:
@@ -492,7 +466,7 @@ def fit_scalers(
     rows = np.asarray(rows, dtype=np.int64)
     if rows.size == 0:
         raise ValueError("fit_scalers: no training rows")
-    phot_cols = _phot_columns(info.has_parallax) if "phot" in branches else []
+    phot_cols = phot_columns(info.has_parallax) if "phot" in branches else []
     in_names = [n for n in input_datasets(branches, phot_cols, xp_form) if n != RVS_DATASET]
     lab_names = [label_dataset(n) for n in labels]
     data = _gather(train_file, [*in_names, *lab_names], rows)

@@ -325,14 +325,10 @@ def run_import_arrays(
         names += [f"labels/{x}{e}" for x in wanted for e in ("", "_err") if f"labels/{x}{e}" in h5]
         for name in names:
             ds = h5[name]
-            if name == "rvs/flux":
-                attrs = {"wavelength_nm": ds.attrs["wavelength_nm"]}
-            elif name == layout.XP_SAMPLED_DATASET:
-                attrs = {k: ds.attrs[k] for k in ("wavelength_nm", "flux_kind")}
-            elif name.startswith("labels/"):
+            if name.startswith("labels/"):
                 attrs = {"unit": label_unit(name.removeprefix("labels/"))}
-            else:
-                attrs = {}
+            else:  # the grids (and flux kind) of the spectra, as the arrays stage copies them
+                attrs = {k: ds.attrs[k] for k in arrays.RAW_ATTRS.get(name, ())}
             dtype = np.int64 if name == "source_id" else np.float32
             columns[name] = (ds.shape[1:], dtype, attrs)
     attrs = {
@@ -667,7 +663,7 @@ def run_evaluation(
 
     _, training_range = ensemble.read_uncertainty_model(model_json)
     # model.branches: [] = what the training file offered; the members recorded it
-    branches = list(branches) or catalogue.read(catalogue_fits)[1]["branches"]
+    branches = list(branches) or catalogue.read_attrs(catalogue_fits)["branches"]
     table = evaluation.evaluate(
         catalogue_fits, truth_path, training_range, labels, branches, [*snr_edges, float("inf")]
     )

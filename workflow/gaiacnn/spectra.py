@@ -1,13 +1,15 @@
-"""RVS spectra: the continuum windows and the NaN filling of Sect. 2.1."""
+"""Spectra: the continuum windows and the NaN filling of the RVS spectra (Sect. 2.1); the
+normalisation of the XP spectra that the model's XP branch, the t-SNE and the figures share."""
 
 from __future__ import annotations
 
 import warnings
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 
 from gaiacnn.constants import CONTINUUM_WINDOWS_NM, NAN_FILL_QUANTILE
+from gaiacnn.layout import XP_COEFFICIENT_DATASETS, XP_SAMPLED_DATASET
 
 
 def window_mask(wavelength_nm: np.ndarray, windows_nm: Sequence[Sequence[float]]) -> np.ndarray:
@@ -90,3 +92,14 @@ def normalise_sampled(flux: np.ndarray, flux_kind: str) -> np.ndarray:
     with np.errstate(divide="ignore", invalid="ignore"):
         mean = flux.mean(axis=1, keepdims=True)
         return np.where(mean > 0, flux / mean, np.nan)
+
+
+def xp_features(
+    block: Mapping[str, np.ndarray], xp_input: str | None, flux_kind: str | None = None
+) -> np.ndarray:
+    """The XP spectra of a row chunk as the XP branch reads them, before min-max scaling:
+    normalised coefficients (n, 2M) (:func:`normalise_xp`; ``xp_input`` "coefficients") or
+    normalised sampled flux (n, K) (:func:`normalise_sampled`; "sampled", ``flux_kind``)."""
+    if xp_input == "sampled":
+        return normalise_sampled(block[XP_SAMPLED_DATASET], str(flux_kind))
+    return normalise_xp(block[XP_COEFFICIENT_DATASETS[0]], block[XP_COEFFICIENT_DATASETS[1]])

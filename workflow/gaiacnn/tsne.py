@@ -37,7 +37,7 @@ from dataclasses import dataclass
 import h5py
 import numpy as np
 
-from gaiacnn.layout import XP_COEFFICIENT_DATASETS, XP_SAMPLED_DATASET, LayoutError, LayoutInfo
+from gaiacnn.layout import XP_SAMPLED_DATASET, LayoutError, LayoutInfo, validate, xp_datasets
 
 #: Perplexities of the four maps (Sect. 5.1, Fig. 17 and A.1).
 DEFAULT_PERPLEXITIES = (30, 50, 75, 100)
@@ -87,7 +87,7 @@ def choose_spectra(infos: Sequence[LayoutInfo], choice: str = "auto") -> str:
 
 
 def _datasets(spectra: str) -> tuple[str, ...]:
-    return XP_COEFFICIENT_DATASETS if spectra == "xp/coefficients" else (spectra,)
+    return xp_datasets("coefficients") if spectra == "xp/coefficients" else (spectra,)
 
 
 def n_rows(path: str | os.PathLike) -> int:
@@ -107,29 +107,25 @@ def iter_spectra(
     """Yield the ``spectra`` (:data:`SPECTRA`: ``rvs/flux`` normalised flux, or the XP
     spectra as the model's XP branch normalises them) of ``rows`` (sorted; all if None) as
     float32 chunks; a non-finite value is refused naming the star (fill NaN pixels first)."""
-    from gaiacnn.spectra import normalise_sampled, normalise_xp
+    from gaiacnn.spectra import xp_features
 
     names = _datasets(spectra)
+    xp_input = {"xp/coefficients": "coefficients", XP_SAMPLED_DATASET: "sampled"}.get(spectra)
+    # the flux kind as the layout reads (and requires) it
+    flux_kind = validate(path, check_values=False).xp_flux_kind if xp_input else None
     with h5py.File(path, "r") as h5:
         for name in names:
             if name not in h5:
                 raise LayoutError(path, name, f"missing; the t-SNE classification embeds {spectra}")
-        ds = [h5[name] for name in names]
-        kind = ds[0].attrs.get("flux_kind", "absolute")
-        kind = kind.decode() if isinstance(kind, bytes) else str(kind)
-        n = ds[0].shape[0]
+        ds = {name: h5[name] for name in names}
+        n = ds[names[0]].shape[0]
         rows = np.arange(n) if rows is None else np.asarray(rows, dtype=np.int64)
         for start in range(0, rows.size, chunk_rows):
             r = rows[start : start + chunk_rows]
             if r.size == 0:
                 continue
-            parts = [d[r[0] : r[-1] + 1][r - r[0]] for d in ds]
-            if spectra == "xp/coefficients":
-                block = normalise_xp(*parts)
-            elif spectra == XP_SAMPLED_DATASET:
-                block = normalise_sampled(parts[0], kind)
-            else:
-                block = parts[0]
+            part = {name: d[r[0] : r[-1] + 1][r - r[0]] for name, d in ds.items()}
+            block = part[RVS_FLUX] if xp_input is None else xp_features(part, xp_input, flux_kind)
             block = np.asarray(block, dtype=np.float32)
             bad = ~np.isfinite(block).all(axis=1)
             if bad.any():

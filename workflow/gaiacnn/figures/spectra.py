@@ -415,27 +415,19 @@ def xp_label_correlation(
     flux_kind: str | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Pearson correlation of each reference label with each normalised XP coefficient
-    (:func:`gaiacnn.model.normalise_xp`: BP/BP[0] then RP/RP[0]) over the stars of ``path``
+    (:func:`gaiacnn.spectra.normalise_xp`: BP/BP[0] then RP/RP[0]) over the stars of ``path``
     with both finite, streamed in row chunks: ``(corr (n_labels, 2M), n stars per label)``;
     NaN for a constant coefficient (e.g. BP[0]/BP[0]).
 
     ``xp_input`` "sampled": with each sample of ``xp/sampled_flux`` instead, normalised as
     the model reads it (``flux_kind`` "absolute": each spectrum over its mean flux;
     "normalised": as stored), ``corr`` (n_labels, K)."""
-    if xp_input == "sampled":
-        from gaiacnn.model import normalise_sampled
+    from gaiacnn.spectra import xp_features
 
-        datasets: tuple[str, ...] = (XP_SAMPLED_DATASET,)
+    datasets = layout.xp_datasets(xp_input)
 
-        def features(block):
-            return normalise_sampled(block[XP_SAMPLED_DATASET], str(flux_kind))
-    else:
-        from gaiacnn.model import normalise_xp
-
-        datasets = tuple(layout.XP_COEFFICIENT_DATASETS)
-
-        def features(block):
-            return normalise_xp(*(block[d] for d in layout.XP_COEFFICIENT_DATASETS))
+    def features(block):
+        return xp_features(block, xp_input, flux_kind)
 
     names = [*datasets, *(layout.label_dataset(x) for x in labels)]
     n = np.zeros(len(labels))
