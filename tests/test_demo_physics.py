@@ -471,3 +471,69 @@ def test_generator_writes_the_sampled_flux_with_its_attributes(tmp_path, config)
     # seed contract: the same seed and chunk size give byte-identical files
     for key in ("raw", "truth", "gaia_source", "allstar"):
         assert files["a"][key].read_bytes() == files["b"][key].read_bytes(), key
+
+
+def test_observed_shift_moves_distance_extinction_and_parallax_precision_separately():
+    """demo.shift's factors (issue 24): twice as far at the same extinction, or also redder
+    and with worse parallaxes; the identity shift draws exactly the ordinary stars."""
+
+    def draw(**shift):
+        params = P.merge_params({"observed_shift": shift}) if shift else None
+        return P.simulate_stars(np.random.default_rng(7), 600, params)
+
+    base_t, base_o = draw()
+    same_t, same_o = draw(distance_factor=1.0, a_v_factor=1.0, snr_factor=1.0)
+    np.testing.assert_array_equal(base_o["flux"], same_o["flux"])
+    np.testing.assert_array_equal(base_t["distance_pc"], same_t["distance_pc"])
+    far_t, far_o = draw(distance_factor=2.0)
+    red_t, red_o = draw(distance_factor=2.0, a_v_factor=2.0, parallax_error_factor=1.5)
+
+    def med(x):
+        return float(np.median(x))
+
+    assert 1.7 < med(far_t["distance_pc"]) / med(base_t["distance_pc"]) < 2.4
+    assert 0.8 < med(far_t["a_v"]) / med(base_t["a_v"]) < 1.25  # same extinction
+    assert 1.4 < med(red_t["a_v"]) / med(far_t["a_v"]) < 2.6
+    # the S/N floor still holds: the field's survey reaches twice as far
+    assert far_o["snr"].min() >= 15.0 and 0.8 < med(far_o["snr"]) / med(base_o["snr"]) < 1.25
+    plx_snr = {
+        k: med(o["parallax"] / o["parallax_error"])
+        for k, o in (("base", base_o), ("far", far_o), ("red", red_o))
+    }
+    assert plx_snr["far"] < plx_snr["base"] / 2 and plx_snr["red"] < plx_snr["far"]
+    # parallaxes stay those of the true distances (errors Gaussian about 1/d)
+    pull = (far_o["parallax"] - (1000 / far_t["distance_pc"] - 0.017)) / far_o["parallax_error"]
+    assert abs(float(np.mean(pull))) < 0.15 and 0.85 < float(np.std(pull)) < 1.15
+
+
+def test_shifted_field_adds_stars_and_keeps_the_ordinary_ones(tmp_path, config):
+    import h5py
+
+    from gaiacnn.demo import survey
+    from gaiacnn.tables import read_fits_columns
+
+    out = {}
+    for run, n_shift in (("plain", 0), ("shifted", 30)):
+        cfg = dict(config["demo"], n_stars=40, chunk_size=16)
+        cfg["shift"] = dict(
+            cfg["shift"], n_stars=n_shift, distance_factor=2.0, apogee_match_fraction=0.5
+        )
+        (tmp_path / run).mkdir()
+        paths = survey.default_paths(tmp_path / run)
+        info = survey.generate(cfg, *paths.values(), progress=False)
+        assert info["n_stars"] == 40 + n_shift and info["n_shifted"] == n_shift
+        out[run] = paths
+    with h5py.File(out["plain"]["truth"]) as a, h5py.File(out["shifted"]["truth"]) as b:
+        assert not a["truth/shifted"][:].any()
+        shifted = b["truth/shifted"][:]
+        assert shifted.sum() == 30 and not shifted[:40].any()
+        np.testing.assert_array_equal(a["source_id"][:], b["source_id"][:40])
+        np.testing.assert_array_equal(a["truth/teff"][:], b["truth/teff"][:40])
+        ids = b["source_id"][:]
+        assert len(np.unique(ids)) == 70
+        assert np.median(b["truth/distance_pc"][40:]) > 1.5 * np.median(a["truth/distance_pc"][:])
+    with h5py.File(out["plain"]["raw"]) as a, h5py.File(out["shifted"]["raw"]) as b:
+        np.testing.assert_array_equal(a["rvs/flux"][:], b["rvs/flux"][:40])
+    apogee = read_fits_columns(out["shifted"]["allstar"], ["GAIAEDR3_SOURCE_ID"])
+    matched = np.isin(ids[40:], apogee["GAIAEDR3_SOURCE_ID"].to_numpy())
+    assert 5 <= matched.sum() <= 25  # apogee_match_fraction 0.5 of 30

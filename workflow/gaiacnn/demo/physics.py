@@ -459,6 +459,18 @@ DEFAULT_PARAMS: dict = {
         "parallax_sigma_mas": [0.015, 0.03],  # sigma = a + b 10^(0.2 (G - 15))
         "ruwe_lnsigma": 0.1,
     },
+    # An observed field unlike the training stars (identity by default): a star drawn at
+    # distance d is placed at distance_factor x d on the same line of sight, seen by a
+    # survey that reaches distance_factor times farther at the same S/N (its S/N law moved
+    # by 5 log10 distance_factor mag), with a_v_factor x the extinction drawn at d, its
+    # parallax error x parallax_error_factor and its RVS S/N x snr_factor.  Distance and
+    # extinction are thus separate knobs.  The demo survey's ``shift`` section sets it.
+    "observed_shift": {
+        "distance_factor": 1.0,
+        "a_v_factor": 1.0,
+        "parallax_error_factor": 1.0,
+        "snr_factor": 1.0,
+    },
     "snr": {
         "snr_at_ref": 20.0,  # median rvs_spec_sig_to_noise at G_RVS = grvs_ref
         "grvs_ref": 12.0,
@@ -1172,6 +1184,7 @@ def _grvs_detection_limit(params: dict) -> float:
     """Faintest G_RVS at which the S/N floor is reachable (+TRANSIT_SIGMAS scatter)."""
     grid = np.linspace(2.0, 20.0, 3601)
     boost = math.exp(TRANSIT_SIGMAS_FOR_LIMIT * params["snr"]["transit_lnsigma"])
+    boost *= params["observed_shift"]["snr_factor"]
     ok = _median_snr(grid, params) * boost >= params["snr_floor"]
     return float(grid[ok].max())
 
@@ -1244,6 +1257,7 @@ def _observe(
     a, b = ast["parallax_sigma_mas"]
     plx_err = (a + b * 10.0 ** (0.2 * (model["g"] - 15.0))) / np.sqrt(transit_factor)
     plx_err = plx_err * np.where(is_bin, ruwe, 1.0)
+    plx_err = plx_err * params["observed_shift"]["parallax_error_factor"]
     out["parallax"] = (model["parallax_mas"] + plx_err * rng.standard_normal(n)).astype(np.float32)
     out["parallax_error"] = plx_err.astype(np.float32)
     out["ruwe"] = ruwe.astype(np.float32)
@@ -1438,6 +1452,8 @@ def _sample_positions(
     a_rvs = gal["dust"]["a_rvs_per_a_v"]
     sel_slope = params["snr"]["candidate_selection_slope"]
     grvs_ref = params["snr"]["grvs_ref"]
+    shift = params["observed_shift"]
+    f_d, f_av = shift["distance_factor"], shift["a_v_factor"]
     n = m_rvs_abs.size
     out = {k: np.empty(n) for k in ("distance_pc", "l_deg", "b_deg", "a_v_mean")}
     for c0 in range(0, n, POSITION_CHUNK):
@@ -1458,7 +1474,9 @@ def _sample_positions(
         zg = Z_SUN_KPC + dk * sinb[:, :, None]
         rho = _density(pop, np.hypot(xg, yg), zg, params)
         av = _dust_a_v(d, sinb[:, :, None], params)
-        mag = mabs[:, None, None] + 5.0 * np.log10(d / 10.0) + a_rvs * av
+        # G_RVS as the S/N law sees it: at f_d x d, through a survey that reaches f_d times
+        # farther at the same S/N (so 5 log10 f_d cancels)
+        mag = mabs[:, None, None] + 5.0 * np.log10(d / 10.0) + a_rvs * f_av * av
         vis = (mag < g_lim) & (mag > gal["bright_limit_grvs"])
         w = d**2 * rho * vis * 10.0 ** (-sel_slope * (mag - grvs_ref))
         wdir = w.sum(axis=2)
@@ -1474,10 +1492,11 @@ def _sample_positions(
         cube = jj**3 + rng.random(k) * ((jj + 1.0) ** 3 - jj**3)
         dist = d_max * np.cbrt(cube) / N_DISTANCE_CELLS
         sb = sinb[rows, kk]
-        out["distance_pc"][sl] = np.maximum(dist, 1.0)
+        dist = np.maximum(dist, 1.0)
+        out["distance_pc"][sl] = f_d * dist
         out["b_deg"][sl] = np.degrees(np.arcsin(sb))
         out["l_deg"][sl] = np.degrees(lon[rows, kk])
-        out["a_v_mean"][sl] = _dust_a_v(out["distance_pc"][sl], sb, params)
+        out["a_v_mean"][sl] = f_av * _dust_a_v(dist, sb, params)
     return out
 
 
@@ -1569,7 +1588,10 @@ def _candidates(
     phot = _photometry(truth, params)
     grvs = _grvs(phot["bp"], phot["rp"], params)
     transit = np.exp(2.0 * params["snr"]["transit_lnsigma"] * rng.standard_normal(m))
-    snr = _median_snr(grvs, params) * np.sqrt(transit)
+    field = params["observed_shift"]
+    # the shifted field's survey reaches distance_factor times farther at the same S/N
+    deeper = 5.0 * math.log10(field["distance_factor"])
+    snr = _median_snr(grvs - deeper, params) * np.sqrt(transit) * field["snr_factor"]
     truth["lum_ratio"] = phot["lum_ratio"]
     truth["_snr"] = snr
     truth["_transit"] = transit

@@ -22,6 +22,7 @@ byte-identical for a seed and chunk size.
 
 from __future__ import annotations
 
+import copy
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -136,13 +137,18 @@ def _apogee_rows(
     ra: np.ndarray,
     dec: np.ndarray,
     cfg: Mapping,
+    match_fraction: float | None = None,
 ) -> dict[str, np.ndarray]:
-    """allStar-like rows for the stars APOGEE observed (its own noise, flags and duplicates)."""
+    """allStar-like rows for the stars APOGEE observed (its own noise, flags and duplicates);
+    ``match_fraction``: one probability of a match for every star (shifted field), instead
+    of the G-dependent ones of ``cfg["apogee"]``."""
     a = cfg["apogee"]
     g_lo, g_hi = a["g_range"]
     # APOGEE's H-band selection: most matches between G ~ 7 and ~14, few outside.
     in_range = (g_mag > g_lo) & (g_mag < g_hi)
     p = np.where(in_range, a["match_fraction"], a["match_fraction_outside"])
+    if match_fraction is not None:
+        p = np.full(len(ids), float(match_fraction))
     hit = np.nonzero(rng.random(len(ids)) < p)[0]
     n_dup = round(a["duplicate_fraction"] * hit.size)
     dups = rng.choice(hit, size=n_dup, replace=False) if n_dup else np.array([], dtype=int)
@@ -234,12 +240,37 @@ def generate(
     *,
     progress: bool = True,
 ) -> dict[str, int]:
-    """Generate the demo survey described by ``cfg`` (``config["demo"]``) into four files."""
-    n = int(cfg["n_stars"])
+    """Generate the demo survey described by ``cfg`` (``config["demo"]``) into four files.
+
+    ``cfg["shift"]["n_stars"]`` > 0 adds that many stars of an observed field unlike the
+    training stars (farther, more reddened, worse parallaxes, other S/N:
+    :func:`shift_params`), after the ``n_stars`` ordinary ones, which stay byte-identical
+    to the survey without them; ``truth/shifted`` marks them.  APOGEE observed them with
+    probability ``shift.apogee_match_fraction``: the few reference labels a user has there.
+    """
+    n_main = int(cfg["n_stars"])
     chunk = int(cfg["chunk_size"])
     params = physics.merge_params(cfg.get("physics", {}))
-    n_chunks = -(-n // chunk)
-    seeds = np.random.SeedSequence(int(cfg["seed"])).spawn(n_chunks + 1)
+    shift = dict(cfg.get("shift") or {})
+    n_shift = int(shift.get("n_stars", 0))
+    n = n_main + n_shift
+    n_chunks = -(-n_main // chunk)
+    root = np.random.SeedSequence(int(cfg["seed"]))
+    seeds = root.spawn(n_chunks + 1)
+    # The shifted stars' chunks: seeds spawned after the ordinary ones, so that those keep
+    # theirs; source ids from SHIFT_FIRST_INDEX up (no clash with the running numbers).
+    n_shift_chunks = -(-n_shift // chunk)
+    shift_seeds = root.spawn(n_shift_chunks) if n_shift else []
+    shifted_params = physics.merge_params(shift_params(cfg)) if n_shift else params
+    # (first running number, stars, seed, physics, shifted) of every chunk
+    plan = [
+        (k * chunk, min(chunk, n_main - k * chunk), seeds[k], params, False)
+        for k in range(n_chunks)
+    ]
+    plan += [
+        (SHIFT_FIRST_INDEX + k * chunk, min(chunk, n_shift - k * chunk), s, shifted_params, True)
+        for k, s in enumerate(shift_seeds)
+    ]
     wl = rvs_wavelength_nm()
     n_xp = XP_N_COEFFICIENTS
     xp_wl = physics.xp_sampled_wavelength_nm()
@@ -277,11 +308,15 @@ def generate(
     for key in ("population", "stage"):
         truth_cols[f"truth/{key}"] = ((), np.int8, {})
     truth_cols["truth/is_binary"] = ((), np.bool_, {})
+    truth_cols["truth/shifted"] = ((), np.bool_, {})
     truth_cols["truth/snr"] = ((), np.float32, {})
     for kind in crlb_inputs:
         for label in physics.LABELS:
             truth_cols[f"crlb_{kind}/{label}"] = ((), np.float64, {})
-    prov = layout.provenance_attr(source="demo", seed=int(cfg["seed"]), n_stars=n, chunk_size=chunk)
+    extra = {"shift": shift} if n_shift else {}
+    prov = layout.provenance_attr(
+        source="demo", seed=int(cfg["seed"]), n_stars=n_main, chunk_size=chunk, **extra
+    )
     attrs = {
         "provenance": prov,
         "population_codes": layout.provenance_attr(**physics.POPULATION_CODES),
@@ -297,15 +332,16 @@ def generate(
             out_truth, n, truth_cols, attrs={"sample": "truth", **attrs}, chunk_rows=4096
         ) as tru,
     ):
-        for k in tqdm(range(n_chunks), desc="demo survey", unit="chunk", disable=not progress):
-            m = min(chunk, n - k * chunk)
-            rng = np.random.default_rng(seeds[k])
-            truth, obs = physics.simulate_stars(rng, m, params)
+        for first, m, seed, par, shifted in tqdm(
+            plan, desc="demo survey", unit="chunk", disable=not progress
+        ):
+            rng = np.random.default_rng(seed)
+            truth, obs = physics.simulate_stars(rng, m, par)
             coords = SkyCoord(
                 l=truth["l_deg"] * u.deg, b=truth["b_deg"] * u.deg, frame="galactic"
             ).icrs
             ra, dec = coords.ra.deg, coords.dec.deg
-            ids = _source_ids(ra, dec, k * chunk)
+            ids = _source_ids(ra, dec, first)
             flags = _gaia_flags(rng, truth, cfg)
             bp = obs["bp_coefficients"].copy()
             rp = obs["rp_coefficients"].copy()
@@ -328,9 +364,10 @@ def generate(
             row["truth/population"] = truth["population"]
             row["truth/stage"] = truth["stage"]
             row["truth/is_binary"] = truth["is_binary"]
+            row["truth/shifted"] = np.full(m, shifted)
             row["truth/snr"] = obs["snr"]
             for kind in crlb_inputs:
-                bound = physics.cramer_rao_bound(truth, obs, params, inputs=kind)
+                bound = physics.cramer_rao_bound(truth, obs, par, inputs=kind)
                 for label in physics.LABELS:
                     row[f"crlb_{kind}/{label}"] = bound[label]
             tru.append(row)
@@ -367,18 +404,33 @@ def generate(
                     },
                 }
             )
-            apogee_parts.append(_apogee_rows(rng, truth, g, ids, ra, dec, cfg))
+            match = shift["apogee_match_fraction"] if shifted else None
+            apogee_parts.append(_apogee_rows(rng, truth, g, ids, ra, dec, cfg, match))
     rng = np.random.default_rng(seeds[-1])
     n_ap = sum(len(p["SNR"]) for p in apogee_parts)
     apogee_parts.append(
-        _unmatched_apogee_rows(rng, round(cfg["apogee"]["unmatched_fraction"] * n_ap), n + 1)
+        _unmatched_apogee_rows(rng, round(cfg["apogee"]["unmatched_fraction"] * n_ap), n_main + 1)
     )
     gaia = {key: np.concatenate([p[key] for p in gaia_parts]) for key in gaia_parts[0]}
     apogee = {key: np.concatenate([p[key] for p in apogee_parts]) for key in apogee_parts[0]}
     meta = {"ORIGIN": "gaiacnn demo survey", "SEED": int(cfg["seed"])}
     write_fits_table(gaia, out_gaia, units=GAIA_UNITS, meta=meta)
     write_fits_table(apogee, out_apogee, units=APOGEE_UNITS, meta=meta)
-    return {"n_stars": n, "n_apogee_rows": len(apogee["SNR"])}
+    return {"n_stars": n, "n_shifted": n_shift, "n_apogee_rows": len(apogee["SNR"])}
+
+
+#: First running number of the shifted field's source ids (below 2**35, above any n_stars).
+SHIFT_FIRST_INDEX = 10**10
+#: ``demo.shift`` keys that are physics factors (:data:`physics.DEFAULT_PARAMS`
+#: ``observed_shift``).
+SHIFT_FACTORS = ("distance_factor", "a_v_factor", "parallax_error_factor", "snr_factor")
+
+
+def shift_params(cfg: Mapping) -> dict:
+    """``demo.physics`` overrides with ``demo.shift``'s factors as ``observed_shift``."""
+    over = copy.deepcopy(dict(cfg.get("physics") or {}))
+    over["observed_shift"] = {k: float(cfg["shift"][k]) for k in SHIFT_FACTORS}
+    return over
 
 
 def default_paths(folder: str | os.PathLike) -> dict[str, Path]:
