@@ -1,4 +1,5 @@
-"""The 8-digit boundary flag (Sect. 5.2) and the t-SNE classification (Sect. 5.1)."""
+"""The boundary flag (Sect. 5.2, + the input-space digit) and the t-SNE classification
+(Sect. 5.1)."""
 
 from __future__ import annotations
 
@@ -31,24 +32,31 @@ def _values(n, **over):
 
 
 def test_flag_digits_in_the_paper_order():
-    assert flags.digit_order(LABELS) == [*LABELS, "phot_g_mean_mag", "parallax", "tsne"]
+    order = [*LABELS, "phot_g_mean_mag", "parallax", "tsne", "inputs"]
+    assert flags.digit_order(LABELS) == order
     cases = [
-        ({}, False, "00000000"),
-        ({"teff": 8000.0}, False, "10000000"),
-        ({"logg": 0.2}, False, "01000000"),
-        ({"m_h": -2.5}, False, "00100000"),
-        ({"alpha_m": 0.5}, False, "00010000"),
-        ({"fe_h": 0.6}, False, "00001000"),
-        ({"phot_g_mean_mag": 15.0}, False, "00000100"),
-        ({"parallax": np.nan}, False, "00000010"),  # missing counts as outside
-        ({}, True, "00000001"),
-        ({"teff": 3000.0, "parallax": 30.0}, True, "10000011"),
-        ({"teff": 7000.0, "m_h": -2.0}, False, "00000000"),  # the limits are inside
+        ({}, False, False, "000000000"),
+        ({"teff": 8000.0}, False, False, "100000000"),
+        ({"logg": 0.2}, False, False, "010000000"),
+        ({"m_h": -2.5}, False, False, "001000000"),
+        ({"alpha_m": 0.5}, False, False, "000100000"),
+        ({"fe_h": 0.6}, False, False, "000010000"),
+        ({"phot_g_mean_mag": 15.0}, False, False, "000001000"),
+        ({"parallax": np.nan}, False, False, "000000100"),  # missing counts as outside
+        ({}, True, False, "000000010"),
+        ({}, False, True, "000000001"),
+        ({"teff": 3000.0, "parallax": 30.0}, True, True, "100000111"),
+        ({"teff": 7000.0, "m_h": -2.0}, False, False, "000000000"),  # the limits are inside
     ]
-    for over, tsne_out, expect in cases:
-        got = flags.boundary_flags(_values(1, **over), RANGE, LABELS, np.array([tsne_out]))
-        assert got[0] == expect, (over, tsne_out)
-    flags.validate_flags([c[2] for c in cases])
+    for over, tsne_out, inputs_out, expect in cases:
+        got = flags.boundary_flags(
+            _values(1, **over), RANGE, LABELS, np.array([tsne_out]), np.array([inputs_out])
+        )
+        assert got[0] == expect, (over, tsne_out, inputs_out)
+    flags.validate_flags([c[3] for c in cases])
+    # without photometry or parallax errors there is no input-space digit: '-'
+    got = flags.boundary_flags(_values(1), RANGE, LABELS, np.array([True]))
+    assert got[0] == "00000001-" and flags.recommended(got)[0] == np.False_
 
 
 def test_flag_follows_configured_labels():
@@ -65,11 +73,13 @@ def test_flag_follows_configured_labels():
         "phot_g_mean_mag": [7, 14],
         "parallax": [0, 5],
     }
-    got = flags.boundary_flags(vals, rng, labels, np.array([False, True]))
-    assert list(got) == ["00000", "01001"]
-    flags.validate_flags(got, n_digits=5)
+    got = flags.boundary_flags(vals, rng, labels, np.array([False, True]), np.array([1, 0]))
+    assert list(got) == ["000001", "010010"]
+    flags.validate_flags(got, n_digits=6)
     assert flags.describe(labels)[1] == "digit 2: ti_fe outside the training range (Table 1)"
     assert flags.describe(LABELS)[7].startswith("digit 8: not training-like")
+    assert flags.describe(LABELS)[8].startswith("digit 9: BP-RP, M_G, parallax S/N outside")
+    assert all(len(line) <= 72 for line in flags.describe(LABELS))
 
 
 def test_a_quantity_the_survey_lacks_is_not_available():
@@ -80,23 +90,23 @@ def test_a_quantity_the_survey_lacks_is_not_available():
     vals["parallax"] = np.full(2, np.nan)
     vals["phot_g_mean_mag"] = np.full(2, np.nan)
     got = flags.boundary_flags(vals, rng, LABELS, np.array([False, True]))
-    assert [f[5:7] for f in got] == ["--", "--"]
+    assert [f[5:7] for f in got] == ["--", "--"] and [f[8] for f in got] == ["-", "-"]
     flags.validate_flags(got)
     assert list(flags.recommended(got)) == [True, False]
-    assert flags.available(got, 8) == [True] * 5 + [False, False, True]
-    lines = flags.describe(LABELS, flags.available(got, 8), "xp/sampled_flux")
+    assert flags.available(got, 9) == [True] * 5 + [False, False, True, False]
+    lines = flags.describe(LABELS, flags.available(got, 9), "xp/sampled_flux")
     # short enough for one FITS COMMENT card (72 characters)
     assert lines[6] == "digit 7: parallax not in the data (- for every star)"
     assert all(len(line) <= 72 for line in lines[:7])
     assert lines[7].endswith("maps of xp/sampled_flux")
     with pytest.raises(flags.FlagError, match="its '-' digits differ from row 0's"):
-        flags.validate_flags(["00000--0", "0000000-"])
+        flags.validate_flags(["00000--0-", "0000000--"])
 
 
 def test_malformed_flags_are_refused():
-    for bad in ["0000000", "000000001", "0000000x", 10000000, None]:
-        with pytest.raises(flags.FlagError, match="expected 8 characters of 0/1/-"):
-            flags.validate_flags(["00000000", bad])
+    for bad in ["00000000", "0000000001", "00000000x", 100000000, None]:
+        with pytest.raises(flags.FlagError, match="expected 9 characters of 0/1/-"):
+            flags.validate_flags(["000000000", bad])
     with pytest.raises(flags.FlagError, match="no values of 'parallax'"):
         vals = _values(2)
         del vals["parallax"]
@@ -431,7 +441,7 @@ def test_flag_column_roundtrips_through_the_catalogue(tmp_path):
             "source_id": np.array([1, 2], np.int64),
             "in_training": np.array([True, False]),
             "teff": np.array([5000.0, 8000.0], np.float32),
-            "flag_boundary": ["00000000", "10000001"],
+            "flag_boundary": ["000000000", "100000011"],
         }
     )
     table.attrs.update(
@@ -439,13 +449,58 @@ def test_flag_column_roundtrips_through_the_catalogue(tmp_path):
     )
     catalogue.write(table, tmp_path / "c.fits", tmp_path / "c.csv")
     back, attrs = catalogue.read(tmp_path / "c.fits")
-    assert list(back["flag_boundary"]) == ["00000000", "10000001"]
+    assert list(back["flag_boundary"]) == ["000000000", "100000011"]
     assert list(back["in_training"]) == [True, False] and attrs["members"] == ["split0_seed0"]
     with fits.open(tmp_path / "c.fits") as hdul:
         hdr = hdul[1].header
-        assert hdr["FLAGDIGS"].split(",")[-1] == "tsne"
+        assert hdr["FLAGDIGS"].split(",")[-2:] == ["tsne", "inputs"]
         assert "digit 1: Teff outside the training range (Table 1)" in list(hdr["COMMENT"])
     assert (
         pd.read_csv(tmp_path / "c.csv", dtype={"flag_boundary": str})["flag_boundary"][1]
-        == "10000001"
+        == "100000011"
     )
+
+
+# --------------------------------------------------------------------------- input space
+
+
+def _catalogue(rng, n, *, distance_kpc, plx_err_mas, a_g=0.0):
+    """G, BP, RP, parallax, its error of n giants/dwarfs (M_G 0..5, BP-RP 0.8..1.6) at
+    ``distance_kpc`` (log-normal), with ``a_g`` mag of extinction (E(BP-RP) = a_g / 2)."""
+    m_g = rng.uniform(0.0, 5.0, n)
+    colour = 0.8 + 0.16 * m_g + rng.normal(0, 0.05, n) + a_g / 2
+    d = distance_kpc * np.exp(rng.normal(0, 0.3, n))
+    g = m_g + 5 * np.log10(d * 100) + a_g
+    plx = 1 / d + rng.normal(0, plx_err_mas, n)
+    return {
+        "phot_g_mean_mag": g,
+        "phot_bp_mean_mag": g + 0.3 + colour / 2,
+        "phot_rp_mean_mag": g + 0.3 - colour / 2,
+        "parallax": plx,
+        "parallax_error": np.full(n, plx_err_mas),
+    }
+
+
+def test_input_space_digit_sees_farther_and_redder_stars_not_like_ones():
+    rng = np.random.default_rng(3)
+    train = flags.input_space_features(_catalogue(rng, 3000, distance_kpc=1.0, plx_err_mas=0.03))
+    like = flags.input_space_features(_catalogue(rng, 2000, distance_kpc=1.0, plx_err_mas=0.03))
+    far = flags.input_space_features(_catalogue(rng, 2000, distance_kpc=4.0, plx_err_mas=0.05))
+    red = flags.input_space_features(
+        _catalogue(rng, 2000, distance_kpc=1.0, plx_err_mas=0.03, a_g=1.5)
+    )
+    out, threshold = flags.input_space_outliers(train, np.vstack([like, far, red]))
+    like_out, far_out, red_out = out[:2000], out[2000:4000], out[4000:]
+    assert threshold > 0
+    assert like_out.mean() < 0.03  # ~1 - quantile of stars like the training ones
+    assert far_out.mean() > 0.5 and red_out.mean() > 0.5
+    # a non-positive parallax or a missing magnitude is outside
+    bad = like[:2].copy()
+    bad[0, 1] = np.nan
+    bad[1, 0] = np.inf
+    assert flags.input_space_outliers(train, bad)[0].all()
+    cat = _catalogue(rng, 2, distance_kpc=1.0, plx_err_mas=0.03)
+    cat["parallax"] = np.array([-0.1, 0.0])
+    assert np.isnan(flags.input_space_features(cat)[:, 1:]).all()
+    with pytest.raises(flags.FlagError, match="need > 10"):
+        flags.input_space_outliers(train[:5], like)

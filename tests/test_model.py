@@ -49,6 +49,7 @@ def make_file(
     xp: bool = True,
     labels: bool = True,
     sampled: bool = False,
+    parallax_error: bool = True,
 ) -> Path:
     """A layout file whose labels are simple functions of three latent variables; with
     ``sampled``, XP sampled flux (K samples, absolute, six decades of brightness)."""
@@ -73,6 +74,8 @@ def make_file(
             h5["phot/rp"] = (g - 0.3 - 0.5 * z[:, 0]).astype(np.float32)
         if parallax:
             h5["astrometry/parallax"] = (0.5 + 2 * z[:, 2]).astype(np.float32)
+            if parallax_error:
+                h5["astrometry/parallax_error"] = np.full(n, 0.05, np.float32)
         if xp:
             k = np.arange(M)
             bp0 = 100 * (1 + 3 * z[:, 2:3])
@@ -787,3 +790,95 @@ def test_prediction_refuses_another_xp_form_or_flux_kind(tmp_path):
         h5["xp/sampled_flux"].attrs["flux_kind"] = "normalised"
     with pytest.raises(LayoutError, match="flux_kind 'normalised', the model was trained on"):
         predict_file(tmp_path / "m", norm, tmp_path / "p.h5", progress=False)
+
+
+# --------------------------------------------------------------------------- photometry input
+
+
+def test_intrinsic_photometry_does_not_depend_on_distance():
+    """Twice as far: G 1.505 mag fainter, half the parallax, same error; the colours and
+    10^(0.2 M_G) stay, only its error grows (x 2): no input tells how far the star is."""
+    from gaiacnn.spectra import phot_features
+
+    cols = ["phot/g", "phot/bp", "phot/rp", "astrometry/parallax", "astrometry/parallax_error"]
+    near = {"phot/g": np.array([12.0]), "phot/bp": np.array([12.5]),
+            "phot/rp": np.array([11.3]), "astrometry/parallax": np.array([1.0]),
+            "astrometry/parallax_error": np.array([0.02])}  # fmt: skip
+    far = dict(near)
+    for band in ("phot/g", "phot/bp", "phot/rp"):
+        far[band] = near[band] + 5 * np.log10(2.0)
+    far["astrometry/parallax"] = near["astrometry/parallax"] / 2
+    a, b = phot_features(near, cols, "intrinsic"), phot_features(far, cols, "intrinsic")
+    np.testing.assert_allclose(a[:, :3], b[:, :3], rtol=1e-12)
+    np.testing.assert_allclose(np.sinh(b[:, 3]), 2 * np.sinh(a[:, 3]), rtol=1e-12)
+    # 10^(0.2 M_G) for M_G = G + 5 log10(parallax / 100 mas) = 2
+    assert np.sinh(a[0, 2]) == pytest.approx(10 ** (0.2 * 2.0))
+    # a negative parallax stays finite (a magnitude would not)
+    neg = dict(near, **{"astrometry/parallax": np.array([-0.01])})
+    assert np.all(np.isfinite(phot_features(neg, cols, "intrinsic")))
+    # the paper's input is the columns as they are; no parallax: the colours only
+    np.testing.assert_array_equal(
+        phot_features(near, cols[:4], "magnitudes")[0], [12, 12.5, 11.3, 1]
+    )
+    assert phot_features(near, cols[:3], "intrinsic").shape == (1, 2)
+
+
+def test_augment_parallax_lowers_the_parallax_snr_to_the_drawn_target():
+    from gaiacnn.model import augment_parallax
+
+    n = 20000
+    plx, err = np.full(n, 2.0), np.full(n, 0.04)  # S/N 50
+    new_plx, new_err = augment_parallax(plx, err, np.random.default_rng(0), snr_min=2.0,
+                                        fraction=1.0)  # fmt: skip
+    target = plx / new_err
+    assert target.min() >= 2.0 - 1e-9 and target.max() <= 50 + 1e-9
+    assert np.mean(np.log(target)) == pytest.approx(0.5 * (np.log(2) + np.log(50)), abs=0.03)
+    pull = (new_plx - plx) / new_err  # the total noise (old + added) matches the new error
+    total = np.sqrt(new_err**2 - err**2) / new_err
+    assert np.std(pull / np.where(total > 0, total, 1)) == pytest.approx(1.0, abs=0.03)
+    half, _ = augment_parallax(plx, err, np.random.default_rng(1), snr_min=2.0, fraction=0.5)
+    assert 0.47 < np.mean(half != plx) < 0.53
+    # at or below snr_min, or not finite: unchanged
+    low = np.array([0.08, -0.1, np.nan, 0.04])
+    out = augment_parallax(low, np.full(4, 0.04), np.random.default_rng(2), snr_min=2.0,
+                           fraction=1.0)  # fmt: skip
+    np.testing.assert_array_equal(out[0], low)
+
+
+def test_intrinsic_photometry_trains_with_parallax_augmentation_and_is_recorded(tmp_path):
+    from gaiacnn.model import load_member
+
+    path = make_file(tmp_path / "t.h5")
+    tr = {**FAST, "augment_snr_min": 0.0, "augment_parallax_snr_min": 1.0}
+    kw = dict(split=0, seed=1, labels=LABELS, branches=BRANCHES, training=tr,
+              phot_input="intrinsic")  # fmt: skip
+    summary = train_member(path, tmp_path / "a", **kw)
+    assert summary["parallax_augmentation"] is True and summary["phot_input"] == "intrinsic"
+    train_member(path, tmp_path / "b", **kw)
+    wa, wb = _weights(tmp_path / "a"), _weights(tmp_path / "b")
+    assert all(np.array_equal(x, y) for x, y in zip(wa, wb, strict=True))  # deterministic
+    _, scalers = load_member(tmp_path / "a")
+    assert scalers.phot_input == "intrinsic"
+    assert scalers.phot_columns[-1] == "astrometry/parallax_error"
+    assert scalers.phot_min.shape == (4,)
+    # the paper's input takes no augmentation (the parallax error is not an input)
+    paper = train_member(path, tmp_path / "c", **{**kw, "phot_input": "magnitudes"})
+    assert paper["parallax_augmentation"] is False
+    # a file without parallax errors is refused for the intrinsic input, naming the dataset
+    bare = make_file(tmp_path / "bare.h5", parallax_error=False)
+    with pytest.raises(LayoutError, match="astrometry/parallax_error"):
+        train_member(bare, tmp_path / "d", **kw)
+    assert _no_files(tmp_path / "d")
+    # ... and at prediction
+    with pytest.raises(LayoutError, match="astrometry/parallax_error"):
+        predict_file(tmp_path / "a", bare, tmp_path / "p.h5")
+
+
+def test_scalers_without_phot_input_read_as_the_papers(train_file):
+    import json
+
+    sc = fit_scalers(train_file, np.arange(50), LABELS, BRANCHES)
+    doc = json.loads(sc.to_json())
+    assert doc["phot_input"] == "magnitudes"
+    del doc["phot_input"]
+    assert Scalers.from_json(json.dumps(doc)).phot_input == "magnitudes"

@@ -197,11 +197,15 @@ def test_ensemble_catalogue_and_evaluation(demo_run):
         for label in ("teff", "logg", "m_h", "alpha_m", "fe_h"):
             assert np.isfinite(data[label]).all()
             assert (data[f"sigma_{label}"] >= data[f"e_{label}"]).all()
-        assert hdr["FLAGDIGS"] == "teff,logg,m_h,alpha_m,fe_h,phot_g_mean_mag,parallax,tsne"
+        assert hdr["FLAGDIGS"] == (
+            "teff,logg,m_h,alpha_m,fe_h,phot_g_mean_mag,parallax,tsne,inputs"
+        )
         assert any("digit 8: not training-like" in c for c in hdr["COMMENT"])
+        assert any("digit 9: BP-RP, M_G, parallax S/N outside" in c for c in hdr["COMMENT"])
         flag = np.char.strip(np.asarray(data["flag_boundary"]).astype(str))
-        assert all(re.fullmatch("[01]{8}", f) for f in flag)
-        assert not any(f.endswith("1") for f in flag[data["in_training"]])
+        assert all(re.fullmatch("[01]{9}", f) for f in flag)
+        # training stars are training-like and inside their own input space by definition
+        assert not any(f[7] == "1" or f[8] == "1" for f in flag[data["in_training"]])
     confusion = pd.read_csv(demo_run / "results/evaluation/tsne_confusion.tsv", sep="\t")
     assert "ALL training populations" in set(confusion["population"])
     like = h5py.File(demo_run / "results/tsne/training_like.h5")
@@ -368,3 +372,42 @@ def test_figures_are_rendered_and_reported(demo_run):
     assert proc.returncode == 0, proc.stderr[-4000:]
     html = report.read_text()
     assert "Validation figures" in html and "fig09_rvs_gradients" in html
+
+
+def test_shifted_demo_runs_end_to_end(tmp_path):
+    """The tiny demo with an extra observed field twice as far, twice as reddened and with
+    worse parallaxes (demo.shift, issue 24): every output is made, the evaluation tells the
+    shifted stars from the ordinary ones, and the input-space digit is evaluated."""
+    work = make_workdir(tmp_path, "shifted")
+    proc = run_snakemake(
+        work,
+        "--cores",
+        "2",
+        "--config",
+        "demo={n_stars: 400, chunk_size: 150, shift: {n_stars: 200, distance_factor: 2.0, "
+        "a_v_factor: 2.0, parallax_error_factor: 1.5, apogee_match_fraction: 0.1}}",
+    )
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    with h5py.File(work / "results/demo/truth.h5") as h5:
+        shifted = h5["truth/shifted"][:]
+        assert shifted.sum() == 200 and len(shifted) == 600
+        d = h5["truth/distance_pc"][:]
+        assert np.median(d[shifted]) > 1.5 * np.median(d[~shifted])
+    table = pd.read_csv(work / "results/evaluation/shift.tsv", sep="\t")
+    assert {"training", "observed", "shifted"} == set(table["sample"])
+    assert {"a0", "distance_kpc", "parallax_snr", "snr"} == set(table["axis"])
+    per_axis = table[(table["sample"] == "shifted") & (table["label"] == "logg")]
+    # every shifted star inside the range is counted once per axis
+    counts = per_axis.groupby("axis")["n"].sum()
+    assert counts.nunique() == 1 and counts.iloc[0] > 50
+    digit = pd.read_csv(work / "results/evaluation/input_flag.tsv", sep="\t")
+    assert list(digit["sample"]) == ["observed", "shifted"]
+    assert (digit["n"] > 0).all() and (digit["flagged"] <= digit["n"]).all()
+    # farther, redder, worse parallaxes: the digit flags more of the shifted field
+    frac = dict(zip(digit["sample"], digit["flagged_fraction"], strict=True))
+    assert frac["shifted"] > frac["observed"]
+    from astropy.io import fits
+
+    with fits.open(work / "results/catalogue/catalogue.fits") as hdul:
+        flag = np.char.strip(np.asarray(hdul[1].data["flag_boundary"]).astype(str))
+    assert all(len(f) == 9 for f in flag)

@@ -214,7 +214,10 @@ def build(
             cols["dec"] = _optional(arrays[sample], "astrometry/dec", n)
         cols |= {
             "phot_g_mean_mag": _optional(arrays[sample], "phot/g", n),
+            "phot_bp_mean_mag": _optional(arrays[sample], "phot/bp", n),
+            "phot_rp_mean_mag": _optional(arrays[sample], "phot/rp", n),
             "parallax": _optional(arrays[sample], "astrometry/parallax", n),
+            "parallax_error": _optional(arrays[sample], "astrometry/parallax_error", n),
             "rvs_snr": snr[sample],
         }
         for j, x in enumerate(labels):
@@ -243,9 +246,12 @@ COLUMN_DOC = {
     "ra": ("deg", "right ascension, ICRS, epoch J2016.0 (Gaia)"),
     "dec": ("deg", "declination, ICRS, epoch J2016.0 (Gaia)"),
     "phot_g_mean_mag": ("mag", "Gaia G mean magnitude"),
+    "phot_bp_mean_mag": ("mag", "Gaia G_BP mean magnitude"),
+    "phot_rp_mean_mag": ("mag", "Gaia G_RP mean magnitude"),
     "parallax": ("mas", "Gaia parallax (no zero-point correction)"),
+    "parallax_error": ("mas", "Gaia parallax standard error"),
     "rvs_snr": ("", "rvs_spec_sig_to_noise"),
-    "flag_boundary": ("", "8 digits 0/1: outside training range (Sect. 5.2)"),
+    "flag_boundary": ("", "9 digits 0/1/-: outside the training sample (Sect. 5.2 + inputs)"),
 }
 
 
@@ -302,7 +308,7 @@ def write(table: pd.DataFrame, fits_path, csv_path=None) -> None:
         hdr.add_comment("- = not available (the survey lacks that input):")
         available = flags.available(list(table["flag_boundary"]), len(digits))
         for line in flags.describe(
-            digits[: -1 - len(flags.EXTRA_DIGITS)], available, table.attrs.get("tsne_spectra")
+            digits[: -len(flags.NON_LABEL_DIGITS)], available, table.attrs.get("tsne_spectra")
         ):
             hdr.add_comment(line)
         hdr.add_comment("No digit 1 (all zeros with every input) = recommended for science")
@@ -330,4 +336,5 @@ def read_attrs(fits_path) -> dict:
         "branches": [x for x in hdr.get("BRANCHES", "").split(",") if x],
         "xp_input": hdr.get("XPINPUT", ""),
         "tsne_spectra": hdr.get("TSNESPEC", ""),
+        "flag_digits": [x for x in hdr.get("FLAGDIGS", "").split(",") if x],
     }

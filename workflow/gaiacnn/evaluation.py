@@ -20,7 +20,9 @@ import h5py
 import numpy as np
 import pandas as pd
 
+from gaiacnn.catalogue import read_attrs
 from gaiacnn.demo.physics import OOD_POPULATIONS, POPULATION_CODES
+from gaiacnn.flags import INPUTS_DIGIT, TSNE_DIGIT
 from gaiacnn.tables import read_fits_columns
 
 #: S/N bins of the evaluation (the paper's Fig. 16 ranges): 15–25, 25–35, 35–75, ≥ 75.
@@ -95,29 +97,16 @@ def evaluate(
                 continue
             resid = cat[x].to_numpy(float) - truth[x]
             sigma = cat[f"sigma_{x}"].to_numpy(float)
+            bound = crlb.get(x, np.full(len(resid), np.nan))
             for lo, hi in itertools.pairwise(snr_edges):
                 sel = mask & (snr >= lo) & (snr < hi)
-                d = resid[sel]
-                s = sigma[sel]
-                n = int(sel.sum())
-                bound = float(np.median(crlb[x][sel])) if n and x in crlb else np.nan
-                disp = float(np.std(d, ddof=1)) if n > 1 else np.nan
-                # 1.4826 x median absolute deviation: the core, without the outliers that
-                # training-unlike stars (the boundary flag's job) put in the plain dispersion.
-                robust = float(1.4826 * np.median(np.abs(d - np.median(d)))) if n else np.nan
                 rows.append(
                     dict(
                         sample=group,
                         label=x,
                         snr_min=lo,
                         snr_max=hi,
-                        n=n,
-                        bias=float(np.mean(d)) if n else np.nan,
-                        dispersion=disp,
-                        dispersion_mad=robust,
-                        median_crlb=bound,
-                        ratio_to_crlb=disp / bound if n > 1 and bound > 0 else np.nan,
-                        coverage_1sigma=float(np.mean(np.abs(d) <= s)) if n else np.nan,
+                        **residual_stats(resid[sel], sigma[sel], bound[sel]),
                         crlb_inputs=kind,
                     )
                 )
@@ -132,17 +121,17 @@ TSNE_TARGET_POPULATIONS = ("ob_star", "m_giant")
 def flag_confusion(
     catalogue_path: str | os.PathLike, truth_path: str | os.PathLike
 ) -> pd.DataFrame:
-    """The t-SNE digit (last character of ``flag_boundary``) of the observed stars against
-    their true population: one row per population and per group (the OB stars + M giants,
-    and the training populations), with the counts of digit 0 and 1, the fraction of 1,
-    and the fraction with any digit 1."""
+    """The t-SNE digit of ``flag_boundary`` (located by the header's FLAGDIGS) of the
+    observed stars against their true population: one row per population and per group
+    (the OB stars + M giants, and the training populations), with the counts of digit 0 and
+    1, the fraction of 1, and the fraction with any digit 1."""
     cat = read_fits_columns(catalogue_path, ["source_id", "in_training", "flag_boundary"])
     cat = cat[~cat["in_training"].to_numpy(bool)]
     with h5py.File(truth_path, "r") as h5:
         idx = _truth_rows(h5, cat["source_id"].to_numpy(), truth_path)
         pop = h5["truth/population"][:][idx]
     flag = cat["flag_boundary"].astype(str).to_numpy()
-    tsne_out = np.array([f[-1] == "1" for f in flag])
+    tsne_out = _digit(flag, _digit_index(catalogue_path, TSNE_DIGIT))
     any_out = np.array(["1" in f for f in flag])
     names = {v: k for k, v in POPULATION_CODES.items()}
     ood_codes = [POPULATION_CODES[p] for p in OOD_POPULATIONS]
@@ -161,6 +150,177 @@ def flag_confusion(
                 tsne_digit_1=int((m & tsne_out).sum()),
                 fraction_tsne_1=float(tsne_out[m].mean()) if n else np.nan,
                 fraction_any_1=float(any_out[m].mean()) if n else np.nan,
+            )
+        )
+    return pd.DataFrame(rows)
+
+
+#: Bins of the shift table (issue 24): extinction A0 ~ A_V [mag] (the issue's bins),
+#: true distance [kpc] and parallax S/N (parallax / parallax_error).
+SHIFT_BINS: dict[str, tuple[float, ...]] = {
+    "a0": (0.0, 0.3, 0.8, 1.5, float("inf")),
+    "distance_kpc": (0.0, 1.0, 2.0, 4.0, float("inf")),
+    "parallax_snr": (0.0, 5.0, 10.0, 20.0, float("inf")),
+}
+
+
+def shift_table(
+    catalogue_path: str | os.PathLike,
+    truth_path: str | os.PathLike,
+    gaia_source_path: str | os.PathLike,
+    training_range: Mapping[str, Sequence[float]],
+    labels: Sequence[str],
+    branches: Sequence[str],
+    snr_edges: Sequence[float] = DEFAULT_SNR_EDGES,
+) -> pd.DataFrame:
+    """CNN − truth under a shift of the observed sample (demo only).
+
+    One row per group × label × axis × bin.  Groups: ``training``; ``observed`` (the
+    ordinary observed stars) and ``shifted`` (those of ``demo.shift``, ``truth/shifted``),
+    both truly inside the training range and of the training populations (as
+    :func:`evaluate`'s ``observed_in_range``).  Axes: ``a0`` (true A_V [mag]),
+    ``distance_kpc`` (true), ``parallax_snr`` (Gaia parallax_over_error) and ``snr``
+    (rvs_spec_sig_to_noise, ``snr_edges``).  Columns: n, bias, dispersion, dispersion_mad,
+    median_crlb, ratio_to_crlb, coverage_1sigma (|CNN − truth| <= sigma_<label>).
+    """
+    cols = ["source_id", "in_training"]
+    for x in labels:
+        cols += [x, f"sigma_{x}"]
+    cat = read_fits_columns(catalogue_path, cols)
+    sid = cat["source_id"].to_numpy()
+    kind = crlb_kind(branches)
+    with h5py.File(truth_path, "r") as h5:
+        idx = _truth_rows(h5, sid, truth_path)
+        snr = h5["truth/snr"][:][idx]
+        truth = {x: h5[f"truth/{x}"][:][idx] for x in labels if f"truth/{x}" in h5}
+        crlb = {x: h5[f"crlb_{kind}/{x}"][:][idx] for x in labels if f"crlb_{kind}/{x}" in h5}
+        population = h5["truth/population"][:][idx]
+        shifted = h5["truth/shifted"][:][idx] if "truth/shifted" in h5 else np.zeros(len(idx), bool)
+        axes = {
+            "a0": h5["truth/a_v"][:][idx],
+            "distance_kpc": h5["truth/distance_pc"][:][idx] / 1000.0,
+        }
+    gaia = read_fits_columns(gaia_source_path, ["source_id", "parallax_over_error"])
+    gidx = pd.Index(gaia["source_id"].to_numpy()).get_indexer(sid)
+    if np.any(gidx < 0):
+        raise ValueError(f"{gaia_source_path}: {int((gidx < 0).sum())} catalogue stars missing")
+    axes["parallax_snr"] = gaia["parallax_over_error"].to_numpy(float)[gidx]
+    axes["snr"] = snr
+    bins = dict(SHIFT_BINS, snr=tuple(snr_edges))
+    true_cat = cat.copy()
+    for x, v in truth.items():
+        true_cat[x] = v
+    inside = in_range(true_cat, training_range)
+    inside &= ~np.isin(population, [POPULATION_CODES[p] for p in OOD_POPULATIONS])
+    observed = ~cat["in_training"].to_numpy(bool)
+    groups = {
+        "training": ~observed,
+        "observed": observed & inside & ~shifted,
+        "shifted": observed & inside & shifted,
+    }
+    rows = []
+    for group, mask in groups.items():
+        for x in labels:
+            if x not in truth:
+                continue
+            resid = cat[x].to_numpy(float) - truth[x]
+            sigma = cat[f"sigma_{x}"].to_numpy(float)
+            bound = crlb.get(x, np.full(len(resid), np.nan))
+            for axis, edges in bins.items():
+                for lo, hi in itertools.pairwise(edges):
+                    sel = mask & (axes[axis] >= lo) & (axes[axis] < hi)
+                    rows.append(
+                        dict(
+                            sample=group,
+                            label=x,
+                            axis=axis,
+                            lo=lo,
+                            hi=hi,
+                            **residual_stats(resid[sel], sigma[sel], bound[sel]),
+                        )
+                    )
+    return pd.DataFrame(rows)
+
+
+def residual_stats(d: np.ndarray, sigma: np.ndarray, bound: np.ndarray) -> dict[str, float]:
+    """n, bias, dispersion, robust (1.4826 MAD) dispersion of residuals ``d``; the median
+    Cramér–Rao ``bound`` and the dispersion's ratio to it; the share within ±1 ``sigma``."""
+    n = int(d.size)
+    disp = float(np.std(d, ddof=1)) if n > 1 else np.nan
+    # 1.4826 x median absolute deviation: the core, without the outliers that
+    # training-unlike stars (the boundary flag's job) put in the plain dispersion.
+    crlb = float(np.median(bound)) if n else np.nan
+    return dict(
+        n=n,
+        bias=float(np.mean(d)) if n else np.nan,
+        dispersion=disp,
+        dispersion_mad=float(1.4826 * np.median(np.abs(d - np.median(d)))) if n else np.nan,
+        median_crlb=crlb,
+        ratio_to_crlb=disp / crlb if n > 1 and crlb > 0 else np.nan,
+        coverage_1sigma=float(np.mean(np.abs(d) <= sigma)) if n else np.nan,
+    )
+
+
+def _digit_index(catalogue_path, name: str) -> int:
+    digits = read_attrs(catalogue_path)["flag_digits"]
+    if name not in digits:
+        raise ValueError(f"{catalogue_path}: flag_boundary has no {name!r} digit ({digits})")
+    return digits.index(name)
+
+
+def _digit(flag: np.ndarray, j: int) -> np.ndarray:
+    """True where character ``j`` of each flag string is ``1``."""
+    return np.array([f[j] == "1" for f in flag], dtype=bool)
+
+
+def input_flag_table(
+    catalogue_path: str | os.PathLike,
+    truth_path: str | os.PathLike,
+    training_range: Mapping[str, Sequence[float]],
+    label: str = "logg",
+    n_sigma: float = 3.0,
+    flagged: np.ndarray | None = None,
+) -> pd.DataFrame:
+    """The input-space digit against the truth (demo only), per observed group (ordinary,
+    shifted; truly inside the training range, training populations): the stars, those
+    flagged (false flags where the label is good), those whose ``label`` errs by more than
+    ``n_sigma`` x ``sigma_<label>`` and the share of them the digit catches (recall).
+    ``flagged`` (bool per catalogue row): the digit, when the catalogue has no flag yet."""
+    cols = ["source_id", "in_training", label, f"sigma_{label}"]
+    cat = read_fits_columns(catalogue_path, cols + (["flag_boundary"] if flagged is None else []))
+    with h5py.File(truth_path, "r") as h5:
+        idx = _truth_rows(h5, cat["source_id"].to_numpy(), truth_path)
+        true = h5[f"truth/{label}"][:][idx]
+        population = h5["truth/population"][:][idx]
+        shifted = h5["truth/shifted"][:][idx] if "truth/shifted" in h5 else np.zeros(len(idx), bool)
+        truth = {x: h5[f"truth/{x}"][:][idx] for x in training_range if f"truth/{x}" in h5}
+    if flagged is None:
+        j = _digit_index(catalogue_path, INPUTS_DIGIT)
+        flagged = _digit(cat["flag_boundary"].astype(str).to_numpy(), j)
+    flagged = np.asarray(flagged, dtype=bool)
+    inside = in_range(pd.DataFrame(truth), training_range)
+    inside &= ~np.isin(population, [POPULATION_CODES[p] for p in OOD_POPULATIONS])
+    observed = ~cat["in_training"].to_numpy(bool) & inside
+    bad = np.abs(cat[label].to_numpy(float) - true) > n_sigma * cat[f"sigma_{label}"].to_numpy(
+        float
+    )
+    rows = []
+    for group, mask in (("observed", observed & ~shifted), ("shifted", observed & shifted)):
+        n_bad = int((mask & bad).sum())
+        rows.append(
+            dict(
+                sample=group,
+                n=int(mask.sum()),
+                flagged=int((mask & flagged).sum()),
+                flagged_fraction=float(flagged[mask].mean()) if mask.any() else np.nan,
+                outliers=n_bad,
+                outliers_flagged=int((mask & bad & flagged).sum()),
+                recall=float(flagged[mask & bad].mean()) if n_bad else np.nan,
+                false_flag_fraction=float(flagged[mask & ~bad].mean())
+                if (mask & ~bad).any()
+                else np.nan,
+                label=label,
+                n_sigma=n_sigma,
             )
         )
     return pd.DataFrame(rows)

@@ -1,13 +1,23 @@
-"""The boundary flag (paper Sect. 5.2): eight characters ``0`` (inside) / ``1`` (outside).
+"""The boundary flag (paper Sect. 5.2): characters ``0`` (inside) / ``1`` (outside).
 
 Digit order: the labels (the paper's Teff, log g, [M/H], [α/M], [Fe/H], or the configured
-label list in its order), then G, parallax, and last the t-SNE class.  A label digit is
+label list in its order), then G, parallax, the t-SNE class (the paper's eight digits), and
+a ninth digit, not in the paper: the star's photometric and astrometric inputs outside the
+training sample's input space (:func:`input_space_outliers`).  A label digit is
 ``1`` when the star's CNN label lies outside the effective range of the training sample
 (Table 1, stored by the ensemble stage in ``uncertainty_model.json``); the G and
 parallax digits likewise for the star's G magnitude and parallax; the t-SNE digit is ``1``
 when the star is not training-like at all four perplexities (Sect. 5.1; in the scalable mode
 each perplexity's sets of reference maps as one).  A value that is missing
-(NaN) counts as outside.  ``00000000`` = recommended for science.
+(NaN) counts as outside.  ``000000000`` = recommended for science.
+
+The input-space digit is ``1`` when the star's (BP − RP, M_G = G + 5 log10(parallax /
+100 mas), log10 parallax S/N) lies farther from the training stars than they lie from each
+other: its distance to its k-th nearest training star, each quantity divided by the training
+sample's robust spread, exceeds the given quantile of the training stars' own distances to
+their k-th nearest other training star.  Farther, more reddened or worse-measured stars
+than any in the training sample land there: their labels lean on photometry and parallax
+outside what the network learned (issue 24).  A non-positive parallax counts as outside.
 
 A digit whose input the survey does not have at all (the G digit of a file without
 photometry, the parallax digit of a file without parallaxes) is ``-``, *not available*, for
@@ -25,6 +35,9 @@ import numpy as np
 #: The non-label digits, after the labels, in order (Sect. 5.2).
 EXTRA_DIGITS: tuple[str, ...] = ("phot_g_mean_mag", "parallax")
 TSNE_DIGIT = "tsne"
+INPUTS_DIGIT = "inputs"
+#: Every digit after the labels, in order.
+NON_LABEL_DIGITS: tuple[str, ...] = (*EXTRA_DIGITS, TSNE_DIGIT, INPUTS_DIGIT)
 #: The digit of a quantity the data do not have (no photometry, no parallax).
 NOT_AVAILABLE = "-"
 #: Human-readable names of the digits (header, README).
@@ -37,6 +50,7 @@ DIGIT_NAMES: dict[str, str] = {
     "phot_g_mean_mag": "G",
     "parallax": "parallax",
     TSNE_DIGIT: "t-SNE",
+    INPUTS_DIGIT: "inputs",
 }
 
 
@@ -45,8 +59,8 @@ class FlagError(ValueError):
 
 
 def digit_order(labels: Sequence[str]) -> list[str]:
-    """Names of the flag's digits, in order: labels, G, parallax, t-SNE."""
-    return [*labels, *EXTRA_DIGITS, TSNE_DIGIT]
+    """Names of the flag's digits, in order: labels, G, parallax, t-SNE, inputs."""
+    return [*labels, *NON_LABEL_DIGITS]
 
 
 def outside(values: np.ndarray, low: float, high: float) -> np.ndarray:
@@ -61,19 +75,21 @@ def boundary_flags(
     training_range: Mapping[str, Sequence[float]],
     labels: Sequence[str],
     not_training_like: np.ndarray,
+    inputs_outside: np.ndarray | None = None,
 ) -> np.ndarray:
     """The flag string of every star (numpy ``<U{n}``).
 
     ``values`` holds each label (CNN value), ``phot_g_mean_mag`` and ``parallax``;
     ``training_range`` their [low, high] (Table 1); ``not_training_like`` (bool) the t-SNE
-    class.  A quantity without a training range (e.g. no parallax in the training file)
-    gives :data:`NOT_AVAILABLE` for every star.
+    class; ``inputs_outside`` (bool) the input-space class (:func:`input_space_outliers`;
+    None: the data lack photometry or parallaxes).  A quantity without a training range
+    (e.g. no parallax in the training file) gives :data:`NOT_AVAILABLE` for every star.
     """
     order = digit_order(labels)
     n = len(np.asarray(not_training_like))
     digits = np.zeros((n, len(order)), dtype=bool)
     missing = np.zeros(len(order), dtype=bool)
-    for j, name in enumerate(order[:-1]):
+    for j, name in enumerate(order[:-2]):
         if name not in values:
             raise FlagError(f"no values of {name!r} for the boundary flag")
         v = np.asarray(values[name])
@@ -84,13 +100,17 @@ def boundary_flags(
             digits[:, j] = outside(v, lo, hi)
         else:
             missing[j] = True
-    digits[:, -1] = np.asarray(not_training_like, bool)
+    digits[:, -2] = np.asarray(not_training_like, bool)
+    if inputs_outside is None:
+        missing[-1] = True
+    else:
+        digits[:, -1] = np.asarray(inputs_outside, bool)
     chars = np.where(digits, "1", "0")
     chars[:, missing] = NOT_AVAILABLE
     return np.array(["".join(row) for row in chars], dtype=f"<U{len(order)}")
 
 
-def validate_flags(flags: Sequence[str], n_digits: int = 8) -> None:
+def validate_flags(flags: Sequence[str], n_digits: int = 9) -> None:
     """Refuse any flag that is not exactly ``n_digits`` characters of ``0``/``1``/``-``, or
     whose ``-`` (not available) digits differ from star to star (a quantity is absent for
     the whole survey, never for one star)."""
@@ -129,9 +149,72 @@ def describe(
             what = "not training-like in all t-SNE maps (Sect. 5.1)"
             if spectra:
                 what += f", maps of {spectra}"
+        elif name == INPUTS_DIGIT:
+            what = "BP-RP, M_G, parallax S/N outside the training inputs"
         else:
             what = f"{DIGIT_NAMES.get(name, name)} outside the training range (Table 1)"
         if available is not None and not available[i - 1]:
             what = f"{DIGIT_NAMES.get(name, name)} not in the data (- for every star)"
         lines.append(f"digit {i}: {what}")
     return lines
+
+
+#: Quantities of the input-space digit (catalogue columns they are made of).
+INPUT_SPACE_COLUMNS = (
+    "phot_g_mean_mag",
+    "phot_bp_mean_mag",
+    "phot_rp_mean_mag",
+    "parallax",
+    "parallax_error",
+)
+
+
+def input_space_features(table) -> np.ndarray:
+    """(n, 3) BP − RP [mag], M_G = G + 5 log10(parallax / 100 mas) [mag] and log10(parallax
+    / parallax_error) of a catalogue table (NaN where the parallax is not positive)."""
+    g, bp, rp, plx, err = (np.asarray(table[c], dtype=float) for c in INPUT_SPACE_COLUMNS)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        good = plx > 0
+        m_g = np.where(good, g + 5.0 * np.log10(np.where(good, plx, 1.0) / 100.0), np.nan)
+        snr = np.where(good & (err > 0), np.log10(np.where(good, plx, 1.0) / err), np.nan)
+    return np.stack([bp - rp, m_g, snr], axis=1)
+
+
+def input_space_outliers(
+    training: np.ndarray, stars: np.ndarray, *, neighbours: int = 10, quantile: float = 0.99
+) -> tuple[np.ndarray, float]:
+    """Which ``stars`` (m, d) lie outside the input space of ``training`` (n, d).
+
+    Each column is divided by the training sample's robust spread (1.4826 MAD); a star is
+    outside when its distance to its ``neighbours``-th nearest training star exceeds the
+    ``quantile`` of the training stars' distances to their ``neighbours``-th nearest other
+    training star, or when one of its quantities is not finite.  Returns (outside (m,)
+    bool, the threshold in scaled units).
+    """
+    from sklearn.neighbors import NearestNeighbors
+
+    training = np.asarray(training, dtype=float)
+    stars = np.asarray(stars, dtype=float)
+    ok_train = np.all(np.isfinite(training), axis=1)
+    training = training[ok_train]
+    k = int(neighbours)
+    if len(training) <= k:
+        raise FlagError(f"input-space digit: {len(training)} training stars, need > {k}")
+    centre = np.median(training, axis=0)
+    spread = 1.4826 * np.median(np.abs(training - centre), axis=0)
+    spread = np.where(spread > 0, spread, 1.0)
+    nn = NearestNeighbors(n_neighbors=k + 1).fit(training / spread)
+    own = nn.kneighbors(training / spread)[0][:, k]  # k-th other (the first is the star)
+    threshold = float(np.quantile(own, quantile))
+    outside = np.ones(len(stars), dtype=bool)
+    ok = np.all(np.isfinite(stars), axis=1)
+    rows = np.flatnonzero(ok)
+    for start in range(0, rows.size, INPUT_SPACE_CHUNK):  # bounded memory at 10^8 stars
+        r = rows[start : start + INPUT_SPACE_CHUNK]
+        dist = nn.kneighbors(stars[r] / spread, n_neighbors=k)[0][:, -1]
+        outside[r] = dist > threshold
+    return outside, threshold
+
+
+#: Stars per nearest-neighbour query of the input-space digit.
+INPUT_SPACE_CHUNK = 1_000_000

@@ -686,9 +686,25 @@ def xp_datasets(xp_input: str | None) -> tuple[str, ...]:
     return (XP_SAMPLED_DATASET,) if xp_input == "sampled" else XP_COEFFICIENT_DATASETS
 
 
-def phot_columns(has_parallax: bool) -> list[str]:
-    """The photometry branch's datasets: G, BP, RP, and the parallax where there is one."""
-    return [*PHOT_DATASETS, *(["astrometry/parallax"] if has_parallax else [])]
+#: Forms of the photometry branch's input (``model.phot_input``): the paper's G, BP, RP
+#: [mag] and parallax [mas]; or "intrinsic": BP - RP, G - RP and the parallax as
+#: 10^(0.2 M_G) with its error (:func:`gaiacnn.spectra.phot_features`), no apparent
+#: magnitude, so that a star's distance is not an input.
+PHOT_INPUTS: tuple[str, ...] = ("magnitudes", "intrinsic")
+PARALLAX_ERROR_DATASET = "astrometry/parallax_error"
+
+
+def phot_columns(has_parallax: bool, phot_input: str = "magnitudes") -> list[str]:
+    """The photometry branch's datasets: G, BP, RP, and the parallax where there is one
+    (with its error for the "intrinsic" input)."""
+    if phot_input not in PHOT_INPUTS:
+        raise ValueError(f"unknown phot_input {phot_input!r} (known: {', '.join(PHOT_INPUTS)})")
+    cols = [*PHOT_DATASETS]
+    if has_parallax:
+        cols.append("astrometry/parallax")
+        if phot_input == "intrinsic":
+            cols.append(PARALLAX_ERROR_DATASET)
+    return cols
 
 
 def datasets_of_branches(
@@ -711,12 +727,16 @@ def datasets_of_branches(
 
 
 def branch_datasets(
-    info: LayoutInfo, branches: Sequence[str], xp_input: str | None
+    info: LayoutInfo,
+    branches: Sequence[str],
+    xp_input: str | None,
+    phot_input: str = "magnitudes",
 ) -> dict[str, str]:
     """Dataset -> model branch that reads it, for ``branches`` (empty: every branch the file
-    can feed) and the XP form ``xp_input`` (resolved: "coefficients" or "sampled")."""
+    can feed), the XP form ``xp_input`` (resolved: "coefficients" or "sampled") and the
+    photometry form ``phot_input``."""
     return datasets_of_branches(
-        resolve_branches(info, branches), phot_columns(info.has_parallax), xp_input
+        resolve_branches(info, branches), phot_columns(info.has_parallax, phot_input), xp_input
     )
 
 
@@ -738,6 +758,7 @@ def dataset_usage(
     xp_input: str = "auto",
     labels: Sequence[str] = (),
     tsne_spectra: str | None = None,
+    phot_input: str = "magnitudes",
 ) -> list[tuple[str, str]]:
     """What the workflow does with each dataset of a layout file: ``(dataset, "used: ..."
     or "ignored: <why>")``, every dataset of the file listed once.
@@ -747,7 +768,7 @@ def dataset_usage(
     """
     info = validate(path, check_values=False)
     form = resolve_xp_input(info, xp_input) if "xp" in resolve_branches(info, branches) else None
-    feeds = branch_datasets(info, branches, form)
+    feeds = branch_datasets(info, branches, form, phot_input)
     wanted = list(labels) or list(info.labels)
     chosen = set(resolve_branches(info, branches))
     out: list[tuple[str, str]] = []
@@ -771,6 +792,8 @@ def dataset_usage(
             if sample == "training":
                 uses.append("training cut S/N")
         elif name in ("astrometry/parallax_error", "astrometry/ruwe"):
+            if name == PARALLAX_ERROR_DATASET:
+                uses.append("flag digit inputs")
             if sample == "training":
                 uses.append("training cut (Sect. 2.5)")
             else:

@@ -7,7 +7,10 @@ The model has up to three branches, named as its Keras inputs:
 ``"rvs"``
     normalised RVS flux, shape ``(N, P, 1)`` (P = 2401 in DR3), fed unscaled;
 ``"phot"``
-    G, G_BP, G_RP [mag] and parallax [mas] (3 columns without parallax), min-max scaled;
+    G, G_BP, G_RP [mag] and parallax [mas] (3 columns without parallax), min-max scaled
+    (the paper); or, ``model.phot_input: intrinsic``, BP − RP, G − RP and the parallax as
+    the distance-free luminosity 10^(0.2 M_G) with its error
+    (:func:`gaiacnn.spectra.phot_features`), min-max scaled;
 ``"xp"``
     either the 2*M XP coefficients (M = 55 in DR3): BP / BP[0] and RP / RP[0], then min-max
     scaled (the paper); or the K samples of ``xp/sampled_flux`` (``model.xp_input``): each
@@ -45,6 +48,7 @@ import numpy as np
 from gaiacnn.ensemble import split_indices
 from gaiacnn.io import atomic_output
 from gaiacnn.layout import (
+    PARALLAX_ERROR_DATASET,
     PHOT_DATASETS,
     XP_COEFFICIENT_DATASETS,
     XP_SAMPLED_DATASET,
@@ -58,7 +62,7 @@ from gaiacnn.layout import (
     validate,
     xp_datasets,
 )
-from gaiacnn.spectra import xp_features
+from gaiacnn.spectra import phot_features, xp_features
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -151,6 +155,14 @@ DEFAULT_TRAINING: dict[str, Any] = {
     # paper has no augmentation).
     "augment_snr_min": 15.0,
     "augment_fraction": 0.5,
+    # Parallax augmentation (not in the paper): in every epoch a fraction
+    # augment_parallax_fraction of the training stars get extra parallax noise that lowers
+    # their parallax S/N to a value drawn log-uniformly between augment_parallax_snr_min and
+    # their own (error grown to match), so that the model sees the worse parallaxes of an
+    # observed sample without the training sample's 20 % cut (Sect. 2.5).  Needs the
+    # parallax error as an input (phot_input "intrinsic"); 0 switches it off.
+    "augment_parallax_snr_min": 0.0,
+    "augment_parallax_fraction": 0.5,
 }
 
 #: Learning-rate schedules of :func:`train_member` (``training["schedule"]``).
@@ -199,6 +211,7 @@ class Scalers:
     label_max: np.ndarray
     branches: list[str] = field(default_factory=lambda: list(BRANCHES))
     phot_columns: list[str] = field(default_factory=list)
+    phot_input: str = "magnitudes"
     phot_min: np.ndarray | None = None
     phot_max: np.ndarray | None = None
     xp_min: np.ndarray | None = None
@@ -220,6 +233,14 @@ class Scalers:
             return self.xp_sampled_length
         return None if self.xp_length is None else 2 * self.xp_length
 
+    @property
+    def phot_width(self) -> int:
+        """Width of the photometry input: one per column (magnitudes), or the colours and
+        the luminosity with its error (intrinsic: :func:`gaiacnn.spectra.phot_features`)."""
+        if self.phot_input == "intrinsic":
+            return 2 + 2 * (PARALLAX_DATASET in self.phot_columns)
+        return len(self.phot_columns)
+
     # -- serialisation
     def to_json(self) -> str:
         """Canonical JSON (sorted keys; floats written exactly, so the roundtrip is lossless)."""
@@ -230,6 +251,7 @@ class Scalers:
             "label_max": _f(self.label_max),
             "branches": list(self.branches),
             "phot_columns": list(self.phot_columns),
+            "phot_input": self.phot_input,
             "phot_min": _f(self.phot_min),
             "phot_max": _f(self.phot_max),
             "xp_min": _f(self.xp_min),
@@ -260,6 +282,8 @@ class Scalers:
             label_max=_a(doc["label_max"]),
             branches=list(doc["branches"]),
             phot_columns=list(doc["phot_columns"]),
+            # members trained before the key existed had the paper's input
+            phot_input=str(doc.get("phot_input", "magnitudes")),
             phot_min=_a(doc["phot_min"]),
             phot_max=_a(doc["phot_max"]),
             xp_min=_a(doc["xp_min"]),
@@ -285,7 +309,7 @@ class Scalers:
     ) -> dict[str, np.ndarray]:
         """Layout datasets of a chunk of n rows -> model inputs (float32).
 
-        ``"rvs"``: (n, P, 1) flux as stored; ``"phot"``: (n, len(phot_columns)) in [0, 1] on
+        ``"rvs"``: (n, P, 1) flux as stored; ``"phot"``: (n, phot_width) in [0, 1] on
         the training range; ``"xp"``: (n, 2M) normalised then scaled coefficients, or (n, K)
         normalised then scaled sampled flux.
         """
@@ -294,9 +318,7 @@ class Scalers:
             if b == "rvs":
                 out["rvs"] = np.asarray(block[RVS_DATASET], dtype=np.float32)[..., None]
             elif b == "phot":
-                cols = np.stack(
-                    [np.asarray(block[c], dtype=np.float64) for c in self.phot_columns], axis=1
-                )
+                cols = phot_features(block, self.phot_columns, self.phot_input)
                 out["phot"] = _minmax(cols, self.phot_min, self.phot_max).astype(np.float32)
             elif b == "xp":
                 xp = xp_features(block, self.xp_input, self.xp_flux_kind)
@@ -451,9 +473,10 @@ def fit_scalers(
     labels: Sequence[str],
     branches: Sequence[str],
     xp_input: str = "auto",
+    phot_input: str = "magnitudes",
 ) -> Scalers:
     """Fit the min-max scalers on ``rows`` (the training part only) of ``train_file``, and
-    record the file's input contract (grids, XP form) with them.
+    record the file's input contract (grids, XP form, photometry form) with them.
 
     Labels use nanmin/nanmax (stars with NaN labels should already be left out of ``rows``);
     inputs must be finite.  A zero range (constant feature, e.g. BP[0]/BP[0] = 1) maps to 0.
@@ -466,7 +489,8 @@ def fit_scalers(
     rows = np.asarray(rows, dtype=np.int64)
     if rows.size == 0:
         raise ValueError("fit_scalers: no training rows")
-    phot_cols = phot_columns(info.has_parallax) if "phot" in branches else []
+    phot_cols = phot_columns(info.has_parallax, phot_input) if "phot" in branches else []
+    _require(train_file, phot_cols)
     in_names = [n for n in input_datasets(branches, phot_cols, xp_form) if n != RVS_DATASET]
     lab_names = [label_dataset(n) for n in labels]
     data = _gather(train_file, [*in_names, *lab_names], rows)
@@ -483,6 +507,7 @@ def fit_scalers(
             label_max=np.nanmax(y, axis=0),
             branches=list(branches),
             phot_columns=phot_cols,
+            phot_input=phot_input,
             n_pixels=info.n_pixels if "rvs" in branches else None,
             xp_length=info.xp_length if xp_form == "coefficients" else None,
             xp_input=xp_form,
@@ -494,12 +519,26 @@ def fit_scalers(
         sc.xp_flux_kind = info.xp_flux_kind
         sc.xp_wavelength_nm = _wavelengths(train_file, XP_SAMPLED_DATASET)
     if "phot" in branches:
-        p = np.stack([data[c].astype(np.float64) for c in phot_cols], axis=1)
+        p = phot_features(data, phot_cols, phot_input)
         sc.phot_min, sc.phot_max = p.min(axis=0), p.max(axis=0)
     if "xp" in branches:
         xp = xp_features(data, xp_form, info.xp_flux_kind)
         sc.xp_min, sc.xp_max = xp.min(axis=0), xp.max(axis=0)
     return sc
+
+
+def _require(path, names: Sequence[str]) -> None:
+    """Refuse a file that lacks one of ``names`` (e.g. the parallax error the intrinsic
+    photometry input needs)."""
+    with h5py.File(path, "r") as h5:
+        for name in names:
+            if name not in h5:
+                raise LayoutError(
+                    path,
+                    name,
+                    "missing; the intrinsic photometry input (model.phot_input) needs the "
+                    "parallax error: add it, or set model.phot_input: magnitudes",
+                )
 
 
 def _wavelengths(path, dataset: str) -> np.ndarray:
@@ -592,7 +631,7 @@ def model_for(scalers: Scalers, arch: Mapping[str, Any] | None = None) -> keras.
     b = scalers.branches
     return build_model(
         scalers.n_pixels if "rvs" in b else None,
-        len(scalers.phot_columns) if "phot" in b else None,
+        scalers.phot_width if "phot" in b else None,
         None,
         len(scalers.labels),
         arch,
@@ -683,6 +722,35 @@ def augment_rvs(
     return out
 
 
+def augment_parallax(
+    parallax: np.ndarray,
+    error: np.ndarray,
+    rng: np.random.Generator,
+    *,
+    snr_min: float,
+    fraction: float,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Lower the parallax S/N of a random ``fraction`` of stars, as :func:`augment_rvs`
+    lowers the spectra's: a picked star with parallax / error = s > ``snr_min`` gets a
+    target S/N t drawn log-uniformly in [``snr_min``, s], its error times s/t and Gaussian
+    noise of σ = error · sqrt((s/t)² − 1) added to its parallax [mas].  Returns new arrays
+    (parallax, error); the others are unchanged."""
+    plx = np.array(parallax, dtype=np.float64, copy=True)
+    err = np.array(error, dtype=np.float64, copy=True)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        snr = plx / err
+    pick = (rng.random(plx.size) < fraction) & np.isfinite(snr) & (snr > snr_min)
+    idx = np.flatnonzero(pick)
+    if idx.size:
+        s = snr[idx]
+        factor = s / np.exp(rng.uniform(np.log(snr_min), np.log(s)))
+        plx[idx] += err[idx] * np.sqrt(np.maximum(factor**2 - 1.0, 0.0)) * rng.standard_normal(
+            idx.size
+        )
+        err[idx] *= factor
+    return plx, err
+
+
 def noise_units(path, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(1σ pixel errors (n, P, 1), S/N (n,)) of ``rows`` for :func:`augment_rvs`.
 
@@ -706,7 +774,10 @@ def noise_units(path, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 class AugmentedBatches:
-    """Shuffled training batches whose RVS spectra get :func:`augment_rvs` noise.
+    """Shuffled training batches whose RVS spectra get :func:`augment_rvs` noise (when
+    ``noise_unit`` is given) and whose parallaxes get :func:`augment_parallax` noise (when
+    ``phot_raw``, the photometry branch's datasets, and ``phot_fn``, datasets -> scaled
+    input, are given).
 
     Deterministic: global step s is batch i = s mod len(self) of epoch e = s // len(self);
     the order of epoch e and the noise of its batch i depend only on (seed, e, i), so the
@@ -716,13 +787,31 @@ class AugmentedBatches:
     training rate on 2 cores).
     """
 
-    def __init__(self, x, y, noise_unit, snr, *, batch_size, seed, snr_min, fraction):
+    def __init__(
+        self,
+        x,
+        y,
+        noise_unit,
+        snr,
+        *,
+        batch_size,
+        seed,
+        snr_min,
+        fraction,
+        phot_raw=None,
+        phot_fn=None,
+        parallax_snr_min=0.0,
+        parallax_fraction=0.0,
+    ):
         self.x, self.y = x, y
         self.names = sorted(x)
         self.noise_unit, self.snr = noise_unit, snr
         self.batch_size = int(batch_size)
         self.seed = int(seed)
         self.snr_min, self.fraction = float(snr_min), float(fraction)
+        self.phot_raw, self.phot_fn = phot_raw, phot_fn
+        self.parallax_snr_min = float(parallax_snr_min)
+        self.parallax_fraction = float(parallax_fraction)
 
     def _order(self, epoch: int) -> np.ndarray:
         # Recomputed per batch (about 1 ms for 10^5 stars): no cache shared between the
@@ -738,14 +827,26 @@ class AugmentedBatches:
         idx = self._order(epoch)[i * self.batch_size : (i + 1) * self.batch_size]
         xb = {k: v[idx] for k, v in self.x.items()}
         rng = np.random.default_rng([self.seed, epoch, i, 1])
-        xb["rvs"] = augment_rvs(
-            xb["rvs"],
-            self.noise_unit[idx],
-            self.snr[idx],
-            rng,
-            snr_min=self.snr_min,
-            fraction=self.fraction,
-        )
+        if self.noise_unit is not None:
+            xb["rvs"] = augment_rvs(
+                xb["rvs"],
+                self.noise_unit[idx],
+                self.snr[idx],
+                rng,
+                snr_min=self.snr_min,
+                fraction=self.fraction,
+            )
+        if self.phot_raw is not None:
+            block = {k: v[idx] for k, v in self.phot_raw.items()}
+            prng = np.random.default_rng([self.seed, epoch, i, 2])
+            block[PARALLAX_DATASET], block[PARALLAX_ERROR_DATASET] = augment_parallax(
+                block[PARALLAX_DATASET],
+                block[PARALLAX_ERROR_DATASET],
+                prng,
+                snr_min=self.parallax_snr_min,
+                fraction=self.parallax_fraction,
+            )
+            xb["phot"] = self.phot_fn(block)
         return xb, self.y[idx]
 
     def dataset(self, epochs: int) -> tf.data.Dataset:
@@ -844,6 +945,7 @@ def train_member(
     arch: Mapping[str, Any] | None = None,
     training: Mapping[str, Any] | None = None,
     xp_input: str = "auto",
+    phot_input: str = "magnitudes",
 ) -> dict[str, Any]:
     """Train one ensemble member (Sect. 3.2) and write ``out_dir``/{model.keras, history.json,
     scalers.json} atomically (all three renamed into place only on success).
@@ -855,7 +957,8 @@ def train_member(
     validation (the split is drawn over all rows first, so it does not depend on which
     labels are missing).  ``labels`` empty: every label of the file; ``branches`` empty:
     every branch the file can feed; ``xp_input``: the XP form (auto: the coefficients where
-    the file has them, else the sampled flux).  Returns a summary dict.
+    the file has them, else the sampled flux); ``phot_input``: the photometry form
+    (:data:`gaiacnn.layout.PHOT_INPUTS`).  Returns a summary dict.
     """
     t0 = time.time()
     tr = _merge(DEFAULT_TRAINING, training, "training")
@@ -893,7 +996,13 @@ def train_member(
             f"({int(labelled.sum())} of {info.n_rows}) to train and validate",
         )
 
-    scalers = fit_scalers(train_file, train_rows, labels, branches, xp_input)
+    scalers = fit_scalers(train_file, train_rows, labels, branches, xp_input, phot_input)
+    augment_plx = (
+        float(tr["augment_parallax_snr_min"]) > 0
+        and float(tr["augment_parallax_fraction"]) > 0
+        and "phot" in branches
+        and PARALLAX_ERROR_DATASET in scalers.phot_columns
+    )
     x_tr, y_tr = load_inputs(train_file, train_rows, branches, scalers, labels)
     x_va, y_va = load_inputs(train_file, val_rows, branches, scalers, labels)
 
@@ -927,8 +1036,8 @@ def train_member(
                 final_factor=float(tr["lr_final_factor"]),
             ),
         )
-    if augment:
-        unit, snr = noise_units(train_file, train_rows)
+    if augment or augment_plx:
+        unit, snr = noise_units(train_file, train_rows) if augment else (None, None)
         data = AugmentedBatches(
             x_tr,
             y_tr,
@@ -938,6 +1047,10 @@ def train_member(
             seed=int(seed),
             snr_min=float(tr["augment_snr_min"]),
             fraction=float(tr["augment_fraction"]),
+            phot_raw=_gather(train_file, scalers.phot_columns, train_rows) if augment_plx else None,
+            phot_fn=lambda block: scalers.inputs(block, ["phot"])["phot"],
+            parallax_snr_min=float(tr["augment_parallax_snr_min"]),
+            parallax_fraction=float(tr["augment_parallax_fraction"]),
         )
         fit_args: dict[str, Any] = {
             "x": data.dataset(int(tr["max_epochs"])),
@@ -971,6 +1084,8 @@ def train_member(
         "best_val_loss": float(val_loss[best]) if val_loss else None,
         "n_parameters": int(model.count_params()),
         "noise_augmentation": augment,
+        "parallax_augmentation": augment_plx,
+        "phot_input": scalers.phot_input if "phot" in branches else None,
         "train_seconds": round(time.time() - t0, 3),
         "arch": _merge(DEFAULT_ARCH, arch, "arch"),
         "training": tr,
@@ -1067,6 +1182,7 @@ def check_contract(scalers: Scalers, info: LayoutInfo, *, resample: bool = False
     if "phot" in scalers.branches and PARALLAX_DATASET in scalers.phot_columns:
         if not info.has_parallax:
             raise LayoutError(path, PARALLAX_DATASET, "the model needs parallax")
+        _require(path, scalers.phot_columns)
     regrid: dict = {}
     grids = []
     if "rvs" in scalers.branches:

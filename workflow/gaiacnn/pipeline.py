@@ -377,6 +377,7 @@ def summarize(
     xp_input: str = "auto",
     labels: Sequence[str] = (),
     tsne_choice: str = "auto",
+    phot_input: str = "magnitudes",
 ) -> str:
     """Plain-text summary: N, branches and labels per sample, then every dataset of each
     file: used (by which branch or stage) or ignored and why (:func:`layout.dataset_usage`).
@@ -409,6 +410,7 @@ def summarize(
             xp_input=xp_input,
             labels=labels,
             tsne_spectra=spectra,
+            phot_input=phot_input,
         ):
             lines.append(f"  {dataset:<28} {use}")
         n_nan = {
@@ -463,6 +465,7 @@ def run_train_member(
     arch,
     training,
     xp_input: str = "auto",
+    phot_input: str = "magnitudes",
     threads=1,
 ) -> None:
     """Rule ``train_member``: one ensemble member (model.keras, scalers.json, history.json)."""
@@ -479,6 +482,14 @@ def run_train_member(
         arch=arch,
         training=training,
         xp_input=xp_input,
+        phot_input=phot_input,
+    )
+    log.info(
+        "member split%s_seed%s: phot input %s, parallax augmentation %s",
+        split,
+        seed,
+        summary["phot_input"] or "none",
+        "on" if summary["parallax_augmentation"] else "off",
     )
     log.info(
         "member split%s_seed%s: branches %s (XP input: %s), labels %s; stars with a NaN label "
@@ -656,9 +667,20 @@ def run_aggregate(
 
 
 def run_evaluation(
-    catalogue_fits, truth_path, model_json, out_path, *, labels, branches, snr_edges
+    catalogue_fits,
+    truth_path,
+    model_json,
+    out_path,
+    *,
+    labels,
+    branches,
+    snr_edges,
+    gaia_source=None,
+    shift_out=None,
 ) -> None:
-    """Rule ``evaluate_demo``: precision, CRLB ratio and 1σ coverage against the truth."""
+    """Rule ``evaluate_demo``: precision, CRLB ratio and 1σ coverage against the truth;
+    with ``gaia_source`` and ``shift_out`` also the shift table (bias and coverage against
+    extinction, distance, parallax S/N and S/N, ordinary against shifted observed stars)."""
     from gaiacnn import catalogue, ensemble, evaluation
 
     _, training_range = ensemble.read_uncertainty_model(model_json)
@@ -682,6 +704,29 @@ def run_evaluation(
             row.coverage_1sigma,
         )
     selection.write_table_atomic(table, out_path)
+    if shift_out is not None:
+        shift = evaluation.shift_table(
+            catalogue_fits,
+            truth_path,
+            gaia_source,
+            training_range,
+            labels,
+            branches,
+            [*snr_edges, float("inf")],
+        )
+        for row in shift[shift["axis"] == "a0"].itertuples():
+            log.info(
+                "shift %-9s %-8s A0 %4.1f-%-4.1f n=%6d bias=%+.4g disp=%.4g cov=%.2f",
+                row.sample,
+                row.label,
+                row.lo,
+                row.hi,
+                row.n,
+                row.bias,
+                row.dispersion,
+                row.coverage_1sigma,
+            )
+        selection.write_table_atomic(shift, shift_out)
 
 
 # --------------------------------------------------------------------------- t-SNE and flag
@@ -1107,8 +1152,20 @@ def run_tsne_classify(map_files, observed, out_path) -> None:
     )
 
 
-def run_flag_catalogue(labels_fits, tsne_file, model_json, fits_out, csv_out, *, labels) -> None:
-    """Rule ``flag_catalogue``: the catalogue with ``flag_boundary`` (Sect. 5.2)."""
+def run_flag_catalogue(
+    labels_fits,
+    tsne_file,
+    model_json,
+    fits_out,
+    csv_out,
+    *,
+    labels,
+    input_neighbours: int = 10,
+    input_quantile: float = 0.99,
+) -> None:
+    """Rule ``flag_catalogue``: the catalogue with ``flag_boundary`` (Sect. 5.2, and the
+    input-space digit: :func:`gaiacnn.flags.input_space_outliers` with ``input_neighbours``
+    and ``input_quantile``, training stars inside by definition)."""
     from gaiacnn import catalogue, ensemble, flags
 
     _, training_range = ensemble.read_uncertainty_model(model_json)
@@ -1123,8 +1180,32 @@ def run_flag_catalogue(labels_fits, tsne_file, model_json, fits_out, csv_out, *,
         raise flags.FlagError(f"{tsne_file}: {int((idx < 0).sum())} observed stars unclassified")
     not_like[obs] = ~t_like[idx]
     digits = flags.digit_order(labels)
-    values = {c: table[c].to_numpy(float) for c in digits[:-1]}
-    table["flag_boundary"] = flags.boundary_flags(values, training_range, labels, not_like)
+    values = {c: table[c].to_numpy(float) for c in digits[:-2]}
+    inputs_out = None
+    have = [
+        c in table and np.isfinite(table[c].to_numpy(float)).any()
+        for c in flags.INPUT_SPACE_COLUMNS
+    ]
+    if all(have):
+        features = flags.input_space_features(table)
+        inputs_out = np.zeros(len(table), bool)
+        inputs_out[obs], threshold = flags.input_space_outliers(
+            features[~obs], features[obs], neighbours=input_neighbours, quantile=input_quantile
+        )
+        log.info(
+            "input-space digit: %d of %d observed stars outside (threshold %.3g, k = %d, "
+            "quantile %g of the training stars)",
+            int(inputs_out.sum()),
+            int(obs.sum()),
+            threshold,
+            input_neighbours,
+            input_quantile,
+        )
+    else:
+        log.info("input-space digit: '-' (the catalogue lacks BP, RP, parallax or its error)")
+    table["flag_boundary"] = flags.boundary_flags(
+        values, training_range, labels, not_like, inputs_out
+    )
     flags.validate_flags(table["flag_boundary"], n_digits=len(digits))
     table.attrs.update(attrs, flag_digits=digits, tsne_spectra=spectra)
     catalogue.write(table, fits_out, csv_out)
@@ -1142,9 +1223,28 @@ def run_flag_catalogue(labels_fits, tsne_file, model_json, fits_out, csv_out, *,
     )
 
 
-def run_flag_evaluation(catalogue_fits, truth_path, out_path) -> None:
-    """Rule ``evaluate_flags`` (demo): the t-SNE digit against the true populations."""
-    from gaiacnn import evaluation
+def run_flag_evaluation(
+    catalogue_fits, truth_path, out_path, model_json=None, inputs_out=None
+) -> None:
+    """Rule ``evaluate_flags`` (demo): the t-SNE digit against the true populations; with
+    ``model_json`` and ``inputs_out`` the input-space digit against > 3 sigma log g errors."""
+    from gaiacnn import ensemble, evaluation
+
+    if inputs_out is not None:
+        _, training_range = ensemble.read_uncertainty_model(model_json)
+        table = evaluation.input_flag_table(catalogue_fits, truth_path, training_range)
+        for row in table.itertuples():
+            log.info(
+                "input-space digit, %-8s n=%6d flagged %.3f; |log g error| > 3 sigma: %d, "
+                "recall %.3f; false flags %.3f",
+                row.sample,
+                row.n,
+                row.flagged_fraction,
+                row.outliers,
+                row.recall,
+                row.false_flag_fraction,
+            )
+        selection.write_table_atomic(table, inputs_out)
 
     table = evaluation.flag_confusion(catalogue_fits, truth_path)
     for row in table.itertuples():

@@ -1,5 +1,6 @@
 """Spectra: the continuum windows and the NaN filling of the RVS spectra (Sect. 2.1); the
-normalisation of the XP spectra that the model's XP branch, the t-SNE and the figures share."""
+normalisation of the XP spectra that the model's XP branch, the t-SNE and the figures share;
+the photometry branch's input forms."""
 
 from __future__ import annotations
 
@@ -9,7 +10,14 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 from gaiacnn.constants import CONTINUUM_WINDOWS_NM, NAN_FILL_QUANTILE
-from gaiacnn.layout import XP_COEFFICIENT_DATASETS, XP_SAMPLED_DATASET
+from gaiacnn.layout import (
+    PARALLAX_ERROR_DATASET,
+    PHOT_DATASETS,
+    XP_COEFFICIENT_DATASETS,
+    XP_SAMPLED_DATASET,
+)
+
+PARALLAX_DATASET = "astrometry/parallax"
 
 
 def window_mask(wavelength_nm: np.ndarray, windows_nm: Sequence[Sequence[float]]) -> np.ndarray:
@@ -103,3 +111,31 @@ def xp_features(
     if xp_input == "sampled":
         return normalise_sampled(block[XP_SAMPLED_DATASET], str(flux_kind))
     return normalise_xp(block[XP_COEFFICIENT_DATASETS[0]], block[XP_COEFFICIENT_DATASETS[1]])
+
+
+def phot_features(
+    block: Mapping[str, np.ndarray], columns: Sequence[str], phot_input: str
+) -> np.ndarray:
+    """The photometry branch's input (n, k) float64, before scaling.
+
+    "magnitudes" (the paper, Sect. 3.1): the ``columns`` as stored (G, BP, RP [mag],
+    parallax [mas]).  "intrinsic" (not in the paper): BP − RP and G − RP [mag], then, where
+    ``columns`` has the parallax, asinh(ℓ) and asinh(σ_ℓ) with ℓ = parallax · 10^(0.2 G) /
+    100 mas = 10^(0.2 M_G) (M_G without extinction) and σ_ℓ its error from the parallax
+    error.  ℓ does not depend on the star's distance, only on its luminosity, and stays
+    finite and unbiased for a noisy or negative parallax (a magnitude would not); asinh
+    compresses the giants-to-dwarfs range like a logarithm.  With σ_ℓ the network can tell
+    a precise parallax from a noisy one.
+    """
+    if phot_input == "magnitudes":
+        return np.stack([np.asarray(block[c], dtype=np.float64) for c in columns], axis=1)
+    if phot_input != "intrinsic":
+        raise ValueError(f"unknown phot_input {phot_input!r}")
+    g, bp, rp = (np.asarray(block[c], dtype=np.float64) for c in PHOT_DATASETS)
+    feats = [bp - rp, g - rp]
+    if PARALLAX_DATASET in columns:
+        scale = 10.0 ** (0.2 * g) / 100.0
+        feats.append(np.arcsinh(np.asarray(block[PARALLAX_DATASET], np.float64) * scale))
+        feats.append(np.arcsinh(np.asarray(block[PARALLAX_ERROR_DATASET], np.float64) * scale))
+    return np.stack(feats, axis=1)
+

@@ -119,6 +119,7 @@ rule summarize_arrays:
     params:
         branches=config["model"]["branches"],
         xp_input=config["model"]["xp_input"],
+        phot_input=config["model"]["phot_input"],
         labels=model_labels(),
         tsne_spectra=config["tsne"]["spectra"],
     script:

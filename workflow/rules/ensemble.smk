@@ -25,6 +25,7 @@ rule train_member:
         arch=config["model"]["arch"],
         training=config["model"]["training"],
         xp_input=config["model"]["xp_input"],
+        phot_input=config["model"]["phot_input"],
     script:
         "../scripts/train_member.py"
 
@@ -108,9 +109,11 @@ rule evaluate_demo:
     input:
         catalogue="results/ensemble/labels.fits",
         truth="results/demo/truth.h5",
+        gaia_source="results/demo/gaia_source.fits",
         model="results/ensemble/uncertainty_model.json",
     output:
-        "results/evaluation/precision.tsv",
+        precision="results/evaluation/precision.tsv",
+        shift="results/evaluation/shift.tsv",
     log:
         "results/logs/evaluate_demo.log",
     conda:

@@ -1,7 +1,7 @@
 # Training-like or not: t-SNE maps at four perplexities (Sect. 5.1), one job per
 # perplexity (joint mode), or, per reference map set (tsne.reference_maps), one reference
 # map per perplexity and one placement job per shard of spectra (tsne.place_shard_rows),
-# into every map of the set (scalable mode); then the 8-digit boundary flag added to the
+# into every map of the set (scalable mode); then the boundary flag added to the
 # catalogue (Sect. 5.2).  The maps of one mode (of one set) share one nearest-neighbour
 # graph, searched once for the largest perplexity.
 
@@ -191,6 +191,7 @@ rule flag_catalogue:
         runtime=30,
     params:
         labels=model_labels(),
+        flags=config["flags"],
     script:
         "../scripts/flag_catalogue.py"
 
@@ -199,8 +200,10 @@ rule evaluate_flags:
     input:
         catalogue="results/catalogue/catalogue.fits",
         truth="results/demo/truth.h5",
+        model="results/ensemble/uncertainty_model.json",
     output:
-        "results/evaluation/tsne_confusion.tsv",
+        tsne="results/evaluation/tsne_confusion.tsv",
+        inputs="results/evaluation/input_flag.tsv",
     log:
         "results/logs/evaluate_flags.log",
     benchmark:

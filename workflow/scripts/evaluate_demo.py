@@ -13,8 +13,10 @@ run_evaluation(
     snakemake.input.catalogue,  # noqa: F821
     snakemake.input.truth,  # noqa: F821
     snakemake.input.model,  # noqa: F821
-    snakemake.output[0],  # noqa: F821
+    snakemake.output.precision,  # noqa: F821
     labels=snakemake.params.labels,  # noqa: F821
     branches=snakemake.params.branches,  # noqa: F821
     snr_edges=snakemake.params.snr_edges,  # noqa: F821
+    gaia_source=snakemake.input.gaia_source,  # noqa: F821
+    shift_out=snakemake.output.shift,  # noqa: F821
 )

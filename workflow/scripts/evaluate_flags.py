@@ -12,5 +12,7 @@ setup_logging()
 run_flag_evaluation(
     snakemake.input.catalogue,  # noqa: F821
     snakemake.input.truth,  # noqa: F821
-    snakemake.output[0],  # noqa: F821
+    snakemake.output.tsne,  # noqa: F821
+    model_json=snakemake.input.model,  # noqa: F821
+    inputs_out=snakemake.output.inputs,  # noqa: F821
 )

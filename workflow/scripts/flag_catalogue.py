@@ -1,4 +1,4 @@
-"""Rule flag_catalogue: the catalogue with the 8-digit boundary flag."""
+"""Rule flag_catalogue: the catalogue with the boundary flag (8 paper digits + inputs)."""
 
 import os
 import sys
@@ -16,4 +16,6 @@ run_flag_catalogue(
     snakemake.output.fits,  # noqa: F821
     snakemake.output.csv,  # noqa: F821
     labels=snakemake.params.labels,  # noqa: F821
+    input_neighbours=snakemake.params.flags["input_neighbours"],  # noqa: F821
+    input_quantile=snakemake.params.flags["input_quantile"],  # noqa: F821
 )

@@ -15,6 +15,7 @@ text = summarize(
     snakemake.output[0],  # noqa: F821
     branches=snakemake.params.branches,  # noqa: F821
     xp_input=snakemake.params.xp_input,  # noqa: F821
+    phot_input=snakemake.params.phot_input,  # noqa: F821
     labels=snakemake.params.labels,  # noqa: F821
     tsne_choice=snakemake.params.tsne_spectra,  # noqa: F821
 )

@@ -20,5 +20,6 @@ run_train_member(
     arch=snakemake.params.arch,  # noqa: F821
     training=snakemake.params.training,  # noqa: F821
     xp_input=snakemake.params.xp_input,  # noqa: F821
+    phot_input=snakemake.params.phot_input,  # noqa: F821
     threads=snakemake.threads,  # noqa: F821
 )

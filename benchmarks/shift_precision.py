@@ -1,0 +1,231 @@
+#!/usr/bin/env python
+"""Benchmark: labels and uncertainties when the observed stars differ from the training
+stars (docs/shift.md).
+
+Runs the workflow on the default demo survey (config/config.yaml: 20 000 stars, 2 x 2
+members) unshifted and with the shifted observed fields of config/variants/shift_*.yaml
+(10 000 more stars, twice as far; also redder and with worse parallaxes), each with the
+model choices of every *method*: ``before`` (the paper's photometry input G, BP, RP,
+parallax, no parallax augmentation) and ``after`` (today's defaults: the distance-free
+photometry input, parallax augmentation).  Each run goes up to the labels and the
+evaluation tables (``results/evaluation/shift.tsv``: the t-SNE and figures are not
+needed); the demo survey and samples are made once per case and reused by its methods.
+
+Printed, per case and method, for the observed stars truly inside the training range
+(``shifted`` = the extra field, ``observed`` = the ordinary stars): the bias of every
+label per A0 bin; the dispersion over the Cramér–Rao bound at S/N 15-25 and >= 75; the
++-1 sigma coverage per label at S/N 15-25 and over all S/N; log g's bias and dispersion
+against distance and parallax S/N; and the input-space flag digit (gaiacnn.flags) against
+the > 3 sigma log g errors (recall) and on the good stars (false flags).
+
+Run on demand (about 12 min per case and method on 2 cores)::
+
+    .venv/bin/python benchmarks/shift_precision.py --workdir /tmp/shift \\
+        --out benchmarks/measured/shift_precision.json > docs/shift_tables.md
+
+It is not a test: the numbers are one seed's.  Existing runs in --workdir are reused.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "workflow"))
+
+from gaiacnn import ensemble, evaluation, flags  # noqa: E402
+from gaiacnn.tables import read_fits_columns  # noqa: E402
+
+SNAKEMAKE = Path(sys.executable).parent / "snakemake"
+#: case -> its variant file (None: the ordinary demo)
+CASES = {
+    "unshifted": None,
+    "far": "config/variants/shift_far.yaml",
+    "far_reddened": "config/variants/shift_far_reddened.yaml",
+}
+#: method -> config overlay (the model choices measured)
+METHODS = {
+    "before": {"model": {"phot_input": "magnitudes", "training": {"augment_parallax_snr_min": 0}}},
+    "after": {},
+}
+TARGETS = ("results/evaluation/precision.tsv", "results/evaluation/shift.tsv")
+LABELS = ("teff", "logg", "m_h", "alpha_m", "fe_h")
+
+
+def run(work: Path, case: str, method: str, cores: int, reuse_from: Path | None) -> float:
+    """Run one case x method in ``work`` up to the evaluation; return the wall time [s]
+    (0 when an earlier run is reused)."""
+    if all((work / t).exists() for t in TARGETS):
+        return 0.0
+    (work / "config").mkdir(parents=True, exist_ok=True)
+    shutil.copy(REPO / "config" / "config.yaml", work / "config" / "config.yaml")
+    overlay = work / "config" / "method.yaml"
+    overlay.write_text(yaml.safe_dump(METHODS[method] or {"model": {}}))
+    if reuse_from is not None:
+        for sub in ("demo", "samples", "arrays"):
+            if not (work / "results" / sub).exists():
+                shutil.copytree(reuse_from / "results" / sub, work / "results" / sub)
+    cmd = [str(SNAKEMAKE), *TARGETS, "-s", str(REPO / "Snakefile"), "--directory", str(work)]
+    cmd += ["--cores", str(cores), "--rerun-triggers", "mtime"]
+    files = [work / "config" / "config.yaml"]
+    if CASES[case]:
+        files.append(REPO / CASES[case])
+    cmd += ["--configfile", *map(str, [*files, overlay])]
+    t0 = time.perf_counter()
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    wall = time.perf_counter() - t0
+    if proc.returncode != 0:
+        sys.exit(f"{work}: snakemake failed:\n{proc.stderr[-4000:]}")
+    return wall
+
+
+def input_digit(work: Path) -> pd.DataFrame:
+    """The input-space digit of the run's observed stars (from its labels catalogue) against
+    the > 3 sigma log g errors."""
+    cat_path = work / "results/ensemble/labels.fits"
+    cat = read_fits_columns(cat_path, ["in_training", *flags.INPUT_SPACE_COLUMNS])
+    features = flags.input_space_features(cat)
+    train = cat["in_training"].to_numpy(bool)
+    flagged = np.zeros(len(cat), bool)
+    flagged[~train], _ = flags.input_space_outliers(features[train], features[~train])
+    _, training_range = ensemble.read_uncertainty_model(
+        work / "results/ensemble/uncertainty_model.json"
+    )
+    return evaluation.input_flag_table(
+        cat_path, work / "results/demo/truth.h5", training_range, flagged=flagged
+    )
+
+
+def collect(work: Path, case: str, method: str, wall: float) -> dict:
+    shift = pd.read_csv(work / "results/evaluation/shift.tsv", sep="\t")
+    shift = shift.assign(case=case, method=method)
+    digit = input_digit(work).assign(case=case, method=method)
+    return {"shift": shift, "digit": digit, "wall_s": round(wall, 1)}
+
+
+def _cell(v: float, fmt: str) -> str:
+    return "–" if not np.isfinite(v) else format(v, fmt)
+
+
+def report(results: dict[tuple[str, str], dict], commit: str) -> str:
+    shift = pd.concat([r["shift"] for r in results.values()], ignore_index=True)
+    digit = pd.concat([r["digit"] for r in results.values()], ignore_index=True)
+    group = np.where(shift["case"] == "unshifted", "observed", "shifted")
+    sel = shift[shift["sample"] == pd.Series(group, index=shift.index)]
+    out = [f"Measured with benchmarks/shift_precision.py at commit {commit}.", ""]
+    fmts = {"teff": ".0f", "logg": ".3f", "m_h": ".3f", "alpha_m": ".3f", "fe_h": ".3f"}
+
+    a0 = sel[sel["axis"] == "a0"]
+    edges = sorted(set(zip(a0["lo"], a0["hi"], strict=True)))
+    heads = [f"A0 {lo:g}–{hi:g}" if np.isfinite(hi) else f"A0 > {lo:g}" for lo, hi in edges]
+    out += ["### Bias (CNN − truth) per A0 bin [K, dex], observed stars in the training range", ""]
+    out += ["| case | method | label | " + " | ".join(heads) + " |"]
+    out += ["|---|---|---|" + "---|" * len(heads)]
+    for (case, method), _ in results.items():
+        for x in LABELS:
+            rows = a0[(a0["case"] == case) & (a0["method"] == method) & (a0["label"] == x)]
+            cells = []
+            for lo, hi in edges:
+                r = rows[(rows["lo"] == lo) & (rows["hi"] == hi)]
+                cells.append(
+                    f"{_cell(r['bias'].iloc[0], fmts[x])} ({int(r['n'].iloc[0])})"
+                    if len(r)
+                    else "–"
+                )
+            out.append(f"| {case} | {method} | {x} | " + " | ".join(cells) + " |")
+
+    snr = sel[sel["axis"] == "snr"]
+    out += ["", "### Dispersion / CRLB and ±1σ coverage per label", ""]
+    out += ["| case | method | label | disp/CRLB S/N 15–25 | disp/CRLB S/N ≥ 75 | "
+            "coverage S/N 15–25 | coverage S/N ≥ 75 | coverage, all S/N |"]  # fmt: skip
+    out += ["|---|---|---|---|---|---|---|---|"]
+    for (case, method), _ in results.items():
+        for x in LABELS:
+            rows = snr[(snr["case"] == case) & (snr["method"] == method) & (snr["label"] == x)]
+            low = rows[rows["lo"] == 15.0]
+            high = rows[rows["lo"] == 75.0]
+            n = rows["n"].to_numpy(float)
+            cov_all = float(np.nansum(rows["coverage_1sigma"] * n) / max(n.sum(), 1))
+            out.append(
+                f"| {case} | {method} | {x} | {_cell(low['ratio_to_crlb'].iloc[0], '.2f')} | "
+                f"{_cell(high['ratio_to_crlb'].iloc[0], '.2f')} | "
+                f"{_cell(low['coverage_1sigma'].iloc[0], '.2f')} | "
+                f"{_cell(high['coverage_1sigma'].iloc[0], '.2f')} | {cov_all:.2f} |"
+            )
+
+    for axis, unit in (("distance_kpc", "kpc"), ("parallax_snr", "")):
+        part = sel[(sel["axis"] == axis) & (sel["label"] == "logg")]
+        edges = sorted(set(zip(part["lo"], part["hi"], strict=True)))
+        heads = [f"{lo:g}–{hi:g}" if np.isfinite(hi) else f"> {lo:g}" for lo, hi in edges]
+        name = "distance [kpc]" if unit else "parallax S/N"
+        out += ["", f"### log g bias / dispersion [dex] against {name}", ""]
+        out += ["| case | method | " + " | ".join(heads) + " |", "|---|---|" + "---|" * len(heads)]
+        for (case, method), _ in results.items():
+            rows = part[(part["case"] == case) & (part["method"] == method)]
+            cells = []
+            for lo, hi in edges:
+                r = rows[(rows["lo"] == lo) & (rows["hi"] == hi)]
+                cells.append(
+                    f"{_cell(r['bias'].iloc[0], '+.3f')} / {_cell(r['dispersion'].iloc[0], '.3f')}"
+                    f" ({int(r['n'].iloc[0])})"
+                )
+            out.append(f"| {case} | {method} | " + " | ".join(cells) + " |")
+
+    out += ["", "### Input-space flag digit (digit 9) against |log g error| > 3σ", ""]
+    out += ["| case | method | sample | n | flagged | > 3σ outliers | recall | false flags |"]
+    out += ["|---|---|---|---|---|---|---|---|"]
+    for r in digit.itertuples():
+        out.append(
+            f"| {r.case} | {r.method} | {r.sample} | {r.n} | {_cell(r.flagged_fraction, '.3f')} "
+            f"| {r.outliers} | {_cell(r.recall, '.2f')} | {_cell(r.false_flag_fraction, '.3f')} |"
+        )
+    walls = ", ".join(f"{c}/{m} {r['wall_s'] / 60:.1f} min" for (c, m), r in results.items())
+    out += ["", f"Run wall times (Snakemake, all jobs; 0 = reused): {walls}."]
+    return "\n".join(out) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--workdir", type=Path, default=REPO / "benchmarks" / "out" / "shift")
+    parser.add_argument("--cases", nargs="+", default=list(CASES), choices=list(CASES))
+    parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS))
+    parser.add_argument("--cores", type=int, default=2)
+    parser.add_argument("--out", type=Path, default=None, help="JSON of the results")
+    args = parser.parse_args(argv)
+
+    commit = subprocess.run(
+        ["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"], capture_output=True, text=True
+    ).stdout.strip()
+    results: dict[tuple[str, str], dict] = {}
+    for case in args.cases:
+        first = None
+        for method in args.methods:
+            work = args.workdir / f"{case}-{method}"
+            wall = run(work, case, method, args.cores, first)
+            first = first or work
+            results[case, method] = collect(work, case, method, wall)
+            print(f"{case}/{method}: {wall / 60:.1f} min", file=sys.stderr)
+    print(report(results, commit), end="")
+    if args.out:
+        doc = {
+            "commit": commit,
+            "shift": pd.concat([r["shift"] for r in results.values()]).to_dict("records"),
+            "input_digit": pd.concat([r["digit"] for r in results.values()]).to_dict("records"),
+            "wall_s": {f"{c}/{m}": r["wall_s"] for (c, m), r in results.items()},
+        }
+        args.out.write_text(json.dumps(doc, indent=1, default=float) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
