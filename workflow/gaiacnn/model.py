@@ -744,8 +744,8 @@ def augment_parallax(
     if idx.size:
         s = snr[idx]
         factor = s / np.exp(rng.uniform(np.log(snr_min), np.log(s)))
-        plx[idx] += err[idx] * np.sqrt(np.maximum(factor**2 - 1.0, 0.0)) * rng.standard_normal(
-            idx.size
+        plx[idx] += (
+            err[idx] * np.sqrt(np.maximum(factor**2 - 1.0, 0.0)) * rng.standard_normal(idx.size)
         )
         err[idx] *= factor
     return plx, err

@@ -138,4 +138,3 @@ def phot_features(
         feats.append(np.arcsinh(np.asarray(block[PARALLAX_DATASET], np.float64) * scale))
         feats.append(np.arcsinh(np.asarray(block[PARALLAX_ERROR_DATASET], np.float64) * scale))
     return np.stack(feats, axis=1)
-
