@@ -6,8 +6,10 @@ Runs the workflow on the default demo survey (config/config.yaml: 20 000 stars, 
 members) unshifted and with the shifted observed fields of config/variants/shift_*.yaml
 (10 000 more stars, twice as far; also redder and with worse parallaxes), each with the
 model choices of every *method*: ``before`` (the paper's photometry input G, BP, RP,
-parallax, no parallax augmentation) and ``after`` (today's defaults: the distance-free
-photometry input, parallax augmentation).  Each run goes up to the labels and the
+parallax, no parallax augmentation), ``after`` (today's defaults: the distance-free
+photometry input, parallax augmentation of half the training stars per epoch), and the
+choices inside it one by one (``intrinsic_only``: no parallax augmentation;
+``parallax_augment_all``: every training star augmented).  Each run goes up to the labels and the
 evaluation tables (``results/evaluation/shift.tsv``: the t-SNE and figures are not
 needed); the demo survey and samples are made once per case and reused by its methods.
 
@@ -57,6 +59,9 @@ CASES = {
 METHODS = {
     "before": {"model": {"phot_input": "magnitudes", "training": {"augment_parallax_snr_min": 0}}},
     "after": {},
+    # the choices inside "after", measured one by one
+    "intrinsic_only": {"model": {"training": {"augment_parallax_snr_min": 0}}},
+    "parallax_augment_all": {"model": {"training": {"augment_parallax_fraction": 1.0}}},
 }
 TARGETS = ("results/evaluation/precision.tsv", "results/evaluation/shift.tsv")
 LABELS = ("teff", "logg", "m_h", "alpha_m", "fe_h")

@@ -161,7 +161,7 @@ DEFAULT_TRAINING: dict[str, Any] = {
     # their own (error grown to match), so that the model sees the worse parallaxes of an
     # observed sample without the training sample's 20 % cut (Sect. 2.5).  Needs the
     # parallax error as an input (phot_input "intrinsic"); 0 switches it off.
-    "augment_parallax_snr_min": 0.0,
+    "augment_parallax_snr_min": 1.0,
     "augment_parallax_fraction": 0.5,
 }
 
