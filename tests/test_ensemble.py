@@ -149,6 +149,34 @@ def test_snr_calibration_recovers_a_known_factor_and_removes_reference_errors():
     assert ensemble.fit_snr_calibration(resid[:10], sigma[:10], snr[:10], "m_h", n_bins=4) is None
 
 
+def test_input_distance_axis_widens_sigma_where_stars_leave_the_training_inputs():
+    """Outside the training inputs (distance > 1) the quoted sigma is half the truth: the
+    second axis finds the factor 2 there, from the few calibration stars that reach it, and
+    leaves the stars inside alone; it is non-decreasing and constant beyond its last bin."""
+    rng = np.random.default_rng(5)
+    n = 12000
+    snr = rng.uniform(15, 100, n)
+    dist = np.r_[rng.uniform(0.1, 1.0, n - 600), rng.uniform(1.0, 2.5, 600)]
+    sigma = np.full(n, 0.1)
+    resid = rng.normal(0, sigma * np.where(dist > 1, 2.0, 1.0))
+    kw = dict(n_bins=6, min_per_bin=100)
+    cal = ensemble.fit_snr_calibration(resid, sigma, snr, "logg", input_distance=dist,
+                                       input_bins=6, **kw)  # fmt: skip
+    assert np.all(np.diff(cal.input_factor) >= 0)
+    inside, outside = cal(np.full(2, 50.0), np.array([0.5, 0.9])), cal(np.full(2, 50.0), [1.8, 9])
+    np.testing.assert_allclose(inside, 1.0, rtol=0.12)
+    np.testing.assert_allclose(outside, 2.0, rtol=0.15)
+    assert cal(np.array([50.0]), np.array([np.inf]))[0] == pytest.approx(outside[1])
+    # the stars then cover 68 % on both sides
+    z = np.abs(resid) / (sigma * cal(snr, dist))
+    for m in (dist <= 1, dist > 1):
+        assert np.mean(z[m] <= 1) == pytest.approx(0.6827, abs=0.04)
+    # without the axis the outside stars are under-covered
+    plain = ensemble.fit_snr_calibration(resid, sigma, snr, "logg", **kw)
+    assert np.mean((np.abs(resid) / (sigma * plain(snr)) <= 1)[dist > 1]) < 0.5
+    assert plain.input_factor is None
+
+
 def _arrays_with_labels(path, ids, snr, teff, teff_err):
     cols = {k: ((), dt, {}) for k, dt in (("source_id", np.int64), ("rvs/snr", np.float32))}
     cols |= {k: ((), np.float32, {}) for k in ("labels/teff", "labels/teff_err")}

@@ -489,18 +489,23 @@ def test_input_space_digit_sees_farther_and_redder_stars_not_like_ones():
     red = flags.input_space_features(
         _catalogue(rng, 2000, distance_kpc=1.0, plx_err_mas=0.03, a_g=1.5)
     )
-    out, threshold = flags.input_space_outliers(train, np.vstack([like, far, red]))
-    like_out, far_out, red_out = out[:2000], out[2000:4000], out[4000:]
-    assert threshold > 0
+    stars = np.vstack([train, like, far, red])
+    is_train = np.r_[np.ones(3000, bool), np.zeros(6000, bool)]
+    dist = flags.input_space_distance(stars, is_train)
+    out = dist > 1
+    assert out[:3000].mean() == pytest.approx(0.01, abs=0.002)  # 1 - quantile, by definition
+    like_out, far_out, red_out = out[3000:5000], out[5000:7000], out[7000:]
     assert like_out.mean() < 0.03  # ~1 - quantile of stars like the training ones
     assert far_out.mean() > 0.5 and red_out.mean() > 0.5
+    assert np.median(dist[5000:7000]) > np.median(dist[3000:5000])
     # a non-positive parallax or a missing magnitude is outside
     bad = like[:2].copy()
     bad[0, 1] = np.nan
     bad[1, 0] = np.inf
-    assert flags.input_space_outliers(train, bad)[0].all()
+    bad_dist = flags.input_space_distance(np.vstack([train, bad]), is_train[:3002])
+    assert np.isinf(bad_dist[3000:]).all()
     cat = _catalogue(rng, 2, distance_kpc=1.0, plx_err_mas=0.03)
     cat["parallax"] = np.array([-0.1, 0.0])
     assert np.isnan(flags.input_space_features(cat)[:, 1:]).all()
     with pytest.raises(flags.FlagError, match="need > 10"):
-        flags.input_space_outliers(train[:5], like)
+        flags.input_space_distance(np.vstack([train[:5], like]), np.arange(2005) < 5)

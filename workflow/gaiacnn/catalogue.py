@@ -39,6 +39,16 @@ def _optional(path, name: str, n: int) -> np.ndarray:
         return np.full(n, np.nan, np.float32)
 
 
+#: The arrays datasets of :data:`gaiacnn.flags.INPUT_SPACE_COLUMNS`, in that order.
+INPUT_SPACE_DATASETS = (
+    "phot/g",
+    "phot/bp",
+    "phot/rp",
+    "astrometry/parallax",
+    "astrometry/parallax_error",
+)
+
+
 def _has_positions(path) -> bool:
     """Whether an arrays file carries the sky position (``astrometry/ra``, ``/dec``)."""
     with h5py.File(path, "r") as h5:
@@ -92,6 +102,9 @@ def build(
     calibration_bins: int = 0,
     calibration_min_per_bin: int = ensemble.DEFAULT_MIN_PER_BIN,
     subtract_reference_errors: bool = True,
+    input_calibration_bins: int = 0,
+    input_neighbours: int = 10,
+    input_quantile: float = 0.99,
     validation_fraction: float = 0.25,
     base_seed: int = 0,
     config_hash: str = "",
@@ -111,6 +124,12 @@ def build(
     (``validation_fraction`` and ``base_seed`` must be the training ones).  The reference
     labels' errors (``labels/<name>_err``) are removed in quadrature if
     ``subtract_reference_errors``.
+
+    Where the arrays have G, BP, RP, parallax and its error, every star's distance from the
+    training stars' input space (column ``input_distance``: > 1 = outside;
+    :func:`gaiacnn.flags.input_space_distance` with ``input_neighbours`` and
+    ``input_quantile``) is computed; with ``input_calibration_bins`` > 0 the calibration
+    gets a second factor against it (:func:`gaiacnn.ensemble.fit_snr_calibration`).
     Returns (catalogue, dispersion fits, training range, S/N calibrations by label).
     """
     labels = list(labels)
@@ -151,6 +170,21 @@ def build(
     training_range = ensemble.effective_range(range_values, range_quantiles)
 
     snr = {s: _optional(arrays[s], "rvs/snr", len(parts[s][0])) for s in parts}
+    inputs = {
+        s: {
+            c: _optional(arrays[s], name, len(parts[s][0]))
+            for c, name in zip(flags.INPUT_SPACE_COLUMNS, INPUT_SPACE_DATASETS, strict=True)
+        }
+        for s in parts
+    }
+    distance = {s: np.full(len(parts[s][0]), np.nan) for s in parts}
+    if all(np.isfinite(v).any() for v in inputs["training"].values()):
+        feats = np.vstack([flags.input_space_features(inputs[s]) for s in parts])
+        is_tr = np.r_[np.ones(n_tr, bool), np.zeros(len(parts["observed"][0]), bool)]
+        dist = flags.input_space_distance(
+            feats, is_tr, neighbours=input_neighbours, quantile=input_quantile
+        )
+        distance = {"training": dist[:n_tr], "observed": dist[n_tr:]}
     sigma = {
         s: np.column_stack(
             [ensemble.total_uncertainty(std[:, j], fit, mean[:, j]) for j, fit in enumerate(fits_)]
@@ -192,13 +226,15 @@ def build(
                 from_observed=from_observed,
                 n_bins=calibration_bins,
                 min_per_bin=calibration_min_per_bin,
+                input_distance=np.r_[distance["training"], distance["observed"]],
+                input_bins=input_calibration_bins,
             )
             cal = calibrations[x]
             if cal is None:
                 log.warning("%s: too few out-of-sample stars for the S/N calibration", x)
                 continue
             for s in parts:
-                sigma[s][:, j] *= cal(snr[s])
+                sigma[s][:, j] *= cal(snr[s], distance[s])
 
     # Sky positions (Fig. 24) when either arrays file has them; NaN in one without.
     positions = any(_has_positions(arrays[s]) for s in parts)
@@ -213,12 +249,9 @@ def build(
             cols["ra"] = _optional(arrays[sample], "astrometry/ra", n)
             cols["dec"] = _optional(arrays[sample], "astrometry/dec", n)
         cols |= {
-            "phot_g_mean_mag": _optional(arrays[sample], "phot/g", n),
-            "phot_bp_mean_mag": _optional(arrays[sample], "phot/bp", n),
-            "phot_rp_mean_mag": _optional(arrays[sample], "phot/rp", n),
-            "parallax": _optional(arrays[sample], "astrometry/parallax", n),
-            "parallax_error": _optional(arrays[sample], "astrometry/parallax_error", n),
+            **inputs[sample],  # G, BP, RP, parallax, parallax_error
             "rvs_snr": snr[sample],
+            "input_distance": distance[sample].astype(np.float32),
         }
         for j, x in enumerate(labels):
             cols[x] = mean[:, j].astype(np.float32)
@@ -251,6 +284,7 @@ COLUMN_DOC = {
     "parallax": ("mas", "Gaia parallax (no zero-point correction)"),
     "parallax_error": ("mas", "Gaia parallax standard error"),
     "rvs_snr": ("", "rvs_spec_sig_to_noise"),
+    "input_distance": ("", "distance from the training inputs (BP-RP, M_G, plx S/N); >1 out"),
     "flag_boundary": ("", "9 digits 0/1/-: outside the training sample (Sect. 5.2 + inputs)"),
 }
 

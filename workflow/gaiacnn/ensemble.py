@@ -16,6 +16,7 @@ Everything streams over the member prediction files in row chunks.
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import re
@@ -206,15 +207,111 @@ class SnrCalibration:
     counts: list[int]
     n_observed: int  # calibration stars from the observed sample (reference labels)
     n_validation: int  # from the training sample, out-of-sample (member validation sets)
+    # second axis (not in the paper): a further factor against the star's distance from
+    # the training stars' input space (gaiacnn.flags.input_space_distance), fitted on the
+    # same stars after the S/N factor
+    input_distance: list[float] | None = None  # bin centres (median distance)
+    input_upper: list[float] | None = None  # each bin's largest distance
+    input_factor: list[float] | None = None
+    input_raw_factor: list[float] | None = None
+    input_counts: list[int] | None = None
 
-    def __call__(self, snr: np.ndarray) -> np.ndarray:
-        """The factor at S/N ``snr``: linear in log S/N between bins, constant outside;
-        the largest factor where the S/N is not finite or not positive."""
-        snr = np.asarray(snr, dtype=float)
-        ok = np.isfinite(snr) & (snr > 0)
-        out = np.full(snr.shape, max(self.factor))
-        out[ok] = np.interp(np.log(snr[ok]), np.log(self.snr), self.factor)
+    def __call__(self, snr: np.ndarray, input_distance: np.ndarray | None = None) -> np.ndarray:
+        """The factor at S/N ``snr`` (and input-space distance ``input_distance`` when the
+        calibration has that axis): linear in log S/N between bins,
+        constant outside; the largest factor where a value is not finite (or a S/N not
+        positive).  The distance axis is piecewise constant: the factor of the star's bin."""
+        out = _interp_log(snr, self.snr, self.factor)
+        if self.input_factor is not None and input_distance is not None:
+            # the factor of the bin the star falls in (bins end at input_upper); beyond the
+            # last bin, and where the distance is not finite, the last (largest) factor
+            d = np.asarray(input_distance, dtype=float)
+            j = np.searchsorted(np.asarray(self.input_upper), np.where(np.isfinite(d), d, np.inf))
+            out = out * np.asarray(self.input_factor)[np.minimum(j, len(self.input_factor) - 1)]
         return out
+
+
+def _interp_log(x: np.ndarray, centres: Sequence[float], factor: Sequence[float]) -> np.ndarray:
+    """``factor`` interpolated linearly in log ``x`` between ``centres``, constant outside;
+    the largest factor where ``x`` is not finite or not positive."""
+    x = np.asarray(x, dtype=float)
+    ok = np.isfinite(x) & (x > 0)
+    out = np.full(x.shape, max(factor))
+    out[ok] = np.interp(np.log(x[ok]), np.log(centres), factor)
+    return out
+
+
+def _binned_factor(
+    k: np.ndarray,
+    x: np.ndarray,
+    n_bins: int,
+    min_per_bin: int,
+    coverage: float,
+    increasing: bool = False,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Equal-count bins of ``x`` (at least ``min_per_bin`` each): (centres, the ``coverage``
+    quantile of ``k`` per bin, that made non-increasing (``increasing``: non-decreasing)
+    with ``x`` by an isotonic fit weighted by counts, counts)."""
+
+    bins = int(max(1, min(n_bins, x.size // max(1, min_per_bin))))
+    groups = np.array_split(np.argsort(x, kind="stable"), bins)
+    return _group_factor(k, x, groups, coverage, increasing)
+
+
+def _group_factor(
+    k: np.ndarray, x: np.ndarray, groups: list[np.ndarray], coverage: float, increasing: bool
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(centres = median x, ``coverage`` quantile of k, its isotonic fit, counts) of the
+    star ``groups`` (index arrays, in increasing x)."""
+    from sklearn.isotonic import IsotonicRegression
+
+    bins = len(groups)
+    centres = np.array([np.median(x[g]) for g in groups])
+    raw = np.array([np.quantile(k[g], coverage) for g in groups])
+    counts = np.array([g.size for g in groups])
+    if bins > 1:
+        iso = IsotonicRegression(increasing=increasing).fit(centres, raw, sample_weight=counts)
+        factor = iso.predict(centres)
+    else:
+        factor = raw
+    return centres, raw, factor, counts
+
+
+#: Bin edges of the input-space distance axis (1 = the flag's threshold): finer outside.
+INPUT_DISTANCE_EDGES = (0.0, 0.5, 1.0, 1.25, 1.5, 2.0, 3.0, 5.0)
+
+
+def _edge_groups(d: np.ndarray, n_bins: int, min_per_bin: int) -> list[np.ndarray]:
+    """Stars grouped in bins of the input-space distance ``d``, in increasing ``d``:
+    equal-count bins inside (d <= 1, half of ``n_bins``), :data:`INPUT_DISTANCE_EDGES`
+    outside, where calibration stars are few.  An outside bin with fewer than
+    ``min_per_bin`` stars is merged into the next one out (the last into the one before);
+    all of them into the last inside bin when they hold fewer than ``min_per_bin`` in all.
+    Inside and outside stars never share a bin otherwise."""
+    order = np.argsort(d, kind="stable")
+    inside = order[d[order] <= 1.0]
+    n_in = int(max(1, min(max(1, n_bins // 2), inside.size // max(1, min_per_bin))))
+    groups = [g for g in np.array_split(inside, n_in) if g.size]
+    edges = [e for e in INPUT_DISTANCE_EDGES if e >= 1.0] + [np.inf]
+    outside = [order[(d[order] > lo) & (d[order] <= hi)] for lo, hi in itertools.pairwise(edges)]
+    outside = [g for g in outside if g.size]
+    merged: list[np.ndarray] = []
+    carry = np.array([], dtype=order.dtype)
+    for g in outside:
+        g = np.concatenate([carry, g])
+        if g.size < min_per_bin:
+            carry = g
+        else:
+            merged.append(g)
+            carry = np.array([], dtype=order.dtype)
+    if carry.size:
+        if merged:
+            merged[-1] = np.concatenate([merged[-1], carry])
+        elif groups:
+            groups[-1] = np.concatenate([groups[-1], carry])
+        else:
+            merged.append(carry)
+    return groups + merged
 
 
 def fit_snr_calibration(
@@ -228,6 +325,8 @@ def fit_snr_calibration(
     n_bins: int,
     min_per_bin: int = DEFAULT_MIN_PER_BIN,
     coverage: float = ONE_SIGMA_COVERAGE,
+    input_distance: np.ndarray | None = None,
+    input_bins: int = 0,
 ) -> SnrCalibration | None:
     """Per-S/N factor k so that ±k·``sigma`` covers ``coverage`` of out-of-sample residuals.
 
@@ -240,10 +339,16 @@ def fit_snr_calibration(
     factor is the ``coverage`` quantile of its k_i.  Bins hold equal counts in S/N (at
     least ``min_per_bin`` stars each); the factors are then made non-increasing with S/N
     (isotonic fit weighted by counts): more noise never means a smaller uncertainty.
+
+    With ``input_distance`` (of the same stars: :func:`gaiacnn.flags.input_space_distance`)
+    and ``input_bins`` > 0, a second factor is fitted the same way on k_i / k(S/N_i), made
+    non-decreasing with the distance: a star farther from the training stars' photometry
+    and parallaxes than the calibration stars of its S/N gets a larger uncertainty, as
+    far as calibration stars reach there (an observed sample farther, redder or with worse
+    parallaxes than the training stars; not in the paper).  Stars with a non-finite
+    distance are left out of that second fit only.
     Returns None when fewer than ``min_per_bin`` usable stars exist.
     """
-    from sklearn.isotonic import IsotonicRegression
-
     r = np.asarray(residual, float)
     sig = np.asarray(sigma, float)
     s = np.asarray(snr, float)
@@ -255,18 +360,24 @@ def fit_snr_calibration(
         return None
     r, sig, s, err, obs = r[ok], sig[ok], s[ok], err[ok], obs[ok]
     k = np.sqrt(np.maximum(r**2 - err**2, 0.0)) / sig
-    bins = int(max(1, min(n_bins, s.size // max(1, min_per_bin))))
-    groups = np.array_split(np.argsort(s, kind="stable"), bins)
-    centres = np.array([np.median(s[g]) for g in groups])
-    raw = np.array([np.quantile(k[g], coverage) for g in groups])
-    counts = np.array([g.size for g in groups])
-    if bins > 1:
-        iso = IsotonicRegression(increasing=False).fit(centres, raw, sample_weight=counts)
-        factor = iso.predict(centres)
-    else:
-        factor = raw
+    centres, raw, factor, counts = _binned_factor(k, s, n_bins, min_per_bin, coverage)
     # a bin of error-free residuals (k = 0) would zero sigma: keep a floor
     factor = np.maximum(factor, 1e-3)
+    extra: dict = {}
+    if input_distance is not None and input_bins > 0:
+        d = np.asarray(input_distance, float)[ok]
+        good = np.isfinite(d)
+        if good.sum() >= max(1, min_per_bin):
+            u = k[good] / _interp_log(s[good], centres, factor)
+            groups = _edge_groups(d[good], input_bins, min_per_bin)
+            dc, draw, dfac, dcounts = _group_factor(u, d[good], groups, coverage, True)
+            extra = dict(
+                input_distance=[float(c) for c in dc],
+                input_upper=[float(d[good][g].max()) for g in groups],
+                input_factor=[float(f) for f in np.maximum(dfac, 1e-3)],
+                input_raw_factor=[float(f) for f in draw],
+                input_counts=[int(c) for c in dcounts],
+            )
     return SnrCalibration(
         label=label,
         snr=[float(c) for c in centres],
@@ -275,6 +386,7 @@ def fit_snr_calibration(
         counts=[int(c) for c in counts],
         n_observed=int(obs.sum()),
         n_validation=int((~obs).sum()),
+        **extra,
     )
 
 

@@ -3,7 +3,7 @@
 Digit order: the labels (the paper's Teff, log g, [M/H], [α/M], [Fe/H], or the configured
 label list in its order), then G, parallax, the t-SNE class (the paper's eight digits), and
 a ninth digit, not in the paper: the star's photometric and astrometric inputs outside the
-training sample's input space (:func:`input_space_outliers`).  A label digit is
+training sample's input space (:func:`input_space_distance`).  A label digit is
 ``1`` when the star's CNN label lies outside the effective range of the training sample
 (Table 1, stored by the ensemble stage in ``uncertainty_model.json``); the G and
 parallax digits likewise for the star's G magnitude and parallax; the t-SNE digit is ``1``
@@ -81,7 +81,7 @@ def boundary_flags(
 
     ``values`` holds each label (CNN value), ``phot_g_mean_mag`` and ``parallax``;
     ``training_range`` their [low, high] (Table 1); ``not_training_like`` (bool) the t-SNE
-    class; ``inputs_outside`` (bool) the input-space class (:func:`input_space_outliers`;
+    class; ``inputs_outside`` (bool) the input-space class (:func:`input_space_distance` > 1;
     None: the data lack photometry or parallaxes).  A quantity without a training range
     (e.g. no parallax in the training file) gives :data:`NOT_AVAILABLE` for every star.
     """
@@ -180,23 +180,27 @@ def input_space_features(table) -> np.ndarray:
     return np.stack([bp - rp, m_g, snr], axis=1)
 
 
-def input_space_outliers(
-    training: np.ndarray, stars: np.ndarray, *, neighbours: int = 10, quantile: float = 0.99
-) -> tuple[np.ndarray, float]:
-    """Which ``stars`` (m, d) lie outside the input space of ``training`` (n, d).
+def input_space_distance(
+    features: np.ndarray,
+    in_training: np.ndarray,
+    *,
+    neighbours: int = 10,
+    quantile: float = 0.99,
+) -> np.ndarray:
+    """How far each star (row of ``features``, (n, d)) lies from the training stars'
+    (``in_training``) input space, in units of the digit's threshold: > 1 = outside.
 
-    Each column is divided by the training sample's robust spread (1.4826 MAD); a star is
-    outside when its distance to its ``neighbours``-th nearest training star exceeds the
-    ``quantile`` of the training stars' distances to their ``neighbours``-th nearest other
-    training star, or when one of its quantities is not finite.  Returns (outside (m,)
-    bool, the threshold in scaled units).
+    Each column is divided by the training sample's robust spread (1.4826 MAD); a star's
+    distance is that to its ``neighbours``-th nearest training star (for a training star:
+    nearest *other*), over the ``quantile`` of the training stars' own such distances.  A
+    star with a non-finite quantity gets ``inf``.  Returns (n,) float64.
     """
     from sklearn.neighbors import NearestNeighbors
 
-    training = np.asarray(training, dtype=float)
-    stars = np.asarray(stars, dtype=float)
-    ok_train = np.all(np.isfinite(training), axis=1)
-    training = training[ok_train]
+    x = np.asarray(features, dtype=float)
+    is_train = np.asarray(in_training, dtype=bool)
+    ok = np.all(np.isfinite(x), axis=1)
+    training = x[is_train & ok]
     k = int(neighbours)
     if len(training) <= k:
         raise FlagError(f"input-space digit: {len(training)} training stars, need > {k}")
@@ -204,16 +208,15 @@ def input_space_outliers(
     spread = 1.4826 * np.median(np.abs(training - centre), axis=0)
     spread = np.where(spread > 0, spread, 1.0)
     nn = NearestNeighbors(n_neighbors=k + 1).fit(training / spread)
-    own = nn.kneighbors(training / spread)[0][:, k]  # k-th other (the first is the star)
-    threshold = float(np.quantile(own, quantile))
-    outside = np.ones(len(stars), dtype=bool)
-    ok = np.all(np.isfinite(stars), axis=1)
-    rows = np.flatnonzero(ok)
-    for start in range(0, rows.size, INPUT_SPACE_CHUNK):  # bounded memory at 10^8 stars
-        r = rows[start : start + INPUT_SPACE_CHUNK]
-        dist = nn.kneighbors(stars[r] / spread, n_neighbors=k)[0][:, -1]
-        outside[r] = dist > threshold
-    return outside, threshold
+    dist = np.full(len(x), np.inf)
+    for want, n_query, col in ((is_train, k + 1, k), (~is_train, k, k - 1)):
+        # training stars: the first neighbour is the star itself
+        rows = np.flatnonzero(want & ok)
+        for start in range(0, rows.size, INPUT_SPACE_CHUNK):  # bounded memory at 10^8
+            r = rows[start : start + INPUT_SPACE_CHUNK]
+            dist[r] = nn.kneighbors(x[r] / spread, n_neighbors=n_query)[0][:, col]
+    threshold = float(np.quantile(dist[is_train & ok], quantile))
+    return dist / threshold if threshold > 0 else np.where(dist > 0, np.inf, 0.0)
 
 
 #: Stars per nearest-neighbour query of the input-space digit.

@@ -619,9 +619,12 @@ def run_aggregate(
     uncertainty_cfg,
     training_cfg,
     config_hash,
+    flags_cfg=None,
 ) -> None:
     """Rule ``aggregate_ensemble``: the labels table (the catalogue before the flag) and the
-    uncertainty model; ``csv_out`` may be None."""
+    uncertainty model; ``csv_out`` may be None; ``flags_cfg`` (config ``flags``) sets the
+    input-space distance."""
+    flags_cfg = flags_cfg or {"input_neighbours": 10, "input_quantile": 0.99}
     from gaiacnn import catalogue, ensemble
 
     table, fits_, training_range, calibrations = catalogue.build(
@@ -635,6 +638,9 @@ def run_aggregate(
         calibration_bins=uncertainty_cfg["snr_calibration_bins"],
         calibration_min_per_bin=uncertainty_cfg["snr_calibration_min_per_bin"],
         subtract_reference_errors=uncertainty_cfg["subtract_reference_errors"],
+        input_calibration_bins=uncertainty_cfg["input_distance_calibration_bins"],
+        input_neighbours=flags_cfg["input_neighbours"],
+        input_quantile=flags_cfg["input_quantile"],
         validation_fraction=training_cfg["validation_fraction"],
         base_seed=training_cfg["base_seed"],
         config_hash=config_hash,
@@ -656,6 +662,14 @@ def run_aggregate(
                     f"S/N {s:.3g}: x{f:.3g}" for s, f in zip(cal.snr, cal.factor, strict=True)
                 ),
             )
+            if cal.input_factor is not None:
+                log.info(
+                    "  then against the input-space distance: %s",
+                    ", ".join(
+                        f"{d:.3g}: x{f:.3g}"
+                        for d, f in zip(cal.input_distance, cal.input_factor, strict=True)
+                    ),
+                )
     ensemble.write_uncertainty_model(fits_, training_range, members, model_out, calibrations)
     catalogue.write(table, fits_out, csv_out)
     log.info(
@@ -1152,20 +1166,10 @@ def run_tsne_classify(map_files, observed, out_path) -> None:
     )
 
 
-def run_flag_catalogue(
-    labels_fits,
-    tsne_file,
-    model_json,
-    fits_out,
-    csv_out,
-    *,
-    labels,
-    input_neighbours: int = 10,
-    input_quantile: float = 0.99,
-) -> None:
+def run_flag_catalogue(labels_fits, tsne_file, model_json, fits_out, csv_out, *, labels) -> None:
     """Rule ``flag_catalogue``: the catalogue with ``flag_boundary`` (Sect. 5.2, and the
-    input-space digit: :func:`gaiacnn.flags.input_space_outliers` with ``input_neighbours``
-    and ``input_quantile``, training stars inside by definition)."""
+    input-space digit 9: the labels table's ``input_distance`` > 1, training stars inside by
+    definition; ``-`` where the table has no finite distance)."""
     from gaiacnn import catalogue, ensemble, flags
 
     _, training_range = ensemble.read_uncertainty_model(model_json)
@@ -1182,27 +1186,17 @@ def run_flag_catalogue(
     digits = flags.digit_order(labels)
     values = {c: table[c].to_numpy(float) for c in digits[:-2]}
     inputs_out = None
-    have = [
-        c in table and np.isfinite(table[c].to_numpy(float)).any()
-        for c in flags.INPUT_SPACE_COLUMNS
-    ]
-    if all(have):
-        features = flags.input_space_features(table)
-        inputs_out = np.zeros(len(table), bool)
-        inputs_out[obs], threshold = flags.input_space_outliers(
-            features[~obs], features[obs], neighbours=input_neighbours, quantile=input_quantile
-        )
+    distance = table["input_distance"].to_numpy(float) if "input_distance" in table else None
+    if distance is not None and np.isfinite(distance[~obs]).any():
+        with np.errstate(invalid="ignore"):
+            inputs_out = obs & ~(distance <= 1.0)  # NaN / inf: outside
         log.info(
-            "input-space digit: %d of %d observed stars outside (threshold %.3g, k = %d, "
-            "quantile %g of the training stars)",
+            "input-space digit: %d of %d observed stars outside the training inputs",
             int(inputs_out.sum()),
             int(obs.sum()),
-            threshold,
-            input_neighbours,
-            input_quantile,
         )
     else:
-        log.info("input-space digit: '-' (the catalogue lacks BP, RP, parallax or its error)")
+        log.info("input-space digit: '-' (the arrays lack BP, RP, parallax or its error)")
     table["flag_boundary"] = flags.boundary_flags(
         values, training_range, labels, not_like, inputs_out
     )

@@ -100,6 +100,7 @@ rule aggregate_ensemble:
         members=member_names(),
         uncertainty=config["uncertainty"],
         training=config["model"]["training"],
+        flags=config["flags"],
         config_hash=CONFIG_HASH,
     script:
         "../scripts/aggregate_ensemble.py"

@@ -191,7 +191,6 @@ rule flag_catalogue:
         runtime=30,
     params:
         labels=model_labels(),
-        flags=config["flags"],
     script:
         "../scripts/flag_catalogue.py"
 

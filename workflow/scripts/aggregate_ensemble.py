@@ -21,4 +21,5 @@ run_aggregate(
     uncertainty_cfg=snakemake.params.uncertainty,  # noqa: F821
     training_cfg=snakemake.params.training,  # noqa: F821
     config_hash=snakemake.params.config_hash,  # noqa: F821
+    flags_cfg=snakemake.params.flags,  # noqa: F821
 )

@@ -16,6 +16,4 @@ run_flag_catalogue(
     snakemake.output.fits,  # noqa: F821
     snakemake.output.csv,  # noqa: F821
     labels=snakemake.params.labels,  # noqa: F821
-    input_neighbours=snakemake.params.flags["input_neighbours"],  # noqa: F821
-    input_quantile=snakemake.params.flags["input_quantile"],  # noqa: F821
 )
