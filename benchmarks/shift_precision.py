@@ -204,6 +204,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS))
     parser.add_argument("--cores", type=int, default=2)
     parser.add_argument("--out", type=Path, default=None, help="JSON of the results")
+    parser.add_argument(
+        "--report-existing",
+        action="store_true",
+        help="also report every other case x method already run in --workdir",
+    )
     args = parser.parse_args(argv)
 
     commit = subprocess.run(
@@ -218,6 +223,14 @@ def main(argv: list[str] | None = None) -> int:
             first = first or work
             results[case, method] = collect(work, case, method, wall)
             print(f"{case}/{method}: {wall / 60:.1f} min", file=sys.stderr)
+    if args.report_existing:
+        for case in CASES:
+            for method in METHODS:
+                work = args.workdir / f"{case}-{method}"
+                if (case, method) not in results and all((work / t).exists() for t in TARGETS):
+                    results[case, method] = collect(work, case, method, 0.0)
+    order = {c: i for i, c in enumerate(CASES)} | {m: i for i, m in enumerate(METHODS)}
+    results = dict(sorted(results.items(), key=lambda kv: (order[kv[0][0]], order[kv[0][1]])))
     print(report(results, commit), end="")
     if args.out:
         doc = {
