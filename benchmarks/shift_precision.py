@@ -7,9 +7,11 @@ members) unshifted and with the shifted observed fields of config/variants/shift
 (10 000 more stars, twice as far; also redder and with worse parallaxes), each with the
 model choices of every *method*: ``before`` (the paper's photometry input G, BP, RP,
 parallax, no parallax augmentation), ``after`` (today's defaults: the distance-free
-photometry input, parallax augmentation of half the training stars per epoch), and the
-choices inside it one by one (``intrinsic_only``: no parallax augmentation;
-``parallax_augment_all``: every training star augmented).  Each run goes up to the labels and the
+photometry input, parallax augmentation of half the training stars per epoch, sigma
+calibrated against the input-space distance too), and the choices inside it one by one
+(``intrinsic_only``: no parallax augmentation; ``parallax_augment_all``: every training
+star augmented; ``no_input_calibration``: after's members, sigma calibrated against the
+S/N only).  ``before`` has the S/N calibration only, as before the change.  Each run goes up to the labels and the
 evaluation tables (``results/evaluation/shift.tsv``: the t-SNE and figures are not
 needed); the demo survey and samples are made once per case and reused by its methods.
 
@@ -57,12 +59,19 @@ CASES = {
 }
 #: method -> config overlay (the model choices measured)
 METHODS = {
-    "before": {"model": {"phot_input": "magnitudes", "training": {"augment_parallax_snr_min": 0}}},
+    "before": {
+        "model": {"phot_input": "magnitudes", "training": {"augment_parallax_snr_min": 0}},
+        "uncertainty": {"input_distance_calibration_bins": 0},
+    },
     "after": {},
     # the choices inside "after", measured one by one
     "intrinsic_only": {"model": {"training": {"augment_parallax_snr_min": 0}}},
     "parallax_augment_all": {"model": {"training": {"augment_parallax_fraction": 1.0}}},
+    # after's members, sigma calibrated against the S/N only
+    "no_input_calibration": {"uncertainty": {"input_distance_calibration_bins": 0}},
 }
+#: methods that differ from another only after training: they reuse its members
+SAME_MEMBERS = {"no_input_calibration": "after"}
 TARGETS = ("results/evaluation/precision.tsv", "results/evaluation/shift.tsv")
 LABELS = ("teff", "logg", "m_h", "alpha_m", "fe_h")
 
@@ -80,6 +89,13 @@ def run(work: Path, case: str, method: str, cores: int, reuse_from: Path | None)
         for sub in ("demo", "samples", "arrays"):
             if not (work / "results" / sub).exists():
                 shutil.copytree(reuse_from / "results" / sub, work / "results" / sub)
+    if method in SAME_MEMBERS and not (work / "results" / "ensemble").exists():
+        src = work.parent / f"{case}-{SAME_MEMBERS[method]}" / "results" / "ensemble"
+        shutil.copytree(
+            src,
+            work / "results" / "ensemble",
+            ignore=shutil.ignore_patterns("labels.fits", "uncertainty_model.json"),
+        )
     cmd = [str(SNAKEMAKE), *TARGETS, "-s", str(REPO / "Snakefile"), "--directory", str(work)]
     cmd += ["--cores", str(cores), "--rerun-triggers", "mtime"]
     files = [work / "config" / "config.yaml"]
