@@ -11,9 +11,10 @@ photometry input, parallax augmentation of half the training stars per epoch, si
 calibrated against the input-space distance too), and the choices inside it one by one
 (``intrinsic_only``: no parallax augmentation; ``parallax_augment_all``: every training
 star augmented; ``no_input_calibration``: after's members, sigma calibrated against the
-S/N only).  ``before`` has the S/N calibration only, as before the change.  Each run goes up to the labels and the
-evaluation tables (``results/evaluation/shift.tsv``: the t-SNE and figures are not
-needed); the demo survey and samples are made once per case and reused by its methods.
+S/N only).  ``before`` has the S/N calibration only, as before the change.  Each run
+goes up to the labels and the evaluation tables (``results/evaluation/shift.tsv``: the
+t-SNE and figures are not needed); the demo survey and samples are made once per case
+and reused by its methods.
 
 Printed, per case and method, for the observed stars truly inside the training range
 (``shifted`` = the extra field, ``observed`` = the ordinary stars): the bias of every
@@ -25,7 +26,10 @@ the > 3 sigma log g errors (recall) and on the good stars (false flags).
 Run on demand (about 12 min per case and method on 2 cores)::
 
     .venv/bin/python benchmarks/shift_precision.py --workdir /tmp/shift \\
-        --out benchmarks/measured/shift_precision.json > docs/shift_tables.md
+        --cases far --methods before after no_input_calibration intrinsic_only \\
+        parallax_augment_all
+    .venv/bin/python benchmarks/shift_precision.py --workdir /tmp/shift \\
+        --report-existing --out benchmarks/measured/shift_precision.json
 
 It is not a test: the numbers are one seed's.  Existing runs in --workdir are reused.
 """
