@@ -169,14 +169,16 @@ def make_products(
         table[f"e_{x}"] = 0.3 * e
         table[f"sigma_{x}"] = e
     like = ~ood[order] | (rng.random(n) < 0.02)
-    # flag_boundary: labels, G, parallax, t-SNE; "-" for G / parallax where the shape lacks it
-    digits = np.full((n, len(labels) + 3), "0")
-    digits[~(is_tr[order] | like), -1] = "1"
+    # flag_boundary: labels, G, parallax, t-SNE, inputs; "-" for G / parallax / inputs where
+    # the shape lacks them
+    digits = np.full((n, len(labels) + 4), "0")
+    digits[~(is_tr[order] | like), -2] = "1"
     hot = np.asarray(table["teff"] if "teff" in labels else truth["teff"][order]) > 7000
     digits[hot] = "0"
-    digits[hot, 0] = digits[hot, -1] = "1"
+    digits[hot, 0] = digits[hot, -2] = "1"
     digits[:, len(labels)] = "0" if "phot" in have else "-"
     digits[:, len(labels) + 1] = "0" if "parallax" in have else "-"
+    digits[:, -1] = "0" if {"phot", "parallax"} <= set(have) else "-"
     table["flag_boundary"] = ["".join(d) for d in digits]
     table.attrs.update(
         labels=labels,

@@ -164,8 +164,11 @@ def test_flag_digits_not_available_count_as_inside_and_are_said(case):
     no_one = np.array(["1" not in f for f in flags])
     np.testing.assert_array_equal(ctx.inside, observed & no_one)
     np.testing.assert_array_equal(ctx.outside, observed & ~no_one)
-    dashes = {"a_full": [], "b_xp_sampled": ["parallax"]}
-    dashes |= {"c_xp_coefficients_teff_logg": [], "d_rvs_only_no_m_h": ["G", "parallax"]}
+    dashes = {"a_full": [], "b_xp_sampled": ["parallax", "inputs"]}
+    dashes |= {
+        "c_xp_coefficients_teff_logg": [],
+        "d_rvs_only_no_m_h": ["G", "parallax", "inputs"],
+    }
     assert ctx.unavailable_digits == dashes[name]
     fig18 = next(f for f in index["figures"] if f["name"] == "fig18_outside_limits")
     assert fig18["n_stars"] == int(ctx.outside.sum())

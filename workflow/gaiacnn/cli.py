@@ -85,6 +85,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     summ.add_argument("--xp-input", default="auto", choices=("auto", "coefficients", "sampled"))
     summ.add_argument(
+        "--phot-input",
+        default="intrinsic",
+        choices=("magnitudes", "intrinsic"),
+        help="model.phot_input (intrinsic also reads astrometry/parallax_error)",
+    )
+    summ.add_argument(
         "--labels",
         default="",
         help="model.labels, comma-separated (default: every label of the file)",
@@ -127,6 +133,7 @@ def main(argv: list[str] | None = None) -> int:
                     sample=sample,
                     branches=[b for b in args.branches.split(",") if b],
                     xp_input=args.xp_input,
+                    phot_input=args.phot_input,
                     labels=[x for x in args.labels.split(",") if x],
                 ):
                     print(f"  {dataset:<28} {use}")

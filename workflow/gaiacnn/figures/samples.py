@@ -13,6 +13,7 @@ import numpy as np
 from gaiacnn.figures import style as st
 from gaiacnn.figures.context import Context, Skip, metallicity_note, photometry, snr_edges
 from gaiacnn.figures.render import Rendered, figure
+from gaiacnn.flags import TSNE_DIGIT
 
 
 def _snr_bins(ctx: Context) -> list[tuple[float, float]]:
@@ -433,8 +434,9 @@ def outside_limits(ctx: Context) -> Iterator[Rendered]:
         st.kiel_axes(axes[0, 0], (10000, 3000), (5.5, -0.5))
         st.corner_text(axes[0, 0], st.stars(int(m.sum())))
         shown = "coloured by star density (no [M/H] or [Fe/H] label to bin by)"
-    flags = ctx.table["flag_boundary"].astype(str)
-    n_tsne = int(flags.str.endswith("1").to_numpy(bool)[m].sum())
+    flag_str = ctx.table["flag_boundary"].astype(str)
+    j = ctx.flag_digits.index(TSNE_DIGIT) if TSNE_DIGIT in ctx.flag_digits else -1
+    n_tsne = int((flag_str.str[j] == "1").to_numpy(bool)[m].sum())
     n = int(m.sum())
     which = "not all zeros" if not ctx.unavailable_digits else "with a digit 1"
     yield Rendered(
