@@ -135,7 +135,7 @@ def test_every_shape_gives_a_catalogue_and_figures(shape_runs, shape):
             for col in (label, f"e_{label}", f"sigma_{label}"):
                 assert np.isfinite(data[col]).all(), col
         flag = np.char.strip(np.asarray(data["flag_boundary"]).astype(str))
-        assert all(re.fullmatch(f"[01-]{{{len(labels) + 3}}}", f) for f in flag)
+        assert all(re.fullmatch(f"[01-]{{{len(labels) + 4}}}", f) for f in flag)
         branches, spectra = hdr["BRANCHES"].split(","), hdr["TSNESPEC"]
     figures = json.loads((work / "results/figures/figures.json").read_text())
     assert figures["figures"], figures["skipped"]
@@ -185,7 +185,7 @@ def test_labels_come_from_the_training_file(shape_runs):
     work, _ = _done(shape_runs, "full")
     hdr = fits.getheader(work / "results/catalogue/catalogue.fits", 1)
     assert sorted(hdr["LABELS"].split(",")) == ["alpha_m", "fe_h", "logg", "teff"]
-    assert hdr["FLAGDIGS"].endswith("phot_g_mean_mag,parallax,tsne")
+    assert hdr["FLAGDIGS"].endswith("phot_g_mean_mag,parallax,tsne,inputs")
     scalers = json.loads((work / "results/ensemble/members/split0_seed0/scalers.json").read_text())
     assert "m_h" not in scalers["labels"]
 
