@@ -383,10 +383,6 @@ def test_shifted_demo_runs_end_to_end(tmp_path):
         work,
         "--cores",
         "2",
-        # everything but the figures (their code is the ordinary demo's)
-        "results/catalogue/catalogue.fits",
-        "results/evaluation/precision.tsv",
-        "results/evaluation/input_flag.tsv",
         "--config",
         "demo={n_stars: 400, chunk_size: 150, shift: {n_stars: 200, distance_factor: 2.0, "
         "a_v_factor: 2.0, parallax_error_factor: 1.5, apogee_match_fraction: 0.1}}",
@@ -415,3 +411,4 @@ def test_shifted_demo_runs_end_to_end(tmp_path):
     with fits.open(work / "results/catalogue/catalogue.fits") as hdul:
         flag = np.char.strip(np.asarray(hdul[1].data["flag_boundary"]).astype(str))
     assert all(len(f) == 9 for f in flag)
+    assert (work / "results/figures/figures.json").exists()
