@@ -51,7 +51,7 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "workflow"))
 
-from gaiacnn import ensemble, evaluation  # noqa: E402
+from gaiacnn import ensemble, evaluation, flags  # noqa: E402
 from gaiacnn.tables import read_fits_columns  # noqa: E402
 
 SNAKEMAKE = Path(sys.executable).parent / "snakemake"
@@ -118,9 +118,7 @@ def input_digit(work: Path) -> pd.DataFrame:
     """The input-space digit of the run's observed stars (from its labels catalogue) against
     the > 3 sigma log g errors."""
     cat_path = work / "results/ensemble/labels.fits"
-    cat = read_fits_columns(cat_path, ["in_training", "input_distance"])
-    with np.errstate(invalid="ignore"):
-        flagged = ~cat["in_training"].to_numpy(bool) & ~(cat["input_distance"] <= 1.0)
+    flagged = flags.input_outside(read_fits_columns(cat_path, ["in_training", "input_distance"]))
     _, training_range = ensemble.read_uncertainty_model(
         work / "results/ensemble/uncertainty_model.json"
     )

@@ -107,3 +107,50 @@ def test_model_defaults_match_the_model_module(config):
         k: v for k, v in model.DEFAULT_TRAINING.items() if k not in ("max_epochs", "verbose")
     }
     assert training == expected
+
+
+def _lookup(cfg: dict, path: str):
+    for key in path.split("."):
+        cfg = cfg[key]
+    return cfg
+
+
+def test_the_paper_preset_is_the_paper_key_by_key(schema):
+    """Defaults + config/variants/paper.yaml, merged as snakemake merges --configfile, and
+    validated: every value equals the paper's (tests/paper_values.py, with its section);
+    every key the preset sets is in that table; and layered after the real-data file the
+    preset still wins."""
+    import yaml
+    from conftest import REPO
+    from paper_values import PAPER_VALUES, PRESET_NOT_STATED
+    from snakemake.utils import update_config
+
+    def load(name: str) -> dict:
+        return yaml.safe_load((REPO / "config" / name).read_text())
+
+    def leaves(d: dict, prefix: str = "") -> list[str]:
+        out = []
+        for k, v in d.items():
+            path = f"{prefix}{k}"
+            if isinstance(v, dict) and not path.endswith("max_error"):
+                out += leaves(v, path + ".")
+            else:
+                out.append(path)
+        return out
+
+    preset = load("variants/paper.yaml")
+    table = {key: (value, where) for key, value, where in PAPER_VALUES}
+    assert all(where.startswith(("Sect.", "Table", "Fig.")) for _, where in table.values())
+    assert sorted(leaves(preset)) == sorted([*table, *PRESET_NOT_STATED])
+    assert _lookup(preset, "model.training.max_epochs") > 80
+    for stack in (["config.yaml"], ["config.yaml", "gaia_dr3.yaml"]):
+        cfg: dict = {}
+        for name in [*stack, "variants/paper.yaml"]:
+            update_config(cfg, load(name))
+        cfg = validate_config(cfg, schema)
+        for key, (value, where) in table.items():
+            assert _lookup(cfg, key) == value, f"{key} ({where}) with {stack}"
+    # the defaults are not the paper: the preset changes at least these
+    defaults = validate_config(load("config.yaml"), schema)
+    assert _lookup(defaults, "model.phot_input") != "magnitudes"
+    assert _lookup(defaults, "uncertainty.snr_calibration_bins") > 0

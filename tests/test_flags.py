@@ -59,6 +59,38 @@ def test_flag_digits_in_the_paper_order():
     assert got[0] == "00000001-" and flags.recommended(got)[0] == np.False_
 
 
+def test_the_papers_flag_has_eight_digits_without_the_inputs_digit():
+    """flags.input_digit: false (the paper preset): the 8 digits of Sect. 5.2, in order;
+    an input-space class given for such a flag is refused, not dropped."""
+    order = [*LABELS, "phot_g_mean_mag", "parallax", "tsne"]
+    assert flags.digit_order(LABELS, input_digit=False) == order
+    assert flags.split_digits(order) == (LABELS, False)
+    assert flags.split_digits([*order, "inputs"]) == (LABELS, True)
+    got = flags.boundary_flags(
+        _values(2, teff=np.array([5000.0, 8000.0])),
+        RANGE,
+        LABELS,
+        np.array([True, False]),
+        input_digit=False,
+    )
+    assert list(got) == ["00000001", "10000000"]
+    flags.validate_flags(got, n_digits=8)
+    with pytest.raises(flags.FlagError, match="inputs digit"):
+        flags.boundary_flags(
+            _values(1), RANGE, LABELS, np.array([False]), np.array([True]), input_digit=False
+        )
+    lines = flags.describe(LABELS, input_digit=False)
+    assert len(lines) == 8 and lines[7].startswith("digit 8: not training-like")
+
+
+def test_input_outside_from_the_labels_table():
+    table = {
+        "in_training": np.array([True, False, False, False, False]),
+        "input_distance": np.array([5.0, 0.5, 1.0, 1.5, np.nan]),
+    }
+    assert list(flags.input_outside(table)) == [False, False, False, True, True]
+
+
 def test_flag_follows_configured_labels():
     labels = ["teff", "ti_fe"]
     vals = {

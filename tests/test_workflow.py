@@ -412,3 +412,36 @@ def test_shifted_demo_runs_end_to_end(tmp_path):
         flag = np.char.strip(np.asarray(hdul[1].data["flag_boundary"]).astype(str))
     assert all(len(f) == 9 for f in flag)
     assert (work / "results/figures/figures.json").exists()
+
+
+def test_the_paper_preset_runs_end_to_end(demo_run, tmp_path):
+    """config/variants/paper.yaml on the tiny demo (one member of three epochs, set here):
+    the whole workflow runs with the paper's inputs, sigma_* and 8-digit flag."""
+    work = make_workdir(tmp_path, "paper")
+    reuse_arrays(demo_run, work)
+    proc = run_snakemake(
+        work,
+        "--cores",
+        "2",
+        "--configfile",
+        str(work / "config" / "config.yaml"),
+        str(REPO / "config" / "variants" / "paper.yaml"),
+        "--config",
+        "ensemble={n_splits: 1, n_seeds: 1}",
+        "model={training: {max_epochs: 3, verbose: 0}}",
+    )
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    scalers = json.loads((work / "results/ensemble/members/split0_seed0/scalers.json").read_text())
+    assert sorted(scalers["branches"]) == ["phot", "rvs", "xp"]
+    assert scalers["phot_input"] == "magnitudes"
+    from astropy.io import fits
+
+    with fits.open(work / "results/catalogue/catalogue.fits") as hdul:
+        hdr = hdul[1].header
+        flag = np.char.strip(np.asarray(hdul[1].data["flag_boundary"]).astype(str))
+    assert hdr["FLAGDIGS"].endswith("phot_g_mean_mag,parallax,tsne")
+    assert hdr["SNRCALIB"] == ""  # the paper's sigma_*, not calibrated
+    assert all(re.fullmatch(r"[01]{8}", f) for f in flag)
+    with h5py.File(work / "results/tsne/training_like.h5") as h5:
+        assert sorted(h5.attrs["perplexities"]) == [30, 50, 75, 100]
+    assert (work / "results/figures/figures.json").exists()

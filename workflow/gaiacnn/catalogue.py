@@ -341,9 +341,8 @@ def write(table: pd.DataFrame, fits_path, csv_path=None) -> None:
         hdr.add_comment("flag_boundary: one character per digit, 0 = inside, 1 = outside,")
         hdr.add_comment("- = not available (the survey lacks that input):")
         available = flags.available(list(table["flag_boundary"]), len(digits))
-        for line in flags.describe(
-            digits[: -len(flags.NON_LABEL_DIGITS)], available, table.attrs.get("tsne_spectra")
-        ):
+        labels, input_digit = flags.split_digits(digits)
+        for line in flags.describe(labels, available, table.attrs.get("tsne_spectra"), input_digit):
             hdr.add_comment(line)
         hdr.add_comment("No digit 1 (all zeros with every input) = recommended for science")
         hdr.add_comment("(Sect. 5.2).")

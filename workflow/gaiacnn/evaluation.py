@@ -22,7 +22,7 @@ import pandas as pd
 
 from gaiacnn.catalogue import read_attrs
 from gaiacnn.demo.physics import OOD_POPULATIONS, POPULATION_CODES
-from gaiacnn.flags import INPUTS_DIGIT, TSNE_DIGIT
+from gaiacnn.flags import INPUTS_DIGIT, TSNE_DIGIT, input_outside
 from gaiacnn.tables import read_fits_columns
 
 #: S/N bins of the evaluation (the paper's Fig. 16 ranges): 15–25, 25–35, 35–75, ≥ 75.
@@ -285,9 +285,15 @@ def input_flag_table(
     shifted; truly inside the training range, training populations): the stars, those
     flagged (false flags where the label is good), those whose ``label`` errs by more than
     ``n_sigma`` x ``sigma_<label>`` and the share of them the digit catches (recall).
-    ``flagged`` (bool per catalogue row): the digit, when the catalogue has no flag yet."""
+    ``flagged`` (bool per catalogue row): the digit, when the catalogue has no flag yet; by
+    default the flag's inputs digit or, for a flag without it (``flags.input_digit: false``),
+    the digit it would have been (:func:`gaiacnn.flags.input_outside` of ``input_distance``)."""
     cols = ["source_id", "in_training", label, f"sigma_{label}"]
-    cat = read_fits_columns(catalogue_path, cols + (["flag_boundary"] if flagged is None else []))
+    with_digit = flagged is None and INPUTS_DIGIT in read_attrs(catalogue_path)["flag_digits"]
+    if flagged is None and not with_digit:
+        distance = read_fits_columns(catalogue_path, ["in_training", "input_distance"])
+        flagged = input_outside(distance)
+    cat = read_fits_columns(catalogue_path, cols + (["flag_boundary"] if with_digit else []))
     with h5py.File(truth_path, "r") as h5:
         idx = _truth_rows(h5, cat["source_id"].to_numpy(), truth_path)
         true = h5[f"truth/{label}"][:][idx]

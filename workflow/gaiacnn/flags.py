@@ -58,9 +58,17 @@ class FlagError(ValueError):
     """A flag that cannot be built or that is malformed."""
 
 
-def digit_order(labels: Sequence[str]) -> list[str]:
-    """Names of the flag's digits, in order: labels, G, parallax, t-SNE, inputs."""
-    return [*labels, *NON_LABEL_DIGITS]
+def digit_order(labels: Sequence[str], input_digit: bool = True) -> list[str]:
+    """Names of the flag's digits, in order: labels, G, parallax, t-SNE (the paper's,
+    Sect. 5.2), then inputs unless ``input_digit`` is False (config ``flags.input_digit``)."""
+    order = [*labels, *EXTRA_DIGITS, TSNE_DIGIT]
+    return [*order, INPUTS_DIGIT] if input_digit else order
+
+
+def split_digits(digits: Sequence[str]) -> tuple[list[str], bool]:
+    """A flag's digit names (``FLAGDIGS``) -> its labels and whether it has the inputs
+    digit."""
+    return [d for d in digits if d not in NON_LABEL_DIGITS], INPUTS_DIGIT in digits
 
 
 def outside(values: np.ndarray, low: float, high: float) -> np.ndarray:
@@ -76,20 +84,26 @@ def boundary_flags(
     labels: Sequence[str],
     not_training_like: np.ndarray,
     inputs_outside: np.ndarray | None = None,
+    input_digit: bool = True,
 ) -> np.ndarray:
     """The flag string of every star (numpy ``<U{n}``).
 
     ``values`` holds each label (CNN value), ``phot_g_mean_mag`` and ``parallax``;
     ``training_range`` their [low, high] (Table 1); ``not_training_like`` (bool) the t-SNE
     class; ``inputs_outside`` (bool) the input-space class (:func:`input_space_distance` > 1;
-    None: the data lack photometry or parallaxes).  A quantity without a training range
-    (e.g. no parallax in the training file) gives :data:`NOT_AVAILABLE` for every star.
+    None: the data lack photometry or parallaxes); ``input_digit`` False: the paper's flag,
+    without that digit (``inputs_outside`` must then be None).  A quantity without a
+    training range (e.g. no parallax in the training file) gives :data:`NOT_AVAILABLE` for
+    every star.
     """
-    order = digit_order(labels)
+    if not input_digit and inputs_outside is not None:
+        raise FlagError("inputs_outside given for a flag without the inputs digit")
+    order = digit_order(labels, input_digit)
+    j_tsne = order.index(TSNE_DIGIT)
     n = len(np.asarray(not_training_like))
     digits = np.zeros((n, len(order)), dtype=bool)
     missing = np.zeros(len(order), dtype=bool)
-    for j, name in enumerate(order[:-2]):
+    for j, name in enumerate(order[:j_tsne]):
         if name not in values:
             raise FlagError(f"no values of {name!r} for the boundary flag")
         v = np.asarray(values[name])
@@ -100,10 +114,10 @@ def boundary_flags(
             digits[:, j] = outside(v, lo, hi)
         else:
             missing[j] = True
-    digits[:, -2] = np.asarray(not_training_like, bool)
-    if inputs_outside is None:
+    digits[:, j_tsne] = np.asarray(not_training_like, bool)
+    if input_digit and inputs_outside is None:
         missing[-1] = True
-    else:
+    elif input_digit:
         digits[:, -1] = np.asarray(inputs_outside, bool)
     chars = np.where(digits, "1", "0")
     chars[:, missing] = NOT_AVAILABLE
@@ -139,12 +153,16 @@ def available(flags: Sequence[str], n_digits: int) -> list[bool]:
 
 
 def describe(
-    labels: Sequence[str], available: Sequence[bool] | None = None, spectra: str | None = None
+    labels: Sequence[str],
+    available: Sequence[bool] | None = None,
+    spectra: str | None = None,
+    input_digit: bool = True,
 ) -> list[str]:
     """One line per digit, for the catalogue header and the README; ``available`` (per
-    digit) marks those that are ``-`` for every star; ``spectra`` the t-SNE's input."""
+    digit) marks those that are ``-`` for every star; ``spectra`` the t-SNE's input;
+    ``input_digit`` whether the flag has the inputs digit."""
     lines = []
-    for i, name in enumerate(digit_order(labels), start=1):
+    for i, name in enumerate(digit_order(labels, input_digit), start=1):
         if name == TSNE_DIGIT:
             what = "not training-like in all t-SNE maps (Sect. 5.1)"
             if spectra:
@@ -157,6 +175,15 @@ def describe(
             what = f"{DIGIT_NAMES.get(name, name)} not in the data (- for every star)"
         lines.append(f"digit {i}: {what}")
     return lines
+
+
+def input_outside(table) -> np.ndarray:
+    """The input-space digit (bool per row) from a labels table's ``in_training`` and
+    ``input_distance`` columns: observed stars whose distance is not <= 1 (NaN or inf, a
+    missing input: outside); training stars are inside by definition."""
+    distance = np.asarray(table["input_distance"], dtype=float)
+    with np.errstate(invalid="ignore"):
+        return ~np.asarray(table["in_training"], dtype=bool) & ~(distance <= 1.0)
 
 
 #: Quantities of the input-space digit (catalogue columns they are made of).

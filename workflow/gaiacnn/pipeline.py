@@ -1166,8 +1166,11 @@ def run_tsne_classify(map_files, observed, out_path) -> None:
     )
 
 
-def run_flag_catalogue(labels_fits, tsne_file, model_json, fits_out, csv_out, *, labels) -> None:
-    """Rule ``flag_catalogue``: the catalogue with ``flag_boundary`` (Sect. 5.2, and the
+def run_flag_catalogue(
+    labels_fits, tsne_file, model_json, fits_out, csv_out, *, labels, input_digit=True
+) -> None:
+    """Rule ``flag_catalogue``: the catalogue with ``flag_boundary`` (Sect. 5.2, and unless
+    ``input_digit`` is False (config ``flags.input_digit``; the paper's 8 digits) the
     input-space digit 9: the labels table's ``input_distance`` > 1, training stars inside by
     definition; ``-`` where the table has no finite distance)."""
     from gaiacnn import catalogue, ensemble, flags
@@ -1183,13 +1186,14 @@ def run_flag_catalogue(labels_fits, tsne_file, model_json, fits_out, csv_out, *,
     if np.any(idx < 0):
         raise flags.FlagError(f"{tsne_file}: {int((idx < 0).sum())} observed stars unclassified")
     not_like[obs] = ~t_like[idx]
-    digits = flags.digit_order(labels)
-    values = {c: table[c].to_numpy(float) for c in digits[:-2]}
+    digits = flags.digit_order(labels, input_digit)
+    values = {c: table[c].to_numpy(float) for c in digits[: digits.index(flags.TSNE_DIGIT)]}
     inputs_out = None
     distance = table["input_distance"].to_numpy(float) if "input_distance" in table else None
-    if distance is not None and np.isfinite(distance[~obs]).any():
-        with np.errstate(invalid="ignore"):
-            inputs_out = obs & ~(distance <= 1.0)  # NaN / inf: outside
+    if not input_digit:
+        log.info("no input-space digit (flags.input_digit: false): the paper's 8 digits")
+    elif distance is not None and np.isfinite(distance[~obs]).any():
+        inputs_out = flags.input_outside(table)
         log.info(
             "input-space digit: %d of %d observed stars outside the training inputs",
             int(inputs_out.sum()),
@@ -1198,7 +1202,7 @@ def run_flag_catalogue(labels_fits, tsne_file, model_json, fits_out, csv_out, *,
     else:
         log.info("input-space digit: '-' (the arrays lack BP, RP, parallax or its error)")
     table["flag_boundary"] = flags.boundary_flags(
-        values, training_range, labels, not_like, inputs_out
+        values, training_range, labels, not_like, inputs_out, input_digit
     )
     flags.validate_flags(table["flag_boundary"], n_digits=len(digits))
     table.attrs.update(attrs, flag_digits=digits, tsne_spectra=spectra)

@@ -191,6 +191,7 @@ rule flag_catalogue:
         runtime=30,
     params:
         labels=model_labels(),
+        input_digit=config["flags"]["input_digit"],
     script:
         "../scripts/flag_catalogue.py"
 

@@ -1,4 +1,4 @@
-"""Rule flag_catalogue: the catalogue with the boundary flag (8 paper digits + inputs)."""
+"""Rule flag_catalogue: the catalogue with the boundary flag (the paper's 8 digits + inputs)."""
 
 import os
 import sys
@@ -16,4 +16,5 @@ run_flag_catalogue(
     snakemake.output.fits,  # noqa: F821
     snakemake.output.csv,  # noqa: F821
     labels=snakemake.params.labels,  # noqa: F821
+    input_digit=snakemake.params.input_digit,  # noqa: F821
 )
