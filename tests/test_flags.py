@@ -226,7 +226,7 @@ def test_mth_training_neighbour_needs_the_support_of_several_training_stars():
 def test_the_support_grows_with_the_training_sample():
     assert tsne.support_neighbours(2752, 10, 0.003) == 10  # the demo: the count
     assert tsne.support_neighbours(9006, 10, 0.003) == 27
-    assert tsne.support_neighbours(33585, 10, 0.003) == 101  # the paper's training sample
+    assert tsne.support_neighbours(44780, 10, 0.003) == 134  # the paper's training sample
     assert tsne.support_neighbours(10**6, 10, 0.0) == 10
     with pytest.raises(tsne.TsneError, match="fraction must be in"):
         tsne.support_neighbours(100, 10, 1.0)
@@ -331,8 +331,8 @@ def test_reference_training_keeps_the_data_proportion():
     )
     other = tsne.reference_training_rows(9000, 51000, 20000, "proportional", seed=4)
     assert not np.array_equal(r, other)
-    # the paper's sizes: 33 585 training stars, 20 000 of 852 495 observed in the map
-    assert tsne.reference_training_rows(33585, 852495, 20000, "proportional", 0).size == 788
+    # the paper's sizes (Sect. 5.1): 44 780 training stars, 20 000 of 841 300 observed
+    assert tsne.reference_training_rows(44780, 841300, 20000, "proportional", 0).size == 1065
     # all: every training star; all observed stars embedded: every training star too
     np.testing.assert_array_equal(
         tsne.reference_training_rows(9000, 51000, 20000, "all", seed=3), np.arange(9000)

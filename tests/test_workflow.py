@@ -444,4 +444,9 @@ def test_the_paper_preset_runs_end_to_end(demo_run, tmp_path):
     assert all(re.fullmatch(r"[01]{8}", f) for f in flag)
     with h5py.File(work / "results/tsne/training_like.h5") as h5:
         assert sorted(h5.attrs["perplexities"]) == [30, 50, 75, 100]
+        n_like, n_obs = int(h5["training_like"][:].sum()), h5["training_like"].size
+    # the flag report quotes the run's training-like share beside the paper's (Sect. 5.1)
+    log = (work / "results/logs/flag_catalogue.log").read_text()
+    assert f"{n_like} of {n_obs} training-like" in log
+    assert "the paper: 669 572 of 841 300, 79.6 %" in log
     assert (work / "results/figures/figures.json").exists()

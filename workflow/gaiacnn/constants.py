@@ -53,6 +53,25 @@ def training_cuts() -> dict[str, float]:
     }
 
 
+# --- The paper's sample sizes, quoted beside a run's own (Sect. 2.5, 5.1, 9) ------
+# The training sample (Sect. 2.5); 75 % of it, 33 585 stars, trains one member (Sect. 3.2).
+PAPER_TRAINING_STARS = 44_780
+PAPER_OBSERVED_STARS = 841_300  # the observed sample (Sect. 2.5)
+PAPER_TRAINING_LIKE = 669_572  # observed spectra training-like in all four t-SNE maps (Sect. 5.1)
+PAPER_RECOMMENDED = 644_287  # observed stars with flag_boundary "00000000" (Sect. 9)
+
+
+def paper_fraction(count: int) -> str:
+    """``count`` of the paper's observed sample, as the logs quote it: "669 572 of 841 300,
+    79.6 %"."""
+    share = 100.0 * count / PAPER_OBSERVED_STARS
+
+    def spaced(n: int) -> str:
+        return f"{n:,}".replace(",", " ")
+
+    return f"{spaced(count)} of {spaced(PAPER_OBSERVED_STARS)}, {share:.1f} %"
+
+
 # --- APOGEE DR17 ASPCAPFLAG bits (Sect. 2.4; ARCHIVE_NOTES) -------------------
 ASPCAPFLAG_STAR_WARN_BIT = 7
 ASPCAPFLAG_STAR_BAD_BIT = 23

@@ -15,7 +15,7 @@ import h5py
 import numpy as np
 import pandas as pd
 
-from gaiacnn import __version__, arrays, layout, selection
+from gaiacnn import __version__, arrays, constants, layout, selection
 from gaiacnn.constants import label_unit
 from gaiacnn.io import write_text_atomic
 from gaiacnn.selection import APOGEE_BASE_COLUMNS, GAIA_COLUMNS
@@ -1157,12 +1157,15 @@ def run_tsne_classify(map_files, observed, out_path) -> None:
         h5.attrs["maps_per_perplexity"] = counts.pop()
         h5.attrs["spectra"] = next(iter(spectra))
     log.info(
-        "t-SNE of %s: %d of %d observed stars training-like in all %d perplexities (%s)",
+        "t-SNE of %s: %d of %d observed stars (%.1f %%) training-like in all %d perplexities "
+        "(%s); the paper: %s (Sect. 5.1)",
         next(iter(spectra)),
         int(overall.sum()),
         overall.size,
+        100.0 * overall.mean() if overall.size else float("nan"),
         len(perps),
         ", ".join(f"p{p:g}: {int(x.sum())}" for p, x in zip(perps, likes, strict=True)),
+        constants.paper_fraction(constants.PAPER_TRAINING_LIKE),
     )
 
 
@@ -1213,6 +1216,19 @@ def run_flag_catalogue(
         for d, ok in zip(digits, flags.available(table["flag_boundary"], len(digits)), strict=True)
         if not ok
     ]
+    recommended_obs = flags.recommended(table["flag_boundary"])[obs]
+    n_obs = max(int(obs.sum()), 1)
+    log.info(
+        "observed sample: %d of %d training-like (%.1f %%; the paper: %s, Sect. 5.1), "
+        "%d with no digit 1 (%.1f %%; the paper: %s with 00000000, Sect. 9)",
+        int((~not_like[obs]).sum()),
+        int(obs.sum()),
+        100.0 * (~not_like[obs]).sum() / n_obs,
+        constants.paper_fraction(constants.PAPER_TRAINING_LIKE),
+        int(recommended_obs.sum()),
+        100.0 * recommended_obs.sum() / n_obs,
+        constants.paper_fraction(constants.PAPER_RECOMMENDED),
+    )
     log.info(
         "flag_boundary: %d of %d stars with no digit 1 (recommended); not available: %s",
         n_clean,

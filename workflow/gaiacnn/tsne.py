@@ -531,7 +531,7 @@ def reference_training_rows(
     (rounded), so that the reference map holds training and observed spectra in the
     proportion of the whole data, as a joint map does.  t-SNE gives each region of a map an
     area that grows with the number of spectra in it; with every training star but only a
-    few observed ones (at Gaia sizes 33 585 against 20 000 of 850 000), regions where the
+    few observed ones (at Gaia sizes 44 780 against 20 000 of 841 300), regions where the
     observed spectra outnumber the training ones shrink around their training stars and
     look training-like (README: t-SNE, scalable mode).  A function of ``seed`` only."""
     if how not in REFERENCE_TRAINING:
