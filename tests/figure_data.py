@@ -280,3 +280,62 @@ def check_rendered(out: Path, index: dict, sizes: dict) -> None:
     for entry in index["figures"]:
         check_image(out / f"{entry['name']}.png", sizes[entry["name"]])
         assert entry["n_stars"] > 0 and entry["caption"], entry["name"]
+
+
+# ------------------------------------------------------------ helpers of Figs. 17, A.2, 19
+def write_map(
+    path: Path,
+    perplexity: float,
+    source_id: np.ndarray,
+    in_training: np.ndarray,
+    training_like: np.ndarray,
+    xy: np.ndarray,
+    *,
+    threshold: float = 1.0,
+) -> Path:
+    """A t-SNE map file of the given stars (positions ``xy`` (n, 2) [t-SNE units]), as
+    :func:`make_products` writes them; returns ``path``."""
+    n = len(source_id)
+    with h5py.File(path, "w") as h5:
+        h5["source_id"] = np.asarray(source_id, np.int64)
+        h5["in_training"] = np.asarray(in_training, bool)
+        h5["xy"] = np.asarray(xy, np.float32)
+        h5["nn_training_distance"] = np.zeros(n, np.float32)
+        h5["training_like"] = np.asarray(training_like, bool)
+        h5.attrs["perplexity"], h5.attrs["threshold"] = float(perplexity), float(threshold)
+    return path
+
+
+def copy_products(inputs: Inputs, out: Path) -> Inputs:
+    """The catalogue, arrays files and uncertainty model of ``inputs`` copied under ``out``
+    (to be changed without touching a shared fixture); maps, members, truth as they are."""
+    import dataclasses
+    import shutil
+
+    out.mkdir(parents=True, exist_ok=True)
+    new = {}
+    for key in ("catalogue", "training", "observed", "uncertainty_model"):
+        src = Path(getattr(inputs, key))
+        new[key] = Path(shutil.copy(src, out / src.name))
+    return dataclasses.replace(inputs, **new)
+
+
+def set_reference_labels(arrays_path: Path, source_id: np.ndarray, labels: dict) -> None:
+    """Overwrite the reference labels (``labels/<name>``) of the stars ``source_id`` of one
+    arrays file with ``labels`` (name -> values in the order of ``source_id``)."""
+    with h5py.File(arrays_path, "r+") as h5:
+        rows = pd.Index(h5["source_id"][:]).get_indexer(np.asarray(source_id))
+        assert np.all(rows >= 0), "a star is not in the arrays file"
+        for name, values in labels.items():
+            ds = h5[layout.label_dataset(name)]
+            data = ds[:]
+            data[rows] = values
+            ds[...] = data
+
+
+def rewrite_catalogue(inputs: Inputs, table: pd.DataFrame) -> None:
+    """Write ``table`` over the catalogue of ``inputs``, keeping its header (labels, flag
+    digits)."""
+    _, attrs = catalogue.read(inputs.catalogue)
+    table.attrs.update(attrs)
+    catalogue.write(table, inputs.catalogue)

@@ -13,6 +13,9 @@ from gaiacnn.figures import render
 from gaiacnn.figures import style as st
 from gaiacnn.figures.context import Context, Skip
 
+#: Figures of the model alone (n_stars 0).
+MODEL_ONLY = {"fig06_architecture"}
+
 
 @pytest.fixture(scope="module")
 def products(tmp_path_factory):
@@ -34,7 +37,8 @@ def test_every_registered_figure_renders_to_a_real_image(products, tmp_path, mon
     assert len(names) == len(set(names)) >= 8
     assert index == json.loads((out / render.INDEX_FILE).read_text())
     for entry in index["figures"]:
-        assert entry["caption"] and entry["n_stars"] > 0, entry
+        # Fig. 6 draws the network, not stars
+        assert entry["caption"] and (entry["n_stars"] > 0) != (entry["name"] in MODEL_ONLY)
         check_image(out / f"{entry['name']}.png", sizes[entry["name"]])
     # every figure function either drew or said why not
     drawn = {f.__name__ for f in render.registry()} - {s["function"] for s in index["skipped"]}

@@ -1,4 +1,5 @@
-"""Spectra figures (Figs. 9, 10, 12): rendering, the gradient and streaming helpers, skips."""
+"""Spectra figures (Figs. 2, 9, 10, 12): rendering, the gradient and streaming helpers, skips
+(Fig. 2's choice of stars: tests/test_figures_examples.py)."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from gaiacnn.model import Scalers
 from gaiacnn.spectra import normalise_xp
 
 NAMES = {
+    "example_spectra": "fig02_example_spectra",
     "rvs_gradients": "fig09_rvs_gradients",
     "xp_gradients": "fig10_xp_gradients",
     "mean_spectra_sequences": "fig12_mean_spectra_sequences",
@@ -48,7 +50,7 @@ def test_every_figure_is_drawn_at_its_size_and_not_blank(rendered):
 
 def test_figure_orders_and_names():
     assert [fn.__name__ for fn in spectra.FIGURES] == list(NAMES)
-    assert [fn.order for fn in spectra.FIGURES] == [9, 10, 12]
+    assert [fn.order for fn in spectra.FIGURES] == [2, 9, 10, 12]
 
 
 # ---------------------------------------------------------------------- gradients

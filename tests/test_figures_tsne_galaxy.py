@@ -37,7 +37,12 @@ def test_tsne_figures_one_per_map_and_all_perplexities(inputs, tmp_path):
     index, sizes = render_recorded(Context(inputs, {}), out, tsne_maps.FIGURES)
     assert index["skipped"] == []
     names = [f["name"] for f in index["figures"]]
-    assert names == ["fig17_tsne_p30", "fig17_tsne_p50", "figA1_tsne_perplexities"]
+    assert names == [
+        "fig17_tsne_p30",
+        "fig17_tsne_p50",
+        "figA1_tsne_perplexities",
+        "figA2_tsne_labels",
+    ]
     assert read_index(out) == index
     check_rendered(out, index, sizes)
     with h5py.File(inputs.maps[0], "r") as h5:

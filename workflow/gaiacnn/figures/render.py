@@ -51,7 +51,7 @@ FigureFunction = Callable[[Context], Iterable[Rendered]]
 
 
 #: The figure modules (each lists its figure functions in ``FIGURES``).
-MODULES = ("samples", "accuracy", "spectra", "tsne_maps", "galaxy", "external")
+MODULES = ("samples", "architecture", "accuracy", "spectra", "tsne_maps", "galaxy", "external")
 
 
 def registry() -> list[FigureFunction]:

@@ -1,19 +1,62 @@
 """Figures of the samples and the catalogue's labels: S/N (Fig. 1), G (3), the training Kiel
 diagram (4), correlation matrices (5), observed Kiel diagrams in S/N bins (11),
-[alpha/M]-[M/H] in T_eff x log g bins (14), precision against S/N (16) and the stars outside
-the training limits (18)."""
+[alpha/M]-[M/H] in T_eff x log g bins (14), precision against S/N (16), the stars outside
+the training limits (18) and their CNN - reference labels in three Kiel-diagram boxes
+(19)."""
 
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 
 import numpy as np
+from matplotlib.lines import Line2D
 
+from gaiacnn.constants import label_unit
 from gaiacnn.figures import style as st
 from gaiacnn.figures.context import Context, Skip, metallicity_note, photometry, snr_edges
 from gaiacnn.figures.render import Rendered, figure
-from gaiacnn.flags import TSNE_DIGIT
+from gaiacnn.flags import DIGIT_NAMES, TSNE_DIGIT
+
+
+@dataclass(frozen=True)
+class KielBox:
+    """A box of the Kiel diagram, bounds inclusive: T_eff [K] and log g [dex] (an open side
+    is +-inf), with the marker and colour of its stars."""
+
+    name: str
+    teff: tuple[float, float]  # K
+    logg: tuple[float, float]  # dex
+    marker: str
+    colour: str
+    marker_words: str  # the marker in words, for the caption
+
+    def text(self) -> str:
+        """``5700 <= Teff <= 7000 K, 2 <= log g <= 4.5``."""
+        (t0, t1), (g0, g1) = self.teff, self.logg
+
+        def side(lo: float, hi: float, what: str, unit: str) -> str:
+            if not np.isfinite(hi):
+                return f"{what} >= {lo:g}{unit}"
+            if not np.isfinite(lo):
+                return f"{what} <= {hi:g}{unit}"
+            return f"{lo:g} <= {what} <= {hi:g}{unit}"
+
+        return f"{side(t0, t1, 'Teff', ' K')}, {side(g0, g1, 'log g', '')}"
+
+
+#: The three regions of the Kiel diagram of Fig. 19 (Sect. 5.3), with the paper's markers:
+#: hot dwarfs (5700 <= Teff <= 7000 K, 2 <= log g <= 4.5; blue dots), cool dwarfs
+#: (4000 <= Teff <= 5000 K, log g >= 4.5; green crosses) and cool giants
+#: (2000 <= Teff <= 4800 K, -2 <= log g <= 2; orange stars).  Disjoint.
+OUTSIDE_BOXES: tuple[KielBox, ...] = (
+    KielBox("hot dwarfs", (5700.0, 7000.0), (2.0, 4.5), "o", "tab:blue", "blue dots"),
+    KielBox("cool dwarfs", (4000.0, 5000.0), (4.5, np.inf), "x", "tab:green", "green crosses"),
+    KielBox("cool giants", (2000.0, 4800.0), (-2.0, 2.0), "*", "tab:orange", "orange stars"),
+)
+#: Scatter marker area [pt^2] of each marker of :data:`OUTSIDE_BOXES` (a star needs more).
+BOX_MARKER_SIZE = {"o": 8.0, "x": 10.0, "*": 16.0}
 
 
 def _snr_bins(ctx: Context) -> list[tuple[float, float]]:
@@ -449,6 +492,166 @@ def outside_limits(ctx: Context) -> Iterator[Rendered]:
     )
 
 
+def kiel_box_index(
+    teff: np.ndarray, logg: np.ndarray, boxes: Sequence[KielBox] = OUTSIDE_BOXES
+) -> np.ndarray:
+    """Index in ``boxes`` of the first box holding each star (bounds inclusive), -1 for a
+    star in none (or with a NaN T_eff [K] or log g [dex]); shape of the inputs, int."""
+    teff, logg = np.asarray(teff, dtype=float), np.asarray(logg, dtype=float)
+    out = np.full(np.broadcast(teff, logg).shape, -1, dtype=int)
+    for k in range(len(boxes) - 1, -1, -1):  # backwards: the first box wins
+        box = boxes[k]
+        with np.errstate(invalid="ignore"):
+            inside = (
+                (teff >= box.teff[0])
+                & (teff <= box.teff[1])
+                & (logg >= box.logg[0])
+                & (logg <= box.logg[1])
+            )
+        out[inside] = k
+    return out
+
+
+def box_stat_text(bias: float, sigma: float, name: str) -> str:
+    """``b = 59, σ = 120 K`` or ``b = 0.071, σ = 0.120 dex``: the bias and dispersion of
+    CNN - reference of label ``name``, in its unit (given once); a NaN ``sigma`` (one star)
+    gives ``b = 59 K, σ = n/a``."""
+    unit = label_unit(name)
+    sep = f" {unit}" if unit else ""
+
+    def value(v: float) -> str:
+        return f"{v:.0f}" if unit == "K" else f"{v:.3f}"
+
+    if not np.isfinite(sigma):
+        return f"b = {value(bias)}{sep}, $\\sigma$ = n/a"
+    return f"b = {value(bias)}, $\\sigma$ = {value(sigma)}{sep}"
+
+
+@figure(19)
+def outside_residuals(ctx: Context) -> Iterator[Rendered]:
+    """Fig. 19: CNN - reference label against the reference label (unit of each label) of
+    the observed stars outside the training limits (:attr:`Context.outside`) whose
+    reference T_eff [K] and log g [dex] put them in one of :data:`OUTSIDE_BOXES`."""
+    _need(ctx, "teff", "logg")
+    ref = ctx.reference
+    missing = [x for x in ("teff", "logg") if x not in ref]
+    if missing:
+        raise Skip(f"the arrays files have no reference {', '.join(missing)} (labels/<name>)")
+    out = ctx.outside
+    if not out.any():
+        raise Skip(
+            "no observed star outside the training limits (no flag_boundary digit 1)"
+            + ctx.flag_note()
+        )
+    box = kiel_box_index(ref["teff"].to_numpy(float), ref["logg"].to_numpy(float))
+    box = np.where(out, box, -1)
+    selected = box >= 0
+    with_ref = (
+        out & np.isfinite(ref["teff"].to_numpy(float)) & np.isfinite(ref["logg"].to_numpy(float))
+    )
+    if not selected.any():
+        raise Skip(
+            f"none of the {st.stars(int(out.sum()))} outside the training limits "
+            f"({int(with_ref.sum())} with a reference Teff and log g) lies in the "
+            + _join([b.name for b in OUTSIDE_BOXES], "or")
+            + " box of Sect. 5.3 (reference Teff and log g)"
+        )
+    labels = [
+        x for x in ctx.labels if x in ref and np.isfinite(ref[x].to_numpy(float)[selected]).any()
+    ]
+    ncols = 2 if len(labels) == 4 else min(3, len(labels))
+    nrows = int(np.ceil(len(labels) / ncols))
+    fig, axes = st.new_figure(
+        nrows,
+        ncols,
+        width=st.PAGE_WIDTH if ncols > 1 else st.COLUMN_WIDTH,
+        height=2.5 * nrows + 0.2,
+    )
+    flat = axes.ravel()
+    for ax in flat[len(labels) :]:
+        ax.set_axis_off()
+    counts = {b.name: int((box == k).sum()) for k, b in enumerate(OUTSIDE_BOXES)}
+    for ax, x in zip(flat, labels, strict=False):
+        r = ref[x].to_numpy(float)
+        d = ctx.column(x) - r
+        lines = 0
+        for k, b in enumerate(OUTSIDE_BOXES):
+            s = (box == k) & np.isfinite(r) & np.isfinite(d)
+            n = int(s.sum())
+            if not n:
+                continue
+            bias = float(np.mean(d[s]))
+            sd = float(np.std(d[s], ddof=1)) if n > 1 else np.nan
+            ax.scatter(
+                r[s],
+                d[s],
+                marker=b.marker,
+                s=BOX_MARKER_SIZE[b.marker],
+                c=b.colour,
+                lw=0.6 if b.marker == "x" else 0,
+                alpha=0.7,
+                rasterized=True,
+                label=f"{b.name} ({n})",
+            )
+            # this box's bias and dispersion, in its colour, stacked in the upper left
+            ax.text(
+                0.03,
+                0.97 - 0.075 * lines,
+                f"{b.name}: {box_stat_text(bias, sd, x)}",
+                transform=ax.transAxes,
+                ha="left",
+                va="top",
+                fontsize=5.5,
+                color=b.colour,
+                bbox={"facecolor": "white", "alpha": 0.75, "edgecolor": "none", "pad": 0.5},
+            )
+            lines += 1
+        ax.axhline(0.0, color="k", ls="--", lw=0.8)
+        ax.set_xlabel(st.label_text(x, "reference "))
+        ax.set_ylabel(st.label_text(x, "CNN $-$ reference "))
+        if ax.collections:  # head room for the statistics
+            lo, hi = ax.get_ylim()
+            ax.set_ylim(lo, hi + 0.085 * lines * (hi - lo))
+    handles = [
+        Line2D(
+            [],
+            [],
+            marker=b.marker,
+            ls="none",
+            color=b.colour,
+            markersize=5,
+            label=f"{b.name} ({st.stars(counts[b.name])})",
+        )
+        for b in OUTSIDE_BOXES
+    ]
+    fig.legend(handles=handles, loc="outside lower center", ncols=len(handles), fontsize=7)
+    n = int(selected.sum())
+    boxes = "; ".join(
+        f"{b.name} ({b.text()}; {b.marker_words}; {st.stars(counts[b.name])})"
+        for b in OUTSIDE_BOXES
+    )
+    others = int((with_ref & ~selected).sum())
+    yield Rendered(
+        "fig19_outside_residuals",
+        fig,
+        "CNN - reference label against the reference label for the "
+        f"{st.stars(n)} of the observed sample outside the training limits (flag_boundary "
+        "with at least one digit 1) whose reference Teff and log g (not the CNN's) place "
+        f"them in one of the Kiel-diagram boxes of Sect. 5.3: {boxes}; "
+        + _join([DIGIT_NAMES.get(x, x) for x in labels])
+        + " (panels); dashed: zero; in each panel the mean bias b and standard deviation σ "
+        "of each box (n/a for a single star)."
+        + (
+            f" {st.stars(others)} outside the limits with a reference Teff and log g "
+            f"{'lies' if others == 1 else 'lie'} in none of the boxes."
+            if others
+            else ""
+        )
+        + ctx.flag_note(),
+        n,
+    )
+
+
 FIGURES = [
     snr_distribution,
     g_distribution,
@@ -458,4 +661,5 @@ FIGURES = [
     alpha_vs_metallicity_kiel_bins,
     precision_vs_snr,
     outside_limits,
+    outside_residuals,
 ]

@@ -1,16 +1,17 @@
-"""Figures of what the CNN learns from the spectra (Sect. 3.5) and of the observed spectra:
-mean gradients of the labels with respect to the RVS pixels for red-clump stars (Fig. 9),
+"""Figures of the spectra and of what the CNN learns from them (Sect. 3.5): example RVS
+spectra of training stars (Fig. 2, Sect. 2.1), mean gradients of the labels with respect to
+the RVS pixels for red-clump stars (Fig. 9),
 XP coefficient-label correlations and XP gradients (Fig. 10), and mean observed RVS spectra
 in sequences of T_eff, log g, [M/H] and [alpha/M] (Fig. 12, Sect. 4.1).
 
 Spectra are read row-chunk by row-chunk (never a whole ``rvs/flux``), so memory does not grow
 with the number of stars.
 
-Each figure says which input it lacks when the survey has none: Figs. 9 and 12 need RVS
+Each figure says which input it lacks when the survey has none: Figs. 2, 9 and 12 need RVS
 spectra (and Fig. 9 ensemble members with an RVS branch), Fig. 10 XP data and members with
 an XP branch; on members that read the XP sampled flux (``model.xp_input: sampled``) Fig. 10
 is drawn on the sampled flux's wavelength grid.  Where the labels have no [M/H], [Fe/H]
-stands in for it (red-clump groups, sequences), as the captions say.
+stands in for it (example stars, red-clump groups, sequences), as the captions say.
 """
 
 from __future__ import annotations
@@ -95,8 +96,53 @@ DEFAULT_RED_CLUMP: dict = {
     "max_stars": 300,
     "members": 4,
 }
+#: The Sun's nominal effective temperature [K] (IAU 2015 Resolution B3, Prša et al. 2016) and
+#: surface gravity log g [dex, cgs] (log10 of the IAU nominal GM_sun / R_sun^2 = 4.438): the
+#: centre of the solar-twin box of Fig. 2.
+SOLAR_TEFF_K = 5772.0
+SOLAR_LOGG = 4.44
+#: Half widths of the solar-twin box of Fig. 2 (the paper gives none): T_eff ± 100 K [K],
+#: log g ± 0.2 [dex].
+SOLAR_TWIN_TEFF_HALF_WIDTH_K = 100.0
+SOLAR_TWIN_LOGG_HALF_WIDTH = 0.2
+#: Target reference [M/H] [dex] of the two stars of each panel of Fig. 2: the paper's red-clump
+#: pair, "[M/H] = 0 (blue) and [M/H] = –0.87 dex (orange)" (Fig. 2); the paper does not give
+#: its solar twins' metallicities, so the same two targets are used for them.
+EXAMPLE_M_H: tuple[float, ...] = (0.0, -0.87)
+#: Fig. 2 takes, of the ``EXAMPLE_NEAREST`` stars of a box nearest a target [M/H] and within
+#: ``EXAMPLE_M_H_TOLERANCE`` [dex] of the nearest one's distance to it, the highest-S/N one.
+EXAMPLE_NEAREST = 5
+EXAMPLE_M_H_TOLERANCE = 0.1
+#: Names of the colours C0-C3 the stars of a Fig. 2 panel are drawn in, for the caption.
+_COLOUR_NAMES = ("blue", "orange", "green", "red")
 #: Line styles (and their names) of the [M/H] groups of Fig. 9, in ``red_clump.m_h`` order.
 GROUP_LINESTYLES = (("-", "solid"), ("--", "dashed"), (":", "dotted"), ("-.", "dash-dotted"))
+
+
+@dataclass(frozen=True)
+class ExamplePanel:
+    """One panel of Fig. 2: training stars with reference ``teff`` [K] and ``logg`` [dex]
+    within the (lo, hi) boxes (inclusive), one star per target metallicity ``m_h`` [dex]."""
+
+    name: str
+    teff: tuple[float, float]
+    logg: tuple[float, float]
+    m_h: tuple[float, ...] = EXAMPLE_M_H
+
+    def box_text(self) -> str:
+        """The box in words, e.g. ``4500 <= T_eff <= 5100 K, 2.2 <= log g <= 2.8``."""
+        (t0, t1), (g0, g1) = self.teff, self.logg
+        return f"{t0:g} <= T_eff <= {t1:g} K, {g0:g} <= log g <= {g1:g}"
+
+
+@dataclass(frozen=True)
+class ExampleChoice:
+    """The stars chosen for one :class:`ExamplePanel`: ``rows`` (training-file rows, one per
+    target [M/H], in target order) of the ``n_box`` stars in its box."""
+
+    panel: ExamplePanel
+    rows: tuple[int, ...]
+    n_box: int
 
 
 @dataclass(frozen=True)
@@ -523,6 +569,73 @@ def sequence_bins(values: Mapping[str, np.ndarray], seq: SpectraSequence) -> np.
     return out
 
 
+# ---------------------------------------------------------------------- example stars
+def example_panels(ctx: Context) -> list[ExamplePanel]:
+    """The two panels of Fig. 2: red-clump stars (the ``figures.red_clump`` T_eff, log g box
+    of Figs. 9-10) and solar twins (:data:`SOLAR_TEFF_K` ± 100 K, :data:`SOLAR_LOGG` ± 0.2),
+    each at the target metallicities :data:`EXAMPLE_M_H`."""
+    rc = _red_clump_config(ctx)
+    t0, t1 = (float(v) for v in rc["teff"])
+    g0, g1 = (float(v) for v in rc["logg"])
+    twin_teff = (
+        SOLAR_TEFF_K - SOLAR_TWIN_TEFF_HALF_WIDTH_K,
+        SOLAR_TEFF_K + SOLAR_TWIN_TEFF_HALF_WIDTH_K,
+    )
+    twin_logg = (SOLAR_LOGG - SOLAR_TWIN_LOGG_HALF_WIDTH, SOLAR_LOGG + SOLAR_TWIN_LOGG_HALF_WIDTH)
+    return [
+        ExamplePanel("red-clump star", (t0, t1), (g0, g1)),
+        ExamplePanel("solar twin", twin_teff, twin_logg),
+    ]
+
+
+def example_stars(
+    teff: np.ndarray,
+    logg: np.ndarray,
+    m_h: np.ndarray,
+    snr: np.ndarray | None,
+    panels: Sequence[ExamplePanel],
+    *,
+    nearest: int = EXAMPLE_NEAREST,
+    tolerance: float = EXAMPLE_M_H_TOLERANCE,
+) -> list[ExampleChoice]:
+    """The example stars of Fig. 2, from reference labels of the training stars.
+
+    ``teff`` [K], ``logg`` [dex], ``m_h`` [dex] and ``snr`` (RVS S/N; None or NaN: unknown):
+    (N,) arrays, one entry per training-file row.  For each panel, among the stars in its
+    T_eff, log g box with finite labels, and for each target ``panel.m_h`` in turn: the
+    ``nearest`` stars closest to the target [M/H] not chosen for an earlier target, of which
+    those at most ``tolerance`` dex farther from it than the closest one; of these the one
+    with the highest S/N (the closest on a tie or without S/N).  :class:`Skip` naming the
+    box when it holds fewer stars than targets."""
+    teff, logg, m_h = (np.asarray(v, dtype=float) for v in (teff, logg, m_h))
+    s = np.full(teff.shape, np.nan) if snr is None else np.asarray(snr, dtype=float)
+    s = np.where(np.isfinite(s), s, -np.inf)
+    out = []
+    for panel in panels:
+        (t0, t1), (g0, g1) = panel.teff, panel.logg
+        with np.errstate(invalid="ignore"):
+            box = (teff >= t0) & (teff <= t1) & (logg >= g0) & (logg <= g1) & np.isfinite(m_h)
+        idx = np.flatnonzero(box)
+        if idx.size < len(panel.m_h):
+            have = "no" if idx.size == 0 else f"only {idx.size}"
+            raise Skip(
+                f"the training sample has {have} {panel.name} with a reference metallicity "
+                f"({panel.box_text()}): Fig. 2 needs {len(panel.m_h)}, one per target [M/H]"
+            )
+        free = np.ones(idx.size, bool)
+        rows = []
+        for target in panel.m_h:
+            cand = idx[free]
+            d = np.abs(m_h[cand] - float(target))
+            order = np.argsort(d, kind="stable")[: max(int(nearest), 1)]
+            order = order[d[order] <= d[order[0]] + float(tolerance)]
+            best = order[int(np.argmax(s[cand[order]]))]  # first maximum: the closest
+            rows.append(int(cand[best]))
+            free[np.searchsorted(idx, cand[best])] = False
+        out.append(ExampleChoice(panel, tuple(rows), int(idx.size)))
+    return out
+
+
 # ---------------------------------------------------------------------- drawing helpers
 def _features(ax, annotate: bool = False, only: Sequence[str] | None = None) -> None:
     """Vertical lines at :data:`RVS_FEATURES` (each feature named on top when ``annotate``;
@@ -563,6 +676,87 @@ def _group_text(centre: float, half_width: float, metal: str | None = "m_h") -> 
 
 
 # ---------------------------------------------------------------------- figures
+@figure(2)
+def example_spectra(ctx: Context) -> Iterator[Rendered]:
+    """Fig. 2: normalised RVS flux against wavelength [nm] of a red-clump star and of a
+    solar twin of the training sample, each at the reference [M/H] nearest 0 and -0.87 dex
+    (:func:`example_stars`; [Fe/H] stands in without ``labels/m_h``)."""
+    ctx.require("rvs/flux")
+    names = [layout.label_dataset(x) for x in ("teff", "logg")]
+    missing = [x for x in names if not ctx.has(x)]
+    if missing:
+        raise Skip(f"the training file has no {', '.join(missing)}")
+    metal = red_clump_metallicity(ctx)
+    if metal is None:
+        raise Skip("the training file has no labels/m_h or labels/fe_h to choose stars by")
+    metal_ds = layout.label_dataset(metal)
+    cols = ctx.read_arrays("training", ["source_id", *names, metal_ds])
+    has_snr = ctx.has("rvs/snr")
+    snr = ctx.read_arrays("training", ["rvs/snr"])["rvs/snr"] if has_snr else None
+    teff, logg, mh = (cols[x].astype(float) for x in (*names, metal_ds))
+    snr_f = np.full(teff.shape, np.nan) if snr is None else snr.astype(float)
+    chosen = example_stars(teff, logg, mh, snr, example_panels(ctx))
+    rows = np.unique([r for c in chosen for r in c.rows])
+    flux = read_rows(ctx.inputs.training, ["rvs/flux"], rows)["rvs/flux"]
+    wl = ctx.wavelength_nm()
+    sid = cols["source_id"]
+
+    fig, axes = st.new_figure(len(chosen), 1, width=st.PAGE_WIDTH, height=4.4, sharex=True)
+    parts = []
+    for ax, c in zip(axes[:, 0], chosen, strict=True):
+        stars = []
+        for i, (row, target) in enumerate(zip(c.rows, c.panel.m_h, strict=True)):
+            s = snr_f[row]
+            snr_text = f"{s:.0f}" if np.isfinite(s) else "n/a"
+            ax.plot(
+                wl,
+                flux[np.searchsorted(rows, row)],
+                color=f"C{i}",
+                lw=0.6,
+                label=(
+                    f"{st.label_name('teff')} = {teff[row]:.0f} K, "
+                    f"{st.label_name('logg')} = {logg[row]:.2f}, "
+                    f"{st.label_name(metal)} = {mh[row]:+.2f} dex, S/N = {snr_text}"
+                ),
+            )
+            stars.append(
+                f"Gaia DR3 {int(sid[row])} at {target:+g} dex ({_COLOUR_NAMES[i % 4]}: "
+                f"T_eff = {teff[row]:.0f} K, log g = {logg[row]:.2f}, "
+                f"{st.label_name(metal)} = {mh[row]:+.2f}, S/N {snr_text})"
+            )
+        (t0, t1), (g0, g1) = c.panel.teff, c.panel.logg
+        ax.set_title(
+            f"{c.panel.name}: {t0:g} ≤ {st.label_name('teff')} ≤ {t1:g} K, "
+            f"{g0:g} ≤ {st.label_name('logg')} ≤ {g1:g}",
+            fontsize=8,
+        )
+        ax.set_ylabel("normalised flux")
+        # between the Ca II lines 854.2 and 866.2 nm, where the flux stays near 1
+        ax.legend(fontsize=6, loc="lower center", bbox_to_anchor=(0.6, 0.02))
+        parts.append(
+            f"{c.panel.name} ({c.panel.box_text()}; {st.stars(c.n_box)} in the box): "
+            + "; ".join(stars)
+        )
+    axes[-1, 0].set_xlabel(r"wavelength $\lambda$ [nm]")
+    axes[-1, 0].set_xlim(wl[0], wl[-1])
+    n = int(rows.size)
+    targets = " and ".join(f"{m:+g}" for m in EXAMPLE_M_H)
+    yield Rendered(
+        "fig02_example_spectra",
+        fig,
+        "Example RVS spectra of training stars chosen by their reference labels: a red-clump "
+        "star (top) and a solar twin (bottom), each at two metallicities, the reference "
+        f"{st.label_name(metal)} nearest {targets} dex (the paper's red-clump pair; the "
+        "same targets for the solar twins). For each target, of "
+        f"the {EXAMPLE_NEAREST} stars of the box nearest it (within {EXAMPLE_M_H_TOLERANCE:g} "
+        "dex of the nearest), the one with the highest RVS S/N"
+        + ("" if has_snr else " (the training file has no rvs/snr: the nearest)")
+        + f". {'. '.join(parts)}; {st.stars(n)} drawn."
+        + metallicity_note(metal),
+        n,
+    )
+
+
 @figure(9)
 def rvs_gradients(ctx: Context) -> Iterator[Rendered]:
     rc = _red_clump_config(ctx)
@@ -897,4 +1091,4 @@ def mean_spectra_sequences(ctx: Context) -> Iterator[Rendered]:
     )
 
 
-FIGURES = [rvs_gradients, xp_gradients, mean_spectra_sequences]
+FIGURES = [example_spectra, rvs_gradients, xp_gradients, mean_spectra_sequences]

@@ -1,5 +1,6 @@
-"""The t-SNE classification of the spectra (Sect. 5.1): one map per perplexity (Fig. 17)
-and every perplexity side by side (Fig. A.1).
+"""The t-SNE classification of the spectra (Sect. 5.1): one map per perplexity (Fig. 17),
+every perplexity side by side (Fig. A.1) and the map at perplexity 50 coloured by the CNN
+labels (Fig. A.2).
 
 A map file (:data:`gaiacnn.pipeline.MAP_DATASETS`) holds every star of both samples with
 its position ``xy`` [t-SNE units], ``in_training`` and ``training_like``; attributes
@@ -7,22 +8,26 @@ its position ``xy`` [t-SNE units], ``in_training`` and ``training_like``; attrib
 observed star is training-like), and ``spectra``, the dataset embedded: ``rvs/flux`` (the
 paper; also a map without the attribute), or, for a survey without RVS spectra,
 ``xp/sampled_flux`` or ``xp/coefficients`` (the captions and titles say which).  Maps may
-hold a million stars: Fig. 17 scatters a random
-subsample of at most :data:`MAX_POINTS` (rasterized), Fig. A.1 draws 2-D histograms.
+hold a million stars: Figs. 17 (panels b-d) and A.2 scatter a random subsample of at
+most :data:`MAX_POINTS` (rasterized); Figs. 17 (panel a) and A.1 draw 2-D histograms of
+every star.  Fig. A.2 finds each star's CNN labels in the catalogue by the map's
+``source_id``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import h5py
 import numpy as np
+import pandas as pd
 
 from gaiacnn.figures import style as st
-from gaiacnn.figures.context import Context, Skip
+from gaiacnn.figures.context import Context, Skip, metallicity_note
 from gaiacnn.figures.render import Rendered, figure
+from gaiacnn.flags import DIGIT_NAMES
 
 #: At most this many points are scattered per panel (a random subsample, figures.seed).
 MAX_POINTS = 200_000
@@ -36,6 +41,9 @@ SPECTRA_TEXT = {
 }
 #: The dataset embedded by a map without a ``spectra`` attribute.
 DEFAULT_SPECTRA = "rvs/flux"
+#: The perplexity of the map of Fig. A.2 (Appendix A and the figure's caption: 50; Sect. 5.1
+#: names 75 for the same figure); without such a map Fig. A.2 shows the closest one.
+LABEL_MAP_PERPLEXITY = 50.0
 
 
 def spectra_text(spectra: str) -> str:
@@ -58,6 +66,7 @@ class TsneMap:
     in_training: np.ndarray  # (n,) bool
     training_like: np.ndarray  # (n,) bool
     spectra: str = DEFAULT_SPECTRA  # the dataset embedded (root attribute ``spectra``)
+    source_id: np.ndarray | None = None  # (n,) int64; None in a map without it
 
     @property
     def kind(self) -> str:
@@ -92,6 +101,7 @@ def read_map(path: str | Path) -> TsneMap:
             in_training=np.asarray(h5["in_training"][:], dtype=bool),
             training_like=np.asarray(h5["training_like"][:], dtype=bool),
             spectra=spectra.decode() if isinstance(spectra, bytes) else str(spectra),
+            source_id=np.asarray(h5["source_id"][:], dtype=np.int64) if "source_id" in h5 else None,
         )
 
 
@@ -172,64 +182,114 @@ def _tsne_axes(ax, xlim, ylim) -> None:
     ax.set_ylabel("t-SNE Y")
 
 
+def colour_word(colour: str) -> str:
+    """A colour in words for captions: ``tab:orange`` -> ``orange``."""
+    return colour.split(":", 1)[-1]
+
+
+def _density_bins(n: int) -> int:
+    """Bins per axis of a density map of ``n`` stars (:data:`DENSITY_BINS`)."""
+    return int(np.clip(np.sqrt(n) / 2, *DENSITY_BINS))
+
+
+def _classes(m: TsneMap) -> dict[str, np.ndarray]:
+    """The samples of a map as masks: ``training``, ``observed``, and the observed stars
+    ``like`` / ``unlike`` the training sample in this map."""
+    obs = ~m.in_training
+    return {
+        "training": m.in_training,
+        "observed": obs,
+        "like": obs & m.training_like,
+        "unlike": obs & ~m.training_like,
+    }
+
+
+def _shown_text(n_drawn: int, n: int) -> str:
+    """``a random 17% of the stars is drawn`` or ``every star is drawn``."""
+    if n_drawn < n:
+        return f"a random {n_drawn / n:.0%} of the stars is drawn"
+    return "every star is drawn"
+
+
 @figure(17)
 def tsne_classification(ctx: Context) -> Iterator[Rendered]:
+    """Fig. 17, one figure per map: a) density of all spectra (2-D histogram, log colour
+    scale), b) the training and observed samples, c) the observed spectra training-like and
+    d) training-unlike in this map (b-d: a random subsample of at most :data:`MAX_POINTS`
+    stars).  Positions in t-SNE units."""
     seed = int(ctx.cfg.get("seed", 0))
+    colour = {
+        "training": st.SAMPLE_COLOUR["training"],
+        "observed": st.SAMPLE_COLOUR["observed"],
+        "like": st.SAMPLE_COLOUR["inside"],
+        "unlike": st.SAMPLE_COLOUR["outside"],
+    }
     for path in _maps(ctx):
         m = read_map(path)
         n = len(m.xy)
-        obs = ~m.in_training
-        like, unlike = obs & m.training_like, obs & ~m.training_like
-        counts = {
-            "training": int(m.in_training.sum()),
-            "observed": int(obs.sum()),
-            "like": int(like.sum()),
-            "unlike": int(unlike.sum()),
-        }
+        masks = _classes(m)
+        counts = {k: int(v.sum()) for k, v in masks.items()}
         rows = _subsample(n, seed)
         size = _marker_size(rows.size)
         xlim, ylim = _limits(m.xy)
-        fig, axes = st.new_figure(1, 2, width=st.PAGE_WIDTH, height=3.5, sharex=True, sharey=True)
-        left, right = axes[0]
-        # Left: observed first, training on top (regions with observed stars only show).
-        for name, mask in (("observed", obs), ("training", m.in_training)):
+        fig, axes = st.new_figure(2, 2, width=st.PAGE_WIDTH, height=6.9, sharex=True, sharey=True)
+        (a, b), (c, d) = axes
+        # a) every star, binned: a density map of the whole sample
+        mesh = st.density(
+            a,
+            m.xy[:, 0],
+            m.xy[:, 1],
+            bins=_density_bins(n),
+            range_=[list(xlim), list(ylim)],
+        )
+        fig.colorbar(mesh, ax=a, location="top", shrink=0.6, label="spectra per bin")
+        a.set_title(f"a) perplexity {m.label}: all {m.kind} ({st.number(n)})")
+        # b) observed first, training on top (regions with observed stars only show)
+        for key in ("observed", "training"):
             _scatter(
-                left,
+                b,
                 m.xy,
-                rows[mask[rows]],
-                st.SAMPLE_COLOUR[name],
-                f"{name} ({st.stars(counts[name])})",
+                rows[masks[key][rows]],
+                colour[key],
+                f"{key} ({st.stars(counts[key])})",
                 size,
             )
-        left.set_title(f"perplexity {m.label}: training and observed {m.kind}")
-        # Right: the observed stars by class, the (rarer) training-unlike ones on top.
-        for key, mask, colour, text in (
-            ("like", like, st.SAMPLE_COLOUR["inside"], "training-like"),
-            ("unlike", unlike, st.SAMPLE_COLOUR["outside"], "training-unlike"),
+        b.set_title(f"b) training and observed {m.kind}")
+        # c), d) the observed stars of each class
+        for ax, key, text, letter in (
+            (c, "like", "training-like", "c"),
+            (d, "unlike", "training-unlike", "d"),
         ):
             _scatter(
-                right, m.xy, rows[mask[rows]], colour, f"{text} ({st.stars(counts[key])})", size
+                ax,
+                m.xy,
+                rows[masks[key][rows]],
+                colour[key],
+                f"{text} ({st.stars(counts[key])})",
+                size,
             )
-        right.set_title(f"observed {m.kind} by t-SNE class")
-        for ax in (left, right):
+            ax.set_title(f"{letter}) observed, {text}")
+        for ax in (a, b, c, d):
             _tsne_axes(ax, xlim, ylim)
+        for ax in (b, c, d):
             _legend(ax)
-        right.set_ylabel("")
-        shown = (
-            f"a random {rows.size / n:.0%} of the stars is drawn"
-            if rows.size < n
-            else "every star is drawn"
-        )
+        for ax in (a, b):
+            ax.set_xlabel("")
+        for ax in (b, d):
+            ax.set_ylabel("")
         yield Rendered(
             f"fig17_tsne_p{m.label}",
             fig,
             f"t-SNE map (perplexity {m.label}) of the {spectra_text(m.spectra)} of "
-            f"{st.stars(n)}: left, the "
-            f"training ({st.stars(counts['training'])}) and observed "
-            f"({st.stars(counts['observed'])}) samples; right, the observed stars classified "
-            f"training-like ({st.number(counts['like'])}) or training-unlike "
-            f"({st.number(counts['unlike'])}) in this map; training-like: "
-            f"{_threshold_text(m)}; {shown}.",
+            f"{st.stars(n)}: a) density of all of them (spectra per bin, log colour scale); "
+            f"b) the training ({st.stars(counts['training'])}) and observed "
+            f"({st.stars(counts['observed'])}) samples in {colour_word(colour['training'])} "
+            f"and {colour_word(colour['observed'])}; c) in {colour_word(colour['like'])}, the "
+            f"observed stars classified training-like ({st.number(counts['like'])}) and d) in "
+            f"{colour_word(colour['unlike'])}, those training-unlike "
+            f"({st.number(counts['unlike'])}) in this map; "
+            f"training-like: {_threshold_text(m)}; panels b-d: "
+            f"{_shown_text(rows.size, n)}.",
             n,
         )
 
@@ -255,7 +315,7 @@ def tsne_perplexities(ctx: Context) -> Iterator[Rendered]:
             kinds.append(spectra_text(m.spectra))
         xlim, ylim = _limits(m.xy)
         rng = [list(xlim), list(ylim)]
-        bins = int(np.clip(np.sqrt(len(m.xy)) / 2, *DENSITY_BINS))
+        bins = _density_bins(len(m.xy))
         counts = []
         for i, (title, select) in enumerate(rows_spec):
             ax = axes[i, j]
@@ -291,10 +351,134 @@ def tsne_perplexities(ctx: Context) -> Iterator[Rendered]:
     )
 
 
+def closest_perplexity(perplexities: Sequence[float], target: float = LABEL_MAP_PERPLEXITY) -> int:
+    """Index of the perplexity closest to ``target`` (ties: the lower perplexity); NaN
+    perplexities never match.  :class:`Skip` when none is finite."""
+    p = np.asarray(perplexities, dtype=float)
+    ok = np.flatnonzero(np.isfinite(p))
+    if not ok.size:
+        raise Skip("no t-SNE map has a perplexity attribute")
+    return int(min(ok, key=lambda i: (abs(p[i] - target), p[i])))
+
+
+def _label_rows(ctx: Context) -> list[str]:
+    """The labels of Fig. A.2's rows: T_eff, log g and the metallicity (``m_h``, else
+    ``fe_h``) that the catalogue has; :class:`Skip` with none of them."""
+    metal = ctx.metallicity()
+    names = [x for x in ("teff", "logg", metal) if x is not None and x in ctx.labels]
+    if not names:
+        raise Skip("the catalogue has none of the labels teff, logg, m_h (fe_h)")
+    return names
+
+
+def _caption_name(name: str) -> str:
+    """A label in caption words: ``Teff``, ``log g``, ``[M/H]``."""
+    return DIGIT_NAMES.get(name, name)
+
+
+@figure(17.8)
+def tsne_labels(ctx: Context) -> Iterator[Rendered]:
+    """Fig. A.2: the map at perplexity :data:`LABEL_MAP_PERPLEXITY` (else the closest one)
+    for the training stars (left) and the observed stars training-like (middle) and
+    training-unlike (right) in that map, coloured by the CNN T_eff [K] (top), log g [dex]
+    (centre) and [M/H] [dex] (bottom; [Fe/H] without [M/H]) of the catalogue, matched by
+    ``source_id``; a random subsample of at most :data:`MAX_POINTS` stars is drawn."""
+    paths = _maps(ctx)
+    perplexities = [read_perplexity(p) for p in paths]
+    m = read_map(paths[closest_perplexity(perplexities)])
+    if m.source_id is None:
+        raise Skip(f"{m.path.name} has no source_id (to find the stars' CNN labels)")
+    names = _label_rows(ctx)
+    rows_cat = pd.Index(ctx.table["source_id"].to_numpy()).get_indexer(m.source_id)
+    matched = rows_cat >= 0
+    if not matched.any():
+        raise Skip(f"no star of {m.path.name} is in the catalogue (source_id)")
+    values = {}
+    for x in names:
+        v = np.full(len(m.xy), np.nan)
+        v[matched] = ctx.column(x)[rows_cat[matched]]
+        values[x] = v
+    masks = _classes(m)
+    columns = (
+        ("training", "training"),
+        ("like", "observed, training-like"),
+        ("unlike", "observed, training-unlike"),
+    )
+    counts = {k: int((masks[k] & matched).sum()) for k, _ in columns}
+    n = len(m.xy)
+    rows = _subsample(n, int(ctx.cfg.get("seed", 0)))
+    size = _marker_size(rows.size)
+    xlim, ylim = _limits(m.xy)
+    fig, axes = st.new_figure(
+        len(names),
+        len(columns),
+        width=st.PAGE_WIDTH,
+        height=2.2 * len(names) + 0.4,  # whole pixels at 150 dpi
+        sharex=True,
+        sharey=True,
+    )
+    for i, x in enumerate(names):
+        v = values[x]
+        finite = v[np.isfinite(v)]
+        vmin, vmax = np.percentile(finite, [1.0, 99.0]) if finite.size else (0.0, 1.0)
+        sc = None
+        for j, (key, title) in enumerate(columns):
+            ax = axes[i, j]
+            drawn = rows[masks[key][rows] & np.isfinite(v[rows])]
+            sc = ax.scatter(
+                m.xy[drawn, 0],
+                m.xy[drawn, 1],
+                c=v[drawn],
+                s=size,
+                cmap=st.CMAP["sequential"],
+                vmin=float(vmin),
+                vmax=float(vmax),
+                lw=0,
+                rasterized=True,
+            )
+            ax.set_xlim(*xlim)
+            ax.set_ylim(*ylim)
+            ax.set_xlabel("t-SNE X" if i == len(names) - 1 else "")
+            ax.set_ylabel("t-SNE Y" if j == 0 else "")
+            if i == 0:
+                ax.set_title(f"{title} ({st.number(counts[key])})")
+        fig.colorbar(sc, ax=axes[i, :], label=st.label_text(x, "CNN "), shrink=0.9)
+    fallback = (
+        ""
+        if m.perplexity == LABEL_MAP_PERPLEXITY
+        else f" No perplexity-{LABEL_MAP_PERPLEXITY:g} map (the paper's): the closest, "
+        f"perplexity {m.label}, is shown (maps: "
+        + ", ".join(f"{p:g}" for p in sorted(perplexities))
+        + ")."
+    )
+    where = {3: ("top", "centre", "bottom"), 2: ("top", "bottom")}.get(len(names), ("",))
+    words = [_caption_name(x) + (f" ({w})" if w else "") for x, w in zip(names, where, strict=True)]
+    coloured = words[0] if len(words) == 1 else f"{', '.join(words[:-1])} and {words[-1]}"
+    metal = next((x for x in names if x not in ("teff", "logg")), None)
+    note = metallicity_note(metal) if metal else " No [M/H] or [Fe/H] label: no metallicity row."
+    unmatched = int((~matched).sum())
+    yield Rendered(
+        "figA2_tsne_labels",
+        fig,
+        f"t-SNE map (perplexity {m.label}) of the {spectra_text(m.spectra)} of the training "
+        f"stars (left, {st.stars(counts['training'])}) and of the observed stars classified "
+        f"training-like (middle, {st.stars(counts['like'])}) and training-unlike (right, "
+        f"{st.stars(counts['unlike'])}) in this map, coloured by the CNN {coloured} of the "
+        "catalogue (the training stars too are coloured by their CNN labels, not by their "
+        "reference labels); colour scale of each row: the 1st to 99th percentile of that "
+        f"label over the map; training-like: {_threshold_text(m)}; "
+        f"{_shown_text(rows.size, n)}."
+        + (f" {st.stars(unmatched)} of the map are not in the catalogue." if unmatched else "")
+        + fallback
+        + note,
+        sum(counts.values()),
+    )
+
+
 def read_perplexity(path: str | Path) -> float:
     """The ``perplexity`` attribute of a map file (NaN without one)."""
     with h5py.File(path, "r") as h5:
         return float(h5.attrs.get("perplexity", np.nan))
 
 
-FIGURES = [tsne_classification, tsne_perplexities]
+FIGURES = [tsne_classification, tsne_perplexities, tsne_labels]
