@@ -8,7 +8,8 @@ the server's inputs:
 * ``query_result``: ``gaia_source.fits`` as the selection query's answer (the
   ``gaiadr3.gaia_source`` columns + ``classlabel_espels`` of the LEFT JOIN with
   ``gaiadr3.astrophysical_parameters``, masked where a star has no AP row; strings as
-  ``str``);
+  ``str``); ``radial_velocity_error`` [km/s] masked (null) for one star
+  (``no_rv_error_id``);
 * ``rvs``: ``{source_id: (flux[2401], flux_error[2401])}`` float32 from ``rvs_xp.h5`` (NaN
   edge pixels for some stars, as in DR3);
 * ``xp``: ``{source_id: (bp[55] or None, rp[55])}`` float64; one star (``rp_only_id``) has
@@ -60,6 +61,8 @@ class ArchiveFixture:
     rp_only_id: int
     no_xp_id: int
     nan_edge_ids: tuple[int, ...]
+    #: a star with XP whose radial_velocity_error is null in the archive's answer
+    no_rv_error_id: int
 
     @property
     def source_ids(self) -> np.ndarray:
@@ -154,6 +157,13 @@ def make_archive_fixture(
     xp[rp_only] = (None, xp[rp_only][1])
     del xp[no_xp]
     table["has_xp_continuous"][table["source_id"] == no_xp] = False
+    # a null radial_velocity_error (NaN under the mask: what the VOTable reads back)
+    others = ids[has_xp & ~np.isin(ids, [rp_only, no_xp])]
+    no_rv_error = int(rng.choice(others))
+    rv_error = np.asarray(table["radial_velocity_error"], dtype=np.float32).copy()
+    null = np.asarray(table["source_id"], dtype=np.int64) == no_rv_error
+    rv_error[null] = np.nan
+    table["radial_velocity_error"] = MaskedColumn(rv_error, mask=null, unit="km / s")
     nan_edge = tuple(int(i) for i, f in zip(ids, flux, strict=True) if np.isnan(f[[0, -1]]).any())
     return ArchiveFixture(
         query_result=table,
@@ -165,6 +175,7 @@ def make_archive_fixture(
         rp_only_id=rp_only,
         no_xp_id=no_xp,
         nan_edge_ids=nan_edge,
+        no_rv_error_id=no_rv_error,
     )
 
 

@@ -339,3 +339,23 @@ def rewrite_catalogue(inputs: Inputs, table: pd.DataFrame) -> None:
     _, attrs = catalogue.read(inputs.catalogue)
     table.attrs.update(attrs)
     catalogue.write(table, inputs.catalogue)
+
+
+# ------------------------------------------------------------ helpers of Fig. C.1
+def add_rv_error(
+    inputs: Inputs,
+    out: Path,
+    rv_error: Callable[[np.ndarray], np.ndarray],
+    samples: Sequence[str] = ("training", "observed"),
+) -> Inputs:
+    """A copy of ``inputs`` (:func:`copy_products` under ``out``) whose arrays files of
+    ``samples`` hold ``rvs/radial_velocity_error`` [km/s] = ``rv_error(source_id)`` (float,
+    NaN where unknown), as the arrays stage writes it."""
+    new = copy_products(inputs, out)
+    for sample in samples:
+        path = new.training if sample == "training" else new.observed
+        with h5py.File(path, "r+") as h5:
+            values = np.asarray(rv_error(h5["source_id"][:]), dtype=np.float32)
+            ds = h5.create_dataset(layout.RV_ERROR_DATASET, data=values)
+            ds.attrs["unit"] = layout.KNOWN_DATASETS[layout.RV_ERROR_DATASET][1]
+    return new

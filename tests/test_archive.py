@@ -107,6 +107,15 @@ def test_selection_query_asks_for_every_rvs_star_with_the_cut_columns(server, fi
         "" if v is np.ma.masked else str(v) for v in fixture.query_result["classlabel_espels"]
     ]
     assert list(table["classlabel_espels"]) == espels  # null -> "", as the cuts read it
+    # radial_velocity_error [km/s] (Fig. C.1) arrives; its null -> NaN
+    assert "gs.radial_velocity_error" in adql
+    rv_error = fixture.query_result["radial_velocity_error"]
+    np.testing.assert_array_equal(
+        table["radial_velocity_error"], np.asarray(rv_error.filled(np.nan), np.float32)
+    )
+    null = table["source_id"].to_numpy() == fixture.no_rv_error_id
+    assert null.sum() == 1 and np.isnan(table["radial_velocity_error"][null]).all()
+    assert np.isfinite(table["radial_velocity_error"][~null]).all()
 
 
 def test_query_gives_up_with_a_message_after_its_retries(server, tmp_path):
@@ -357,6 +366,13 @@ def test_gaia_dr3_source_runs_from_query_to_arrays(fixture, tmp_path):
         assert len(served) == len(set(served))  # no batch twice, the failed one retried
     allstar = read_fits_columns(fixture.allstar, ["GAIAEDR3_SOURCE_ID", "TEFF", "M_H"])
     allstar = allstar.drop_duplicates("GAIAEDR3_SOURCE_ID").set_index("GAIAEDR3_SOURCE_ID")
+    rv_error = dict(
+        zip(
+            fixture.source_ids.tolist(),
+            np.asarray(fixture.query_result["radial_velocity_error"].filled(np.nan), np.float32),
+            strict=True,
+        )
+    )
     n_rows, in_arrays = 0, set()
     for sample in ("training", "observed"):
         path = work / "results/arrays" / f"{sample}.h5"
@@ -375,6 +391,11 @@ def test_gaia_dr3_source_runs_from_query_to_arrays(fixture, tmp_path):
                 b, r = fixture.xp[int(i)]  # every star of the arrays has both XP bands
                 np.testing.assert_array_equal(rp[k], np.asarray(r, np.float32))
                 np.testing.assert_array_equal(bp[k], np.asarray(b, np.float32))
+            # Gaia DR3 radial_velocity_error [km/s] of every star, NaN where the archive's
+            # is null (Fig. C.1)
+            ds = h5["rvs/radial_velocity_error"]
+            assert ds.attrs["unit"] == "km/s"
+            np.testing.assert_array_equal(ds[:], [rv_error[int(i)] for i in sid])
             if sample == "training":
                 ref = allstar.loc[sid]
                 np.testing.assert_allclose(h5["labels/teff"][:], ref["TEFF"], rtol=1e-6)

@@ -41,7 +41,8 @@ QUERY = (
     "LEFT JOIN gaiadr3.astrophysical_parameters AS ap USING (source_id) WHERE g.has_rvs = 'True'"
 )
 GAIA_SOURCE_COLUMNS = (
-    "source_id ra dec has_rvs rvs_spec_sig_to_noise has_xp_continuous phot_g_mean_mag "
+    "source_id ra dec has_rvs rvs_spec_sig_to_noise radial_velocity_error has_xp_continuous "
+    "phot_g_mean_mag "
     "phot_bp_mean_mag phot_rp_mean_mag phot_g_mean_flux_over_error phot_bp_mean_flux_over_error "
     "phot_rp_mean_flux_over_error parallax parallax_error parallax_over_error ruwe "
     "non_single_star phot_variable_flag in_qso_candidates in_galaxy_candidates classlabel_espels"

@@ -118,6 +118,9 @@ EXTERNAL |= {"open_clusters", "alpha_vs_metallicity_galactic"}
 #: ... and Fig. 19: make_products gives the stars outside the training limits no reference
 #: labels (NaN), so none lies in a Kiel box (tests/test_figures_outside.py constructs some).
 EXTERNAL |= {"outside_residuals"}
+#: ... and Fig. C.1: make_products writes no rvs/radial_velocity_error (tests/test_rv_error.py
+#: adds one to draw it).
+EXTERNAL |= {"rv_error_residuals"}
 
 
 @pytest.fixture(scope="module", params=list(CASES))

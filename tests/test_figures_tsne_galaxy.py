@@ -16,7 +16,7 @@ from figure_data import check_rendered, make_products, render_recorded
 
 from gaiacnn import arrays, catalogue, layout
 from gaiacnn.constants import CONTINUUM_WINDOWS_NM, rvs_wavelength_nm
-from gaiacnn.figures import galaxy, style, tsne_maps
+from gaiacnn.figures import external, galaxy, style, tsne_maps
 from gaiacnn.figures.context import Context
 from gaiacnn.figures.galaxy import galactocentric_rz
 from gaiacnn.figures.render import read_index, render_all
@@ -235,6 +235,131 @@ def test_distance_is_one_over_parallax_and_nan_when_not_positive(inputs, tmp_pat
     ctx.table.loc[1, "parallax"] = -0.5
     d = galaxy.distance_kpc(ctx, "1/parallax")
     assert np.isnan(d[:2]).all() and np.isfinite(d[2:]).all()
+
+
+def _cell(r_kpc: float, z_kpc: float) -> tuple[int, int] | None:
+    """(|Z| bin, R bin) of Fig. 24's default grid holding (R, Z), or None outside it."""
+    cfg = galaxy.DEFAULT_GALACTIC
+    i = np.searchsorted(cfg["abs_z_edges"], abs(z_kpc), side="right") - 1
+    j = np.searchsorted(cfg["r_edges"], r_kpc, side="right") - 1
+    if 0 <= i < len(cfg["abs_z_edges"]) - 1 and 0 <= j < len(cfg["r_edges"]) - 1:
+        return int(i), int(j)
+    return None
+
+
+def _check_panels(panels: list, counts: np.ndarray) -> None:
+    """Each panel's texts (top row: the highest |Z| bin) hold its star count."""
+    nz, nr = counts.shape
+    for i in range(nz):
+        for j in range(nr):
+            assert style.stars(int(counts[nz - 1 - i, j])) in panels[i * nr + j], (i, j)
+
+
+def _distance_table(inputs, tmp_path):
+    """The positioned catalogue and a distance table (dist50 = 1/parallax [kpc]) in which
+    one selected star X is moved to another R x |Z| cell, one has dist50 NaN, one -1 (both
+    dropped) and one is missing; returns the inputs, the table path and the expected counts
+    per (|Z| bin, R bin) with the table's distances and with 1/parallax."""
+    new, counts = _positioned_catalogue(inputs, tmp_path / "cat.fits")
+    ctx = Context(new)
+    ra, dec = ctx.column("ra"), ctx.column("dec")
+    d = 1.0 / ctx.column("parallax")
+    inside = np.flatnonzero(ctx.inside)
+    by_parallax, counts = counts, counts.copy()
+    x, y, z, w = inside[:4]
+
+    def cell(row: int, dist: float) -> tuple[int, int] | None:
+        r, zz = galactocentric_rz(ra[row : row + 1], dec[row : row + 1], np.array([dist]))
+        return _cell(r[0], zz[0])
+
+    old = cell(x, d[x])
+    for factor in (0.2, 0.4, 0.6, 1.6, 2.5, 4.0):
+        moved = cell(x, d[x] * factor)
+        if moved is not None and moved != old:
+            break
+    assert moved is not None and moved != old  # (the test's own premise)
+    dist = d.copy()
+    dist[x] *= factor
+    counts[old] -= 1
+    counts[moved] += 1
+    dist[y], dist[z] = np.nan, -1.0
+    for row in (y, z, w):
+        counts[cell(row, d[row])] -= 1
+    keep = np.ones(len(d), bool)
+    keep[w] = False
+    path = tmp_path / "starhorse.csv"
+    sid = ctx.table["source_id"].to_numpy(np.int64)
+    pd.DataFrame({"source_id": sid[keep], "dist50": dist[keep], "dist16": 0.9 * dist[keep]}).to_csv(
+        path, index=False
+    )
+    return new, path, counts, by_parallax
+
+
+def test_fig24_takes_the_distance_table(inputs, tmp_path):
+    new, path, counts, by_parallax = _distance_table(inputs, tmp_path)
+    ctx = Context(dataclasses.replace(new, external={"distances": path}), OPEN_CUTS)
+    texts: dict = {}
+    index, _ = render_recorded(
+        ctx, tmp_path / "figs", [galaxy.alpha_vs_metallicity_galactic], texts
+    )
+    (entry,) = index["figures"]
+    assert entry["n_stars"] == counts.sum()
+    _check_panels(texts["fig24_alpha_m_h_galactic"], counts)
+    assert not np.array_equal(counts, by_parallax)  # X moved (and Y, Z, W gone)
+    caption = entry["caption"]
+    assert "from the distance table starhorse.csv (column dist50 [kpc]" in caption
+    assert "2 rows with a distance <= 0 or NaN dropped" in caption
+    assert "without a table distance: 2 with a distance <= 0 or NaN (dropped), 1 not in" in caption
+    assert "fallback" not in caption
+    # the same table, but distance: 1/parallax asked for: every star in its parallax cell
+    cfg = {**OPEN_CUTS, "galactic": {**OPEN_CUTS["galactic"], "distance": "1/parallax"}}
+    ctx = Context(dataclasses.replace(new, external={"distances": path}), cfg)
+    texts = {}
+    index, _ = render_recorded(
+        ctx, tmp_path / "figs2", [galaxy.alpha_vs_metallicity_galactic], texts
+    )
+    (entry,) = index["figures"]
+    assert entry["n_stars"] == by_parallax.sum() == counts.sum() + 3  # Y, Z, W: a parallax
+    _check_panels(texts["fig24_alpha_m_h_galactic"], by_parallax)
+    assert "1/parallax (no zero-point correction)" in entry["caption"]
+    assert "fallback" not in entry["caption"]
+
+
+def test_fig24_distance_table_explicitly_and_its_errors(inputs, tmp_path):
+    new, path, counts, _ = _distance_table(inputs, tmp_path)
+    table = {**OPEN_CUTS["galactic"], "distance": "table"}
+    ctx = Context(new, {**OPEN_CUTS, "galactic": table, "external": {"distances": str(path)}})
+    (r,) = galaxy.alpha_vs_metallicity_galactic(ctx)
+    assert r.n_stars == counts.sum() and "distance table starhorse.csv" in r.caption
+    r.fig.clear()
+    # 'table' without a table configured: a configuration error, not a skipped figure
+    with pytest.raises(ValueError, match=r"figures\.external\.distances is null"):
+        next(galaxy.alpha_vs_metallicity_galactic(Context(new, {**OPEN_CUTS, "galactic": table})))
+    # a table without a distance column is refused, naming the file and the columns
+    bad = tmp_path / "no_distance.csv"
+    pd.read_csv(path).rename(columns={"dist50": "dist"}).to_csv(bad, index=False)
+    ctx = Context(new, {**OPEN_CUTS, "external": {"distances": str(bad)}})
+    with pytest.raises(
+        external.ExternalTableError, match=r"no_distance\.csv.*'dist50' or 'distance'"
+    ):
+        next(galaxy.alpha_vs_metallicity_galactic(ctx))
+    # a 'distance' column (kpc) is read when there is no dist50
+    other = tmp_path / "other.csv"
+    pd.read_csv(path).rename(columns={"dist50": "Distance"}).to_csv(other, index=False)
+    ctx = Context(new, {**OPEN_CUTS, "external": {"distances": str(other)}})
+    (r,) = galaxy.alpha_vs_metallicity_galactic(ctx)
+    assert r.n_stars == counts.sum() and "(column distance [kpc]" in r.caption
+    r.fig.clear()
+
+
+def test_fig24_states_the_parallax_fallback_without_a_table(inputs, tmp_path):
+    new, counts = _positioned_catalogue(inputs, tmp_path / "cat.fits")
+    for cfg in (OPEN_CUTS, {**OPEN_CUTS, "external": {"distances": None}}):
+        (r,) = galaxy.alpha_vs_metallicity_galactic(Context(new, cfg))
+        assert r.n_stars == counts.sum()
+        assert "1/parallax, the fallback: no distance table given" in r.caption
+        r.fig.clear()
+    assert galaxy.DEFAULT_GALACTIC["distance"] == "auto"
 
 
 # --------------------------------------------------------------------------- plumbing

@@ -29,6 +29,7 @@ log = logging.getLogger(__name__)
 #: gaia_source column -> layout dataset, for the per-star scalars.
 GAIA_SCALARS: dict[str, str] = {
     "rvs_spec_sig_to_noise": "rvs/snr",
+    "radial_velocity_error": layout.RV_ERROR_DATASET,
     "phot_g_mean_mag": "phot/g",
     "phot_bp_mean_mag": "phot/bp",
     "phot_rp_mean_mag": "phot/rp",
@@ -39,8 +40,9 @@ GAIA_SCALARS: dict[str, str] = {
     "dec": "astrometry/dec",
 }
 #: GAIA_SCALARS columns a ``gaia`` table may lack: their datasets are then not written
-#: (positions feed only the Galactic figures, never the model).
-OPTIONAL_GAIA_SCALARS = frozenset({"ra", "dec"})
+#: (positions feed only the Galactic figures, the radial-velocity uncertainty [km/s] only
+#: Fig. C.1; never the model).
+OPTIONAL_GAIA_SCALARS = frozenset({"ra", "dec", "radial_velocity_error"})
 RAW_ARRAYS = (
     "rvs/flux",
     "rvs/flux_error",
@@ -56,7 +58,7 @@ RAW_ATTRS: dict[str, tuple[str, ...]] = {
 #: The dataset groups a sample file can hold (``demo.datasets``, config/schema.yaml);
 #: ``source_id``, ``labels/*`` and ``astrometry/ra``, ``astrometry/dec`` are always written.
 DATASET_GROUPS: dict[str, tuple[str, ...]] = {
-    "rvs": ("rvs/flux", "rvs/flux_error", "rvs/snr"),
+    "rvs": ("rvs/flux", "rvs/flux_error", "rvs/snr", layout.RV_ERROR_DATASET),
     "xp_coefficients": ("xp/bp_coefficients", "xp/rp_coefficients"),
     "xp_sampled": ("xp/sampled_flux",),
     "phot": ("phot/g", "phot/bp", "phot/rp"),
@@ -166,7 +168,9 @@ def build_sample_file(
     and stars whose spectrum has no finite pixel are refused with an error naming them.
     Stars whose XP coefficients (a band missing in DR3) or XP sampled flux are incomplete
     are left out, and logged, when that group is written.  ``gaia`` gives the
-    :data:`GAIA_SCALARS` columns of the groups written.
+    :data:`GAIA_SCALARS` columns of the groups written; of the :data:`OPTIONAL_GAIA_SCALARS`
+    only those it has (``radial_velocity_error`` [km/s], NaN where the archive has none, is
+    written as ``rvs/radial_velocity_error`` with the rvs group).
     """
     raw_info = layout.validate(raw_path, check_values=False)
     if raw_info.n_pixels is None:

@@ -6,6 +6,9 @@ One file per sample, rows = stars, every dataset's first axis of length N::
     rvs/flux             float   (N, P)      normalised flux; attribute wavelength_nm (P,)
     rvs/flux_error       float   (N, P)      optional
     rvs/snr              float   (N,)        rvs_spec_sig_to_noise
+    rvs/radial_velocity_error  float (N,)   optional Gaia DR3 radial_velocity_error [km/s]:
+                                             finite >= 0, or NaN where unknown (not a model
+                                             input: Fig. C.1 only)
     xp/bp_coefficients   float   (N, M)      XP continuous BP coefficients (M = 55 in DR3)
     xp/rp_coefficients   float   (N, M)
     xp/sampled_flux      float   (N, K)      optional alternative to the coefficients (e.g.
@@ -46,6 +49,7 @@ KNOWN_DATASETS: dict[str, tuple[int, str]] = {
     "rvs/flux": (2, "normalised flux"),
     "rvs/flux_error": (2, "normalised flux"),
     "rvs/snr": (1, ""),
+    "rvs/radial_velocity_error": (1, "km/s"),
     "xp/bp_coefficients": (2, "e-/s"),
     "xp/rp_coefficients": (2, "e-/s"),
     "xp/sampled_flux": (2, "W m-2 nm-1"),
@@ -68,6 +72,9 @@ XP_FLUX_KINDS = ("absolute", "normalised")
 XP_INPUTS = ("coefficients", "sampled")
 #: Optional sky position (ICRS, deg), both or neither; never a model input.
 POSITION_DATASETS = ("astrometry/ra", "astrometry/dec")
+#: Optional radial-velocity uncertainty [km/s] (Gaia DR3 ``radial_velocity_error``): finite
+#: and >= 0, or NaN where unknown; never a model input (Fig. C.1, Appendix C, only).
+RV_ERROR_DATASET = "rvs/radial_velocity_error"
 #: Datasets that feed the model: they must be finite after the arrays stage.
 MODEL_INPUT_DATASETS = frozenset(
     {
@@ -311,13 +318,13 @@ def validate(
 
     Structure is always checked (types, shapes, attributes).  With ``check_values``
     the data are streamed in row chunks: duplicate source ids, label values that are
-    +-inf and label errors <= 0 are refused, and the per-star cuts of
-    :func:`gaiacnn.selection.file_row_cuts` (for ``sample``; the training cuts
-    ``training_cuts`` on a training file) are counted into ``info.cuts``, the same counts
-    the import makes; with ``cuts="refuse"`` a row that fails one is refused instead.  With
-    ``require_finite_inputs`` any non-finite model input, and any parallax <= 0, is
-    refused (the state after the arrays stage).  ``require_labels`` is True (at least one
-    label) or the list of names needed.
+    +-inf, label errors <= 0 and radial-velocity uncertainties < 0 or +-inf are refused,
+    and the per-star cuts of :func:`gaiacnn.selection.file_row_cuts` (for ``sample``; the
+    training cuts ``training_cuts`` on a training file) are counted into ``info.cuts``,
+    the same counts the import makes; with ``cuts="refuse"`` a row that fails one is
+    refused instead.  With ``require_finite_inputs`` any non-finite model input, and any
+    parallax <= 0, is refused (the state after the arrays stage).  ``require_labels`` is
+    True (at least one label) or the list of names needed.
     """
     with _open(path) as h5:
         attrs = dict(h5.attrs)
@@ -521,6 +528,24 @@ def check_label_values(path, block: Mapping[str, np.ndarray], sid: np.ndarray) -
             )
 
 
+def check_rv_error_values(path, block: Mapping[str, np.ndarray], sid: np.ndarray) -> None:
+    """Refuse radial-velocity uncertainties (:data:`RV_ERROR_DATASET`, km/s) that are
+    negative or +-inf (NaN = unknown is fine), with the number of rows and one source_id;
+    ``block`` without that dataset is not checked."""
+    if RV_ERROR_DATASET not in block:
+        return
+    v = np.asarray(block[RV_ERROR_DATASET], dtype=np.float64)
+    with np.errstate(invalid="ignore"):
+        bad = np.isinf(v) | (v < 0)
+    if bad.any():
+        raise LayoutError(
+            path,
+            RV_ERROR_DATASET,
+            f"{int(bad.sum())} rows with values that are < 0 or infinite (an uncertainty in "
+            f"km/s must be >= 0; NaN = unknown), e.g. source_id {int(sid[np.argmax(bad)])}",
+        )
+
+
 def scan_rows(
     path,
     h5: h5py.File,
@@ -530,7 +555,8 @@ def scan_rows(
     cuts: str = "apply",
     chunk_rows: int = 4096,
 ) -> tuple[np.ndarray, list[tuple[str, str, int]]]:
-    """Stream the rows once: refuse bad label values (:func:`check_label_values`); apply
+    """Stream the rows once: refuse bad label values (:func:`check_label_values`) and bad
+    radial-velocity uncertainties (:func:`check_rv_error_values`); apply
     the per-star cuts of :func:`gaiacnn.selection.file_row_cuts`.  Returns the keep-mask
     (n,) and ``(cut, rule, removed)`` per cut, each counted among the rows the earlier cuts
     kept.  With ``cuts="refuse"`` the first row that fails a cut is refused, naming it."""
@@ -540,6 +566,8 @@ def scan_rows(
         raise ValueError(f"cuts {cuts!r}: {' or '.join(FILE_CUT_MODES)}")
     names = [n for n in file_cut_datasets(sample) if n in h5]
     names += [f"labels/{x}{e}" for x in info.labels for e in ("", "_err") if f"labels/{x}{e}" in h5]
+    if RV_ERROR_DATASET in h5 and RV_ERROR_DATASET not in names:
+        names.append(RV_ERROR_DATASET)
     n = info.n_rows
     keep = np.ones(n, bool)
     removed: dict[str, list] = {}
@@ -548,6 +576,7 @@ def scan_rows(
         block = {name: h5[name][start:stop] for name in names}
         sid = h5["source_id"][start:stop]
         check_label_values(path, block, sid)
+        check_rv_error_values(path, block, sid)
         ok = np.ones(stop - start, bool)
         results = file_row_cuts(block, sample, training_cuts, info.xp_flux_kind)
         if cuts == "refuse" and results:
@@ -805,6 +834,8 @@ def dataset_usage(
                 why = "the rvs branch is not used"
         elif name in POSITION_DATASETS:
             uses.append("Galactic figures (Fig. 24)")
+        elif name == RV_ERROR_DATASET:
+            uses.append("figures only: residuals against the RV uncertainty (Fig. C.1)")
         elif name.startswith("labels/"):
             label = name.removeprefix("labels/").removesuffix("_err")
             if label not in wanted:

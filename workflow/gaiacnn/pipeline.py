@@ -18,9 +18,9 @@ import pandas as pd
 from gaiacnn import __version__, arrays, constants, layout, selection
 from gaiacnn.constants import label_unit
 from gaiacnn.io import write_text_atomic
-from gaiacnn.selection import APOGEE_BASE_COLUMNS, GAIA_COLUMNS
+from gaiacnn.selection import APOGEE_BASE_COLUMNS, REQUIRED_GAIA_COLUMNS
 from gaiacnn.spectra import fill_nan_pixels
-from gaiacnn.tables import read_fits_columns
+from gaiacnn.tables import fits_column_names, read_fits_columns
 
 log = logging.getLogger("gaiacnn")
 
@@ -194,7 +194,7 @@ def run_selection(
     label_columns: Mapping[str, str],
 ) -> selection.Samples:
     """Rule ``select_samples``: crossmatch, cuts, cut report (TSV and log)."""
-    gaia = read_fits_columns(gaia_path, GAIA_COLUMNS)
+    gaia = read_fits_columns(gaia_path, REQUIRED_GAIA_COLUMNS)
     ap_cols = list(APOGEE_BASE_COLUMNS)
     for col in label_columns.values():
         ap_cols += [col, f"{col}_ERR"]
@@ -230,7 +230,12 @@ def run_build_arrays(
     source), absent or None for every group the raw store has (``data.source: gaia_dr3``).
     """
     datasets = arrays_cfg.get("datasets")
-    gaia_cols = ["source_id", *arrays.GAIA_SCALARS]
+    # an optional column (e.g. radial_velocity_error) the table lacks: its dataset is not
+    # written (and the figures it feeds say so)
+    present = set(fits_column_names(gaia_path))
+    gaia_cols = ["source_id"] + [
+        c for c in arrays.GAIA_SCALARS if c not in arrays.OPTIONAL_GAIA_SCALARS or c in present
+    ]
     gaia = read_fits_columns(gaia_path, gaia_cols)
     sample = pd.read_csv(sample_path, sep="\t")
     with_labels = [x for x in labels if x in sample.columns]

@@ -19,8 +19,9 @@ import pandas as pd
 
 from gaiacnn.io import atomic_output
 
-#: gaiadr3.gaia_source (+ classlabel_espels) columns read: those of the cuts, plus ``ra``,
-#: ``dec`` that the arrays stage copies (:data:`gaiacnn.arrays.GAIA_SCALARS`, Fig. 24).
+#: gaiadr3.gaia_source (+ classlabel_espels) columns queried: those of the cuts, plus ``ra``,
+#: ``dec`` and ``radial_velocity_error`` [km/s] that the arrays stage copies
+#: (:data:`gaiacnn.arrays.GAIA_SCALARS`; Fig. 24, Fig. C.1).
 GAIA_COLUMNS = (
     "source_id",
     "ra",
@@ -28,6 +29,7 @@ GAIA_COLUMNS = (
     "has_rvs",
     "has_xp_continuous",
     "rvs_spec_sig_to_noise",
+    "radial_velocity_error",
     "phot_g_mean_mag",
     "phot_bp_mean_mag",
     "phot_rp_mean_mag",
@@ -43,6 +45,11 @@ GAIA_COLUMNS = (
     "in_galaxy_candidates",
     "classlabel_espels",
 )
+#: GAIA_COLUMNS a gaia_source table may lack (no cut reads them; a table queried before
+#: they were added, or a demo survey without them): the figures they feed are then skipped.
+OPTIONAL_GAIA_COLUMNS = frozenset({"radial_velocity_error"})
+#: The GAIA_COLUMNS every gaia_source table must have.
+REQUIRED_GAIA_COLUMNS = tuple(c for c in GAIA_COLUMNS if c not in OPTIONAL_GAIA_COLUMNS)
 APOGEE_BASE_COLUMNS = (
     "APOGEE_ID",
     "GAIAEDR3_SOURCE_ID",
@@ -120,7 +127,7 @@ def gaia_source_cuts(gaia: pd.DataFrame, cfg: Mapping) -> tuple[np.ndarray, list
 
     ``cfg`` is ``config["selection"]["gaia"]``.  Rows: every RVS star of the query.
     """
-    require_columns(gaia, GAIA_COLUMNS, "gaia_source table")
+    require_columns(gaia, REQUIRED_GAIA_COLUMNS, "gaia_source table")
     s = _Steps("gaia_source", np.ones(len(gaia), dtype=bool))
     s.apply("has_rvs", "has_rvs = true", gaia["has_rvs"].to_numpy(dtype=bool))
     if cfg["require_xp_continuous"]:

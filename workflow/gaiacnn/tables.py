@@ -27,6 +27,19 @@ def _native(values: np.ndarray) -> np.ndarray:
     return arr
 
 
+def fits_column_names(path: str | os.PathLike, hdu: int = 1) -> list[str]:
+    """The column names of a FITS binary table (HDU ``hdu``), without reading its rows."""
+    if not os.path.exists(path):
+        raise TableError(f"{path}: file does not exist")
+    try:
+        with fits.open(path, memmap=True) as hdul:
+            if len(hdul) <= hdu or not isinstance(hdul[hdu], fits.BinTableHDU):
+                raise TableError(f"{path}: HDU {hdu} is not a binary table")
+            return list(hdul[hdu].columns.names)
+    except OSError as exc:
+        raise TableError(f"{path}: not a readable FITS file: {exc}") from None
+
+
 def read_fits_columns(
     path: str | os.PathLike, columns: Sequence[str] | None = None, hdu: int = 1
 ) -> pd.DataFrame:

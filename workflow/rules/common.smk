@@ -23,6 +23,15 @@ if config["data"]["source"] == "files":
                 f"Configuration error: data.source is 'files' but data.files.{_sample} is empty"
             )
 
+if (
+    config["figures"]["galactic"]["distance"].strip().lower() == "table"
+    and not config["figures"]["external"]["distances"]
+):
+    sys.exit(
+        "Configuration error: figures.galactic.distance is 'table' but "
+        "figures.external.distances is null"
+    )
+
 SAMPLES = ("training", "observed")
 # Hashes recorded in the outputs' provenance; each covers only the sections that shape
 # that output, so that changing the ensemble size does not rebuild the arrays.

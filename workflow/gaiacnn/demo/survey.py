@@ -3,7 +3,10 @@
 Writes, from a seed, exactly what the real data path produces:
 
 * ``gaia_source.fits``: a ``gaiadr3.gaia_source``-like table (+ ``classlabel_espels``
-  of ``gaiadr3.astrophysical_parameters``) with the columns the cuts use;
+  of ``gaiadr3.astrophysical_parameters``) with the columns the cuts use, and a DR3-like
+  ``radial_velocity_error`` [km/s] (:func:`gaiacnn.demo.physics.radial_velocity_error`,
+  from its own child seed of each chunk's, so that no other value depends on it; none
+  with ``demo.physics.rv_error.enabled: false``);
 * ``allStar.fits``: an APOGEE DR17 allStar-like table (``GAIAEDR3_SOURCE_ID``,
   labels and ``_ERR``, 64-bit ``ASPCAPFLAG``, ``ASPCAP_CHI2``, ``FE_H_FLAG``,
   ``SNR``, ``EXTRATARG``, duplicates, rows with no Gaia match);
@@ -58,6 +61,7 @@ GAIA_UNITS = {
     "b": "deg",
     "parallax": "mas",
     "parallax_error": "mas",
+    "radial_velocity_error": "km/s",
     "phot_g_mean_mag": "mag",
     "phot_bp_mean_mag": "mag",
     "phot_rp_mean_mag": "mag",
@@ -404,6 +408,13 @@ def generate(
                     },
                 }
             )
+            if par["rv_error"]["enabled"]:
+                # its own generator, a child of the chunk's seed: every other value of the
+                # survey stays what it is without this column (demo.physics.rv_error)
+                rv_rng = np.random.default_rng(seed.spawn(1)[0])
+                gaia_parts[-1]["radial_velocity_error"] = physics.radial_velocity_error(
+                    rv_rng, truth["teff"], obs["snr"], par
+                )
             match = shift["apogee_match_fraction"] if shifted else None
             apogee_parts.append(_apogee_rows(rng, truth, g, ids, ra, dec, cfg, match))
     rng = np.random.default_rng(seeds[-1])

@@ -1,6 +1,7 @@
-"""Comparisons with external catalogues (Sect. 6): Gaia DR3 GSP-Spec (Fig. 7 right and the
-CNN - GSP-Spec residuals), GSP-Phot (Sect. 6.1), asteroseismic log g (Fig. 21), GALAH DR3
-(Fig. 22) and open clusters (Fig. 23).
+"""Comparisons with external catalogues (Sect. 6): Gaia DR3 GSP-Spec (Fig. 7 right, the
+dashed lines of Fig. 16 and the CNN - GSP-Spec residuals), GSP-Phot (Fig. 20, Sect. 6.1),
+asteroseismic log g (Fig. 21), GALAH DR3 (Fig. 22) and open clusters (Fig. 23); and the
+distance table of Fig. 24 (e.g. StarHorse, Sect. 7: :func:`read_distances`).
 
 Each comparison reads one table the user supplies (a FITS binary table in HDU 1, or a CSV
 file with a header line), named by its key in the ``figures.external`` section of the
@@ -139,7 +140,35 @@ COLUMNS: dict[str, TableSpec] = {
         "cluster is the mean over its members, error bar their standard deviation.  [Fe/H] "
         "is compared with the CNN [Fe/H] when both exist, else [M/H] with [M/H].",
     ),
+    "distances": TableSpec(
+        "distance",
+        (
+            _SOURCE_ID,
+            Column(
+                "dist50",
+                "kpc",
+                "heliocentric distance: the StarHorse median (`dist50` of the StarHorse "
+                "EDR3 catalogue, Anders et al. 2022; Queiroz et al. 2023)",
+                group="distance",
+            ),
+            Column(
+                "distance",
+                "kpc",
+                "heliocentric distance of any other estimate (read when there is no dist50)",
+                group="distance",
+            ),
+        ),
+        "Positions of Fig. 24 (Sect. 7; the paper used StarHorse, Queiroz et al. 2023), "
+        "with `figures.galactic.distance` auto (the default) or table.  dist50 is read when "
+        "the table has it, else distance.  A row whose distance is <= 0 or NaN is dropped "
+        "(the caption counts them); a catalogue star not in the table has no distance (no "
+        "1/parallax stand-in).  Distances in pc (e.g. Bailer-Jones et al. 2021 `r_med_geo`): "
+        "divide by 1000 and name the column distance.",
+    ),
 }
+#: The labels GSP-Spec gives (Fig. 7 right, Fig. 16) and those GSP-Phot gives (Fig. 20).
+GSP_SPEC_LABELS = ("teff", "logg", "m_h", "alpha_m")
+GSP_PHOT_LABELS = ("teff", "logg", "m_h")
 
 #: File name endings read as FITS (binary table in HDU 1) and as CSV.
 FITS_SUFFIXES = (".fits", ".fit", ".fts", ".fits.gz", ".fit.gz")
@@ -202,13 +231,22 @@ def _bs(stats: tuple[float, float, int], label: str, sigma: str = "σ") -> str:
 
 
 # ---------------------------------------------------------------------------- tables
-def _path(ctx: Context, kind: str) -> Path:
-    """The configured path of table ``kind``; :class:`Skip` when there is none."""
+def configured(ctx: Context, kind: str) -> Path | None:
+    """The configured path of table ``kind`` (the figure inputs' ``external``, else the
+    configuration's ``external`` section), or None when it is null or absent."""
     external = ctx.inputs.external or ctx.cfg.get("external") or {}
     path = external.get(kind)
     if path is None or str(path).strip() == "":
-        raise Skip(f"no {COLUMNS[kind].title} table (figures.external.{kind} is null or absent)")
+        return None
     return Path(path)
+
+
+def _path(ctx: Context, kind: str) -> Path:
+    """The configured path of table ``kind``; :class:`Skip` when there is none."""
+    path = configured(ctx, kind)
+    if path is None:
+        raise Skip(f"no {COLUMNS[kind].title} table (figures.external.{kind} is null or absent)")
+    return path
 
 
 def _format(path: Path) -> str:
@@ -359,6 +397,77 @@ def _add_reference(ctx: Context, frame: pd.DataFrame, labels: Sequence[str]) -> 
             if np.isfinite(frame[f"ref_{name}"]).any():
                 out.append(name)
     return out
+
+
+def gsp_spec_minus_reference(ctx: Context) -> tuple[Match, list[str]]:
+    """The GSP-Spec table joined to the catalogue (:func:`matched`) with the reference
+    label (``ref_<label>``, e.g. APOGEE) of each matched star added, and the labels of
+    :data:`GSP_SPEC_LABELS` with a finite GSP-Spec - reference for some star: the selection
+    of Fig. 7 right and of the dashed lines of Fig. 16 (every matched star with both values
+    finite; the quality cuts, e.g. the paper's first 13 ``flags_gspspec`` digits 0, are
+    applied to the table beforehand).  :class:`Skip` when the table is not configured or
+    no matched star has a reference label."""
+    m = matched(ctx, "gsp_spec")
+    f = m.frame
+    have = [
+        x
+        for x in _add_reference(ctx, f, GSP_SPEC_LABELS)
+        if np.isfinite(f[f"ext_{x}"].to_numpy(float) - f[f"ref_{x}"].to_numpy(float)).any()
+    ]
+    if not have:
+        raise Skip("no matched GSP-Spec star has a reference label")
+    return m, have
+
+
+@dataclass
+class Distances:
+    """The distance table (``figures.external.distances``) joined to the catalogue.
+
+    ``distance_kpc``: heliocentric distance [kpc] of every catalogue star (aligned with
+    ``ctx.table``), NaN where the table has no row for it or its row was dropped;
+    ``dropped``: catalogue stars whose table distance is <= 0 or NaN; ``column``: the
+    column read (``dist50`` or ``distance``); ``n_table``: rows of the table (distinct
+    ``source_id``), ``n_dropped``: those with a distance <= 0 or NaN, ``n_matched``: rows
+    whose star is in the catalogue."""
+
+    path: Path
+    column: str
+    distance_kpc: np.ndarray
+    dropped: np.ndarray
+    n_table: int
+    n_dropped: int
+    n_matched: int
+
+
+def read_distances(ctx: Context) -> Distances:
+    """The configured distance table (:data:`COLUMNS` ``["distances"]``), joined to the
+    catalogue on ``source_id``: ``dist50`` [kpc] when the table has it, else ``distance``
+    [kpc].  A row whose distance is <= 0 or not finite is dropped and counted.
+
+    :class:`Skip` when ``figures.external.distances`` is null or none of the table's stars
+    is in the catalogue; :class:`ExternalTableError` when the table cannot be used (no
+    such file, unknown format, neither distance column)."""
+    path = _path(ctx, "distances")
+    table = read_table(path, "distances")
+    column = "dist50" if "dist50" in table else "distance"
+    d = table[column].to_numpy(float)
+    with np.errstate(invalid="ignore"):
+        ok = np.isfinite(d) & (d > 0)
+    m = join(ctx.table["source_id"].to_numpy(), table)
+    if m.empty:
+        raise Skip(
+            f"none of the {len(table)} stars of the distance table {path} is in the catalogue"
+        )
+    n = len(ctx.table)
+    rows = m["row"].to_numpy()
+    dm = m[column].to_numpy(float)
+    with np.errstate(invalid="ignore"):
+        good = np.isfinite(dm) & (dm > 0)
+    out = np.full(n, np.nan)
+    out[rows[good]] = dm[good]
+    dropped = np.zeros(n, bool)
+    dropped[rows[~good]] = True
+    return Distances(path, column, out, dropped, len(table), int((~ok).sum()), len(m))
 
 
 def _samples(frame: pd.DataFrame) -> list[tuple[str, str, pd.DataFrame]]:
@@ -516,10 +625,7 @@ def _cnn_pairs(ctx: Context, kind: str, labels: Sequence[str]) -> list[_Pair]:
 @figure(7.5)
 def gsp_spec_reference(ctx: Context) -> Iterator[Rendered]:
     """Fig. 7 right: GSP-Spec - reference (e.g. APOGEE) against the reference labels."""
-    m = matched(ctx, "gsp_spec")
-    have = _add_reference(ctx, m.frame, ("teff", "logg", "m_h", "alpha_m"))
-    if not have:
-        raise Skip("no matched GSP-Spec star has a reference label")
+    m, have = gsp_spec_minus_reference(ctx)
     pairs = [
         _Pair(
             x,
@@ -543,9 +649,11 @@ def gsp_spec_reference(ctx: Context) -> Iterator[Rendered]:
 
 @figure(20)
 def gsp_spec(ctx: Context) -> Iterator[Rendered]:
-    """CNN - GSP-Spec against GSP-Spec for T_eff, log g, [M/H], [alpha/M]."""
+    """CNN - GSP-Spec against GSP-Spec for T_eff, log g, [M/H], [alpha/M]: not a figure of
+    the paper (which compares GSP-Spec with APOGEE, Fig. 7 right and Fig. 16), the
+    GSP-Spec companion of Fig. 20."""
     m = matched(ctx, "gsp_spec")
-    pairs = _cnn_pairs(ctx, "gsp_spec", ("teff", "logg", "m_h", "alpha_m"))
+    pairs = _cnn_pairs(ctx, "gsp_spec", GSP_SPEC_LABELS)
     if not pairs:
         raise Skip("the catalogue has none of teff, logg, m_h, alpha_m")
     yield _difference_figure(
@@ -553,16 +661,92 @@ def gsp_spec(ctx: Context) -> Iterator[Rendered]:
     )
 
 
+#: The three columns of Fig. 20 (Sect. 6.1): (title, test, ref, x-axis name): ``test - ref``
+#: against ``ref``, ``cnn``/``ref``/``ext`` standing for the CNN, the reference (e.g.
+#: APOGEE) and the GSP-Phot value of a label.
+GSP_PHOT_COLUMNS: tuple[tuple[str, str, str, str], ...] = (
+    ("CNN - reference", "cnn", "ref", "reference"),
+    ("GSP-Phot - reference", "ext", "ref", "reference"),
+    ("CNN - GSP-Phot", "cnn", "ext", "GSP-Phot"),
+)
+
+
+def gsp_phot_sample(ctx: Context, m: Match, labels: Sequence[str]) -> np.ndarray:
+    """Rows of ``m.frame`` (GSP-Phot joined, ``ref_<label>`` added) in Fig. 20: observed
+    stars inside the training limits whose CNN, reference and GSP-Phot values are all
+    finite for every label of ``labels`` (the paper's 33 120 stars, Sect. 6.1)."""
+    f = m.frame
+    keep = f["inside"].to_numpy(bool).copy()
+    for x in labels:
+        for who in ("cnn", "ref", "ext"):
+            keep &= np.isfinite(f[f"{who}_{x}"].to_numpy(float))
+    return keep
+
+
 @figure(20.5)
 def gsp_phot(ctx: Context) -> Iterator[Rendered]:
-    """CNN - GSP-Phot against GSP-Phot for T_eff, log g, [M/H] (Sect. 6.1)."""
+    """Fig. 20 (Sect. 6.1): CNN - reference (e.g. APOGEE, left column), GSP-Phot -
+    reference (middle) and CNN - GSP-Phot (right) for T_eff, log g, [M/H] (rows), each
+    against the second of the pair, for the observed stars inside the training limits
+    that have all three values (:func:`gsp_phot_sample`)."""
     m = matched(ctx, "gsp_phot")
-    pairs = _cnn_pairs(ctx, "gsp_phot", ("teff", "logg", "m_h"))
-    if not pairs:
+    labels = [x for x in GSP_PHOT_LABELS if x in ctx.labels]
+    if not labels:
         raise Skip("the catalogue has none of teff, logg, m_h")
-    yield _difference_figure(
-        ctx, m, pairs, "fig20_gsp_phot", "CNN minus GSP-Phot labels against GSP-Phot"
+    have = _add_reference(ctx, m.frame, labels)
+    labels = [x for x in labels if x in have]
+    if not labels:
+        raise Skip("no GSP-Phot star matched to the catalogue has a reference label")
+    keep = gsp_phot_sample(ctx, m, labels)
+    f = m.frame[keep]
+    n = len(f)
+    if n == 0:
+        raise Skip(
+            f"none of the {len(m.frame)} stars matched to {m.path.name} is an observed star "
+            f"inside the training limits with a reference, CNN and GSP-Phot "
+            f"{', '.join(labels)}"
+        )
+    fig, axes = st.new_figure(
+        len(labels), len(GSP_PHOT_COLUMNS), width=st.PAGE_WIDTH, height=1.9 * len(labels) + 0.3
     )
+    colour = st.SAMPLE_COLOUR["inside"]
+    parts: dict[str, list[str]] = {title: [] for title, *_ in GSP_PHOT_COLUMNS}
+    for i, x in enumerate(labels):
+        values = {who: f[f"{who}_{x}"].to_numpy(float) for who in ("cnn", "ref", "ext")}
+        xlim = _limits(np.concatenate([values["ref"], values["ext"]]))
+        ylim = _residual_limits(
+            np.concatenate([values[t] - values[r] for _, t, r, _ in GSP_PHOT_COLUMNS]), room=0.35
+        )
+        for j, (title, test, ref, x_name) in enumerate(GSP_PHOT_COLUMNS):
+            ax = axes[i, j]
+            d = values[test] - values[ref]
+            _points(ax, values[ref], d, colour, xlim, ylim)
+            ax.axhline(0.0, color="k", ls="--", lw=0.8)
+            stats = bias_sigma(d)
+            b, sd, _ = stats
+            st.corner_text(ax, f"b = {_value(b, x)}\nσ = {_value(sd, x, False)}", "lower left")
+            if i == 0:
+                ax.set_title(f"{title.replace(' - ', ' $-$ ')}, {st.stars(n)}", fontsize=7)
+            ax.set_xlim(*xlim)
+            ax.set_ylim(*ylim)
+            ax.set_xlabel(st.label_text(x, f"{x_name} "))
+            ax.set_ylabel(f"{title.replace(' - ', ' $-$ ')} [{label_unit(x)}]", fontsize=7)
+            parts[title].append(f"{x} {_bs(stats, x, 'sigma')}")
+    n_training = int(m.frame["in_training"].sum())
+    n_outside = int((~m.frame["in_training"] & ~m.frame["inside"]).sum())
+    n_lacking = len(m.frame) - n - n_training - n_outside
+    caption = (
+        "CNN minus reference (input, e.g. APOGEE DR17) labels (left column), GSP-Phot minus "
+        "reference (middle) and CNN minus GSP-Phot (right), each against the second of the "
+        f"pair, for {', '.join(labels)} (rows) of {st.stars(n)} of the observed sample inside "
+        "the training limits with a finite reference, CNN and GSP-Phot value of every label "
+        f"(Fig. 20, Sect. 6.1); {len(m.frame)} stars of {m.path.name} ({m.n_table} in the "
+        f"table) are in the catalogue: {n_training} of the training sample, {n_outside} "
+        f"observed outside the training limits and {n_lacking} lacking a value left out; "
+        "dashed line: no difference; b, sigma: mean and standard deviation of the "
+        "difference. " + " | ".join(f"{t}: " + "; ".join(v) for t, v in parts.items())
+    )
+    yield Rendered("fig20_gsp_phot", fig, caption + ctx.flag_note(), n)
 
 
 def _metallicity(ctx: Context, ext_columns, prefer: Sequence[str] = ("fe_h", "m_h")):

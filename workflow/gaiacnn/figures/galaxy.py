@@ -2,27 +2,31 @@
 S/N inside the training limits, in bins of Galactocentric radius R and height |Z|.
 
 Positions: ICRS ra/dec (catalogue columns ``ra``, ``dec``) and a distance
-(``galactic.distance``: ``1/parallax`` or a catalogue column in kpc) transformed with
-astropy's :class:`~astropy.coordinates.Galactocentric` frame at its defaults (astropy >= 4:
+(``galactic.distance``, :func:`galactic_distance`) transformed with astropy's
+:class:`~astropy.coordinates.Galactocentric` frame at its defaults (astropy >= 4:
 R_sun = 8.122 kpc, z_sun = 20.8 pc, GRAVITY 2018 / Bennett & Bovy 2019).  The paper used
-StarHorse distances and R_sun = 8.19 kpc; 1/parallax is the simple stand-in for the demo.
+StarHorse distances (Queiroz et al. 2023) and R_sun = 8.19 kpc: give such a table as
+``figures.external.distances`` (:func:`gaiacnn.figures.external.read_distances`); without
+one, 1/parallax is the fallback (the demo's).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import dataclass
 
 import numpy as np
 from astropy import units as u
 from astropy.coordinates import Galactocentric, SkyCoord
 
+from gaiacnn.figures import external
 from gaiacnn.figures import style as st
 from gaiacnn.figures.context import Context, Skip, metallicity_note
 from gaiacnn.figures.render import Rendered, figure
 
 #: config ``figures.galactic`` defaults (config/config.yaml).
 DEFAULT_GALACTIC = {
-    "distance": "1/parallax",
+    "distance": "auto",
     "snr": (15.0, 25.0),
     "max_logg": 2.2,
     "r_edges": (0.0, 4.0, 8.0, 12.0, 16.0),
@@ -60,14 +64,82 @@ def galactocentric_rz(
     return r_kpc, z_kpc
 
 
+#: ``figures.galactic.distance`` values with a meaning (any other value names a catalogue
+#: column in kpc): the distance table when given, else 1/parallax; the distance table;
+#: 1 / parallax [mas].
+AUTO, TABLE, PARALLAX = "auto", "table", "1/parallax"
+
+
+def _setting(source: str) -> str:
+    """``source`` as :data:`AUTO`, :data:`TABLE` or :data:`PARALLAX` when it is one of them
+    (case and spaces aside), else unchanged (a catalogue column)."""
+    key = str(source).replace(" ", "").lower()
+    return key if key in (AUTO, TABLE, PARALLAX) else str(source)
+
+
+@dataclass
+class GalacticDistance:
+    """Heliocentric distances [kpc] of every catalogue star (NaN where there is none), how
+    they were obtained (caption words) and, from a distance table, the table itself (its
+    dropped rows and the stars it lacks)."""
+
+    kpc: np.ndarray
+    text: str
+    table: external.Distances | None = None
+
+
+def galactic_distance(ctx: Context, source: str = AUTO) -> GalacticDistance:
+    """The distances of Fig. 24 from ``figures.galactic.distance`` = ``source``:
+
+    * ``auto`` (default): the distance table (``figures.external.distances``) when it is
+      given, else 1/parallax, the fallback (so stated in the caption);
+    * ``table``: the distance table (:func:`gaiacnn.figures.external.read_distances`; a
+      :class:`ValueError` when none is given);
+    * ``1/parallax``: parallax [mas] inverted, NaN where not positive;
+    * anything else: the catalogue column of that name, in kpc.
+
+    :class:`Skip` when the data lack the parallax or the column, or none of the table's
+    stars is in the catalogue; :class:`~gaiacnn.figures.external.ExternalTableError` when
+    the table cannot be used."""
+    setting = _setting(source)
+    given = external.configured(ctx, "distances") is not None
+    if setting == TABLE and not given:
+        raise ValueError(
+            "figures.galactic.distance is 'table' but figures.external.distances is null: "
+            "give the distance table (source_id, dist50 or distance in kpc) or set "
+            "figures.galactic.distance to auto or 1/parallax"
+        )
+    if setting == TABLE or (setting == AUTO and given):
+        t = external.read_distances(ctx)
+        text = (
+            f"from the distance table {t.path.name} (column {t.column} [kpc]; "
+            f"{t.n_matched} of its {t.n_table} stars in the catalogue, {t.n_dropped} rows "
+            "with a distance <= 0 or NaN dropped)"
+        )
+        return GalacticDistance(t.distance_kpc, text, t)
+    if setting in (AUTO, PARALLAX):
+        text = "1/parallax (no zero-point correction)"
+        if setting == AUTO:
+            text = (
+                "1/parallax, the fallback: no distance table given (figures.external."
+                "distances is null; no parallax zero-point correction)"
+            )
+        return GalacticDistance(distance_kpc(ctx, PARALLAX), text)
+    return GalacticDistance(distance_kpc(ctx, setting), f"the catalogue column {setting} [kpc]")
+
+
 def distance_kpc(ctx: Context, source: str) -> np.ndarray:
     """Heliocentric distance [kpc] of every catalogue star: ``1/parallax`` (parallax in mas,
-    NaN where not positive) or the catalogue column ``source`` in kpc; :class:`Skip` when the
-    data have no parallax (or no such column)."""
-    if source.replace(" ", "") == "1/parallax":
+    NaN where not positive), the distance table (``auto``/``table``,
+    :func:`galactic_distance`) or the catalogue column ``source`` in kpc; :class:`Skip`
+    when the data have no parallax (or no such column)."""
+    setting = _setting(source)
+    if setting == PARALLAX:
         plx = ctx.measured("parallax")
         with np.errstate(invalid="ignore", divide="ignore"):
             return np.where(plx > 0, 1.0 / plx, np.nan)
+    if setting in (AUTO, TABLE):
+        return galactic_distance(ctx, setting).kpc
     return ctx.column(source)
 
 
@@ -87,6 +159,9 @@ def _smoothed(h: np.ndarray) -> np.ndarray:
 
 @figure(24)
 def alpha_vs_metallicity_galactic(ctx: Context) -> Iterator[Rendered]:
+    """Fig. 24 (Sect. 7): [alpha/M] [dex] against [M/H] [dex] of the observed giants inside
+    the training limits at low S/N (``figures.galactic``), in bins of Galactocentric R and
+    |Z| [kpc] from ra/dec and :func:`galactic_distance`."""
     cfg = {**DEFAULT_GALACTIC, **dict(ctx.cfg.get("galactic", {}) or {})}
     missing = [x for x in ("logg", "alpha_m") if x not in ctx.labels]
     metal = ctx.metallicity()  # [Fe/H] stands in for a missing [M/H]
@@ -105,7 +180,7 @@ def alpha_vs_metallicity_galactic(ctx: Context) -> Iterator[Rendered]:
     r_edges = np.asarray(cfg["r_edges"], dtype=float)
     z_edges = np.asarray(cfg["abs_z_edges"], dtype=float)
     snr = ctx.measured("rvs_snr")  # the paper's low-S/N selection
-    dist = distance_kpc(ctx, str(cfg["distance"]))
+    dist = galactic_distance(ctx, str(cfg["distance"]))
     logg, mh, am = (ctx.column(x) for x in ("logg", metal, "alpha_m"))
     with np.errstate(invalid="ignore"):
         sel = (
@@ -117,7 +192,9 @@ def alpha_vs_metallicity_galactic(ctx: Context) -> Iterator[Rendered]:
             & np.isfinite(am)
         )
     rows = np.flatnonzero(sel)
-    r_kpc, z_kpc = galactocentric_rz(ctx.column("ra")[rows], ctx.column("dec")[rows], dist[rows])
+    r_kpc, z_kpc = galactocentric_rz(
+        ctx.column("ra")[rows], ctx.column("dec")[rows], dist.kpc[rows]
+    )
     abs_z = np.abs(z_kpc)
     in_grid = (
         (r_kpc >= r_edges[0])
@@ -172,11 +249,14 @@ def alpha_vs_metallicity_galactic(ctx: Context) -> Iterator[Rendered]:
                 ax.set_ylabel(f"{z_lo:g} $\\leq$ |Z| < {z_hi:g} kpc\n" + st.label_text("alpha_m"))
             if i == nrows - 1:
                 ax.set_xlabel(st.label_text(metal))
-    dist_text = (
-        "1/parallax (no zero-point correction)"
-        if str(cfg["distance"]).replace(" ", "") == "1/parallax"
-        else f"the catalogue column {cfg['distance']} [kpc]"
-    )
+    no_distance = ""
+    if dist.table is not None:
+        n_dropped = int(dist.table.dropped[rows].sum())
+        n_absent = int((~np.isfinite(dist.table.distance_kpc[rows])).sum()) - n_dropped
+        no_distance = (
+            f" Selected stars without a table distance: {n_dropped} with a distance <= 0 or "
+            f"NaN (dropped), {n_absent} not in the table."
+        )
     yield Rendered(
         "fig24_alpha_m_h_galactic",
         fig,
@@ -190,7 +270,8 @@ def alpha_vs_metallicity_galactic(ctx: Context) -> Iterator[Rendered]:
         f"{', '.join(f'{f:.0%}' for f in CONTOUR_FRACTIONS)} of the smoothed peak; "
         f"panels with < {min_stars} stars not drawn ({st.stars(drawn)} drawn; "
         f"{st.stars(n_sel - n_grid)} selected but outside the grid or without a distance). "
-        f"Positions from ra/dec and distances {dist_text}, {_frame_text()}."
+        f"Positions from ra/dec and distances {dist.text}, {_frame_text()}."
+        + no_distance
         + metallicity_note(metal)
         + ctx.flag_note(),
         n_grid,

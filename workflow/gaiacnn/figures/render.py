@@ -51,7 +51,16 @@ FigureFunction = Callable[[Context], Iterable[Rendered]]
 
 
 #: The figure modules (each lists its figure functions in ``FIGURES``).
-MODULES = ("samples", "architecture", "accuracy", "spectra", "tsne_maps", "galaxy", "external")
+MODULES = (
+    "samples",
+    "architecture",
+    "accuracy",
+    "spectra",
+    "tsne_maps",
+    "galaxy",
+    "external",
+    "rv",
+)
 
 
 def registry() -> list[FigureFunction]:

@@ -14,6 +14,7 @@ import numpy as np
 from matplotlib.lines import Line2D
 
 from gaiacnn.constants import label_unit
+from gaiacnn.figures import external
 from gaiacnn.figures import style as st
 from gaiacnn.figures.context import Context, Skip, metallicity_note, photometry, snr_edges
 from gaiacnn.figures.render import Rendered, figure
@@ -391,46 +392,110 @@ def alpha_vs_metallicity_kiel_bins(ctx: Context) -> Iterator[Rendered]:
     )
 
 
+#: Fewest stars of an S/N bin whose standard deviation Fig. 16 draws.
+MIN_BIN_STARS = 5
+
+
+def _binned_sd(
+    d: np.ndarray, snr: np.ndarray, mask: np.ndarray, bins: Sequence[tuple[float, float]]
+) -> list[float]:
+    """Standard deviation of the finite ``d`` (a label difference, in its unit) of the
+    stars of ``mask`` in each S/N bin [lo, hi); NaN with fewer than :data:`MIN_BIN_STARS`."""
+    sd = []
+    with np.errstate(invalid="ignore"):
+        for lo, hi in bins:
+            b = mask & (snr >= lo) & (snr < hi) & np.isfinite(d)
+            sd.append(float(np.std(d[b])) if b.sum() >= MIN_BIN_STARS else np.nan)
+    return sd
+
+
+def _in_bins(
+    diffs: dict[str, np.ndarray], snr: np.ndarray, bins: Sequence[tuple[float, float]]
+) -> np.ndarray:
+    """Stars in one of the S/N ``bins`` with a finite difference for at least one label."""
+    lo, hi = bins[0][0], bins[-1][1]
+    any_finite = np.zeros(snr.shape, bool)
+    for d in diffs.values():
+        any_finite |= np.isfinite(d)
+    with np.errstate(invalid="ignore"):
+        return any_finite & (snr >= lo) & (snr < hi)
+
+
 @figure(16)
 def precision_vs_snr(ctx: Context) -> Iterator[Rendered]:
+    """Fig. 16 (Sect. 4.5): standard deviation of CNN - reference (solid) and, when
+    ``figures.external.gsp_spec`` is given, of GSP-Spec - reference (dashed; the stars of
+    Fig. 7 right) in S/N bins, for the training stars and the observed stars inside the
+    training limits; one panel per label (units of the label: K or dex)."""
     ref = ctx.reference
     labels = [x for x in ctx.labels if x in ref and np.isfinite(ref[x]).any()]
     if not labels:
         raise Skip("no reference labels to compare with")
     snr = ctx.measured("rvs_snr")
     bins = _snr_bins(ctx)
-    centres = [lo for lo, _ in bins]
-    fig, axes = st.new_figure(1, len(labels), width=st.PAGE_WIDTH, height=2.2)
-    n_total = 0
+    samples = (("training", ctx.in_training), ("inside", ctx.inside))
+    names = {"training": "training", "inside": "observed, inside"}
+    cnn = {x: ctx.column(x) - ref[x].to_numpy(float) for x in labels}
+    gsp: dict[str, np.ndarray] = {}
+    try:
+        m, have = external.gsp_spec_minus_reference(ctx)
+    except Skip as why:
+        gsp_note = (
+            " GSP-Spec not given (figures.external.gsp_spec is null): no dashed lines."
+            if external.configured(ctx, "gsp_spec") is None
+            else f" No GSP-Spec - reference lines: {why}."
+        )
+    else:
+        rows = m.frame["row"].to_numpy()
+        for x in (x for x in have if x in labels):
+            gsp[x] = np.full(len(ctx.table), np.nan)
+            gsp[x][rows] = m.frame[f"ext_{x}"].to_numpy(float) - m.frame[f"ref_{x}"].to_numpy(float)
+        gsp_note = "" if gsp else " No GSP-Spec - reference lines: no drawn label in common."
+    n_cnn = {s: int((_in_bins(cnn, snr, bins) & mask).sum()) for s, mask in samples}
+    n_gsp = {s: int((_in_bins(gsp, snr, bins) & mask).sum()) for s, mask in samples}
+    fig, axes = st.new_figure(1, len(labels), width=st.PAGE_WIDTH, height=2.9 if gsp else 2.6)
+    ticks = range(len(bins))
     for ax, name in zip(axes[0], labels, strict=True):
-        d = ctx.column(name) - ref[name].to_numpy(float)
-        for sample, mask in (("training", ctx.in_training), ("inside", ctx.inside)):
-            sd, counts = [], []
-            for lo, hi in bins:
-                b = mask & (snr >= lo) & (snr < hi) & np.isfinite(d)
-                counts.append(int(b.sum()))
-                sd.append(np.std(d[b]) if b.sum() >= 5 else np.nan)
-            if name == labels[0]:
-                n_total += sum(counts)
-            ax.plot(
-                range(len(centres)),
-                sd,
-                "o-",
-                color=st.SAMPLE_COLOUR[sample],
-                label="training" if sample == "training" else "observed, inside",
-            )
-        ax.set_xticks(range(len(centres)), [f"{c:g}" for c in centres])
-        ax.set_xlabel("S/N bin (lower edge)")
-        ax.set_ylabel(r"$\sigma$(CNN $-$ reference) " + f"[{st.label_text(name).split('[')[-1]}")
+        for sample, mask in samples:
+            colour = st.SAMPLE_COLOUR[sample]
+            sd = _binned_sd(cnn[name], snr, mask, bins)
+            ax.plot(ticks, sd, "o-", color=colour, ms=4,
+                    label=f"CNN $-$ ref., {names[sample]} ({st.stars(n_cnn[sample])})")  # fmt: skip
+            if name in gsp:
+                sd = _binned_sd(gsp[name], snr, mask, bins)
+                ax.plot(ticks, sd, "s--", color=colour, ms=3,
+                        label=f"GSP-Spec $-$ ref., {names[sample]} "
+                        f"({st.stars(n_gsp[sample])})")  # fmt: skip
+        ax.set_xticks(ticks, [f"{lo:g}" for lo, _ in bins])
+        ax.set_xlabel("S/N (bin start)", fontsize=7)
+        ax.set_ylabel(f"$\\sigma$ [{label_unit(name)}]")
         ax.set_title(st.label_name(name))
         ax.set_ylim(bottom=0)
-    axes[0, 0].legend(fontsize=6)
+    legend = {}  # one entry per line kind, from whichever panel has it
+    for ax in axes[0]:
+        for handle, text in zip(*ax.get_legend_handles_labels(), strict=True):
+            legend.setdefault(text, handle)
+    fig.legend(legend.values(), legend.keys(), loc="outside lower center", ncols=2, fontsize=6)
+    n_total = sum(n_cnn.values())
+    counts = (
+        f"CNN: {st.stars(n_cnn['training'])} of the training sample and "
+        f"{st.stars(n_cnn['inside'])} observed inside the training limits"
+    )
+    if gsp:
+        counts += (
+            f"; GSP-Spec - reference ({m.path.name}, {_join(list(gsp))}): "
+            f"{st.stars(n_gsp['training'])} of the training sample and "
+            f"{st.stars(n_gsp['inside'])} observed inside the training limits"
+        )
     yield Rendered(
         "fig16_precision_snr",
         fig,
-        "Precision (standard deviation of CNN - reference label) against S/N for the training "
-        "stars and the observed stars inside the training limits that have a reference "
-        f"label ({st.stars(n_total)}; bins with < 5 stars omitted).",
+        "Precision (standard deviation of CNN - reference label, solid lines"
+        + (", and of GSP-Spec - reference, dashed lines" if gsp else "")
+        + ") against S/N for the training stars (orange) and the observed stars inside the "
+        f"training limits (green) that have a reference label ({counts}; a star counts when "
+        f"it has a difference for at least one label; bins with < {MIN_BIN_STARS} stars "
+        "omitted)." + gsp_note,
         n_total,
     )
 
