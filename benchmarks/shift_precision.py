@@ -44,6 +44,7 @@ import sys
 import time
 from pathlib import Path
 
+import h5py
 import numpy as np
 import pandas as pd
 import yaml
@@ -137,13 +138,67 @@ def input_digit(work: Path) -> pd.DataFrame:
     )
 
 
+def member_spread(work: Path, snr_bin: tuple[float, float] = (15.0, 25.0)) -> pd.DataFrame:
+    """The run-to-run spread of the precision, estimated from the run's own members: each
+    member's observed predictions replace the catalogue's labels and go through the
+    evaluation; per label, the members' dispersions [K, dex] of the observed stars in range
+    (``observed_in_range``: ordinary and shifted) at S/N ``snr_bin``, their standard
+    deviation, and that over sqrt(members) (the spread expected of the ensemble mean of as
+    many members: an estimate, as the members share their training data)."""
+    import tempfile
+
+    from astropy.table import Table
+
+    cat_path = work / "results/ensemble/labels.fits"
+    cat = read_fits_columns(cat_path)
+    _, training_range = ensemble.read_uncertainty_model(
+        work / "results/ensemble/uncertainty_model.json"
+    )
+    rows = []
+    members = sorted((work / "results/ensemble/predictions/observed").glob("*.h5"))
+    with tempfile.TemporaryDirectory() as tmp:
+        for path in members:
+            with h5py.File(path, "r") as h5:
+                sid = h5["source_id"][:]
+                pred = {x: h5[f"pred/{x}"][:] for x in LABELS}
+                branches = json.loads(h5.attrs["branches"])
+            idx = pd.Index(sid).get_indexer(cat["source_id"].to_numpy())
+            one = cat.copy()
+            for x in LABELS:
+                one[x] = np.where(idx >= 0, pred[x][np.maximum(idx, 0)], one[x])
+            fake = Path(tmp) / f"{path.stem}.fits"
+            Table.from_pandas(one).write(fake, overwrite=True)
+            table = evaluation.evaluate(
+                fake,
+                work / "results/demo/truth.h5",
+                training_range,
+                list(LABELS),
+                branches,
+                [snr_bin[0], snr_bin[1], float("inf")],
+            )
+            sel = table[(table["sample"] == "observed_in_range") & (table["snr_min"] == snr_bin[0])]
+            for r in sel.itertuples():
+                rows.append({"member": path.stem, "label": r.label, "dispersion": r.dispersion})
+    frame = pd.DataFrame(rows)
+    out = frame.groupby("label")["dispersion"].agg(["mean", "std", "count"]).reset_index()
+    out["ensemble_spread"] = out["std"] / np.sqrt(out["count"])
+    return out
+
+
 def collect(work: Path, case: str, method: str, wall: float) -> dict:
     shift = pd.read_csv(work / "results/evaluation/shift.tsv", sep="\t")
     shift = shift.assign(case=case, method=method)
     digit = input_digit(work).assign(case=case, method=method)
     made = work / COMMIT_FILE
     commit = made.read_text().strip() if made.exists() else "unknown"
-    return {"shift": shift, "digit": digit, "wall_s": round(wall, 1), "commit": commit}
+    spread = member_spread(work).assign(case=case, method=method)
+    return {
+        "shift": shift,
+        "digit": digit,
+        "spread": spread,
+        "wall_s": round(wall, 1),
+        "commit": commit,
+    }
 
 
 def _cell(v: float, fmt: str) -> str:
@@ -227,6 +282,18 @@ def report(results: dict[tuple[str, str], dict], commit: str) -> str:
             f"| {r.case} | {r.method} | {r.sample} | {r.n} | {_cell(r.flagged_fraction, '.3f')} "
             f"| {r.outliers} | {_cell(r.recall, '.2f')} | {_cell(r.false_flag_fraction, '.3f')} |"
         )
+    out += ["", "### Run-to-run spread, estimated from the members (observed stars in range, "
+            "S/N 15–25)", ""]  # fmt: skip
+    out += ["| case | method | label | member dispersions, mean ± std | spread of the "
+            "ensemble (std / √members) |", "|---|---|---|---|---|"]  # fmt: skip
+    fmts = {"teff": ".1f", "logg": ".4f", "m_h": ".4f", "alpha_m": ".4f", "fe_h": ".4f"}
+    for (case, method), r in results.items():
+        for row in r["spread"].set_index("label").loc[list(LABELS)].reset_index().itertuples():
+            f = fmts[row.label]
+            out.append(
+                f"| {case} | {method} | {row.label} | {format(row.mean, f)} ± "
+                f"{format(row.std, f)} | {format(row.ensemble_spread, f)} |"
+            )
     walls = ", ".join(f"{c}/{m} {r['wall_s'] / 60:.1f} min" for (c, m), r in results.items())
     out += ["", f"Run wall times (Snakemake, all jobs; 0 = reused): {walls}."]
     return "\n".join(out) + "\n"
@@ -271,6 +338,7 @@ def main(argv: list[str] | None = None) -> int:
             "runs_commit": {f"{c}/{m}": r["commit"] for (c, m), r in results.items()},
             "shift": pd.concat([r["shift"] for r in results.values()]).to_dict("records"),
             "input_digit": pd.concat([r["digit"] for r in results.values()]).to_dict("records"),
+            "member_spread": pd.concat([r["spread"] for r in results.values()]).to_dict("records"),
             "wall_s": {f"{c}/{m}": r["wall_s"] for (c, m), r in results.items()},
         }
         args.out.write_text(json.dumps(doc, indent=1, default=float) + "\n")
