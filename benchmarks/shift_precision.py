@@ -185,9 +185,29 @@ def member_spread(work: Path, snr_bin: tuple[float, float] = (15.0, 25.0)) -> pd
     return out
 
 
+def shift_rows(work: Path) -> pd.DataFrame:
+    """The run's ``shift.tsv``, recomputed with today's :func:`gaiacnn.evaluation.shift_table`
+    from its catalogue, truth and Gaia table (so that runs made before an axis was added
+    have it too)."""
+    r = work / "results"
+    _, training_range = ensemble.read_uncertainty_model(r / "ensemble/uncertainty_model.json")
+    member = sorted((r / "ensemble/predictions/observed").glob("*.h5"))[0]
+    with h5py.File(member, "r") as h5:
+        branches = json.loads(h5.attrs["branches"])
+    snr_edges = yaml.safe_load((REPO / "config/config.yaml").read_text())["evaluation"]
+    return evaluation.shift_table(
+        r / "ensemble/labels.fits",
+        r / "demo/truth.h5",
+        r / "demo/gaia_source.fits",
+        training_range,
+        list(LABELS),
+        branches,
+        [*snr_edges["snr_edges"], float("inf")],
+    )
+
+
 def collect(work: Path, case: str, method: str, wall: float) -> dict:
-    shift = pd.read_csv(work / "results/evaluation/shift.tsv", sep="\t")
-    shift = shift.assign(case=case, method=method)
+    shift = shift_rows(work).assign(case=case, method=method)
     digit = input_digit(work).assign(case=case, method=method)
     made = work / COMMIT_FILE
     commit = made.read_text().strip() if made.exists() else "unknown"
@@ -256,11 +276,11 @@ def report(results: dict[tuple[str, str], dict], commit: str) -> str:
                 f"{_cell(high['coverage_1sigma'].iloc[0], '.3f')} | {cov_all:.3f} |"
             )
 
-    for axis, unit in (("distance_kpc", "kpc"), ("parallax_snr", "")):
+    names = {"distance_kpc": "distance [kpc]", "parallax_snr": "parallax S/N", "g_mag": "G [mag]"}
+    for axis, name in names.items():
         part = sel[(sel["axis"] == axis) & (sel["label"] == "logg")]
         edges = sorted(set(zip(part["lo"], part["hi"], strict=True)))
         heads = [f"{lo:g}–{hi:g}" if np.isfinite(hi) else f"> {lo:g}" for lo, hi in edges]
-        name = "distance [kpc]" if unit else "parallax S/N"
         out += ["", f"### log g bias / dispersion [dex] against {name}", ""]
         out += ["| case | method | " + " | ".join(heads) + " |", "|---|---|" + "---|" * len(heads)]
         for (case, method), _ in results.items():

@@ -396,7 +396,7 @@ def test_shifted_demo_runs_end_to_end(tmp_path):
         assert np.median(d[shifted]) > 1.5 * np.median(d[~shifted])
     table = pd.read_csv(work / "results/evaluation/shift.tsv", sep="\t")
     assert {"training", "observed", "shifted"} == set(table["sample"])
-    assert {"a0", "distance_kpc", "parallax_snr", "snr"} == set(table["axis"])
+    assert {"a0", "distance_kpc", "parallax_snr", "g_mag", "snr"} == set(table["axis"])
     per_axis = table[(table["sample"] == "shifted") & (table["label"] == "logg")]
     # every shifted star inside the range is counted once per axis
     counts = per_axis.groupby("axis")["n"].sum()

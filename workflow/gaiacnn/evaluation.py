@@ -161,6 +161,7 @@ SHIFT_BINS: dict[str, tuple[float, ...]] = {
     "a0": (0.0, 0.3, 0.8, 1.5, float("inf")),
     "distance_kpc": (0.0, 1.0, 2.0, 4.0, float("inf")),
     "parallax_snr": (0.0, 5.0, 10.0, 20.0, float("inf")),
+    "g_mag": (0.0, 11.0, 12.0, 13.0, 14.0, float("inf")),
 }
 
 
@@ -179,8 +180,9 @@ def shift_table(
     ordinary observed stars) and ``shifted`` (those of ``demo.shift``, ``truth/shifted``),
     both truly inside the training range and of the training populations (as
     :func:`evaluate`'s ``observed_in_range``).  Axes: ``a0`` (true A_V [mag]),
-    ``distance_kpc`` (true), ``parallax_snr`` (Gaia parallax_over_error) and ``snr``
-    (rvs_spec_sig_to_noise, ``snr_edges``).  Columns: n, bias, dispersion, dispersion_mad,
+    ``distance_kpc`` (true), ``parallax_snr`` (Gaia parallax_over_error), ``g_mag`` (G
+    [mag]: fainter stars have noisier XP coefficients) and ``snr`` (rvs_spec_sig_to_noise,
+    ``snr_edges``).  Columns: n, bias, dispersion, dispersion_mad,
     median_crlb, ratio_to_crlb, coverage_1sigma (|CNN − truth| <= sigma_<label>).
     """
     cols = ["source_id", "in_training"]
@@ -200,11 +202,14 @@ def shift_table(
             "a0": h5["truth/a_v"][:][idx],
             "distance_kpc": h5["truth/distance_pc"][:][idx] / 1000.0,
         }
-    gaia = read_fits_columns(gaia_source_path, ["source_id", "parallax_over_error"])
+    gaia = read_fits_columns(
+        gaia_source_path, ["source_id", "parallax_over_error", "phot_g_mean_mag"]
+    )
     gidx = pd.Index(gaia["source_id"].to_numpy()).get_indexer(sid)
     if np.any(gidx < 0):
         raise ValueError(f"{gaia_source_path}: {int((gidx < 0).sum())} catalogue stars missing")
     axes["parallax_snr"] = gaia["parallax_over_error"].to_numpy(float)[gidx]
+    axes["g_mag"] = gaia["phot_g_mean_mag"].to_numpy(float)[gidx]
     axes["snr"] = snr
     bins = dict(SHIFT_BINS, snr=tuple(snr_edges))
     true_cat = cat.copy()
