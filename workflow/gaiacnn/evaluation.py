@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import itertools
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 
 import h5py
 import numpy as np
@@ -52,6 +53,87 @@ def crlb_kind(branches: Sequence[str]) -> str:
     return "rvs" if tuple(branches) == ("rvs",) else "all"
 
 
+@dataclass(frozen=True)
+class _WithTruth:
+    """Catalogue columns and the demo truth of the same stars, row by row."""
+
+    cat: pd.DataFrame
+    snr: np.ndarray  # true RVS S/N
+    truth: dict[str, np.ndarray]  # truth/<name>, for the names asked that truth.h5 has
+    crlb: dict[str, np.ndarray]  # crlb_<kind>/<name>, likewise (empty without a kind)
+    population: np.ndarray | None  # POPULATION_CODES (None: truth.h5 has none)
+    shifted: np.ndarray  # demo.shift's stars (all False without truth/shifted)
+    extra: dict[str, np.ndarray] = field(default_factory=dict)  # truth.h5 datasets asked
+
+    def truly_inside(self, training_range: Mapping[str, Sequence[float]]) -> np.ndarray:
+        """Stars inside the training range by their true labels (and by the catalogue's
+        other range quantities it holds, e.g. G and parallax), training populations only:
+        the out-of-distribution kinds (OB stars, M giants, cool dwarfs, binaries) can have
+        a truth inside the range while their spectra are unlike any training star (the
+        flag's job)."""
+        true_cat = self.cat.copy()
+        for x, v in self.truth.items():
+            true_cat[x] = v
+        inside = in_range(true_cat, training_range)
+        if self.population is not None:
+            inside &= ~np.isin(self.population, [POPULATION_CODES[p] for p in OOD_POPULATIONS])
+        return inside
+
+    def binned_residuals(
+        self,
+        groups: Mapping[str, np.ndarray],
+        labels: Sequence[str],
+        axes: Mapping[str, tuple[np.ndarray, Sequence[float]]],
+    ) -> Iterator[tuple[str, str, str, float, float, dict[str, float]]]:
+        """(group, label, axis, lo, hi, :func:`residual_stats`) of CNN − truth for every
+        group (a star mask) × label with a truth × axis (values, bin edges) × bin
+        [lo, hi)."""
+        for group, mask in groups.items():
+            for x in labels:
+                if x not in self.truth:
+                    continue
+                resid = self.cat[x].to_numpy(float) - self.truth[x]
+                sigma = self.cat[f"sigma_{x}"].to_numpy(float)
+                bound = self.crlb.get(x, np.full(len(resid), np.nan))
+                for axis, (values, edges) in axes.items():
+                    for lo, hi in itertools.pairwise(edges):
+                        sel = mask & (values >= lo) & (values < hi)
+                        stats = residual_stats(resid[sel], sigma[sel], bound[sel])
+                        yield group, x, axis, lo, hi, stats
+
+
+def _with_truth(
+    catalogue_path: str | os.PathLike,
+    truth_path: str | os.PathLike,
+    columns: Sequence[str],
+    truth_names: Sequence[str],
+    kind: str | None = None,
+    extra: Sequence[str] = (),
+) -> _WithTruth:
+    """Read ``columns`` of the catalogue and, for the same stars (every one must be in
+    ``truth.h5``), ``truth/<name>`` of ``truth_names``, the Cramér–Rao bounds
+    ``crlb_<kind>/<name>`` where ``kind`` is given, and the datasets ``extra`` (paths in
+    ``truth.h5``)."""
+    cat = read_fits_columns(catalogue_path, list(columns))
+    with h5py.File(truth_path, "r") as h5:
+        idx = _truth_rows(h5, cat["source_id"].to_numpy(), truth_path)
+
+        def read(names: Sequence[str], prefix: str) -> dict[str, np.ndarray]:
+            return {x: h5[f"{prefix}/{x}"][:][idx] for x in names if f"{prefix}/{x}" in h5}
+
+        return _WithTruth(
+            cat=cat,
+            snr=h5["truth/snr"][:][idx],
+            truth=read(truth_names, "truth"),
+            crlb=read(truth_names, f"crlb_{kind}") if kind else {},
+            population=h5["truth/population"][:][idx] if "truth/population" in h5 else None,
+            shifted=(
+                h5["truth/shifted"][:][idx] if "truth/shifted" in h5 else np.zeros(len(idx), bool)
+            ),
+            extra={name: h5[name][:][idx] for name in extra},
+        )
+
+
 def evaluate(
     catalogue_path: str | os.PathLike,
     truth_path: str | os.PathLike,
@@ -64,52 +146,23 @@ def evaluate(
     cols = ["source_id", "in_training", "phot_g_mean_mag", "parallax"]
     for x in labels:
         cols += [x, f"sigma_{x}"]
-    cat = read_fits_columns(catalogue_path, cols)
     kind = crlb_kind(branches)
-    with h5py.File(truth_path, "r") as h5:
-        idx = _truth_rows(h5, cat["source_id"].to_numpy(), truth_path)
-        snr = h5["truth/snr"][:][idx]
-        truth = {x: h5[f"truth/{x}"][:][idx] for x in labels if f"truth/{x}" in h5}
-        crlb = {x: h5[f"crlb_{kind}/{x}"][:][idx] for x in labels if f"crlb_{kind}/{x}" in h5}
-        population = h5["truth/population"][:][idx] if "truth/population" in h5 else None
-    observed = ~cat["in_training"].to_numpy(bool)
+    view = _with_truth(catalogue_path, truth_path, cols, labels, kind)
+    observed = ~view.cat["in_training"].to_numpy(bool)
     # "Within the training range" by the true labels (what the demo can know): the stars
-    # the network was built for.  Population codes of the out-of-distribution kinds (OB
-    # stars, M giants, cool dwarfs, binaries) are left out too: their truth can fall inside
-    # the range while their spectra are unlike any training star (the flag's job).
-    true_cat = cat.copy()
-    for x, v in truth.items():
-        true_cat[x] = v
-    truly_inside = in_range(true_cat, training_range)
-    if population is not None:
-        ood = [POPULATION_CODES[p] for p in OOD_POPULATIONS]
-        truly_inside &= ~np.isin(population, ood)
+    # the network was built for (with G and parallax inside too).
     groups = {
         "training": ~observed,
-        "observed_in_range": observed & truly_inside,
+        "observed_in_range": observed & view.truly_inside(training_range),
         # what a user without truth can select: CNN labels, G and parallax inside the range
-        "observed_cnn_in_range": observed & in_range(cat, training_range),
+        "observed_cnn_in_range": observed & in_range(view.cat, training_range),
     }
-    rows = []
-    for group, mask in groups.items():
-        for x in labels:
-            if x not in truth:
-                continue
-            resid = cat[x].to_numpy(float) - truth[x]
-            sigma = cat[f"sigma_{x}"].to_numpy(float)
-            bound = crlb.get(x, np.full(len(resid), np.nan))
-            for lo, hi in itertools.pairwise(snr_edges):
-                sel = mask & (snr >= lo) & (snr < hi)
-                rows.append(
-                    dict(
-                        sample=group,
-                        label=x,
-                        snr_min=lo,
-                        snr_max=hi,
-                        **residual_stats(resid[sel], sigma[sel], bound[sel]),
-                        crlb_inputs=kind,
-                    )
-                )
+    rows = [
+        dict(sample=group, label=x, snr_min=lo, snr_max=hi, **stats, crlb_inputs=kind)
+        for group, x, _, lo, hi, stats in view.binned_residuals(
+            groups, labels, {"snr": (view.snr, snr_edges)}
+        )
+    ]
     return pd.DataFrame(rows)
 
 
@@ -178,8 +231,9 @@ def shift_table(
 
     One row per group × label × axis × bin.  Groups: ``training``; ``observed`` (the
     ordinary observed stars) and ``shifted`` (those of ``demo.shift``, ``truth/shifted``),
-    both truly inside the training range and of the training populations (as
-    :func:`evaluate`'s ``observed_in_range``).  Axes: ``a0`` (true A_V [mag]),
+    both truly inside the training range by their true labels and of the training
+    populations (:func:`evaluate`'s ``observed_in_range`` also keeps G and the parallax
+    inside the range: a shifted field moves those).  Axes: ``a0`` (true A_V [mag]),
     ``distance_kpc`` (true), ``parallax_snr`` (Gaia parallax_over_error), ``g_mag`` (G
     [mag]: fainter stars have noisier XP coefficients) and ``snr`` (rvs_spec_sig_to_noise,
     ``snr_edges``).  Columns: n, bias, dispersion, dispersion_mad,
@@ -188,62 +242,41 @@ def shift_table(
     cols = ["source_id", "in_training"]
     for x in labels:
         cols += [x, f"sigma_{x}"]
-    cat = read_fits_columns(catalogue_path, cols)
-    sid = cat["source_id"].to_numpy()
-    kind = crlb_kind(branches)
-    with h5py.File(truth_path, "r") as h5:
-        idx = _truth_rows(h5, sid, truth_path)
-        snr = h5["truth/snr"][:][idx]
-        truth = {x: h5[f"truth/{x}"][:][idx] for x in labels if f"truth/{x}" in h5}
-        crlb = {x: h5[f"crlb_{kind}/{x}"][:][idx] for x in labels if f"crlb_{kind}/{x}" in h5}
-        population = h5["truth/population"][:][idx]
-        shifted = h5["truth/shifted"][:][idx] if "truth/shifted" in h5 else np.zeros(len(idx), bool)
-        axes = {
-            "a0": h5["truth/a_v"][:][idx],
-            "distance_kpc": h5["truth/distance_pc"][:][idx] / 1000.0,
-        }
+    view = _with_truth(
+        catalogue_path,
+        truth_path,
+        cols,
+        labels,
+        crlb_kind(branches),
+        extra=("truth/a_v", "truth/distance_pc"),
+    )
+    sid = view.cat["source_id"].to_numpy()
     gaia = read_fits_columns(
         gaia_source_path, ["source_id", "parallax_over_error", "phot_g_mean_mag"]
     )
     gidx = pd.Index(gaia["source_id"].to_numpy()).get_indexer(sid)
     if np.any(gidx < 0):
         raise ValueError(f"{gaia_source_path}: {int((gidx < 0).sum())} catalogue stars missing")
-    axes["parallax_snr"] = gaia["parallax_over_error"].to_numpy(float)[gidx]
-    axes["g_mag"] = gaia["phot_g_mean_mag"].to_numpy(float)[gidx]
-    axes["snr"] = snr
+    values = {
+        "a0": view.extra["truth/a_v"],
+        "distance_kpc": view.extra["truth/distance_pc"] / 1000.0,
+        "parallax_snr": gaia["parallax_over_error"].to_numpy(float)[gidx],
+        "g_mag": gaia["phot_g_mean_mag"].to_numpy(float)[gidx],
+        "snr": view.snr,
+    }
     bins = dict(SHIFT_BINS, snr=tuple(snr_edges))
-    true_cat = cat.copy()
-    for x, v in truth.items():
-        true_cat[x] = v
-    inside = in_range(true_cat, training_range)
-    inside &= ~np.isin(population, [POPULATION_CODES[p] for p in OOD_POPULATIONS])
-    observed = ~cat["in_training"].to_numpy(bool)
+    inside = view.truly_inside(training_range)
+    observed = ~view.cat["in_training"].to_numpy(bool)
     groups = {
         "training": ~observed,
-        "observed": observed & inside & ~shifted,
-        "shifted": observed & inside & shifted,
+        "observed": observed & inside & ~view.shifted,
+        "shifted": observed & inside & view.shifted,
     }
-    rows = []
-    for group, mask in groups.items():
-        for x in labels:
-            if x not in truth:
-                continue
-            resid = cat[x].to_numpy(float) - truth[x]
-            sigma = cat[f"sigma_{x}"].to_numpy(float)
-            bound = crlb.get(x, np.full(len(resid), np.nan))
-            for axis, edges in bins.items():
-                for lo, hi in itertools.pairwise(edges):
-                    sel = mask & (axes[axis] >= lo) & (axes[axis] < hi)
-                    rows.append(
-                        dict(
-                            sample=group,
-                            label=x,
-                            axis=axis,
-                            lo=lo,
-                            hi=hi,
-                            **residual_stats(resid[sel], sigma[sel], bound[sel]),
-                        )
-                    )
+    axes = {axis: (values[axis], edges) for axis, edges in bins.items()}
+    rows = [
+        dict(sample=group, label=x, axis=axis, lo=lo, hi=hi, **stats)
+        for group, x, axis, lo, hi, stats in view.binned_residuals(groups, labels, axes)
+    ]
     return pd.DataFrame(rows)
 
 
@@ -298,20 +331,14 @@ def input_flag_table(
     if flagged is None and not with_digit:
         distance = read_fits_columns(catalogue_path, ["in_training", "input_distance"])
         flagged = input_outside(distance)
-    cat = read_fits_columns(catalogue_path, cols + (["flag_boundary"] if with_digit else []))
-    with h5py.File(truth_path, "r") as h5:
-        idx = _truth_rows(h5, cat["source_id"].to_numpy(), truth_path)
-        true = h5[f"truth/{label}"][:][idx]
-        population = h5["truth/population"][:][idx]
-        shifted = h5["truth/shifted"][:][idx] if "truth/shifted" in h5 else np.zeros(len(idx), bool)
-        truth = {x: h5[f"truth/{x}"][:][idx] for x in training_range if f"truth/{x}" in h5}
+    cols += ["flag_boundary"] if with_digit else []
+    view = _with_truth(catalogue_path, truth_path, cols, [label, *training_range])
+    cat, true, shifted = view.cat, view.truth[label], view.shifted
     if flagged is None:
         j = _digit_index(catalogue_path, INPUTS_DIGIT)
         flagged = _digit(cat["flag_boundary"].astype(str).to_numpy(), j)
     flagged = np.asarray(flagged, dtype=bool)
-    inside = in_range(pd.DataFrame(truth), training_range)
-    inside &= ~np.isin(population, [POPULATION_CODES[p] for p in OOD_POPULATIONS])
-    observed = ~cat["in_training"].to_numpy(bool) & inside
+    observed = ~cat["in_training"].to_numpy(bool) & view.truly_inside(training_range)
     bad = np.abs(cat[label].to_numpy(float) - true) > n_sigma * cat[f"sigma_{label}"].to_numpy(
         float
     )
