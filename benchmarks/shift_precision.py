@@ -38,10 +38,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 import h5py
@@ -49,13 +46,21 @@ import numpy as np
 import pandas as pd
 import yaml
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "workflow"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+# demo_runs also puts the package (workflow/) on the path
+from demo_runs import (
+    REPO,
+    done,
+    head_commit,
+    made_by,
+    member_spread,
+    run_workflow,
+    seed_from,
+)
 
-from gaiacnn import ensemble, evaluation, flags  # noqa: E402
-from gaiacnn.tables import read_fits_columns  # noqa: E402
+from gaiacnn import ensemble, evaluation, flags
+from gaiacnn.tables import read_fits_columns
 
-SNAKEMAKE = Path(sys.executable).parent / "snakemake"
 #: case -> its variant file (None: the ordinary demo)
 CASES = {
     "unshifted": None,
@@ -78,54 +83,21 @@ METHODS = {
 #: methods that differ from another only after training: they reuse its members
 SAME_MEMBERS = {"no_input_calibration": "after"}
 TARGETS = ("results/evaluation/precision.tsv", "results/evaluation/shift.tsv")
-#: the commit of the code that made a run, written into its directory
-COMMIT_FILE = "commit.txt"
-#: the wall time [s] of the Snakemake run that made it (reported again when reused)
-WALL_FILE = "wall_s.txt"
 LABELS = ("teff", "logg", "m_h", "alpha_m", "fe_h")
 
 
 def run(work: Path, case: str, method: str, cores: int, reuse_from: Path | None) -> float:
     """Run one case x method in ``work`` up to the evaluation; return the wall time [s]
     (0 when an earlier run is reused)."""
-    if all((work / t).exists() for t in TARGETS):
+    if done(work, TARGETS):
         return 0.0
-    (work / "config").mkdir(parents=True, exist_ok=True)
-    shutil.copy(REPO / "config" / "config.yaml", work / "config" / "config.yaml")
-    overlay = work / "config" / "method.yaml"
-    overlay.write_text(yaml.safe_dump(METHODS[method] or {"model": {}}))
     if reuse_from is not None:
-        for sub in ("demo", "samples", "arrays"):
-            if not (work / "results" / sub).exists():
-                shutil.copytree(reuse_from / "results" / sub, work / "results" / sub)
-    if method in SAME_MEMBERS and not (work / "results" / "ensemble").exists():
-        src = work.parent / f"{case}-{SAME_MEMBERS[method]}" / "results" / "ensemble"
-        shutil.copytree(
-            src,
-            work / "results" / "ensemble",
-            ignore=shutil.ignore_patterns("labels.fits", "uncertainty_model.json"),
-        )
-    cmd = [str(SNAKEMAKE), *TARGETS, "-s", str(REPO / "Snakefile"), "--directory", str(work)]
-    cmd += ["--cores", str(cores), "--rerun-triggers", "mtime"]
-    files = [work / "config" / "config.yaml"]
-    if CASES[case]:
-        files.append(REPO / CASES[case])
-    cmd += ["--configfile", *map(str, [*files, overlay])]
-    t0 = time.perf_counter()
-    proc = subprocess.run(cmd, capture_output=True, text=True)
-    wall = time.perf_counter() - t0
-    if proc.returncode != 0:
-        sys.exit(f"{work}: snakemake failed:\n{proc.stderr[-4000:]}")
-    (work / COMMIT_FILE).write_text(head_commit() + "\n")
-    (work / WALL_FILE).write_text(f"{wall:.1f}\n")
-    return wall
-
-
-def head_commit() -> str:
-    """The repository's short HEAD commit."""
-    return subprocess.run(
-        ["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"], capture_output=True, text=True
-    ).stdout.strip()
+        seed_from(work, reuse_from, ("demo", "samples", "arrays"))
+    if method in SAME_MEMBERS:
+        source = work.parent / f"{case}-{SAME_MEMBERS[method]}"
+        seed_from(work, source, ("ensemble",), ignore=("labels.fits", "uncertainty_model.json"))
+    files = [REPO / CASES[case]] if CASES[case] else []
+    return run_workflow(work, TARGETS, files, METHODS[method], cores)
 
 
 def input_digit(work: Path) -> pd.DataFrame:
@@ -139,53 +111,6 @@ def input_digit(work: Path) -> pd.DataFrame:
     return evaluation.input_flag_table(
         cat_path, work / "results/demo/truth.h5", training_range, flagged=flagged
     )
-
-
-def member_spread(work: Path, snr_bin: tuple[float, float] = (15.0, 25.0)) -> pd.DataFrame:
-    """The run-to-run spread of the precision, estimated from the run's own members: each
-    member's observed predictions replace the catalogue's labels and go through the
-    evaluation; per label, the members' dispersions [K, dex] of the observed stars in range
-    (``observed_in_range``: ordinary and shifted) at S/N ``snr_bin``, their standard
-    deviation, and that over sqrt(members) (the spread expected of the ensemble mean of as
-    many members: an estimate, as the members share their training data)."""
-    import tempfile
-
-    from astropy.table import Table
-
-    cat_path = work / "results/ensemble/labels.fits"
-    cat = read_fits_columns(cat_path)
-    _, training_range = ensemble.read_uncertainty_model(
-        work / "results/ensemble/uncertainty_model.json"
-    )
-    rows = []
-    members = sorted((work / "results/ensemble/predictions/observed").glob("*.h5"))
-    with tempfile.TemporaryDirectory() as tmp:
-        for path in members:
-            with h5py.File(path, "r") as h5:
-                sid = h5["source_id"][:]
-                pred = {x: h5[f"pred/{x}"][:] for x in LABELS}
-                branches = json.loads(h5.attrs["branches"])
-            idx = pd.Index(sid).get_indexer(cat["source_id"].to_numpy())
-            one = cat.copy()
-            for x in LABELS:
-                one[x] = np.where(idx >= 0, pred[x][np.maximum(idx, 0)], one[x])
-            fake = Path(tmp) / f"{path.stem}.fits"
-            Table.from_pandas(one).write(fake, overwrite=True)
-            table = evaluation.evaluate(
-                fake,
-                work / "results/demo/truth.h5",
-                training_range,
-                list(LABELS),
-                branches,
-                [snr_bin[0], snr_bin[1], float("inf")],
-            )
-            sel = table[(table["sample"] == "observed_in_range") & (table["snr_min"] == snr_bin[0])]
-            for r in sel.itertuples():
-                rows.append({"member": path.stem, "label": r.label, "dispersion": r.dispersion})
-    frame = pd.DataFrame(rows)
-    out = frame.groupby("label")["dispersion"].agg(["mean", "std", "count"]).reset_index()
-    out["ensemble_spread"] = out["std"] / np.sqrt(out["count"])
-    return out
 
 
 def shift_rows(work: Path) -> pd.DataFrame:
@@ -212,11 +137,9 @@ def shift_rows(work: Path) -> pd.DataFrame:
 def collect(work: Path, case: str, method: str, wall: float) -> dict:
     shift = shift_rows(work).assign(case=case, method=method)
     digit = input_digit(work).assign(case=case, method=method)
-    made = work / COMMIT_FILE
-    commit = made.read_text().strip() if made.exists() else "unknown"
-    spread = member_spread(work).assign(case=case, method=method)
-    if wall == 0.0 and (work / WALL_FILE).exists():
-        wall = float((work / WALL_FILE).read_text())
+    commit, recorded = made_by(work)
+    spread = member_spread(work, LABELS).assign(case=case, method=method)
+    wall = wall or recorded
     return {
         "shift": shift,
         "digit": digit,

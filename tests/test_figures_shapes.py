@@ -359,3 +359,27 @@ def test_every_function_named_in_the_cases_is_registered():
     for _, _, skipped, _ in CASES.values():
         assert set(skipped) <= names
     assert EXTERNAL <= names
+
+
+def test_fig18_insets_are_the_mean_spectra_of_the_hot_stars_and_cool_giants(case):
+    """Fig. 18's insets (Sect. 5.3): where the observed arrays have RVS spectra, the caption
+    counts the stars of each inset region among those drawn (outside the limits, with a
+    metallicity to bin by); without them it says there are no insets."""
+    from gaiacnn.figures.samples import FIG18_INSETS, kiel_box_index
+    from gaiacnn.figures.style import number
+
+    _, inputs, _, index, _ = case
+    ctx = Context(inputs, {})
+    caption = next(f for f in index["figures"] if f["name"] == "fig18_outside_limits")["caption"]
+    if not ctx.has("rvs/flux", sample="observed"):
+        assert "no insets: the observed arrays have no rvs/flux" in caption
+        return
+    drawn = ctx.outside.copy()
+    metal = ctx.metallicity()
+    if metal is not None:
+        drawn &= np.isfinite(ctx.column(metal))
+    teff, logg = ctx.column("teff"), ctx.column("logg")
+    for box, where in FIG18_INSETS:
+        n = int((drawn & (kiel_box_index(teff, logg, (box,)) == 0)).sum())
+        assert f"{box.name} ({box.text()}; {where}: {number(n)} stars in all)" in caption
+    assert "insets: the mean normalised RVS spectrum" in caption

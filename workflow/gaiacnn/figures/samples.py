@@ -18,6 +18,7 @@ from gaiacnn.figures import external
 from gaiacnn.figures import style as st
 from gaiacnn.figures.context import Context, Skip, metallicity_note, photometry, snr_edges
 from gaiacnn.figures.render import Rendered, figure
+from gaiacnn.figures.spectra import mean_spectra
 from gaiacnn.flags import DIGIT_NAMES, TSNE_DIGIT
 
 
@@ -38,13 +39,16 @@ class KielBox:
         (t0, t1), (g0, g1) = self.teff, self.logg
 
         def side(lo: float, hi: float, what: str, unit: str) -> str:
+            if not np.isfinite(lo) and not np.isfinite(hi):
+                return ""  # open on both sides: any value
             if not np.isfinite(hi):
                 return f"{what} >= {lo:g}{unit}"
             if not np.isfinite(lo):
                 return f"{what} <= {hi:g}{unit}"
             return f"{lo:g} <= {what} <= {hi:g}{unit}"
 
-        return f"{side(t0, t1, 'Teff', ' K')}, {side(g0, g1, 'log g', '')}"
+        sides = [side(t0, t1, "Teff", " K"), side(g0, g1, "log g", "")]
+        return ", ".join(x for x in sides if x)
 
 
 #: The three regions of the Kiel diagram of Fig. 19 (Sect. 5.3), with the paper's markers:
@@ -500,8 +504,61 @@ def precision_vs_snr(ctx: Context) -> Iterator[Rendered]:
     )
 
 
+#: The regions of the Kiel diagram (CNN labels) whose mean RVS spectrum Fig. 18 shows as
+#: an inset in each [M/H] panel (Sect. 5.3): the hot stars in the top-left corner (strong
+#: Paschen lines: OB stars) and the cool end of the giant branch in the bottom-right one
+#: (strong TiO bands: M giants).  The paper shows "typical" spectra of these regions
+#: without giving their bounds; these are ours.
+FIG18_INSETS: tuple[tuple[KielBox, str], ...] = (
+    (KielBox("hot stars", (7000.0, np.inf), (-np.inf, np.inf), "", "tab:blue", ""), "upper left"),
+    (
+        KielBox("cool giants", (-np.inf, 4000.0), (-np.inf, 2.0), "", "tab:red", ""),
+        "lower right",
+    ),
+)
+#: Where an inset sits in its panel: (x0, y0, width, height) in axes fractions.
+_INSET_PLACE = {"upper left": (0.04, 0.55, 0.42, 0.3), "lower right": (0.55, 0.06, 0.42, 0.3)}
+
+
+def _inset_spectra(
+    ctx: Context, panel: np.ndarray, n_panels: int
+) -> tuple[np.ndarray, list[tuple[np.ndarray, np.ndarray]]] | str:
+    """Mean RVS spectrum of each :data:`FIG18_INSETS` region in each panel: ``panel`` is
+    the panel of each catalogue row (-1: not drawn).  Returns the wavelengths [nm] and,
+    per region, ``(mean flux (n_panels, P), stars (n_panels,))``; or, when the observed
+    arrays have no RVS spectra, why there are no insets."""
+    if not ctx.has("rvs/flux", sample="observed"):
+        return "no insets: the observed arrays have no rvs/flux"
+    rows = ctx.catalogue_rows("observed")  # catalogue row of each file row
+    ok = rows >= 0
+    teff = np.where(ok, ctx.column("teff")[np.maximum(rows, 0)], np.nan)
+    logg = np.where(ok, ctx.column("logg")[np.maximum(rows, 0)], np.nan)
+    file_panel = np.where(ok, panel[np.maximum(rows, 0)], -1)
+    bins = [
+        np.where((file_panel >= 0) & (kiel_box_index(teff, logg, (box,)) == 0), file_panel, -1)
+        for box, _ in FIG18_INSETS
+    ]
+    means = mean_spectra(ctx.arrays_file("observed"), bins, [n_panels] * len(bins))
+    return ctx.wavelength_nm(), means
+
+
+def _draw_inset(ax, where: str, wl: np.ndarray, flux: np.ndarray, n: int, box: KielBox) -> None:
+    """One inset: the mean normalised flux against wavelength [nm] of ``n`` stars."""
+    inset = ax.inset_axes(_INSET_PLACE[where])
+    inset.plot(wl, flux, color=box.colour, lw=0.5)
+    inset.set_xlim(wl[0], wl[-1])
+    inset.tick_params(labelsize=4, length=1.5, pad=1)
+    inset.set_xlabel(r"$\lambda$ [nm]", fontsize=4, labelpad=0.5)
+    inset.set_ylabel("flux", fontsize=4, labelpad=0.5)
+    inset.set_title(f"{box.name} ({n})", fontsize=4.5, pad=1.5, color=box.colour)
+    inset.patch.set_alpha(0.85)
+
+
 @figure(18)
 def outside_limits(ctx: Context) -> Iterator[Rendered]:
+    """Fig. 18: Kiel diagrams (CNN labels) of the observed stars outside the training
+    limits in bins of [M/H], with the mean RVS spectrum of the hot stars and of the cool
+    giants of each bin as insets (:data:`FIG18_INSETS`)."""
     _need(ctx, "teff", "logg")
     metal = ctx.metallicity()  # bins and colour; one density panel without it
     m = ctx.outside
@@ -512,36 +569,58 @@ def outside_limits(ctx: Context) -> Iterator[Rendered]:
         )
     teff, logg = (ctx.column(x)[m] for x in ("teff", "logg"))
     rng = [[3000.0, 10000.0], [-0.5, 5.5]]
+    panel = np.full(len(ctx.table), -1)
     if metal is not None:
-        mh = ctx.column(metal)[m]
+        mh_all = ctx.column(metal)
+        mh = mh_all[m]
         name = st.label_name(metal)
         edges = [-np.inf, -1.0, -0.5, 0.0, np.inf]
-        fig, axes = st.new_figure(1, len(edges) - 1, width=st.PAGE_WIDTH, height=2.6, sharey=True)
-        for ax, lo, hi in zip(axes[0], edges[:-1], edges[1:], strict=True):
+        fig, axes = st.new_figure(1, len(edges) - 1, width=st.PAGE_WIDTH, height=2.8, sharey=True)
+        for k, (ax, lo, hi) in enumerate(zip(axes[0], edges[:-1], edges[1:], strict=True)):
             b = (mh >= lo) & (mh < hi)
+            panel[np.flatnonzero(m)[b]] = k
             mean, xe, ye = st.binned_mean(teff[b], logg[b], mh[b], bins=60, range_=rng)
             ax.pcolormesh(
                 xe, ye, mean.T, cmap=st.CMAP["sequential"], vmin=-2, vmax=0.5, rasterized=True
             )
             st.kiel_axes(ax, (10000, 3000), (5.5, -0.5))
-            ax.set_title(
+            which = (
                 f"{name} < {hi:g}"
                 if not np.isfinite(lo)
                 else f"{name} $\\geq$ {lo:g}"
                 if not np.isfinite(hi)
                 else f"{lo:g} $\\leq$ {name} < {hi:g}"
             )
-            st.corner_text(ax, st.stars(int(b.sum())))
+            ax.set_title(f"{which} ({st.stars(int(b.sum()))})", fontsize=7)
             if ax is not axes[0, 0]:
                 ax.set_ylabel("")
         shown = f"in bins of CNN {name}, coloured by {name}"
     else:
         fig, axes = st.new_figure(1, 1, width=st.COLUMN_WIDTH, height=3.2)
+        panel[m] = 0
         mesh = st.density(axes[0, 0], teff, logg, bins=60, range_=rng)
         fig.colorbar(mesh, ax=axes[0, 0], label="stars per bin")
         st.kiel_axes(axes[0, 0], (10000, 3000), (5.5, -0.5))
-        st.corner_text(axes[0, 0], st.stars(int(m.sum())))
+        axes[0, 0].set_title(st.stars(int(m.sum())), fontsize=7)
         shown = "coloured by star density (no [M/H] or [Fe/H] label to bin by)"
+    insets = _inset_spectra(ctx, panel, axes.shape[1])
+    if isinstance(insets, str):
+        inset_text = f" ({insets})"
+    else:
+        wl, means = insets
+        drawn = []
+        for (box, where), (flux, count) in zip(FIG18_INSETS, means, strict=True):
+            for k, ax in enumerate(axes[0]):
+                if count[k]:
+                    _draw_inset(ax, where, wl, flux[k], int(count[k]), box)
+            drawn.append(
+                f"{box.name} ({box.text()}; {where}: {st.number(int(count.sum()))} stars in all)"
+            )
+        inset_text = (
+            "; insets: the mean normalised RVS spectrum (flux against wavelength [nm]) of the "
+            + _join(drawn)
+            + " of each panel, with their number of stars"
+        )
     flag_str = ctx.table["flag_boundary"].astype(str)
     j = ctx.flag_digits.index(TSNE_DIGIT) if TSNE_DIGIT in ctx.flag_digits else -1
     n_tsne = int((flag_str.str[j] == "1").to_numpy(bool)[m].sum())
@@ -552,7 +631,7 @@ def outside_limits(ctx: Context) -> Iterator[Rendered]:
         fig,
         f"Kiel diagrams (CNN labels) of the {st.number(n)} observed stars outside the training "
         f"limits (flag_boundary {which}; {n_tsne} of them training-unlike in t-SNE), "
-        f"{shown}.{metallicity_note(metal) if metal else ''}{ctx.flag_note()}",
+        f"{shown}{inset_text}.{metallicity_note(metal) if metal else ''}{ctx.flag_note()}",
         n,
     )
 

@@ -1,0 +1,285 @@
+#!/usr/bin/env python
+"""Benchmark: what each way the default differs from the paper does, on the demo survey
+(the README's table "Differences from the paper").
+
+Runs the workflow on the default demo survey (config/config.yaml: 20 000 stars, 2 x 2
+members) with the defaults (``default``), with config/variants/paper.yaml at the demo's
+ensemble size (``paper``), and with the defaults but one setting set back to the paper's
+value, once per setting where the default departs from it.  Each run goes up to the
+catalogue with its flag and the evaluation tables (results/evaluation/precision.tsv and
+tsne_confusion.tsv).  Runs that change nothing before a stage reuse that stage of an
+earlier run (the demo survey, samples and arrays always; the t-SNE maps where only the
+model changes; the members where only the calibration or the flag changes).
+
+Printed, per run, for the observed stars truly inside the training range at S/N 15-25:
+the dispersion of CNN - truth over the Cramér-Rao bound and the share within +-1 sigma,
+per label; the recall of ``flag_boundary`` (any digit 1) on the spectra unlike every
+training star (the demo's OB stars and M giants) and its rate on the observed stars of
+the training populations; and the time of the workflow's jobs (the sum of the rules'
+``benchmark:`` wall times, the reused stages included) and of the training alone.  The
+run-to-run spread expected of the precision is estimated from the default run's members.
+
+Run on demand (about 2 h on 2 cores for every setting)::
+
+    .venv/bin/python benchmarks/paper_departures.py --workdir /tmp/paper \\
+        --out benchmarks/measured/paper_departures.json
+
+It is not a test: the numbers are one seed's.  Existing runs in --workdir are reused;
+``--runs`` picks some (``default`` is always run, as the others reuse it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from demo_runs import (
+    REPO,
+    done,
+    head_commit,
+    made_by,
+    member_spread,
+    run_workflow,
+    seed_from,
+)
+
+TARGETS = ("results/evaluation/precision.tsv", "results/evaluation/tsne_confusion.tsv")
+LABELS = ("teff", "logg", "m_h", "alpha_m", "fe_h")
+SNR_BIN = (15.0, 25.0)
+#: the stages every run takes from ``default`` (the same survey, cuts and arrays)
+INPUT_STAGES = ("demo", "samples", "arrays")
+
+
+@dataclass(frozen=True)
+class Run:
+    """One workflow run: the setting it changes (empty for the two reference runs), the
+    default's and the paper's value, its config overlay, and what it reuses of ``default``:
+    the result folders (besides :data:`INPUT_STAGES`) and, in them, the files to make
+    again."""
+
+    setting: str
+    default: str
+    paper: str
+    overlay: dict
+    reuse: tuple[str, ...] = ()
+    remake: tuple[str, ...] = ()
+    configfiles: tuple[str, ...] = field(default=())
+
+
+#: The runs, in the order they are made (the cheap ones first).  The ensemble size (paper:
+#: 7 splits x 4 seeds = 28 members, Sect. 3.2) is not a run: it is the size of the run,
+#: and the report gives its measured cost from the default's members.
+RUNS: dict[str, Run] = {
+    "default": Run("", "", "", {}, reuse=()),
+    "snr_calibration": Run(
+        "sigma_* calibrated against the S/N (uncertainty.snr_calibration_bins)",
+        "8 bins",
+        "none (Sect. 3.4)",
+        {"uncertainty": {"snr_calibration_bins": 0}},
+        reuse=("ensemble", "tsne", "benchmarks"),
+        remake=("labels.fits", "uncertainty_model.json"),
+    ),
+    "input_calibration": Run(
+        "sigma_* calibrated against the input-space distance "
+        "(uncertainty.input_distance_calibration_bins)",
+        "6 bins",
+        "none (Sect. 3.4)",
+        {"uncertainty": {"input_distance_calibration_bins": 0}},
+        reuse=("ensemble", "tsne", "benchmarks"),
+        remake=("labels.fits", "uncertainty_model.json"),
+    ),
+    "tsne_threshold": Run(
+        "training-like threshold: the m-th nearest training spectrum "
+        "(tsne.threshold_neighbours, _fraction)",
+        "m = max(10, 0.3 % of the training spectra)",
+        "the nearest one (Sect. 5.1)",
+        {"tsne": {"threshold_neighbours": 1, "threshold_neighbours_fraction": 0.0}},
+        reuse=("ensemble", "tsne", "benchmarks"),
+        remake=("training_like.h5",),
+    ),
+    "input_digit": Run(
+        "flag digit 9: inputs outside the training sample's (flags.input_digit)",
+        "on (9 digits)",
+        "off: 8 digits (Sect. 5.2)",
+        {"flags": {"input_digit": False}},
+        reuse=("ensemble", "tsne", "benchmarks"),
+    ),
+    "noise_augmentation": Run(
+        "RVS noise augmentation (model.training.augment_snr_min)",
+        "S/N down to 15, half the stars per epoch",
+        "none",
+        {"model": {"training": {"augment_snr_min": 0.0}}},
+        reuse=("tsne", "benchmarks"),
+    ),
+    "photometry_input": Run(
+        "photometry branch input (model.phot_input), with the parallax augmentation it needs",
+        "intrinsic: BP − RP, G − RP, parallax and its error; parallax augmentation",
+        "magnitudes: G, BP, RP, parallax (Fig. 6); no augmentation",
+        {"model": {"phot_input": "magnitudes", "training": {"augment_parallax_snr_min": 0.0}}},
+        reuse=("tsne", "benchmarks"),
+    ),
+    "paper": Run(
+        "all of config/variants/paper.yaml (at the demo's 2 x 2 members)",
+        "",
+        "",
+        {"ensemble": {"n_splits": 2, "n_seeds": 2}},
+        reuse=("tsne", "benchmarks"),
+        remake=("training_like.h5",),
+        configfiles=("config/variants/paper.yaml",),
+    ),
+    "parallax_augmentation": Run(
+        "parallax augmentation (model.training.augment_parallax_snr_min)",
+        "parallax S/N down to 1, half the stars per epoch",
+        "none",
+        {"model": {"training": {"augment_parallax_snr_min": 0.0}}},
+        reuse=("tsne", "benchmarks"),
+    ),
+    "max_epochs": Run(
+        "cap on the epochs (model.training.max_epochs)",
+        "60",
+        "not stated; minimum typically after 80 epochs (Sect. 3.2): 150",
+        {"model": {"training": {"max_epochs": 150}}},
+        reuse=("tsne", "benchmarks"),
+    ),
+}
+
+
+def make(name: str, workdir: Path, cores: int) -> float:
+    """Make run ``name`` in ``workdir/name`` (reusing ``workdir/default``); its wall [s]."""
+    run, work = RUNS[name], workdir / name
+    if name != "default" and not done(work, TARGETS):
+        source = workdir / "default"
+        seed_from(work, source, INPUT_STAGES)
+        # the benchmark files of the stages made again are overwritten by their rules
+        seed_from(work, source, run.reuse, ignore=run.remake)
+    files = [REPO / f for f in run.configfiles]
+    return run_workflow(work, TARGETS, files, run.overlay, cores)
+
+
+def job_times(work: Path) -> dict[str, float]:
+    """The wall times [s] of the run's jobs from the rules' ``benchmark:`` files: all of
+    them, and the training of the members."""
+    total = train = 0.0
+    for path in (work / "results" / "benchmarks").glob("*.tsv"):
+        with path.open() as fh:
+            rows = list(csv.DictReader(fh, delimiter="\t"))
+        s = sum(float(r["s"]) for r in rows)
+        total += s
+        train += s if path.name.startswith("train_member") else 0.0
+    return {"jobs_s": total, "training_s": train}
+
+
+def collect(name: str, work: Path) -> dict:
+    """The run's figures (see the module's docstring)."""
+    prec = pd.read_csv(work / "results/evaluation/precision.tsv", sep="\t")
+    sel = prec[(prec["sample"] == "observed_in_range") & (prec["snr_min"] == SNR_BIN[0])]
+    sel = sel.set_index("label").loc[list(LABELS)]
+    conf = pd.read_csv(work / "results/evaluation/tsne_confusion.tsv", sep="\t")
+    conf = conf.set_index("population")
+    commit, wall = made_by(work)
+    return {
+        "commit": commit,
+        "wall_s": wall,
+        **job_times(work),
+        "n_stars": int(sel["n"].iloc[0]),
+        "ratio_to_crlb": sel["ratio_to_crlb"].to_dict(),
+        "coverage_1sigma": sel["coverage_1sigma"].to_dict(),
+        "dispersion": sel["dispersion"].to_dict(),
+        "flag_recall": float(conf.loc["ALL ob_star+m_giant", "fraction_any_1"]),
+        "tsne_recall": float(conf.loc["ALL ob_star+m_giant", "fraction_tsne_1"]),
+        "flag_rate_training_populations": float(
+            conf.loc["ALL training populations", "fraction_any_1"]
+        ),
+        "n_unlike": int(conf.loc["ALL ob_star+m_giant", "n"]),
+    }
+
+
+def _labels(values: dict[str, float], fmt: str) -> str:
+    return " / ".join(format(values[x], fmt) for x in LABELS)
+
+
+def report(results: dict[str, dict], spread: pd.DataFrame, commit: str) -> str:
+    """The markdown table of the runs, with the notes that read it."""
+    made = sorted({r["commit"] for r in results.values()})
+    base = results["default"]
+    out = [
+        f"Measured with `benchmarks/paper_departures.py` (report at commit {commit}; runs "
+        f"made at commit {', '.join(made)}), on the default demo survey, 2 cores. "
+        f"Precision: the {base['n_stars']} observed stars truly inside the training range "
+        f"at S/N {SNR_BIN[0]:g}–{SNR_BIN[1]:g}, per label Teff / log g / [M/H] / [α/M] / "
+        "[Fe/H]. Flag: `flag_boundary` with any digit 1, on the "
+        f"{base['n_unlike']} observed OB stars and M giants (unlike every training star; "
+        "recall) and on the observed stars of the training populations. Job time: the sum "
+        "of the rules' `benchmark:` wall times (training in brackets).",
+        "",
+        "| run: the default, but | default | paper | disp / CRLB | ±1σ coverage | flag recall "
+        "| flagged, training populations | job time [min] |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for name, r in results.items():
+        run = RUNS[name]
+        title = {
+            "default": "**the default** (config/config.yaml)",
+            "paper": "**the paper** (config/variants/paper.yaml, 2 × 2 members)",
+        }.get(name, run.setting)
+        out.append(
+            f"| {title} | {run.default} | {run.paper} | {_labels(r['ratio_to_crlb'], '.2f')} | "
+            f"{_labels(r['coverage_1sigma'], '.2f')} | {r['flag_recall']:.3f} | "
+            f"{r['flag_rate_training_populations']:.3f} | {r['jobs_s'] / 60:.1f} "
+            f"({r['training_s'] / 60:.1f}) |"
+        )
+    per_member = base["training_s"] / 4 / 60
+    out.append(
+        "| ensemble size (ensemble.n_splits × n_seeds) | 2 × 2 (demo; config/gaia_dr3.yaml: "
+        "7 × 4) | 7 × 4 (Sect. 3.2) | not run | not run | – | – | "
+        f"training × 7: {per_member * 28:.0f} for 28 members ({per_member:.1f} each) |"
+    )
+    sp = spread.set_index("label").loc[list(LABELS)]
+    ratio = sp["ensemble_spread"] / pd.Series(base["dispersion"]).loc[list(LABELS)]
+    out += [
+        "",
+        "Run-to-run spread (from the default's members: their dispersions' standard "
+        "deviation over √members, relative to the ensemble's dispersion): "
+        + " / ".join(f"{v:.1%}" for v in ratio.to_numpy())
+        + ". Differences in disp / CRLB smaller than about twice that are noise.",
+    ]
+    return "\n".join(out) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--workdir", type=Path, default=REPO / "benchmarks" / "out" / "paper")
+    parser.add_argument("--runs", nargs="+", default=list(RUNS), choices=list(RUNS))
+    parser.add_argument("--cores", type=int, default=2)
+    parser.add_argument("--out", type=Path, default=None, help="JSON of the results")
+    args = parser.parse_args(argv)
+
+    names = ["default", *[n for n in RUNS if n in args.runs and n != "default"]]
+    results = {}
+    for name in names:
+        wall = make(name, args.workdir, args.cores)
+        results[name] = collect(name, args.workdir / name)
+        print(f"{name}: {wall / 60:.1f} min", file=sys.stderr)
+    spread = member_spread(args.workdir / "default", LABELS, SNR_BIN)
+    commit = head_commit()
+    print(report(results, spread, commit), end="")
+    if args.out:
+        doc = {
+            "commit": commit,
+            "runs": results,
+            "member_spread": spread.to_dict("records"),
+            "settings": {n: {"overlay": RUNS[n].overlay} for n in results},
+        }
+        args.out.write_text(json.dumps(doc, indent=1, default=float) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
