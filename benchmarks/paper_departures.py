@@ -37,6 +37,8 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import h5py
+import numpy as np
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -49,6 +51,9 @@ from demo_runs import (
     run_workflow,
     seed_from,
 )
+
+from gaiacnn import constants
+from gaiacnn.tables import read_fits_columns
 
 TARGETS = ("results/evaluation/precision.tsv", "results/evaluation/tsne_confusion.tsv")
 LABELS = ("teff", "logg", "m_h", "alpha_m", "fe_h")
@@ -176,6 +181,21 @@ def job_times(work: Path) -> dict[str, float]:
     return {"jobs_s": total, "training_s": train}
 
 
+def training_dispersion(work: Path) -> dict[str, float]:
+    """Standard deviation of CNN - reference label over the run's training stars (the
+    paper's headline figure, Sect. 3.3), per label [K, dex]."""
+    cat = read_fits_columns(work / "results/ensemble/labels.fits", ["source_id", *LABELS])
+    with h5py.File(work / "results/arrays/training.h5", "r") as h5:
+        sid = h5["source_id"][:]
+        ref = {x: h5[f"labels/{x}"][:] for x in LABELS}
+    idx = pd.Index(cat["source_id"].to_numpy()).get_indexer(sid)
+    out = {}
+    for x in LABELS:
+        d = cat[x].to_numpy(float)[idx] - ref[x]
+        out[x] = float(np.nanstd(d, ddof=1))
+    return out
+
+
 def collect(name: str, work: Path) -> dict:
     """The run's figures (see the module's docstring)."""
     prec = pd.read_csv(work / "results/evaluation/precision.tsv", sep="\t")
@@ -192,6 +212,7 @@ def collect(name: str, work: Path) -> dict:
         "ratio_to_crlb": sel["ratio_to_crlb"].to_dict(),
         "coverage_1sigma": sel["coverage_1sigma"].to_dict(),
         "dispersion": sel["dispersion"].to_dict(),
+        "training_dispersion": training_dispersion(work),
         "flag_recall": float(conf.loc["ALL ob_star+m_giant", "fraction_any_1"]),
         "tsne_recall": float(conf.loc["ALL ob_star+m_giant", "fraction_tsne_1"]),
         "flag_rate_training_populations": float(
@@ -201,8 +222,18 @@ def collect(name: str, work: Path) -> dict:
     }
 
 
-def _labels(values: dict[str, float], fmt: str) -> str:
-    return " / ".join(format(values[x], fmt) for x in LABELS)
+#: how each label's dispersion is written [K, dex]
+LABEL_FMT = {"teff": ".0f", "logg": ".3f", "m_h": ".3f", "alpha_m": ".3f", "fe_h": ".3f"}
+
+
+#: the paper's dispersions as it writes them (Sect. 3.3)
+PAPER_FMT = {"teff": ".0f", "logg": ".2f", "m_h": ".2f", "alpha_m": ".2f", "fe_h": ".2f"}
+
+
+def _labels(values: dict[str, float], fmt: str | dict[str, str]) -> str:
+    """``a / b / c / d / e``: the labels' values in :data:`LABELS` order."""
+    fmts = fmt if isinstance(fmt, dict) else dict.fromkeys(LABELS, fmt)
+    return " / ".join(format(values[x], fmts[x]) for x in LABELS)
 
 
 def report(results: dict[str, dict], spread: pd.DataFrame, commit: str) -> str:
@@ -241,6 +272,22 @@ def report(results: dict[str, dict], spread: pd.DataFrame, commit: str) -> str:
         "7 × 4) | 7 × 4 (Sect. 3.2) | not run | not run | – | – | "
         f"training × 7: {per_member * 28:.0f} for 28 members ({per_member:.1f} each) |"
     )
+    paper_run = results.get("paper")
+    out += [
+        "",
+        "Dispersion of CNN − reference over the training stars (the paper's headline "
+        "figure, Sect. 3.3; Teff / log g / [M/H] / [α/M] / [Fe/H]): the paper "
+        + _labels(
+            constants.PAPER_TRAINING_DISPERSION, {"teff": ".0f"} | dict.fromkeys(LABELS[1:], ".2f")
+        )
+        + f" on 44 780 stars; the demo's default {_labels(base['training_dispersion'], LABEL_FMT)}"
+        + (
+            f", the paper preset {_labels(paper_run['training_dispersion'], LABEL_FMT)}"
+            if paper_run
+            else ""
+        )
+        + ".",
+    ]
     sp = spread.set_index("label").loc[list(LABELS)]
     ratio = sp["ensemble_spread"] / pd.Series(base["dispersion"]).loc[list(LABELS)]
     out += [

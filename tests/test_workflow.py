@@ -450,4 +450,8 @@ def test_the_paper_preset_runs_end_to_end(demo_run, tmp_path):
     log = (work / "results/logs/flag_catalogue.log").read_text()
     assert f"{n_like} of {n_obs} training-like" in log
     assert "the paper: 669 572 of 841 300, 79.6 %" in log
+    # and the run's G range (Table 1) beside the paper's 7 < G < 14.2 (Sect. 2.6)
+    with open(work / "results/ensemble/uncertainty_model.json") as fh:
+        g_lo, g_hi = json.load(fh)["training_range"]["phot_g_mean_mag"]
+    assert f"G (Table 1): {g_lo:.2f}-{g_hi:.2f} mag (the paper: 7-14.2, Sect. 2.6)" in log
     assert (work / "results/figures/figures.json").exists()

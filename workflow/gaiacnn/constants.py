@@ -59,6 +59,12 @@ PAPER_TRAINING_STARS = 44_780
 PAPER_OBSERVED_STARS = 841_300  # the observed sample (Sect. 2.5)
 PAPER_TRAINING_LIKE = 669_572  # observed spectra training-like in all four t-SNE maps (Sect. 5.1)
 PAPER_RECOMMENDED = 644_287  # observed stars with flag_boundary "00000000" (Sect. 9)
+# The training sample's G range (Table 1, Sect. 2.6: "7 < G < 14.2"), the one value of
+# Table 1 the paper's text gives; the workflow computes every limit from its own sample.
+PAPER_TRAINING_G_RANGE = (7.0, 14.2)  # mag
+# The paper's headline precision: the dispersion of CNN - APOGEE over its training sample
+# (Sect. 3.3; its "0.11 K" for log g is dex) [K, dex].
+PAPER_TRAINING_DISPERSION = {"teff": 59.0, "logg": 0.11, "m_h": 0.07, "alpha_m": 0.04, "fe_h": 0.07}
 
 
 def paper_fraction(count: int) -> str:

@@ -1234,6 +1234,14 @@ def run_flag_catalogue(
         100.0 * recommended_obs.sum() / n_obs,
         constants.paper_fraction(constants.PAPER_RECOMMENDED),
     )
+    if "phot_g_mean_mag" in training_range:
+        g_lo, g_hi = training_range["phot_g_mean_mag"]
+        log.info(
+            "training range of G (Table 1): %.2f-%.2f mag (the paper: %g-%g, Sect. 2.6)",
+            g_lo,
+            g_hi,
+            *constants.PAPER_TRAINING_G_RANGE,
+        )
     log.info(
         "flag_boundary: %d of %d stars with no digit 1 (recommended); not available: %s",
         n_clean,
