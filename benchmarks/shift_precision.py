@@ -11,7 +11,8 @@ photometry input, parallax augmentation of half the training stars per epoch, si
 calibrated against the input-space distance too), and the choices inside it one by one
 (``intrinsic_only``: no parallax augmentation; ``parallax_augment_all``: every training
 star augmented; ``no_input_calibration``: after's members, sigma calibrated against the
-S/N only).  ``before`` has the S/N calibration only, as before the change.  Each run
+S/N only; ``xp_augment``: after with the XP noise augmentation).  ``before`` has the S/N
+calibration only, as before the change.  Each run
 goes up to the labels and the evaluation tables (``results/evaluation/shift.tsv``: the
 t-SNE and figures are not needed); the demo survey and samples are made once per case
 and reused by its methods.
@@ -79,6 +80,8 @@ METHODS = {
     "parallax_augment_all": {"model": {"training": {"augment_parallax_fraction": 1.0}}},
     # after's members, sigma calibrated against the S/N only
     "no_input_calibration": {"uncertainty": {"input_distance_calibration_bins": 0}},
+    # after, with XP noise that follows the RVS augmentation (model.training.augment_xp)
+    "xp_augment": {"model": {"training": {"augment_xp": True}}},
 }
 #: methods that differ from another only after training: they reuse its members
 SAME_MEMBERS = {"no_input_calibration": "after"}

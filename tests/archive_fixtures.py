@@ -55,6 +55,8 @@ class ArchiveFixture:
     query_result: Table
     rvs: dict[int, tuple[np.ndarray, np.ndarray]]
     xp: dict[int, tuple[np.ndarray | None, np.ndarray]]
+    #: the coefficients' 1 sigma errors [e-/s], as ``xp`` (None for a missing band)
+    xp_errors: dict[int, tuple[np.ndarray | None, np.ndarray]]
     wavelength: np.ndarray
     allstar: Path
     folder: Path
@@ -76,6 +78,7 @@ class ArchiveFixture:
             query_result=self.query_result,
             rvs=self.rvs,
             xp=self.xp,
+            xp_errors=self.xp_errors,
             wavelength=self.wavelength,
             files=files,
             **kwargs,
@@ -145,6 +148,8 @@ def make_archive_fixture(
         wavelength = np.asarray(h5["rvs/flux"].attrs["wavelength_nm"], dtype=np.float64)
         bp = h5["xp/bp_coefficients"][:].astype(np.float64)
         rp = h5["xp/rp_coefficients"][:].astype(np.float64)
+        bp_err = h5["xp/bp_coefficient_errors"][:].astype(np.float64)
+        rp_err = h5["xp/rp_coefficient_errors"][:].astype(np.float64)
     if not np.array_equal(ids, np.asarray(table["source_id"], dtype=np.int64)):
         raise RuntimeError("demo survey: gaia_source and rvs_xp.h5 disagree on the stars")
     rvs = {int(i): (flux[k], flux_error[k]) for k, i in enumerate(ids)}
@@ -154,7 +159,10 @@ def make_archive_fixture(
     }
     rng = np.random.default_rng(seed)
     rp_only, no_xp = (int(i) for i in rng.choice(ids[has_xp], size=2, replace=False))
+    xp_errors = {int(i): (bp_err[k], rp_err[k]) for k, i in enumerate(ids) if has_xp[k]}
     xp[rp_only] = (None, xp[rp_only][1])
+    xp_errors[rp_only] = (None, xp_errors[rp_only][1])
+    del xp_errors[no_xp]
     del xp[no_xp]
     table["has_xp_continuous"][table["source_id"] == no_xp] = False
     # a null radial_velocity_error (NaN under the mask: what the VOTable reads back)
@@ -169,6 +177,7 @@ def make_archive_fixture(
         query_result=table,
         rvs=rvs,
         xp=xp,
+        xp_errors=xp_errors,
         wavelength=wavelength,
         allstar=paths["allstar"],
         folder=out,

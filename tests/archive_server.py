@@ -306,15 +306,21 @@ def _binary2_row(
     return bytes(flags) + b"".join(parts)
 
 
-def xp_votable_bytes(source_id: int, bp: np.ndarray | None, rp: np.ndarray | None) -> bytes:
+def xp_votable_bytes(
+    source_id: int,
+    bp: np.ndarray | None,
+    rp: np.ndarray | None,
+    errors: tuple[np.ndarray | None, np.ndarray | None] | None = None,
+) -> bytes:
     """The DR3 DataLink XP_CONTINUOUS product of one source (``XP_CONTINUOUS-Gaia DR3 <id>.xml``).
 
     The real DR3 file in astroquery's wheel is the template: its XML header is kept
     verbatim (same FIELDs, datatypes and ``arraysize="*"``) and its BINARY2 row re-encoded
-    with ``source_id``, ``bp_coefficients`` and ``rp_coefficients`` replaced (the other values
-    are the template's).  A missing band (``None``, as BP of DR3 5405570973190252288) is
-    written as the archive's NULLs: null (empty) coefficient, error and correlation arrays,
-    null scalars, and ``<band>_n_parameters`` 0.
+    with ``source_id``, ``bp_coefficients`` and ``rp_coefficients`` replaced, and
+    ``bp_coefficient_errors`` and ``rp_coefficient_errors`` when ``errors`` gives them (the
+    other values are the template's).  A missing band (``None``, as BP of DR3
+    5405570973190252288) is written as the archive's NULLs: null (empty) coefficient, error
+    and correlation arrays, null scalars, and ``<band>_n_parameters`` 0.
 
     (Re-writing with astropy would need care: astropy reads ``float`` variable-length arrays
     back as float64 and writes a cell in the cell's own dtype, so a parse/write round trip
@@ -332,6 +338,9 @@ def xp_votable_bytes(source_id: int, bp: np.ndarray | None, rp: np.ndarray | Non
         else:
             values[f"{band}_coefficients"] = np.asarray(coefficients, dtype=np.float64)
             values[f"{band}_n_parameters"] = np.size(coefficients)
+            err = None if errors is None else errors[0 if band == "bp" else 1]
+            if err is not None:
+                values[f"{band}_coefficient_errors"] = np.asarray(err, dtype=np.float64)
     row = _binary2_row(template.fields, values, nulls)
     return template.head + _stream(row) + template.tail
 
@@ -510,6 +519,7 @@ class ArchiveServer:
         rvs: Mapping[int, tuple[np.ndarray, np.ndarray]] | None = None,
         xp: Mapping[int, tuple[np.ndarray | None, np.ndarray | None]] | None = None,
         *,
+        xp_errors: Mapping[int, tuple[np.ndarray | None, np.ndarray | None]] | None = None,
         max_ids: int = 5000,
         sync_row_limit: int = 2000,
         executing_polls: int = 0,
@@ -519,6 +529,7 @@ class ArchiveServer:
         self.query_result = query_result if query_result is not None else Table()
         self.rvs = {int(k): v for k, v in (rvs or {}).items()}
         self.xp = {int(k): v for k, v in (xp or {}).items()}
+        self.xp_errors = {int(k): v for k, v in (xp_errors or {}).items()}
         self.max_ids = max_ids
         self.sync_row_limit = sync_row_limit
         self.executing_polls = executing_polls
@@ -941,7 +952,7 @@ class ArchiveServer:
             if source_id not in self.xp:
                 return None
             bp, rp = self.xp[source_id]
-            data = xp_votable_bytes(source_id, bp, rp)
+            data = xp_votable_bytes(source_id, bp, rp, self.xp_errors.get(source_id))
         with self._lock:
             self._products[key] = data
         return data

@@ -49,6 +49,7 @@ PAPER_VALUES: list[tuple[str, object, str]] = [
     ("model.training.validation_fraction", 0.25, "Sect. 3.2: 75 % / 25 %"),
     ("model.training.augment_snr_min", 0.0, "Sect. 3.2: trained on the spectra as they are"),
     ("model.training.augment_parallax_snr_min", 0.0, "Sect. 3.2: idem, parallaxes"),
+    ("model.training.augment_xp", False, "Sect. 3.2: idem, XP coefficients"),
     # --- ensemble (Sect. 3.2) and uncertainties (Sect. 3.4)
     ("ensemble.n_splits", 7, "Sect. 3.2"),
     ("ensemble.n_seeds", 4, "Sect. 3.2"),

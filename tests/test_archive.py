@@ -64,19 +64,24 @@ def assert_raw_store_holds_the_fixture(path: Path, fixture, ids: np.ndarray) -> 
         np.testing.assert_allclose(h5["rvs/flux"].attrs["wavelength_nm"], fixture.wavelength)
         flux, err = h5["rvs/flux"][:], h5["rvs/flux_error"][:]
         bp, rp = h5["xp/bp_coefficients"][:], h5["xp/rp_coefficients"][:]
+        # the coefficients' errors [e-/s] come through as the archive serves them
+        bp_err, rp_err = h5["xp/bp_coefficient_errors"][:], h5["xp/rp_coefficient_errors"][:]
     for k, sid in enumerate(ids):
         f, e = fixture.rvs[int(sid)]
         np.testing.assert_array_equal(flux[k], np.asarray(f, np.float32))  # NaN where NaN
         np.testing.assert_array_equal(err[k], np.asarray(e, np.float32))
         if int(sid) in fixture.xp:
-            b, r = fixture.xp[int(sid)]
-            np.testing.assert_array_equal(rp[k], np.asarray(r, np.float32))
-            if b is None:
-                assert np.isnan(bp[k]).all()  # a source with RP only
-            else:
-                np.testing.assert_array_equal(bp[k], np.asarray(b, np.float32))
+            pairs = zip(fixture.xp[int(sid)], fixture.xp_errors[int(sid)], strict=True)
+            for (c, ce), got, got_err in zip(pairs, (bp, rp), (bp_err, rp_err), strict=True):
+                if c is None:
+                    assert np.isnan(got[k]).all() and np.isnan(got_err[k]).all()  # RP only
+                else:
+                    np.testing.assert_array_equal(got[k], np.asarray(c, np.float32))
+                    np.testing.assert_array_equal(got_err[k], np.asarray(ce, np.float32))
+                    assert (got_err[k] > 0).all()
         else:
-            assert np.isnan(bp[k]).all() and np.isnan(rp[k]).all()
+            for got in (bp, rp, bp_err, rp_err):
+                assert np.isnan(got[k]).all()
 
 
 # --------------------------------------------------------------------------- query
@@ -384,6 +389,8 @@ def test_gaia_dr3_source_runs_from_query_to_arrays(fixture, tmp_path):
                 h5["xp/bp_coefficients"][:],
                 h5["xp/rp_coefficients"][:],
             )
+            bp_err, rp_err = h5["xp/bp_coefficient_errors"][:], h5["xp/rp_coefficient_errors"][:]
+            assert h5["xp/bp_coefficient_errors"].attrs["unit"] == "e-/s"
             wl = h5["rvs/flux"].attrs["wavelength_nm"]
             raw = np.stack([fixture.rvs[int(i)][0] for i in sid])
             np.testing.assert_array_equal(flux, fill_nan_pixels(raw, wl)[0].astype(np.float32))
@@ -391,6 +398,9 @@ def test_gaia_dr3_source_runs_from_query_to_arrays(fixture, tmp_path):
                 b, r = fixture.xp[int(i)]  # every star of the arrays has both XP bands
                 np.testing.assert_array_equal(rp[k], np.asarray(r, np.float32))
                 np.testing.assert_array_equal(bp[k], np.asarray(b, np.float32))
+                be, re_ = fixture.xp_errors[int(i)]
+                np.testing.assert_array_equal(bp_err[k], np.asarray(be, np.float32))
+                np.testing.assert_array_equal(rp_err[k], np.asarray(re_, np.float32))
             # Gaia DR3 radial_velocity_error [km/s] of every star, NaN where the archive's
             # is null (Fig. C.1)
             ds = h5["rvs/radial_velocity_error"]

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from gaiacnn import arrays, cli
+from gaiacnn import arrays, cli, layout
 from gaiacnn.constants import CONTINUUM_WINDOWS_NM, rvs_wavelength_nm
 from gaiacnn.layout import ArraysWriter, read_column, validate
 
@@ -305,6 +305,7 @@ def test_no_groups_given_writes_all_the_raw_store_has(tiny_demo, tmp_path):
     names = _datasets(tmp_path / "out.h5")
     assert "xp/sampled_flux" not in names and {"xp/bp_coefficients", "phot/g"} <= names
     assert "rvs/flux_error" not in names  # optional in the raw store, copied when present
+    assert not names & set(layout.XP_ERROR_DATASETS)  # idem
 
 
 def test_the_demo_default_groups_are_todays_arrays(tiny_demo, tmp_path):
@@ -312,6 +313,14 @@ def test_the_demo_default_groups_are_todays_arrays(tiny_demo, tmp_path):
     assert default == ["rvs", "xp_coefficients", "phot", "parallax"]
     _build_groups(tiny_demo, tmp_path / "out.h5", default)
     assert "xp/sampled_flux" not in _datasets(tmp_path / "out.h5")
+    # the demo's XP coefficient errors [e-/s] come with the coefficients, row for row
+    h5py = __import__("h5py")
+    with h5py.File(tmp_path / "out.h5") as out, h5py.File(tiny_demo["raw"]) as raw:
+        rows = pd.Index(raw["source_id"][:]).get_indexer(out["source_id"][:])
+        for name in layout.XP_ERROR_DATASETS:
+            assert out[name].attrs["unit"] == "e-/s"
+            np.testing.assert_array_equal(out[name][:], raw[name][:][rows])
+            assert (out[name][:] > 0).all()
 
 
 def test_bad_groups_are_refused(tiny_demo, tmp_path):

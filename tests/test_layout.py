@@ -321,3 +321,33 @@ def test_sampled_flux_needs_its_grid_and_kind(tmp_path):
         h5["xp/sampled_flux"].attrs["wavelength_nm"] = np.linspace(400, 1000, 6)
     with pytest.raises(LayoutError, match="wavelength_nm has 6 values for 7 samples"):
         validate(path)
+
+
+def test_xp_coefficient_errors_are_optional_paired_and_checked(tmp_path):
+    """``xp/*_coefficient_errors`` [e-/s]: both or neither, with the coefficients and their
+    shape; NaN (unknown) passes, a negative or infinite error is refused naming the star."""
+    path = write_good(tmp_path / "e.h5")
+    with h5py.File(path, "a") as h5:
+        h5["xp/bp_coefficient_errors"] = np.full((N, 55), 0.1, "f4")
+    with pytest.raises(LayoutError, match="xp/rp_coefficient_errors: missing while"):
+        validate(path)
+    with h5py.File(path, "a") as h5:
+        h5["xp/rp_coefficient_errors"] = np.full((N, 54), 0.1, "f4")
+    with pytest.raises(LayoutError, match=r"xp/rp_coefficient_errors: shape \(12, 54\) differs"):
+        validate(path)
+    with h5py.File(path, "a") as h5:
+        del h5["xp/rp_coefficient_errors"]
+        err = np.full((N, 55), 0.1, "f4")
+        err[3, :] = np.nan  # unknown: fine
+        h5["xp/rp_coefficient_errors"] = err
+    assert validate(path, require_finite_inputs=True).xp_length == 55
+    with h5py.File(path, "a") as h5:
+        h5["xp/rp_coefficient_errors"][5, 7] = -0.1
+    with pytest.raises(LayoutError, match=r"rp_coefficient_errors: 1 rows .* e-/s .* 15"):
+        validate(path)
+    no_xp = write_good(tmp_path / "n.h5", xp=False)
+    with h5py.File(no_xp, "a") as h5:
+        for band in ("bp", "rp"):
+            h5[f"xp/{band}_coefficient_errors"] = np.full((N, 55), 0.1, "f4")
+    with pytest.raises(LayoutError, match="xp/bp_coefficients: missing while"):
+        validate(no_xp)

@@ -882,3 +882,80 @@ def test_scalers_without_phot_input_read_as_the_papers(train_file):
     assert doc["phot_input"] == "magnitudes"
     del doc["phot_input"]
     assert Scalers.from_json(json.dumps(doc)).phot_input == "magnitudes"
+
+
+# --------------------------------------------------------------------------- XP augmentation
+
+
+def _with_xp_errors(path: Path, scale: float = 0.05) -> Path:
+    """``path`` (with rvs/snr) plus XP coefficient errors: ``scale`` x |coefficient|."""
+    _with_snr(path)
+    with h5py.File(path, "a") as h5:
+        for coef, err in zip(("xp/bp_coefficients", "xp/rp_coefficients"),
+                             ("xp/bp_coefficient_errors", "xp/rp_coefficient_errors"),
+                             strict=True):  # fmt: skip
+            h5[err] = (scale * np.abs(h5[coef][:]) + 1e-3).astype(np.float32)
+    return path
+
+
+def test_xp_augmentation_adds_the_noise_of_the_rvs_factor(tmp_path):
+    """Each augmented star's XP coefficients get noise of error * sqrt(k^2 - 1), k the
+    factor its RVS S/N was lowered by; the others keep theirs; the RVS noise is the same
+    as without XP augmentation (its own random stream)."""
+    from gaiacnn.model import (
+        AugmentedBatches,
+        augment_factors,
+        fit_scalers,
+        load_inputs,
+        noise_units,
+    )
+
+    path = _with_xp_errors(tmp_path / "t.h5")
+    rows = np.arange(N)
+    sc = fit_scalers(path, rows, LABELS, ["rvs", "xp"], "coefficients")
+    x, y = load_inputs(path, rows, ["rvs", "xp"], sc, LABELS)
+    unit, snr = noise_units(path, rows)
+    with h5py.File(path) as h5:
+        raw = {k: h5[k][:] for k in ("xp/bp_coefficients", "xp/rp_coefficients",
+                                     "xp/bp_coefficient_errors", "xp/rp_coefficient_errors")}  # fmt: skip
+    kw = dict(batch_size=N, seed=5, snr_min=15.0, fraction=0.5)
+    fn = lambda block: sc.inputs(block, ["xp"])["xp"]  # noqa: E731
+    with_xp = AugmentedBatches(x, y, unit, snr, **kw, xp_raw=raw, xp_fn=fn)
+    without = AugmentedBatches(x, y, unit, snr, **kw)
+    xa, _ = with_xp.batch(0)
+    xb, _ = without.batch(0)
+    np.testing.assert_array_equal(xa["rvs"], xb["rvs"])
+    np.testing.assert_array_equal(xb["xp"], x["xp"][with_xp._order(0)])  # untouched
+    order = with_xp._order(0)
+    factor = augment_factors(snr[order], np.random.default_rng([5, 0, 0, 1]),
+                             snr_min=15.0, fraction=0.5)  # fmt: skip
+    picked = factor > 1.0
+    assert 0 < picked.sum() < N
+    changed = np.any(xa["xp"] != x["xp"][order], axis=1)
+    np.testing.assert_array_equal(changed, picked)
+    # the noise, in coefficient units: back out of the normalisation BP / BP[0]
+    rng = np.random.default_rng([5, 0, 0, 3])
+    want = {}
+    for coef, err in (("xp/bp_coefficients", "xp/bp_coefficient_errors"),
+                      ("xp/rp_coefficients", "xp/rp_coefficient_errors")):  # fmt: skip
+        scale = np.sqrt(np.maximum(factor[picked] ** 2 - 1, 0))[:, None]
+        noise = rng.standard_normal((int(picked.sum()), raw[coef].shape[1]), dtype=np.float32)
+        want[coef] = raw[coef][order].copy()
+        want[coef][picked] += noise * raw[err][order][picked] * scale.astype(np.float32)
+    np.testing.assert_allclose(xa["xp"], fn(want), rtol=1e-5, atol=1e-6)
+
+
+def test_xp_augmentation_trains_and_refuses_what_it_cannot_do(tmp_path):
+    path = _with_xp_errors(tmp_path / "t.h5")
+    tr = {**FAST, "augment_snr_min": 15.0, "augment_fraction": 0.5, "augment_xp": True}
+    kw = dict(split=0, seed=1, labels=LABELS, branches=BRANCHES, training=tr)
+    train_member(path, tmp_path / "a", **kw)
+    train_member(path, tmp_path / "b", **{**kw, "training": {**tr, "augment_xp": False}})
+    wa, wb = _weights(tmp_path / "a"), _weights(tmp_path / "b")
+    assert not all(np.array_equal(p, q) for p, q in zip(wa, wb, strict=True))
+    # no errors in the file: refused, naming the datasets
+    with pytest.raises(LayoutError, match="xp/bp_coefficient_errors"):
+        train_member(_with_snr(tmp_path / "n.h5"), tmp_path / "c", **kw)
+    # without the RVS augmentation there is no factor to follow
+    with pytest.raises(ValueError, match="needs the RVS noise augmentation"):
+        train_member(path, tmp_path / "d", **{**kw, "training": {**tr, "augment_snr_min": 0}})

@@ -317,9 +317,10 @@ def parse_rvs(files: Mapping[str, list], wavelength_nm: np.ndarray) -> dict[str,
     }
 
 
-def _coefficients(row, band: str, name: str) -> np.ndarray:
-    """One band's 55 coefficients, NaN when the band is missing (a source with RP only)."""
-    value = row[f"{band}_coefficients"]
+def _band_array(row, column: str, name: str) -> np.ndarray:
+    """One band's 55 values of ``column`` (``bp_coefficients``, ``rp_coefficient_errors``,
+    ...), NaN when the band is missing (a source with RP only)."""
+    value = row[column]
     if value is None or value is np.ma.masked or np.ma.getmask(value) is True:
         return np.full(N_XP_COEFFICIENTS, np.nan)
     arr = np.ma.filled(np.ma.asarray(value, float), np.nan).ravel()
@@ -327,31 +328,37 @@ def _coefficients(row, band: str, name: str) -> np.ndarray:
         return np.full(N_XP_COEFFICIENTS, np.nan)
     if arr.size != N_XP_COEFFICIENTS:
         raise ArchiveError(
-            f"XP product {name!r}: {arr.size} {band} coefficients, expected {N_XP_COEFFICIENTS}"
+            f"XP product {name!r}: {arr.size} values of {column}, expected {N_XP_COEFFICIENTS}"
         )
     return arr
 
 
+#: The per-band columns of the DR3 XP_CONTINUOUS product read (ARCHIVE_NOTES), as
+#: ``<band>_<suffix>``: the coefficients and their 1 sigma errors [e-/s].
+XP_COLUMNS = ("coefficients", "coefficient_errors")
+
+
 def parse_xp(files: Mapping[str, list]) -> dict[str, np.ndarray]:
     """``load_data(..., retrieval_type="XP_CONTINUOUS", format="votable")`` -> ``source_id``
-    (n,), ``bp_coefficients`` and ``rp_coefficients`` (n, 55) float64 (NaN for a missing
-    band)."""
-    ids, bp, rp = [], [], []
+    (n,), ``bp_coefficients``, ``rp_coefficients``, ``bp_coefficient_errors`` and
+    ``rp_coefficient_errors`` (n, 55) float64 (NaN for a missing band)."""
+    names = [f"{band}_{suffix}" for suffix in XP_COLUMNS for band in ("bp", "rp")]
+    ids: list[int] = []
+    values: dict[str, list] = {c: [] for c in names}
     for name, tables in sorted(files.items()):
         for t in tables:
             arr = t.array
-            for col in ("source_id", "bp_coefficients", "rp_coefficients"):
+            for col in ("source_id", *names):
                 if col not in arr.dtype.names:
                     raise ArchiveError(f"XP product {name!r}: no column {col}")
             for row in arr:
                 ids.append(int(row["source_id"]))
-                bp.append(_coefficients(row, "bp", name))
-                rp.append(_coefficients(row, "rp", name))
+                for col in names:
+                    values[col].append(_band_array(row, col, name))
     k = N_XP_COEFFICIENTS
     return {
         "source_id": np.asarray(ids, np.int64),
-        "bp_coefficients": np.asarray(bp, float).reshape(-1, k),
-        "rp_coefficients": np.asarray(rp, float).reshape(-1, k),
+        **{c: np.asarray(v, float).reshape(-1, k) for c, v in values.items()},
     }
 
 
@@ -475,9 +482,10 @@ def write_raw_store(
 ) -> dict[str, int]:
     """Stream the cached batches of ``ids`` into the raw store (the layout the demo survey
     writes: ``source_id``, ``rvs/flux`` [normalised] with ``wavelength_nm``,
-    ``rvs/flux_error``, ``xp/bp_coefficients``, ``xp/rp_coefficients``), stars in source-id
-    order.  Stars without an RVS spectrum in the archive are left out (counted); a star
-    without XP coefficients keeps NaN ones.  Returns counts for the log."""
+    ``rvs/flux_error``, ``xp/bp_coefficients``, ``xp/rp_coefficients`` and their
+    ``xp/*_coefficient_errors``), stars in source-id order.  Stars without an RVS spectrum
+    in the archive are left out (counted); a star without XP coefficients keeps NaN ones.
+    Returns counts for the log."""
     wl = rvs_wavelength_nm()
     groups = batches(ids, batch_size)
     n_rvs = 0
@@ -489,6 +497,7 @@ def write_raw_store(
         "rvs/flux_error": ((wl.size,), np.float32, {}),
         "xp/bp_coefficients": ((N_XP_COEFFICIENTS,), np.float32, {}),
         "xp/rp_coefficients": ((N_XP_COEFFICIENTS,), np.float32, {}),
+        **{e: ((N_XP_COEFFICIENTS,), np.float32, {}) for e in layout.XP_ERROR_DATASETS},
     }
     attrs = {"sample": "raw", **(provenance or {})}
     counts = {"requested": int(sum(g.size for g in groups)), "rvs": n_rvs, "no_xp": 0}
@@ -499,21 +508,18 @@ def write_raw_store(
             sid = rvs["source_id"][order]
             at = {int(s): i for i, s in enumerate(xp["source_id"])}
             pos = np.array([at.get(int(s), -1) for s in sid], int)
-            bp = np.full((sid.size, N_XP_COEFFICIENTS), np.nan, np.float32)
-            rp = bp.copy()
             has = pos >= 0
-            bp[has] = xp["bp_coefficients"][pos[has]]
-            rp[has] = xp["rp_coefficients"][pos[has]]
+            block = {"source_id": sid, "rvs/flux": rvs["flux"][order]}
+            block["rvs/flux_error"] = rvs["flux_error"][order]
+            for band in ("bp", "rp"):
+                for suffix in XP_COLUMNS:
+                    values = np.full((sid.size, N_XP_COEFFICIENTS), np.nan, np.float32)
+                    key = f"{band}_{suffix}"
+                    if key in xp:  # batches cached before the errors were kept have none
+                        values[has] = xp[key][pos[has]]
+                    block[f"xp/{key}"] = values
             counts["no_xp"] += int((~has).sum())
-            writer.append(
-                {
-                    "source_id": sid,
-                    "rvs/flux": rvs["flux"][order],
-                    "rvs/flux_error": rvs["flux_error"][order],
-                    "xp/bp_coefficients": bp,
-                    "xp/rp_coefficients": rp,
-                }
-            )
+            writer.append(block)
     counts["no_rvs"] = counts["requested"] - n_rvs
     return counts
 

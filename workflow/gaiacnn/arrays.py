@@ -48,8 +48,12 @@ RAW_ARRAYS = (
     "rvs/flux_error",
     "xp/bp_coefficients",
     "xp/rp_coefficients",
+    *layout.XP_ERROR_DATASETS,
     "xp/sampled_flux",
 )
+#: Raw-store arrays copied when the store has them, NaN allowed (unknown errors): not
+#: needed to write their group, and no star is left out for them.
+OPTIONAL_RAW_ARRAYS = frozenset({"rvs/flux_error", *layout.XP_ERROR_DATASETS})
 #: Raw-store datasets whose attributes are copied to the sample file (besides ``unit``).
 RAW_ATTRS: dict[str, tuple[str, ...]] = {
     "rvs/flux": ("wavelength_nm",),
@@ -59,7 +63,7 @@ RAW_ATTRS: dict[str, tuple[str, ...]] = {
 #: ``source_id``, ``labels/*`` and ``astrometry/ra``, ``astrometry/dec`` are always written.
 DATASET_GROUPS: dict[str, tuple[str, ...]] = {
     "rvs": ("rvs/flux", "rvs/flux_error", "rvs/snr", layout.RV_ERROR_DATASET),
-    "xp_coefficients": ("xp/bp_coefficients", "xp/rp_coefficients"),
+    "xp_coefficients": (*layout.XP_COEFFICIENT_DATASETS, *layout.XP_ERROR_DATASETS),
     "xp_sampled": ("xp/sampled_flux",),
     "phot": ("phot/g", "phot/bp", "phot/rp"),
     "parallax": ("astrometry/parallax", "astrometry/parallax_error", "astrometry/ruwe"),
@@ -107,13 +111,15 @@ def complete_xp_rows(raw_path: str | os.PathLike, rows: np.ndarray, chunk_rows: 
     """Mask of ``rows`` (sorted positions in the raw store) whose XP coefficients, if the
     store has any, are all finite: a DR3 source can lack a band (ARCHIVE_NOTES), and the
     hybrid CNN needs both."""
-    return complete_rows(raw_path, rows, chunk_rows, DATASET_GROUPS["xp_coefficients"])
+    return complete_rows(raw_path, rows, chunk_rows, layout.XP_COEFFICIENT_DATASETS)
 
 
 def _raw_needs(group: str) -> tuple[str, ...]:
-    """Raw-store arrays without which ``group`` cannot be written (rvs/flux_error is optional:
-    copied when the store has it)."""
-    return tuple(n for n in DATASET_GROUPS[group] if n in RAW_ARRAYS and n != "rvs/flux_error")
+    """Raw-store arrays without which ``group`` cannot be written (those of
+    :data:`OPTIONAL_RAW_ARRAYS` are copied when the store has them)."""
+    return tuple(
+        n for n in DATASET_GROUPS[group] if n in RAW_ARRAYS and n not in OPTIONAL_RAW_ARRAYS
+    )
 
 
 def resolve_groups(
@@ -194,7 +200,7 @@ def build_sample_file(
         if group in groups
     ]
     for group, what in checks:
-        keep = complete_rows(raw_path, pos, chunk_rows, DATASET_GROUPS[group])
+        keep = complete_rows(raw_path, pos, chunk_rows, _raw_needs(group))
         if not keep.all():
             log.warning(
                 "%s: %d %s stars left out: their %s, e.g. source_id %s",

@@ -11,6 +11,11 @@ One file per sample, rows = stars, every dataset's first axis of length N::
                                              input: Fig. C.1 only)
     xp/bp_coefficients   float   (N, M)      XP continuous BP coefficients (M = 55 in DR3)
     xp/rp_coefficients   float   (N, M)
+    xp/bp_coefficient_errors, xp/rp_coefficient_errors  float (N, M)  optional 1 sigma errors
+                                             of the coefficients [e-/s] (Gaia DR3
+                                             *_coefficient_errors; both or neither):
+                                             finite >= 0, or NaN where unknown (not a
+                                             model input: the XP noise augmentation)
     xp/sampled_flux      float   (N, K)      optional alternative to the coefficients (e.g.
                                              GaiaXPy's calibrate); attributes wavelength_nm
                                              (K,) and flux_kind: "absolute" (W m-2 nm-1) or
@@ -52,6 +57,8 @@ KNOWN_DATASETS: dict[str, tuple[int, str]] = {
     "rvs/radial_velocity_error": (1, "km/s"),
     "xp/bp_coefficients": (2, "e-/s"),
     "xp/rp_coefficients": (2, "e-/s"),
+    "xp/bp_coefficient_errors": (2, "e-/s"),
+    "xp/rp_coefficient_errors": (2, "e-/s"),
     "xp/sampled_flux": (2, "W m-2 nm-1"),
     "phot/g": (1, "mag"),
     "phot/bp": (1, "mag"),
@@ -64,6 +71,10 @@ KNOWN_DATASETS: dict[str, tuple[int, str]] = {
 }
 PHOT_DATASETS = ("phot/g", "phot/bp", "phot/rp")
 XP_COEFFICIENT_DATASETS = ("xp/bp_coefficients", "xp/rp_coefficients")
+#: Optional 1 sigma errors of the XP coefficients [e-/s] (Gaia DR3 ``bp_coefficient_errors``,
+#: ``rp_coefficient_errors``), in the order of :data:`XP_COEFFICIENT_DATASETS`: finite and
+#: >= 0, or NaN where unknown; never a model input (the XP noise augmentation reads them).
+XP_ERROR_DATASETS = ("xp/bp_coefficient_errors", "xp/rp_coefficient_errors")
 XP_SAMPLED_DATASET = "xp/sampled_flux"
 #: Values of ``xp/sampled_flux``'s attribute ``flux_kind``: absolute flux as GaiaXPy's
 #: ``calibrate`` writes it (W m-2 nm-1), or flux already normalised by the survey.
@@ -391,6 +402,22 @@ def validate(
             if m_rp != m_bp:
                 raise LayoutError(path, "xp/rp_coefficients", f"{m_rp} coefficients, BP has {m_bp}")
 
+        present_err = [d for d in XP_ERROR_DATASETS if d in h5]
+        if len(present_err) == 1:
+            other = next(d for d in XP_ERROR_DATASETS if d not in h5)
+            raise LayoutError(path, other, f"missing while {present_err[0]} is present")
+        for err_name, coef_name in zip(XP_ERROR_DATASETS, XP_COEFFICIENT_DATASETS, strict=True):
+            if err_name not in h5:
+                continue
+            if coef_name not in h5:
+                raise LayoutError(path, coef_name, f"missing while {err_name} is present")
+            if h5[err_name].shape != h5[coef_name].shape:
+                raise LayoutError(
+                    path,
+                    err_name,
+                    f"shape {h5[err_name].shape} differs from {coef_name} {h5[coef_name].shape}",
+                )
+
         xp_sampled_length, xp_flux_kind = _check_sampled(path, h5)
 
         present_phot = [d for d in PHOT_DATASETS if d in h5]
@@ -528,22 +555,34 @@ def check_label_values(path, block: Mapping[str, np.ndarray], sid: np.ndarray) -
             )
 
 
-def check_rv_error_values(path, block: Mapping[str, np.ndarray], sid: np.ndarray) -> None:
-    """Refuse radial-velocity uncertainties (:data:`RV_ERROR_DATASET`, km/s) that are
-    negative or +-inf (NaN = unknown is fine), with the number of rows and one source_id;
-    ``block`` without that dataset is not checked."""
-    if RV_ERROR_DATASET not in block:
-        return
-    v = np.asarray(block[RV_ERROR_DATASET], dtype=np.float64)
-    with np.errstate(invalid="ignore"):
-        bad = np.isinf(v) | (v < 0)
-    if bad.any():
-        raise LayoutError(
-            path,
-            RV_ERROR_DATASET,
-            f"{int(bad.sum())} rows with values that are < 0 or infinite (an uncertainty in "
-            f"km/s must be >= 0; NaN = unknown), e.g. source_id {int(sid[np.argmax(bad)])}",
-        )
+#: Optional uncertainty datasets whose values are checked (unit, for the message):
+#: finite and >= 0, or NaN where unknown.
+ERROR_DATASET_UNITS: dict[str, str] = {
+    RV_ERROR_DATASET: "km/s",
+    **dict.fromkeys(XP_ERROR_DATASETS, "e-/s"),
+}
+
+
+def check_error_values(path, block: Mapping[str, np.ndarray], sid: np.ndarray) -> None:
+    """Refuse uncertainties (:data:`ERROR_DATASET_UNITS`: the radial-velocity uncertainty
+    [km/s], the XP coefficient errors [e-/s]) that are negative or +-inf (NaN = unknown is
+    fine), with the number of rows and one source_id; datasets ``block`` lacks are not
+    checked."""
+    for name, unit in ERROR_DATASET_UNITS.items():
+        if name not in block:
+            continue
+        v = np.asarray(block[name], dtype=np.float64)
+        with np.errstate(invalid="ignore"):
+            bad = np.isinf(v) | (v < 0)
+        bad = bad.reshape(len(v), -1).any(axis=1)
+        if bad.any():
+            raise LayoutError(
+                path,
+                name,
+                f"{int(bad.sum())} rows with values that are < 0 or infinite (an uncertainty "
+                f"in {unit} must be >= 0; NaN = unknown), e.g. source_id "
+                f"{int(sid[np.argmax(bad)])}",
+            )
 
 
 def scan_rows(
@@ -556,7 +595,7 @@ def scan_rows(
     chunk_rows: int = 4096,
 ) -> tuple[np.ndarray, list[tuple[str, str, int]]]:
     """Stream the rows once: refuse bad label values (:func:`check_label_values`) and bad
-    radial-velocity uncertainties (:func:`check_rv_error_values`); apply
+    uncertainties (:func:`check_error_values`); apply
     the per-star cuts of :func:`gaiacnn.selection.file_row_cuts`.  Returns the keep-mask
     (n,) and ``(cut, rule, removed)`` per cut, each counted among the rows the earlier cuts
     kept.  With ``cuts="refuse"`` the first row that fails a cut is refused, naming it."""
@@ -566,8 +605,7 @@ def scan_rows(
         raise ValueError(f"cuts {cuts!r}: {' or '.join(FILE_CUT_MODES)}")
     names = [n for n in file_cut_datasets(sample) if n in h5]
     names += [f"labels/{x}{e}" for x in info.labels for e in ("", "_err") if f"labels/{x}{e}" in h5]
-    if RV_ERROR_DATASET in h5 and RV_ERROR_DATASET not in names:
-        names.append(RV_ERROR_DATASET)
+    names += [e for e in ERROR_DATASET_UNITS if e in h5 and e not in names]
     n = info.n_rows
     keep = np.ones(n, bool)
     removed: dict[str, list] = {}
@@ -576,7 +614,7 @@ def scan_rows(
         block = {name: h5[name][start:stop] for name in names}
         sid = h5["source_id"][start:stop]
         check_label_values(path, block, sid)
-        check_rv_error_values(path, block, sid)
+        check_error_values(path, block, sid)
         ok = np.ones(stop - start, bool)
         results = file_row_cuts(block, sample, training_cuts, info.xp_flux_kind)
         if cuts == "refuse" and results:
@@ -832,6 +870,15 @@ def dataset_usage(
                 uses.append("noise augmentation of the rvs branch (when on)")
             else:
                 why = "the rvs branch is not used"
+        elif name in XP_ERROR_DATASETS:
+            if "xp" in chosen and form == "coefficients":
+                uses.append("noise augmentation of the xp branch (when on)")
+            else:
+                why = (
+                    f"model.xp_input uses the {form}"
+                    if form
+                    else "model.branches leaves out the xp branch"
+                )
         elif name in POSITION_DATASETS:
             uses.append("Galactic figures (Fig. 24)")
         elif name == RV_ERROR_DATASET:

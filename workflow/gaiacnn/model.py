@@ -51,6 +51,7 @@ from gaiacnn.layout import (
     PARALLAX_ERROR_DATASET,
     PHOT_DATASETS,
     XP_COEFFICIENT_DATASETS,
+    XP_ERROR_DATASETS,
     XP_SAMPLED_DATASET,
     LayoutError,
     LayoutInfo,
@@ -163,6 +164,13 @@ DEFAULT_TRAINING: dict[str, Any] = {
     # parallax error as an input (phot_input "intrinsic"); 0 switches it off.
     "augment_parallax_snr_min": 1.0,
     "augment_parallax_fraction": 0.5,
+    # XP noise augmentation (not in the paper): a spectrum whose S/N the RVS augmentation
+    # lowers by a factor k gets XP coefficients as noisy as a star k times fainter, noise
+    # of sigma = error * sqrt(k^2 - 1) per coefficient, from the file's
+    # xp/*_coefficient_errors; so the XP branch, too, sees the noise of the fainter
+    # observed stars.  Needs the RVS augmentation, the XP coefficients as input and their
+    # errors in the training file; false switches it off.
+    "augment_xp": False,
 }
 
 #: Learning-rate schedules of :func:`train_member` (``training["schedule"]``).
@@ -690,6 +698,40 @@ def _read_labels(path, labels: Sequence[str]) -> np.ndarray:
         return np.stack([h5[label_dataset(n)][:].astype(np.float64) for n in labels], axis=1)
 
 
+def augment_factors(
+    snr: np.ndarray, rng: np.random.Generator, *, snr_min: float, fraction: float
+) -> np.ndarray:
+    """The factor k >= 1 by which the noise augmentation divides each spectrum's S/N: a
+    random ``fraction`` of the spectra with S/N s > ``snr_min`` get a target S/N t drawn
+    log-uniformly in [``snr_min``, s], k = s / t; the others k = 1.  (n,) float64."""
+    snr = np.asarray(snr, dtype=np.float64)
+    factor = np.ones(snr.size)
+    pick = (rng.random(snr.size) < fraction) & np.isfinite(snr) & (snr > snr_min)
+    idx = np.flatnonzero(pick)
+    if idx.size:
+        s = snr[idx]
+        factor[idx] = s / np.exp(rng.uniform(np.log(snr_min), np.log(s)))
+    return factor
+
+
+def add_noise(
+    values: np.ndarray, error: np.ndarray, factor: np.ndarray, rng: np.random.Generator
+) -> np.ndarray:
+    """``values`` (n, ...) with Gaussian noise of sigma = ``error`` * sqrt(k^2 - 1) added to
+    the rows whose factor k (``factor``, (n,)) is > 1, so that their total noise is
+    ``error`` * k (an error of 0 or NaN: no noise); float32, a copy."""
+    out = np.array(values, dtype=np.float32, copy=True)
+    idx = np.flatnonzero(np.asarray(factor) > 1.0)
+    if idx.size == 0:
+        return out
+    scale = np.sqrt(np.maximum(np.asarray(factor)[idx] ** 2 - 1.0, 0.0)).astype(np.float32)
+    shape = (idx.size, *([1] * (out.ndim - 1)))
+    noise = rng.standard_normal((idx.size, *out.shape[1:]), dtype=np.float32)
+    err = np.nan_to_num(np.asarray(error, dtype=np.float32)[idx], nan=0.0)
+    out[idx] += noise * err * scale.reshape(shape)
+    return out
+
+
 def augment_rvs(
     flux: np.ndarray,
     noise_unit: np.ndarray,
@@ -705,21 +747,11 @@ def augment_rvs(
     0 where unknown) in normalised-flux units; ``snr`` (n,) the spectra's S/N.  A picked
     spectrum with S/N s > ``snr_min`` gets a target S/N t drawn log-uniformly in
     [``snr_min``, s] and noise of σ = noise_unit · sqrt((s/t)² − 1) per pixel, so its
-    total noise is noise_unit · s/t.  The others are returned unchanged (as a copy).
+    total noise is noise_unit · s/t (:func:`augment_factors`, :func:`add_noise`).  The
+    others are returned unchanged (as a copy).
     """
-    out = np.array(flux, dtype=np.float32, copy=True)
-    snr = np.asarray(snr, dtype=np.float64)
-    pick = (rng.random(snr.size) < fraction) & np.isfinite(snr) & (snr > snr_min)
-    idx = np.flatnonzero(pick)
-    if idx.size == 0:
-        return out
-    s = snr[idx]
-    target = np.exp(rng.uniform(np.log(snr_min), np.log(s)))
-    scale = np.sqrt(np.maximum((s / target) ** 2 - 1.0, 0.0)).astype(np.float32)
-    shape = (idx.size, *([1] * (out.ndim - 1)))
-    noise = rng.standard_normal((idx.size, *out.shape[1:]), dtype=np.float32)
-    out[idx] += noise * noise_unit[idx] * scale.reshape(shape)
-    return out
+    factor = augment_factors(snr, rng, snr_min=snr_min, fraction=fraction)
+    return add_noise(flux, noise_unit, factor, rng)
 
 
 def augment_parallax(
@@ -802,6 +834,8 @@ class AugmentedBatches:
         phot_fn=None,
         parallax_snr_min=0.0,
         parallax_fraction=0.0,
+        xp_raw=None,
+        xp_fn=None,
     ):
         self.x, self.y = x, y
         self.names = sorted(x)
@@ -812,6 +846,8 @@ class AugmentedBatches:
         self.phot_raw, self.phot_fn = phot_raw, phot_fn
         self.parallax_snr_min = float(parallax_snr_min)
         self.parallax_fraction = float(parallax_fraction)
+        # XP coefficients and their errors (layout names), re-noised with the RVS factors
+        self.xp_raw, self.xp_fn = xp_raw, xp_fn
 
     def _order(self, epoch: int) -> np.ndarray:
         # Recomputed per batch (about 1 ms for 10^5 stars): no cache shared between the
@@ -828,14 +864,18 @@ class AugmentedBatches:
         xb = {k: v[idx] for k, v in self.x.items()}
         rng = np.random.default_rng([self.seed, epoch, i, 1])
         if self.noise_unit is not None:
-            xb["rvs"] = augment_rvs(
-                xb["rvs"],
-                self.noise_unit[idx],
-                self.snr[idx],
-                rng,
-                snr_min=self.snr_min,
-                fraction=self.fraction,
+            factor = augment_factors(
+                self.snr[idx], rng, snr_min=self.snr_min, fraction=self.fraction
             )
+            xb["rvs"] = add_noise(xb["rvs"], self.noise_unit[idx], factor, rng)
+            if self.xp_raw is not None:
+                xrng = np.random.default_rng([self.seed, epoch, i, 3])
+                block = {}
+                for coef, err in zip(XP_COEFFICIENT_DATASETS, XP_ERROR_DATASETS, strict=True):
+                    block[coef] = add_noise(
+                        self.xp_raw[coef][idx], self.xp_raw[err][idx], factor, xrng
+                    )
+                xb["xp"] = self.xp_fn(block)
         if self.phot_raw is not None:
             block = {k: v[idx] for k, v in self.phot_raw.items()}
             prng = np.random.default_rng([self.seed, epoch, i, 2])
@@ -1003,6 +1043,33 @@ def train_member(
         and "phot" in branches
         and PARALLAX_ERROR_DATASET in scalers.phot_columns
     )
+    augment_xp = bool(tr["augment_xp"]) and "xp" in branches
+    if augment_xp and not (float(tr["augment_snr_min"]) > 0 and float(tr["augment_fraction"]) > 0):
+        raise ValueError(
+            "model.training.augment_xp needs the RVS noise augmentation (its S/N factors): "
+            "set augment_snr_min and augment_fraction > 0, or switch augment_xp off"
+        )
+    if augment_xp and not augment:
+        warnings.warn(
+            f"{train_file}: no RVS noise augmentation (see above), so no XP augmentation",
+            stacklevel=2,
+        )
+        augment_xp = False
+    if augment_xp and scalers.xp_input != "coefficients":
+        raise ValueError(
+            "model.training.augment_xp needs the XP coefficients as input "
+            f"(model.xp_input resolves to {scalers.xp_input!r}: set it to coefficients, or "
+            "switch augment_xp off)"
+        )
+    with h5py.File(train_file, "r") as h5:
+        has_xp_errors = all(e in h5 for e in XP_ERROR_DATASETS)
+    if augment_xp and not has_xp_errors:
+        raise LayoutError(
+            train_file,
+            XP_ERROR_DATASETS[0],
+            "missing: model.training.augment_xp needs the XP coefficient errors "
+            f"({', '.join(XP_ERROR_DATASETS)}); add them or switch augment_xp off",
+        )
     x_tr, y_tr = load_inputs(train_file, train_rows, branches, scalers, labels)
     x_va, y_va = load_inputs(train_file, val_rows, branches, scalers, labels)
 
@@ -1051,6 +1118,12 @@ def train_member(
             phot_fn=lambda block: scalers.inputs(block, ["phot"])["phot"],
             parallax_snr_min=float(tr["augment_parallax_snr_min"]),
             parallax_fraction=float(tr["augment_parallax_fraction"]),
+            xp_raw=(
+                _gather(train_file, [*XP_COEFFICIENT_DATASETS, *XP_ERROR_DATASETS], train_rows)
+                if augment_xp
+                else None
+            ),
+            xp_fn=lambda block: scalers.inputs(block, ["xp"])["xp"],
         )
         fit_args: dict[str, Any] = {
             "x": data.dataset(int(tr["max_epochs"])),

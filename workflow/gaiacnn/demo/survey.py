@@ -11,8 +11,8 @@ Writes, from a seed, exactly what the real data path produces:
   labels and ``_ERR``, 64-bit ``ASPCAPFLAG``, ``ASPCAP_CHI2``, ``FE_H_FLAG``,
   ``SNR``, ``EXTRATARG``, duplicates, rows with no Gaia match);
 * ``rvs_xp.h5``: the raw spectra store in the interchange layout (RVS flux with
-  NaN edge pixels as in DR3, flux errors, XP coefficients, and XP sampled spectra in
-  W m⁻² nm⁻¹ on GaiaXPy's default grid, computed from those noisy coefficients as
+  NaN edge pixels as in DR3, flux errors, XP coefficients and their errors, and XP
+  sampled spectra in W m⁻² nm⁻¹ on GaiaXPy's default grid, computed from those noisy coefficients as
   GaiaXPy's ``calibrate`` would: :func:`gaiacnn.demo.physics.xp_sampled_flux`);
 * ``truth.h5``: the true labels and population of every star, never an input,
   with the Cramér–Rao bound of each label at the star's S/N.
@@ -284,6 +284,8 @@ def generate(
         "rvs/flux_error": ((wl.size,), np.float32, {}),
         "xp/bp_coefficients": ((n_xp,), np.float32, {}),
         "xp/rp_coefficients": ((n_xp,), np.float32, {}),
+        "xp/bp_coefficient_errors": ((n_xp,), np.float32, {}),
+        "xp/rp_coefficient_errors": ((n_xp,), np.float32, {}),
         "xp/sampled_flux": (
             (xp_wl.size,),
             np.float32,
@@ -349,8 +351,10 @@ def generate(
             flags = _gaia_flags(rng, truth, cfg)
             bp = obs["bp_coefficients"].copy()
             rp = obs["rp_coefficients"].copy()
-            bp[~flags["has_xp_continuous"]] = np.nan
-            rp[~flags["has_xp_continuous"]] = np.nan
+            bp_err = obs["bp_coefficient_errors"].copy()
+            rp_err = obs["rp_coefficient_errors"].copy()
+            for arr in (bp, rp, bp_err, rp_err):
+                arr[~flags["has_xp_continuous"]] = np.nan
             raw.append(
                 {
                     "source_id": ids,
@@ -358,6 +362,8 @@ def generate(
                     "rvs/flux_error": obs["flux_error"],
                     "xp/bp_coefficients": bp,
                     "xp/rp_coefficients": rp,
+                    "xp/bp_coefficient_errors": bp_err,
+                    "xp/rp_coefficient_errors": rp_err,
                     # NaN rows (no XP continuous spectrum) stay NaN.
                     "xp/sampled_flux": physics.xp_sampled_flux(bp, rp, xp_wl),
                 }
