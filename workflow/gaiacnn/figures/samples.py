@@ -20,6 +20,7 @@ from gaiacnn.figures.context import Context, Skip, metallicity_note, photometry,
 from gaiacnn.figures.render import Rendered, figure
 from gaiacnn.figures.spectra import mean_spectra
 from gaiacnn.flags import DIGIT_NAMES, TSNE_DIGIT
+from gaiacnn.layout import RVS_FLUX_DATASET
 
 
 @dataclass(frozen=True)
@@ -527,7 +528,7 @@ def _inset_spectra(
     the panel of each catalogue row (-1: not drawn).  Returns the wavelengths [nm] and,
     per region, ``(mean flux (n_panels, P), stars (n_panels,))``; or, when the observed
     arrays have no RVS spectra, why there are no insets."""
-    if not ctx.has("rvs/flux", sample="observed"):
+    if not ctx.has(RVS_FLUX_DATASET, sample="observed"):
         return "no insets: the observed arrays have no rvs/flux"
     rows = ctx.catalogue_rows("observed")  # catalogue row of each file row
     ok = rows >= 0

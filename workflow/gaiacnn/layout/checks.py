@@ -14,9 +14,12 @@ from gaiacnn.constants import LAYOUT_SCHEMA_VERSION
 from gaiacnn.layout.names import (
     KNOWN_DATASETS,
     MODEL_INPUT_DATASETS,
+    PARALLAX_DATASET,
     PHOT_DATASETS,
     POSITION_DATASETS,
     RV_ERROR_DATASET,
+    RVS_FLUX_DATASET,
+    RVS_FLUX_ERROR_DATASET,
     XP_COEFFICIENT_DATASETS,
     XP_ERROR_DATASETS,
     XP_FLUX_KINDS,
@@ -104,29 +107,31 @@ def validate(
                 _check_float(path, name, h5[name], n, ndim)
 
         n_pixels = None
-        if "rvs/flux" in h5:
-            flux = h5["rvs/flux"]
+        if RVS_FLUX_DATASET in h5:
+            flux = h5[RVS_FLUX_DATASET]
             wl = flux.attrs.get("wavelength_nm")
             if wl is None:
-                raise LayoutError(path, "rvs/flux", "attribute wavelength_nm is missing")
+                raise LayoutError(path, RVS_FLUX_DATASET, "attribute wavelength_nm is missing")
             wl = np.asarray(wl, dtype=float)
             if wl.shape != (flux.shape[1],):
                 raise LayoutError(
                     path,
-                    "rvs/flux",
+                    RVS_FLUX_DATASET,
                     f"wavelength_nm has {wl.size} values for {flux.shape[1]} pixels",
                 )
             if not (np.all(np.isfinite(wl)) and np.all(np.diff(wl) > 0)):
-                raise LayoutError(path, "rvs/flux", "wavelength_nm is not strictly increasing")
+                raise LayoutError(
+                    path, RVS_FLUX_DATASET, "wavelength_nm is not strictly increasing"
+                )
             n_pixels = int(flux.shape[1])
-            if "rvs/flux_error" in h5 and h5["rvs/flux_error"].shape != flux.shape:
+            if RVS_FLUX_ERROR_DATASET in h5 and h5[RVS_FLUX_ERROR_DATASET].shape != flux.shape:
                 raise LayoutError(
                     path,
-                    "rvs/flux_error",
+                    RVS_FLUX_ERROR_DATASET,
                     f"shape {h5['rvs/flux_error'].shape} differs from rvs/flux {flux.shape}",
                 )
-        elif "rvs/flux_error" in h5:
-            raise LayoutError(path, "rvs/flux", "missing while rvs/flux_error is present")
+        elif RVS_FLUX_ERROR_DATASET in h5:
+            raise LayoutError(path, RVS_FLUX_DATASET, "missing while rvs/flux_error is present")
 
         present_xp = [d for d in XP_COEFFICIENT_DATASETS if d in h5]
         xp_length = None
@@ -200,7 +205,7 @@ def validate(
             n_pixels=n_pixels,
             xp_length=xp_length,
             has_photometry=bool(present_phot),
-            has_parallax="astrometry/parallax" in h5,
+            has_parallax=PARALLAX_DATASET in h5,
             labels=tuple(labels),
             attrs={k: (v.decode() if isinstance(v, bytes) else v) for k, v in attrs.items()},
             xp_sampled_length=xp_sampled_length,
@@ -372,9 +377,9 @@ def scan_rows(
 def _refusal(cut: str, rule: str, row: int, source_id: int) -> tuple[str | None, str]:
     """(dataset, problem) of a row that fails a per-star cut (data.files_cuts: refuse)."""
     if cut == "rvs_finite_pixel":
-        return "rvs/flux", f"row {row} (source_id {source_id}) has no finite pixel"
+        return RVS_FLUX_DATASET, f"row {row} (source_id {source_id}) has no finite pixel"
     if cut == "parallax_positive":
-        return "astrometry/parallax", (
+        return PARALLAX_DATASET, (
             f"parallax <= 0 at row {row} (source_id {source_id}); "
             "the paper's cut (Sect. 2.2) removes such stars"
         )
@@ -398,11 +403,11 @@ def model_input_datasets(info: LayoutInfo) -> list[str]:
     """The datasets of ``info``'s file that can feed the model (spectra, photometry, XP)."""
     inputs = []
     if info.n_pixels is not None:
-        inputs.append("rvs/flux")
+        inputs.append(RVS_FLUX_DATASET)
     if info.has_photometry:
         inputs.extend(PHOT_DATASETS)
     if info.has_parallax:
-        inputs.append("astrometry/parallax")
+        inputs.append(PARALLAX_DATASET)
     if info.xp_length is not None:
         inputs.extend(XP_COEFFICIENT_DATASETS)
     if info.xp_sampled_length is not None:
@@ -419,7 +424,7 @@ def check_block(
         if name not in MODEL_INPUT_DATASETS:
             continue  # e.g. rvs/flux_error keeps NaN where the flux was filled
         bad = ~np.isfinite(values)
-        if name == "rvs/flux":
+        if name == RVS_FLUX_DATASET:
             all_nan = bad.all(axis=1)
             if all_nan.any():
                 i = int(np.argmax(all_nan))
@@ -435,7 +440,7 @@ def check_block(
                 f"non-finite values in {rows.size} rows of rows {start}-{start + len(values) - 1}"
                 f" (first: row {start + i}, source_id {int(sid[i])})",
             )
-        if finite and name == "astrometry/parallax" and np.any(values <= 0):
+        if finite and name == PARALLAX_DATASET and np.any(values <= 0):
             i = int(np.argmax(values <= 0))
             raise LayoutError(
                 path,

@@ -28,6 +28,13 @@ KNOWN_DATASETS: dict[str, tuple[int, str]] = {
     "astrometry/ra": (1, "deg"),
     "astrometry/dec": (1, "deg"),
 }
+#: Names of single datasets of the layout, for the code that reads or writes them.
+RVS_FLUX_DATASET = "rvs/flux"
+RVS_FLUX_ERROR_DATASET = "rvs/flux_error"
+RVS_SNR_DATASET = "rvs/snr"
+PARALLAX_DATASET = "astrometry/parallax"
+PARALLAX_ERROR_DATASET = "astrometry/parallax_error"
+RUWE_DATASET = "astrometry/ruwe"
 PHOT_DATASETS = ("phot/g", "phot/bp", "phot/rp")
 XP_COEFFICIENT_DATASETS = ("xp/bp_coefficients", "xp/rp_coefficients")
 #: Optional 1 sigma errors of the XP coefficients [e-/s] (Gaia DR3 ``bp_coefficient_errors``,
@@ -48,9 +55,9 @@ RV_ERROR_DATASET = "rvs/radial_velocity_error"
 #: Datasets that feed the model: they must be finite after the arrays stage.
 MODEL_INPUT_DATASETS = frozenset(
     {
-        "rvs/flux",
+        RVS_FLUX_DATASET,
         *PHOT_DATASETS,
-        "astrometry/parallax",
+        PARALLAX_DATASET,
         *XP_COEFFICIENT_DATASETS,
         XP_SAMPLED_DATASET,
     }

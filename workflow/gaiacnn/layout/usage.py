@@ -11,9 +11,15 @@ import numpy as np
 from gaiacnn.layout.checks import _open, validate
 from gaiacnn.layout.names import (
     KNOWN_DATASETS,
+    PARALLAX_DATASET,
+    PARALLAX_ERROR_DATASET,
     PHOT_DATASETS,
     POSITION_DATASETS,
+    RUWE_DATASET,
     RV_ERROR_DATASET,
+    RVS_FLUX_DATASET,
+    RVS_FLUX_ERROR_DATASET,
+    RVS_SNR_DATASET,
     XP_COEFFICIENT_DATASETS,
     XP_ERROR_DATASETS,
     XP_SAMPLED_DATASET,
@@ -53,7 +59,7 @@ def read_column(path: str | os.PathLike, name: str) -> np.ndarray:
         return h5[name][:]
 
 
-def wavelength_nm(path: str | os.PathLike, dataset: str = "rvs/flux") -> np.ndarray:
+def wavelength_nm(path: str | os.PathLike, dataset: str = RVS_FLUX_DATASET) -> np.ndarray:
     """The wavelength grid [nm] stored with ``dataset`` (``rvs/flux`` or ``xp/sampled_flux``)."""
     with _open(path) as h5:
         if dataset not in h5:
@@ -74,7 +80,6 @@ def xp_datasets(xp_input: str | None) -> tuple[str, ...]:
 #: 10^(0.2 M_G) with its error (:func:`gaiacnn.spectra.phot_features`), no apparent
 #: magnitude, so that a star's distance is not an input.
 PHOT_INPUTS: tuple[str, ...] = ("magnitudes", "intrinsic")
-PARALLAX_ERROR_DATASET = "astrometry/parallax_error"
 
 
 def phot_columns(has_parallax: bool, phot_input: str = "magnitudes") -> list[str]:
@@ -84,7 +89,7 @@ def phot_columns(has_parallax: bool, phot_input: str = "magnitudes") -> list[str
         raise ValueError(f"unknown phot_input {phot_input!r} (known: {', '.join(PHOT_INPUTS)})")
     cols = [*PHOT_DATASETS]
     if has_parallax:
-        cols.append("astrometry/parallax")
+        cols.append(PARALLAX_DATASET)
         if phot_input == "intrinsic":
             cols.append(PARALLAX_ERROR_DATASET)
     return cols
@@ -98,7 +103,7 @@ def datasets_of_branches(
     out: dict[str, str] = {}
     for b in branches:
         if b == "rvs":
-            names: Sequence[str] = ("rvs/flux",)
+            names: Sequence[str] = (RVS_FLUX_DATASET,)
         elif b == "phot":
             names = phot
         elif b == "xp":
@@ -168,20 +173,20 @@ def dataset_usage(
             uses.append("t-SNE classification")
         if name == "phot/g":
             uses.append("flag digit G")
-        elif name == "astrometry/parallax":
+        elif name == PARALLAX_DATASET:
             uses.append("flag digit parallax")
-        elif name == "rvs/snr":
+        elif name == RVS_SNR_DATASET:
             uses.append("S/N of the catalogue, the uncertainty calibration and the figures")
             if sample == "training":
                 uses.append("training cut S/N")
-        elif name in ("astrometry/parallax_error", "astrometry/ruwe"):
+        elif name in (PARALLAX_ERROR_DATASET, RUWE_DATASET):
             if name == PARALLAX_ERROR_DATASET:
                 uses.append("flag digit inputs")
             if sample == "training":
                 uses.append("training cut (Sect. 2.5)")
             else:
                 why = "the observed sample has no cut on it and it is not a model input"
-        elif name == "rvs/flux_error":
+        elif name == RVS_FLUX_ERROR_DATASET:
             if "rvs" in chosen:
                 uses.append("noise augmentation of the rvs branch (when on)")
             else:
@@ -217,7 +222,7 @@ def dataset_usage(
                     else "model.branches leaves out the xp branch"
                 )
             else:
-                branch = {"rvs/flux": "rvs"}.get(name, "phot")
+                branch = {RVS_FLUX_DATASET: "rvs"}.get(name, "phot")
                 why = f"model.branches leaves out the {branch} branch"
         elif name not in KNOWN_DATASETS and not uses:
             why = "not part of the layout (unknown dataset)"

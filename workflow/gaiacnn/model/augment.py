@@ -10,6 +10,8 @@ import numpy as np
 
 from gaiacnn.layout import (
     PARALLAX_ERROR_DATASET,
+    RVS_FLUX_ERROR_DATASET,
+    RVS_SNR_DATASET,
     XP_COEFFICIENT_DATASETS,
     XP_ERROR_DATASETS,
     LayoutError,
@@ -123,14 +125,14 @@ def noise_units(path, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     noise), else flux / ``rvs/snr``.  Needs ``rvs/snr``.
     """
     with h5py.File(path, "r") as h5:
-        has_err = "rvs/flux_error" in h5
-        if "rvs/snr" not in h5:
-            raise LayoutError(path, "rvs/snr", "missing; noise augmentation needs the S/N")
-    names = ["rvs/snr", "rvs/flux_error" if has_err else RVS_DATASET]
+        has_err = RVS_FLUX_ERROR_DATASET in h5
+        if RVS_SNR_DATASET not in h5:
+            raise LayoutError(path, RVS_SNR_DATASET, "missing; noise augmentation needs the S/N")
+    names = [RVS_SNR_DATASET, RVS_FLUX_ERROR_DATASET if has_err else RVS_DATASET]
     data = _gather(path, names, rows)
-    snr = data["rvs/snr"].astype(np.float64)
+    snr = data[RVS_SNR_DATASET].astype(np.float64)
     if has_err:
-        unit = data["rvs/flux_error"].astype(np.float32)
+        unit = data[RVS_FLUX_ERROR_DATASET].astype(np.float32)
     else:
         with np.errstate(divide="ignore", invalid="ignore"):
             unit = (np.abs(data[RVS_DATASET]) / snr[:, None]).astype(np.float32)

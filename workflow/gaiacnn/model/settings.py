@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from gaiacnn.layout import RVS_FLUX_DATASET
+
 #: Model branches, in the order of the paper's Fig. 6 description (Sect. 3.1).
 BRANCHES: tuple[str, ...] = ("rvs", "phot", "xp")
 PARALLAX_DATASET = "astrometry/parallax"
-RVS_DATASET = "rvs/flux"
+RVS_DATASET = RVS_FLUX_DATASET
 
 #: Files of a trained member directory.
 MODEL_FILE = "model.keras"

@@ -19,6 +19,7 @@ from gaiacnn.ensemble import split_indices
 from gaiacnn.io import atomic_output
 from gaiacnn.layout import (
     PARALLAX_ERROR_DATASET,
+    RVS_SNR_DATASET,
     XP_COEFFICIENT_DATASETS,
     XP_ERROR_DATASETS,
     LayoutError,
@@ -141,7 +142,7 @@ def train_member(
         augment = False  # nothing to add noise to
     if augment:
         with h5py.File(train_file, "r") as h5:
-            if "rvs/snr" not in h5:
+            if RVS_SNR_DATASET not in h5:
                 warnings.warn(
                     f"{train_file}: no rvs/snr, so no noise augmentation (it needs the "
                     "spectra's S/N); training on the spectra as they are",

@@ -42,6 +42,7 @@ from gaiacnn.figures.spectra.common import (
     read_rows,
 )
 from gaiacnn.figures.spectra.gradients import _red_clump_config, red_clump_metallicity
+from gaiacnn.layout import RVS_FLUX_DATASET, RVS_SNR_DATASET
 
 
 # ---------------------------------------------------------------------- mean spectra
@@ -62,9 +63,9 @@ def mean_spectra(
         used |= b >= 0
     rows = np.flatnonzero(used)
     with h5py.File(path, "r") as h5:
-        if "rvs/flux" not in h5:
+        if RVS_FLUX_DATASET not in h5:
             raise Skip(f"{Path(path).name} has no dataset rvs/flux")
-        ds = h5["rvs/flux"]
+        ds = h5[RVS_FLUX_DATASET]
         p = ds.shape[1]
         sums = [np.zeros((k, p)) for k in n_bins]
         finite = [np.zeros((k, p)) for k in n_bins]
@@ -174,7 +175,7 @@ def example_spectra(ctx: Context) -> Iterator[Rendered]:
     """Fig. 2: normalised RVS flux against wavelength [nm] of a red-clump star and of a
     solar twin of the training sample, each at the reference [M/H] nearest 0 and -0.87 dex
     (:func:`example_stars`; [Fe/H] stands in without ``labels/m_h``)."""
-    ctx.require("rvs/flux")
+    ctx.require(RVS_FLUX_DATASET)
     names = [layout.label_dataset(x) for x in ("teff", "logg")]
     missing = [x for x in names if not ctx.has(x)]
     if missing:
@@ -184,13 +185,13 @@ def example_spectra(ctx: Context) -> Iterator[Rendered]:
         raise Skip("the training file has no labels/m_h or labels/fe_h to choose stars by")
     metal_ds = layout.label_dataset(metal)
     cols = ctx.read_arrays("training", ["source_id", *names, metal_ds])
-    has_snr = ctx.has("rvs/snr")
-    snr = ctx.read_arrays("training", ["rvs/snr"])["rvs/snr"] if has_snr else None
+    has_snr = ctx.has(RVS_SNR_DATASET)
+    snr = ctx.read_arrays("training", [RVS_SNR_DATASET])[RVS_SNR_DATASET] if has_snr else None
     teff, logg, mh = (cols[x].astype(float) for x in (*names, metal_ds))
     snr_f = np.full(teff.shape, np.nan) if snr is None else snr.astype(float)
     chosen = example_stars(teff, logg, mh, snr, example_panels(ctx))
     rows = np.unique([r for c in chosen for r in c.rows])
-    flux = read_rows(ctx.inputs.training, ["rvs/flux"], rows)["rvs/flux"]
+    flux = read_rows(ctx.inputs.training, [RVS_FLUX_DATASET], rows)[RVS_FLUX_DATASET]
     wl = ctx.wavelength_nm()
     sid = cols["source_id"]
 
@@ -274,7 +275,7 @@ def sequences_for(labels: Sequence[str]) -> list[SpectraSequence]:
 
 @figure(12)
 def mean_spectra_sequences(ctx: Context) -> Iterator[Rendered]:
-    ctx.require("rvs/flux", "observed")
+    ctx.require(RVS_FLUX_DATASET, "observed")
     path = ctx.arrays_file("observed")
     cat = ctx.catalogue_rows("observed")
     have = cat >= 0

@@ -29,6 +29,7 @@ from gaiacnn.figures.spectra.common import (
     _group_text,
     read_rows,
 )
+from gaiacnn.layout import RVS_FLUX_DATASET
 
 
 # ---------------------------------------------------------------------- gradients
@@ -303,7 +304,7 @@ def xp_label_correlation(
 def rvs_gradients(ctx: Context) -> Iterator[Rendered]:
     rc = _red_clump_config(ctx)
     _member_paths(ctx)
-    ctx.require("rvs/flux")
+    ctx.require(RVS_FLUX_DATASET)
     member_scalers(ctx, "rvs")
     metal = red_clump_metallicity(ctx)
     groups = [(c, g) for c, g in red_clump_groups(ctx) if g.size]
@@ -312,7 +313,7 @@ def rvs_gradients(ctx: Context) -> Iterator[Rendered]:
     labels, grads, n_members = mean_gradients(ctx, [g for _, g in groups], "rvs")
     wl = ctx.wavelength_nm()
     ref = int(np.argmin([abs(c) for c, _ in groups]))
-    flux = read_rows(ctx.inputs.training, ["rvs/flux"], groups[ref][1])["rvs/flux"]
+    flux = read_rows(ctx.inputs.training, [RVS_FLUX_DATASET], groups[ref][1])[RVS_FLUX_DATASET]
     mean_flux = np.nanmean(flux.astype(float), axis=0)
     hw = float(rc["m_h_half_width"])
 
