@@ -272,7 +272,9 @@ def test_columns_table_documents_every_column():
 def test_many_stars_drawn_as_histograms(products, tables, tmp_path, monkeypatch):
     """Above SCATTER_MAX matched stars a panel is a 2-D histogram (st.density), not points."""
     paths, _ = tables
-    monkeypatch.setattr(external, "SCATTER_MAX", 50)
+    # SCATTER_MAX is read by the drawing helpers and by Fig. 21 (modules of the package).
+    monkeypatch.setattr(external.drawing, "SCATTER_MAX", 50)
+    monkeypatch.setattr(external.surveys, "SCATTER_MAX", 50)
     ctx = _context(products, paths)
     functions = [external.gsp_spec, external.asteroseismic]
     figs = [r for fn in functions for r in fn(ctx)]

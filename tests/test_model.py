@@ -916,8 +916,9 @@ def test_xp_augmentation_adds_the_noise_of_the_rvs_factor(tmp_path):
     x, y = load_inputs(path, rows, ["rvs", "xp"], sc, LABELS)
     unit, snr = noise_units(path, rows)
     with h5py.File(path) as h5:
-        raw = {k: h5[k][:] for k in ("xp/bp_coefficients", "xp/rp_coefficients",
-                                     "xp/bp_coefficient_errors", "xp/rp_coefficient_errors")}  # fmt: skip
+        names = ("xp/bp_coefficients", "xp/rp_coefficients")
+        names += ("xp/bp_coefficient_errors", "xp/rp_coefficient_errors")
+        raw = {k: h5[k][:] for k in names}
     kw = dict(batch_size=N, seed=5, snr_min=15.0, fraction=0.5)
     fn = lambda block: sc.inputs(block, ["xp"])["xp"]  # noqa: E731
     with_xp = AugmentedBatches(x, y, unit, snr, **kw, xp_raw=raw, xp_fn=fn)

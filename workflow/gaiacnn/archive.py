@@ -45,6 +45,7 @@ import numpy as np
 from gaiacnn import layout
 from gaiacnn.constants import rvs_wavelength_nm
 from gaiacnn.io import atomic_output
+from gaiacnn.layout import RVS_FLUX_DATASET, RVS_FLUX_ERROR_DATASET
 
 log = logging.getLogger(__name__)
 
@@ -493,8 +494,8 @@ def write_raw_store(
         n_rvs += _cached(cache_dir, RVS, g, keys=["source_id"])["source_id"].size  # ids only
     cols = {
         "source_id": ((), np.int64, {}),
-        "rvs/flux": ((wl.size,), np.float32, {"wavelength_nm": wl}),
-        "rvs/flux_error": ((wl.size,), np.float32, {}),
+        RVS_FLUX_DATASET: ((wl.size,), np.float32, {"wavelength_nm": wl}),
+        RVS_FLUX_ERROR_DATASET: ((wl.size,), np.float32, {}),
         "xp/bp_coefficients": ((N_XP_COEFFICIENTS,), np.float32, {}),
         "xp/rp_coefficients": ((N_XP_COEFFICIENTS,), np.float32, {}),
         **{e: ((N_XP_COEFFICIENTS,), np.float32, {}) for e in layout.XP_ERROR_DATASETS},
@@ -509,8 +510,8 @@ def write_raw_store(
             at = {int(s): i for i, s in enumerate(xp["source_id"])}
             pos = np.array([at.get(int(s), -1) for s in sid], int)
             has = pos >= 0
-            block = {"source_id": sid, "rvs/flux": rvs["flux"][order]}
-            block["rvs/flux_error"] = rvs["flux_error"][order]
+            block = {"source_id": sid, RVS_FLUX_DATASET: rvs["flux"][order]}
+            block[RVS_FLUX_ERROR_DATASET] = rvs["flux_error"][order]
             for band in ("bp", "rp"):
                 for suffix in XP_COLUMNS:
                     values = np.full((sid.size, N_XP_COEFFICIENTS), np.nan, np.float32)

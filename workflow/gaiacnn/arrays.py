@@ -22,20 +22,29 @@ from tqdm.auto import tqdm
 
 from gaiacnn import layout
 from gaiacnn.constants import label_unit
+from gaiacnn.layout import (
+    PARALLAX_DATASET,
+    PARALLAX_ERROR_DATASET,
+    RUWE_DATASET,
+    RVS_FLUX_DATASET,
+    RVS_FLUX_ERROR_DATASET,
+    RVS_SNR_DATASET,
+    XP_SAMPLED_DATASET,
+)
 from gaiacnn.spectra import fill_nan_pixels
 
 log = logging.getLogger(__name__)
 
 #: gaia_source column -> layout dataset, for the per-star scalars.
 GAIA_SCALARS: dict[str, str] = {
-    "rvs_spec_sig_to_noise": "rvs/snr",
+    "rvs_spec_sig_to_noise": RVS_SNR_DATASET,
     "radial_velocity_error": layout.RV_ERROR_DATASET,
     "phot_g_mean_mag": "phot/g",
     "phot_bp_mean_mag": "phot/bp",
     "phot_rp_mean_mag": "phot/rp",
-    "parallax": "astrometry/parallax",
-    "parallax_error": "astrometry/parallax_error",
-    "ruwe": "astrometry/ruwe",
+    "parallax": PARALLAX_DATASET,
+    "parallax_error": PARALLAX_ERROR_DATASET,
+    "ruwe": RUWE_DATASET,
     "ra": "astrometry/ra",
     "dec": "astrometry/dec",
 }
@@ -44,29 +53,29 @@ GAIA_SCALARS: dict[str, str] = {
 #: Fig. C.1; never the model).
 OPTIONAL_GAIA_SCALARS = frozenset({"ra", "dec", "radial_velocity_error"})
 RAW_ARRAYS = (
-    "rvs/flux",
-    "rvs/flux_error",
+    RVS_FLUX_DATASET,
+    RVS_FLUX_ERROR_DATASET,
     "xp/bp_coefficients",
     "xp/rp_coefficients",
     *layout.XP_ERROR_DATASETS,
-    "xp/sampled_flux",
+    XP_SAMPLED_DATASET,
 )
 #: Raw-store arrays copied when the store has them, NaN allowed (unknown errors): not
 #: needed to write their group, and no star is left out for them.
-OPTIONAL_RAW_ARRAYS = frozenset({"rvs/flux_error", *layout.XP_ERROR_DATASETS})
+OPTIONAL_RAW_ARRAYS = frozenset({RVS_FLUX_ERROR_DATASET, *layout.XP_ERROR_DATASETS})
 #: Raw-store datasets whose attributes are copied to the sample file (besides ``unit``).
 RAW_ATTRS: dict[str, tuple[str, ...]] = {
-    "rvs/flux": ("wavelength_nm",),
-    "xp/sampled_flux": ("wavelength_nm", "flux_kind"),
+    RVS_FLUX_DATASET: ("wavelength_nm",),
+    XP_SAMPLED_DATASET: ("wavelength_nm", "flux_kind"),
 }
 #: The dataset groups a sample file can hold (``demo.datasets``, config/schema.yaml);
 #: ``source_id``, ``labels/*`` and ``astrometry/ra``, ``astrometry/dec`` are always written.
 DATASET_GROUPS: dict[str, tuple[str, ...]] = {
-    "rvs": ("rvs/flux", "rvs/flux_error", "rvs/snr", layout.RV_ERROR_DATASET),
+    "rvs": (RVS_FLUX_DATASET, RVS_FLUX_ERROR_DATASET, RVS_SNR_DATASET, layout.RV_ERROR_DATASET),
     "xp_coefficients": (*layout.XP_COEFFICIENT_DATASETS, *layout.XP_ERROR_DATASETS),
-    "xp_sampled": ("xp/sampled_flux",),
+    "xp_sampled": (XP_SAMPLED_DATASET,),
     "phot": ("phot/g", "phot/bp", "phot/rp"),
-    "parallax": ("astrometry/parallax", "astrometry/parallax_error", "astrometry/ruwe"),
+    "parallax": (PARALLAX_DATASET, PARALLAX_ERROR_DATASET, RUWE_DATASET),
 }
 
 
@@ -180,7 +189,7 @@ def build_sample_file(
     """
     raw_info = layout.validate(raw_path, check_values=False)
     if raw_info.n_pixels is None:
-        raise layout.LayoutError(raw_path, "rvs/flux", "raw store holds no spectra")
+        raise layout.LayoutError(raw_path, RVS_FLUX_DATASET, "raw store holds no spectra")
     with h5py.File(raw_path, "r") as raw:
         raw_names = [name for name in RAW_ARRAYS if name in raw]
     groups = resolve_groups(datasets, raw_names, raw_path)
@@ -234,7 +243,7 @@ def build_sample_file(
 
     n = len(ids)
     with h5py.File(raw_path, "r") as raw:
-        wl = np.asarray(raw["rvs/flux"].attrs["wavelength_nm"], dtype=float)
+        wl = np.asarray(raw[RVS_FLUX_DATASET].attrs["wavelength_nm"], dtype=float)
         present = [name for name in raw_names if name in written]
         columns: dict[str, tuple] = {"source_id": ((), np.int64, {})}
         for name in present:
@@ -272,13 +281,13 @@ def build_sample_file(
                 block: dict[str, np.ndarray] = {"source_id": ids[start:stop]}
                 for name in present:
                     block[name] = _read_rows(raw[name], rows, chunk_rows).astype(np.float32)
-                if "rvs/flux" in block:
+                if RVS_FLUX_DATASET in block:
                     try:
-                        block["rvs/flux"], filled = fill_nan_pixels(
-                            block["rvs/flux"], wl, continuum_windows_nm, nan_fill_quantile
+                        block[RVS_FLUX_DATASET], filled = fill_nan_pixels(
+                            block[RVS_FLUX_DATASET], wl, continuum_windows_nm, nan_fill_quantile
                         )
                     except ValueError as exc:
-                        finite = np.isfinite(block["rvs/flux"]).any(axis=1)
+                        finite = np.isfinite(block[RVS_FLUX_DATASET]).any(axis=1)
                         bad = [int(i) for i in block["source_id"][~finite][:5]]
                         raise ValueError(
                             f"{raw_path}: rvs/flux: spectra with no finite pixel, "

@@ -24,6 +24,7 @@ from astropy.io import fits
 from gaiacnn import ensemble, flags, layout
 from gaiacnn.constants import label_unit
 from gaiacnn.io import atomic_output
+from gaiacnn.layout import PARALLAX_DATASET, PARALLAX_ERROR_DATASET, RVS_SNR_DATASET
 from gaiacnn.tables import read_fits_columns
 
 log = logging.getLogger(__name__)
@@ -44,8 +45,8 @@ INPUT_SPACE_DATASETS = (
     "phot/g",
     "phot/bp",
     "phot/rp",
-    "astrometry/parallax",
-    "astrometry/parallax_error",
+    PARALLAX_DATASET,
+    PARALLAX_ERROR_DATASET,
 )
 
 
@@ -165,11 +166,11 @@ def build(
     ]
     range_values = {x: ref[:, j] for j, x in enumerate(labels)}
     range_values["phot_g_mean_mag"] = _optional(tr_path, "phot/g", n_tr)
-    range_values["parallax"] = _optional(tr_path, "astrometry/parallax", n_tr)
+    range_values["parallax"] = _optional(tr_path, PARALLAX_DATASET, n_tr)
     range_values = {k: v for k, v in range_values.items() if np.isfinite(v).any()}
     training_range = ensemble.effective_range(range_values, range_quantiles)
 
-    snr = {s: _optional(arrays[s], "rvs/snr", len(parts[s][0])) for s in parts}
+    snr = {s: _optional(arrays[s], RVS_SNR_DATASET, len(parts[s][0])) for s in parts}
     inputs = {
         s: {
             c: _optional(arrays[s], name, len(parts[s][0]))

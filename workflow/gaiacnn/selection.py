@@ -18,6 +18,14 @@ import numpy as np
 import pandas as pd
 
 from gaiacnn.io import atomic_output
+from gaiacnn.layout import (
+    PARALLAX_DATASET,
+    PARALLAX_ERROR_DATASET,
+    RUWE_DATASET,
+    RVS_FLUX_DATASET,
+    RVS_SNR_DATASET,
+    XP_SAMPLED_DATASET,
+)
 
 #: gaiadr3.gaia_source (+ classlabel_espels) columns queried: those of the cuts, plus ``ra``,
 #: ``dec`` and ``radial_velocity_error`` [km/s] that the arrays stage copies
@@ -426,8 +434,8 @@ def file_row_cuts(
     NaN are filled by the arrays stage (Sect. 2.1), not cut.
     """
     out: list[tuple[str, str, np.ndarray]] = []
-    if "rvs/flux" in block:
-        flux = np.asarray(block["rvs/flux"])
+    if RVS_FLUX_DATASET in block:
+        flux = np.asarray(block[RVS_FLUX_DATASET])
         out.append(
             ("rvs_finite_pixel", "rvs/flux has a finite pixel", np.isfinite(flux).any(axis=1))
         )
@@ -435,8 +443,8 @@ def file_row_cuts(
     if phot:
         ok = np.all([np.isfinite(np.asarray(p, float)) for p in phot], axis=0)
         out.append(("photometry_finite", "phot/g, phot/bp, phot/rp finite", ok))
-    if "astrometry/parallax" in block:
-        plx = np.nan_to_num(np.asarray(block["astrometry/parallax"], float), nan=-np.inf)
+    if PARALLAX_DATASET in block:
+        plx = np.nan_to_num(np.asarray(block[PARALLAX_DATASET], float), nan=-np.inf)
         out.append(("parallax_positive", "parallax > 0 (Sect. 2.2)", plx > 0))
     if "xp/bp_coefficients" in block:
         bp = np.asarray(block["xp/bp_coefficients"], float)
@@ -444,8 +452,8 @@ def file_row_cuts(
         ok = np.isfinite(bp).all(axis=1) & np.isfinite(rp).all(axis=1)
         ok &= (np.nan_to_num(bp[:, 0]) != 0) & (np.nan_to_num(rp[:, 0]) != 0)
         out.append(("xp_coefficients_finite", "both XP bands finite, first coefficient != 0", ok))
-    if "xp/sampled_flux" in block:
-        flux = np.asarray(block["xp/sampled_flux"], float)
+    if XP_SAMPLED_DATASET in block:
+        flux = np.asarray(block[XP_SAMPLED_DATASET], float)
         ok = np.isfinite(flux).all(axis=1)
         rule = "xp/sampled_flux finite"
         if xp_flux_kind == "absolute":
@@ -454,14 +462,14 @@ def file_row_cuts(
             rule += ", mean flux > 0"
         out.append(("xp_sampled_finite", rule, ok))
     if sample == "training" and training_cfg is not None:
-        if "rvs/snr" in block:
-            snr = np.nan_to_num(np.asarray(block["rvs/snr"], float), nan=-np.inf)
+        if RVS_SNR_DATASET in block:
+            snr = np.nan_to_num(np.asarray(block[RVS_SNR_DATASET], float), nan=-np.inf)
             lim = float(training_cfg["min_rvs_snr"])
             out.append(("rvs_snr", f"rvs/snr >= {lim:g} (Sect. 2.5)", snr >= lim))
-        if "astrometry/parallax" in block and "astrometry/parallax_error" in block:
+        if PARALLAX_DATASET in block and PARALLAX_ERROR_DATASET in block:
             with np.errstate(divide="ignore", invalid="ignore"):
-                rel = np.asarray(block["astrometry/parallax_error"], float) / np.asarray(
-                    block["astrometry/parallax"], float
+                rel = np.asarray(block[PARALLAX_ERROR_DATASET], float) / np.asarray(
+                    block[PARALLAX_DATASET], float
                 )
             lim = float(training_cfg["max_parallax_relative_error"])
             out.append(
@@ -471,8 +479,8 @@ def file_row_cuts(
                     np.nan_to_num(rel, nan=np.inf) < lim,
                 )
             )
-        if "astrometry/ruwe" in block:
-            ruwe = np.nan_to_num(np.asarray(block["astrometry/ruwe"], float), nan=np.inf)
+        if RUWE_DATASET in block:
+            ruwe = np.nan_to_num(np.asarray(block[RUWE_DATASET], float), nan=np.inf)
             lim = float(training_cfg["max_ruwe"])
             out.append(("ruwe", f"ruwe < {lim:g} (Sect. 2.5)", ruwe < lim))
     return out
@@ -481,17 +489,17 @@ def file_row_cuts(
 def file_cut_datasets(sample: str) -> tuple[str, ...]:
     """Every dataset :func:`file_row_cuts` may read for ``sample`` (read those present)."""
     names = [
-        "rvs/flux",
+        RVS_FLUX_DATASET,
         "phot/g",
         "phot/bp",
         "phot/rp",
-        "astrometry/parallax",
+        PARALLAX_DATASET,
         "xp/bp_coefficients",
         "xp/rp_coefficients",
-        "xp/sampled_flux",
+        XP_SAMPLED_DATASET,
     ]
     if sample == "training":
-        names += ["rvs/snr", "astrometry/parallax_error", "astrometry/ruwe"]
+        names += [RVS_SNR_DATASET, PARALLAX_ERROR_DATASET, RUWE_DATASET]
     return tuple(names)
 
 

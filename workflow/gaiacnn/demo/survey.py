@@ -44,6 +44,7 @@ from gaiacnn.constants import (
     rvs_wavelength_nm,
 )
 from gaiacnn.demo import physics
+from gaiacnn.layout import RVS_FLUX_DATASET, RVS_FLUX_ERROR_DATASET, XP_SAMPLED_DATASET
 from gaiacnn.tables import write_fits_table
 
 #: APOGEE ASPCAPFLAG bits used to dress the demo table (ARCHIVE_NOTES).
@@ -280,13 +281,13 @@ def generate(
     xp_wl = physics.xp_sampled_wavelength_nm()
     raw_cols = {
         "source_id": ((), np.int64, {}),
-        "rvs/flux": ((wl.size,), np.float32, {"wavelength_nm": wl}),
-        "rvs/flux_error": ((wl.size,), np.float32, {}),
+        RVS_FLUX_DATASET: ((wl.size,), np.float32, {"wavelength_nm": wl}),
+        RVS_FLUX_ERROR_DATASET: ((wl.size,), np.float32, {}),
         "xp/bp_coefficients": ((n_xp,), np.float32, {}),
         "xp/rp_coefficients": ((n_xp,), np.float32, {}),
         "xp/bp_coefficient_errors": ((n_xp,), np.float32, {}),
         "xp/rp_coefficient_errors": ((n_xp,), np.float32, {}),
-        "xp/sampled_flux": (
+        XP_SAMPLED_DATASET: (
             (xp_wl.size,),
             np.float32,
             {"wavelength_nm": xp_wl, "flux_kind": XP_FLUX_KIND},
@@ -358,14 +359,14 @@ def generate(
             raw.append(
                 {
                     "source_id": ids,
-                    "rvs/flux": obs["flux"],
-                    "rvs/flux_error": obs["flux_error"],
+                    RVS_FLUX_DATASET: obs["flux"],
+                    RVS_FLUX_ERROR_DATASET: obs["flux_error"],
                     "xp/bp_coefficients": bp,
                     "xp/rp_coefficients": rp,
                     "xp/bp_coefficient_errors": bp_err,
                     "xp/rp_coefficient_errors": rp_err,
                     # NaN rows (no XP continuous spectrum) stay NaN.
-                    "xp/sampled_flux": physics.xp_sampled_flux(bp, rp, xp_wl),
+                    XP_SAMPLED_DATASET: physics.xp_sampled_flux(bp, rp, xp_wl),
                 }
             )
             row = {"source_id": ids}

@@ -26,24 +26,25 @@ from astropy.io import fits
 
 from gaiacnn import catalogue, ensemble, flags, layout
 from gaiacnn.evaluation import DEFAULT_SNR_EDGES
+from gaiacnn.layout import PARALLAX_DATASET, RVS_FLUX_DATASET, RVS_SNR_DATASET, XP_SAMPLED_DATASET
 
 #: Each optional input of the arrays files: (its datasets, what the survey then lacks), for
 #: the reasons of skipped figures (:func:`missing_input`).
 INPUTS: dict[str, tuple[str, str]] = {
-    "rvs/flux": ("rvs/flux", "RVS spectra"),
-    "rvs/snr": ("rvs/snr", "RVS S/N (rvs_spec_sig_to_noise)"),
+    RVS_FLUX_DATASET: (RVS_FLUX_DATASET, "RVS spectra"),
+    RVS_SNR_DATASET: (RVS_SNR_DATASET, "RVS S/N (rvs_spec_sig_to_noise)"),
     "phot": ("phot/g, phot/bp, phot/rp", "photometry"),
     "phot/g": ("phot/g", "G magnitudes"),
-    "astrometry/parallax": ("astrometry/parallax", "parallaxes"),
+    PARALLAX_DATASET: (PARALLAX_DATASET, "parallaxes"),
     "xp": ("xp/bp_coefficients, xp/rp_coefficients or xp/sampled_flux", "XP spectra"),
     "xp/coefficients": ("xp/bp_coefficients, xp/rp_coefficients", "XP coefficients"),
-    "xp/sampled_flux": ("xp/sampled_flux", "XP sampled spectra"),
+    XP_SAMPLED_DATASET: (XP_SAMPLED_DATASET, "XP sampled spectra"),
 }
 #: Catalogue columns copied from the arrays files: NaN (or absent) where the files lack them.
 MEASURED_COLUMNS: dict[str, str] = {
-    "rvs_snr": "rvs/snr",
+    "rvs_snr": RVS_SNR_DATASET,
     "phot_g_mean_mag": "phot/g",
-    "parallax": "astrometry/parallax",
+    "parallax": PARALLAX_DATASET,
 }
 #: The ``flag_boundary`` character of a digit whose input the data lack ("not available").
 NOT_AVAILABLE = flags.NOT_AVAILABLE
@@ -288,7 +289,7 @@ class Context:
         return pd.Index(self.table["source_id"].to_numpy()).get_indexer(sid)
 
     def wavelength_nm(self) -> np.ndarray:
-        self.require("rvs/flux")
+        self.require(RVS_FLUX_DATASET)
         return layout.wavelength_nm(self.inputs.training)
 
     # ------------------------------------------------------------------ truth (demo)

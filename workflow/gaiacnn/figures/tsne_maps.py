@@ -28,6 +28,7 @@ from gaiacnn.figures import style as st
 from gaiacnn.figures.context import Context, Skip, metallicity_note
 from gaiacnn.figures.render import Rendered, figure
 from gaiacnn.flags import DIGIT_NAMES
+from gaiacnn.layout import RVS_FLUX_DATASET, XP_SAMPLED_DATASET
 
 #: At most this many points are scattered per panel (a random subsample, figures.seed).
 MAX_POINTS = 200_000
@@ -35,12 +36,12 @@ MAX_POINTS = 200_000
 DENSITY_BINS = (30, 150)
 #: The map's ``spectra`` attribute (the dataset embedded) in words; no attribute: RVS.
 SPECTRA_TEXT = {
-    "rvs/flux": "RVS spectra",
-    "xp/sampled_flux": "XP spectra (sampled flux)",
+    RVS_FLUX_DATASET: "RVS spectra",
+    XP_SAMPLED_DATASET: "XP spectra (sampled flux)",
     "xp/coefficients": "XP spectra (BP/RP coefficients)",
 }
 #: The dataset embedded by a map without a ``spectra`` attribute.
-DEFAULT_SPECTRA = "rvs/flux"
+DEFAULT_SPECTRA = RVS_FLUX_DATASET
 #: The perplexity of the map of Fig. A.2 (Appendix A and the figure's caption: 50; Sect. 5.1
 #: names 75 for the same figure); without such a map Fig. A.2 shows the closest one.
 LABEL_MAP_PERPLEXITY = 50.0

@@ -1,0 +1,291 @@
+"""Loading a member, its input contract and streamed prediction."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+from gaiacnn.io import atomic_output
+from gaiacnn.layout import (
+    PHOT_DATASETS,
+    XP_COEFFICIENT_DATASETS,
+    XP_SAMPLED_DATASET,
+    LayoutError,
+    LayoutInfo,
+    iter_rows,
+    validate,
+    xp_datasets,
+)
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import keras
+import tensorflow as tf
+
+from gaiacnn.model.scalers import Scalers, _check_finite, _require
+from gaiacnn.model.settings import (
+    GRID_TOLERANCE_NM,
+    MODEL_FILE,
+    PARALLAX_DATASET,
+    PRECISIONS,
+    RVS_DATASET,
+    SCALERS_FILE,
+    MemberError,
+)
+
+# --------------------------------------------------------------------------- prediction
+
+
+def load_member(member_dir: str | os.PathLike) -> tuple[keras.Model, Scalers]:
+    """The trained model and its scalers from a member directory."""
+    d = Path(member_dir)
+    missing = [f for f in (MODEL_FILE, SCALERS_FILE) if not (d / f).is_file()]
+    if missing:
+        raise MemberError(f"{d}: member directory lacks {', '.join(missing)} (was it trained?)")
+    scalers = Scalers.from_json((d / SCALERS_FILE).read_text(encoding="utf-8"))
+    model = keras.models.load_model(d / MODEL_FILE, compile=False)
+    return model, scalers
+
+
+def describe_grid(wl: np.ndarray | None) -> str:
+    """A wavelength grid in words: "846.00-870.00 nm, 2401 samples (step 0.01 nm)"."""
+    if wl is None:
+        return "no grid"
+    wl = np.asarray(wl, dtype=float)
+    if wl.size < 2:
+        return f"{wl.size} sample(s)"
+    return f"{wl[0]:.2f}-{wl[-1]:.2f} nm, {wl.size} samples (step {np.median(np.diff(wl)):.4g} nm)"
+
+
+def same_grid(a: np.ndarray | None, b: np.ndarray | None) -> bool:
+    """Two wavelength grids agree sample for sample within :data:`GRID_TOLERANCE_NM`."""
+    if a is None or b is None:
+        return a is None and b is None
+    a, b = np.asarray(a, float), np.asarray(b, float)
+    return a.shape == b.shape and bool(np.all(np.abs(a - b) <= GRID_TOLERANCE_NM))
+
+
+def _regridder(src: np.ndarray, dst: np.ndarray):
+    """Linear interpolation of (n, len(src)) spectra onto ``dst`` (inside ``src``)."""
+
+    def fn(values: np.ndarray) -> np.ndarray:
+        v = np.asarray(values, dtype=np.float64)
+        out = np.empty((v.shape[0], dst.size), dtype=np.float32)
+        for i in range(v.shape[0]):
+            out[i] = np.interp(dst, src, v[i])
+        return out
+
+    return fn
+
+
+def check_contract(scalers: Scalers, info: LayoutInfo, *, resample: bool = False) -> dict:
+    """Refuse a file that breaks the member's input contract (one line naming both sides):
+    a branch whose data it lacks, parallax missing, another XP form or coefficient count,
+    another RVS or XP-sampled wavelength grid (``resample``: accepted when it covers the
+    member's grid, and interpolated onto it), another flux kind.  Returns ``{dataset:
+    function}`` of the datasets to resample (empty when the grids agree)."""
+    path = info.path
+    need = {"rvs": RVS_DATASET, "phot": PHOT_DATASETS[0], "xp": xp_datasets(scalers.xp_input)[0]}
+    for b in scalers.branches:
+        if b not in info.branches:
+            raise LayoutError(
+                path,
+                need[b],
+                f"the model needs branch {b!r}, whose data the file lacks "
+                f"(it can feed: {', '.join(info.branches) or 'no branch'})",
+            )
+    if "phot" in scalers.branches and PARALLAX_DATASET in scalers.phot_columns:
+        if not info.has_parallax:
+            raise LayoutError(path, PARALLAX_DATASET, "the model needs parallax")
+        _require(path, scalers.phot_columns)
+    regrid: dict = {}
+    grids = []
+    if "rvs" in scalers.branches:
+        grids.append((RVS_DATASET, scalers.rvs_wavelength_nm))
+    if "xp" in scalers.branches:
+        if scalers.xp_input not in info.xp_inputs:
+            raise LayoutError(
+                path,
+                need["xp"],
+                f"the model's XP input is the {scalers.xp_input}, which the file lacks "
+                f"(it has: {', '.join(info.xp_inputs)})",
+            )
+        if scalers.xp_input == "coefficients" and info.xp_length != scalers.xp_length:
+            raise LayoutError(
+                path,
+                XP_COEFFICIENT_DATASETS[0],
+                f"{info.xp_length} coefficients per band, the model was trained on "
+                f"{scalers.xp_length}",
+            )
+        if scalers.xp_input == "sampled":
+            if info.xp_flux_kind != scalers.xp_flux_kind:
+                raise LayoutError(
+                    path,
+                    XP_SAMPLED_DATASET,
+                    f"flux_kind {info.xp_flux_kind!r}, the model was trained on "
+                    f"{scalers.xp_flux_kind!r} flux",
+                )
+            grids.append((XP_SAMPLED_DATASET, scalers.xp_wavelength_nm))
+    for name, model_wl in grids:
+        with h5py.File(path, "r") as h5:
+            file_wl = np.asarray(h5[name].attrs["wavelength_nm"], dtype=float)
+        if same_grid(file_wl, model_wl):
+            continue
+        covers = file_wl[0] <= model_wl[0] + GRID_TOLERANCE_NM and (
+            file_wl[-1] >= model_wl[-1] - GRID_TOLERANCE_NM
+        )
+        if resample and covers:
+            regrid[name] = _regridder(file_wl, np.asarray(model_wl, float))
+            continue
+        hint = (
+            "; prediction.resample: true interpolates it onto the model's grid"
+            if covers
+            else "; it does not cover the model's grid, so it cannot be resampled"
+        )
+        raise LayoutError(
+            path,
+            name,
+            f"wavelength grid {describe_grid(file_wl)} differs from the grid the model was "
+            f"trained on, {describe_grid(model_wl)}{hint}",
+        )
+    return regrid
+
+
+#: Layers a "mixed_bfloat16" compute copy runs in bfloat16: the second convolution (about
+#: 80 % of the network's multiply-adds) and the pooling after it.  Measured on the benchmark
+#: (benchmarks/model_speed.py, AVX512_BF16 CPU): bfloat16 for every hidden layer was ~1.55x
+#: faster than float32 but moved T_eff by up to 0.06 sigma (bfloat16 keeps 8 bits: a flux near
+#: 1 or a ReLU activation is rounded to ~0.4 %); these two alone: ~1.35x, <= 0.025 sigma.
+BFLOAT16_LAYERS: tuple[str, ...] = ("rvs_conv2", "rvs_pool1")
+
+
+def compute_copy(model: keras.Model, precision: str = "float32") -> keras.Model:
+    """``model`` itself for "float32"; for "mixed_bfloat16" a copy with the same (float32)
+    weights whose layers :data:`BFLOAT16_LAYERS` compute in bfloat16 (Keras mixed precision
+    policy, weights cast on the fly); every other layer, the output included, stays float32.
+    """
+    if precision not in PRECISIONS:
+        raise ValueError(f"unknown precision {precision!r} (known: {', '.join(PRECISIONS)})")
+    if precision == "float32":
+        return model
+
+    def clone(layer):
+        config = layer.get_config()
+        if layer.name in BFLOAT16_LAYERS:
+            config["dtype"] = keras.DTypePolicy(precision)
+        return layer.__class__.from_config(config)
+
+    copy = keras.models.clone_model(model, clone_function=clone)
+    copy.set_weights(model.get_weights())
+    return copy
+
+
+def make_predictor(model: keras.Model, batch_size: int, *, precision: str = "float32"):
+    """A function ``inputs dict -> (n, n_labels) float32`` running ``model`` in fixed batches.
+
+    One ``tf.function`` traced once for a fixed ``(batch_size, ...)`` signature; the last
+    partial batch is zero-padded, so no retracing happens whatever n is.  ``precision``
+    "mixed_bfloat16" runs a bfloat16 compute copy of the weights (:func:`compute_copy`);
+    inputs and outputs stay float32.
+    """
+    model = compute_copy(model, precision)
+    names = [t.name for t in model.inputs]
+    spec = {
+        n: tf.TensorSpec((batch_size, *t.shape[1:]), tf.float32)
+        for n, t in zip(names, model.inputs, strict=True)
+    }
+
+    @tf.function(input_signature=[spec], reduce_retracing=False)
+    def step(x):
+        return tf.cast(model(x, training=False), tf.float32)
+
+    def predict(x: Mapping[str, np.ndarray]) -> np.ndarray:
+        n = len(next(iter(x.values())))
+        out = np.empty((n, model.outputs[0].shape[-1]), dtype=np.float32)
+        for s in range(0, n, batch_size):
+            e = min(s + batch_size, n)
+            batch = {}
+            for k in names:
+                v = np.asarray(x[k][s:e], dtype=np.float32)
+                if e - s < batch_size:
+                    pad = np.zeros((batch_size - (e - s), *v.shape[1:]), dtype=np.float32)
+                    v = np.concatenate([v, pad])
+                batch[k] = v
+            out[s:e] = step(batch).numpy()[: e - s]
+        return out
+
+    return predict
+
+
+def predict_file(
+    member_dir: str | os.PathLike,
+    arrays_file: str | os.PathLike,
+    out_path: str | os.PathLike,
+    *,
+    chunk_rows: int = 4096,
+    batch_size: int = 2048,
+    progress: bool = True,
+    precision: str = "float32",
+    rows: tuple[int, int] | None = None,
+    resample: bool = False,
+) -> None:
+    """Predict the labels of the stars of ``arrays_file`` with one member; write ``out_path``.
+
+    The file must keep the member's input contract (:func:`check_contract`): the same
+    branches, XP form, coefficient count, wavelength grids and flux kind.  ``resample``:
+    spectra on another grid that covers the member's are interpolated (linearly) onto it
+    instead of refused.
+
+    Every star, or rows ``[start, stop)`` only if ``rows`` is given (one shard: the root
+    attributes ``shard_start``, ``shard_stop`` and ``n_rows_total`` record it).  Streams
+    ``arrays_file`` in chunks of ``chunk_rows`` (memory independent of N).  Output HDF5
+    (written atomically): ``source_id`` int64 (n,) and ``pred/<label>`` float32 (n,) in
+    physical units; root attributes name the member and the inputs used.  ``precision``:
+    compute precision of the network (see :func:`make_predictor`); with a value other than
+    "float32" it is recorded as the root attribute ``precision``.
+    """
+    from tqdm.auto import tqdm
+
+    model, scalers = load_member(member_dir)
+    info = validate(arrays_file, check_values=False)
+    regrid = check_contract(scalers, info, resample=resample)
+    names = scalers.datasets()
+    first, last = (0, info.n_rows) if rows is None else (int(rows[0]), int(rows[1]))
+    n = last - first
+    predict = make_predictor(model, int(batch_size), precision=precision)
+    with atomic_output(out_path) as tmp, h5py.File(tmp, "w") as h5:
+        h5.attrs["member_dir"] = str(member_dir)
+        if rows is not None:
+            h5.attrs["shard_start"], h5.attrs["shard_stop"] = first, last
+            h5.attrs["n_rows_total"] = info.n_rows
+        if precision != "float32":
+            h5.attrs["precision"] = precision
+        h5.attrs["arrays_file"] = str(arrays_file)
+        h5.attrs["labels"] = json.dumps(scalers.labels)
+        h5.attrs["branches"] = json.dumps(scalers.branches)
+        h5.attrs["xp_input"] = scalers.xp_input or ""
+        if regrid:
+            h5.attrs["resampled"] = json.dumps(sorted(regrid))
+        sid_ds = h5.create_dataset("source_id", shape=(n,), dtype=np.int64)
+        preds = {
+            lab: h5.create_dataset(f"pred/{lab}", shape=(n,), dtype=np.float32)
+            for lab in scalers.labels
+        }
+        with tqdm(total=n, unit="star", disable=not progress, desc="predict") as bar:
+            for row, block in iter_rows(arrays_file, ["source_id", *names], chunk_rows, rows):
+                sid = block["source_id"]
+                for name, fn in regrid.items():
+                    block[name] = fn(block[name])
+                _check_finite(arrays_file, block, names, sid, scalers.xp_flux_kind)
+                y = scalers.unscale_labels(predict(scalers.inputs(block)))
+                start = row - first
+                stop = start + len(sid)
+                sid_ds[start:stop] = sid
+                for j, lab in enumerate(scalers.labels):
+                    preds[lab][start:stop] = y[:, j]
+                bar.update(len(sid))
