@@ -137,7 +137,7 @@ def main() -> None:
     code = (
         "import logging, sys, time; sys.path.insert(0, {repo!r}); "
         "from gaiacnn.memory import peak_rss_mib; "
-        "logging.basicConfig(level=logging.INFO); from gaiacnn.pipeline import run_figures; "
+        "logging.basicConfig(level=logging.INFO); from gaiacnn.figures.render import run_figures; "
         "t0 = time.perf_counter(); run_figures({inputs!r}, {out!r}, figures_cfg={fig!r}, "
         "snr_edges={snr!r}); print('STAGE', time.perf_counter() - t0, "
         "peak_rss_mib())"

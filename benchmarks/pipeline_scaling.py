@@ -48,7 +48,8 @@ STAGE = r"""
 import json, os, sys, time
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 from gaiacnn.config import load_schema, validate_config
-from gaiacnn import pipeline
+from gaiacnn import arrays, ensemble, flags, logs, selection, tsne
+from gaiacnn.demo import survey
 from gaiacnn.memory import peak_rss_mib
 cfg = validate_config(json.loads(sys.argv[2]), load_schema(sys.argv[3]))
 w, stage, extra = sys.argv[4], sys.argv[1], json.loads(sys.argv[5])
@@ -59,17 +60,17 @@ labels = list(cfg["labels"])
 out = {}
 t0 = time.perf_counter()
 if stage == "demo_survey":
-    pipeline.run_demo_survey(cfg["demo"], *demo)
+    survey.run_demo_survey(cfg["demo"], *demo)
 elif stage == "select_samples":
-    pipeline.run_selection(demo[0], demo[1], f"{w}/samples/training.tsv",
+    selection.run_selection(demo[0], demo[1], f"{w}/samples/training.tsv",
         f"{w}/samples/observed.tsv", f"{w}/samples/cut_report.tsv", cfg["selection"], cfg["labels"])
 elif stage.startswith("arrays:"):
     sample = stage.split(":")[1]
-    pipeline.run_build_arrays(demo[2], demo[0], f"{w}/samples/{sample}.tsv", arr[sample],
+    arrays.run_build_arrays(demo[2], demo[0], f"{w}/samples/{sample}.tsv", arr[sample],
         sample_name=sample, labels=labels, rvs_cfg=cfg["rvs"], arrays_cfg=cfg["arrays"],
         provenance={"source": "benchmark"})
 elif stage == "train":
-    pipeline.configure_tensorflow(extra["threads"])
+    logs.configure_tensorflow(extra["threads"])
     from gaiacnn import model
     s = model.train_member(arr["training"], os.path.dirname(member), split=0, seed=0,
         labels=labels, branches=cfg["model"]["branches"], arch=cfg["model"]["arch"],
@@ -78,45 +79,45 @@ elif stage == "train":
            "samples_per_s": s["n_train"] * s["epochs_run"] / s["train_seconds"]}
 elif stage.startswith("count:"):
     sample = stage.split(":")[1]
-    pipeline.run_count_rows(arr[sample], f"{w}/arrays/{sample}_rows.json")
+    arrays.run_count_rows(arr[sample], f"{w}/arrays/{sample}_rows.json")
 elif stage.startswith("predict:"):
     _, sample, shard = stage.split(":")
-    pipeline.run_predict_member(member, arr[sample], f"{w}/arrays/{sample}_rows.json",
+    ensemble.run_predict_member(member, arr[sample], f"{w}/arrays/{sample}_rows.json",
         f"{w}/predictions/{sample}/shard{shard}.h5", shard=int(shard),
         prediction_cfg=cfg["prediction"], threads=extra["threads"])
 elif stage.startswith("gather:"):
     sample = stage.split(":")[1]
-    pipeline.run_gather_predictions(extra["shards"], f"{w}/predictions/{sample}.h5")
+    ensemble.run_gather_predictions(extra["shards"], f"{w}/predictions/{sample}.h5")
 elif stage == "aggregate":
-    pipeline.run_aggregate([f"{w}/predictions/training.h5"], [f"{w}/predictions/observed.h5"],
-        arr, f"{w}/ensemble/labels.fits", None, f"{w}/ensemble/uncertainty_model.json",
+    ensemble.run_aggregate([f"{w}/predictions/training.h5"], [f"{w}/predictions/observed.h5"],
+        arr, f"{w}/ensemble/labels.fits", f"{w}/ensemble/uncertainty_model.json",
         labels=labels, members=["split0_seed0"], uncertainty_cfg=cfg["uncertainty"],
         training_cfg=cfg["model"]["training"], config_hash="benchmark")
 elif stage == "tsne_neighbours":
-    pipeline.run_tsne_neighbours(arr["training"], arr["observed"], f"{w}/tsne/neighbours.npz",
+    tsne.run_tsne_neighbours(arr["training"], arr["observed"], f"{w}/tsne/neighbours.npz",
         mode="scalable", tsne_cfg=cfg["tsne"], threads=extra["threads"])
 elif stage.startswith("tsne_reference:"):
     p = float(stage.split(":")[1])
-    pipeline.run_tsne_reference(f"{w}/tsne/neighbours.npz", f"{w}/tsne/p{p:g}/reference.pkl",
+    tsne.run_tsne_reference(f"{w}/tsne/neighbours.npz", f"{w}/tsne/p{p:g}/reference.pkl",
         f"{w}/tsne/p{p:g}/reference.h5", perplexity=p, tsne_cfg=cfg["tsne"],
         threads=extra["threads"])
 elif stage == "tsne_index":
-    pipeline.run_tsne_index(arr["training"], arr["observed"], f"{w}/tsne/index.pkl",
+    tsne.run_tsne_index(arr["training"], arr["observed"], f"{w}/tsne/index.pkl",
         tsne_cfg=cfg["tsne"])
 elif stage.startswith("tsne_place:"):
     shard = int(stage.split(":")[1])
     models = [f"{w}/tsne/p{p:g}/reference.pkl" for p in cfg["tsne"]["perplexities"]]
-    pipeline.run_tsne_place(arr["observed"], f"{w}/tsne/index.pkl", models,
+    tsne.run_tsne_place(arr["observed"], f"{w}/tsne/index.pkl", models,
         f"{w}/tsne/shard{shard}.h5", shard=shard, tsne_cfg=cfg["tsne"])
 elif stage == "tsne_gather_classify":
     maps = []
     for p in cfg["tsne"]["perplexities"]:
         maps.append(f"{w}/tsne/p{p:g}.h5")
-        pipeline.run_tsne_gather(f"{w}/tsne/p{p:g}/reference.h5", extra["shards"], maps[-1],
+        tsne.run_tsne_gather(f"{w}/tsne/p{p:g}/reference.h5", extra["shards"], maps[-1],
             perplexity=p)
-    pipeline.run_tsne_classify(maps, arr["observed"], f"{w}/tsne/training_like.h5")
+    tsne.run_tsne_classify(maps, arr["observed"], f"{w}/tsne/training_like.h5")
 elif stage == "flag_catalogue":
-    pipeline.run_flag_catalogue(f"{w}/ensemble/labels.fits", f"{w}/tsne/training_like.h5",
+    flags.run_flag_catalogue(f"{w}/ensemble/labels.fits", f"{w}/tsne/training_like.h5",
         f"{w}/ensemble/uncertainty_model.json", f"{w}/catalogue/catalogue.fits", None,
         labels=labels)
 else:
@@ -156,7 +157,7 @@ def n_rows(path: Path) -> int:
 
 
 def bench_one(n_stars: int, args, cfg: dict, records: list) -> None:
-    from gaiacnn import pipeline, shards
+    from gaiacnn import shards, tsne
 
     w = args.workdir / f"n{n_stars}"
     w.mkdir(parents=True, exist_ok=True)
@@ -220,7 +221,7 @@ def bench_one(n_stars: int, args, cfg: dict, records: list) -> None:
     stage("tsne_index", w / "tsne/index.pkl")
     n_obs = n_rows(w / "arrays/observed.h5")
     parts = []
-    for k in range(pipeline.placement_shards(n_obs, cfg["tsne"])):
+    for k in range(tsne.placement_shards(n_obs, cfg["tsne"])):
         parts.append(str(w / f"tsne/shard{k}.h5"))
         stage(f"tsne_place:{k}", Path(parts[-1]))
     stage("tsne_gather_classify", w / "tsne/training_like.h5", shards=parts)

@@ -109,7 +109,7 @@ def build_files(workdir: Path, n: int, seed: int, training_fraction: float) -> d
 
 
 #: Run before a stage's clock starts (imports are a fixed cost per job, not per spectrum).
-SETUP = "from gaiacnn import pipeline"
+SETUP = "from gaiacnn import tsne"
 
 
 def run_stage(code: str) -> tuple[float, float]:
@@ -164,7 +164,7 @@ def main() -> None:
     n_obs = obs_sid.size
     with h5py.File(tr, "r") as h5:
         n_tr = int(h5["source_id"].shape[0])
-    from gaiacnn import pipeline, tsne
+    from gaiacnn import tsne
     from gaiacnn.demo.physics import OOD_POPULATIONS, POPULATION_CODES
 
     ref_rows = tsne.reference_rows(n_obs, int(cfg["reference_observed"]), int(cfg["seed"]))
@@ -203,7 +203,7 @@ def main() -> None:
         if not skip:
             res[f"{mode}_graph_s"], res[f"{mode}_graph_rss_mib"] = stage(
                 graphs[mode],
-                f"{common}; pipeline.run_tsne_neighbours({tr!r}, {ob!r}, "
+                f"{common}; tsne.run_tsne_neighbours({tr!r}, {ob!r}, "
                 f"{str(graphs[mode])!r}, mode={mode!r}, tsne_cfg=cfg, threads={a.cores})",
             )
             print(json.dumps({f"{mode}_graph_s": res[f"{mode}_graph_s"]}), file=sys.stderr)
@@ -213,13 +213,13 @@ def main() -> None:
         if not a.skip_joint:
             r["joint_s"], r["joint_rss_mib"] = stage(
                 joint_out,
-                f"{common}; pipeline.run_tsne_joint({str(graphs['joint'])!r}, "
+                f"{common}; tsne.run_tsne_joint({str(graphs['joint'])!r}, "
                 f"{str(joint_out)!r}, perplexity={perp}, tsne_cfg=cfg, threads={a.cores})",
             )
         ref = ref_dir / f"p{perp:g}"
         r["reference_s"], r["reference_rss_mib"] = stage(
             ref.with_suffix(".h5"),
-            f"{common}; pipeline.run_tsne_reference({str(graphs['scalable'])!r}, "
+            f"{common}; tsne.run_tsne_reference({str(graphs['scalable'])!r}, "
             f"{str(ref.with_suffix('.pkl'))!r}, {str(ref.with_suffix('.h5'))!r}, "
             f"perplexity={perp}, tsne_cfg=cfg, threads={a.cores})",
         )
@@ -228,13 +228,13 @@ def main() -> None:
     models = [str(ref_dir / f"p{perp:g}.pkl") for perp in perps]
     index = str(place_dir / "index.pkl")
     res["index_s"], res["index_rss_mib"] = stage(
-        Path(index), f"{common}; pipeline.run_tsne_index({tr!r}, {ob!r}, {index!r}, tsne_cfg=cfg)"
+        Path(index), f"{common}; tsne.run_tsne_index({tr!r}, {ob!r}, {index!r}, tsne_cfg=cfg)"
     )
-    chunks = [str(place_dir / f"shard{c}.h5") for c in range(pipeline.placement_shards(n_obs, cfg))]
+    chunks = [str(place_dir / f"shard{c}.h5") for c in range(tsne.placement_shards(n_obs, cfg))]
     place = [
         stage(
             Path(out),
-            f"{common}; pipeline.run_tsne_place({ob!r}, {index!r}, {models!r}, {out!r}, "
+            f"{common}; tsne.run_tsne_place({ob!r}, {index!r}, {models!r}, {out!r}, "
             f"shard={c}, tsne_cfg=cfg)",
         )
         for c, out in enumerate(chunks)
@@ -247,7 +247,7 @@ def main() -> None:
         r = res["perplexities"][f"{perp:g}"]
         scal_out = place_dir / f"scalable_p{perp:g}.h5"
         run_stage(
-            f"pipeline.run_tsne_gather("
+            f"tsne.run_tsne_gather("
             f"{str(ref_dir / f'p{perp:g}.h5')!r}, {chunks!r}, {str(scal_out)!r}, "
             f"perplexity={perp})"
         )

@@ -128,7 +128,7 @@ def test_cli_validate_reports_ok_and_errors(tmp_path, capsys):
 def test_import_refuses_a_bad_user_file_before_writing(tmp_path, config):
     import h5py
 
-    from gaiacnn.pipeline import run_import_arrays
+    from gaiacnn.arrays import run_import_arrays
 
     flux = np.full((10, WL.size), 0.9, np.float32)
     sample = pd.DataFrame({"source_id": np.arange(10, 20), "teff": 1.0, "teff_err": 0.1})
@@ -372,7 +372,7 @@ PHOT = ("phot/g", "phot/bp", "phot/rp")
 def test_run_build_arrays_passes_the_configured_groups(tiny_demo, tmp_path, caplog):
     import logging
 
-    from gaiacnn.pipeline import run_build_arrays
+    from gaiacnn.arrays import run_build_arrays
 
     cfg = tiny_demo["config"]
     tiny_demo["sample"].to_csv(tmp_path / "training.tsv", sep="\t", index=False)

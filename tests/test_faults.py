@@ -159,12 +159,12 @@ def test_a_full_disk_names_the_target_and_leaves_no_file(tmp_path):
     proc = run_python(
         f"""
         import numpy as np
-        from gaiacnn import io, layout, pipeline
+        from gaiacnn import io, layout, logs
         try:
             io.write_text_atomic({str(tmp_path / "big.txt")!r}, "x" * 300_000)
         except io.OutputWriteError as exc:
             print(exc.errno, exc)
-        pipeline.setup_logging()
+        logs.setup_logging()
         cols = {{"source_id": ((), np.int64, {{}}), "x": ((2000,), np.float32, {{}})}}
         with layout.ArraysWriter({str(tmp_path / "big.h5")!r}, 40, cols) as w:
             w.append({{"source_id": np.arange(40), "x": np.ones((40, 2000), "f4")}})
@@ -213,8 +213,8 @@ def test_project_errors_end_the_log_with_one_line(tmp_path):
     any other error keeps its traceback."""
     ours = run_python(
         """
-        from gaiacnn import layout, pipeline
-        pipeline.setup_logging()
+        from gaiacnn import layout, logs
+        logs.setup_logging()
         raise layout.LayoutError("mine.h5", "rvs/flux", "row 3 (source_id 7) has no finite pixel")
         """
     )
@@ -225,8 +225,8 @@ def test_project_errors_end_the_log_with_one_line(tmp_path):
     ), ours.stderr
     other = run_python(
         """
-        from gaiacnn import pipeline
-        pipeline.setup_logging()
+        from gaiacnn import logs
+        logs.setup_logging()
         raise KeyError("a bug")
         """
     )

@@ -235,7 +235,7 @@ def test_the_support_grows_with_the_training_sample():
 
 
 def test_a_map_records_the_support_it_used(tmp_path):
-    from gaiacnn import pipeline
+    from gaiacnn.tsne import maps
 
     rng = np.random.default_rng(4)
     x, is_tr = _clusters(rng, 300, 0)[0], np.zeros(300, bool)
@@ -248,7 +248,7 @@ def test_a_map_records_the_support_it_used(tmp_path):
            "threshold_neighbours": 3}  # fmt: skip
     for fraction, m in ((0.0, 3), (0.05, 10)):
         out = tmp_path / f"p10_{fraction}.h5"
-        pipeline.run_tsne_joint(
+        maps.run_tsne_joint(
             tmp_path / "g.npz", out, perplexity=10,
             tsne_cfg={**cfg, "threshold_neighbours_fraction": fraction},
         )  # fmt: skip
@@ -343,13 +343,13 @@ def test_reference_training_keeps_the_data_proportion():
 
 
 def test_a_reference_map_with_few_training_stars_is_warned_about(caplog):
-    from gaiacnn import pipeline
+    from gaiacnn.tsne.classify import _warn_thin_support
 
     cfg = {"threshold_neighbours": 10, "threshold_neighbours_fraction": 0.003}
     with caplog.at_level("WARNING", logger="gaiacnn"):
-        pipeline._warn_thin_support(1970, cfg)  # config/gaia_dr3.yaml: m = 10, 0.5 %
+        _warn_thin_support(1970, cfg)  # config/gaia_dr3.yaml: m = 10, 0.5 %
         assert not caplog.records
-        pipeline._warn_thin_support(36, cfg)
+        _warn_thin_support(36, cfg)
     assert "36 training stars" in caplog.text and "m = 10 of them (27.8 %" in caplog.text
 
 
@@ -373,17 +373,16 @@ def test_an_ensemble_of_maps_averages_the_distance_over_the_threshold():
 
 def _map_file(path, sid, dist, thr, perplexity, like=None):
     """A map file of observed stars only, with given distances and threshold."""
-    from gaiacnn import pipeline
+    from gaiacnn.tsne.maps import _write_map
 
     dist = np.asarray(dist, float)
     data = {"source_id": sid, "in_training": np.zeros(sid.size, bool),
             "xy": np.zeros((sid.size, 2)), "nn_training_distance": dist,
             "training_like": dist <= thr if like is None else like}  # fmt: skip
-    pipeline._write_map(path, data, {"perplexity": perplexity, "threshold": thr})
+    _write_map(path, data, {"perplexity": perplexity, "threshold": thr})
 
 
 def test_classify_combines_the_perplexities_and_each_ones_ensemble(tmp_path):
-    from gaiacnn import pipeline
 
     sid = np.array([11, 12, 13])
     obs = tmp_path / "observed.h5"
@@ -395,7 +394,7 @@ def test_classify_combines_the_perplexities_and_each_ones_ensemble(tmp_path):
     _map_file(tmp_path / "r1p30.h5", sid[::-1], [8.0, 2.0, 1.0], 4.0, 30.0)
     _map_file(tmp_path / "r1p50.h5", sid, [0.1, 3.0, 0.1], 1.0, 50.0)
     paths = [tmp_path / f"r{k}p{p}.h5" for k in (0, 1) for p in (30, 50)]
-    pipeline.run_tsne_classify(paths, obs, tmp_path / "like.h5")
+    tsne.run_tsne_classify(paths, obs, tmp_path / "like.h5")
     with h5py.File(tmp_path / "like.h5") as h5:
         assert h5["training_like_p30"][:].tolist() == [True, True, False]
         assert h5["training_like_p50"][:].tolist() == [True, False, True]
@@ -403,12 +402,12 @@ def test_classify_combines_the_perplexities_and_each_ones_ensemble(tmp_path):
         assert h5.attrs["maps_per_perplexity"] == 2
     # one map per perplexity: the map's own classes, as stored
     _map_file(tmp_path / "p30.h5", sid, [1.0, 1.0, 1.0], 1.0, 30.0, like=np.array([0, 1, 1], bool))
-    pipeline.run_tsne_classify([tmp_path / "p30.h5"], obs, tmp_path / "one.h5")
+    tsne.run_tsne_classify([tmp_path / "p30.h5"], obs, tmp_path / "one.h5")
     with h5py.File(tmp_path / "one.h5") as h5:
         assert h5["training_like"][:].tolist() == [False, True, True]
     # a set missing a map is refused, and nothing is written
     with pytest.raises(tsne.TsneError, match=r"unequal numbers of maps per perplexity: \[1, 2\]"):
-        pipeline.run_tsne_classify(paths[:3], obs, tmp_path / "bad.h5")
+        tsne.run_tsne_classify(paths[:3], obs, tmp_path / "bad.h5")
     assert not (tmp_path / "bad.h5").exists()
 
 

@@ -359,7 +359,7 @@ def test_predict_streams_in_chunks(member, tmp_path):
 
 
 def test_sharded_prediction_gathers_to_the_whole_sample(member, tmp_path):
-    from gaiacnn import pipeline, shards
+    from gaiacnn import ensemble, shards
 
     out, _ = member
     obs = make_file(tmp_path / "obs.h5", n=250, seed=9, labels=False)
@@ -369,12 +369,12 @@ def test_sharded_prediction_gathers_to_the_whole_sample(member, tmp_path):
     cfg = {"shard_rows": 100, "chunk_rows": 37, "batch_size": 16, "precision": "float32"}
     parts = [tmp_path / f"shard{k}.h5" for k in range(shards.n_shards(250, 100))]
     for k, part in enumerate(parts):
-        pipeline.run_predict_member(
+        ensemble.run_predict_member(
             out / "model.keras", obs, rows, part, shard=k, prediction_cfg=cfg
         )
     with h5py.File(parts[2]) as h5:
         assert len(h5["source_id"]) == 50 and h5.attrs["shard_start"] == 200
-    pipeline.run_gather_predictions(parts, tmp_path / "gathered.h5")
+    ensemble.run_gather_predictions(parts, tmp_path / "gathered.h5")
     with h5py.File(tmp_path / "gathered.h5") as a, h5py.File(tmp_path / "whole.h5") as b:
         assert np.array_equal(a["source_id"][:], b["source_id"][:])
         assert a.attrs["n_shards"] == 3 and "shard_start" not in a.attrs
@@ -385,14 +385,14 @@ def test_sharded_prediction_gathers_to_the_whole_sample(member, tmp_path):
         shards.ShardError,
         match=r"shard2\.h5: rows 200\.\.250 of 250, expected the shard from row 1",
     ):
-        pipeline.run_gather_predictions([parts[0], parts[2], parts[1]], tmp_path / "bad.h5")
+        ensemble.run_gather_predictions([parts[0], parts[2], parts[1]], tmp_path / "bad.h5")
     with pytest.raises(shards.ShardError, match="end at row 200"):
-        pipeline.run_gather_predictions(parts[:2], tmp_path / "bad.h5")
+        ensemble.run_gather_predictions(parts[:2], tmp_path / "bad.h5")
     assert not (tmp_path / "bad.h5").exists()
     # arrays that changed after the count are refused
     other = make_file(tmp_path / "other.h5", n=260, seed=9, labels=False)
     with pytest.raises(shards.ShardError, match=r"holds 260 stars but .*rows\.json counts 250"):
-        pipeline.run_predict_member(
+        ensemble.run_predict_member(
             out / "model.keras", other, rows, tmp_path / "x.h5", shard=0, prediction_cfg=cfg
         )
 

@@ -89,7 +89,7 @@ def test_layout_refuses_a_broken_rv_error_naming_it(tmp_path, values, problem):
 
 
 def test_import_copies_the_rv_error_and_refuses_a_negative_one(tmp_path, config):
-    from gaiacnn.pipeline import run_import_arrays
+    from gaiacnn.arrays import run_import_arrays
 
     kwargs = dict(
         sample_name="observed",

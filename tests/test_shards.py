@@ -9,7 +9,7 @@ import h5py
 import numpy as np
 import pytest
 
-from gaiacnn import pipeline, shards, tsne
+from gaiacnn import shards, tsne
 
 
 def test_shards_tile_the_rows_in_order():
@@ -53,8 +53,8 @@ def test_complement_slice_refuses_rows_past_the_end_and_unsorted_exclusions():
 
 def test_placement_shards_count_the_stars_left_out_of_the_reference_maps():
     cfg = {"reference_observed": 100, "place_shard_rows": 30}
-    assert pipeline.placement_shards(1000, cfg) == 30  # 900 left, 30 per shard
-    assert pipeline.placement_shards(50, cfg) == 1  # every star in the reference maps
+    assert tsne.placement_shards(1000, cfg) == 30  # 900 left, 30 per shard
+    assert tsne.placement_shards(50, cfg) == 1  # every star in the reference maps
 
 
 def test_row_count_reads_the_shape_only(tmp_path):

@@ -41,6 +41,7 @@ from pathlib import Path
 from typing import TypeVar
 
 import numpy as np
+import pandas as pd
 
 from gaiacnn import layout
 from gaiacnn.constants import rvs_wavelength_nm
@@ -617,3 +618,53 @@ def _copy_resuming(src: Path, part: Path, chunk: int) -> None:
         fin.seek(start)
         while block := fin.read(chunk):
             fout.write(block)
+
+
+def run_gaia_query(gaia_cfg: Mapping, out_path) -> None:
+    """Rule ``gaia_query`` (data.source: gaia_dr3): the selection table of every RVS star
+    from the Gaia archive (an asynchronous ADQL job), as FITS."""
+    from gaiacnn.selection import GAIA_COLUMNS
+
+    adql = selection_query(gaia_cfg, GAIA_COLUMNS)
+    log.info("ADQL on %s:\n%s", gaia_cfg["tap_server"], adql)
+    run_selection_query(gaia_client(gaia_cfg), adql, out_path, cfg=gaia_cfg)
+
+
+def run_apogee_download(apogee_cfg: Mapping, out_path) -> None:
+    """Rule ``apogee_download`` (data.source: gaia_dr3): the APOGEE DR17 allStar file,
+    resumed where an earlier attempt stopped and checked against its SHA-1."""
+    size = download_file(
+        apogee_cfg["url"],
+        out_path,
+        sha1=apogee_cfg["sha1"],
+        retries=int(apogee_cfg["retries"]),
+        backoff_s=float(apogee_cfg["backoff_s"]),
+        timeout_s=float(apogee_cfg["timeout_s"]),
+    )
+    log.info("%s: %.1f MB%s", out_path, size / 1e6, ", SHA-1 verified" * bool(apogee_cfg["sha1"]))
+
+
+def run_gaia_spectra(sample_paths: Sequence, gaia_cfg: Mapping, out_path, provenance) -> None:
+    """Rule ``gaia_spectra`` (data.source: gaia_dr3): the RVS spectra and XP coefficients of
+    every star of the samples through DataLink, batch by batch into the cache (resumable),
+    then streamed into the raw store that ``build_arrays`` reads."""
+    ids = np.unique(
+        np.concatenate(
+            [pd.read_csv(p, sep="\t", usecols=["source_id"])["source_id"] for p in sample_paths]
+        ).astype(np.int64)
+    )
+    log.info("DataLink: %d stars in batches of %d", ids.size, int(gaia_cfg["batch_size"]))
+    # logs the batches fetched now and those found in the cache
+    download_products(gaia_client(gaia_cfg), ids, gaia_cfg["cache_dir"], gaia_cfg)
+    counts = write_raw_store(
+        ids,
+        gaia_cfg["cache_dir"],
+        out_path,
+        batch_size=int(gaia_cfg["batch_size"]),
+        provenance=provenance,
+    )
+    log.info(
+        "raw store: %(rvs)d of %(requested)d stars with an RVS spectrum (%(no_rvs)d without, "
+        "left out), %(no_xp)d without XP coefficients",
+        counts,
+    )

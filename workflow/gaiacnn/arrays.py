@@ -20,8 +20,9 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from gaiacnn import layout
+from gaiacnn import __version__, layout, selection
 from gaiacnn.constants import label_unit
+from gaiacnn.io import write_text_atomic
 from gaiacnn.layout import (
     PARALLAX_DATASET,
     PARALLAX_ERROR_DATASET,
@@ -32,6 +33,7 @@ from gaiacnn.layout import (
     XP_SAMPLED_DATASET,
 )
 from gaiacnn.spectra import fill_nan_pixels
+from gaiacnn.tables import fits_column_names, read_fits_columns
 
 log = logging.getLogger(__name__)
 
@@ -305,3 +307,231 @@ def build_sample_file(
         "nan_filled_pixels": n_filled_pixels,
         "nan_filled_spectra": n_filled_spectra,
     }
+
+
+def run_build_arrays(
+    raw_path,
+    gaia_path,
+    sample_path,
+    out_path,
+    *,
+    sample_name: str,
+    labels: Sequence[str],
+    rvs_cfg: Mapping,
+    arrays_cfg: Mapping,
+    provenance: Mapping,
+) -> None:
+    """Rule ``build_arrays``: one sample's HDF5 file in the layout.
+
+    Both samples carry ``labels/*``: the training file its reference labels, the observed
+    file the APOGEE labels of the stars that have good ones (NaN elsewhere), used only to
+    validate and calibrate the uncertainties (Sect. 4.5), never as model inputs.
+    ``arrays_cfg`` is ``config["arrays"]`` plus ``datasets``: the dataset groups to write
+    (:data:`gaiacnn.arrays.DATASET_GROUPS`; the rule sets ``demo.datasets`` for the demo
+    source), absent or None for every group the raw store has (``data.source: gaia_dr3``).
+    """
+    datasets = arrays_cfg.get("datasets")
+    # an optional column (e.g. radial_velocity_error) the table lacks: its dataset is not
+    # written (and the figures it feeds say so)
+    present = set(fits_column_names(gaia_path))
+    gaia_cols = ["source_id"] + [
+        c for c in GAIA_SCALARS if c not in OPTIONAL_GAIA_SCALARS or c in present
+    ]
+    gaia = read_fits_columns(gaia_path, gaia_cols)
+    sample = pd.read_csv(sample_path, sep="\t")
+    with_labels = [x for x in labels if x in sample.columns]
+    counts = build_sample_file(
+        raw_path,
+        gaia,
+        sample,
+        out_path,
+        sample_name=sample_name,
+        labels=with_labels,
+        continuum_windows_nm=rvs_cfg["continuum_windows_nm"],
+        nan_fill_quantile=rvs_cfg["nan_fill_quantile"],
+        datasets=datasets,
+        chunk_rows=arrays_cfg["chunk_rows"],
+        compression=arrays_cfg["compression"],
+        provenance={**provenance, "sample": sample_name, "package_version": __version__},
+    )
+    log.info(
+        "%s: %d stars, dataset groups %s",
+        out_path,
+        counts["n_stars"],
+        ", ".join(datasets) if datasets is not None else "all in the raw store",
+    )
+    if datasets is None or "rvs" in datasets:
+        log.info(
+            "%s: %d NaN pixels in %d spectra replaced by the continuum Q3",
+            out_path,
+            counts["nan_filled_pixels"],
+            counts["nan_filled_spectra"],
+        )
+
+
+def run_import_arrays(
+    user_path,
+    out_path,
+    report_out=None,
+    *,
+    sample_name: str,
+    labels: Sequence[str],
+    rvs_cfg: Mapping,
+    arrays_cfg: Mapping,
+    provenance: Mapping,
+    training_cuts: Mapping | None = None,
+    cuts: str = "apply",
+) -> pd.DataFrame:
+    """Rule ``import_arrays`` (``data.source: files``): validate a user file, apply the
+    paper's per-star cuts that its datasets allow (``cuts="apply"``: counted in the cut
+    report ``report_out``; "refuse": a failing row refuses the file), fill NaN pixels
+    (Sect. 2.1), copy.  ``labels`` empty: every label of the file.  Returns the cut report."""
+    info = layout.validate(
+        user_path,
+        require_labels=(list(labels) or True) if sample_name == "training" else False,
+        check_values=False,
+    )
+    if not info.branches:
+        raise layout.LayoutError(
+            user_path,
+            None,
+            "no model input: needs rvs/flux, phot/*, xp/*_coefficients or xp/sampled_flux",
+        )
+    layout.check_unique_ids(user_path, layout.read_column(user_path, "source_id"))
+    # one pass for the cuts (the same function gaiacnn validate counts with), one to copy
+    with h5py.File(user_path, "r") as h5:
+        keep, counts = layout.scan_rows(
+            user_path,
+            h5,
+            info,
+            sample_name,
+            training_cuts if sample_name == "training" else None,
+            cuts,
+            int(arrays_cfg["chunk_rows"]),
+        )
+    report = selection.file_cut_report(sample_name, info.n_rows, counts)
+    n_keep = int(keep.sum())
+    selection.log_cut_report(report)
+    if n_keep == 0:
+        raise layout.LayoutError(user_path, None, "no row passes the per-star cuts (log above)")
+    wanted = list(labels) or list(info.labels)
+    log.info(
+        "%s: %d rows, %d kept; branches %s (XP: %s), labels %s",
+        user_path,
+        info.n_rows,
+        n_keep,
+        ", ".join(info.branches) or "none",
+        ", ".join(info.xp_inputs) or "none",
+        ", ".join(wanted) or "none",
+    )
+    columns = {}
+    with h5py.File(user_path, "r") as h5:
+        names = [n for n in layout.KNOWN_DATASETS if n in h5]
+        # Reference labels are kept in both samples (the observed ones validate only).
+        names += [f"labels/{x}{e}" for x in wanted for e in ("", "_err") if f"labels/{x}{e}" in h5]
+        for name in names:
+            ds = h5[name]
+            if name.startswith("labels/"):
+                attrs = {"unit": label_unit(name.removeprefix("labels/"))}
+            else:  # the grids (and flux kind) of the spectra, as the arrays stage copies them
+                attrs = {k: ds.attrs[k] for k in RAW_ATTRS.get(name, ())}
+            dtype = np.int64 if name == "source_id" else np.float32
+            columns[name] = (ds.shape[1:], dtype, attrs)
+    attrs = {
+        "sample": sample_name,
+        "n_stars": n_keep,
+        "provenance": layout.provenance_attr(
+            **provenance, imported_from=str(user_path), original=info.attrs.get("provenance", "")
+        ),
+    }
+    wl = layout.wavelength_nm(user_path) if info.n_pixels else None
+    with layout.ArraysWriter(
+        out_path, n_keep, columns, attrs=attrs, compression=arrays_cfg["compression"]
+    ) as writer:
+        for start, block in layout.iter_rows(user_path, names, arrays_cfg["chunk_rows"]):
+            rows = keep[start : start + len(block["source_id"])]
+            block = {k: v[rows] for k, v in block.items()}
+            if not rows.any():
+                continue
+            if "rvs/flux" in block:
+                block["rvs/flux"], _ = fill_nan_pixels(
+                    block["rvs/flux"],
+                    wl,
+                    rvs_cfg["continuum_windows_nm"],
+                    rvs_cfg["nan_fill_quantile"],
+                )
+            # After the cuts and the NaN filling every model input must be finite: checked
+            # before the rows are written, so a bad file leaves no output.
+            layout.check_block(user_path, block, block["source_id"], start, finite=True)
+            writer.append(block)
+    if report_out is not None:
+        selection.write_table_atomic(report, report_out)
+    return report
+
+
+def summarize(
+    paths: Mapping[str, str | os.PathLike],
+    out_path=None,
+    *,
+    branches: Sequence[str] = (),
+    xp_input: str = "auto",
+    labels: Sequence[str] = (),
+    tsne_choice: str = "auto",
+    phot_input: str = "magnitudes",
+) -> str:
+    """Plain-text summary: N, branches and labels per sample, then every dataset of each
+    file: used (by which branch or stage) or ignored and why (:func:`layout.dataset_usage`).
+    ``branches``, ``xp_input``, ``labels`` and ``tsne_choice`` as configured (``model.*``,
+    ``tsne.spectra``)."""
+    from gaiacnn import tsne
+
+    infos = {name: layout.validate(path, check_values=False) for name, path in paths.items()}
+    lines = [f"{'sample':<10} {'N':>10}  branches         labels"]
+    for name, info in infos.items():
+        lines.append(
+            f"{name:<10} {info.n_rows:>10}  {','.join(info.branches):<16} "
+            f"{','.join(info.labels) or '-'}"
+        )
+    try:
+        spectra = tsne.choose_spectra(list(infos.values()), tsne_choice)
+    except tsne.TsneError as err:
+        spectra = None
+        lines.append(f"t-SNE: {err}")
+    else:
+        lines.append(f"t-SNE maps of: {spectra}")
+    for name, path in paths.items():
+        info = infos[name]
+        lines.append("")
+        lines.append(f"{name} ({path}): datasets")
+        for dataset, use in layout.dataset_usage(
+            path,
+            sample=name,
+            branches=branches,
+            xp_input=xp_input,
+            labels=labels,
+            tsne_spectra=spectra,
+            phot_input=phot_input,
+        ):
+            lines.append(f"  {dataset:<28} {use}")
+        n_nan = {
+            x: int(np.isnan(layout.read_column(path, f"labels/{x}")).sum()) for x in info.labels
+        }
+        if n_nan:
+            what = (
+                "stars with a NaN label (left out of that label's loss)"
+                if name == "training"
+                else "stars without a reference label (NaN; validation only)"
+            )
+            lines.append(f"  {what}: " + ", ".join(f"{k} {v}" for k, v in n_nan.items()))
+    text = "\n".join(lines) + "\n"
+    if out_path is not None:
+        write_text_atomic(out_path, text)
+    return text
+
+
+def run_count_rows(arrays_file, out_path) -> None:
+    """Checkpoint ``count_rows``: the number of stars of an arrays file, from which the
+    workflow derives the shards of the prediction and the t-SNE placement."""
+    from gaiacnn import shards
+
+    log.info("%s: %d stars", arrays_file, shards.write_row_count(arrays_file, out_path))

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import logging
 import os
 import re
 from collections.abc import Iterator, Mapping, Sequence
@@ -28,6 +29,9 @@ import h5py
 import numpy as np
 
 from gaiacnn.io import write_text_atomic
+from gaiacnn.logs import configure_tensorflow
+
+log = logging.getLogger(__name__)
 
 #: Stars per bin of the running dispersion (quantile bins of the reference label).
 DEFAULT_MIN_PER_BIN = 50
@@ -437,3 +441,222 @@ def read_snr_calibrations(path: str | os.PathLike) -> dict[str, SnrCalibration |
         k: (SnrCalibration(**v) if v is not None else None)
         for k, v in doc.get("snr_calibration", {}).items()
     }
+
+
+def run_train_member(
+    train_file,
+    model_out,
+    *,
+    split: int,
+    seed: int,
+    labels,
+    branches,
+    arch,
+    training,
+    xp_input: str = "auto",
+    phot_input: str = "magnitudes",
+    threads=1,
+) -> None:
+    """Rule ``train_member``: one ensemble member (model.keras, scalers.json, history.json)."""
+    configure_tensorflow(threads)
+    from gaiacnn import model
+
+    summary = model.train_member(
+        train_file,
+        os.path.dirname(model_out),
+        split=int(split),
+        seed=int(seed),
+        labels=labels,
+        branches=branches,
+        arch=arch,
+        training=training,
+        xp_input=xp_input,
+        phot_input=phot_input,
+    )
+    log.info(
+        "member split%s_seed%s: phot input %s, parallax augmentation %s",
+        split,
+        seed,
+        summary["phot_input"] or "none",
+        "on" if summary["parallax_augmentation"] else "off",
+    )
+    log.info(
+        "member split%s_seed%s: branches %s (XP input: %s), labels %s; stars with a NaN label "
+        "(left out of that label's loss): %s",
+        split,
+        seed,
+        ", ".join(summary["branches"]),
+        summary["xp_input"] or "none",
+        ", ".join(summary["labels"]),
+        ", ".join(f"{k} {v}" for k, v in summary["n_nan_labels"].items()),
+    )
+    log.info(
+        "member split%s_seed%s: %d train / %d validation stars, best epoch %d of %d, "
+        "val loss %.5f, %.0f s",
+        split,
+        seed,
+        summary["n_train"],
+        summary["n_validation"],
+        summary["best_epoch"],
+        summary["epochs_run"],
+        summary["best_val_loss"],
+        summary["train_seconds"],
+    )
+
+
+def run_predict_member(
+    model_file, arrays_file, rows_json, out_path, *, shard, prediction_cfg, threads=1
+) -> None:
+    """Rule ``predict_member``: one member's labels for one shard (rows
+    ``[shard x shard_rows, (shard + 1) x shard_rows)``) of one sample."""
+    from gaiacnn import layout, shards
+
+    n_rows = shards.read_row_count(rows_json)
+    n_file = layout.validate(arrays_file, check_values=False).n_rows
+    if n_file != n_rows:
+        raise shards.ShardError(
+            f"{arrays_file} holds {n_file} stars but {rows_json} counts {n_rows}: "
+            "the arrays changed after the shards were counted; rerun the workflow"
+        )
+    start, stop = shards.shard_range(n_rows, int(prediction_cfg["shard_rows"]), int(shard))
+    log.info("shard %d: stars %d..%d of %d", int(shard), start, stop - 1, n_rows)
+    configure_tensorflow(threads)
+    from gaiacnn import model
+
+    model.predict_file(
+        os.path.dirname(model_file),
+        arrays_file,
+        out_path,
+        chunk_rows=prediction_cfg["chunk_rows"],
+        batch_size=prediction_cfg["batch_size"],
+        precision=prediction_cfg["precision"],
+        rows=(start, stop),
+        resample=bool(prediction_cfg.get("resample", False)),
+    )
+
+
+def run_gather_predictions(shard_files: Sequence, out_path) -> None:
+    """Rule ``gather_predictions``: one member's shards of one sample as one prediction
+    file (the layout of :func:`gaiacnn.model.predict_file` for the whole sample), checking
+    that the shards tile the sample in order.  Streams one shard at a time."""
+    from gaiacnn import shards
+    from gaiacnn.io import atomic_output
+
+    if not shard_files:
+        raise shards.ShardError("no prediction shards to gather")
+    spans, labels = [], None
+    for path in shard_files:
+        with h5py.File(path, "r") as h5:
+            spans.append(
+                (
+                    int(h5.attrs["shard_start"]),
+                    int(h5.attrs["shard_stop"]),
+                    int(h5.attrs["n_rows_total"]),
+                )
+            )
+            names = sorted(h5["pred"])
+            if labels is None:
+                labels, attrs = names, dict(h5.attrs)
+            elif names != labels:
+                raise shards.ShardError(f"{path}: labels {names}, {shard_files[0]} has {labels}")
+    n = spans[0][2]
+    expected = 0
+    for path, (start, stop, total) in zip(shard_files, spans, strict=True):
+        if start != expected or total != n:
+            raise shards.ShardError(
+                f"{path}: rows {start}..{stop} of {total}, expected the shard from row "
+                f"{expected} of {n}: the shards do not tile the sample"
+            )
+        expected = stop
+    if expected != n:
+        raise shards.ShardError(f"the shards end at row {expected}, the sample has {n} rows")
+    for key in ("shard_start", "shard_stop", "n_rows_total"):
+        attrs.pop(key)
+    with atomic_output(out_path) as tmp, h5py.File(tmp, "w") as out:
+        out.attrs.update(attrs)
+        out.attrs["n_shards"] = len(shard_files)
+        sid = out.create_dataset("source_id", shape=(n,), dtype=np.int64)
+        preds = {
+            lab: out.create_dataset(f"pred/{lab}", shape=(n,), dtype=np.float32) for lab in labels
+        }
+        for path, (start, stop, _) in zip(shard_files, spans, strict=True):
+            with h5py.File(path, "r") as h5:
+                sid[start:stop] = h5["source_id"][:]
+                for lab, ds in preds.items():
+                    ds[start:stop] = h5[f"pred/{lab}"][:]
+    log.info("%d stars from %d shards", n, len(shard_files))
+
+
+def run_aggregate(
+    training_preds,
+    observed_preds,
+    arrays,
+    fits_out,
+    model_out,
+    *,
+    csv_out=None,
+    labels,
+    members,
+    uncertainty_cfg,
+    training_cfg,
+    config_hash,
+    flags_cfg=None,
+) -> None:
+    """Rule ``aggregate_ensemble``: the labels table (the catalogue before the flag) and the
+    uncertainty model; ``csv_out`` None (the workflow's: the CSV comes with the flagged
+    catalogue) writes no CSV; ``flags_cfg`` (config ``flags``) sets the
+    input-space distance."""
+    flags_cfg = flags_cfg or {"input_neighbours": 10, "input_quantile": 0.99}
+    from gaiacnn import catalogue
+
+    table, fits_, training_range, calibrations = catalogue.build(
+        {"training": list(training_preds), "observed": list(observed_preds)},
+        arrays,
+        labels=labels,
+        members=members,
+        n_bins=uncertainty_cfg["dispersion_bins"],
+        degree=uncertainty_cfg["polynomial_degree"],
+        range_quantiles=uncertainty_cfg["range_quantiles"],
+        calibration_bins=uncertainty_cfg["snr_calibration_bins"],
+        calibration_min_per_bin=uncertainty_cfg["snr_calibration_min_per_bin"],
+        subtract_reference_errors=uncertainty_cfg["subtract_reference_errors"],
+        input_calibration_bins=uncertainty_cfg["input_distance_calibration_bins"],
+        input_neighbours=flags_cfg["input_neighbours"],
+        input_quantile=flags_cfg["input_quantile"],
+        validation_fraction=training_cfg["validation_fraction"],
+        base_seed=training_cfg["base_seed"],
+        config_hash=config_hash,
+    )
+    for fit in fits_:
+        log.info(
+            "running dispersion of %s: %s",
+            fit.label,
+            ", ".join(f"{c:.3g}:{d:.3g}" for c, d in zip(fit.centres, fit.dispersion, strict=True)),
+        )
+    for label, cal in calibrations.items():
+        if cal is not None:
+            log.info(
+                "S/N calibration of sigma_%s (%d observed + %d held-out training stars): %s",
+                label,
+                cal.n_observed,
+                cal.n_validation,
+                ", ".join(
+                    f"S/N {s:.3g}: x{f:.3g}" for s, f in zip(cal.snr, cal.factor, strict=True)
+                ),
+            )
+            if cal.input_factor is not None:
+                log.info(
+                    "  then against the input-space distance: %s",
+                    ", ".join(
+                        f"{d:.3g}: x{f:.3g}"
+                        for d, f in zip(cal.input_distance, cal.input_factor, strict=True)
+                    ),
+                )
+    write_uncertainty_model(fits_, training_range, members, model_out, calibrations)
+    catalogue.write(table, fits_out, csv_out)
+    log.info(
+        "catalogue: %d stars (%d training), %d members",
+        len(table),
+        int(table["in_training"].sum()),
+        len(members),
+    )

@@ -13,6 +13,7 @@ fraction of stars whose truth lies within ±1 ``sigma_<label>``.
 from __future__ import annotations
 
 import itertools
+import logging
 import os
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -21,10 +22,13 @@ import h5py
 import numpy as np
 import pandas as pd
 
+from gaiacnn import selection
 from gaiacnn.catalogue import read_attrs
 from gaiacnn.demo.physics import OOD_POPULATIONS, POPULATION_CODES
 from gaiacnn.flags import INPUTS_DIGIT, TSNE_DIGIT, input_outside
 from gaiacnn.tables import read_fits_columns
+
+log = logging.getLogger(__name__)
 
 #: S/N bins of the evaluation (the paper's Fig. 16 ranges): 15–25, 25–35, 35–75, ≥ 75.
 DEFAULT_SNR_EDGES = (15.0, 25.0, 35.0, 75.0, float("inf"))
@@ -362,3 +366,102 @@ def input_flag_table(
             )
         )
     return pd.DataFrame(rows)
+
+
+def run_evaluation(
+    catalogue_fits,
+    truth_path,
+    model_json,
+    out_path,
+    *,
+    labels,
+    branches,
+    snr_edges,
+    gaia_source=None,
+    shift_out=None,
+) -> None:
+    """Rule ``evaluate_demo``: precision, CRLB ratio and 1σ coverage against the truth;
+    with ``gaia_source`` and ``shift_out`` also the shift table (bias and coverage against
+    extinction, distance, parallax S/N and S/N, ordinary against shifted observed stars)."""
+    from gaiacnn import catalogue, ensemble
+
+    _, training_range = ensemble.read_uncertainty_model(model_json)
+    # model.branches: [] = what the training file offered; the members recorded it
+    branches = list(branches) or catalogue.read_attrs(catalogue_fits)["branches"]
+    table = evaluate(
+        catalogue_fits, truth_path, training_range, labels, branches, [*snr_edges, float("inf")]
+    )
+    for row in table.itertuples():
+        log.info(
+            "%-18s %-8s S/N %5.0f-%-5.0f n=%6d bias=%+.4g disp=%.4g crlb=%.4g ratio=%.2f cov=%.2f",
+            row.sample,
+            row.label,
+            row.snr_min,
+            row.snr_max,
+            row.n,
+            row.bias,
+            row.dispersion,
+            row.median_crlb,
+            row.ratio_to_crlb,
+            row.coverage_1sigma,
+        )
+    selection.write_table_atomic(table, out_path)
+    if shift_out is not None:
+        shift = shift_table(
+            catalogue_fits,
+            truth_path,
+            gaia_source,
+            training_range,
+            labels,
+            branches,
+            [*snr_edges, float("inf")],
+        )
+        for row in shift[shift["axis"] == "a0"].itertuples():
+            log.info(
+                "shift %-9s %-8s A0 %4.1f-%-4.1f n=%6d bias=%+.4g disp=%.4g cov=%.2f",
+                row.sample,
+                row.label,
+                row.lo,
+                row.hi,
+                row.n,
+                row.bias,
+                row.dispersion,
+                row.coverage_1sigma,
+            )
+        selection.write_table_atomic(shift, shift_out)
+
+
+def run_flag_evaluation(
+    catalogue_fits, truth_path, out_path, model_json=None, inputs_out=None
+) -> None:
+    """Rule ``evaluate_flags`` (demo): the t-SNE digit against the true populations; with
+    ``model_json`` and ``inputs_out`` the input-space digit against > 3 sigma log g errors."""
+    from gaiacnn import ensemble
+
+    if inputs_out is not None:
+        _, training_range = ensemble.read_uncertainty_model(model_json)
+        table = input_flag_table(catalogue_fits, truth_path, training_range)
+        for row in table.itertuples():
+            log.info(
+                "input-space digit, %-8s n=%6d flagged %.3f; |log g error| > 3 sigma: %d, "
+                "recall %.3f; false flags %.3f",
+                row.sample,
+                row.n,
+                row.flagged_fraction,
+                row.outliers,
+                row.recall,
+                row.false_flag_fraction,
+            )
+        selection.write_table_atomic(table, inputs_out)
+
+    table = flag_confusion(catalogue_fits, truth_path)
+    for row in table.itertuples():
+        log.info(
+            "%-26s n=%6d t-SNE digit 1: %6d (%.3f)  any digit 1: %.3f",
+            row.population,
+            row.n,
+            row.tsne_digit_1,
+            row.fraction_tsne_1,
+            row.fraction_any_1,
+        )
+    selection.write_table_atomic(table, out_path)

@@ -27,10 +27,15 @@ digit is ``1`` (:func:`recommended`); with every input present that is ``0000000
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Mapping, Sequence
 
 import numpy as np
+
+from gaiacnn import constants
+
+log = logging.getLogger(__name__)
 
 #: The non-label digits, after the labels, in order (Sect. 5.2).
 EXTRA_DIGITS: tuple[str, ...] = ("phot_g_mean_mag", "parallax")
@@ -248,3 +253,82 @@ def input_space_distance(
 
 #: Stars per nearest-neighbour query of the input-space digit.
 INPUT_SPACE_CHUNK = 1_000_000
+
+
+def run_flag_catalogue(
+    labels_fits, tsne_file, model_json, fits_out, csv_out, *, labels, input_digit=True
+) -> None:
+    """Rule ``flag_catalogue``: the catalogue with ``flag_boundary`` (Sect. 5.2, and unless
+    ``input_digit`` is False (config ``flags.input_digit``; the paper's 8 digits) the
+    input-space digit 9: the labels table's ``input_distance`` > 1, training stars inside by
+    definition; ``-`` where the table has no finite distance)."""
+    import h5py
+    import pandas as pd
+
+    from gaiacnn import catalogue, ensemble
+
+    _, training_range = ensemble.read_uncertainty_model(model_json)
+    table, attrs = catalogue.read(labels_fits)
+    with h5py.File(tsne_file, "r") as h5:
+        t_sid, t_like = h5["source_id"][:], h5["training_like"][:]
+        spectra = str(h5.attrs.get("spectra", "rvs/flux"))
+    not_like = np.zeros(len(table), bool)  # training stars: training-like by definition
+    obs = ~table["in_training"].to_numpy(bool)
+    idx = pd.Index(t_sid).get_indexer(table["source_id"].to_numpy()[obs])
+    if np.any(idx < 0):
+        raise FlagError(f"{tsne_file}: {int((idx < 0).sum())} observed stars unclassified")
+    not_like[obs] = ~t_like[idx]
+    digits = digit_order(labels, input_digit)
+    values = {c: table[c].to_numpy(float) for c in digits[: digits.index(TSNE_DIGIT)]}
+    inputs_out = None
+    distance = table["input_distance"].to_numpy(float) if "input_distance" in table else None
+    if not input_digit:
+        log.info("no input-space digit (flags.input_digit: false): the paper's 8 digits")
+    elif distance is not None and np.isfinite(distance[~obs]).any():
+        inputs_out = input_outside(table)
+        log.info(
+            "input-space digit: %d of %d observed stars outside the training inputs",
+            int(inputs_out.sum()),
+            int(obs.sum()),
+        )
+    else:
+        log.info("input-space digit: '-' (the arrays lack BP, RP, parallax or its error)")
+    table["flag_boundary"] = boundary_flags(
+        values, training_range, labels, not_like, inputs_out, input_digit
+    )
+    validate_flags(table["flag_boundary"], n_digits=len(digits))
+    table.attrs.update(attrs, flag_digits=digits, tsne_spectra=spectra)
+    catalogue.write(table, fits_out, csv_out)
+    n_clean = int(recommended(table["flag_boundary"]).sum())
+    absent = [
+        d
+        for d, ok in zip(digits, available(table["flag_boundary"], len(digits)), strict=True)
+        if not ok
+    ]
+    recommended_obs = recommended(table["flag_boundary"])[obs]
+    n_obs = max(int(obs.sum()), 1)
+    log.info(
+        "observed sample: %d of %d training-like (%.1f %%; the paper: %s, Sect. 5.1), "
+        "%d with no digit 1 (%.1f %%; the paper: %s with 00000000, Sect. 9)",
+        int((~not_like[obs]).sum()),
+        int(obs.sum()),
+        100.0 * (~not_like[obs]).sum() / n_obs,
+        constants.paper_fraction(constants.PAPER_TRAINING_LIKE),
+        int(recommended_obs.sum()),
+        100.0 * recommended_obs.sum() / n_obs,
+        constants.paper_fraction(constants.PAPER_RECOMMENDED),
+    )
+    if "phot_g_mean_mag" in training_range:
+        g_lo, g_hi = training_range["phot_g_mean_mag"]
+        log.info(
+            "training range of G (Table 1): %.2f-%.2f mag (the paper: %g-%g, Sect. 2.6)",
+            g_lo,
+            g_hi,
+            *constants.PAPER_TRAINING_G_RANGE,
+        )
+    log.info(
+        "flag_boundary: %d of %d stars with no digit 1 (recommended); not available: %s",
+        n_clean,
+        len(table),
+        ", ".join(absent) or "none",
+    )

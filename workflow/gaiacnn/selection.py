@@ -10,6 +10,7 @@ removed and the numbers add up.
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
@@ -26,6 +27,9 @@ from gaiacnn.layout import (
     RVS_SNR_DATASET,
     XP_SAMPLED_DATASET,
 )
+from gaiacnn.tables import read_fits_columns
+
+log = logging.getLogger(__name__)
 
 #: gaiadr3.gaia_source (+ classlabel_espels) columns queried: those of the cuts, plus ``ra``,
 #: ``dec`` and ``radial_velocity_error`` [km/s] that the arrays stage copies
@@ -526,3 +530,46 @@ def file_cut_report(
         dict(stage="samples", cut=sample, rule="passes every cut", removed=0, remaining=left)
     )
     return pd.DataFrame(rows, columns=["stage", "cut", "rule", "removed", "remaining"])
+
+
+def log_cut_report(report: pd.DataFrame) -> None:
+    """One log line per cut: what it removed and what remains."""
+    for row in report.itertuples():
+        log.info(
+            "%-12s %-22s removed %8d  remaining %8d  (%s)",
+            row.stage,
+            row.cut,
+            row.removed,
+            row.remaining,
+            row.rule,
+        )
+
+
+def run_selection(
+    gaia_path,
+    apogee_path,
+    training_out,
+    observed_out,
+    report_out,
+    selection_cfg: Mapping,
+    label_columns: Mapping[str, str],
+) -> Samples:
+    """Rule ``select_samples``: crossmatch, cuts, cut report (TSV and log)."""
+    gaia = read_fits_columns(gaia_path, REQUIRED_GAIA_COLUMNS)
+    ap_cols = list(APOGEE_BASE_COLUMNS)
+    for col in label_columns.values():
+        ap_cols += [col, f"{col}_ERR"]
+    apogee = read_fits_columns(apogee_path, ap_cols)
+    samples = select_samples(gaia, apogee, selection_cfg, label_columns)
+    report = cut_report(samples, len(gaia))
+    log_cut_report(report)
+    write_table_atomic(samples.training, training_out)
+    write_table_atomic(samples.observed, observed_out)
+    write_table_atomic(report, report_out)
+    return samples
+
+
+def run_file_cut_report(reports: Sequence, out_path) -> None:
+    """Rule ``file_cut_report`` (``data.source: files``): the imports' cut reports as one."""
+    table = pd.concat([pd.read_csv(p, sep="\t") for p in reports], ignore_index=True)
+    write_table_atomic(table, out_path)

@@ -20,8 +20,8 @@ if config["data"]["source"] == "files":
             runtime=120,
         params:
             labels=label_names(),
-            rvs=config["rvs"],
-            arrays=config["arrays"],
+            rvs_cfg=config["rvs"],
+            arrays_cfg=config["arrays"],
             provenance=provenance(),
             training_cuts=config["selection"]["training"],
             cuts=config["data"]["files_cuts"],
@@ -66,10 +66,10 @@ else:
             runtime=120,
         params:
             labels=label_names(),
-            rvs=config["rvs"],
+            rvs_cfg=config["rvs"],
             # + the dataset groups to write: demo.datasets for the demo source, None (all
             # the raw store has) for gaia_dr3
-            arrays={
+            arrays_cfg={
                 **config["arrays"],
                 "datasets": (
                     config["demo"]["datasets"]
@@ -121,6 +121,6 @@ rule summarize_arrays:
         xp_input=config["model"]["xp_input"],
         phot_input=config["model"]["phot_input"],
         labels=model_labels(),
-        tsne_spectra=config["tsne"]["spectra"],
+        tsne_choice=config["tsne"]["spectra"],
     script:
         "../scripts/summarize_arrays.py"

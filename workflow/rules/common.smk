@@ -6,7 +6,7 @@ from snakemake.exceptions import WorkflowError
 
 from gaiacnn import layout, shards
 from gaiacnn.config import ConfigError, config_hash, load_schema, validate_config
-from gaiacnn.pipeline import placement_shards
+from gaiacnn.tsne import placement_shards
 from gaiacnn.tsne import member_config
 
 try:

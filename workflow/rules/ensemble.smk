@@ -1,4 +1,5 @@
-# The hybrid-CNN ensemble: one job per member (split x seed), one prediction job per member\n# and shard of a sample (prediction.shard_rows stars), gathered per member, aggregation.
+# The hybrid-CNN ensemble: one job per member (split x seed), one prediction job per member
+# and shard of a sample (prediction.shard_rows stars), gathered per member, aggregation.
 
 
 rule train_member:
@@ -49,7 +50,7 @@ rule predict_member:
         mem_mb=3000,  # peak RSS ~1.7 GiB, independent of N (README: Benchmarks)
         runtime=120,
     params:
-        prediction=config["prediction"],
+        prediction_cfg=config["prediction"],
     script:
         "../scripts/predict_member.py"
 
@@ -98,9 +99,9 @@ rule aggregate_ensemble:
     params:
         labels=model_labels(),
         members=member_names(),
-        uncertainty=config["uncertainty"],
-        training=config["model"]["training"],
-        flags=config["flags"],
+        uncertainty_cfg=config["uncertainty"],
+        training_cfg=config["model"]["training"],
+        flags_cfg=config["flags"],
         config_hash=CONFIG_HASH,
     script:
         "../scripts/aggregate_ensemble.py"

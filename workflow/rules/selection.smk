@@ -22,7 +22,7 @@ if config["data"]["source"] != "files":
             mem_mb=4000,
             runtime=60,
         params:
-            selection=config["selection"],
-            labels=config["labels"],
+            selection_cfg=config["selection"],
+            label_columns=config["labels"],
         script:
             "../scripts/select_samples.py"

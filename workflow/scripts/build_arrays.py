@@ -1,22 +1,15 @@
 """Rule build_arrays: one sample's HDF5 arrays from the raw store."""
 
-import os
-import sys
+from gaiacnn import job
 
-sys.stderr = open(snakemake.log[0], "w")  # noqa: F821
-os.dup2(sys.stderr.fileno(), 2)  # C-level messages (TensorFlow, HDF5) too
+j = job.start()
+from gaiacnn import arrays  # noqa: E402
 
-from gaiacnn.pipeline import run_build_arrays, setup_logging  # noqa: E402
-
-setup_logging()
-run_build_arrays(
-    snakemake.input.raw,  # noqa: F821
-    snakemake.input.gaia,  # noqa: F821
-    snakemake.input.sample,  # noqa: F821
-    snakemake.output[0],  # noqa: F821
-    sample_name=snakemake.wildcards.sample,  # noqa: F821
-    labels=snakemake.params.labels,  # noqa: F821
-    rvs_cfg=snakemake.params.rvs,  # noqa: F821
-    arrays_cfg=snakemake.params.arrays,  # noqa: F821
-    provenance=snakemake.params.provenance,  # noqa: F821
+arrays.run_build_arrays(
+    j.input.raw,
+    j.input.gaia,
+    j.input.sample,
+    j.output[0],
+    sample_name=j.wildcards.sample,
+    **j.kwargs(),
 )

@@ -1,10 +1,8 @@
 """Checkpoint count_rows: the number of stars of one arrays file (it sets the shards)."""
 
-import sys
+from gaiacnn import job
 
-sys.stderr = open(snakemake.log[0], "w")  # noqa: F821
+j = job.start(c_level=False)
+from gaiacnn import arrays  # noqa: E402
 
-from gaiacnn.pipeline import run_count_rows, setup_logging  # noqa: E402
-
-setup_logging()
-run_count_rows(snakemake.input[0], snakemake.output[0])  # noqa: F821
+arrays.run_count_rows(j.input[0], j.output[0])

@@ -1,18 +1,8 @@
 """Rule demo_survey: generate the offline demo survey."""
 
-import os
-import sys
+from gaiacnn import job
 
-sys.stderr = open(snakemake.log[0], "w")  # noqa: F821
-os.dup2(sys.stderr.fileno(), 2)  # C-level messages (TensorFlow, HDF5) too
+j = job.start()
+from gaiacnn.demo import survey  # noqa: E402
 
-from gaiacnn.pipeline import run_demo_survey, setup_logging  # noqa: E402
-
-setup_logging()
-run_demo_survey(
-    snakemake.params.demo,  # noqa: F821
-    snakemake.output.gaia,  # noqa: F821
-    snakemake.output.allstar,  # noqa: F821
-    snakemake.output.raw,  # noqa: F821
-    snakemake.output.truth,  # noqa: F821
-)
+survey.run_demo_survey(j.params.demo, j.output.gaia, j.output.allstar, j.output.raw, j.output.truth)

@@ -1,18 +1,14 @@
 """Rule evaluate_flags (demo): the t-SNE digit of the flag against the true populations."""
 
-import os
-import sys
+from gaiacnn import job
 
-sys.stderr = open(snakemake.log[0], "w")  # noqa: F821
-os.dup2(sys.stderr.fileno(), 2)  # C-level messages too
+j = job.start()
+from gaiacnn import evaluation  # noqa: E402
 
-from gaiacnn.pipeline import run_flag_evaluation, setup_logging  # noqa: E402
-
-setup_logging()
-run_flag_evaluation(
-    snakemake.input.catalogue,  # noqa: F821
-    snakemake.input.truth,  # noqa: F821
-    snakemake.output.tsne,  # noqa: F821
-    model_json=snakemake.input.model,  # noqa: F821
-    inputs_out=snakemake.output.inputs,  # noqa: F821
+evaluation.run_flag_evaluation(
+    j.input.catalogue,
+    j.input.truth,
+    j.output.tsne,
+    model_json=j.input.model,
+    inputs_out=j.output.inputs,
 )

@@ -1,20 +1,15 @@
 """Rule flag_catalogue: the catalogue with the boundary flag (the paper's 8 digits + inputs)."""
 
-import os
-import sys
+from gaiacnn import job
 
-sys.stderr = open(snakemake.log[0], "w")  # noqa: F821
-os.dup2(sys.stderr.fileno(), 2)  # C-level messages too
+j = job.start()
+from gaiacnn import flags  # noqa: E402
 
-from gaiacnn.pipeline import run_flag_catalogue, setup_logging  # noqa: E402
-
-setup_logging()
-run_flag_catalogue(
-    snakemake.input.labels,  # noqa: F821
-    snakemake.input.tsne,  # noqa: F821
-    snakemake.input.model,  # noqa: F821
-    snakemake.output.fits,  # noqa: F821
-    snakemake.output.csv,  # noqa: F821
-    labels=snakemake.params.labels,  # noqa: F821
-    input_digit=snakemake.params.input_digit,  # noqa: F821
+flags.run_flag_catalogue(
+    j.input.labels,
+    j.input.tsne,
+    j.input.model,
+    j.output.fits,
+    j.output.csv,
+    **j.kwargs(),
 )

@@ -1,17 +1,10 @@
 """Rule gaia_spectra: RVS spectra and XP coefficients of the selected stars (DataLink)."""
 
-import os
-import sys
+from gaiacnn import job
 
-sys.stderr = open(snakemake.log[0], "w")  # noqa: F821
-os.dup2(sys.stderr.fileno(), 2)
+j = job.start()
+from gaiacnn import archive  # noqa: E402
 
-from gaiacnn.pipeline import run_gaia_spectra, setup_logging  # noqa: E402
-
-setup_logging()
-run_gaia_spectra(
-    [snakemake.input.training, snakemake.input.observed],  # noqa: F821
-    snakemake.params.gaia,  # noqa: F821
-    snakemake.output[0],  # noqa: F821
-    snakemake.params.provenance,  # noqa: F821
+archive.run_gaia_spectra(
+    [j.input.training, j.input.observed], j.params.gaia, j.output[0], j.params.provenance
 )

@@ -1,10 +1,8 @@
 """Rule gather_predictions: one member's prediction shards of one sample as one file."""
 
-import sys
+from gaiacnn import job
 
-sys.stderr = open(snakemake.log[0], "w")  # noqa: F821
+j = job.start(c_level=False)
+from gaiacnn import ensemble  # noqa: E402
 
-from gaiacnn.pipeline import run_gather_predictions, setup_logging  # noqa: E402
-
-setup_logging()
-run_gather_predictions(list(snakemake.input.shards), snakemake.output[0])  # noqa: F821
+ensemble.run_gather_predictions(list(j.input.shards), j.output[0])

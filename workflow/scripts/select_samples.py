@@ -1,20 +1,15 @@
 """Rule select_samples: crossmatch, cuts and the cut report."""
 
-import os
-import sys
+from gaiacnn import job
 
-sys.stderr = open(snakemake.log[0], "w")  # noqa: F821
-os.dup2(sys.stderr.fileno(), 2)  # C-level messages (TensorFlow, HDF5) too
+j = job.start()
+from gaiacnn import selection  # noqa: E402
 
-from gaiacnn.pipeline import run_selection, setup_logging  # noqa: E402
-
-setup_logging()
-run_selection(
-    snakemake.input.gaia,  # noqa: F821
-    snakemake.input.allstar,  # noqa: F821
-    snakemake.output.training,  # noqa: F821
-    snakemake.output.observed,  # noqa: F821
-    snakemake.output.report,  # noqa: F821
-    snakemake.params.selection,  # noqa: F821
-    snakemake.params.labels,  # noqa: F821
+selection.run_selection(
+    j.input.gaia,
+    j.input.allstar,
+    j.output.training,
+    j.output.observed,
+    j.output.report,
+    **j.kwargs(),
 )

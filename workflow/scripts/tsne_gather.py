@@ -1,18 +1,14 @@
 """Rule tsne_gather (scalable mode): one perplexity's reference map and the
 stars every shard placed into it, as one map."""
 
-import os
-import sys
+from gaiacnn import job
 
-sys.stderr = open(snakemake.log[0], "w")  # noqa: F821
-os.dup2(sys.stderr.fileno(), 2)  # C-level messages too
+j = job.start()
+from gaiacnn import tsne  # noqa: E402
 
-from gaiacnn.pipeline import run_tsne_gather, setup_logging  # noqa: E402
-
-setup_logging()
-run_tsne_gather(
-    snakemake.input.reference,  # noqa: F821
-    list(snakemake.input.shards),  # noqa: F821
-    snakemake.output[0],  # noqa: F821
-    perplexity=float(snakemake.wildcards.perplexity),  # noqa: F821
+tsne.run_tsne_gather(
+    j.input.reference,
+    list(j.input.shards),
+    j.output[0],
+    perplexity=float(j.wildcards.perplexity),
 )

@@ -1,17 +1,8 @@
 """Rule tsne_index (scalable mode): the reference spectra's neighbour index for placement."""
 
-import os
-import sys
+from gaiacnn import job
 
-sys.stderr = open(snakemake.log[0], "w")  # noqa: F821
-os.dup2(sys.stderr.fileno(), 2)  # C-level messages too
+j = job.start()
+from gaiacnn import tsne  # noqa: E402
 
-from gaiacnn.pipeline import run_tsne_index, setup_logging  # noqa: E402
-
-setup_logging()
-run_tsne_index(
-    snakemake.input.training,  # noqa: F821
-    snakemake.input.observed,  # noqa: F821
-    snakemake.output[0],  # noqa: F821
-    tsne_cfg=snakemake.params.tsne,  # noqa: F821
-)
+tsne.run_tsne_index(j.input.training, j.input.observed, j.output[0], tsne_cfg=j.params.tsne)

@@ -1,18 +1,14 @@
 """Rule tsne_joint: one joint t-SNE map of the training + observed spectra."""
 
-import os
-import sys
+from gaiacnn import job
 
-sys.stderr = open(snakemake.log[0], "w")  # noqa: F821
-os.dup2(sys.stderr.fileno(), 2)  # C-level messages too
+j = job.start()
+from gaiacnn import tsne  # noqa: E402
 
-from gaiacnn.pipeline import run_tsne_joint, setup_logging  # noqa: E402
-
-setup_logging()
-run_tsne_joint(
-    snakemake.input.graph,  # noqa: F821
-    snakemake.output[0],  # noqa: F821
-    perplexity=float(snakemake.wildcards.perplexity),  # noqa: F821
-    tsne_cfg=snakemake.params.tsne,  # noqa: F821
-    threads=snakemake.threads,  # noqa: F821
+tsne.run_tsne_joint(
+    j.input.graph,
+    j.output[0],
+    perplexity=float(j.wildcards.perplexity),
+    tsne_cfg=j.params.tsne,
+    threads=j.threads,
 )

@@ -1,19 +1,15 @@
 """Rule tsne_place (scalable mode): place one shard of observed spectra into every map."""
 
-import os
-import sys
+from gaiacnn import job
 
-sys.stderr = open(snakemake.log[0], "w")  # noqa: F821
-os.dup2(sys.stderr.fileno(), 2)  # C-level messages too
+j = job.start()
+from gaiacnn import tsne  # noqa: E402
 
-from gaiacnn.pipeline import run_tsne_place, setup_logging  # noqa: E402
-
-setup_logging()
-run_tsne_place(
-    snakemake.input.observed,  # noqa: F821
-    snakemake.input.index,  # noqa: F821
-    list(snakemake.input.models),  # noqa: F821
-    snakemake.output[0],  # noqa: F821
-    shard=int(snakemake.wildcards.shard),  # noqa: F821
-    tsne_cfg=snakemake.params.tsne,  # noqa: F821
+tsne.run_tsne_place(
+    j.input.observed,
+    j.input.index,
+    list(j.input.models),
+    j.output[0],
+    shard=int(j.wildcards.shard),
+    tsne_cfg=j.params.tsne,
 )

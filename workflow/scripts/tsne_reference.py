@@ -1,19 +1,15 @@
 """Rule tsne_reference (scalable mode): the reference map and its saved embedding."""
 
-import os
-import sys
+from gaiacnn import job
 
-sys.stderr = open(snakemake.log[0], "w")  # noqa: F821
-os.dup2(sys.stderr.fileno(), 2)  # C-level messages too
+j = job.start()
+from gaiacnn import tsne  # noqa: E402
 
-from gaiacnn.pipeline import run_tsne_reference, setup_logging  # noqa: E402
-
-setup_logging()
-run_tsne_reference(
-    snakemake.input.graph,  # noqa: F821
-    snakemake.output.model,  # noqa: F821
-    snakemake.output.map,  # noqa: F821
-    perplexity=float(snakemake.wildcards.perplexity),  # noqa: F821
-    tsne_cfg=snakemake.params.tsne,  # noqa: F821
-    threads=snakemake.threads,  # noqa: F821
+tsne.run_tsne_reference(
+    j.input.graph,
+    j.output.model,
+    j.output.map,
+    perplexity=float(j.wildcards.perplexity),
+    tsne_cfg=j.params.tsne,
+    threads=j.threads,
 )

@@ -26,6 +26,7 @@ byte-identical for a seed and chunk size.
 from __future__ import annotations
 
 import copy
+import logging
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -46,6 +47,8 @@ from gaiacnn.constants import (
 from gaiacnn.demo import physics
 from gaiacnn.layout import RVS_FLUX_DATASET, RVS_FLUX_ERROR_DATASET, XP_SAMPLED_DATASET
 from gaiacnn.tables import write_fits_table
+
+log = logging.getLogger(__name__)
 
 #: APOGEE ASPCAPFLAG bits used to dress the demo table (ARCHIVE_NOTES).
 SN_WARN_BIT = 11
@@ -460,3 +463,9 @@ def default_paths(folder: str | os.PathLike) -> dict[str, Path]:
         "raw": f / "rvs_xp.h5",
         "truth": f / "truth.h5",
     }
+
+
+def run_demo_survey(demo_cfg: Mapping, gaia_out, apogee_out, raw_out, truth_out) -> None:
+    """Rule ``demo_survey``."""
+    counts = generate(demo_cfg, gaia_out, apogee_out, raw_out, truth_out)
+    log.info("demo survey: %(n_stars)d RVS stars, %(n_apogee_rows)d allStar rows", counts)

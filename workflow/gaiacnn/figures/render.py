@@ -19,14 +19,14 @@ import os
 import shutil
 import tempfile
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from matplotlib.figure import Figure
 
 from gaiacnn.figures import style
-from gaiacnn.figures.context import Context, Skip
+from gaiacnn.figures.context import Context, Inputs, Skip
 
 log = logging.getLogger(__name__)
 logging.getLogger("fontTools").setLevel(logging.WARNING)  # font subsetting chatter (PDF)
@@ -179,3 +179,40 @@ def report_labels(out_dir: str | os.PathLike, name: str) -> dict:
             shows = _report_text(f"not drawn: {item['reason']}")
             return {"figure": name, "shows": shows, "stars": ""}
     return {"figure": name, "shows": "", "stars": ""}
+
+
+def run_figures(inputs: Mapping, out_dir, *, figures_cfg: Mapping, snr_edges) -> None:
+    """Rule ``figures``: every validation figure the data allows (SPEC stage 8) into
+    ``out_dir``, with its index (figures.json)."""
+    members = [Path(p).parent for p in _as_list(inputs.get("members"))]
+    external = {
+        k.removeprefix("external_"): Path(v) for k, v in inputs.items() if k.startswith("external_")
+    }
+    ctx = Context(
+        Inputs(
+            catalogue=Path(inputs["catalogue"]),
+            training=Path(inputs["training"]),
+            observed=Path(inputs["observed"]),
+            uncertainty_model=Path(inputs["uncertainty_model"]),
+            maps=[Path(p) for p in _as_list(inputs.get("maps"))],
+            members=members,
+            truth=Path(inputs["truth"]) if inputs.get("truth") else None,
+            external=external,
+        ),
+        {**figures_cfg, "snr_edges": list(snr_edges)},
+    )
+    index = render_all(ctx, out_dir, formats=figures_cfg.get("formats", ("png", "pdf")))
+    log.info(
+        "%d figures written to %s; %d not drawn (%s)",
+        len(index["figures"]),
+        out_dir,
+        len(index["skipped"]),
+        "; ".join(f"{s['function']}: {s['reason']}" for s in index["skipped"]) or "none",
+    )
+
+
+def _as_list(value) -> list:
+    """A Snakemake input entry (one path or a list of paths) as a list."""
+    if value is None:
+        return []
+    return [value] if isinstance(value, str | os.PathLike) else list(value)

@@ -2,7 +2,7 @@
 every perplexity side by side (Fig. A.1) and the map at perplexity 50 coloured by the CNN
 labels (Fig. A.2).
 
-A map file (:data:`gaiacnn.pipeline.MAP_DATASETS`) holds every star of both samples with
+A map file (:data:`gaiacnn.tsne.MAP_DATASETS`) holds every star of both samples with
 its position ``xy`` [t-SNE units], ``in_training`` and ``training_like``; attributes
 ``perplexity`` and ``threshold`` (the distance to the nearest training star below which an
 observed star is training-like), and ``spectra``, the dataset embedded: ``rvs/flux`` (the

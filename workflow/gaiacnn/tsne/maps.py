@@ -1,0 +1,294 @@
+"""The t-SNE maps: the nearest-neighbour graph shared by every perplexity, the embedding,
+the map files (rules ``tsne_neighbours``, ``tsne_joint``, ``tsne_reference``)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import h5py
+import numpy as np
+
+from gaiacnn import layout
+from gaiacnn.tsne.classify import _warn_thin_support, classify, threshold_from_config
+from gaiacnn.tsne.features import (
+    TsneError,
+    _map_spectra,
+    _reference_rows,
+    _reference_training_rows,
+    fit_reducer,
+    tsne_spectra,
+)
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class NeighbourGraph:
+    """What a t-SNE map needs of the spectra, computed once for every perplexity: each
+    spectrum's ``k`` nearest neighbours (``indices`` (n, k) int32, euclidean ``distances``
+    (n, k) float32, in the units of the reduced spectra, nearest first) and the PCA
+    initialisation of the map (``init`` (n, 2), openTSNE's scaling)."""
+
+    indices: np.ndarray
+    distances: np.ndarray
+    init: np.ndarray
+
+    @property
+    def k(self) -> int:
+        return int(self.indices.shape[1])
+
+
+def graph_neighbours(perplexities: Sequence[float], n: int) -> int:
+    """Neighbours of the shared graph: openTSNE's 3 x perplexity for the largest perplexity,
+    at most ``n`` - 1."""
+    return int(min(n - 1, int(3 * max(perplexities))))
+
+
+def _check_perplexity(n: int, perplexity: float) -> None:
+    if n <= 3 * perplexity:
+        msg = f"perplexity {perplexity} needs more than {3 * perplexity:g} spectra, got {n}"
+        raise TsneError(msg)
+
+
+def neighbour_graph(
+    x: np.ndarray, perplexities: Sequence[float], *, seed: int = 0, n_jobs: int = 1
+) -> NeighbourGraph:
+    """The nearest-neighbour graph of ``x`` (n, d) for maps at ``perplexities``: openTSNE's
+    own approximate search (Annoy, as ``TSNE.fit`` would run it) for
+    :func:`graph_neighbours` neighbours, searched once; each map takes the first 3 x its
+    perplexity of them (what openTSNE's ``set_perplexity`` does), so the maps equal maps
+    computed one by one without the three extra searches."""
+    from openTSNE import initialization
+    from openTSNE.affinity import get_knn_index
+
+    x = np.ascontiguousarray(x, dtype=np.float64)
+    for p in perplexities:
+        _check_perplexity(x.shape[0], p)
+    k = graph_neighbours(perplexities, x.shape[0])
+    index = get_knn_index(x, "auto", k, "euclidean", n_jobs=n_jobs, random_state=seed)
+    indices, distances = index.build()
+    return NeighbourGraph(
+        indices.astype(np.int32),
+        distances.astype(np.float32),
+        initialization.pca(x, 2, random_state=seed),
+    )
+
+
+def embed_graph(
+    graph: NeighbourGraph,
+    perplexity: float,
+    *,
+    seed: int = 0,
+    n_jobs: int = 1,
+    n_iter: int = 500,
+):
+    """openTSNE embedding (FFT gradients) at ``perplexity`` from a :class:`NeighbourGraph`,
+    centred on its bounding box as openTSNE's ``transform`` centres it (in place) before
+    placing new points, so the reference map and the points placed into it share one
+    frame."""
+    from openTSNE import TSNE
+    from openTSNE.affinity import PerplexityBasedNN
+    from openTSNE.nearest_neighbors import PrecomputedNeighbors
+
+    n = graph.indices.shape[0]
+    _check_perplexity(n, perplexity)
+    k = min(int(3 * perplexity), graph.k)
+    if k < min(n - 1, int(3 * perplexity)):
+        msg = f"perplexity {perplexity} needs {int(3 * perplexity)} neighbours, graph has {graph.k}"
+        raise TsneError(msg)
+    knn = PrecomputedNeighbors(
+        np.ascontiguousarray(graph.indices[:, :k], dtype=np.int64),
+        np.ascontiguousarray(graph.distances[:, :k], dtype=np.float64),
+    )
+    affinities = PerplexityBasedNN(knn_index=knn, perplexity=perplexity, n_jobs=n_jobs)
+    emb = TSNE(n_iter=n_iter, random_state=seed, n_jobs=n_jobs, verbose=False).fit(
+        affinities=affinities, initialization=np.array(graph.init, dtype=np.float64)
+    )
+    emb -= (np.max(emb, axis=0) + np.min(emb, axis=0)) / 2
+    return emb
+
+
+def embed(x: np.ndarray, perplexity: float, *, seed: int = 0, n_jobs: int = 1, n_iter: int = 500):
+    """openTSNE embedding of ``x`` (n, d) at one ``perplexity``: :func:`neighbour_graph` +
+    :func:`embed_graph`."""
+    graph = neighbour_graph(x, [perplexity], seed=seed, n_jobs=n_jobs)
+    return embed_graph(graph, perplexity, seed=seed, n_jobs=n_jobs, n_iter=n_iter)
+
+
+def portable_embedding(embedding):
+    """``embedding`` without its affinities (the kNN index of every reference spectrum, the
+    bulk of a pickle): what :func:`place_by_neighbours` needs, positions and optimiser
+    settings."""
+    from openTSNE import TSNEEmbedding
+
+    out = TSNEEmbedding(
+        np.array(embedding), embedding.affinities, **dict(embedding.gradient_descent_params)
+    )
+    out.affinities = None
+    return out
+
+
+#: Datasets of a t-SNE map file, one row per star.
+MAP_DATASETS = ("source_id", "in_training", "xy", "nn_training_distance", "training_like")
+
+
+#: The datasets of a map that a placement job writes per perplexity (``p30/xy`` ...).
+PLACED_DATASETS = ("xy", "nn_training_distance", "training_like")
+
+
+def _write_map(out_path, data: Mapping[str, np.ndarray], attrs: Mapping) -> None:
+    """One t-SNE map file (:data:`MAP_DATASETS`): every star of both samples (training
+    first), its position, its distance to the nearest training star and its class."""
+    from gaiacnn.io import atomic_output
+
+    dtypes = (np.int64, bool, np.float32, np.float32, bool)
+    with atomic_output(out_path) as tmp, h5py.File(tmp, "w") as h5:
+        for name, dtype in zip(MAP_DATASETS, dtypes, strict=True):
+            h5[name] = np.asarray(data[name], dtype)
+        h5["xy"].attrs["unit"] = "t-SNE units"
+        for k, v in attrs.items():
+            h5.attrs[k] = v
+
+
+def _map_attrs(cfg: Mapping, perplexity: float, thr, mode: str, **extra) -> dict:
+    return {
+        "perplexity": float(perplexity),
+        "mode": mode,
+        "pca_components": int(cfg["pca_components"]),
+        "threshold_rule": thr.rule,
+        "threshold": thr.value,
+        "threshold_quantile": thr.quantile,
+        "threshold_factor": thr.factor,
+        "threshold_neighbours": thr.neighbours,
+        "median_training_nn": thr.median_training_nn,
+        **extra,
+    }
+
+
+def run_tsne_neighbours(training, observed, out_path, *, mode: str, tsne_cfg, threads=1) -> None:
+    """Rule ``tsne_neighbours``: the nearest-neighbour graph and PCA initialisation shared by
+    the maps of every perplexity (:func:`gaiacnn.tsne.neighbour_graph`), of the training +
+    observed spectra (``mode`` joint) or of the reference training + observed spectra
+    (``mode`` scalable), as an ``.npz``: ``source_id``, ``in_training``, ``indices``,
+    ``distances``, ``init``."""
+    from gaiacnn.io import atomic_output
+
+    if mode not in ("joint", "scalable"):
+        raise ValueError(f"t-SNE mode {mode!r}: joint or scalable")
+    obs_rows = tr_rows = None
+    if mode == "scalable":
+        obs_rows = _reference_rows(observed, tsne_cfg)
+        tr_rows = _reference_training_rows(training, observed, tsne_cfg)
+        _warn_thin_support(tr_rows.size, tsne_cfg)
+    spectra = tsne_spectra(training, observed, tsne_cfg)
+    x, is_tr = _map_spectra(training, observed, obs_rows, tr_rows, spectra)
+    seed = int(tsne_cfg["seed"])
+    z = fit_reducer(x, int(tsne_cfg["pca_components"]), seed)(x)
+    del x
+    perps = [float(p) for p in tsne_cfg["perplexities"]]
+    log.info(
+        "t-SNE neighbours (%s) of %s: %d training + %d observed spectra in %d dims, %d neighbours",
+        mode,
+        spectra,
+        int(is_tr.sum()),
+        int((~is_tr).sum()),
+        z.shape[1],
+        graph_neighbours(perps, z.shape[0]),
+    )
+    graph = neighbour_graph(z, perps, seed=seed, n_jobs=threads)
+    obs_sid = layout.read_column(observed, "source_id")
+    tr_sid = layout.read_column(training, "source_id")
+    sid = np.r_[
+        tr_sid if tr_rows is None else tr_sid[tr_rows],
+        obs_sid if obs_rows is None else obs_sid[obs_rows],
+    ]
+    with atomic_output(out_path) as tmp, open(tmp, "wb") as fh:
+        np.savez(
+            fh,
+            source_id=sid,
+            in_training=is_tr,
+            indices=graph.indices,
+            distances=graph.distances,
+            init=graph.init,
+            spectra=np.array(spectra),
+        )
+
+
+def _embed_and_classify(graph_path, perplexity, cfg: Mapping, threads: int):
+    """The map at ``perplexity`` of the spectra of a ``tsne_neighbours`` graph file, and
+    its classes.  Returns (embedding, map data, threshold)."""
+
+    with np.load(graph_path, allow_pickle=False) as npz:
+        sid, is_tr = npz["source_id"], npz["in_training"]
+        graph = NeighbourGraph(npz["indices"], npz["distances"], npz["init"])
+        spectra = str(npz["spectra"]) if "spectra" in npz else "rvs/flux"
+    log.info(
+        "t-SNE map, perplexity %g: %d training + %d observed spectra",
+        perplexity,
+        int(is_tr.sum()),
+        int((~is_tr).sum()),
+    )
+    emb = embed_graph(
+        graph, perplexity, seed=int(cfg["seed"]), n_jobs=threads, n_iter=cfg["n_iter"]
+    )
+    del graph
+    xy = np.asarray(emb)
+    thr = threshold_from_config(xy[is_tr], cfg)
+    dist, like = classify(xy, is_tr, thr)
+    data = dict(zip(MAP_DATASETS, (sid, is_tr, xy, dist, like), strict=True))
+    data["spectra"] = spectra
+    log.info(
+        "perplexity %g: threshold %.4g (%s), %d of %d observed stars training-like",
+        perplexity,
+        thr.value,
+        thr.rule,
+        int(like[~is_tr].sum()),
+        int((~is_tr).sum()),
+    )
+    return emb, data, thr
+
+
+def run_tsne_joint(graph_path, out_path, *, perplexity, tsne_cfg, threads=1) -> None:
+    """Rule ``tsne_joint``: one joint map of the training + observed spectra (Sect. 5.1)."""
+    _, data, thr = _embed_and_classify(graph_path, perplexity, tsne_cfg, threads)
+    attrs = _map_attrs(tsne_cfg, perplexity, thr, "joint", spectra=data.pop("spectra"))
+    _write_map(out_path, data, attrs)
+
+
+def run_tsne_reference(graph_path, model_out, map_out, *, perplexity, tsne_cfg, threads=1) -> None:
+    """Rule ``tsne_reference`` (scalable mode): embed the reference spectra (a random
+    subsample of the observed ones and the training ones of ``reference_training``); save
+    the embedding for the placement jobs."""
+    import pickle
+
+    from gaiacnn.io import atomic_output
+
+    emb, data, thr = _embed_and_classify(graph_path, perplexity, tsne_cfg, threads)
+    n_tr = int(data["in_training"].sum())
+    spectra = data.pop("spectra")
+    with atomic_output(model_out) as tmp, open(tmp, "wb") as fh:
+        pickle.dump(
+            {
+                "embedding": portable_embedding(emb),
+                "threshold": thr,
+                "n_training": n_tr,
+                "perplexity": float(perplexity),
+                "spectra": spectra,
+            },
+            fh,
+            protocol=pickle.HIGHEST_PROTOCOL,
+        )
+    n_ref = int((~data["in_training"]).sum())
+    attrs = _map_attrs(
+        tsne_cfg,
+        perplexity,
+        thr,
+        "scalable",
+        n_reference_observed=n_ref,
+        n_reference_training=n_tr,
+        reference_training=str(tsne_cfg["reference_training"]),
+        spectra=spectra,
+    )
+    _write_map(map_out, data, attrs)
