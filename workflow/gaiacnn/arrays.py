@@ -453,9 +453,9 @@ def run_import_arrays(
             block = {k: v[rows] for k, v in block.items()}
             if not rows.any():
                 continue
-            if "rvs/flux" in block:
-                block["rvs/flux"], _ = fill_nan_pixels(
-                    block["rvs/flux"],
+            if RVS_FLUX_DATASET in block:
+                block[RVS_FLUX_DATASET], _ = fill_nan_pixels(
+                    block[RVS_FLUX_DATASET],
                     wl,
                     rvs_cfg["continuum_windows_nm"],
                     rvs_cfg["nan_fill_quantile"],

@@ -34,6 +34,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 from gaiacnn import constants
+from gaiacnn.layout import RVS_FLUX_DATASET
 
 log = logging.getLogger(__name__)
 
@@ -271,7 +272,7 @@ def run_flag_catalogue(
     table, attrs = catalogue.read(labels_fits)
     with h5py.File(tsne_file, "r") as h5:
         t_sid, t_like = h5["source_id"][:], h5["training_like"][:]
-        spectra = str(h5.attrs.get("spectra", "rvs/flux"))
+        spectra = str(h5.attrs.get("spectra", RVS_FLUX_DATASET))
     not_like = np.zeros(len(table), bool)  # training stars: training-like by definition
     obs = ~table["in_training"].to_numpy(bool)
     idx = pd.Index(t_sid).get_indexer(table["source_id"].to_numpy()[obs])

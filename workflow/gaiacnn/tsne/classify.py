@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 
 from gaiacnn import constants, layout
+from gaiacnn.layout import RVS_FLUX_DATASET
 from gaiacnn.tsne.features import THRESHOLD_RULES, TsneError
 
 log = logging.getLogger(__name__)
@@ -215,7 +216,7 @@ def run_tsne_classify(map_files, observed, out_path) -> None:
     spectra = set()
     for path in map_files:
         with h5py.File(path, "r") as h5:
-            spectra.add(str(h5.attrs.get("spectra", "rvs/flux")))
+            spectra.add(str(h5.attrs.get("spectra", RVS_FLUX_DATASET)))
     if len(spectra) != 1:
         raise TsneError(f"the maps embed different spectra: {sorted(spectra)}")
     perps, likes, counts = list(per_perp), [], {len(v) for v in per_perp.values()}

@@ -11,7 +11,14 @@ import h5py
 import numpy as np
 
 from gaiacnn import layout
-from gaiacnn.layout import XP_SAMPLED_DATASET, LayoutError, LayoutInfo, validate, xp_datasets
+from gaiacnn.layout import (
+    RVS_FLUX_DATASET,
+    XP_SAMPLED_DATASET,
+    LayoutError,
+    LayoutInfo,
+    validate,
+    xp_datasets,
+)
 
 #: Perplexities of the four maps (Sect. 5.1, Fig. 17 and A.1).
 DEFAULT_PERPLEXITIES = (30, 50, 75, 100)
@@ -22,7 +29,7 @@ DEFAULT_PERPLEXITIES = (30, 50, 75, 100)
 THRESHOLD_RULES = ("quantile", "median_multiple")
 
 
-RVS_FLUX = "rvs/flux"
+RVS_FLUX = RVS_FLUX_DATASET  # the RVS spectra (the paper's maps)
 
 
 class TsneError(ValueError):
@@ -213,7 +220,7 @@ def tsne_spectra(training, observed, tsne_cfg: Mapping) -> str:
 
 
 def _map_spectra(
-    training, observed, obs_rows, tr_rows=None, spectra: str = "rvs/flux"
+    training, observed, obs_rows, tr_rows=None, spectra: str = RVS_FLUX
 ) -> tuple[np.ndarray, np.ndarray]:
     """The spectra of a t-SNE map, in map order: the training spectra of ``tr_rows``, then
     the observed ones of ``obs_rows`` (all if None); and the in-training mask."""

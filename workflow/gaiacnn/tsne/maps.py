@@ -11,6 +11,7 @@ import h5py
 import numpy as np
 
 from gaiacnn import layout
+from gaiacnn.layout import RVS_FLUX_DATASET
 from gaiacnn.tsne.classify import _warn_thin_support, classify, threshold_from_config
 from gaiacnn.tsne.features import (
     TsneError,
@@ -223,7 +224,7 @@ def _embed_and_classify(graph_path, perplexity, cfg: Mapping, threads: int):
     with np.load(graph_path, allow_pickle=False) as npz:
         sid, is_tr = npz["source_id"], npz["in_training"]
         graph = NeighbourGraph(npz["indices"], npz["distances"], npz["init"])
-        spectra = str(npz["spectra"]) if "spectra" in npz else "rvs/flux"
+        spectra = str(npz["spectra"]) if "spectra" in npz else RVS_FLUX_DATASET
     log.info(
         "t-SNE map, perplexity %g: %d training + %d observed spectra",
         perplexity,

@@ -13,6 +13,7 @@ import numpy as np
 
 from gaiacnn.tsne.classify import nearest_training_distance
 from gaiacnn.tsne.features import (
+    RVS_FLUX,
     Reducer,
     TsneError,
     _map_spectra,
@@ -170,7 +171,7 @@ def run_tsne_place(observed, index_path, model_paths, out_path, *, shard, tsne_c
     k = max(k_init, int(3 * p_place))
     xy = [[] for _ in refs]
     bar = tqdm(total=rows.size, desc=f"t-SNE placement, shard {shard}", unit="spectra")
-    spectra = {ref.get("spectra", "rvs/flux") for ref in refs}
+    spectra = {ref.get("spectra", RVS_FLUX) for ref in refs}
     if len(spectra) != 1:
         raise TsneError(f"the reference maps embed different spectra: {sorted(spectra)}")
     for x in iter_spectra(observed, rows, step, spectra.pop()):
