@@ -50,7 +50,7 @@ def support_neighbours(n_training: int, count: int, fraction: float = 0.0) -> in
     ``n_training`` training stars (``threshold_neighbours_fraction``, rounded) when that is
     more.  A t-SNE map of more training stars is finer grained, so a fixed count measures
     an ever smaller patch of it, which moves from one map to the next; a fraction keeps the
-    patch the same share of the training sample (README: t-SNE)."""
+    patch the same share of the training sample (docs/tsne.md)."""
     if count < 1:
         raise TsneError(f"threshold_neighbours must be >= 1, got {count}")
     if not 0.0 <= fraction < 1.0:
@@ -162,7 +162,7 @@ def ensemble_training_like(
 
 
 #: Above this share of a reference map's training stars, the threshold's support m is
-#: warned about: the validated maps ask for 0.3-0.5 % of them (README: t-SNE).
+#: warned about: the validated maps ask for 0.3-0.5 % of them (docs/tsne.md).
 MAX_SUPPORT_SHARE = 0.01
 
 

@@ -186,7 +186,7 @@ def reference_training_rows(
     area that grows with the number of spectra in it; with every training star but only a
     few observed ones (at Gaia sizes 44 780 against 20 000 of 841 300), regions where the
     observed spectra outnumber the training ones shrink around their training stars and
-    look training-like (README: t-SNE, scalable mode).  A function of ``seed`` only."""
+    look training-like (docs/tsne.md).  A function of ``seed`` only."""
     if how not in REFERENCE_TRAINING:
         raise TsneError(
             f"unknown reference_training {how!r} (known: {', '.join(REFERENCE_TRAINING)})"

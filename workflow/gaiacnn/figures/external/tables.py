@@ -281,7 +281,7 @@ def read_table(path: str | os.PathLike, kind: str) -> pd.DataFrame:
         if col not in by_lower:
             raise ExternalTableError(
                 f"{path}: the {kind} table has no column '{col}' (required: "
-                f"{', '.join(spec.required)}; see README: External comparisons)"
+                f"{', '.join(spec.required)}; see docs/figures.md)"
             )
     for group, cols in spec.groups.items():
         if not any(c in by_lower for c in cols):
