@@ -434,15 +434,6 @@ def read_uncertainty_model(path: str | os.PathLike) -> tuple[dict[str, Dispersio
     return fits, doc["training_range"]
 
 
-def read_snr_calibrations(path: str | os.PathLike) -> dict[str, SnrCalibration | None]:
-    """The S/N calibrations of :func:`write_uncertainty_model`'s JSON, by label."""
-    doc = json.loads(Path(path).read_text())
-    return {
-        k: (SnrCalibration(**v) if v is not None else None)
-        for k, v in doc.get("snr_calibration", {}).items()
-    }
-
-
 def run_train_member(
     train_file,
     model_out,
