@@ -12,6 +12,9 @@
 * the effective range of the training sample (Table 1): each label, G and parallax.
 
 Everything streams over the member prediction files in row chunks.
+
+The rules' entry points: :func:`run_train_member`, :func:`run_predict_member`,
+:func:`run_gather_predictions`, :func:`run_aggregate`.
 """
 
 from __future__ import annotations
