@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Benchmark: wall time and peak memory of every stage of the workflow against N.
 
-For each --n-stars N, runs the workflow's own stage functions (gaiacnn.pipeline, as the
+For each --n-stars N, runs the workflow's own stage functions (the run_* entry points, as the
 rules call them) on N demo stars, each stage in its own process, and records its wall time
 and peak resident memory (``VmHWM`` of that process, i.e. of one workflow job;
 :func:`gaiacnn.memory.peak_rss_mib`):

@@ -18,6 +18,9 @@
 
 Everything talks to servers named in the config (``data.gaia``, ``data.apogee``), so a
 mirror, or the local test server of the test suite, is one config change away.
+
+The rules' entry points: :func:`run_gaia_query`, :func:`run_apogee_download`,
+:func:`run_gaia_spectra`.
 """
 
 from __future__ import annotations

@@ -7,6 +7,9 @@ astrometry, S/N and, when it has ``ra``/``dec``, the sky position), and
 a sample table from :mod:`gaiacnn.selection` (source ids, labels).  Output: one
 layout file per sample, written in row chunks (memory ~ chunk size, never N)
 and atomically, holding the :data:`DATASET_GROUPS` asked for (``demo.datasets``).
+
+The rules' entry points: :func:`run_build_arrays`, :func:`run_import_arrays`
+(``data.source: files``), :func:`summarize` (``summarize_arrays``), :func:`run_count_rows`.
 """
 
 from __future__ import annotations

@@ -12,6 +12,9 @@
 * the effective range of the training sample (Table 1): each label, G and parallax.
 
 Everything streams over the member prediction files in row chunks.
+
+The rules' entry points: :func:`run_train_member`, :func:`run_predict_member`,
+:func:`run_gather_predictions`, :func:`run_aggregate`.
 """
 
 from __future__ import annotations
@@ -432,15 +435,6 @@ def read_uncertainty_model(path: str | os.PathLike) -> tuple[dict[str, Dispersio
     doc = json.loads(Path(path).read_text())
     fits = {k: DispersionFit(**v) for k, v in doc["running_dispersion"].items()}
     return fits, doc["training_range"]
-
-
-def read_snr_calibrations(path: str | os.PathLike) -> dict[str, SnrCalibration | None]:
-    """The S/N calibrations of :func:`write_uncertainty_model`'s JSON, by label."""
-    doc = json.loads(Path(path).read_text())
-    return {
-        k: (SnrCalibration(**v) if v is not None else None)
-        for k, v in doc.get("snr_calibration", {}).items()
-    }
 
 
 def run_train_member(

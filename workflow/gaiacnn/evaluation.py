@@ -8,6 +8,9 @@ parallax within the range; out-of-distribution stars included):
 bias, dispersion and robust (MAD) dispersion of CNN − truth, the median Cramér–Rao bound,
 their ratio, and the
 fraction of stars whose truth lies within ±1 ``sigma_<label>``.
+
+The rules' entry points: :func:`run_evaluation` (``evaluate_demo``),
+:func:`run_flag_evaluation` (``evaluate_flags``).
 """
 
 from __future__ import annotations

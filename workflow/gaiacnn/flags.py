@@ -23,6 +23,8 @@ A digit whose input the survey does not have at all (the G digit of a file witho
 photometry, the parallax digit of a file without parallaxes) is ``-``, *not available*, for
 every star: it says neither inside nor outside.  A star is recommended for science when no
 digit is ``1`` (:func:`recommended`); with every input present that is ``00000000``.
+
+The rule's entry point: :func:`run_flag_catalogue` (``flag_catalogue``).
 """
 
 from __future__ import annotations

@@ -6,6 +6,9 @@ take ``pandas.DataFrame``s with the archive's column names (``gaiadr3.gaia_sourc
 allStar) and a ``selection`` config dict.  Each cut is applied in a fixed order
 and recorded as a :class:`CutStep`, so the report says how many stars each cut
 removed and the numbers add up.
+
+The rules' entry points: :func:`run_selection` (``select_samples``),
+:func:`run_file_cut_report`.
 """
 
 from __future__ import annotations

@@ -111,13 +111,6 @@ def embed_graph(
     return emb
 
 
-def embed(x: np.ndarray, perplexity: float, *, seed: int = 0, n_jobs: int = 1, n_iter: int = 500):
-    """openTSNE embedding of ``x`` (n, d) at one ``perplexity``: :func:`neighbour_graph` +
-    :func:`embed_graph`."""
-    graph = neighbour_graph(x, [perplexity], seed=seed, n_jobs=n_jobs)
-    return embed_graph(graph, perplexity, seed=seed, n_jobs=n_jobs, n_iter=n_iter)
-
-
 def portable_embedding(embedding):
     """``embedding`` without its affinities (the kNN index of every reference spectrum, the
     bulk of a pickle): what :func:`place_by_neighbours` needs, positions and optimiser
