@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+from pathlib import Path
 
 import pytest
 
@@ -96,17 +97,22 @@ def test_command_line_strings_become_numbers(config, schema):
         validate_config(cfg, schema)
 
 
-def test_model_defaults_match_the_model_module(config):
+def test_model_defaults_are_the_schemas(config):
+    """The model's defaults are read from config/schema.yaml, stated nowhere else."""
     from gaiacnn import model
 
-    assert config["model"]["arch"] == model.DEFAULT_ARCH
-    training = dict(config["model"]["training"])
-    # The demo caps the epochs (whole demo in minutes) and logs one line per epoch.
-    assert training.pop("max_epochs") == 60 and training.pop("verbose") == 2
-    expected = {
-        k: v for k, v in model.DEFAULT_TRAINING.items() if k not in ("max_epochs", "verbose")
-    }
-    assert training == expected
+    assert model.DEFAULT_ARCH == config["model"]["arch"]
+    assert model.DEFAULT_TRAINING == config["model"]["training"]
+    src = Path(model.settings.__file__).read_text()
+    assert "DEFAULT_TRAINING: dict[str, Any] = schema_defaults(" in src
+    assert '"max_epochs"' not in src
+
+
+def test_schema_defaults_refuse_a_missing_schema(tmp_path):
+    from gaiacnn.config import schema_defaults
+
+    with pytest.raises(ConfigError, match="not found"):
+        schema_defaults("model.arch", tmp_path / "schema.yaml")
 
 
 def _lookup(cfg: dict, path: str):

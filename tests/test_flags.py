@@ -371,10 +371,10 @@ def test_an_ensemble_of_maps_averages_the_distance_over_the_threshold():
         tsne.ensemble_training_like(d, [1.0])
     # the sets' settings: seed + set, and only the configured sets
     cfg = {"seed": 5, "reference_maps": 2, "reference_observed": 10}
-    assert [tsne.member_config(cfg, k)["seed"] for k in (0, 1)] == [5, 6]
-    assert tsne.member_config(cfg, 1)["reference_observed"] == 10 and cfg["seed"] == 5
+    assert [tsne.reference_set_config(cfg, k)["seed"] for k in (0, 1)] == [5, 6]
+    assert tsne.reference_set_config(cfg, 1)["reference_observed"] == 10 and cfg["seed"] == 5
     with pytest.raises(tsne.TsneError, match=r"set 2: the config has sets 0\.\.1"):
-        tsne.member_config(cfg, 2)
+        tsne.reference_set_config(cfg, 2)
 
 
 def _map_file(path, sid, dist, thr, perplexity, like=None):

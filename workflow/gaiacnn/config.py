@@ -7,6 +7,7 @@ import hashlib
 import json
 import os
 from collections.abc import Mapping, MutableMapping
+from pathlib import Path
 from typing import Any
 
 import jsonschema
@@ -32,6 +33,11 @@ def _extend_with_default(validator_class):
 
 
 _DefaultFilling = _extend_with_default(jsonschema.Draft202012Validator)
+
+
+#: The workflow's config/schema.yaml, where every default is stated once (the package is
+#: installed editable from this checkout: ``pip install -e .``).
+SCHEMA_PATH = Path(__file__).resolve().parents[2] / "config" / "schema.yaml"
 
 
 def load_schema(path: str | os.PathLike) -> dict:
@@ -109,3 +115,17 @@ def config_hash(config: Mapping[str, Any]) -> str:
     """SHA-256 (first 16 hex digits) of the canonical JSON of ``config``."""
     blob = json.dumps(config, sort_keys=True, default=str).encode()
     return hashlib.sha256(blob).hexdigest()[:16]
+
+
+def schema_defaults(section: str, schema_path: str | os.PathLike = SCHEMA_PATH) -> dict:
+    """The defaults that config/schema.yaml gives the configuration section ``section``
+    (dotted, e.g. ``"model.arch"``): what a run gets for the keys it does not set."""
+    if not os.path.isfile(schema_path):
+        raise ConfigError(
+            f"{schema_path}: not found; gaiacnn reads its defaults from the workflow's "
+            "config/schema.yaml (install the package editable from the checkout)"
+        )
+    node: Any = validate_config({}, load_schema(schema_path))
+    for key in section.split("."):
+        node = node[key]
+    return copy.deepcopy(node)

@@ -7,7 +7,7 @@ from snakemake.exceptions import WorkflowError
 from gaiacnn import layout, shards
 from gaiacnn.config import ConfigError, config_hash, load_schema, validate_config
 from gaiacnn.tsne import placement_shards
-from gaiacnn.tsne import member_config
+from gaiacnn.tsne import reference_set_config
 
 try:
     validate_config(
@@ -185,7 +185,7 @@ def tsne_maps(first_set_only=False):
 
 def tsne_set_config(wildcards):
     """The tsne settings of one reference map set (scalable mode): its own seed."""
-    return member_config(config["tsne"], int(wildcards.ref))
+    return reference_set_config(config["tsne"], int(wildcards.ref))
 
 
 def tsne_reference_models(wildcards):

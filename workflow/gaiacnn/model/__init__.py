@@ -71,11 +71,9 @@ from gaiacnn.model.predict import (
 )
 from gaiacnn.model.predict import _regridder as _regridder
 from gaiacnn.model.scalers import Scalers, fit_scalers, input_datasets
-from gaiacnn.model.scalers import _a as _a
 from gaiacnn.model.scalers import _check_branches as _check_branches
 from gaiacnn.model.scalers import _check_finite as _check_finite
 from gaiacnn.model.scalers import _check_labels as _check_labels
-from gaiacnn.model.scalers import _f as _f
 from gaiacnn.model.scalers import _gather as _gather
 from gaiacnn.model.scalers import _minmax as _minmax
 from gaiacnn.model.scalers import _require as _require

@@ -35,11 +35,13 @@ def _minmax(x: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
     return (x - lo) / span
 
 
-def _f(a: np.ndarray | None) -> list[float] | None:
+def _to_json_list(a: np.ndarray | None) -> list[float] | None:
+    """An array as the float list ``scalers.json`` stores (None stays None)."""
     return None if a is None else [float(v) for v in np.asarray(a, dtype=np.float64)]
 
 
-def _a(v: Sequence[float] | None) -> np.ndarray | None:
+def _from_json_list(v: Sequence[float] | None) -> np.ndarray | None:
+    """A float list of ``scalers.json`` as a float64 array (None stays None)."""
     return None if v is None else np.asarray(v, dtype=np.float64)
 
 
@@ -97,22 +99,22 @@ class Scalers:
         doc = {
             "format_version": SCALERS_FORMAT_VERSION,
             "labels": list(self.labels),
-            "label_min": _f(self.label_min),
-            "label_max": _f(self.label_max),
+            "label_min": _to_json_list(self.label_min),
+            "label_max": _to_json_list(self.label_max),
             "branches": list(self.branches),
             "phot_columns": list(self.phot_columns),
             "phot_input": self.phot_input,
-            "phot_min": _f(self.phot_min),
-            "phot_max": _f(self.phot_max),
-            "xp_min": _f(self.xp_min),
-            "xp_max": _f(self.xp_max),
+            "phot_min": _to_json_list(self.phot_min),
+            "phot_max": _to_json_list(self.phot_max),
+            "xp_min": _to_json_list(self.xp_min),
+            "xp_max": _to_json_list(self.xp_max),
             "n_pixels": self.n_pixels,
             "xp_length": self.xp_length,
             "xp_input": self.xp_input,
             "xp_sampled_length": self.xp_sampled_length,
             "xp_flux_kind": self.xp_flux_kind,
-            "xp_wavelength_nm": _f(self.xp_wavelength_nm),
-            "rvs_wavelength_nm": _f(self.rvs_wavelength_nm),
+            "xp_wavelength_nm": _to_json_list(self.xp_wavelength_nm),
+            "rvs_wavelength_nm": _to_json_list(self.rvs_wavelength_nm),
         }
         return json.dumps(doc, sort_keys=True, indent=1)
 
@@ -128,23 +130,23 @@ class Scalers:
             )
         return cls(
             labels=list(doc["labels"]),
-            label_min=_a(doc["label_min"]),
-            label_max=_a(doc["label_max"]),
+            label_min=_from_json_list(doc["label_min"]),
+            label_max=_from_json_list(doc["label_max"]),
             branches=list(doc["branches"]),
             phot_columns=list(doc["phot_columns"]),
             # members trained before the key existed had the paper's input
             phot_input=str(doc.get("phot_input", "magnitudes")),
-            phot_min=_a(doc["phot_min"]),
-            phot_max=_a(doc["phot_max"]),
-            xp_min=_a(doc["xp_min"]),
-            xp_max=_a(doc["xp_max"]),
+            phot_min=_from_json_list(doc["phot_min"]),
+            phot_max=_from_json_list(doc["phot_max"]),
+            xp_min=_from_json_list(doc["xp_min"]),
+            xp_max=_from_json_list(doc["xp_max"]),
             n_pixels=doc["n_pixels"],
             xp_length=doc["xp_length"],
             xp_input=doc["xp_input"],
             xp_sampled_length=doc["xp_sampled_length"],
             xp_flux_kind=doc["xp_flux_kind"],
-            xp_wavelength_nm=_a(doc["xp_wavelength_nm"]),
-            rvs_wavelength_nm=_a(doc["rvs_wavelength_nm"]),
+            xp_wavelength_nm=_from_json_list(doc["xp_wavelength_nm"]),
+            rvs_wavelength_nm=_from_json_list(doc["rvs_wavelength_nm"]),
         )
 
     # -- inputs

@@ -20,7 +20,7 @@ Two modes:
   then place the other observed spectra into that fixed embedding in chunks (at the
   median position of their nearest reference spectra, optionally refined by openTSNE's
   ``TSNEEmbedding.transform``), one job per chunk; several independent sets of reference
-  maps (``reference_maps``, :func:`member_config`) classify a star together, by the mean
+  maps (``reference_maps``, :func:`reference_set_config`) classify a star together, by the mean
   of its distance over each map's threshold (:func:`ensemble_training_like`).
 
 Before t-SNE the spectra may be reduced with a PCA (``pca_components``; 0 keeps all
@@ -59,10 +59,10 @@ from gaiacnn.tsne.features import (
     choose_spectra,
     fit_reducer,
     iter_spectra,
-    member_config,
     n_rows,
     read_spectra,
     reference_rows,
+    reference_set_config,
     reference_training_rows,
     tsne_spectra,
 )
@@ -112,7 +112,6 @@ __all__ = [
     "fit_reducer",
     "graph_neighbours",
     "iter_spectra",
-    "member_config",
     "n_rows",
     "nearest_training_distance",
     "neighbour_graph",
@@ -121,6 +120,7 @@ __all__ = [
     "portable_embedding",
     "read_spectra",
     "reference_rows",
+    "reference_set_config",
     "reference_training_rows",
     "run_tsne_classify",
     "run_tsne_gather",

@@ -160,14 +160,14 @@ def fit_reducer(x: np.ndarray, n_components: int, seed: int = 0) -> Reducer:
     return Reducer(pca.mean_.astype(np.float32), pca.components_.astype(np.float32))
 
 
-def member_config(cfg: Mapping, member: int) -> dict:
-    """The ``tsne`` settings of reference map set ``member`` (scalable mode, 0 ..
-    ``reference_maps`` - 1): the configured ones with ``seed`` + ``member``, so each set
+def reference_set_config(cfg: Mapping, reference_set: int) -> dict:
+    """The ``tsne`` settings of reference map set ``reference_set`` (scalable mode, 0 ..
+    ``reference_maps`` - 1): the configured ones with ``seed`` + ``reference_set``, so each set
     draws its own reference subsample and runs its own t-SNE; set 0 is the configured seed."""
     n = int(cfg.get("reference_maps", 1))
-    if not 0 <= int(member) < n:
-        raise TsneError(f"reference map set {member}: the config has sets 0..{n - 1}")
-    return {**cfg, "seed": int(cfg["seed"]) + int(member)}
+    if not 0 <= int(reference_set) < n:
+        raise TsneError(f"reference map set {reference_set}: the config has sets 0..{n - 1}")
+    return {**cfg, "seed": int(cfg["seed"]) + int(reference_set)}
 
 
 #: Which training stars the scalable mode's reference maps embed (``reference_training``).
