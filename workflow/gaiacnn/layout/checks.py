@@ -109,26 +109,14 @@ def validate(
         n_pixels = None
         if RVS_FLUX_DATASET in h5:
             flux = h5[RVS_FLUX_DATASET]
-            wl = flux.attrs.get("wavelength_nm")
-            if wl is None:
-                raise LayoutError(path, RVS_FLUX_DATASET, "attribute wavelength_nm is missing")
-            wl = np.asarray(wl, dtype=float)
-            if wl.shape != (flux.shape[1],):
-                raise LayoutError(
-                    path,
-                    RVS_FLUX_DATASET,
-                    f"wavelength_nm has {wl.size} values for {flux.shape[1]} pixels",
-                )
-            if not (np.all(np.isfinite(wl)) and np.all(np.diff(wl) > 0)):
-                raise LayoutError(
-                    path, RVS_FLUX_DATASET, "wavelength_nm is not strictly increasing"
-                )
+            _check_wavelength_grid(path, RVS_FLUX_DATASET, flux, "pixels")
             n_pixels = int(flux.shape[1])
             if RVS_FLUX_ERROR_DATASET in h5 and h5[RVS_FLUX_ERROR_DATASET].shape != flux.shape:
                 raise LayoutError(
                     path,
                     RVS_FLUX_ERROR_DATASET,
-                    f"shape {h5['rvs/flux_error'].shape} differs from rvs/flux {flux.shape}",
+                    f"shape {h5[RVS_FLUX_ERROR_DATASET].shape} differs from {RVS_FLUX_DATASET} "
+                    f"{flux.shape}",
                 )
         elif RVS_FLUX_ERROR_DATASET in h5:
             raise LayoutError(path, RVS_FLUX_DATASET, "missing while rvs/flux_error is present")
@@ -219,24 +207,28 @@ def validate(
     return info
 
 
+def _check_wavelength_grid(path, name: str, ds: h5py.Dataset, what: str) -> None:
+    """The attribute ``wavelength_nm`` of the 2-D dataset ``name``: present, one finite
+    value per column (``what``: "pixels", "samples"), strictly increasing [nm]."""
+    wl = ds.attrs.get("wavelength_nm")
+    if wl is None:
+        raise LayoutError(path, name, "attribute wavelength_nm is missing")
+    wl = np.asarray(wl, dtype=float)
+    if wl.shape != (ds.shape[1],):
+        raise LayoutError(
+            path, name, f"wavelength_nm has {wl.size} values for {ds.shape[1]} {what}"
+        )
+    if not (np.all(np.isfinite(wl)) and np.all(np.diff(wl) > 0)):
+        raise LayoutError(path, name, "wavelength_nm is not strictly increasing")
+
+
 def _check_sampled(path, h5: h5py.File) -> tuple[int | None, str | None]:
     """(K, flux_kind) of ``xp/sampled_flux``, or (None, None) without it; its attributes
     ``wavelength_nm`` (K strictly increasing values) and ``flux_kind`` are required."""
     if XP_SAMPLED_DATASET not in h5:
         return None, None
     ds = h5[XP_SAMPLED_DATASET]
-    wl = ds.attrs.get("wavelength_nm")
-    if wl is None:
-        raise LayoutError(path, XP_SAMPLED_DATASET, "attribute wavelength_nm is missing")
-    wl = np.asarray(wl, dtype=float)
-    if wl.shape != (ds.shape[1],):
-        raise LayoutError(
-            path,
-            XP_SAMPLED_DATASET,
-            f"wavelength_nm has {wl.size} values for {ds.shape[1]} samples",
-        )
-    if not (np.all(np.isfinite(wl)) and np.all(np.diff(wl) > 0)):
-        raise LayoutError(path, XP_SAMPLED_DATASET, "wavelength_nm is not strictly increasing")
+    _check_wavelength_grid(path, XP_SAMPLED_DATASET, ds, "samples")
     kind = ds.attrs.get("flux_kind")
     if isinstance(kind, bytes):
         kind = kind.decode()
