@@ -446,6 +446,22 @@ def test_non_finite_input_named(tmp_path, dataset):
     assert _no_files(tmp_path / "m")
 
 
+def test_xp_first_coefficient_zero_refused_naming_the_star(tmp_path):
+    """The XP coefficients are normalised by the first one: a 0 there is refused, not divided."""
+    f = make_file(tmp_path / "bad.h5")
+    tr, _ = split_indices(N, 0)
+    row = int(tr[7])
+    with h5py.File(f, "r+") as h5:
+        h5["xp/bp_coefficients"][row, 0] = 0.0
+    with pytest.raises(
+        LayoutError, match=rf"xp/bp_coefficients: 1 rows with first coefficient 0.*{1000 + row}"
+    ):
+        train_member(
+            f, tmp_path / "m", split=0, seed=0, labels=LABELS, branches=BRANCHES, training=FAST
+        )
+    assert _no_files(tmp_path / "m")
+
+
 def test_non_finite_input_in_prediction(member, tmp_path):
     out, _ = member
     obs = make_file(tmp_path / "obs.h5", n=50, labels=False)

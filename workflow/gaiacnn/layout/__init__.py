@@ -52,6 +52,7 @@ from gaiacnn.layout.checks import (
     check_label_values,
     check_unique_ids,
     model_input_datasets,
+    refuse_rows,
     scan_rows,
     validate,
 )
@@ -135,6 +136,7 @@ __all__ = [
     "phot_columns",
     "provenance_attr",
     "read_column",
+    "refuse_rows",
     "resolve_branches",
     "resolve_xp_input",
     "scan_rows",

@@ -242,6 +242,17 @@ def _check_sampled(path, h5: h5py.File) -> tuple[int | None, str | None]:
     return int(ds.shape[1]), str(kind)
 
 
+def refuse_rows(path, name: str, bad: np.ndarray, sid: np.ndarray, what: str) -> None:
+    """Raise a :class:`LayoutError` on ``name`` when any row of ``bad`` (one bool per row) is
+    set, saying how many rows have ``what`` and the source_id of the first."""
+    if bad.any():
+        raise LayoutError(
+            path,
+            name,
+            f"{int(bad.sum())} rows with {what}, e.g. source_id {int(sid[np.argmax(bad)])}",
+        )
+
+
 def _check_values(
     path,
     h5: h5py.File,
@@ -281,12 +292,7 @@ def check_label_values(path, block: Mapping[str, np.ndarray], sid: np.ndarray) -
         else:
             bad = np.isinf(v)
             what = "values that are +-inf (NaN = unknown)"
-        if bad.any():
-            raise LayoutError(
-                path,
-                name,
-                f"{int(bad.sum())} rows with {what}, e.g. source_id {int(sid[np.argmax(bad)])}",
-            )
+        refuse_rows(path, name, bad, sid, what)
 
 
 #: Optional uncertainty datasets whose values are checked (unit, for the message):
@@ -308,15 +314,14 @@ def check_error_values(path, block: Mapping[str, np.ndarray], sid: np.ndarray) -
         v = np.asarray(block[name], dtype=np.float64)
         with np.errstate(invalid="ignore"):
             bad = np.isinf(v) | (v < 0)
-        bad = bad.reshape(len(v), -1).any(axis=1)
-        if bad.any():
-            raise LayoutError(
-                path,
-                name,
-                f"{int(bad.sum())} rows with values that are < 0 or infinite (an uncertainty "
-                f"in {unit} must be >= 0; NaN = unknown), e.g. source_id "
-                f"{int(sid[np.argmax(bad)])}",
-            )
+        refuse_rows(
+            path,
+            name,
+            bad.reshape(len(v), -1).any(axis=1),
+            sid,
+            f"values that are < 0 or infinite (an uncertainty in {unit} must be >= 0; "
+            "NaN = unknown)",
+        )
 
 
 def scan_rows(

@@ -20,6 +20,7 @@ from gaiacnn.layout import (
     iter_rows,
     label_dataset,
     phot_columns,
+    refuse_rows,
     resolve_xp_input,
     validate,
 )
@@ -235,37 +236,17 @@ def _check_finite(
     absolute XP sampled spectrum whose mean is not > 0, ``flux_kind``)."""
     for name in names:
         a = np.asarray(block[name])
-        bad = ~np.isfinite(a.reshape(len(a), -1)).all(axis=1)
-        if bad.any():
-            i = int(np.argmax(bad))
-            raise LayoutError(
-                path,
-                name,
-                f"non-finite input values in {int(bad.sum())} rows "
-                f"(first: source_id {int(sid[i])})",
-            )
+        refuse_rows(
+            path, name, ~np.isfinite(a.reshape(len(a), -1)).all(axis=1), sid, "non-finite inputs"
+        )
     if XP_SAMPLED_DATASET in block and flux_kind == "absolute":
         with np.errstate(invalid="ignore"):
             bad = ~(np.asarray(block[XP_SAMPLED_DATASET], float).mean(axis=1) > 0)
-        if bad.any():
-            i = int(np.argmax(bad))
-            raise LayoutError(
-                path,
-                XP_SAMPLED_DATASET,
-                f"mean flux <= 0 in {int(bad.sum())} rows (cannot normalise; "
-                f"first: source_id {int(sid[i])})",
-            )
+        refuse_rows(path, XP_SAMPLED_DATASET, bad, sid, "mean flux <= 0 (cannot normalise)")
     for bp_rp in XP_COEFFICIENT_DATASETS:
         if bp_rp in block:
-            first = np.asarray(block[bp_rp])[:, 0]
-            bad = first == 0
-            if bad.any():
-                i = int(np.argmax(bad))
-                raise LayoutError(
-                    path,
-                    bp_rp,
-                    f"first coefficient is 0 (cannot normalise; source_id {int(sid[i])})",
-                )
+            bad = np.asarray(block[bp_rp])[:, 0] == 0
+            refuse_rows(path, bp_rp, bad, sid, "first coefficient 0 (cannot normalise)")
 
 
 def _gather(
