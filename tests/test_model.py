@@ -17,7 +17,6 @@ from gaiacnn.layout import LayoutError
 from gaiacnn.model import (
     BRANCHES,
     DEFAULT_ARCH,
-    DEFAULT_TRAINING,
     MEMBER_FILES,
     MemberError,
     Scalers,
@@ -151,11 +150,6 @@ def test_full_architecture_matches_paper():
     # LeakyReLU after each dense layer
     for d in ("rvs_dense", "phot_dense", "xp_dense", "head_dense1", "head_dense2"):
         assert type(layers[f"{d}_act"]).__name__ == "LeakyReLU"
-
-
-def test_training_defaults_follow_paper():
-    assert DEFAULT_TRAINING["early_stopping_patience"] == 20
-    assert DEFAULT_TRAINING["validation_fraction"] == 0.25
 
 
 def test_build_model_rejects_bad_arguments():
@@ -539,11 +533,6 @@ def test_bfloat16_prediction_close_to_float32(member, train_file, tmp_path):
     assert model.dtype_policy.name == "float32"
     with pytest.raises(ValueError, match="unknown precision"):
         make_predictor(model, 64, precision="float16")
-
-
-def test_new_training_keys_default_to_paper_behaviour():
-    assert DEFAULT_TRAINING["schedule"] == "plateau"
-    assert DEFAULT_TRAINING["lr_warmup_epochs"] == 0
 
 
 def test_learning_rate_schedule_shapes():

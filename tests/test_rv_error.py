@@ -59,7 +59,6 @@ def test_layout_accepts_the_rv_error_and_says_it_feeds_the_figures_only(tmp_path
     path = write_file(tmp_path / "ok.h5", good_rv_error())
     info = validate(path, require_finite_inputs=True)
     assert info.n_rows == N and info.branches == ("rvs", "phot")  # not a model input
-    assert layout.KNOWN_DATASETS[RV_ERROR_DATASET] == (1, "km/s")
     assert RV_ERROR_DATASET not in layout.MODEL_INPUT_DATASETS
     for sample in ("training", "observed"):
         usage = dict(dataset_usage(path, sample=sample))
