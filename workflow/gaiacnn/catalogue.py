@@ -1,12 +1,13 @@
 """The catalogue (paper Table 2): ensemble labels, ``e_*``, ``sigma_*``, as FITS with units and CSV.
 
-Columns: ``source_id``, ``in_training``, ``ra``, ``dec`` [deg] (only when the arrays
-files carry ``astrometry/ra``, ``astrometry/dec``), ``phot_g_mean_mag`` [mag], ``parallax``
-[mas], ``rvs_snr``, then for each label ``<label>``, ``e_<label>`` (model-to-model standard
-deviation) and ``sigma_<label>`` (quadrature sum with the running-dispersion fit, then,
-if configured, times an S/N-dependent calibration factor), in K for ``teff`` and dex
-otherwise.  The FITS header records the configuration hash, the
-members used and the meaning of every column.
+One row per star of the training and observed samples.  The columns, their units and
+meaning are :data:`COLUMN_DOC` (the star's inputs, ``input_distance``, ``flag_boundary``)
+and, for each label, ``<label>`` (the ensemble mean), ``e_<label>`` (the model-to-model
+standard deviation) and ``sigma_<label>`` (``e_`` in quadrature with the running-dispersion
+fit, then, if configured, times the S/N and input-distance calibration factor), in K for
+``teff`` and dex otherwise; ``ra``/``dec`` only when an arrays file carries them.  The FITS
+header records the configuration hash, the members used, the flag digits and the meaning
+of every column.
 """
 
 from __future__ import annotations
