@@ -19,6 +19,7 @@ from archive_fixtures import make_archive_fixture
 from gaiacnn import archive
 from gaiacnn.config import load_schema, validate_config
 from gaiacnn.tables import read_fits_columns
+from gaiacnn.transfer import RetryPolicy, sha1_of
 
 REPO = Path(__file__).resolve().parents[1]
 BATCH = 25
@@ -140,7 +141,8 @@ def test_batches_are_sorted_unique_and_at_most_5000():
     assert [p.tolist() for p in parts] == [[1, 3], [5, 9]]
     with pytest.raises(ValueError, match=r"outside 1\.\.5000"):
         archive.batches([1], 5001)
-    a, b = archive.batch_path("c", "RVS", parts[0]), archive.batch_path("c", "RVS", parts[1])
+    query = archive.DataLinkQuery("http://archive", "Gaia DR3", "INDIVIDUAL")
+    a, b = (archive.batch_path("c", query, "RVS", p) for p in parts)
     assert a != b and a.parent.name == "RVS"
 
 
@@ -148,7 +150,8 @@ def test_download_in_batches_then_raw_store_equals_the_fixture(server, fixture, 
     ids = rvs_ids(fixture)
     cfg = gaia_cfg(server)
     cache = tmp_path / "cache"
-    report = archive.download_products(archive.gaia_client(cfg), ids, cache, cfg, progress=False)
+    client = archive.gaia_client(cfg)
+    report = archive.download_products(client, ids, cache, cfg, progress=False)
     n = n_batches(ids)
     assert report == archive.DownloadReport(n_batches=2 * n, fetched=2 * n, cached=0)
     for rtype in archive.RETRIEVAL_TYPES:
@@ -156,7 +159,8 @@ def test_download_in_batches_then_raw_store_equals_the_fixture(server, fixture, 
         assert len(served) == n and max(len(b) for b in served) <= BATCH
         assert sorted(i for b in served for i in b) == ids.tolist()
     out = tmp_path / "rvs_xp.h5"
-    counts = archive.write_raw_store(ids, cache, out, batch_size=BATCH)
+    query = archive.DataLinkQuery.of(client, cfg)
+    counts = archive.write_raw_store(ids, cache, out, query=query, batch_size=BATCH)
     no_xp = sum(int(i) not in fixture.xp for i in ids)  # fixture.no_xp_id among them
     assert no_xp >= 1
     assert counts == {"requested": ids.size, "rvs": ids.size, "no_xp": no_xp, "no_rvs": 0}
@@ -179,17 +183,17 @@ def test_a_failed_batch_is_retried_and_nothing_is_fetched_twice(
     cfg = gaia_cfg(server)
     server.fail("datalink", kind, **options)
     cache = tmp_path / "cache"
-    archive.download_products(
-        archive.gaia_client(cfg), ids, cache, cfg, retrieval_types=["RVS"], progress=False
-    )
+    client = archive.gaia_client(cfg)
+    archive.download_products(client, ids, cache, cfg, retrieval_types=["RVS"], progress=False)
     served = server.datalink_batches("RVS")
     assert len(served) == len(set(served)) == n_batches(ids)  # each batch once, no repeat
     assert sum(r.fault == kind for r in server.requests_to("datalink")) == 1
     out = tmp_path / "rvs_xp.h5"
     archive.download_products(
-        archive.gaia_client(cfg), ids, cache, cfg, retrieval_types=["XP_CONTINUOUS"], progress=False
+        client, ids, cache, cfg, retrieval_types=["XP_CONTINUOUS"], progress=False
     )
-    archive.write_raw_store(ids, cache, out, batch_size=BATCH)
+    query = archive.DataLinkQuery.of(client, cfg)
+    archive.write_raw_store(ids, cache, out, query=query, batch_size=BATCH)
     assert_raw_store_holds_the_fixture(out, fixture, ids)
 
 
@@ -282,12 +286,14 @@ def test_a_killed_download_resumes_with_the_missing_batches_only(server, fixture
     assert len(list((cache / "RVS").glob("*.npz"))) == k
     assert not list(cache.rglob("*.tmp*"))  # no half-written batch left behind
     server.clear_log()
-    report = archive.download_products(archive.gaia_client(cfg), ids, cache, cfg, progress=False)
+    client = archive.gaia_client(cfg)
+    report = archive.download_products(client, ids, cache, cfg, progress=False)
     assert len(server.datalink_batches("RVS")) == n - k
     assert len(server.datalink_batches("XP_CONTINUOUS")) == n
     assert report.fetched == 2 * n - k and report.cached == k
     out = tmp_path / "rvs_xp.h5"
-    archive.write_raw_store(ids, cache, out, batch_size=BATCH)
+    query = archive.DataLinkQuery.of(client, cfg)
+    archive.write_raw_store(ids, cache, out, query=query, batch_size=BATCH)
     assert_raw_store_holds_the_fixture(out, fixture, ids)
 
 
@@ -296,17 +302,20 @@ def test_a_killed_download_resumes_with_the_missing_batches_only(server, fixture
 
 def test_allstar_download_resumes_and_is_verified(server, fixture, tmp_path):
     url = server.file_url("allStar.fits")
-    sha1 = archive.sha1_of(fixture.allstar)
+    sha1 = sha1_of(fixture.allstar)
     size = fixture.allstar.stat().st_size
     out = tmp_path / "allStar.fits"
     server.fail("files", "drop", after_bytes=size // 3)
     with pytest.raises(archive.ArchiveError, match=r"download of .*1 attempt"):
-        archive.download_file(url, out, sha1=sha1, retries=0, chunk=4096, progress=False)
+        archive.download_file(
+            url, out, sha1=sha1, policy=RetryPolicy(retries=0), chunk=4096, progress=False
+        )
     part = out.with_name(out.name + ".part")
     kept = part.stat().st_size  # what arrived, up to the last whole 4 kB block
     assert not out.exists() and size // 3 - 4096 < kept <= size // 3
     server.clear_log()
-    assert archive.download_file(url, out, sha1=sha1, backoff_s=0, progress=False) == size
+    fast = RetryPolicy(backoff_s=0.0)
+    assert archive.download_file(url, out, sha1=sha1, policy=fast, progress=False) == size
     assert out.read_bytes() == fixture.allstar.read_bytes() and not part.exists()
     (request,) = server.requests_to("files")
     assert request.range == f"bytes={kept}-"  # the rest only
@@ -316,7 +325,11 @@ def test_allstar_with_the_wrong_checksum_is_removed(server, tmp_path):
     out = tmp_path / "allStar.fits"
     with pytest.raises(archive.ArchiveError, match="does not match the configured"):
         archive.download_file(
-            server.file_url("allStar.fits"), out, sha1="0" * 40, backoff_s=0, progress=False
+            server.file_url("allStar.fits"),
+            out,
+            sha1="0" * 40,
+            policy=RetryPolicy(backoff_s=0.0),
+            progress=False,
         )
     assert not out.exists() and not out.with_name(out.name + ".part").exists()
 
@@ -324,7 +337,7 @@ def test_allstar_with_the_wrong_checksum_is_removed(server, tmp_path):
 def test_a_local_mirror_file_url(fixture, tmp_path):
     out = tmp_path / "allStar.fits"
     archive.download_file(
-        f"file://{fixture.allstar}", out, sha1=archive.sha1_of(fixture.allstar), progress=False
+        f"file://{fixture.allstar}", out, sha1=sha1_of(fixture.allstar), progress=False
     )
     assert out.read_bytes() == fixture.allstar.read_bytes()
 
@@ -352,7 +365,7 @@ def test_gaia_dr3_source_runs_from_query_to_arrays(fixture, tmp_path):
             "gaia": {**gaia_cfg(server), "cache_dir": str(tmp_path / "cache")},
             "apogee": {
                 "url": server.file_url("allStar.fits"),
-                "sha1": archive.sha1_of(fixture.allstar),
+                "sha1": sha1_of(fixture.allstar),
                 "backoff_s": 0.0,
             },
         }
