@@ -33,6 +33,7 @@ The rules' entry points: :func:`run_gaia_query`, :func:`run_apogee_download`,
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import io
 import json
@@ -276,7 +277,7 @@ class DataLinkQuery:
 
     def key(self, retrieval_type: str, ids: np.ndarray) -> str:
         """SHA-1 (hex) of this query, ``retrieval_type`` and ``ids`` (int64, in order)."""
-        fields = {**self.__dict__, "retrieval_type": retrieval_type}
+        fields = {**dataclasses.asdict(self), "retrieval_type": retrieval_type}
         digest = hashlib.sha1(json.dumps(fields, sort_keys=True).encode())
         digest.update(np.ascontiguousarray(ids, "<i8").tobytes())
         return digest.hexdigest()

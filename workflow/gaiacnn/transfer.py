@@ -37,7 +37,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from http import HTTPStatus
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 import requests
 import tenacity
@@ -205,7 +205,8 @@ class RetryPolicy:
             return retrying(fn)
         except Exception as exc:
             if is_retryable(exc):
-                raise ArchiveError(f"{what}: {stopped[-1]}, last: {describe(exc)}") from exc
+                why = stopped[-1] if stopped else "failed"
+                raise ArchiveError(f"{what}: {why}, last: {describe(exc)}") from exc
             if isinstance(exc, HTTPStatusError):
                 raise ArchiveError(
                     f"{what}: {describe(exc)} (not retried: only HTTP "
@@ -361,7 +362,7 @@ def _raise_for_status(resp: requests.Response) -> None:
 
 def _resume_or_restart(
     session: requests.Session, url: str, resp: requests.Response, start: int, timeout_s: float
-) -> tuple[str, int | None]:
+) -> tuple[Literal["complete", "append", "whole", "restart", "status"], int | None]:
     """What the answer to ``Range: bytes=<start>-`` allows: ``("complete", full)`` (a 416
     and the part file already has the server's full size), ``("append", full)`` (a 206
     that starts at ``start``), ``("whole", None)`` (a 200: the whole file, from byte 0),
