@@ -59,6 +59,7 @@ from dataclasses import dataclass, field
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from types import EllipsisType
 from typing import Any
 from xml.sax.saxutils import escape
 
@@ -78,12 +79,14 @@ ENDPOINTS = frozenset({"sync", "async", "async_phase", "async_result", "datalink
 
 #: Fault kinds, and what the real astroquery 0.4.11 raises for each (checked by the tests):
 #:
-#: * ``"500"`` / ``"503"``: HTTP error with a short VOTable error body.  astroquery raises
+#: * an HTTP status of :data:`STATUS_FAULTS` (``"500"``, ``"503"``, ``"429"``, ``"408"``,
+#:   ``"404"``, ...): that status with a short VOTable error body.  astroquery raises
 #:   ``requests.exceptions.HTTPError`` (an ``OSError``) everywhere, with the message
 #:   ``"Error <status>: <text of the error VOTable>"``, except for the async job creation
 #:   where it is only the reason phrase (``"Internal Server Error"``).  For DataLink and
 #:   the async phase/result requests it also *prints* ``"<status> Error <status>: ..."`` to
-#:   stdout.  503 answers carry ``Retry-After: 1`` (astroquery ignores it).
+#:   stdout.  429 and 503 answers carry ``Retry-After: 1`` unless :meth:`ArchiveServer.fail`
+#:   says otherwise (astroquery ignores it; its errors do not carry the status either).
 #: * ``"drop"``: status line and headers with the full ``Content-Length``, then only
 #:   ``after_bytes`` (default half) of the body, then the connection is closed (FIN).  A
 #:   response without a body is dropped before the status line.  TAP sync/async results:
@@ -100,7 +103,20 @@ ENDPOINTS = frozenset({"sync", "async", "async_phase", "async_result", "datalink
 #: * ``"job_error"`` (``"async"`` only): the job is created but ends in phase ``ERROR``;
 #:   ``/results/result`` answers 400 and astroquery raises ``requests.exceptions.HTTPError``
 #:   from the result download.
-FAULT_KINDS = frozenset({"500", "503", "drop", "truncated_zip", "slow", "job_error"})
+#:
+#: Faults of the static files only (``"files"``), for resumed downloads:
+#:
+#: * ``"bad_range"``: a ``Range: bytes=<start>-`` request is answered 206 from byte
+#:   ``after_bytes`` (default ``start // 2``) with a ``Content-Range`` saying so;
+#: * ``"416"``: 416 with ``Content-Range: bytes */<size>``, whatever the range asked;
+#:   ``"416_bare"``: the same without ``Content-Range``;
+#: * ``"gzip"``: the answer it would be (206 or 200) with its body gzip-compressed and
+#:   ``Content-Encoding: gzip`` (``Content-Range``, if any, left as it was).
+STATUS_FAULTS = frozenset({"400", "404", "408", "429", "500", "502", "503", "504"})
+FILE_FAULTS = frozenset({"bad_range", "416", "416_bare", "gzip"})
+FAULT_KINDS = STATUS_FAULTS | FILE_FAULTS | {"drop", "truncated_zip", "slow", "job_error"}
+#: Statuses whose fault answer carries ``Retry-After: 1`` unless told otherwise.
+RETRY_AFTER_STATUSES = frozenset({429, 503})
 
 #: RVS mean-spectrum grid of DR3 (nm): 846-870 nm in 0.01 nm steps.
 RVS_WAVELENGTH_NM = np.round(846.0 + 0.01 * np.arange(2401), 2)
@@ -136,6 +152,9 @@ class RequestRecord:
     ``endpoint`` is one of :data:`ENDPOINTS` or ``"async_job"``, ``"async_error"``,
     ``"notification"``, ``"unknown"``.  ``fault`` is the fault kind applied (``None`` for a
     normal answer).  ``status`` is the status sent (for ``"drop"`` the one announced).
+    ``release``, ``data_structure``, ``format``: the DataLink request's fields;
+    ``accept_encoding``: the request's ``Accept-Encoding`` header; ``time``: when it
+    arrived (:func:`time.monotonic`, s).
     """
 
     method: str
@@ -148,6 +167,10 @@ class RequestRecord:
     query: str | None = None
     job_id: str | None = None
     range: str | None = None
+    release: str | None = None
+    data_structure: str | None = None
+    format: str | None = None
+    accept_encoding: str | None = None
     body_bytes: int = 0
     time: float = field(default_factory=time.monotonic)
 
@@ -160,6 +183,7 @@ class Fault:
     kind: str
     after_bytes: int | None = None
     delay: float = 3.0
+    retry_after: str | None = None
 
 
 @dataclass
@@ -390,10 +414,10 @@ def _error_votable(message: str) -> bytes:
     ).encode()
 
 
-def _error(status: int, message: str) -> _Response:
+def _error(status: int, message: str, retry_after: str | None = None) -> _Response:
     headers = {"Content-Type": "application/x-votable+xml"}
-    if status == HTTPStatus.SERVICE_UNAVAILABLE:
-        headers["Retry-After"] = "1"
+    if retry_after is not None:
+        headers["Retry-After"] = retry_after
     return _Response(status, _error_votable(message), headers)
 
 
@@ -511,6 +535,9 @@ class ArchiveServer:
         Initial static files, ``{name: path or bytes}`` (see :meth:`add_file`).
     wavelength
         RVS wavelength grid (nm); the DR3 grid by default.
+    releases, data_structures
+        DataLink ``RELEASE`` and ``DATA_STRUCTURE`` values served (others -> 400); the
+        products are the same for all.
     """
 
     def __init__(
@@ -525,6 +552,8 @@ class ArchiveServer:
         executing_polls: int = 0,
         files: Mapping[str, str | Path | bytes] | None = None,
         wavelength: np.ndarray | None = None,
+        releases: Sequence[str] = ("Gaia DR3",),
+        data_structures: Sequence[str] = ("INDIVIDUAL",),
     ) -> None:
         self.query_result = query_result if query_result is not None else Table()
         self.rvs = {int(k): v for k, v in (rvs or {}).items()}
@@ -534,6 +563,8 @@ class ArchiveServer:
         self.sync_row_limit = sync_row_limit
         self.executing_polls = executing_polls
         self.wavelength = wavelength
+        self.releases = tuple(releases)
+        self.data_structures = tuple(s.upper() for s in data_structures)
         self.requests: list[RequestRecord] = []
         self.queries: list[str] = []
         self.errors: list[str] = []
@@ -617,12 +648,15 @@ class ArchiveServer:
         *,
         after_bytes: int | None = None,
         delay: float = 3.0,
+        retry_after: str | float | EllipsisType | None = ...,
     ) -> None:
         """Queue ``times`` faults of ``kind`` for the next requests to ``endpoint``.
 
         See :data:`ENDPOINTS` and :data:`FAULT_KINDS` (which also lists what astroquery
         raises for each).  ``after_bytes``: body bytes sent by ``"drop"`` / kept by
-        ``"truncated_zip"`` (default half); ``delay``: seconds slept by ``"slow"``.
+        ``"truncated_zip"`` (default half) / first byte sent by ``"bad_range"``; ``delay``:
+        seconds slept by ``"slow"``; ``retry_after``: the ``Retry-After`` header of a status
+        fault (``None``: none; default ``"1"`` for 429 and 503, none for the others).
         """
         if endpoint not in ENDPOINTS:
             raise ValueError(f"endpoint {endpoint!r} not in {sorted(ENDPOINTS)}")
@@ -632,9 +666,16 @@ class ArchiveServer:
             raise ValueError("'truncated_zip' applies to the datalink endpoint only")
         if kind == "job_error" and endpoint != "async":
             raise ValueError("'job_error' applies to the async endpoint only")
+        if kind in FILE_FAULTS and endpoint != "files":
+            raise ValueError(f"{kind!r} applies to the files endpoint only")
+        if retry_after is ...:
+            retry_after = (
+                "1" if kind in STATUS_FAULTS and int(kind) in RETRY_AFTER_STATUSES else None
+            )
+        header = None if retry_after is None else str(retry_after)
         with self._lock:
             for _ in range(times):
-                self._faults.append(Fault(endpoint, kind, after_bytes, delay))
+                self._faults.append(Fault(endpoint, kind, after_bytes, delay, header))
 
     def pending_faults(self) -> list[Fault]:
         """Faults not yet consumed."""
@@ -688,9 +729,11 @@ class ArchiveServer:
         with self._lock:
             self.requests.append(record)
         self._describe(record, method, path, body, parsed.query, handler)
-        if fault is not None and fault.kind in ("500", "503"):
+        if fault is not None and fault.kind in STATUS_FAULTS:
             status = int(fault.kind)
-            response = _error(status, f"Test archive: injected HTTP {status}")
+            response = _error(status, f"Test archive: injected HTTP {status}", fault.retry_after)
+        elif fault is not None and fault.kind in FILE_FAULTS:
+            response = self._file(path[len(FILES_PREFIX) :], handler, fault)
         else:
             response = self._route(record, method, path, body, parsed.query, handler, job_fault)
         record.status = response.status
@@ -748,10 +791,14 @@ class ArchiveServer:
                     self.queries.append(record.query)
         elif record.endpoint == "datalink":
             record.retrieval_type = _get(fields, "RETRIEVAL_TYPE")
+            record.release = _get(fields, "RELEASE")
+            record.data_structure = _get(fields, "DATA_STRUCTURE")
+            record.format = _get(fields, "FORMAT")
             with contextlib.suppress(ValueError):
                 record.ids = self._parse_ids(_get(fields, "ID") or "")
         elif record.endpoint == "files":
             record.range = handler.headers.get("Range")
+            record.accept_encoding = handler.headers.get("Accept-Encoding")
         elif record.endpoint.startswith("async_"):
             record.job_id = path[len(f"{TAP_PREFIX}/async/") :].split("/")[0]
 
@@ -969,11 +1016,12 @@ class ArchiveServer:
             )
         if fmt != "votable":
             raise _BadRequest(f"FORMAT {fmt!r} not served by the test archive (only votable)")
-        if structure != "INDIVIDUAL":
+        if structure not in self.data_structures:
             raise _BadRequest(
-                f"DATA_STRUCTURE {structure!r} not served by the test archive (only INDIVIDUAL)"
+                f"DATA_STRUCTURE {structure!r} not served by the test archive "
+                f"(only {', '.join(self.data_structures)})"
             )
-        if release not in (None, "Gaia DR3"):
+        if release is not None and release not in self.releases:
             raise _BadRequest(f"RELEASE {release!r} not served by the test archive")
         ids = self._parse_ids(_get(fields, "ID") or "")
         record.ids = ids
@@ -1000,11 +1048,12 @@ class ArchiveServer:
 
     # -- static files -----------------------------------------------------------------------
 
-    def _file(self, name: str, handler: _Handler) -> _Response:
+    def _file(self, name: str, handler: _Handler, fault: Fault | None = None) -> _Response:
+        """A static file, whole or the range asked, or its answer under a file ``fault``."""
         with self._lock:
             content = self._files.get(name)
         if content is None:
-            raise _BadRequest(f"No file {name!r}", HTTPStatus.NOT_FOUND)
+            return _error(HTTPStatus.NOT_FOUND, f"No file {name!r}")
         data = content if isinstance(content, bytes) else content.read_bytes()
         size = len(data)
         etag = '"' + hashlib.sha1(data).hexdigest() + '"'
@@ -1013,17 +1062,28 @@ class ArchiveServer:
             "Accept-Ranges": "bytes",
             "ETag": etag,
         }
+        kind = None if fault is None else fault.kind
         range_header = handler.headers.get("Range")
         if_range = handler.headers.get("If-Range")
+        if kind in ("416", "416_bare"):
+            if kind == "416":
+                headers["Content-Range"] = f"bytes */{size}"
+            return _Response(HTTPStatus.REQUESTED_RANGE_NOT_SATISFIABLE, b"", headers)
+        response = _Response(HTTPStatus.OK, data, headers)
         if range_header and (if_range is None or if_range == etag):
             span = _parse_range(range_header, size)
             if span is None:
                 headers["Content-Range"] = f"bytes */{size}"
                 return _Response(HTTPStatus.REQUESTED_RANGE_NOT_SATISFIABLE, b"", headers)
             start, end = span
+            if kind == "bad_range":
+                start = start // 2 if fault.after_bytes is None else fault.after_bytes
             headers["Content-Range"] = f"bytes {start}-{end}/{size}"
-            return _Response(HTTPStatus.PARTIAL_CONTENT, data[start : end + 1], headers)
-        return _Response(HTTPStatus.OK, data, headers)
+            response = _Response(HTTPStatus.PARTIAL_CONTENT, data[start : end + 1], headers)
+        if kind == "gzip":
+            response.body = gzip.compress(response.body, mtime=0)
+            headers["Content-Encoding"] = "gzip"
+        return response
 
 
 class _BadRequest(Exception):

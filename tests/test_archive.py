@@ -19,6 +19,7 @@ from archive_fixtures import make_archive_fixture
 from gaiacnn import archive
 from gaiacnn.config import load_schema, validate_config
 from gaiacnn.tables import read_fits_columns
+from gaiacnn.transfer import RetryPolicy, sha1_of
 
 REPO = Path(__file__).resolve().parents[1]
 BATCH = 25
@@ -140,7 +141,8 @@ def test_batches_are_sorted_unique_and_at_most_5000():
     assert [p.tolist() for p in parts] == [[1, 3], [5, 9]]
     with pytest.raises(ValueError, match=r"outside 1\.\.5000"):
         archive.batches([1], 5001)
-    a, b = archive.batch_path("c", "RVS", parts[0]), archive.batch_path("c", "RVS", parts[1])
+    query = archive.DataLinkQuery("http://archive", "Gaia DR3", "INDIVIDUAL")
+    a, b = (archive.batch_path("c", query, "RVS", p) for p in parts)
     assert a != b and a.parent.name == "RVS"
 
 
@@ -148,7 +150,8 @@ def test_download_in_batches_then_raw_store_equals_the_fixture(server, fixture, 
     ids = rvs_ids(fixture)
     cfg = gaia_cfg(server)
     cache = tmp_path / "cache"
-    report = archive.download_products(archive.gaia_client(cfg), ids, cache, cfg, progress=False)
+    client = archive.gaia_client(cfg)
+    report = archive.download_products(client, ids, cache, cfg, progress=False)
     n = n_batches(ids)
     assert report == archive.DownloadReport(n_batches=2 * n, fetched=2 * n, cached=0)
     for rtype in archive.RETRIEVAL_TYPES:
@@ -156,7 +159,8 @@ def test_download_in_batches_then_raw_store_equals_the_fixture(server, fixture, 
         assert len(served) == n and max(len(b) for b in served) <= BATCH
         assert sorted(i for b in served for i in b) == ids.tolist()
     out = tmp_path / "rvs_xp.h5"
-    counts = archive.write_raw_store(ids, cache, out, batch_size=BATCH)
+    query = archive.DataLinkQuery.of(client, cfg)
+    counts = archive.write_raw_store(ids, cache, out, query=query, batch_size=BATCH)
     no_xp = sum(int(i) not in fixture.xp for i in ids)  # fixture.no_xp_id among them
     assert no_xp >= 1
     assert counts == {"requested": ids.size, "rvs": ids.size, "no_xp": no_xp, "no_rvs": 0}
@@ -170,7 +174,15 @@ def test_download_in_batches_then_raw_store_equals_the_fixture(server, fixture, 
 
 @pytest.mark.parametrize(
     ("kind", "options"),
-    [("500", {}), ("503", {}), ("drop", {"after_bytes": 3000}), ("truncated_zip", {})],
+    [
+        ("500", {}),
+        ("503", {}),
+        ("408", {}),
+        ("429", {"retry_after": None}),
+        ("504", {}),
+        ("drop", {"after_bytes": 3000}),
+        ("truncated_zip", {}),
+    ],
 )
 def test_a_failed_batch_is_retried_and_nothing_is_fetched_twice(
     server, fixture, tmp_path, kind, options
@@ -179,17 +191,17 @@ def test_a_failed_batch_is_retried_and_nothing_is_fetched_twice(
     cfg = gaia_cfg(server)
     server.fail("datalink", kind, **options)
     cache = tmp_path / "cache"
-    archive.download_products(
-        archive.gaia_client(cfg), ids, cache, cfg, retrieval_types=["RVS"], progress=False
-    )
+    client = archive.gaia_client(cfg)
+    archive.download_products(client, ids, cache, cfg, retrieval_types=["RVS"], progress=False)
     served = server.datalink_batches("RVS")
     assert len(served) == len(set(served)) == n_batches(ids)  # each batch once, no repeat
     assert sum(r.fault == kind for r in server.requests_to("datalink")) == 1
     out = tmp_path / "rvs_xp.h5"
     archive.download_products(
-        archive.gaia_client(cfg), ids, cache, cfg, retrieval_types=["XP_CONTINUOUS"], progress=False
+        client, ids, cache, cfg, retrieval_types=["XP_CONTINUOUS"], progress=False
     )
-    archive.write_raw_store(ids, cache, out, batch_size=BATCH)
+    query = archive.DataLinkQuery.of(client, cfg)
+    archive.write_raw_store(ids, cache, out, query=query, batch_size=BATCH)
     assert_raw_store_holds_the_fixture(out, fixture, ids)
 
 
@@ -226,11 +238,137 @@ def test_a_failure_after_the_last_retry_names_the_batch_and_keeps_the_others(
 def test_four_hundred_is_not_retried(server, fixture, tmp_path):
     server.max_ids = 10  # the archive refuses a batch over its limit
     cfg = gaia_cfg(server)
-    with pytest.raises(archive.ArchiveError, match="400"):
+    with pytest.raises(
+        archive.ArchiveError, match=r"HTTP 400 Bad Request: .*Too many source ids.*not retried"
+    ):
         archive.download_products(
             archive.gaia_client(cfg), rvs_ids(fixture)[:BATCH], tmp_path, cfg, progress=False
         )
     assert len(server.requests_to("datalink")) == 1
+
+
+def test_other_four_hundreds_are_not_retried_either(server, fixture, tmp_path):
+    cfg = gaia_cfg(server)
+    client = archive.gaia_client(cfg)
+    server.fail("datalink", "404")
+    ids = rvs_ids(fixture)[:BATCH]
+    with pytest.raises(archive.ArchiveError, match=r"RVS batch .*: HTTP 404 Not Found"):
+        archive.download_products(client, ids, tmp_path, cfg, progress=False)
+    server.fail("async", "404")
+    with pytest.raises(archive.ArchiveError, match=r"ADQL query .*: HTTP 404 Not Found"):
+        archive.run_selection_query(client, "SELECT 1", tmp_path / "q.fits", cfg=cfg)
+    assert [r.fault for r in server.requests] == ["404", "404"]  # one request each
+
+
+def test_the_archive_s_retry_after_is_waited(server, fixture, tmp_path, caplog):
+    """astroquery's errors carry no status: it is read from the answer its connection
+    received, with Retry-After (1 s here, more than the back-off of 0)."""
+    cfg = gaia_cfg(server)
+    client = archive.gaia_client(cfg)
+    server.fail("datalink", "429")
+    server.fail("async", "503")
+    waits: list[float] = []
+    archive.download_products(
+        client, rvs_ids(fixture)[:BATCH], tmp_path, cfg, progress=False, sleep=waits.append
+    )
+    archive.run_selection_query(
+        client, "SELECT 1", tmp_path / "q.fits", cfg=cfg, sleep=waits.append
+    )
+    assert waits == [1.0, 1.0]
+    assert "HTTP 429 Too Many Requests" in caplog.text and "retry 1 of 2 in 1.0 s" in caplog.text
+    assert "HTTP 503 Service Unavailable" in caplog.text
+
+
+def test_the_total_time_bound_stops_retrying_a_batch(server, fixture, tmp_path):
+    cfg = gaia_cfg(server, retries=5, retry_total_s=0.5)
+    server.fail("datalink", "503", times=6)  # Retry-After: 1, past the bound
+    start = time.monotonic()
+    with pytest.raises(archive.ArchiveError, match=r"batch .*bound of 0.5 s \(retry_total_s\)"):
+        archive.download_products(
+            archive.gaia_client(cfg), rvs_ids(fixture)[:BATCH], tmp_path, cfg, progress=False
+        )
+    assert time.monotonic() - start < 1.0 and len(server.requests_to("datalink")) == 1
+    assert not list(tmp_path.rglob("*.npz"))
+
+
+# --------------------------------------------------------------------------- the cache key
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"release": "Gaia FPR"},
+        {"data_structure": "DATAMODEL_STANDARD"},
+        {"data_server": "another server"},
+        {"retrieval_type": "XP_CONTINUOUS"},
+    ],
+    ids=lambda change: next(iter(change)),
+)
+def test_a_batch_is_reused_only_for_the_same_request(fixture, tmp_path, change):
+    """Changing the release, the data structure, the server or the product fetches every
+    batch again (and the old batches stay for the old request); the format is part of the
+    key too (it is no setting: always votable)."""
+    served = {"releases": ("Gaia DR3", "Gaia FPR")}
+    served["data_structures"] = ("INDIVIDUAL", "DATAMODEL_STANDARD")
+    ids = rvs_ids(fixture)[: 2 * BATCH]
+    cache = tmp_path / "cache"
+    with fixture.server(**served) as first, fixture.server(**served) as second:
+        cfg = gaia_cfg(first)
+        archive.download_products(
+            archive.gaia_client(cfg), ids, cache, cfg, retrieval_types=["RVS"], progress=False
+        )
+        new, rtype = dict(cfg), "RVS"
+        if "data_server" in change:
+            new["data_server"] = second.url + "/"
+        elif "retrieval_type" in change:
+            rtype = change["retrieval_type"]
+        else:
+            new.update(change)
+        first.clear_log()
+        report = archive.download_products(
+            archive.gaia_client(new), ids, cache, new, retrieval_types=[rtype], progress=False
+        )
+        assert report.fetched == n_batches(ids) and report.cached == 0
+        asked = first.requests_to("datalink") + second.requests_to("datalink")
+        assert len(asked) == n_batches(ids)
+        request = asked[0]
+        assert (request.retrieval_type, request.release, request.data_structure) == (
+            rtype,
+            new["release"],
+            new["data_structure"],
+        )
+        assert (request in second.requests) == ("data_server" in change)
+        # the first request's batches are still there, and still used for it alone
+        first.clear_log()
+        report = archive.download_products(
+            archive.gaia_client(cfg), ids, cache, cfg, retrieval_types=["RVS"], progress=False
+        )
+        assert report.cached == n_batches(ids) and first.requests_to("datalink") == []
+    query = archive.DataLinkQuery("http://archive", "Gaia DR3", "INDIVIDUAL")
+    group = ids[:BATCH]
+    paths = {
+        archive.batch_path(cache, q, "RVS", group)
+        for q in (query, archive.DataLinkQuery("http://archive", "Gaia DR3", "INDIVIDUAL", "csv"))
+    }
+    assert len(paths) == 2
+
+
+def test_a_batch_of_another_request_is_refused(server, fixture, tmp_path):
+    ids = rvs_ids(fixture)[:BATCH]
+    cfg = gaia_cfg(server)
+    client = archive.gaia_client(cfg)
+    archive.download_products(client, ids, tmp_path, cfg, progress=False)
+    query = archive.DataLinkQuery.of(client, cfg)
+    other = archive.DataLinkQuery(query.server, "Gaia FPR", query.data_structure)
+    with pytest.raises(archive.ArchiveError, match="batch not downloaded"):
+        archive.write_raw_store(ids, tmp_path, tmp_path / "x.h5", query=other, batch_size=BATCH)
+    # a file renamed into another request's place is caught by the key stored inside it
+    for rtype in archive.RETRIEVAL_TYPES:
+        target = archive.batch_path(tmp_path, other, rtype, ids)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        archive.batch_path(tmp_path, query, rtype, ids).rename(target)
+    with pytest.raises(archive.ArchiveError, match="cached batch is for another request"):
+        archive.write_raw_store(ids, tmp_path, tmp_path / "x.h5", query=other, batch_size=BATCH)
 
 
 KILLED_RUN = """
@@ -282,12 +420,14 @@ def test_a_killed_download_resumes_with_the_missing_batches_only(server, fixture
     assert len(list((cache / "RVS").glob("*.npz"))) == k
     assert not list(cache.rglob("*.tmp*"))  # no half-written batch left behind
     server.clear_log()
-    report = archive.download_products(archive.gaia_client(cfg), ids, cache, cfg, progress=False)
+    client = archive.gaia_client(cfg)
+    report = archive.download_products(client, ids, cache, cfg, progress=False)
     assert len(server.datalink_batches("RVS")) == n - k
     assert len(server.datalink_batches("XP_CONTINUOUS")) == n
     assert report.fetched == 2 * n - k and report.cached == k
     out = tmp_path / "rvs_xp.h5"
-    archive.write_raw_store(ids, cache, out, batch_size=BATCH)
+    query = archive.DataLinkQuery.of(client, cfg)
+    archive.write_raw_store(ids, cache, out, query=query, batch_size=BATCH)
     assert_raw_store_holds_the_fixture(out, fixture, ids)
 
 
@@ -296,17 +436,20 @@ def test_a_killed_download_resumes_with_the_missing_batches_only(server, fixture
 
 def test_allstar_download_resumes_and_is_verified(server, fixture, tmp_path):
     url = server.file_url("allStar.fits")
-    sha1 = archive.sha1_of(fixture.allstar)
+    sha1 = sha1_of(fixture.allstar)
     size = fixture.allstar.stat().st_size
     out = tmp_path / "allStar.fits"
     server.fail("files", "drop", after_bytes=size // 3)
     with pytest.raises(archive.ArchiveError, match=r"download of .*1 attempt"):
-        archive.download_file(url, out, sha1=sha1, retries=0, chunk=4096, progress=False)
+        archive.download_file(
+            url, out, sha1=sha1, policy=RetryPolicy(retries=0), chunk=4096, progress=False
+        )
     part = out.with_name(out.name + ".part")
     kept = part.stat().st_size  # what arrived, up to the last whole 4 kB block
     assert not out.exists() and size // 3 - 4096 < kept <= size // 3
     server.clear_log()
-    assert archive.download_file(url, out, sha1=sha1, backoff_s=0, progress=False) == size
+    fast = RetryPolicy(backoff_s=0.0)
+    assert archive.download_file(url, out, sha1=sha1, policy=fast, progress=False) == size
     assert out.read_bytes() == fixture.allstar.read_bytes() and not part.exists()
     (request,) = server.requests_to("files")
     assert request.range == f"bytes={kept}-"  # the rest only
@@ -316,7 +459,11 @@ def test_allstar_with_the_wrong_checksum_is_removed(server, tmp_path):
     out = tmp_path / "allStar.fits"
     with pytest.raises(archive.ArchiveError, match="does not match the configured"):
         archive.download_file(
-            server.file_url("allStar.fits"), out, sha1="0" * 40, backoff_s=0, progress=False
+            server.file_url("allStar.fits"),
+            out,
+            sha1="0" * 40,
+            policy=RetryPolicy(backoff_s=0.0),
+            progress=False,
         )
     assert not out.exists() and not out.with_name(out.name + ".part").exists()
 
@@ -324,7 +471,7 @@ def test_allstar_with_the_wrong_checksum_is_removed(server, tmp_path):
 def test_a_local_mirror_file_url(fixture, tmp_path):
     out = tmp_path / "allStar.fits"
     archive.download_file(
-        f"file://{fixture.allstar}", out, sha1=archive.sha1_of(fixture.allstar), progress=False
+        f"file://{fixture.allstar}", out, sha1=sha1_of(fixture.allstar), progress=False
     )
     assert out.read_bytes() == fixture.allstar.read_bytes()
 
@@ -352,7 +499,7 @@ def test_gaia_dr3_source_runs_from_query_to_arrays(fixture, tmp_path):
             "gaia": {**gaia_cfg(server), "cache_dir": str(tmp_path / "cache")},
             "apogee": {
                 "url": server.file_url("allStar.fits"),
-                "sha1": archive.sha1_of(fixture.allstar),
+                "sha1": sha1_of(fixture.allstar),
                 "backoff_s": 0.0,
             },
         }

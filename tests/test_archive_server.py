@@ -6,7 +6,7 @@ must catch (see ``archive_server.FAULT_KINDS``):
 =====================  ==================================================================
 fault                  exception out of astroquery
 =====================  ==================================================================
-500 / 503 (any)        ``requests.exceptions.HTTPError`` (an ``OSError``)
+any status fault       ``requests.exceptions.HTTPError`` (an ``OSError``), text only
 drop, TAP result       ``http.client.IncompleteRead`` (``HTTPException``, not ``OSError``)
 drop, job creation     ``http.client.RemoteDisconnected`` (a ``ConnectionResetError``)
 drop, DataLink         ``zipfile.BadZipFile`` (the short body is written, then unzipped)
@@ -19,6 +19,7 @@ slow, socket timeout   ``TimeoutError`` after the timeout (see ``gaia_client``)
 
 from __future__ import annotations
 
+import gzip
 import http.client
 import socket
 import threading
@@ -303,6 +304,8 @@ def test_tap_faults(fixture, server, gaia, capsys, endpoint, kind, exception) ->
     [
         ("500", requests.exceptions.HTTPError),
         ("503", requests.exceptions.HTTPError),
+        ("429", requests.exceptions.HTTPError),
+        ("408", requests.exceptions.HTTPError),
         ("drop", zipfile.BadZipFile),
         ("truncated_zip", zipfile.BadZipFile),
     ],
@@ -313,8 +316,9 @@ def test_datalink_faults(fixture, server, gaia, capsys, kind, exception) -> None
     with pytest.raises(exception) as info:
         gaia.load_data(ids, retrieval_type="RVS", **DR3)
     assert type(info.value) is exception
-    if kind in ("500", "503"):
+    if kind.isdigit():
         assert f"{kind} Error {kind}" in capsys.readouterr().out  # astroquery prints it
+        assert getattr(info.value, "response", None) is None  # no status but in the text
     assert list(Path.cwd().iterdir()) == []  # the temporary directory is gone even so
     assert server.datalink_batches("RVS") == []
     faulted = server.requests_to("datalink")[0]
@@ -361,6 +365,8 @@ def test_fail_rejects_unknown_faults(server) -> None:
         server.fail("tap", "500")
     with pytest.raises(ValueError):
         server.fail("datalink", "job_error")
+    with pytest.raises(ValueError):
+        server.fail("datalink", "bad_range")
 
 
 # ---------------------------------------------------------------------------------------
@@ -412,6 +418,67 @@ def test_files_bytes_and_faults(server) -> None:
     server.fail("files", "503")
     assert requests.get(url, timeout=5).status_code == 503
     assert requests.get(url, timeout=5).content == data
+
+
+def test_files_status_faults_carry_retry_after(server) -> None:
+    url = server.url + server.add_file("blob.bin", b"x" * 100)
+    server.fail("files", "429")
+    server.fail("files", "503", retry_after=None)
+    server.fail("files", "408", retry_after="Wed, 21 Oct 2015 07:28:00 GMT")
+    server.fail("files", "404")
+    answers = [requests.get(url, timeout=5) for _ in range(5)]
+    assert [a.status_code for a in answers] == [429, 503, 408, 404, 200]
+    assert [a.headers.get("Retry-After") for a in answers[:4]] == [
+        "1",
+        None,
+        "Wed, 21 Oct 2015 07:28:00 GMT",
+        None,
+    ]
+    assert [r.fault for r in server.requests_to("files")] == ["429", "503", "408", "404", None]
+
+
+def test_files_range_faults(server) -> None:
+    data = bytes(range(256)) * 40
+    url = server.url + server.add_file("blob.bin", data)
+    identity = {"Accept-Encoding": "identity"}
+    server.fail("files", "bad_range")
+    answer = requests.get(url, headers={"Range": "bytes=3000-", **identity}, timeout=5)
+    assert answer.status_code == 206 and answer.content == data[1500:]
+    assert answer.headers["Content-Range"] == f"bytes 1500-{len(data) - 1}/{len(data)}"
+    server.fail("files", "416")
+    answer = requests.get(url, headers={"Range": "bytes=3000-"}, timeout=5)
+    assert answer.status_code == 416 and answer.headers["Content-Range"] == f"bytes */{len(data)}"
+    server.fail("files", "416_bare")
+    answer = requests.get(url, headers={"Range": "bytes=3000-"}, timeout=5)
+    assert answer.status_code == 416 and "Content-Range" not in answer.headers
+    server.fail("files", "gzip")
+    answer = requests.get(url, headers={"Range": "bytes=3000-", **identity}, stream=True, timeout=5)
+    assert answer.status_code == 206 and answer.headers["Content-Encoding"] == "gzip"
+    assert gzip.decompress(answer.raw.read(decode_content=False)) == data[3000:]
+    assert [r.accept_encoding for r in server.requests_to("files")] == [
+        "identity",
+        *["gzip, deflate"] * 2,
+        "identity",
+    ]
+
+
+def test_datalink_releases_and_structures_served(fixture) -> None:
+    ids = fixture.source_ids[:2].tolist()
+    with fixture.server(releases=("Gaia DR3", "Gaia FPR")) as srv:
+        gaia = gaia_client(srv.url)
+        assert (
+            len(gaia.load_data(ids, retrieval_type="RVS", **{**DR3, "data_release": "Gaia FPR"}))
+            == 2
+        )
+        with pytest.raises(requests.exceptions.HTTPError, match="RELEASE 'Gaia DR4'"):
+            gaia.load_data(ids, retrieval_type="RVS", **{**DR3, "data_release": "Gaia DR4"})
+        (first, second) = srv.requests_to("datalink")
+        assert (first.release, first.data_structure, first.format) == (
+            "Gaia FPR",
+            "INDIVIDUAL",
+            "votable",
+        )
+        assert second.status == 400
 
 
 # ---------------------------------------------------------------------------------------

@@ -8,13 +8,20 @@
 * RVS mean spectra and XP continuous coefficients of the selected stars through DataLink
   (``astroquery.gaia`` ``load_data``), in batches of at most 5 000 source ids (the
   archive's limit).  Each batch is written to the cache directory as it arrives (a
-  ``.npz`` named after its ids), so an interrupted download resumes where it stopped and
-  never fetches a batch twice.  Timeouts, dropped connections, broken zips and HTTP 5xx
-  answers are retried with exponential back-off; the last failure stops with an error
-  naming the batch.  The batches are then streamed into the *raw store* that
-  :mod:`gaiacnn.arrays` reads (the layout the demo survey writes).
+  ``.npz`` named after a hash of the server, release, data structure, format, product and
+  ids: :class:`DataLinkQuery`), so an interrupted download resumes where it stopped, never
+  fetches a batch twice and never takes a batch of another request for this one.  The
+  batches are then streamed into the *raw store* that :mod:`gaiacnn.arrays` reads (the
+  layout the demo survey writes).
 * The APOGEE DR17 allStar file: an HTTP download that resumes a partial file
-  (``Range`` requests), verified against its SHA-1 before it is renamed into place.
+  (``Range`` requests), verified against its size and SHA-1 before it is renamed into
+  place (:func:`gaiacnn.transfer.download_file`).
+
+Every request is retried by :class:`gaiacnn.transfer.RetryPolicy` (``retries``,
+``backoff_s``, ``retry_total_s`` of the config section): HTTP 408, 429, 500, 502, 503, 504
+and dropped, refused or timed-out connections, with exponential back-off, jitter and the
+server's ``Retry-After``; the last failure, or any other 4xx at once, stops with an error
+naming the request.
 
 Everything talks to servers named in the config (``data.gaia``, ``data.apogee``), so a
 mirror, or the local test server of the test suite, is one config change away.
@@ -26,30 +33,37 @@ The rules' entry points: :func:`run_gaia_query`, :func:`run_apogee_download`,
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
-import http
-import http.client
 import io
+import json
 import logging
 import os
 import re
 import socket
 import tempfile
 import time
-import urllib.error
 import zipfile
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import numpy as np
 import pandas as pd
+import requests
 
 from gaiacnn import layout
 from gaiacnn.constants import rvs_wavelength_nm
 from gaiacnn.io import atomic_output
 from gaiacnn.layout import RVS_FLUX_DATASET, RVS_FLUX_ERROR_DATASET
+from gaiacnn.transfer import (
+    AnswerLog,
+    ArchiveError,
+    RetryPolicy,
+    astroquery_conn,
+    download_file,
+)
 
 log = logging.getLogger(__name__)
 
@@ -60,96 +74,14 @@ RVS, XP = "RVS", "XP_CONTINUOUS"
 RETRIEVAL_TYPES = (RVS, XP)
 #: The archive refuses more source ids per DataLink call.
 MAX_IDS_PER_REQUEST = 5000
+#: The DataLink FORMAT asked for: the parsers read VOTables (ARCHIVE_NOTES: ``ecsv`` is
+#: broken in astroquery 0.4.11, ``csv`` gives the arrays as strings).
+DATALINK_FORMAT = "votable"
 #: Coefficients per XP band (Sect. 2.3; De Angeli et al. 2023).
 N_XP_COEFFICIENTS = 55
 #: Columns of the selection query taken from the astrophysical parameters table (LEFT JOIN);
 #: the others (:data:`gaiacnn.selection.GAIA_COLUMNS`) come from gaia_source.
 AP_COLUMNS = ("classlabel_espels",)
-
-
-class ArchiveError(RuntimeError):
-    """A request that failed for good (after its retries), or an answer we cannot use."""
-
-
-# --------------------------------------------------------------------------- retries
-def _http_status(exc: BaseException) -> int | None:
-    """The HTTP status of an error raised by astroquery, urllib or requests, if any."""
-    for attr in ("status", "code", "status_code"):
-        value = getattr(exc, attr, None)
-        if isinstance(value, int):
-            return value
-    response = getattr(exc, "response", None)
-    value = getattr(response, "status_code", None)
-    if isinstance(value, int):
-        return value
-    text = str(exc)
-    match = re.search(r"\b(?:Error|HTTP|status)\D{0,12}([45]\d\d)\b", text)
-    if match:
-        return int(match.group(1))
-    # astroquery raises some HTTP errors with the reason phrase only ("Service Unavailable")
-    for status in http.HTTPStatus:
-        if status >= 400 and text.strip() == status.phrase:
-            return int(status)
-    return None
-
-
-def is_transient(exc: BaseException) -> bool:
-    """True for failures worth retrying: timeouts, refused or dropped connections, a body
-    cut short (a broken zip, an incomplete read) and HTTP 5xx; False for 4xx and for
-    everything else (a bug is not retried)."""
-    import requests
-
-    if isinstance(exc, ArchiveError):
-        return False
-    status = _http_status(exc)
-    if status is not None:
-        return status >= 500
-    return isinstance(
-        exc,
-        (
-            TimeoutError,
-            socket.timeout,
-            ConnectionError,
-            http.client.HTTPException,
-            urllib.error.URLError,
-            zipfile.BadZipFile,
-            EOFError,
-            requests.exceptions.ConnectionError,
-            requests.exceptions.Timeout,
-            requests.exceptions.ChunkedEncodingError,
-        ),
-    )
-
-
-def with_retries(
-    call: Callable[[], T],
-    *,
-    what: str,
-    retries: int,
-    backoff_s: float,
-    sleep: Callable[[float], None] = time.sleep,
-) -> T:
-    """``call()``, retried ``retries`` times on transient failures (:func:`is_transient`),
-    waiting ``backoff_s`` seconds before the first retry and twice as long before each next
-    one.  Raises :class:`ArchiveError` naming ``what`` after the last attempt, or at once on a
-    failure that is not transient."""
-    for attempt in range(retries + 1):
-        try:
-            return call()
-        except Exception as exc:
-            if isinstance(exc, ArchiveError):
-                raise
-            kind = f"{type(exc).__name__}: {exc}".strip()
-            if not is_transient(exc):
-                raise ArchiveError(f"{what}: {kind}") from exc
-            if attempt == retries:
-                raise ArchiveError(
-                    f"{what}: failed after {retries + 1} attempt(s), last: {kind}"
-                ) from exc
-            wait = backoff_s * 2**attempt
-            log.warning("%s: %s; retry %d of %d in %.0f s", what, kind, attempt + 1, retries, wait)
-            sleep(wait)
-    raise AssertionError("unreachable")  # pragma: no cover
 
 
 # --------------------------------------------------------------------------- the client
@@ -162,8 +94,8 @@ def _quiet_stdout() -> Iterator[None]:
 
 @contextlib.contextmanager
 def _socket_timeout(seconds: float) -> Iterator[None]:
-    """astroquery's TAP connections take no timeout argument; they use the default socket
-    timeout, so an unanswered request fails after ``seconds`` instead of hanging."""
+    """The default socket timeout [s] for a while: ``import astroquery.gaia`` opens a
+    connection with no timeout of its own (our clients' connections have one)."""
     old = socket.getdefaulttimeout()
     socket.setdefaulttimeout(seconds)
     try:
@@ -172,19 +104,76 @@ def _socket_timeout(seconds: float) -> Iterator[None]:
         socket.setdefaulttimeout(old)
 
 
-def gaia_client(cfg: Mapping):
-    """An ``astroquery.gaia.GaiaClass`` for the servers of ``data.gaia`` (``cfg``).
-    Importing ``astroquery.gaia`` builds a default client that asks the ESA server for
-    status messages: bounded by ``timeout_s`` so that a firewalled machine does not hang."""
-    with _socket_timeout(min(float(cfg["timeout_s"]), 30.0)), _quiet_stdout():
-        from astroquery.gaia import GaiaClass
+@dataclass(frozen=True)
+class GaiaArchive:
+    """astroquery's ``GaiaClass`` (``gaia``) on the servers of ``data.gaia``, the log of
+    the answers its connections received (``answers``: statuses and ``Retry-After``, which
+    astroquery's errors do not carry) and the DataLink server's URL (``data_server``)."""
 
-        client = GaiaClass(
-            gaia_tap_server=cfg["tap_server"],
-            gaia_data_server=cfg["data_server"],
-            show_server_messages=False,
-        )
-    return client
+    gaia: Any
+    answers: AnswerLog
+    data_server: str
+
+    def call(
+        self,
+        fn: Callable[[], T],
+        *,
+        what: str,
+        policy: RetryPolicy,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> T:
+        """``fn()`` (a call of ``gaia``), retried by ``policy``; an HTTP error astroquery
+        raises becomes :class:`gaiacnn.transfer.HTTPStatusError` with the answer's status."""
+
+        def attempt() -> T:
+            self.answers.clear()
+            try:
+                with _quiet_stdout():
+                    return fn()
+            except requests.exceptions.HTTPError as exc:
+                error = self.answers.status_error(exc)
+                if error is None:
+                    raise
+                raise error from exc
+
+        return policy.call(attempt, what=what, sleep=sleep)
+
+
+def gaia_client(cfg: Mapping) -> GaiaArchive:
+    """astroquery's ``GaiaClass`` for the servers of ``data.gaia`` (``cfg``), with
+    connections that time out after ``timeout_s`` of silence and record their answers
+    (:func:`gaiacnn.transfer.astroquery_conn`).  Importing ``astroquery.gaia`` builds a
+    default client that asks the ESA server for status messages: bounded by ``timeout_s``
+    (30 s at most) so that a firewalled machine does not hang."""
+    timeout_s = float(cfg["timeout_s"])
+    with _socket_timeout(min(timeout_s, 30.0)), _quiet_stdout():
+        from astroquery.gaia import GaiaClass
+        from astroquery.utils.tap.core import TapPlus
+
+    answers = AnswerLog()
+    data = TapPlus(
+        url=cfg["data_server"],
+        server_context="data-server",
+        tap_context="tap",
+        upload_context="Upload",
+        table_edit_context="TableTool",
+        data_context="data",
+        datalink_context="datalink",
+        connhandler=astroquery_conn(
+            cfg["data_server"], "data-server", timeout_s=timeout_s, answers=answers
+        ),
+        use_names_over_ids=GaiaClass.USE_NAMES_OVER_IDS,
+    )
+    client = GaiaClass(
+        tap_plus_conn_handler=astroquery_conn(
+            cfg["tap_server"], "tap-server", timeout_s=timeout_s, answers=answers
+        ),
+        datalink_handler=data,
+        gaia_tap_server=cfg["tap_server"],
+        gaia_data_server=cfg["data_server"],
+        show_server_messages=False,
+    )
+    return GaiaArchive(client, answers, str(cfg["data_server"]))
 
 
 # --------------------------------------------------------------------------- selection query
@@ -222,29 +211,30 @@ def _fill_masked(table) -> dict[str, np.ndarray]:
 
 
 def run_selection_query(
-    client, adql: str, out_path: str | os.PathLike, *, cfg: Mapping, meta: Mapping | None = None
+    client: GaiaArchive,
+    adql: str,
+    out_path: str | os.PathLike,
+    *,
+    cfg: Mapping,
+    meta: Mapping | None = None,
+    sleep: Callable[[float], None] = time.sleep,
 ) -> int:
-    """Run ``adql`` as an asynchronous TAP job (with retries) and write its result as a FITS
-    table at ``out_path`` (atomically); returns the number of rows."""
+    """Run ``adql`` as an asynchronous TAP job (retried as ``cfg`` says) and write its
+    result as a FITS table at ``out_path`` (atomically); returns the number of rows."""
     from gaiacnn.tables import write_fits_table
 
     def query():
         # astroquery's get_results() reads an async_<time>.vot of the working directory if
         # one is there: run it in an empty one
-        with (
-            tempfile.TemporaryDirectory(prefix="gaiacnn-tap-") as tmp,
-            contextlib.chdir(tmp),
-            _socket_timeout(float(cfg["timeout_s"])),
-            _quiet_stdout(),
-        ):
-            job = client.launch_job_async(adql, dump_to_file=False, verbose=False)
+        with tempfile.TemporaryDirectory(prefix="gaiacnn-tap-") as tmp, contextlib.chdir(tmp):
+            job = client.gaia.launch_job_async(adql, dump_to_file=False, verbose=False)
             return job.get_results()
 
-    table = with_retries(
+    table = client.call(
         query,
         what=f"ADQL query on {cfg['tap_server']}",
-        retries=int(cfg["retries"]),
-        backoff_s=float(cfg["backoff_s"]),
+        policy=RetryPolicy.from_config(cfg),
+        sleep=sleep,
     )
     if len(table) == 0:
         raise ArchiveError(f"ADQL query on {cfg['tap_server']} returned no rows:\n{adql}")
@@ -268,11 +258,39 @@ def batches(ids: Iterable[int], size: int) -> list[np.ndarray]:
     return [uniq[i : i + size] for i in range(0, uniq.size, size)]
 
 
-def batch_path(cache_dir: str | os.PathLike, retrieval_type: str, ids: np.ndarray) -> Path:
-    """Cache file of one batch: named after its product, first id, size and a hash of its
-    ids, so a different star list never reuses a batch that does not match it."""
-    digest = hashlib.sha1(np.ascontiguousarray(ids, np.int64).tobytes()).hexdigest()[:12]
-    return Path(cache_dir) / retrieval_type / f"{int(ids[0])}_{ids.size}_{digest}.npz"
+@dataclass(frozen=True)
+class DataLinkQuery:
+    """What decides a DataLink answer besides the product and the ids: the server (its base
+    URL, without a trailing slash), ``RELEASE``, ``DATA_STRUCTURE`` and ``FORMAT``.  All of
+    them are part of each batch's cache key (:func:`batch_path`)."""
+
+    server: str
+    release: str
+    data_structure: str
+    format: str = DATALINK_FORMAT
+
+    @classmethod
+    def of(cls, client: GaiaArchive, cfg: Mapping) -> DataLinkQuery:
+        """The query ``client`` sends with the ``release`` and ``data_structure`` of
+        ``data.gaia`` (``cfg``)."""
+        return cls(client.data_server.rstrip("/"), str(cfg["release"]), str(cfg["data_structure"]))
+
+    def key(self, retrieval_type: str, ids: np.ndarray) -> str:
+        """SHA-1 (hex) of this query, ``retrieval_type`` and ``ids`` (int64, in order)."""
+        fields = {**dataclasses.asdict(self), "retrieval_type": retrieval_type}
+        digest = hashlib.sha1(json.dumps(fields, sort_keys=True).encode())
+        digest.update(np.ascontiguousarray(ids, "<i8").tobytes())
+        return digest.hexdigest()
+
+
+def batch_path(
+    cache_dir: str | os.PathLike, query: DataLinkQuery, retrieval_type: str, ids: np.ndarray
+) -> Path:
+    """Cache file of one batch: ``<product>/<first id>_<n ids>_<key>.npz``, ``key`` hashing
+    the server, release, data structure, format, product and ids
+    (:meth:`DataLinkQuery.key`), so that a change of any of them never reuses a batch."""
+    key = query.key(retrieval_type, ids)[:20]
+    return Path(cache_dir) / retrieval_type / f"{int(ids[0])}_{ids.size}_{key}.npz"
 
 
 _ID_IN_NAME = re.compile(r"(\d+)\.\w+$")
@@ -367,22 +385,19 @@ def parse_xp(files: Mapping[str, list]) -> dict[str, np.ndarray]:
     }
 
 
-def fetch_batch(client, ids: np.ndarray, retrieval_type: str, cfg: Mapping) -> dict:
+def fetch_batch(
+    client: GaiaArchive, query: DataLinkQuery, retrieval_type: str, ids: np.ndarray
+) -> dict:
     """One DataLink request (``load_data``) for ``ids`` and its parsed arrays.  astroquery
     unpacks the answer into a temporary directory under the working directory: it runs in
     a fresh temporary directory, removed afterwards."""
-    with (
-        tempfile.TemporaryDirectory(prefix="gaiacnn-datalink-") as tmp,
-        contextlib.chdir(tmp),
-        _socket_timeout(float(cfg["timeout_s"])),
-        _quiet_stdout(),
-    ):
-        files = client.load_data(
+    with tempfile.TemporaryDirectory(prefix="gaiacnn-datalink-") as tmp, contextlib.chdir(tmp):
+        files = client.gaia.load_data(
             ids=[int(i) for i in ids],
-            data_release=cfg["release"],
-            data_structure=cfg["data_structure"],
+            data_release=query.release,
+            data_structure=query.data_structure,
             retrieval_type=retrieval_type,
-            format="votable",
+            format=query.format,
         )
     if retrieval_type == RVS:
         return parse_rvs(files, rvs_wavelength_nm())
@@ -399,7 +414,7 @@ class DownloadReport:
 
 
 def download_products(
-    client,
+    client: GaiaArchive,
     ids: Iterable[int],
     cache_dir: str | os.PathLike,
     cfg: Mapping,
@@ -410,15 +425,19 @@ def download_products(
 ) -> DownloadReport:
     """Fetch every product of ``retrieval_types`` for ``ids`` in batches of
     ``cfg["batch_size"]``, each written to ``cache_dir`` as it arrives; batches already
-    there are not fetched again.  A batch that fails after its retries stops the download
-    with :class:`ArchiveError` (the batches before it stay in the cache)."""
+    there (for the same server, release, data structure, format and ids:
+    :func:`batch_path`) are not fetched again.  A batch that fails after its retries
+    (``cfg``: ``retries``, ``backoff_s``, ``retry_total_s``) stops the download with
+    :class:`ArchiveError` (the batches before it stay in the cache)."""
     from tqdm.auto import tqdm
 
+    query = DataLinkQuery.of(client, cfg)
+    policy = RetryPolicy.from_config(cfg)
     groups = batches(ids, int(cfg["batch_size"]))
     n_ids = sum(g.size for g in groups)
     fetched = cached = 0
     for rtype in retrieval_types:
-        todo = [g for g in groups if not batch_path(cache_dir, rtype, g).is_file()]
+        todo = [g for g in groups if not batch_path(cache_dir, query, rtype, g).is_file()]
         cached += len(groups) - len(todo)
         bar = tqdm(
             total=n_ids,
@@ -431,20 +450,19 @@ def download_products(
             what = (
                 f"DataLink {rtype} batch of {group.size} stars ({int(group[0])}..{int(group[-1])})"
             )
-            data = with_retries(
-                lambda g=group, r=rtype: fetch_batch(client, g, r, cfg),
+            data = client.call(
+                lambda g=group, r=rtype: fetch_batch(client, query, r, g),
                 what=what,
-                retries=int(cfg["retries"]),
-                backoff_s=float(cfg["backoff_s"]),
+                policy=policy,
                 sleep=sleep,
             )
             unknown = np.setdiff1d(data["source_id"], group)
             if unknown.size:
                 raise ArchiveError(f"{what}: the answer holds {unknown.size} stars not asked for")
-            path = batch_path(cache_dir, rtype, group)
+            path = batch_path(cache_dir, query, rtype, group)
             path.parent.mkdir(parents=True, exist_ok=True)
             with atomic_output(path) as tmp, open(tmp, "wb") as fh:
-                np.savez(fh, requested=group, **data)
+                np.savez(fh, requested=group, key=query.key(rtype, group), **data)
             fetched += 1
             bar.update(group.size)
         bar.close()
@@ -459,21 +477,28 @@ def download_products(
 
 
 def _cached(
-    cache_dir, rtype: str, group: np.ndarray, keys: Sequence[str] | None = None
+    cache_dir,
+    query: DataLinkQuery,
+    rtype: str,
+    group: np.ndarray,
+    keys: Sequence[str] | None = None,
 ) -> dict[str, np.ndarray]:
-    """The arrays ``keys`` (all if None) of one cached batch, checked to be for ``group``."""
-    path = batch_path(cache_dir, rtype, group)
+    """The arrays ``keys`` (all if None) of one cached batch, checked to be for ``group``
+    and ``query``."""
+    path = batch_path(cache_dir, query, rtype, group)
     if not path.is_file():
         raise ArchiveError(f"{path}: batch not downloaded")
     try:
         with np.load(path) as npz:
-            wanted = npz.files if keys is None else ["requested", *keys]
+            wanted = npz.files if keys is None else ["requested", "key", *keys]
             data = {k: npz[k] for k in wanted}
     except (OSError, ValueError, KeyError, zipfile.BadZipFile) as exc:
         msg = f"{path}: unreadable cached batch ({exc}); delete it to refetch"
         raise ArchiveError(msg) from None
-    if not np.array_equal(data.get("requested"), group):
-        raise ArchiveError(f"{path}: cached batch is for other stars; delete it to refetch")
+    if not np.array_equal(data.get("requested"), group) or str(data["key"]) != query.key(
+        rtype, group
+    ):
+        raise ArchiveError(f"{path}: cached batch is for another request; delete it to refetch")
     return data
 
 
@@ -482,6 +507,7 @@ def write_raw_store(
     cache_dir: str | os.PathLike,
     out_path: str | os.PathLike,
     *,
+    query: DataLinkQuery,
     batch_size: int,
     provenance: Mapping[str, object] | None = None,
 ) -> dict[str, int]:
@@ -490,12 +516,13 @@ def write_raw_store(
     ``rvs/flux_error``, ``xp/bp_coefficients``, ``xp/rp_coefficients`` and their
     ``xp/*_coefficient_errors``), stars in source-id order.  Stars without an RVS spectrum
     in the archive are left out (counted); a star without XP coefficients keeps NaN ones.
+    ``query``: the DataLink query the batches were fetched with (their cache key).
     Returns counts for the log."""
     wl = rvs_wavelength_nm()
     groups = batches(ids, batch_size)
     n_rvs = 0
     for g in groups:
-        n_rvs += _cached(cache_dir, RVS, g, keys=["source_id"])["source_id"].size  # ids only
+        n_rvs += _cached(cache_dir, query, RVS, g, keys=["source_id"])["source_id"].size  # ids only
     cols = {
         "source_id": ((), np.int64, {}),
         RVS_FLUX_DATASET: ((wl.size,), np.float32, {"wavelength_nm": wl}),
@@ -508,7 +535,7 @@ def write_raw_store(
     counts = {"requested": int(sum(g.size for g in groups)), "rvs": n_rvs, "no_xp": 0}
     with layout.ArraysWriter(out_path, n_rvs, cols, attrs=attrs) as writer:
         for g in groups:
-            rvs, xp = _cached(cache_dir, RVS, g), _cached(cache_dir, XP, g)
+            rvs, xp = _cached(cache_dir, query, RVS, g), _cached(cache_dir, query, XP, g)
             order = np.argsort(rvs["source_id"])
             sid = rvs["source_id"][order]
             at = {int(s): i for i, s in enumerate(xp["source_id"])}
@@ -529,100 +556,7 @@ def write_raw_store(
     return counts
 
 
-# --------------------------------------------------------------------------- file download
-def sha1_of(path: str | os.PathLike, chunk: int = 1 << 22) -> str:
-    """SHA-1 hex digest of a file, read in ``chunk``-byte blocks."""
-    h = hashlib.sha1()
-    with open(path, "rb") as fh:
-        while block := fh.read(chunk):
-            h.update(block)
-    return h.hexdigest()
-
-
-def download_file(
-    url: str,
-    out_path: str | os.PathLike,
-    *,
-    sha1: str = "",
-    retries: int = 5,
-    backoff_s: float = 10.0,
-    timeout_s: float = 600.0,
-    chunk: int = 1 << 16,
-    progress: bool = True,
-    sleep: Callable[[float], None] = time.sleep,
-) -> int:
-    """Download ``url`` to ``out_path``: the bytes go to ``<out_path>.part``, which a later
-    call continues (HTTP ``Range``) after a dropped connection or a killed job; once the
-    answer is complete its SHA-1 is checked against ``sha1`` (if given) and the file is
-    renamed into place.  A mismatch removes the partial file and raises.  ``file://`` URLs
-    (a local mirror) are copied the same way.  ``chunk``: bytes per write (a dropped
-    connection loses at most the block being read).  Returns the size in bytes."""
-    import requests
-    from tqdm.auto import tqdm
-
-    out = Path(out_path)
-    part = out.with_name(out.name + ".part")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    if url.startswith("file://"):
-        src = Path(url[len("file://") :])
-        if not src.is_file():
-            raise ArchiveError(f"{url}: no such file")
-        _copy_resuming(src, part, chunk)
-    else:
-
-        def attempt() -> None:
-            start = part.stat().st_size if part.exists() else 0
-            headers = {"Range": f"bytes={start}-"} if start else {}
-            with requests.get(url, headers=headers, stream=True, timeout=timeout_s) as resp:
-                if resp.status_code == 416:  # nothing left to send: the part is complete
-                    return
-                resp.raise_for_status()
-                if start and resp.status_code != 206:  # the server ignored Range: restart
-                    log.warning("%s: no resume support, downloading from the start", url)
-                    start = 0
-                total = resp.headers.get("Content-Length")
-                total = start + int(total) if total is not None else None
-                with (
-                    open(part, "ab" if start else "wb") as fh,
-                    tqdm(
-                        total=total,
-                        initial=start,
-                        unit="B",
-                        unit_scale=True,
-                        desc=out.name,
-                        disable=not progress,
-                    ) as bar,
-                ):
-                    for block in resp.iter_content(chunk):
-                        fh.write(block)
-                        bar.update(len(block))
-                if total is not None and part.stat().st_size != total:
-                    raise http.client.IncompleteRead(b"", total - part.stat().st_size)
-
-        with_retries(
-            attempt, what=f"download of {url}", retries=retries, backoff_s=backoff_s, sleep=sleep
-        )
-    if sha1:
-        got = sha1_of(part)
-        if got != sha1.lower():
-            part.unlink()
-            raise ArchiveError(
-                f"{url}: SHA-1 {got} does not match the configured {sha1}; the download was "
-                "removed (a changed file on the server, or data.apogee.sha1 is wrong)"
-            )
-    size = part.stat().st_size
-    os.replace(part, out)
-    return size
-
-
-def _copy_resuming(src: Path, part: Path, chunk: int) -> None:
-    start = part.stat().st_size if part.exists() else 0
-    with open(src, "rb") as fin, open(part, "ab") as fout:
-        fin.seek(start)
-        while block := fin.read(chunk):
-            fout.write(block)
-
-
+# --------------------------------------------------------------------------- the rules
 def run_gaia_query(gaia_cfg: Mapping, out_path) -> None:
     """Rule ``gaia_query`` (data.source: gaia_dr3): the selection table of every RVS star
     from the Gaia archive (an asynchronous ADQL job), as FITS."""
@@ -640,8 +574,7 @@ def run_apogee_download(apogee_cfg: Mapping, out_path) -> None:
         apogee_cfg["url"],
         out_path,
         sha1=apogee_cfg["sha1"],
-        retries=int(apogee_cfg["retries"]),
-        backoff_s=float(apogee_cfg["backoff_s"]),
+        policy=RetryPolicy.from_config(apogee_cfg),
         timeout_s=float(apogee_cfg["timeout_s"]),
     )
     log.info("%s: %.1f MB%s", out_path, size / 1e6, ", SHA-1 verified" * bool(apogee_cfg["sha1"]))
@@ -657,12 +590,14 @@ def run_gaia_spectra(sample_paths: Sequence, gaia_cfg: Mapping, out_path, proven
         ).astype(np.int64)
     )
     log.info("DataLink: %d stars in batches of %d", ids.size, int(gaia_cfg["batch_size"]))
+    client = gaia_client(gaia_cfg)
     # logs the batches fetched now and those found in the cache
-    download_products(gaia_client(gaia_cfg), ids, gaia_cfg["cache_dir"], gaia_cfg)
+    download_products(client, ids, gaia_cfg["cache_dir"], gaia_cfg)
     counts = write_raw_store(
         ids,
         gaia_cfg["cache_dir"],
         out_path,
+        query=DataLinkQuery.of(client, gaia_cfg),
         batch_size=int(gaia_cfg["batch_size"]),
         provenance=provenance,
     )

@@ -36,7 +36,15 @@ SAMPLES = ("training", "observed")
 # Hashes recorded in the outputs' provenance; each covers only the sections that shape
 # that output, so that changing the ensemble size does not rebuild the arrays.
 # How the archive is reached (servers, retries, batches, cache) does not shape the data.
-_HOW = {"tap_server", "data_server", "batch_size", "retries", "backoff_s", "timeout_s"}
+_HOW = {
+    "tap_server",
+    "data_server",
+    "batch_size",
+    "retries",
+    "backoff_s",
+    "retry_total_s",
+    "timeout_s",
+}
 _DATA = {
     "source": config["data"]["source"],
     "files": config["data"]["files"],
