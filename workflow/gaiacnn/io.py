@@ -89,3 +89,28 @@ def write_text_atomic(path: str | os.PathLike, text: str) -> None:
     """Write ``text`` to ``path`` atomically (UTF-8)."""
     with atomic_output(path) as tmp:
         tmp.write_text(text, encoding="utf-8")
+
+
+def read_npz(path: str | os.PathLike, what: str, error: type[Exception] = ValueError) -> dict:
+    """Every array of the ``.npz`` archive ``path`` that the workflow wrote, read with
+    numpy's defaults, which refuse object arrays and serialised Python objects: reading it
+    runs no code.  Anything else (another kind of file, a single ``.npy`` array, object
+    arrays) is refused as ``error``, its message naming ``path`` and ``what`` it should be."""
+    import zipfile
+
+    import numpy as np
+
+    def refuse(why: str) -> Exception:
+        return error(f"{path}: not {what} ({why})")
+
+    try:
+        loaded = np.load(path)
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+        raise refuse(str(exc)) from None
+    if not isinstance(loaded, np.lib.npyio.NpzFile):
+        raise refuse("a single array, not an .npz archive of arrays")
+    with loaded:
+        try:
+            return {k: loaded[k] for k in loaded.files}
+        except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+            raise refuse(str(exc)) from None
