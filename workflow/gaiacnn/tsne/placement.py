@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import h5py
 import numpy as np
 
+from gaiacnn.io import open_h5
 from gaiacnn.tsne.classify import nearest_training_distance
 from gaiacnn.tsne.features import (
     Reducer,
@@ -241,13 +242,13 @@ def run_tsne_gather(reference_map, shard_files, out_path, *, perplexity) -> None
     stars placed into it by every shard as one map file, in the layout of the joint mode
     (with the reference map's attributes)."""
     parts: dict[str, list] = {k: [] for k in MAP_DATASETS}
-    with h5py.File(reference_map, "r") as h5:
+    with open_h5(reference_map) as h5:
         attrs = dict(h5.attrs)
         for k in MAP_DATASETS:
             parts[k].append(h5[k][:])
     group = _place_group(float(perplexity))
     for path in shard_files:
-        with h5py.File(path, "r") as h5:
+        with open_h5(path) as h5:
             if group not in h5:
                 raise KeyError(f"{path}: no placement for perplexity {perplexity:g} ({group})")
             sid = h5["source_id"][:]
