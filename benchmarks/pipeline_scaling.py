@@ -98,16 +98,16 @@ elif stage == "tsne_neighbours":
         mode="scalable", tsne_cfg=cfg["tsne"], threads=extra["threads"])
 elif stage.startswith("tsne_reference:"):
     p = float(stage.split(":")[1])
-    tsne.run_tsne_reference(f"{w}/tsne/neighbours.npz", f"{w}/tsne/p{p:g}/reference.pkl",
+    tsne.run_tsne_reference(f"{w}/tsne/neighbours.npz", f"{w}/tsne/p{p:g}/embedding.h5",
         f"{w}/tsne/p{p:g}/reference.h5", perplexity=p, tsne_cfg=cfg["tsne"],
         threads=extra["threads"])
 elif stage == "tsne_index":
-    tsne.run_tsne_index(arr["training"], arr["observed"], f"{w}/tsne/index.pkl",
+    tsne.run_tsne_index(arr["training"], arr["observed"], f"{w}/tsne/index.npz",
         tsne_cfg=cfg["tsne"])
 elif stage.startswith("tsne_place:"):
     shard = int(stage.split(":")[1])
-    models = [f"{w}/tsne/p{p:g}/reference.pkl" for p in cfg["tsne"]["perplexities"]]
-    tsne.run_tsne_place(arr["observed"], f"{w}/tsne/index.pkl", models,
+    embeddings = [f"{w}/tsne/p{p:g}/embedding.h5" for p in cfg["tsne"]["perplexities"]]
+    tsne.run_tsne_place(arr["observed"], f"{w}/tsne/index.npz", embeddings,
         f"{w}/tsne/shard{shard}.h5", shard=shard, tsne_cfg=cfg["tsne"])
 elif stage == "tsne_gather_classify":
     maps = []
@@ -218,7 +218,7 @@ def bench_one(n_stars: int, args, cfg: dict, records: list) -> None:
     stage("tsne_neighbours", w / "tsne/neighbours.npz")
     for p in cfg["tsne"]["perplexities"]:
         stage(f"tsne_reference:{p:g}", w / f"tsne/p{p:g}/reference.h5")
-    stage("tsne_index", w / "tsne/index.pkl")
+    stage("tsne_index", w / "tsne/index.npz")
     n_obs = n_rows(w / "arrays/observed.h5")
     parts = []
     for k in range(tsne.placement_shards(n_obs, cfg["tsne"])):

@@ -19,7 +19,7 @@ settings) with the joint maps' classes of the same stars:
   by the map's rule; training stars by the same rule against the other training stars);
 * ``transform_n<n>_x<e>``: the default median start, then ``n`` iterations of openTSNE's
   transform optimisation with exaggeration ``e`` (``--transform``; the reference maps'
-  pickles, ``p<p>.pkl``, must be in ``--reference-dir``);
+  embeddings, ``p<p>_embedding.h5``, must be in ``--reference-dir``);
 * ``calibrated_shift``, ``calibrated_quantiles``: the default positions, their distance
   ratios corrected by what the same placement does to the reference observed stars
   (placed without themselves, against their embedded positions), binned by the mean
@@ -271,13 +271,10 @@ def main() -> None:
             seconds=seconds,
         )
     pairs = [[float(x) for x in pair.split(":")] for pair in filter(None, a.transform.split(","))]
-    models = []
-    if pairs:
-        import pickle
-
-        for q in perps:
-            with open(a.reference_dir / f"p{q:g}.pkl", "rb") as fh:
-                models.append(pickle.load(fh)["embedding"])
+    models = [
+        tsne.read_reference_embedding(a.reference_dir / f"p{q:g}_embedding.h5").embedding
+        for q in (perps if pairs else [])
+    ]
     for n_iter, ex in pairs:
         t0 = time.perf_counter()
         per_map = [

@@ -220,13 +220,13 @@ def main() -> None:
         r["reference_s"], r["reference_rss_mib"] = stage(
             ref.with_suffix(".h5"),
             f"{common}; tsne.run_tsne_reference({str(graphs['scalable'])!r}, "
-            f"{str(ref.with_suffix('.pkl'))!r}, {str(ref.with_suffix('.h5'))!r}, "
+            f"{str(ref_dir / f'p{perp:g}_embedding.h5')!r}, {str(ref.with_suffix('.h5'))!r}, "
             f"perplexity={perp}, tsne_cfg=cfg, threads={a.cores})",
         )
         res["perplexities"][f"{perp:g}"] = r
         print(json.dumps({f"p{perp:g}": r}), file=sys.stderr, flush=True)
-    models = [str(ref_dir / f"p{perp:g}.pkl") for perp in perps]
-    index = str(place_dir / "index.pkl")
+    embeddings = [str(ref_dir / f"p{perp:g}_embedding.h5") for perp in perps]
+    index = str(place_dir / "index.npz")
     res["index_s"], res["index_rss_mib"] = stage(
         Path(index), f"{common}; tsne.run_tsne_index({tr!r}, {ob!r}, {index!r}, tsne_cfg=cfg)"
     )
@@ -234,7 +234,7 @@ def main() -> None:
     place = [
         stage(
             Path(out),
-            f"{common}; tsne.run_tsne_place({ob!r}, {index!r}, {models!r}, {out!r}, "
+            f"{common}; tsne.run_tsne_place({ob!r}, {index!r}, {embeddings!r}, {out!r}, "
             f"shard={c}, tsne_cfg=cfg)",
         )
         for c, out in enumerate(chunks)

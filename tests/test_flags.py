@@ -3,8 +3,6 @@
 
 from __future__ import annotations
 
-import pickle
-
 import h5py
 import numpy as np
 import pytest
@@ -265,7 +263,7 @@ def test_a_map_records_the_support_it_used(tmp_path):
             np.testing.assert_allclose(h5["nn_training_distance"][:][~tr], d, rtol=1e-5)
 
 
-def test_placing_into_a_fixed_map_agrees_with_the_map():
+def test_placing_into_a_fixed_map_agrees_with_the_map(tmp_path):
     rng = np.random.default_rng(5)
     train, _ = _clusters(rng, 400, 0)
     obs_in, obs_ood = _clusters(rng, 300, 40)
@@ -275,9 +273,18 @@ def test_placing_into_a_fixed_map_agrees_with_the_map():
     emb = _embed(ref, 30, seed=0, n_iter=300)
     xy_ref = np.array(emb)  # a copy: the saved reference map
     thr = tsne.threshold(xy_ref[:400], rule="quantile", quantile=0.99)
-    saved = pickle.loads(pickle.dumps(tsne.portable_embedding(emb)))
-    assert saved.affinities is None
-    index = tsne.build_index(ref, 5)
+    # saved as the workflow saves it (arrays and JSON settings) and read back
+    tsne.write_reference_embedding(
+        tmp_path / "embedding.h5",
+        tsne.ReferenceEmbedding(tsne.portable_embedding(emb), thr, 400, 30.0, "rvs/flux"),
+    )
+    back = tsne.read_reference_embedding(tmp_path / "embedding.h5")
+    saved = back.embedding
+    assert saved.affinities is None and back.threshold == thr and back.n_training == 400
+    assert saved.gradient_descent_params == emb.gradient_descent_params
+    np.testing.assert_array_equal(np.asarray(saved), xy_ref)
+    tsne.write_index(tmp_path / "index.npz", tsne.build_index(ref, 5))
+    index = tsne.read_index(tmp_path / "index.npz")
     assert index.features.shape == (len(ref), 5)
     idx, dist = index.query(new, 25)
     assert idx.shape == dist.shape == (len(new), 25) and np.all(np.diff(dist, axis=1) >= 0)

@@ -50,12 +50,11 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import numpy as np
-import pandas as pd
 import requests
 
 from gaiacnn import layout
 from gaiacnn.constants import rvs_wavelength_nm
-from gaiacnn.io import atomic_output
+from gaiacnn.io import atomic_output, read_tsv
 from gaiacnn.layout import RVS_FLUX_DATASET, RVS_FLUX_ERROR_DATASET
 from gaiacnn.transfer import (
     AnswerLog,
@@ -580,13 +579,17 @@ def run_apogee_download(apogee_cfg: Mapping, out_path) -> None:
     log.info("%s: %.1f MB%s", out_path, size / 1e6, ", SHA-1 verified" * bool(apogee_cfg["sha1"]))
 
 
+#: What :func:`run_gaia_spectra` reads the stars from.
+SAMPLE_TABLE = "a sample table (rule select_samples)"
+
+
 def run_gaia_spectra(sample_paths: Sequence, gaia_cfg: Mapping, out_path, provenance) -> None:
     """Rule ``gaia_spectra`` (data.source: gaia_dr3): the RVS spectra and XP coefficients of
     every star of the samples through DataLink, batch by batch into the cache (resumable),
     then streamed into the raw store that ``build_arrays`` reads."""
     ids = np.unique(
         np.concatenate(
-            [pd.read_csv(p, sep="\t", usecols=["source_id"])["source_id"] for p in sample_paths]
+            [read_tsv(p, SAMPLE_TABLE, ["source_id"], only=True)["source_id"] for p in sample_paths]
         ).astype(np.int64)
     )
     log.info("DataLink: %d stars in batches of %d", ids.size, int(gaia_cfg["batch_size"]))

@@ -25,7 +25,7 @@ from tqdm.auto import tqdm
 
 from gaiacnn import __version__, layout, selection
 from gaiacnn.constants import label_unit
-from gaiacnn.io import write_text_atomic
+from gaiacnn.io import read_tsv, write_text_atomic
 from gaiacnn.layout import (
     PARALLAX_DATASET,
     PARALLAX_ERROR_DATASET,
@@ -341,7 +341,7 @@ def run_build_arrays(
         c for c in GAIA_SCALARS if c not in OPTIONAL_GAIA_SCALARS or c in present
     ]
     gaia = read_fits_columns(gaia_path, gaia_cols)
-    sample = pd.read_csv(sample_path, sep="\t")
+    sample = read_tsv(sample_path, "a sample table (rule select_samples)", ["source_id"])
     with_labels = [x for x in labels if x in sample.columns]
     counts = build_sample_file(
         raw_path,

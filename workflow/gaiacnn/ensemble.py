@@ -26,12 +26,11 @@ import os
 import re
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass
-from pathlib import Path
 
 import h5py
 import numpy as np
 
-from gaiacnn.io import write_text_atomic
+from gaiacnn.io import UnreadableResult, open_h5, read_json, write_text_atomic
 from gaiacnn.logs import configure_tensorflow
 
 log = logging.getLogger(__name__)
@@ -102,7 +101,7 @@ def iter_member_chunks(
     """
     if not paths:
         raise EnsembleError("no member predictions to combine")
-    files = [h5py.File(p, "r") for p in paths]
+    files = [open_h5(p) for p in paths]
     try:
         n = files[0]["source_id"].shape[0]
         for path, h5 in zip(paths, files, strict=True):
@@ -432,8 +431,12 @@ def write_uncertainty_model(
 
 def read_uncertainty_model(path: str | os.PathLike) -> tuple[dict[str, DispersionFit], dict]:
     """Read back :func:`write_uncertainty_model`'s JSON: (fits by label, training range)."""
-    doc = json.loads(Path(path).read_text())
-    fits = {k: DispersionFit(**v) for k, v in doc["running_dispersion"].items()}
+    what = "an uncertainty model (rule aggregate_ensemble)"
+    doc = read_json(path, what, ["running_dispersion", "training_range"])
+    try:
+        fits = {k: DispersionFit(**v) for k, v in doc["running_dispersion"].items()}
+    except (TypeError, AttributeError) as exc:
+        raise UnreadableResult(f"{path}: not {what} ({exc})") from None
     return fits, doc["training_range"]
 
 
@@ -540,7 +543,7 @@ def run_gather_predictions(shard_files: Sequence, out_path) -> None:
         raise shards.ShardError("no prediction shards to gather")
     spans, labels = [], None
     for path in shard_files:
-        with h5py.File(path, "r") as h5:
+        with open_h5(path) as h5:
             spans.append(
                 (
                     int(h5.attrs["shard_start"]),

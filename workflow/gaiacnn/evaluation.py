@@ -29,6 +29,7 @@ from gaiacnn import selection
 from gaiacnn.catalogue import read_attrs
 from gaiacnn.demo.physics import OOD_POPULATIONS, POPULATION_CODES
 from gaiacnn.flags import INPUTS_DIGIT, TSNE_DIGIT, input_outside
+from gaiacnn.io import open_h5
 from gaiacnn.tables import read_fits_columns
 
 log = logging.getLogger(__name__)
@@ -122,7 +123,7 @@ def _with_truth(
     ``crlb_<kind>/<name>`` where ``kind`` is given, and the datasets ``extra`` (paths in
     ``truth.h5``)."""
     cat = read_fits_columns(catalogue_path, list(columns))
-    with h5py.File(truth_path, "r") as h5:
+    with open_h5(truth_path) as h5:
         idx = _truth_rows(h5, cat["source_id"].to_numpy(), truth_path)
 
         def read(names: Sequence[str], prefix: str) -> dict[str, np.ndarray]:
@@ -187,7 +188,7 @@ def flag_confusion(
     1, the fraction of 1, and the fraction with any digit 1."""
     cat = read_fits_columns(catalogue_path, ["source_id", "in_training", "flag_boundary"])
     cat = cat[~cat["in_training"].to_numpy(bool)]
-    with h5py.File(truth_path, "r") as h5:
+    with open_h5(truth_path) as h5:
         idx = _truth_rows(h5, cat["source_id"].to_numpy(), truth_path)
         pop = h5["truth/population"][:][idx]
     flag = cat["flag_boundary"].astype(str).to_numpy()

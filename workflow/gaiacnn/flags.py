@@ -258,6 +258,19 @@ def input_space_distance(
 INPUT_SPACE_CHUNK = 1_000_000
 
 
+def read_training_like(tsne_file) -> tuple[np.ndarray, np.ndarray, str]:
+    """The ``tsne_classify`` file: (source_id, training_like, the spectra the maps embed)."""
+    from gaiacnn.io import open_h5
+
+    with open_h5(tsne_file) as h5:
+        for name in ("source_id", "training_like"):
+            if name not in h5:
+                raise FlagError(f"{tsne_file}: no {name}: not a t-SNE classification")
+        t_sid, t_like = h5["source_id"][:], h5["training_like"][:]
+        spectra = str(h5.attrs.get("spectra", RVS_FLUX_DATASET))
+    return t_sid, t_like, spectra
+
+
 def run_flag_catalogue(
     labels_fits, tsne_file, model_json, fits_out, csv_out, *, labels, input_digit=True
 ) -> None:
@@ -265,16 +278,13 @@ def run_flag_catalogue(
     ``input_digit`` is False (config ``flags.input_digit``; the paper's 8 digits) the
     input-space digit 9: the labels table's ``input_distance`` > 1, training stars inside by
     definition; ``-`` where the table has no finite distance)."""
-    import h5py
     import pandas as pd
 
     from gaiacnn import catalogue, ensemble
 
     _, training_range = ensemble.read_uncertainty_model(model_json)
     table, attrs = catalogue.read(labels_fits)
-    with h5py.File(tsne_file, "r") as h5:
-        t_sid, t_like = h5["source_id"][:], h5["training_like"][:]
-        spectra = str(h5.attrs.get("spectra", RVS_FLUX_DATASET))
+    t_sid, t_like, spectra = read_training_like(tsne_file)
     not_like = np.zeros(len(table), bool)  # training stars: training-like by definition
     obs = ~table["in_training"].to_numpy(bool)
     idx = pd.Index(t_sid).get_indexer(table["source_id"].to_numpy()[obs])

@@ -20,6 +20,7 @@ _USER_ERRORS: tuple[tuple[str, str], ...] = (
     ("gaiacnn.config", "ConfigError"),
     ("gaiacnn.archive", "ArchiveError"),
     ("gaiacnn.io", "OutputWriteError"),  # atomic_output: disk full, quota, file size limit
+    ("gaiacnn.io", "UnreadableResult"),  # a result read back that is not what it should be
     ("gaiacnn.model", "MemberError"),
     ("gaiacnn.flags", "FlagError"),
     ("gaiacnn.selection", "SelectionError"),

@@ -21,7 +21,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import pandas as pd
 
-from gaiacnn.io import atomic_output
+from gaiacnn.io import atomic_output, read_tsv
 from gaiacnn.layout import (
     PARALLAX_DATASET,
     PARALLAX_ERROR_DATASET,
@@ -382,6 +382,10 @@ def select_samples(
     return Samples(training=training, observed=observed, steps=steps)
 
 
+#: Columns of a cut report (:func:`cut_report`, :func:`file_cut_report`).
+REPORT_COLUMNS = ("stage", "cut", "rule", "removed", "remaining")
+
+
 def cut_report(samples: Samples, n_input: int) -> pd.DataFrame:
     """The cut report as a table; the last rows give the sample sizes."""
     rows = [asdict(step) for step in samples.steps]
@@ -407,7 +411,7 @@ def cut_report(samples: Samples, n_input: int) -> pd.DataFrame:
         0,
         dict(stage="input", cut="rvs_stars", rule="gaia_source rows", removed=0, remaining=n_input),
     )
-    return pd.DataFrame(rows, columns=["stage", "cut", "rule", "removed", "remaining"])
+    return pd.DataFrame(rows, columns=list(REPORT_COLUMNS))
 
 
 def write_table_atomic(table: pd.DataFrame, path: str | os.PathLike) -> None:
@@ -532,7 +536,7 @@ def file_cut_report(
     rows.append(
         dict(stage="samples", cut=sample, rule="passes every cut", removed=0, remaining=left)
     )
-    return pd.DataFrame(rows, columns=["stage", "cut", "rule", "removed", "remaining"])
+    return pd.DataFrame(rows, columns=list(REPORT_COLUMNS))
 
 
 def log_cut_report(report: pd.DataFrame) -> None:
@@ -574,5 +578,6 @@ def run_selection(
 
 def run_file_cut_report(reports: Sequence, out_path) -> None:
     """Rule ``file_cut_report`` (``data.source: files``): the imports' cut reports as one."""
-    table = pd.concat([pd.read_csv(p, sep="\t") for p in reports], ignore_index=True)
+    what = "a cut report (rule import_arrays)"
+    table = pd.concat([read_tsv(p, what, REPORT_COLUMNS) for p in reports], ignore_index=True)
     write_table_atomic(table, out_path)

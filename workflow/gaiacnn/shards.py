@@ -13,10 +13,9 @@ from __future__ import annotations
 import json
 import os
 
-import h5py
 import numpy as np
 
-from gaiacnn.io import write_text_atomic
+from gaiacnn.io import UnreadableResult, open_h5, read_json, write_text_atomic
 
 
 class ShardError(ValueError):
@@ -63,7 +62,7 @@ def complement_slice(n_rows: int, excluded: np.ndarray, start: int, stop: int) -
 def write_row_count(arrays_path: str | os.PathLike, out_path: str | os.PathLike) -> int:
     """Write ``{"n_rows": N, "arrays": path}`` (JSON, atomically) for an arrays file;
     return N.  Only the shape of ``source_id`` is read."""
-    with h5py.File(arrays_path, "r") as h5:
+    with open_h5(arrays_path) as h5:
         if "source_id" not in h5:
             raise ShardError(f"{arrays_path}: source_id: dataset is missing")
         n = int(h5["source_id"].shape[0])
@@ -73,5 +72,8 @@ def write_row_count(arrays_path: str | os.PathLike, out_path: str | os.PathLike)
 
 def read_row_count(path: str | os.PathLike) -> int:
     """The row count written by :func:`write_row_count`."""
-    with open(path) as fh:
-        return int(json.load(fh)["n_rows"])
+    what = "a row count (rule count_rows)"
+    n = read_json(path, what, ["n_rows"])["n_rows"]
+    if not isinstance(n, int) or isinstance(n, bool) or n < 0:
+        raise UnreadableResult(f"{path}: not {what} (n_rows {n!r})")
+    return n

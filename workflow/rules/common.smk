@@ -196,10 +196,10 @@ def tsne_set_config(wildcards):
     return reference_set_config(config["tsne"], int(wildcards.ref))
 
 
-def tsne_reference_models(wildcards):
+def tsne_reference_embeddings(wildcards):
     """The saved reference embedding of each perplexity of one map set (scalable mode)."""
     return [
-        f"results/tsne/scalable/r{wildcards.ref}/p{p:g}/reference.pkl"
+        f"results/tsne/scalable/r{wildcards.ref}/p{p:g}/embedding.h5"
         for p in config["tsne"]["perplexities"]
     ]
 

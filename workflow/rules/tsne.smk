@@ -68,7 +68,7 @@ rule tsne_reference:
     input:
         graph="results/tsne/scalable/r{ref}/neighbours.npz",
     output:
-        model="results/tsne/scalable/r{ref}/p{perplexity}/reference.pkl",
+        embedding="results/tsne/scalable/r{ref}/p{perplexity}/embedding.h5",
         map="results/tsne/scalable/r{ref}/p{perplexity}/reference.h5",
     log:
         "results/logs/tsne_reference_r{ref}_p{perplexity}.log",
@@ -91,7 +91,7 @@ rule tsne_index:
         training="results/arrays/training.h5",
         observed="results/arrays/observed.h5",
     output:
-        "results/tsne/scalable/r{ref}/index.pkl",
+        "results/tsne/scalable/r{ref}/index.npz",
     log:
         "results/logs/tsne_index_r{ref}.log",
     benchmark:
@@ -111,8 +111,8 @@ rule tsne_index:
 rule tsne_place:
     input:
         observed="results/arrays/observed.h5",
-        index="results/tsne/scalable/r{ref}/index.pkl",
-        models=tsne_reference_models,
+        index="results/tsne/scalable/r{ref}/index.npz",
+        embeddings=tsne_reference_embeddings,
     output:
         "results/tsne/scalable/r{ref}/shard{shard}.h5",
     log:

@@ -8,7 +8,7 @@ from gaiacnn import tsne  # noqa: E402
 tsne.run_tsne_place(
     j.input.observed,
     j.input.index,
-    list(j.input.models),
+    list(j.input.embeddings),
     j.output[0],
     shard=int(j.wildcards.shard),
     tsne_cfg=j.params.tsne,

@@ -7,7 +7,7 @@ from gaiacnn import tsne  # noqa: E402
 
 tsne.run_tsne_reference(
     j.input.graph,
-    j.output.model,
+    j.output.embedding,
     j.output.map,
     perplexity=float(j.wildcards.perplexity),
     tsne_cfg=j.params.tsne,

@@ -132,7 +132,9 @@ def render_all(
 
 def read_index(out_dir: str | os.PathLike) -> dict:
     """The :data:`INDEX_FILE` of a rendered directory."""
-    return json.loads((Path(out_dir) / INDEX_FILE).read_text(encoding="utf-8"))
+    from gaiacnn.io import read_json
+
+    return read_json(Path(out_dir) / INDEX_FILE, "a figures index", ["figures", "skipped"])
 
 
 def not_drawn_line(entry: dict) -> str:

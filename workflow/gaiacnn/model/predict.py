@@ -42,13 +42,26 @@ from gaiacnn.model.settings import (
 
 
 def load_member(member_dir: str | os.PathLike) -> tuple[keras.Model, Scalers]:
-    """The trained model and its scalers from a member directory."""
+    """The trained model and its scalers from a member directory.  The model is loaded in
+    Keras's safe mode, which refuses an archive whose layers carry Python code (a ``Lambda``
+    layer's function) or name anything outside Keras; a file that is not a member's is
+    refused as :class:`~gaiacnn.io.UnreadableResult` (a ``ValueError``) naming it."""
+    import zipfile
+
+    from gaiacnn.io import UnreadableResult
+
     d = Path(member_dir)
     missing = [f for f in (MODEL_FILE, SCALERS_FILE) if not (d / f).is_file()]
     if missing:
         raise MemberError(f"{d}: member directory lacks {', '.join(missing)} (was it trained?)")
-    scalers = Scalers.from_json((d / SCALERS_FILE).read_text(encoding="utf-8"))
-    model = keras.models.load_model(d / MODEL_FILE, compile=False)
+    try:
+        scalers = Scalers.from_json((d / SCALERS_FILE).read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, ValueError, KeyError, TypeError) as exc:
+        raise UnreadableResult(f"{d / SCALERS_FILE}: not a member's scalers ({exc})") from exc
+    try:
+        model = keras.models.load_model(d / MODEL_FILE, compile=False, safe_mode=True)
+    except (ValueError, TypeError, KeyError, OSError, zipfile.BadZipFile) as exc:
+        raise UnreadableResult(f"{d / MODEL_FILE}: not a member's Keras model ({exc})") from exc
     return model, scalers
 
 

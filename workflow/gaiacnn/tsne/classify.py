@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 
 from gaiacnn import constants, layout
+from gaiacnn.io import open_h5
 from gaiacnn.layout import RVS_FLUX_DATASET
 from gaiacnn.tsne.features import THRESHOLD_RULES, TsneError
 
@@ -189,7 +190,7 @@ def _observed_in_map(path, sid: np.ndarray) -> tuple[float, float, np.ndarray, n
     """(perplexity, threshold, distance to the m-th nearest training star, training-like) of
     the observed stars ``sid`` in one map file, in that order."""
 
-    with h5py.File(path, "r") as h5:
+    with open_h5(path) as h5:
         m_sid = h5["source_id"][:]
         obs = ~h5["in_training"][:]
         dist = h5["nn_training_distance"][:][obs]
@@ -215,7 +216,7 @@ def run_tsne_classify(map_files, observed, out_path) -> None:
         per_perp.setdefault(perp, []).append(rest)
     spectra = set()
     for path in map_files:
-        with h5py.File(path, "r") as h5:
+        with open_h5(path) as h5:
             spectra.add(str(h5.attrs.get("spectra", RVS_FLUX_DATASET)))
     if len(spectra) != 1:
         raise TsneError(f"the maps embed different spectra: {sorted(spectra)}")

@@ -12,7 +12,12 @@ import numpy as np
 
 from gaiacnn import layout
 from gaiacnn.layout import RVS_FLUX_DATASET
-from gaiacnn.tsne.classify import _warn_thin_support, classify, threshold_from_config
+from gaiacnn.tsne.classify import (
+    Threshold,
+    _warn_thin_support,
+    classify,
+    threshold_from_config,
+)
 from gaiacnn.tsne.features import (
     TsneError,
     _map_spectra,
@@ -111,17 +116,118 @@ def embed_graph(
     return emb
 
 
-def portable_embedding(embedding):
-    """``embedding`` without its affinities (the kNN index of every reference spectrum, the
-    bulk of a pickle): what :func:`place_by_neighbours` needs, positions and optimiser
-    settings."""
+def embedding_from_arrays(xy: np.ndarray, gradient_descent_params: Mapping):
+    """An openTSNE ``TSNEEmbedding`` of positions ``xy`` (n, 2) and optimiser settings
+    ``gradient_descent_params``, without affinities: what :func:`place_by_neighbours` needs
+    of a reference map.  openTSNE's constructor asks for an affinity object only to check
+    its size, so an empty n x n ``PrecomputedAffinities`` stands in and is then dropped."""
+    import scipy.sparse as sp
     from openTSNE import TSNEEmbedding
+    from openTSNE.affinity import PrecomputedAffinities
 
-    out = TSNEEmbedding(
-        np.array(embedding), embedding.affinities, **dict(embedding.gradient_descent_params)
-    )
+    n = len(xy)
+    stand_in = PrecomputedAffinities(sp.csr_matrix((n, n)), normalize=False)
+    out = TSNEEmbedding(np.asarray(xy, np.float64), stand_in, **dict(gradient_descent_params))
     out.affinities = None
     return out
+
+
+def portable_embedding(embedding):
+    """``embedding`` without its affinities (the kNN index of every reference spectrum, most
+    of its size): its positions and optimiser settings, all a reference embedding file
+    keeps (:func:`write_reference_embedding`)."""
+    return embedding_from_arrays(np.array(embedding), embedding.gradient_descent_params)
+
+
+#: ``format`` attribute of a reference embedding file (:func:`write_reference_embedding`).
+REFERENCE_EMBEDDING_FORMAT = "gaiacnn t-SNE reference embedding 1"
+
+#: openTSNE optimiser settings a reference embedding file may hold, each a JSON scalar.
+_OPTIMISER_SETTINGS = frozenset(
+    {"learning_rate", "momentum", "theta", "max_grad_norm", "max_step_norm", "n_jobs",
+     "verbose", "callbacks", "callbacks_every_iters", "negative_gradient_method",
+     "n_interpolation_points", "min_num_intervals", "ints_in_interval", "dof"}
+)  # fmt: skip
+
+
+@dataclass
+class ReferenceEmbedding:
+    """What a placement job needs of one reference map (scalable mode): the embedding
+    (positions, training stars first, and openTSNE's optimiser settings), its threshold,
+    its number of training stars, its perplexity and the spectra it embeds."""
+
+    embedding: object  # openTSNE TSNEEmbedding without affinities
+    threshold: Threshold
+    n_training: int
+    perplexity: float
+    spectra: str
+
+
+def write_reference_embedding(path, ref: ReferenceEmbedding) -> None:
+    """``ref`` as HDF5: the positions ``xy`` (n, 2) float64 and, as attributes, the
+    perplexity, the number of training stars, the spectra, and the threshold and the
+    optimiser settings as JSON.  Data only: reading it runs no code."""
+    import json
+    from dataclasses import asdict
+
+    from gaiacnn.io import atomic_output
+
+    params = dict(ref.embedding.gradient_descent_params)
+    unknown = set(params) - _OPTIMISER_SETTINGS
+    if unknown or params.get("callbacks") is not None:
+        raise TsneError(f"cannot save openTSNE settings {sorted(unknown) or ['callbacks']}")
+    with atomic_output(path) as tmp, h5py.File(tmp, "w") as h5:
+        h5["xy"] = np.asarray(ref.embedding, np.float64)
+        h5["xy"].attrs["unit"] = "t-SNE units"
+        h5.attrs["format"] = REFERENCE_EMBEDDING_FORMAT
+        h5.attrs["perplexity"] = float(ref.perplexity)
+        h5.attrs["n_training"] = int(ref.n_training)
+        h5.attrs["spectra"] = str(ref.spectra)
+        thr = asdict(ref.threshold)
+        thr["neighbours"] = int(thr["neighbours"])
+        h5.attrs["threshold"] = json.dumps(thr)
+        h5.attrs["gradient_descent_params"] = json.dumps(params)
+
+
+def read_reference_embedding(path) -> ReferenceEmbedding:
+    """The :class:`ReferenceEmbedding` of a file of :func:`write_reference_embedding`, the
+    openTSNE embedding rebuilt from its arrays; anything else is refused
+    (:class:`TsneError` naming the file)."""
+    import json
+
+    def refuse(why: str):
+        return TsneError(f"{path}: not a t-SNE reference embedding ({why}); rerun tsne_reference")
+
+    try:
+        h5 = h5py.File(path, "r")
+    except OSError as exc:
+        raise refuse(f"not an HDF5 file: {exc}") from None
+    with h5:
+        if h5.attrs.get("format") != REFERENCE_EMBEDDING_FORMAT:
+            raise refuse(f"format attribute {h5.attrs.get('format')!r}")
+        try:
+            xy = np.asarray(h5["xy"][()], np.float64)
+            perplexity, n_tr = float(h5.attrs["perplexity"]), int(h5.attrs["n_training"])
+            spectra = str(h5.attrs["spectra"])
+            thr = json.loads(h5.attrs["threshold"])
+            params = json.loads(h5.attrs["gradient_descent_params"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise refuse(str(exc)) from None
+    if xy.ndim != 2 or xy.shape[1] != 2 or not np.isfinite(xy).all():
+        raise refuse(f"xy of shape {xy.shape}, or not finite")
+    if not 0 < n_tr <= len(xy):
+        raise refuse(f"{n_tr} training stars of {len(xy)}")
+    if not isinstance(params, dict) or set(params) - _OPTIMISER_SETTINGS:
+        raise refuse("unknown optimiser settings")
+    if any(isinstance(v, (dict, list)) for v in params.values()) or params.get("callbacks"):
+        raise refuse("optimiser settings that are not plain values")
+    try:
+        threshold = Threshold(**thr)
+    except TypeError as exc:
+        raise refuse(f"threshold: {exc}") from None
+    return ReferenceEmbedding(
+        embedding_from_arrays(xy, params), threshold, n_tr, perplexity, spectra
+    )
 
 
 #: Datasets of a t-SNE map file, one row per star.
@@ -214,10 +320,18 @@ def _embed_and_classify(graph_path, perplexity, cfg: Mapping, threads: int):
     """The map at ``perplexity`` of the spectra of a ``tsne_neighbours`` graph file, and
     its classes.  Returns (embedding, map data, threshold)."""
 
-    with np.load(graph_path, allow_pickle=False) as npz:
-        sid, is_tr = npz["source_id"], npz["in_training"]
-        graph = NeighbourGraph(npz["indices"], npz["distances"], npz["init"])
-        spectra = str(npz["spectra"]) if "spectra" in npz else RVS_FLUX_DATASET
+    from gaiacnn.io import read_npz
+
+    npz = read_npz(graph_path, "a t-SNE neighbour graph (rule tsne_neighbours)", TsneError)
+    missing = {"source_id", "in_training", "indices", "distances", "init"} - set(npz)
+    if missing:
+        raise TsneError(
+            f"{graph_path}: not a t-SNE neighbour graph (no {', '.join(sorted(missing))})"
+        )
+    sid, is_tr = npz["source_id"], npz["in_training"]
+    graph = NeighbourGraph(npz["indices"], npz["distances"], npz["init"])
+    spectra = str(npz["spectra"]) if "spectra" in npz else RVS_FLUX_DATASET
+    del npz
     log.info(
         "t-SNE map, perplexity %g: %d training + %d observed spectra",
         perplexity,
@@ -251,29 +365,19 @@ def run_tsne_joint(graph_path, out_path, *, perplexity, tsne_cfg, threads=1) -> 
     _write_map(out_path, data, attrs)
 
 
-def run_tsne_reference(graph_path, model_out, map_out, *, perplexity, tsne_cfg, threads=1) -> None:
+def run_tsne_reference(
+    graph_path, embedding_out, map_out, *, perplexity, tsne_cfg, threads=1
+) -> None:
     """Rule ``tsne_reference`` (scalable mode): embed the reference spectra (a random
     subsample of the observed ones and the training ones of ``reference_training``); save
-    the embedding for the placement jobs."""
-    import pickle
-
-    from gaiacnn.io import atomic_output
-
+    the embedding for the placement jobs (:func:`write_reference_embedding`) and the map."""
     emb, data, thr = _embed_and_classify(graph_path, perplexity, tsne_cfg, threads)
     n_tr = int(data["in_training"].sum())
     spectra = data.pop("spectra")
-    with atomic_output(model_out) as tmp, open(tmp, "wb") as fh:
-        pickle.dump(
-            {
-                "embedding": portable_embedding(emb),
-                "threshold": thr,
-                "n_training": n_tr,
-                "perplexity": float(perplexity),
-                "spectra": spectra,
-            },
-            fh,
-            protocol=pickle.HIGHEST_PROTOCOL,
-        )
+    write_reference_embedding(
+        embedding_out,
+        ReferenceEmbedding(portable_embedding(emb), thr, n_tr, float(perplexity), spectra),
+    )
     n_ref = int((~data["in_training"]).sum())
     attrs = _map_attrs(
         tsne_cfg,

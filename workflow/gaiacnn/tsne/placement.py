@@ -11,9 +11,9 @@ from dataclasses import dataclass
 import h5py
 import numpy as np
 
+from gaiacnn.io import open_h5
 from gaiacnn.tsne.classify import nearest_training_distance
 from gaiacnn.tsne.features import (
-    RVS_FLUX,
     Reducer,
     TsneError,
     _map_spectra,
@@ -24,7 +24,12 @@ from gaiacnn.tsne.features import (
     n_rows,
     tsne_spectra,
 )
-from gaiacnn.tsne.maps import MAP_DATASETS, PLACED_DATASETS, _write_map
+from gaiacnn.tsne.maps import (
+    MAP_DATASETS,
+    PLACED_DATASETS,
+    _write_map,
+    read_reference_embedding,
+)
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +58,42 @@ def build_index(x_reference: np.ndarray, n_components: int, seed: int = 0) -> Ne
     (0: all pixels)."""
     reducer = fit_reducer(x_reference, n_components, seed)
     return NeighbourIndex(reducer, reducer(x_reference))
+
+
+def write_index(path, index: NeighbourIndex) -> None:
+    """``index`` as an ``.npz`` of arrays: ``features`` (n_reference, k) and, for a PCA,
+    its ``mean`` (P,) and ``components`` (k, P).  Data only: reading it runs no code."""
+    from gaiacnn.io import atomic_output
+
+    arrays = {"features": np.asarray(index.features, np.float32)}
+    if index.reducer.components is not None:
+        arrays["mean"] = np.asarray(index.reducer.mean, np.float32)
+        arrays["components"] = np.asarray(index.reducer.components, np.float32)
+    with atomic_output(path) as tmp, open(tmp, "wb") as fh:
+        np.savez(fh, **arrays)
+
+
+def read_index(path) -> NeighbourIndex:
+    """The :class:`NeighbourIndex` of a file of :func:`write_index` (numerical arrays only:
+    reading it runs no code); anything else is refused (:class:`TsneError` naming it)."""
+    from gaiacnn.io import read_npz
+
+    what = "a t-SNE neighbour index (rule tsne_index)"
+    arrays = read_npz(path, what, TsneError)
+
+    def refuse(why: str):
+        return TsneError(f"{path}: not {what} ({why})")
+
+    features, mean, comps = (arrays.get(k) for k in ("features", "mean", "components"))
+    if features is None or features.ndim != 2 or features.dtype.kind != "f":
+        raise refuse("no 2-d floating-point 'features'")
+    if (mean is None) != (comps is None) or set(arrays) - {"features", "mean", "components"}:
+        raise refuse(f"datasets {sorted(arrays)}")
+    if comps is not None and (
+        comps.ndim != 2 or mean.shape != comps.shape[1:] or comps.shape[0] != features.shape[1]
+    ):
+        raise refuse(f"mean {mean.shape}, components {comps.shape}, features {features.shape}")
+    return NeighbourIndex(Reducer(mean, comps), features)
 
 
 def place_by_neighbours(
@@ -110,10 +151,6 @@ def run_tsne_index(training, observed, out_path, *, tsne_cfg) -> None:
     """Rule ``tsne_index`` (scalable mode): the reference spectra (the reference training and
     observed subsamples, in map order) in ``place_pca_components`` PCA components, so each
     placement job searches the nearest reference spectra once for all the maps."""
-    import pickle
-
-    from gaiacnn.io import atomic_output
-
     x, _ = _map_spectra(
         training,
         observed,
@@ -123,8 +160,7 @@ def run_tsne_index(training, observed, out_path, *, tsne_cfg) -> None:
     )
     index = build_index(x, int(tsne_cfg["place_pca_components"]), int(tsne_cfg["seed"]))
     log.info("neighbour index: %d reference spectra in %d dimensions", *index.features.shape)
-    with atomic_output(out_path) as tmp, open(tmp, "wb") as fh:
-        pickle.dump(index, fh, protocol=pickle.HIGHEST_PROTOCOL)
+    write_index(out_path, index)
 
 
 def _place_group(perplexity: float) -> str:
@@ -140,25 +176,19 @@ def placement_shards(n_observed: int, tsne_cfg: Mapping) -> int:
     return shards.n_shards(int(n_observed) - n_ref, int(tsne_cfg["place_shard_rows"]))
 
 
-def run_tsne_place(observed, index_path, model_paths, out_path, *, shard, tsne_cfg) -> None:
+def run_tsne_place(observed, index_path, embedding_paths, out_path, *, shard, tsne_cfg) -> None:
     """Rule ``tsne_place`` (scalable mode): place one shard of the observed spectra that are
     not in the reference maps (``tsne.place_shard_rows`` of them) into every map, searching
     their nearest reference spectra once (in the neighbour index) for all of them, and
     classify them against each map's training stars.  One group per perplexity (``p30/xy``
     ...) in the output file.  Memory ~ the shard and the reference maps, not N."""
-    import pickle
-
     from tqdm.auto import tqdm
 
     from gaiacnn import shards
     from gaiacnn.io import atomic_output
 
-    with open(index_path, "rb") as fh:
-        index = pickle.load(fh)
-    refs = []
-    for path in model_paths:
-        with open(path, "rb") as fh:
-            refs.append(pickle.load(fh))
+    index = read_index(index_path)
+    refs = [read_reference_embedding(path) for path in embedding_paths]
     n_obs = n_rows(observed)
     ref_rows = _reference_rows(observed, tsne_cfg)
     start, stop = shards.shard_range(
@@ -171,7 +201,7 @@ def run_tsne_place(observed, index_path, model_paths, out_path, *, shard, tsne_c
     k = max(k_init, int(3 * p_place))
     xy = [[] for _ in refs]
     bar = tqdm(total=rows.size, desc=f"t-SNE placement, shard {shard}", unit="spectra")
-    spectra = {ref.get("spectra", RVS_FLUX) for ref in refs}
+    spectra = {ref.spectra for ref in refs}
     if len(spectra) != 1:
         raise TsneError(f"the reference maps embed different spectra: {sorted(spectra)}")
     for x in iter_spectra(observed, rows, step, spectra.pop()):
@@ -179,7 +209,7 @@ def run_tsne_place(observed, index_path, model_paths, out_path, *, shard, tsne_c
         for parts, ref in zip(xy, refs, strict=True):
             parts.append(
                 place_by_neighbours(
-                    ref["embedding"], idx, dist, perplexity=p_place, n_iter=n_iter, k_init=k_init
+                    ref.embedding, idx, dist, perplexity=p_place, n_iter=n_iter, k_init=k_init
                 )
             )
         bar.update(len(x))
@@ -190,18 +220,18 @@ def run_tsne_place(observed, index_path, model_paths, out_path, *, shard, tsne_c
         h5["source_id"] = np.asarray(sid, dtype=np.int64)
         h5.attrs["shard"] = int(shard)
         for parts, ref in zip(xy, refs, strict=True):
-            thr, n_tr = ref["threshold"], ref["n_training"]
+            thr, n_tr = ref.threshold, ref.n_training
             pos = np.concatenate(parts) if parts else np.empty((0, 2))
-            train_xy = np.asarray(ref["embedding"])[:n_tr]
+            train_xy = np.asarray(ref.embedding)[:n_tr]
             dist = nearest_training_distance(train_xy, pos, thr.neighbours)
-            g = h5.create_group(_place_group(ref["perplexity"]))
+            g = h5.create_group(_place_group(ref.perplexity))
             for name, values in zip(PLACED_DATASETS, (pos, dist, dist <= thr.value), strict=True):
                 g[name] = values
             g["xy"].attrs["unit"] = "t-SNE units"
             g.attrs["threshold"] = thr.value
             log.info(
                 "perplexity %g: %d of %d placed spectra training-like",
-                ref["perplexity"],
+                ref.perplexity,
                 int((dist <= thr.value).sum()),
                 rows.size,
             )
@@ -212,13 +242,13 @@ def run_tsne_gather(reference_map, shard_files, out_path, *, perplexity) -> None
     stars placed into it by every shard as one map file, in the layout of the joint mode
     (with the reference map's attributes)."""
     parts: dict[str, list] = {k: [] for k in MAP_DATASETS}
-    with h5py.File(reference_map, "r") as h5:
+    with open_h5(reference_map) as h5:
         attrs = dict(h5.attrs)
         for k in MAP_DATASETS:
             parts[k].append(h5[k][:])
     group = _place_group(float(perplexity))
     for path in shard_files:
-        with h5py.File(path, "r") as h5:
+        with open_h5(path) as h5:
             if group not in h5:
                 raise KeyError(f"{path}: no placement for perplexity {perplexity:g} ({group})")
             sid = h5["source_id"][:]
