@@ -30,9 +30,10 @@ Run on demand (about 12 min per case and method on 2 cores)::
         --cases far --methods before after no_input_calibration intrinsic_only \\
         parallax_augment_all
     .venv/bin/python benchmarks/shift_precision.py --workdir /tmp/shift \\
-        --report-existing --out benchmarks/measured/shift_precision.json
+        --report-only --out benchmarks/measured/shift_precision.json
 
-It is not a test: the numbers are one seed's.  Existing runs in --workdir are reused.
+It is not a test: the numbers are one training's (``after_seed1`` gives a second).
+Existing runs in --workdir are reused.
 """
 
 from __future__ import annotations
@@ -82,6 +83,11 @@ METHODS = {
     "no_input_calibration": {"uncertainty": {"input_distance_calibration_bins": 0}},
     # after, with XP noise that follows the RVS augmentation (model.training.augment_xp)
     "xp_augment": {"model": {"training": {"augment_xp": True}}},
+    # after, with the error of 10^(0.2 M_G) as a fourth photometry input (the default
+    # until the error was found to tell the network how far a star is)
+    "with_error": {"model": {"phot_input": "intrinsic_with_error"}},
+    # after, trained again with other seeds: how far two trainings differ
+    "after_seed1": {"model": {"training": {"base_seed": 1}}},
 }
 #: methods that differ from another only after training: they reuse its members
 SAME_MEMBERS = {"no_input_calibration": "after"}
@@ -262,7 +268,14 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="also report every other case x method already run in --workdir",
     )
+    parser.add_argument(
+        "--report-only",
+        action="store_true",
+        help="run nothing: report every case x method already run in --workdir",
+    )
     args = parser.parse_args(argv)
+    if args.report_only:
+        args.cases, args.report_existing = [], True
 
     commit = head_commit()
     results: dict[tuple[str, str], dict] = {}

@@ -813,14 +813,17 @@ def test_intrinsic_photometry_does_not_depend_on_distance():
     for band in ("phot/g", "phot/bp", "phot/rp"):
         far[band] = near[band] + 5 * np.log10(2.0)
     far["astrometry/parallax"] = near["astrometry/parallax"] / 2
-    a, b = phot_features(near, cols, "intrinsic"), phot_features(far, cols, "intrinsic")
+    a, b = (phot_features(x, cols, "intrinsic_with_error") for x in (near, far))
     np.testing.assert_allclose(a[:, :3], b[:, :3], rtol=1e-12)
     np.testing.assert_allclose(np.sinh(b[:, 3]), 2 * np.sinh(a[:, 3]), rtol=1e-12)
+    # "intrinsic" is the same without the error: no input at all tells the distance
+    np.testing.assert_array_equal(phot_features(near, cols, "intrinsic"), a[:, :3])
+    np.testing.assert_allclose(phot_features(far, cols, "intrinsic"), a[:, :3], rtol=1e-12)
     # 10^(0.2 M_G) for M_G = G + 5 log10(parallax / 100 mas) = 2
     assert np.sinh(a[0, 2]) == pytest.approx(10 ** (0.2 * 2.0))
     # a negative parallax stays finite (a magnitude would not)
     neg = dict(near, **{"astrometry/parallax": np.array([-0.01])})
-    assert np.all(np.isfinite(phot_features(neg, cols, "intrinsic")))
+    assert np.all(np.isfinite(phot_features(neg, cols, "intrinsic_with_error")))
     # the paper's input is the columns as they are; no parallax: the colours only
     np.testing.assert_array_equal(
         phot_features(near, cols[:4], "magnitudes")[0], [12, 12.5, 11.3, 1]
@@ -864,8 +867,11 @@ def test_intrinsic_photometry_trains_with_parallax_augmentation_and_is_recorded(
     assert all(np.array_equal(x, y) for x, y in zip(wa, wb, strict=True))  # deterministic
     _, scalers = load_member(tmp_path / "a")
     assert scalers.phot_input == "intrinsic"
-    assert scalers.phot_columns[-1] == "astrometry/parallax_error"
-    assert scalers.phot_min.shape == (4,)
+    assert scalers.phot_columns[-1] == "astrometry/parallax_error"  # read, for augmentation
+    assert scalers.phot_min.shape == (3,)  # BP - RP, G - RP, asinh(10^(0.2 M_G))
+    with_error = train_member(path, tmp_path / "e", **{**kw, "phot_input": "intrinsic_with_error"})
+    assert with_error["parallax_augmentation"] is True
+    assert load_member(tmp_path / "e")[1].phot_min.shape == (4,)
     # the paper's input takes no augmentation (the parallax error is not an input)
     paper = train_member(path, tmp_path / "c", **{**kw, "phot_input": "magnitudes"})
     assert paper["parallax_augmentation"] is False

@@ -14,7 +14,7 @@ from pathlib import Path
 import yaml
 
 from gaiacnn.constants import training_cuts
-from gaiacnn.layout import LayoutError, dataset_usage, validate
+from gaiacnn.layout import PHOT_INPUTS, LayoutError, dataset_usage, validate
 from gaiacnn.selection import FILE_CUT_MODES
 
 
@@ -87,8 +87,8 @@ def main(argv: list[str] | None = None) -> int:
     summ.add_argument(
         "--phot-input",
         default="intrinsic",
-        choices=("magnitudes", "intrinsic"),
-        help="model.phot_input (intrinsic also reads astrometry/parallax_error)",
+        choices=PHOT_INPUTS,
+        help="model.phot_input (the intrinsic forms also read astrometry/parallax_error)",
     )
     summ.add_argument(
         "--labels",

@@ -120,21 +120,26 @@ def phot_features(
 
     "magnitudes" (the paper, Sect. 3.1): the ``columns`` as stored (G, BP, RP [mag],
     parallax [mas]).  "intrinsic" (not in the paper): BP − RP and G − RP [mag], then, where
-    ``columns`` has the parallax, asinh(ℓ) and asinh(σ_ℓ) with ℓ = parallax · 10^(0.2 G) /
-    100 mas = 10^(0.2 M_G) (M_G without extinction) and σ_ℓ its error from the parallax
-    error.  ℓ does not depend on the star's distance, only on its luminosity, and stays
-    finite and unbiased for a noisy or negative parallax (a magnitude would not); asinh
-    compresses the giants-to-dwarfs range like a logarithm.  With σ_ℓ the network can tell
-    a precise parallax from a noisy one.
+    ``columns`` has the parallax, asinh(ℓ) with ℓ = parallax · 10^(0.2 G) / 100 mas =
+    10^(0.2 M_G) (M_G without extinction).  ℓ does not depend on the star's distance, only
+    on its luminosity, and stays finite and unbiased for a noisy or negative parallax (a
+    magnitude would not); asinh compresses the giants-to-dwarfs range like a logarithm.
+    "intrinsic_with_error" adds asinh(σ_ℓ), σ_ℓ the error of ℓ from the parallax error.
+    It lets the network tell a precise parallax from a noisy one, but σ_ℓ also tells it
+    how far a star is (the training stars with large σ_ℓ are the distant giants), which
+    biases log g where the observed stars are farther than the training ones
+    (docs/shift.md), so it is not the default.
     """
     if phot_input == "magnitudes":
         return np.stack([np.asarray(block[c], dtype=np.float64) for c in columns], axis=1)
-    if phot_input != "intrinsic":
+    if phot_input not in ("intrinsic", "intrinsic_with_error"):
         raise ValueError(f"unknown phot_input {phot_input!r}")
     g, bp, rp = (np.asarray(block[c], dtype=np.float64) for c in PHOT_DATASETS)
     feats = [bp - rp, g - rp]
     if PARALLAX_DATASET in columns:
         scale = 10.0 ** (0.2 * g) / 100.0
         feats.append(np.arcsinh(np.asarray(block[PARALLAX_DATASET], np.float64) * scale))
-        feats.append(np.arcsinh(np.asarray(block[PARALLAX_ERROR_DATASET], np.float64) * scale))
+        if phot_input == "intrinsic_with_error":
+            error = np.asarray(block[PARALLAX_ERROR_DATASET], np.float64)
+            feats.append(np.arcsinh(error * scale))
     return np.stack(feats, axis=1)

@@ -76,21 +76,22 @@ def xp_datasets(xp_input: str | None) -> tuple[str, ...]:
 
 
 #: Forms of the photometry branch's input (``model.phot_input``): the paper's G, BP, RP
-#: [mag] and parallax [mas]; or "intrinsic": BP - RP, G - RP and the parallax as
-#: 10^(0.2 M_G) with its error (:func:`gaiacnn.spectra.phot_features`), no apparent
-#: magnitude, so that a star's distance is not an input.
-PHOT_INPUTS: tuple[str, ...] = ("magnitudes", "intrinsic")
+#: [mag] and parallax [mas]; "intrinsic": BP - RP, G - RP and the parallax as 10^(0.2 M_G)
+#: (:func:`gaiacnn.spectra.phot_features`), no apparent magnitude, so that a star's
+#: distance is not an input; "intrinsic_with_error": the same and that quantity's error.
+#: Both intrinsic forms read the parallax error (the parallax augmentation needs it).
+PHOT_INPUTS: tuple[str, ...] = ("magnitudes", "intrinsic", "intrinsic_with_error")
 
 
 def phot_columns(has_parallax: bool, phot_input: str = "magnitudes") -> list[str]:
     """The photometry branch's datasets: G, BP, RP, and the parallax where there is one
-    (with its error for the "intrinsic" input)."""
+    (with its error for the intrinsic inputs)."""
     if phot_input not in PHOT_INPUTS:
         raise ValueError(f"unknown phot_input {phot_input!r} (known: {', '.join(PHOT_INPUTS)})")
     cols = [*PHOT_DATASETS]
     if has_parallax:
         cols.append(PARALLAX_DATASET)
-        if phot_input == "intrinsic":
+        if phot_input != "magnitudes":
             cols.append(PARALLAX_ERROR_DATASET)
     return cols
 

@@ -9,7 +9,7 @@ The model has up to three branches, named as its Keras inputs:
 ``"phot"``
     G, G_BP, G_RP [mag] and parallax [mas] (3 columns without parallax), min-max scaled
     (the paper); or, ``model.phot_input: intrinsic``, BP − RP, G − RP and the parallax as
-    the distance-free luminosity 10^(0.2 M_G) with its error
+    the distance-free luminosity 10^(0.2 M_G) (``intrinsic_with_error``: and its error)
     (:func:`gaiacnn.spectra.phot_features`), min-max scaled;
 ``"xp"``
     either the 2*M XP coefficients (M = 55 in DR3): BP / BP[0] and RP / RP[0], then min-max

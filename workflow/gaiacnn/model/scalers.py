@@ -89,9 +89,11 @@ class Scalers:
     @property
     def phot_width(self) -> int:
         """Width of the photometry input: one per column (magnitudes), or the colours and
-        the luminosity with its error (intrinsic: :func:`gaiacnn.spectra.phot_features`)."""
-        if self.phot_input == "intrinsic":
-            return 2 + 2 * (PARALLAX_DATASET in self.phot_columns)
+        the luminosity, with its error for "intrinsic_with_error"
+        (:func:`gaiacnn.spectra.phot_features`)."""
+        if self.phot_input != "magnitudes":
+            per_parallax = 2 if self.phot_input == "intrinsic_with_error" else 1
+            return 2 + per_parallax * (PARALLAX_DATASET in self.phot_columns)
         return len(self.phot_columns)
 
     # -- serialisation

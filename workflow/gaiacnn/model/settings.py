@@ -18,8 +18,10 @@ SCALERS_FILE = "scalers.json"
 HISTORY_FILE = "history.json"
 MEMBER_FILES = (MODEL_FILE, SCALERS_FILE, HISTORY_FILE)
 
-#: 2: the input contract (wavelength grids, XP input form) is part of the file.
-SCALERS_FORMAT_VERSION = 2
+#: 2: the input contract (wavelength grids, XP input form) is part of the file; 3: the
+#: "intrinsic" photometry input no longer holds the parallax error ("intrinsic_with_error"
+#: does), so a member of format 2 is refused rather than fed inputs of another width.
+SCALERS_FORMAT_VERSION = 3
 #: Two wavelength grids are the same when no sample differs by more than this [nm].
 GRID_TOLERANCE_NM = 1e-4
 
