@@ -48,7 +48,7 @@ import pandas as pd
 
 from gaiacnn import layout
 from gaiacnn.constants import rvs_wavelength_nm
-from gaiacnn.io import atomic_output
+from gaiacnn.io import atomic_output, publish
 from gaiacnn.layout import RVS_FLUX_DATASET, RVS_FLUX_ERROR_DATASET
 
 log = logging.getLogger(__name__)
@@ -611,7 +611,7 @@ def download_file(
                 "removed (a changed file on the server, or data.apogee.sha1 is wrong)"
             )
     size = part.stat().st_size
-    os.replace(part, out)
+    publish(part, out)  # fsync, rename, fsync the directory
     return size
 
 
