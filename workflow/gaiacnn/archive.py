@@ -554,7 +554,9 @@ def download_file(
     """Download ``url`` to ``out_path``: the bytes go to ``<out_path>.part``, which a later
     call continues (HTTP ``Range``) after a dropped connection or a killed job; once the
     answer is complete its SHA-1 is checked against ``sha1`` (if given) and the file is
-    renamed into place.  A mismatch removes the partial file and raises.  ``file://`` URLs
+    renamed into place (:func:`gaiacnn.io.publish`: flushed to the disk first).  The
+    ``.part`` file is the one temporary a killed job leaves on purpose: the next attempt
+    continues it.  A mismatch removes the partial file and raises.  ``file://`` URLs
     (a local mirror) are copied the same way.  ``chunk``: bytes per write (a dropped
     connection loses at most the block being read).  Returns the size in bytes."""
     import requests
