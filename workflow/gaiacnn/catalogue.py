@@ -24,7 +24,7 @@ from astropy.io import fits
 
 from gaiacnn import ensemble, flags, layout
 from gaiacnn.constants import label_unit
-from gaiacnn.io import atomic_output
+from gaiacnn.io import atomic_outputs
 from gaiacnn.layout import PARALLAX_DATASET, PARALLAX_ERROR_DATASET, RVS_SNR_DATASET
 from gaiacnn.tables import read_fits_columns
 
@@ -348,11 +348,11 @@ def write(table: pd.DataFrame, fits_path, csv_path=None) -> None:
             hdr.add_comment(line)
         hdr.add_comment("No digit 1 (all zeros with every input) = recommended for science")
         hdr.add_comment("(Sect. 5.2).")
-    with atomic_output(fits_path) as tmp:
-        hdu.writeto(tmp)
-    if csv_path is not None:
-        with atomic_output(csv_path) as tmp:
-            table.to_csv(tmp, index=False, float_format="%.6g")
+    targets = [fits_path] if csv_path is None else [fits_path, csv_path]
+    with atomic_outputs(*targets) as tmps:  # both written, then both renamed
+        hdu.writeto(tmps[0])
+        if csv_path is not None:
+            table.to_csv(tmps[1], index=False, float_format="%.6g")
 
 
 def read(fits_path) -> tuple[pd.DataFrame, dict]:

@@ -42,6 +42,8 @@ from typing import Any, Literal, TypeVar
 import requests
 import tenacity
 
+from gaiacnn.io import publish
+
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
@@ -522,7 +524,7 @@ def download_file(
                 f"configured {sha1.lower()}; the download was removed (a changed file on the "
                 "server, or data.apogee.sha1 is wrong)"
             )
-    os.replace(part, out)
+    publish(part, out)  # fsync, rename, fsync the directory
     return size
 
 

@@ -3,8 +3,9 @@
 Each figure module lists its figure functions in ``FIGURES``; a function takes a
 :class:`~gaiacnn.figures.context.Context` and yields :class:`Rendered` figures, or raises
 :class:`~gaiacnn.figures.context.Skip` when the data does not allow it.  The directory is
-written beside the target and renamed onto it at the end, so a killed run leaves no
-half-rendered set under the final name.
+written beside the target and renamed onto it at the end
+(:func:`gaiacnn.io.atomic_directory`), so a killed run leaves no half-rendered set under
+the final name.
 
 Each figure function the data did not allow also leaves ``not_drawn/<function>.txt`` (its
 reason, one line), so that the Snakemake report can list it as one row
@@ -16,8 +17,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import shutil
-import tempfile
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -27,6 +26,7 @@ from matplotlib.figure import Figure
 
 from gaiacnn.figures import style
 from gaiacnn.figures.context import Context, Inputs, Skip
+from gaiacnn.io import atomic_directory
 
 log = logging.getLogger(__name__)
 logging.getLogger("fontTools").setLevel(logging.WARNING)  # font subsetting chatter (PDF)
@@ -93,40 +93,29 @@ def render_all(
 ) -> dict:
     """Render ``functions`` (default: :func:`registry`) into ``out_dir`` (replaced), with
     :data:`INDEX_FILE`; returns the index: ``{"figures": [...], "skipped": [...]}``."""
-    out = Path(out_dir)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
     index: dict = {"figures": [], "skipped": []}
-    try:
-        with style.style():
-            for fn in functions if functions is not None else registry():
-                t0 = time.perf_counter()
-                try:
-                    for r in fn(ctx):
-                        files = style.save(r.fig, tmp, r.name, formats)
-                        r.fig.clear()
-                        index["figures"].append(
-                            {
-                                "name": r.name,
-                                "caption": r.caption,
-                                "n_stars": int(r.n_stars),
-                                "files": [p.name for p in files],
-                            }
-                        )
-                        log.info("%s: %s (%s)", r.name, r.caption, style.stars(r.n_stars))
-                except Skip as why:
-                    index["skipped"].append({"function": fn.__name__, "reason": str(why)})
-                    log.info("skipped %s: %s", fn.__name__, why)
-                log.info("%s took %.1f s", fn.__name__, time.perf_counter() - t0)
+    with atomic_directory(out_dir) as tmp, style.style():
+        for fn in functions if functions is not None else registry():
+            t0 = time.perf_counter()
+            try:
+                for r in fn(ctx):
+                    files = style.save(r.fig, tmp, r.name, formats)
+                    r.fig.clear()
+                    index["figures"].append(
+                        {
+                            "name": r.name,
+                            "caption": r.caption,
+                            "n_stars": int(r.n_stars),
+                            "files": [p.name for p in files],
+                        }
+                    )
+                    log.info("%s: %s (%s)", r.name, r.caption, style.stars(r.n_stars))
+            except Skip as why:
+                index["skipped"].append({"function": fn.__name__, "reason": str(why)})
+                log.info("skipped %s: %s", fn.__name__, why)
+            log.info("%s took %.1f s", fn.__name__, time.perf_counter() - t0)
         (tmp / INDEX_FILE).write_text(json.dumps(index, indent=1), encoding="utf-8")
         write_not_drawn(tmp, index)
-        os.chmod(tmp, 0o755)
-        if out.exists():
-            shutil.rmtree(out)
-        os.replace(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return index
 
 

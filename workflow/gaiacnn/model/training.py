@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-import tempfile
 import time
 import warnings
 from collections.abc import Mapping, Sequence
@@ -16,7 +14,7 @@ import h5py
 import numpy as np
 
 from gaiacnn.ensemble import split_indices
-from gaiacnn.io import atomic_output
+from gaiacnn.io import atomic_output, atomic_outputs
 from gaiacnn.layout import (
     PARALLAX_ERROR_DATASET,
     RVS_SNR_DATASET,
@@ -298,23 +296,14 @@ def train_member(
 
 
 def _save_member(out_dir: Path, model: keras.Model, scalers: Scalers, history: dict) -> None:
-    """Write the three member files under temporary names, then rename them into place."""
-    out_dir.mkdir(parents=True, exist_ok=True)
-    with contextlib.ExitStack() as stack:
-        tmp_scalers = stack.enter_context(atomic_output(out_dir / SCALERS_FILE))
-        tmp_history = stack.enter_context(atomic_output(out_dir / HISTORY_FILE))
+    """Write the three member files under temporary names, then rename them into place:
+    all three are written before the first rename (Keras saves only to a name that ends
+    in .keras, hence the model's own temporary)."""
+    with (
+        atomic_output(out_dir / MODEL_FILE, ext=".keras") as tmp_model,
+        atomic_outputs(out_dir / SCALERS_FILE, out_dir / HISTORY_FILE) as (tmp_scalers, tmp_hist),
+    ):
         tmp_scalers.write_text(scalers.to_json(), encoding="utf-8")
-        tmp_history.write_text(json.dumps(history, indent=1, sort_keys=True), encoding="utf-8")
-        fd, name = tempfile.mkstemp(prefix=f".{MODEL_FILE}.", suffix=".tmp.keras", dir=out_dir)
-        os.close(fd)
-        tmp_model = Path(name)
-        try:
-            model.save(tmp_model)
-            umask = os.umask(0)
-            os.umask(umask)
-            os.chmod(tmp_model, 0o666 & ~umask)  # mkstemp makes 0600; usual permissions
-        except BaseException:
-            tmp_model.unlink(missing_ok=True)
-            raise
-        stack.callback(os.replace, tmp_model, out_dir / MODEL_FILE)
-    # ExitStack unwinds in reverse: model.keras first, then history.json, then scalers.json.
+        tmp_hist.write_text(json.dumps(history, indent=1, sort_keys=True), encoding="utf-8")
+        model.save(tmp_model)
+    # renamed in reverse: scalers.json and history.json, then model.keras
