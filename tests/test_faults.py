@@ -461,3 +461,232 @@ def test_a_full_disk_stops_the_rule_naming_the_output(short_runs):
         work / "results/logs/import_arrays_observed.log",
         f"ERROR {ARRAYS[1]}: could not write (file too large): ",
     )
+
+
+# --------------------------------------------------------------------------- the fault table
+
+#: Every bad input and fault the workflow meets, as the README's fault table shows it: the
+#: case, what the user sees, what is kept, and the test that checks it (``file::function``
+#: under tests/).  No case leaves a partial output that a rerun would take as done.
+FAULTS: tuple[tuple[str, str, str, str], ...] = (
+    (
+        "a truncated or non-HDF5 user file",
+        "`ERROR <file>: not a readable HDF5 file (truncated or not HDF5): …` in the import log",
+        "your file; no arrays file",
+        "test_faults.py::test_a_truncated_file_is_refused_naming_it",
+    ),
+    (
+        "a required dataset missing, or of the wrong shape, dtype or attributes",
+        "`ERROR <file>: <dataset>: <what is wrong>`",
+        "your file; no arrays file",
+        "test_layout.py::test_broken_file_is_refused_naming_dataset",
+    ),
+    (
+        "a spectrum with no finite pixel (`data.files_cuts: refuse`; `apply` cuts and counts it)",
+        "`ERROR <file>: rvs/flux: row <i> (source_id <id>) has no finite pixel`",
+        "your file; no arrays file",
+        "test_faults.py::test_an_all_nan_spectrum_is_refused_naming_the_star",
+    ),
+    (
+        "a spectrum with some NaN pixels",
+        "nothing: the pixels get the continuum windows' third quartile",
+        "the star",
+        "test_spectra.py::test_nan_pixels_get_the_q3_of_the_windows_only",
+    ),
+    (
+        "duplicated `source_id`s",
+        "`ERROR <file>: source_id: <n> duplicated source ids (e.g. <id>)`",
+        "your file; no arrays file",
+        "test_faults.py::test_duplicated_source_ids_are_refused_naming_one",
+    ),
+    (
+        "a parallax ≤ 0 (`data.files_cuts: refuse`; `apply` cuts and counts it)",
+        "`ERROR <file>: astrometry/parallax: parallax <= 0 at row <i> (source_id <id>)`",
+        "your file; no arrays file",
+        "test_faults.py::test_a_negative_parallax_is_refused_naming_the_star",
+    ),
+    (
+        "a label that is ±inf, or a label error ≤ 0",
+        "`ERROR <file>: labels/<name>: <n> rows with values that are +-inf …` and a source_id",
+        "your file; no arrays file",
+        "test_layout.py::test_bad_label_values_are_refused_with_count_and_id",
+    ),
+    (
+        "a non-finite photometry, parallax or XP input",
+        "`ERROR <file>: <dataset>: … (source_id <id>)`",
+        "no member",
+        "test_model.py::test_non_finite_input_named",
+    ),
+    (
+        "an XP first coefficient of 0 (the XP scale)",
+        "`ERROR <file>: xp/bp_coefficients: <n> rows with first coefficient 0 …` and a source_id",
+        "no member",
+        "test_model.py::test_xp_first_coefficient_zero_refused_naming_the_star",
+    ),
+    (
+        "a `model.labels` entry the training file lacks",
+        "an error naming `labels/<name>` and the labels the file has",
+        "no member",
+        "test_model.py::test_unknown_label_lists_what_file_has",
+    ),
+    (
+        "a `model.branches` entry the file cannot feed",
+        "an error naming the missing dataset and its branch",
+        "no member",
+        "test_model.py::test_missing_branch_data",
+    ),
+    (
+        "an observed file on another wavelength grid than the members'",
+        "`ERROR <file>: rvs/flux: wavelength grid … differs from the grid the model was "
+        "trained on`",
+        "no prediction",
+        "test_model.py::test_prediction_refuses_another_grid_naming_both",
+    ),
+    (
+        "an observed file with another XP form or flux kind than the members'",
+        "an error naming what the members were trained on",
+        "no prediction",
+        "test_model.py::test_prediction_refuses_another_xp_form_or_flux_kind",
+    ),
+    (
+        "an observed file without an input the members were trained on",
+        "an error naming the dataset and its branch",
+        "no prediction",
+        "test_model.py::test_prediction_needs_the_models_inputs",
+    ),
+    (
+        "a member outside the configured ensemble (`split9_seed0`)",
+        "`ensemble member split9_seed0 does not exist …` before any job",
+        "everything",
+        "test_workflow.py::test_unknown_member_is_refused_before_any_job",
+    ),
+    (
+        "a configuration value out of range",
+        "`Configuration error: config key '<key>': …` before any job",
+        "everything (no `results/`)",
+        "test_faults.py::test_an_out_of_range_config_key_stops_before_any_job",
+    ),
+    (
+        "a full disk, quota or file size limit",
+        "`ERROR <output>: could not write (no space left on device): …`",
+        "no output, no temporary",
+        "test_faults.py::test_a_full_disk_stops_the_rule_naming_the_output",
+    ),
+    (
+        "a result under `results/` damaged or replaced (a pickle included)",
+        "`ERROR <file>: not <what it should be> (<why>)`; nothing in it runs",
+        "the other results",
+        "test_planted_files.py::test_a_planted_file_is_refused_and_runs_nothing",
+    ),
+    (
+        "the archive answers 429 with Retry-After",
+        "`WARNING …: HTTP 429 …; retry 1 of 5 in <s> s`, then the answer",
+        "every batch",
+        "test_archive_transfer.py::test_429_waits_the_retry_after_and_logs_it",
+    ),
+    (
+        "the archive answers 408, 500, 502, 503 or 504, then succeeds",
+        "a WARNING per retry, then the answer",
+        "every batch",
+        "test_archive_transfer.py::test_a_retried_status_then_success",
+    ),
+    (
+        "the archive answers another 4xx",
+        "`ERROR …: HTTP 404 Not Found: … (not retried …)`",
+        "the batches fetched so far",
+        "test_archive_transfer.py::test_other_statuses_fail_at_once",
+    ),
+    (
+        "the archive stays down past `retry_total_s`",
+        "`ERROR …: … would pass the bound of … s (retry_total_s)`",
+        "the batches fetched so far",
+        "test_archive_transfer.py::test_the_total_time_bound_stops_a_growing_back_off",
+    ),
+    (
+        "a connection dropped in the middle of a download",
+        "a WARNING, then the download goes on from its last byte",
+        "the bytes so far (`.part`)",
+        "test_archive_transfer.py::test_a_connection_dropped_mid_body_is_resumed",
+    ),
+    (
+        "a resumed download answered at the wrong byte (206, wrong Content-Range)",
+        "`WARNING …: … starting over`",
+        "the file, downloaded anew",
+        "test_archive_transfer.py::test_a_206_at_the_wrong_byte_starts_over",
+    ),
+    (
+        "a 416 while the local part is short",
+        "the download starts over",
+        "the file, downloaded anew",
+        "test_archive_transfer.py::test_a_416_with_a_short_part_starts_over",
+    ),
+    (
+        "a gzip-encoded answer to a range request",
+        "`WARNING …: … starting over`",
+        "the file, downloaded anew",
+        "test_archive_transfer.py::test_a_gzip_answer_to_a_range_request_starts_over",
+    ),
+    (
+        "the allStar file does not match `data.apogee.sha1`",
+        "`ERROR <url>: SHA-1 … does not match the configured …; the download was removed`",
+        "nothing of it",
+        "test_archive_transfer.py::test_a_sha1_mismatch_removes_the_download",
+    ),
+    (
+        "a cached DataLink batch of another request",
+        "never used: `batch not downloaded`, or `cached batch is for another request`",
+        "the batches of this request",
+        "test_archive.py::test_a_batch_of_another_request_is_refused",
+    ),
+    (
+        "the DataLink download killed",
+        "the rerun fetches only the missing batches",
+        "every finished batch",
+        "test_archive.py::test_a_killed_download_resumes_with_the_missing_batches_only",
+    ),
+    (
+        "a member's training killed (`SIGKILL`, lost node)",
+        "nothing more; `--unlock`, then `--rerun-incomplete`",
+        "the other members; the same catalogue after the rerun",
+        "test_faults.py::test_a_member_killed_mid_training_resumes_to_the_same_catalogue",
+    ),
+    (
+        "a job killed between two of its outputs (`SIGKILL`, Ctrl-C, `SIGTERM`)",
+        "Snakemake's message; the rerun makes every output again",
+        "the finished jobs",
+        "test_killed_jobs.py::test_a_job_killed_between_its_outputs_runs_again_whole",
+    ),
+    (
+        "`SIGTERM`, `SIGHUP` or Ctrl-C in the middle of a write",
+        "the job ends as the signal says",
+        "no output, no temporary",
+        "test_io.py::test_a_signal_during_a_write_leaves_no_temporary_and_no_target",
+    ),
+)
+
+
+def fault_table() -> str:
+    """The README's fault table, made from :data:`FAULTS`."""
+    rows = ["| case | what you see | what is kept | test (`tests/`) |", "|---|---|---|---|"]
+    rows += [f"| {case} | {see} | {kept} | `{test}` |" for case, see, kept, test in FAULTS]
+    return "\n".join(rows) + "\n"
+
+
+def test_the_readme_shows_the_fault_table_and_each_case_has_its_test():
+    """The README holds :func:`fault_table` (regenerate it with ``.venv/bin/python
+    tests/test_faults.py``), at least 25 cases, and every case names a test function that
+    exists in its file."""
+    import ast
+
+    tests = Path(__file__).parent
+    assert len(FAULTS) >= 25
+    for *_, test in FAULTS:
+        file, name = test.split("::")
+        tree = ast.parse((tests / file).read_text())
+        functions = {n.name for n in tree.body if isinstance(n, ast.FunctionDef)}
+        assert name in functions, test
+    assert fault_table() in (tests.parent / "README.md").read_text()
+
+
+if __name__ == "__main__":
+    print(fault_table(), end="")
