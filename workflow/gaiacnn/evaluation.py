@@ -30,7 +30,7 @@ from gaiacnn.catalogue import read_attrs
 from gaiacnn.demo.physics import OOD_POPULATIONS, POPULATION_CODES
 from gaiacnn.flags import INPUTS_DIGIT, TSNE_DIGIT, input_outside
 from gaiacnn.io import open_h5
-from gaiacnn.tables import read_fits_columns
+from gaiacnn.tables import fits_column_names, read_fits_columns
 
 log = logging.getLogger(__name__)
 
@@ -241,7 +241,11 @@ def shift_table(
     ordinary observed stars) and ``shifted`` (those of ``demo.shift``, ``truth/shifted``),
     both truly inside the training range by their true labels and of the training
     populations (:func:`evaluate`'s ``observed_in_range`` also keeps G and the parallax
-    inside the range: a shifted field moves those).  Axes: ``a0`` (true A_V [mag]),
+    inside the range: a shifted field moves those); and, where the catalogue has
+    ``input_distance``, ``shifted`` split by the flag's input-space digit:
+    ``shifted_inputs_inside`` (digit 0) and ``shifted_inputs_outside`` (digit 1), to
+    show whether the stars the catalogue marks are those where sigma does not cover.
+    Axes: ``a0`` (true A_V [mag]),
     ``distance_kpc`` (true), ``parallax_snr`` (Gaia parallax_over_error), ``g_mag`` (G
     [mag]: fainter stars have noisier XP coefficients) and ``snr`` (rvs_spec_sig_to_noise,
     ``snr_edges``).  Columns: n, bias, dispersion, dispersion_mad,
@@ -250,10 +254,11 @@ def shift_table(
     cols = ["source_id", "in_training"]
     for x in labels:
         cols += [x, f"sigma_{x}"]
+    has_distance = "input_distance" in fits_column_names(catalogue_path)
     view = _with_truth(
         catalogue_path,
         truth_path,
-        cols,
+        [*cols, "input_distance"] if has_distance else cols,
         labels,
         crlb_kind(branches),
         extra=("truth/a_v", "truth/distance_pc"),
@@ -280,6 +285,10 @@ def shift_table(
         "observed": observed & inside & ~view.shifted,
         "shifted": observed & inside & view.shifted,
     }
+    if has_distance:
+        outside = input_outside(view.cat)
+        groups["shifted_inputs_inside"] = groups["shifted"] & ~outside
+        groups["shifted_inputs_outside"] = groups["shifted"] & outside
     axes = {axis: (values[axis], edges) for axis, edges in bins.items()}
     rows = [
         dict(sample=group, label=x, axis=axis, lo=lo, hi=hi, **stats)
