@@ -129,7 +129,7 @@ RUNS: dict[str, Run] = {
     ),
     "photometry_input": Run(
         "photometry branch input (model.phot_input), with the parallax augmentation it needs",
-        "intrinsic: BP − RP, G − RP, parallax and its error; parallax augmentation",
+        "intrinsic: BP − RP, G − RP, 10^(0.2 M_G) from the parallax; parallax augmentation",
         "magnitudes: G, BP, RP, parallax (Fig. 6); no augmentation",
         {"model": {"phot_input": "magnitudes", "training": {"augment_parallax_snr_min": 0.0}}},
         reuse=("tsne", "benchmarks"),

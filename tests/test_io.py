@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 import pytest
+from workflow_helpers import default_signals
 
 from gaiacnn import io
 
@@ -68,6 +69,7 @@ def start_writer(kind: str, target: Path, ready: Path) -> subprocess.Popen:
     return subprocess.Popen(
         [sys.executable, "-c", WRITER, kind, str(target), str(ready)],
         env=env,
+        preexec_fn=default_signals,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

@@ -30,7 +30,7 @@ import time
 from pathlib import Path
 
 import pytest
-from workflow_helpers import make_workdir, run_snakemake, snakemake_command
+from workflow_helpers import default_signals, make_workdir, run_snakemake, snakemake_command
 
 #: demo_survey's outputs, in the order the rule publishes them.
 DEMO = (
@@ -94,6 +94,7 @@ def test_a_job_killed_between_its_outputs_runs_again_whole(tmp_path, signame):
         stderr=subprocess.PIPE,
         text=True,
         start_new_session=True,  # its own process group: snakemake and its job
+        preexec_fn=default_signals,
     )
     try:
         deadline = time.monotonic() + 300

@@ -35,3 +35,14 @@ def reuse_arrays(demo_run: Path, work: Path) -> None:
     """Start a new run from the first run's demo, samples and arrays (mtimes kept)."""
     for sub in ("demo", "samples", "arrays"):
         shutil.copytree(demo_run / "results" / sub, work / "results" / sub)
+
+
+def default_signals() -> None:
+    """A ``preexec_fn``: SIGINT and SIGHUP as a terminal gives them to a program.  A
+    non-interactive shell ignores SIGINT in the commands it puts in the background, nohup
+    ignores SIGHUP, and a child inherits what is ignored: a test that sends those signals
+    would then test a process that cannot receive them."""
+    import signal
+
+    for signum in (signal.SIGINT, signal.SIGHUP):
+        signal.signal(signum, signal.SIG_DFL)
