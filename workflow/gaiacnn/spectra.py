@@ -11,13 +11,13 @@ import numpy as np
 
 from gaiacnn.constants import CONTINUUM_WINDOWS_NM, NAN_FILL_QUANTILE
 from gaiacnn.layout import (
+    PARALLAX_DATASET,
     PARALLAX_ERROR_DATASET,
     PHOT_DATASETS,
+    PHOT_INPUTS,
     XP_COEFFICIENT_DATASETS,
     XP_SAMPLED_DATASET,
 )
-
-PARALLAX_DATASET = "astrometry/parallax"
 
 
 def window_mask(wavelength_nm: np.ndarray, windows_nm: Sequence[Sequence[float]]) -> np.ndarray:
@@ -132,7 +132,7 @@ def phot_features(
     """
     if phot_input == "magnitudes":
         return np.stack([np.asarray(block[c], dtype=np.float64) for c in columns], axis=1)
-    if phot_input not in ("intrinsic", "intrinsic_with_error"):
+    if phot_input not in PHOT_INPUTS:
         raise ValueError(f"unknown phot_input {phot_input!r}")
     g, bp, rp = (np.asarray(block[c], dtype=np.float64) for c in PHOT_DATASETS)
     feats = [bp - rp, g - rp]
