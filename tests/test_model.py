@@ -872,6 +872,10 @@ def test_intrinsic_photometry_trains_with_parallax_augmentation_and_is_recorded(
     with_error = train_member(path, tmp_path / "e", **{**kw, "phot_input": "intrinsic_with_error"})
     assert with_error["parallax_augmentation"] is True
     assert load_member(tmp_path / "e")[1].phot_min.shape == (4,)
+    # augmentation off: the intrinsic input reads the error for nothing, and says so
+    off = {**kw, "training": {**tr, "augment_parallax_snr_min": 0.0}}
+    with pytest.warns(UserWarning, match="parallax_error is read but not used"):
+        assert train_member(path, tmp_path / "f", **off)["parallax_augmentation"] is False
     # the paper's input takes no augmentation (the parallax error is not an input)
     paper = train_member(path, tmp_path / "c", **{**kw, "phot_input": "magnitudes"})
     assert paper["parallax_augmentation"] is False

@@ -170,6 +170,18 @@ def train_member(
         and "phot" in branches
         and PARALLAX_ERROR_DATASET in scalers.phot_columns
     )
+    if (
+        not augment_plx
+        and "phot" in branches
+        and scalers.phot_input == "intrinsic"
+        and PARALLAX_ERROR_DATASET in scalers.phot_columns
+    ):
+        warnings.warn(
+            f"{train_file}: {PARALLAX_ERROR_DATASET} is read but not used: the intrinsic "
+            "photometry input needs it only for the parallax augmentation, which is off "
+            "(model.training.augment_parallax_snr_min, augment_parallax_fraction)",
+            stacklevel=2,
+        )
     augment_xp = bool(tr["augment_xp"]) and "xp" in branches
     if augment_xp and not (float(tr["augment_snr_min"]) > 0 and float(tr["augment_fraction"]) > 0):
         raise ValueError(
