@@ -128,10 +128,10 @@ RUNS: dict[str, Run] = {
         reuse=("tsne", "benchmarks"),
     ),
     "photometry_input": Run(
-        "photometry branch input (model.phot_input), with the parallax augmentation it needs",
-        "intrinsic: BP − RP, G − RP, 10^(0.2 M_G) from the parallax; parallax augmentation",
-        "magnitudes: G, BP, RP, parallax (Fig. 6); no augmentation",
-        {"model": {"phot_input": "magnitudes", "training": {"augment_parallax_snr_min": 0.0}}},
+        "photometry branch input (model.phot_input)",
+        "intrinsic: BP − RP, G − RP, asinh 10^(0.2 M_G) from the parallax",
+        "magnitudes: G, BP, RP, parallax (Fig. 6)",
+        {"model": {"phot_input": "magnitudes"}},
         reuse=("tsne", "benchmarks"),
     ),
     "paper": Run(
@@ -142,13 +142,6 @@ RUNS: dict[str, Run] = {
         reuse=("tsne", "benchmarks"),
         remake=TSNE_CLASSIFICATION,
         configfiles=("config/variants/paper.yaml",),
-    ),
-    "parallax_augmentation": Run(
-        "parallax augmentation (model.training.augment_parallax_snr_min)",
-        "parallax S/N down to 1, half the stars per epoch",
-        "none",
-        {"model": {"training": {"augment_parallax_snr_min": 0.0}}},
-        reuse=("tsne", "benchmarks"),
     ),
     "max_epochs": Run(
         "cap on the epochs (model.training.max_epochs)",

@@ -853,7 +853,7 @@ def test_augment_parallax_lowers_the_parallax_snr_to_the_drawn_target():
     np.testing.assert_array_equal(out[0], low)
 
 
-def test_intrinsic_photometry_trains_with_parallax_augmentation_and_is_recorded(tmp_path):
+def test_parallax_augmentation_reads_the_error_as_training_data_only(tmp_path):
     from gaiacnn.model import load_member
 
     path = make_file(tmp_path / "t.h5")
@@ -867,26 +867,31 @@ def test_intrinsic_photometry_trains_with_parallax_augmentation_and_is_recorded(
     assert all(np.array_equal(x, y) for x, y in zip(wa, wb, strict=True))  # deterministic
     _, scalers = load_member(tmp_path / "a")
     assert scalers.phot_input == "intrinsic"
-    assert scalers.phot_columns[-1] == "astrometry/parallax_error"  # read, for augmentation
+    # the error sets the augmentation's noise but is not an input
+    assert "astrometry/parallax_error" not in scalers.phot_columns
     assert scalers.phot_min.shape == (3,)  # BP - RP, G - RP, asinh(10^(0.2 M_G))
     with_error = train_member(path, tmp_path / "e", **{**kw, "phot_input": "intrinsic_with_error"})
     assert with_error["parallax_augmentation"] is True
-    assert load_member(tmp_path / "e")[1].phot_min.shape == (4,)
-    # augmentation off: the intrinsic input reads the error for nothing, and says so
-    off = {**kw, "training": {**tr, "augment_parallax_snr_min": 0.0}}
-    with pytest.warns(UserWarning, match="parallax_error is read but not used"):
-        assert train_member(path, tmp_path / "f", **off)["parallax_augmentation"] is False
-    # the paper's input takes no augmentation (the parallax error is not an input)
+    _, err_scalers = load_member(tmp_path / "e")
+    assert err_scalers.phot_min.shape == (4,)
+    assert err_scalers.phot_columns[-1] == "astrometry/parallax_error"
+    # the paper's input: its raw parallax is augmented the same way
     paper = train_member(path, tmp_path / "c", **{**kw, "phot_input": "magnitudes"})
-    assert paper["parallax_augmentation"] is False
-    # a file without parallax errors is refused for the intrinsic input, naming the dataset
+    assert paper["parallax_augmentation"] is True
+    # augmentation off: neither form reads the error, and a file without it trains and
+    # predicts
+    off = {**kw, "training": {**tr, "augment_parallax_snr_min": 0.0}}
     bare = make_file(tmp_path / "bare.h5", parallax_error=False)
+    assert train_member(bare, tmp_path / "f", **off)["parallax_augmentation"] is False
+    predict_file(tmp_path / "f", bare, tmp_path / "pf.h5")
+    predict_file(tmp_path / "a", bare, tmp_path / "pa.h5")
+    # a file without parallax errors is refused where the augmentation needs them, naming
+    # the dataset, and where the error is an input, also at prediction
     with pytest.raises(LayoutError, match="astrometry/parallax_error"):
         train_member(bare, tmp_path / "d", **kw)
     assert _no_files(tmp_path / "d")
-    # ... and at prediction
     with pytest.raises(LayoutError, match="astrometry/parallax_error"):
-        predict_file(tmp_path / "a", bare, tmp_path / "p.h5")
+        predict_file(tmp_path / "e", bare, tmp_path / "p.h5")
 
 
 def test_scalers_without_phot_input_read_as_the_papers(train_file):

@@ -85,13 +85,15 @@ PHOT_INPUTS: tuple[str, ...] = ("magnitudes", "intrinsic", "intrinsic_with_error
 
 def phot_columns(has_parallax: bool, phot_input: str = "magnitudes") -> list[str]:
     """The photometry branch's datasets: G, BP, RP, and the parallax where there is one
-    (with its error for the intrinsic inputs)."""
+    (with its error for ``intrinsic_with_error``, whose fourth feature it is).  The
+    parallax augmentation reads the error too, but as training data, not as an input
+    (``model.training.augment_parallax_snr_min``)."""
     if phot_input not in PHOT_INPUTS:
         raise ValueError(f"unknown phot_input {phot_input!r} (known: {', '.join(PHOT_INPUTS)})")
     cols = [*PHOT_DATASETS]
     if has_parallax:
         cols.append(PARALLAX_DATASET)
-        if phot_input != "magnitudes":
+        if phot_input == "intrinsic_with_error":
             cols.append(PARALLAX_ERROR_DATASET)
     return cols
 

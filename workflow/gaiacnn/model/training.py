@@ -16,6 +16,7 @@ import numpy as np
 from gaiacnn.ensemble import split_indices
 from gaiacnn.io import atomic_output, atomic_outputs
 from gaiacnn.layout import (
+    PARALLAX_DATASET,
     PARALLAX_ERROR_DATASET,
     RVS_SNR_DATASET,
     XP_COEFFICIENT_DATASETS,
@@ -31,7 +32,14 @@ import tensorflow as tf
 
 from gaiacnn.model.architecture import _merge, load_inputs, masked_mse, model_for
 from gaiacnn.model.augment import AugmentedBatches, _read_labels, noise_units
-from gaiacnn.model.scalers import Scalers, _check_branches, _check_labels, _gather, fit_scalers
+from gaiacnn.model.scalers import (
+    Scalers,
+    _check_branches,
+    _check_labels,
+    _gather,
+    _require,
+    fit_scalers,
+)
 from gaiacnn.model.settings import (
     DEFAULT_ARCH,
     DEFAULT_TRAINING,
@@ -168,20 +176,13 @@ def train_member(
         float(tr["augment_parallax_snr_min"]) > 0
         and float(tr["augment_parallax_fraction"]) > 0
         and "phot" in branches
-        and PARALLAX_ERROR_DATASET in scalers.phot_columns
+        and PARALLAX_DATASET in scalers.phot_columns
     )
-    if (
-        not augment_plx
-        and "phot" in branches
-        and scalers.phot_input == "intrinsic"
-        and PARALLAX_ERROR_DATASET in scalers.phot_columns
-    ):
-        warnings.warn(
-            f"{train_file}: {PARALLAX_ERROR_DATASET} is read but not used: the intrinsic "
-            "photometry input needs it only for the parallax augmentation, which is off "
-            "(model.training.augment_parallax_snr_min, augment_parallax_fraction)",
-            stacklevel=2,
-        )
+    # the parallax augmentation's data: the photometry branch's datasets and the parallax
+    # error, which sets the noise (an input itself only for intrinsic_with_error)
+    plx_names = list(dict.fromkeys([*scalers.phot_columns, PARALLAX_ERROR_DATASET]))
+    if augment_plx:
+        _require(train_file, plx_names)
     augment_xp = bool(tr["augment_xp"]) and "xp" in branches
     if augment_xp and not (float(tr["augment_snr_min"]) > 0 and float(tr["augment_fraction"]) > 0):
         raise ValueError(
@@ -253,7 +254,7 @@ def train_member(
             seed=int(seed),
             snr_min=float(tr["augment_snr_min"]),
             fraction=float(tr["augment_fraction"]),
-            phot_raw=_gather(train_file, scalers.phot_columns, train_rows) if augment_plx else None,
+            phot_raw=_gather(train_file, plx_names, train_rows) if augment_plx else None,
             phot_fn=lambda block: scalers.inputs(block, ["phot"])["phot"],
             parallax_snr_min=float(tr["augment_parallax_snr_min"]),
             parallax_fraction=float(tr["augment_parallax_fraction"]),
