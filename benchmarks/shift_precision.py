@@ -12,9 +12,10 @@ calibrated against the input-space distance too), and the choices around it one 
 epoch; ``parallax_augment_all``: of every training star; ``no_input_calibration``:
 after's members, sigma calibrated against the S/N only; ``xp_augment``: with the XP
 noise augmentation; ``with_error``: with the error of 10^(0.2 M_G) as an input).
-``before`` has the S/N calibration only, as before the change.  Each run goes up to the labels and the evaluation tables (``results/evaluation/shift.tsv``: the
-t-SNE and figures are not needed); the demo survey and samples are made once per case
-and reused by its methods.
+``before`` has the S/N calibration only, as before the change.  Each run goes up to the
+labels and the evaluation tables (``results/evaluation/shift.tsv``: the t-SNE and
+figures are not needed); the demo survey and samples are made once per case and reused
+by its methods.
 
 Printed, per case and method, for the observed stars truly inside the training range
 (``shifted`` = the extra field, ``observed`` = the ordinary stars): the bias of every
