@@ -39,7 +39,7 @@ lock:
 	tmp=$$(mktemp -d) && trap 'rm -rf "$$tmp"' EXIT && \
 	$(PYTHON) -m venv "$$tmp" && \
 	"$$tmp/bin/python" -m pip install --quiet --disable-pip-version-check uv==$(UV_VERSION) && \
-	"$$tmp/bin/uv" --quiet pip compile pyproject.toml --extra dev --generate-hashes \
+	"$$tmp/bin/uv" --quiet pip compile pyproject.toml --all-extras --generate-hashes \
 	  --python-version 3.11 --python-platform x86_64-manylinux_2_28 \
 	  --custom-compile-command "make lock" $(if $(UPGRADE),--upgrade) -o $(LOCK)
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from workflow_helpers import make_workdir, run_snakemake
+from workflow_helpers import IMPORT_AUDIT, audit_env, make_workdir, run_snakemake
 
 from gaiacnn.config import load_schema, validate_config
 
@@ -38,7 +38,8 @@ def demo_run(tmp_path_factory) -> Path:
     """The tiny test configuration (tests/integration) run to the end, once per session;
     tests read it, or copy from it (``workflow_helpers.reuse_arrays``), and never change it."""
     work = make_workdir(tmp_path_factory.mktemp("e2e"), "run1")
-    proc = run_snakemake(work, "--cores", "2")
+    # its jobs record what they import (tests/test_envs.py), beside the working directory
+    proc = run_snakemake(work, "--cores", "2", env=audit_env(work.parent / IMPORT_AUDIT))
     assert proc.returncode == 0, proc.stderr[-4000:]
     (work / "stdout.txt").write_text(proc.stdout)
     return work

@@ -15,6 +15,8 @@ import h5py
 import numpy as np
 import pytest
 from archive_fixtures import make_archive_fixture
+from test_envs import check_job_imports, rules_by_script
+from workflow_helpers import IMPORT_AUDIT, audit_env
 
 from gaiacnn import archive
 from gaiacnn.config import load_schema, validate_config
@@ -511,6 +513,7 @@ def test_gaia_dr3_source_runs_from_query_to_arrays(fixture, tmp_path):
             capture_output=True,
             text=True,
             timeout=900,
+            env=audit_env(tmp_path / IMPORT_AUDIT),  # what the archive jobs import
         )
         assert proc.returncode == 0, proc.stderr[-4000:]
         assert "ADQL" in (work / "results/logs/gaia_query.log").read_text()
@@ -562,3 +565,6 @@ def test_gaia_dr3_source_runs_from_query_to_arrays(fixture, tmp_path):
     assert fixture.rp_only_id not in in_arrays  # no BP band: left out of the arrays
     report = (work / "results/samples/cut_report.tsv").read_text()
     assert "has_xp_continuous" in report and n_rows > 0
+    # the archive jobs import only what envs/archive.yaml installs (tests/test_envs.py)
+    checked = check_job_imports(tmp_path / IMPORT_AUDIT, rules_by_script(cfg))
+    assert {"gaia_query.py", "apogee_download.py", "gaia_spectra.py"} <= set(checked)

@@ -13,6 +13,22 @@ REPO = Path(__file__).resolve().parents[1]
 SNAKEMAKE = Path(sys.executable).parent / "snakemake"
 
 
+#: the folder, beside a run's working directory, where its jobs record their imports
+IMPORT_AUDIT = "imports"
+
+
+def audit_env(folder: Path) -> dict[str, str]:
+    """The environment of a workflow run whose script jobs record, in ``folder``, the
+    distributions their own code imports (tests/import_audit, checked by
+    tests/test_envs.py)."""
+    import os
+
+    folder.mkdir(parents=True, exist_ok=True)
+    path = os.pathsep.join(filter(None, [str(REPO / "tests/import_audit"),
+                                         os.environ.get("PYTHONPATH")]))  # fmt: skip
+    return {**os.environ, "PYTHONPATH": path, "GAIACNN_IMPORT_AUDIT": str(folder)}
+
+
 def snakemake_command(workdir: Path, *args: str) -> list[str]:
     """The command line of snakemake on the repository's workflow in ``workdir``."""
     return [str(SNAKEMAKE), "-s", str(REPO / "Snakefile"), "--directory", str(workdir), *args]

@@ -18,7 +18,7 @@ if config["data"]["source"] == "gaia_dr3":
         benchmark:
             "results/benchmarks/gaia_query.tsv"
         conda:
-            "../../envs/gaiacnn.yaml"
+            "../../envs/archive.yaml"
         threads: 1
         resources:
             mem_mb=8000,
@@ -36,7 +36,7 @@ if config["data"]["source"] == "gaia_dr3":
         benchmark:
             "results/benchmarks/apogee_download.tsv"
         conda:
-            "../../envs/gaiacnn.yaml"
+            "../../envs/archive.yaml"
         threads: 1
         resources:
             mem_mb=1000,
@@ -57,7 +57,7 @@ if config["data"]["source"] == "gaia_dr3":
         benchmark:
             "results/benchmarks/gaia_spectra.tsv"
         conda:
-            "../../envs/gaiacnn.yaml"
+            "../../envs/archive.yaml"
         threads: 1
         resources:
             mem_mb=4000,

@@ -13,7 +13,7 @@ if config["data"]["source"] == "files":
         benchmark:
             "results/benchmarks/import_arrays_{sample}.tsv"
         conda:
-            "../../envs/gaiacnn.yaml"
+            "../../envs/data.yaml"
         threads: 1
         resources:
             mem_mb=2000,
@@ -37,7 +37,7 @@ if config["data"]["source"] == "files":
         log:
             "results/logs/file_cut_report.log",
         conda:
-            "../../envs/gaiacnn.yaml"
+            "../../envs/data.yaml"
         threads: 1
         resources:
             mem_mb=500,
@@ -59,7 +59,7 @@ else:
         benchmark:
             "results/benchmarks/build_arrays_{sample}.tsv"
         conda:
-            "../../envs/gaiacnn.yaml"
+            "../../envs/data.yaml"
         threads: 1
         resources:
             mem_mb=2000,
@@ -94,7 +94,7 @@ checkpoint count_rows:
     benchmark:
         "results/benchmarks/count_rows_{sample}.tsv"
     conda:
-        "../../envs/gaiacnn.yaml"
+        "../../envs/data.yaml"
     threads: 1
     resources:
         mem_mb=500,
@@ -111,7 +111,7 @@ rule summarize_arrays:
     log:
         "results/logs/summarize_arrays.log",
     conda:
-        "../../envs/gaiacnn.yaml"
+        "../../envs/data.yaml"
     threads: 1
     resources:
         mem_mb=500,

@@ -12,7 +12,7 @@ rule demo_survey:
     benchmark:
         "results/benchmarks/demo_survey.tsv"
     conda:
-        "../../envs/gaiacnn.yaml"
+        "../../envs/data.yaml"
     threads: 1
     resources:
         mem_mb=2000,

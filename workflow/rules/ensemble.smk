@@ -14,7 +14,7 @@ rule train_member:
     benchmark:
         "results/benchmarks/train_member_split{split}_seed{seed}.tsv"
     conda:
-        "../../envs/gaiacnn.yaml"
+        "../../envs/ensemble.yaml"
     threads: 2
     resources:
         mem_mb=6000,
@@ -44,7 +44,7 @@ rule predict_member:
     benchmark:
         "results/benchmarks/predict_member_{sample}_split{split}_seed{seed}_shard{shard}.tsv"
     conda:
-        "../../envs/gaiacnn.yaml"
+        "../../envs/ensemble.yaml"
     threads: 2
     resources:
         mem_mb=3000,  # peak RSS ~1.7 GiB, independent of N (README: Benchmarks)
@@ -65,7 +65,7 @@ rule gather_predictions:
     benchmark:
         "results/benchmarks/gather_predictions_{sample}_split{split}_seed{seed}.tsv"
     conda:
-        "../../envs/gaiacnn.yaml"
+        "../../envs/ensemble.yaml"
     threads: 1
     resources:
         mem_mb=1000,
@@ -91,7 +91,7 @@ rule aggregate_ensemble:
     benchmark:
         "results/benchmarks/aggregate_ensemble.tsv"
     conda:
-        "../../envs/gaiacnn.yaml"
+        "../../envs/ensemble.yaml"
     threads: 1
     resources:
         mem_mb=4000,
@@ -119,7 +119,7 @@ rule evaluate_demo:
     log:
         "results/logs/evaluate_demo.log",
     conda:
-        "../../envs/gaiacnn.yaml"
+        "../../envs/ensemble.yaml"
     threads: 1
     resources:
         mem_mb=2000,

@@ -19,7 +19,7 @@ rule figures:
     benchmark:
         "results/benchmarks/figures.tsv"
     conda:
-        "../../envs/gaiacnn.yaml"
+        "../../envs/figures.yaml"
     threads: 1
     resources:
         mem_mb=4000,

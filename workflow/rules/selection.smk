@@ -16,7 +16,7 @@ if config["data"]["source"] != "files":
         benchmark:
             "results/benchmarks/select_samples.tsv"
         conda:
-            "../../envs/gaiacnn.yaml"
+            "../../envs/data.yaml"
         threads: 1
         resources:
             mem_mb=4000,

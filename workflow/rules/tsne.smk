@@ -17,7 +17,7 @@ rule tsne_neighbours:
     benchmark:
         "results/benchmarks/tsne_neighbours_joint.tsv"
     conda:
-        "../../envs/gaiacnn.yaml"
+        "../../envs/tsne.yaml"
     threads: 2
     resources:
         mem_mb=8000,
@@ -53,7 +53,7 @@ rule tsne_joint:
     benchmark:
         "results/benchmarks/tsne_joint_p{perplexity}.tsv"
     conda:
-        "../../envs/gaiacnn.yaml"
+        "../../envs/tsne.yaml"
     threads: 2
     resources:
         mem_mb=8000,
@@ -75,7 +75,7 @@ rule tsne_reference:
     benchmark:
         "results/benchmarks/tsne_reference_r{ref}_p{perplexity}.tsv"
     conda:
-        "../../envs/gaiacnn.yaml"
+        "../../envs/tsne.yaml"
     threads: 2
     resources:
         mem_mb=8000,
@@ -97,7 +97,7 @@ rule tsne_index:
     benchmark:
         "results/benchmarks/tsne_index_r{ref}.tsv"
     conda:
-        "../../envs/gaiacnn.yaml"
+        "../../envs/tsne.yaml"
     threads: 1
     resources:
         mem_mb=8000,
@@ -120,7 +120,7 @@ rule tsne_place:
     benchmark:
         "results/benchmarks/tsne_place_r{ref}_shard{shard}.tsv"
     conda:
-        "../../envs/gaiacnn.yaml"
+        "../../envs/tsne.yaml"
     threads: 1
     resources:
         mem_mb=4000,
@@ -142,7 +142,7 @@ rule tsne_gather:
     benchmark:
         "results/benchmarks/tsne_gather_r{ref}_p{perplexity}.tsv"
     conda:
-        "../../envs/gaiacnn.yaml"
+        "../../envs/tsne.yaml"
     threads: 1
     resources:
         mem_mb=4000,
@@ -162,7 +162,7 @@ rule tsne_classify:
     benchmark:
         "results/benchmarks/tsne_classify.tsv"
     conda:
-        "../../envs/gaiacnn.yaml"
+        "../../envs/tsne.yaml"
     threads: 1
     resources:
         mem_mb=2000,
@@ -184,7 +184,7 @@ rule flag_catalogue:
     benchmark:
         "results/benchmarks/flag_catalogue.tsv"
     conda:
-        "../../envs/gaiacnn.yaml"
+        "../../envs/tsne.yaml"
     threads: 1
     resources:
         mem_mb=4000,
@@ -209,7 +209,7 @@ rule evaluate_flags:
     benchmark:
         "results/benchmarks/evaluate_flags.tsv"
     conda:
-        "../../envs/gaiacnn.yaml"
+        "../../envs/tsne.yaml"
     threads: 1
     resources:
         mem_mb=2000,

@@ -79,7 +79,6 @@ def xp_datasets(xp_input: str | None) -> tuple[str, ...]:
 #: [mag] and parallax [mas]; "intrinsic": BP - RP, G - RP and the parallax as 10^(0.2 M_G)
 #: (:func:`gaiacnn.spectra.phot_features`), no apparent magnitude, so that a star's
 #: distance is not an input; "intrinsic_with_error": the same and that quantity's error.
-#: Both intrinsic forms read the parallax error (the parallax augmentation needs it).
 PHOT_INPUTS: tuple[str, ...] = ("magnitudes", "intrinsic", "intrinsic_with_error")
 
 
