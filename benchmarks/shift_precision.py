@@ -90,6 +90,11 @@ METHODS = {
     "parallax_augment_all": {
         "model": {"training": {"augment_parallax_snr_min": 1.0, "augment_parallax_fraction": 1.0}}
     },
+    # gentler parallax augmentations: parallax S/N down to 3 only, or a fifth of the stars
+    "parallax_augment_floor3": {"model": {"training": {"augment_parallax_snr_min": 3.0}}},
+    "parallax_augment_fifth": {
+        "model": {"training": {"augment_parallax_snr_min": 1.0, "augment_parallax_fraction": 0.2}}
+    },
     # after, with XP noise that follows the RVS augmentation (model.training.augment_xp)
     "xp_augment": {"model": {"training": {"augment_xp": True}}},
     # after, with the error of 10^(0.2 M_G) as a fourth photometry input (the default
