@@ -88,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
         "--phot-input",
         default="intrinsic",
         choices=PHOT_INPUTS,
-        help="model.phot_input (the intrinsic forms also read astrometry/parallax_error)",
+        help="model.phot_input (intrinsic_with_error also reads astrometry/parallax_error)",
     )
     summ.add_argument(
         "--labels",
