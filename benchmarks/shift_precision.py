@@ -95,6 +95,15 @@ METHODS = {
     "parallax_augment_fifth": {
         "model": {"training": {"augment_parallax_snr_min": 1.0, "augment_parallax_fraction": 0.2}}
     },
+    "parallax_augment_fifth_seed1": {
+        "model": {
+            "training": {
+                "augment_parallax_snr_min": 1.0,
+                "augment_parallax_fraction": 0.2,
+                "base_seed": 1,
+            }
+        }
+    },
     # after, with XP noise that follows the RVS augmentation (model.training.augment_xp)
     "xp_augment": {"model": {"training": {"augment_xp": True}}},
     # after, with the error of 10^(0.2 M_G) as a fourth photometry input (the default
