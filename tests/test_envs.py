@@ -12,9 +12,14 @@ from pathlib import Path
 import pytest
 import yaml
 from packaging.specifiers import SpecifierSet
-from workflow_helpers import IMPORT_AUDIT
+from workflow_helpers import DATA_SOURCES, IMPORT_AUDIT, workflow_rules
 
 REPO = Path(__file__).resolve().parents[1]
+
+
+def normalised(name: str) -> str:
+    """A distribution name as pip compares them (PEP 503)."""
+    return re.sub(r"[-_.]+", "-", name).lower()
 
 
 def pins(requirements: list[str]) -> dict[str, str]:
@@ -23,7 +28,7 @@ def pins(requirements: list[str]) -> dict[str, str]:
     for req in requirements:
         m = re.fullmatch(r"([A-Za-z0-9_.\-\[\]]+)==([\w.\-+]+)", req.split("#")[0].strip())
         assert m, f"not an exact pin: {req!r}"
-        out[re.sub(r"[-_.]+", "-", m[1]).lower()] = m[2]
+        out[normalised(m[1])] = m[2]
     return out
 
 
@@ -49,31 +54,19 @@ PROJECT = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
 def rules_by_script(config: dict) -> dict[str, tuple[str, Path]]:
     """Script file name -> (its rule, the rule's conda environment file), as Snakemake's API
     reads the rules under ``config``."""
-    from snakemake.api import SnakemakeApi
-    from snakemake.settings.types import ConfigSettings, OutputSettings, ResourceSettings
-
-    with SnakemakeApi(OutputSettings()) as api:
-        workflow = api.workflow(
-            resource_settings=ResourceSettings(),
-            config_settings=ConfigSettings(config=config),
-            snakefile=REPO / "Snakefile",
-            workdir=REPO,
-        )
-        return {
-            Path(rule.script).name: (rule.name, (Path(rule.snakefile).parent / rule.conda_env))
-            for rule in workflow._workflow.rules
-            if rule.script
-        }
+    return {
+        Path(rule.script).name: (rule.name, Path(rule.snakefile).parent / rule.conda_env)
+        for rule in workflow_rules(config)
+        if rule.script
+    }
 
 
 @pytest.fixture(scope="module")
 def every_rule() -> dict[str, tuple[str, Path]]:
-    """Every rule with a script (the archive rules exist only with data.source gaia_dr3,
-    the import only with files)."""
-    files = {"training": "training.h5", "observed": "observed.h5"}  # not read here
+    """Every rule with a script, under each data source."""
     out = {}
-    for data in ({"source": "files", "files": files}, {"source": "gaia_dr3"}, {}):
-        out |= rules_by_script({"data": data} if data else {})
+    for data in DATA_SOURCES:
+        out |= rules_by_script({"data": data})
     return out
 
 
@@ -115,7 +108,7 @@ def installed_closure(names: set[str]) -> set[str]:
         for text in metadata.requires(name) or []:
             req = Requirement(text)
             if req.marker is None or req.marker.evaluate({"extra": ""}):
-                todo.append(re.sub(r"[-_.]+", "-", req.name).lower())
+                todo.append(normalised(req.name))
     return seen
 
 
@@ -133,7 +126,7 @@ def check_job_imports(audit: Path, every_rule: dict[str, tuple[str, Path]]) -> l
         rule, env_file = every_rule[record["script"]]
         have, _ = env_pins(env_file.resolve())
         allowed = installed_closure(set(have)) | {"gaiacnn", "snakemake"}
-        imported = {re.sub(r"[-_.]+", "-", d).lower() for d in record["distributions"]}
+        imported = {normalised(d) for d in record["distributions"]}
         missing = sorted(imported - allowed)
         assert not missing, (
             f"rule {rule} ({record['script']}) imports {missing}, which "
@@ -170,7 +163,7 @@ def read_lock(text: str) -> dict[str, tuple[str, list[str]]]:
             continue
         m = re.fullmatch(r"([A-Za-z0-9_.\-]+)==([\w.\-+!]+) \\", line)
         assert m, f"not an exact pin followed by its hashes: {line!r}"
-        name = re.sub(r"[-_.]+", "-", m[1]).lower()
+        name = normalised(m[1])
         assert name not in out, f"{name} twice"
         out[name] = (m[2], [])
     return out

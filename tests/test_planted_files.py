@@ -31,7 +31,7 @@ import h5py
 import numpy as np
 import pandas as pd
 import pytest
-from workflow_helpers import REPO
+from workflow_helpers import DATA_SOURCES, REPO, workflow_rules
 
 from gaiacnn import archive, tables
 
@@ -481,25 +481,14 @@ def rule_files() -> tuple[dict[str, set[str]], set[str]]:
     (but ``all``) names itself (not through an input function), with each
     ``data.source`` (the archive rules exist only with gaia_dr3, the import only with
     files); from Snakemake's API."""
-    from snakemake.api import SnakemakeApi
-    from snakemake.settings.types import ConfigSettings, OutputSettings, ResourceSettings
-
     outs: dict[str, set[str]] = {}
     ins: set[str] = set()
-    files = {"training": "training.h5", "observed": "observed.h5"}  # not read here
-    for data in ({"source": "files", "files": files}, {"source": "gaia_dr3"}, {"source": "demo"}):
-        with SnakemakeApi(OutputSettings()) as api:
-            workflow = api.workflow(
-                resource_settings=ResourceSettings(),
-                config_settings=ConfigSettings(config={"data": data}),
-                snakefile=REPO / "Snakefile",
-                workdir=REPO,
-            )
-            for rule in workflow._workflow.rules:
-                for f in rule.output:
-                    outs.setdefault(_pattern(f), set()).add(rule.name)
-                if rule.name != "all":
-                    ins |= {_pattern(f) for f in rule.input if isinstance(f, str)}
+    for data in DATA_SOURCES:
+        for rule in workflow_rules({"data": data}):
+            for f in rule.output:
+                outs.setdefault(_pattern(f), set()).add(rule.name)
+            if rule.name != "all":
+                ins |= {_pattern(f) for f in rule.input if isinstance(f, str)}
     return outs, ins
 
 

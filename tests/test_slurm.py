@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 import yaml
 from astropy.table import Table
+from workflow_helpers import DATA_SOURCES, workflow_rules
 
 REPO = Path(__file__).resolve().parents[1]
 SNAKEMAKE = Path(sys.executable).parent / "snakemake"
@@ -189,33 +190,21 @@ def rule_resources(
 ) -> dict[str, dict[str, object]]:
     """Each rule's resources as Snakemake resolves them (its API parses the rules), with
     ``overwrite`` as a profile's ``set-resources``; callables (tmpdir) left out."""
-    from snakemake.api import SnakemakeApi
-    from snakemake.settings.types import ConfigSettings, OutputSettings, ResourceSettings
-
-    with SnakemakeApi(OutputSettings()) as api:
-        workflow = api.workflow(
-            resource_settings=ResourceSettings(overwrite_resources=overwrite or {}),
-            config_settings=ConfigSettings(config=config or {}),
-            snakefile=REPO / "Snakefile",
-            workdir=REPO,
-        )
-        return {
-            rule.name: {
-                key: res.value
-                for key, res in rule.resources.items()
-                if not key.startswith("_") and not res.is_evaluable()
-            }
-            for rule in workflow._workflow.rules
+    return {
+        rule.name: {
+            key: res.value
+            for key, res in rule.resources.items()
+            if not key.startswith("_") and not res.is_evaluable()
         }
+        for rule in workflow_rules(config, overwrite)
+    }
 
 
 @pytest.fixture(scope="module")
 def declared() -> dict[str, dict[str, object]]:
-    """Every rule of the workflow (the archive rules exist only with data.source
-    gaia_dr3, the import only with files)."""
+    """Every rule of the workflow, under each data source."""
     rules = {}
-    files = {"training": "training.h5", "observed": "observed.h5"}  # not read here
-    for data in ({"source": "files", "files": files}, {"source": "gaia_dr3"}):
+    for data in DATA_SOURCES:
         rules |= rule_resources({"data": data})
     return rules
 

@@ -4,6 +4,7 @@ tests/conftest.py, shared by tests/test_workflow.py and tests/test_faults.py."""
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -21,12 +22,35 @@ def audit_env(folder: Path) -> dict[str, str]:
     """The environment of a workflow run whose script jobs record, in ``folder``, the
     distributions their own code imports (tests/import_audit, checked by
     tests/test_envs.py)."""
-    import os
-
     folder.mkdir(parents=True, exist_ok=True)
     path = os.pathsep.join(filter(None, [str(REPO / "tests/import_audit"),
                                          os.environ.get("PYTHONPATH")]))  # fmt: skip
     return {**os.environ, "PYTHONPATH": path, "GAIACNN_IMPORT_AUDIT": str(folder)}
+
+
+#: a ``data`` config per source: the archive rules exist only with gaia_dr3, the import
+#: only with files (whose paths are not read when the rules are parsed)
+DATA_SOURCES: tuple[dict, ...] = (
+    {"source": "files", "files": {"training": "training.h5", "observed": "observed.h5"}},
+    {"source": "gaia_dr3"},
+    {"source": "demo"},
+)
+
+
+def workflow_rules(config: dict | None = None, overwrite_resources: dict | None = None) -> list:
+    """The workflow's rules as Snakemake's API parses them, with ``config`` over
+    config/config.yaml and ``overwrite_resources`` as a profile's ``set-resources``."""
+    from snakemake.api import SnakemakeApi
+    from snakemake.settings.types import ConfigSettings, OutputSettings, ResourceSettings
+
+    with SnakemakeApi(OutputSettings()) as api:
+        workflow = api.workflow(
+            resource_settings=ResourceSettings(overwrite_resources=overwrite_resources or {}),
+            config_settings=ConfigSettings(config=config or {}),
+            snakefile=REPO / "Snakefile",
+            workdir=REPO,
+        )
+        return list(workflow._workflow.rules)
 
 
 def snakemake_command(workdir: Path, *args: str) -> list[str]:
