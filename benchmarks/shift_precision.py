@@ -104,6 +104,20 @@ METHODS = {
             }
         }
     },
+    # after, with the parallax withheld below the training stars' parallax S/N (5), and
+    # withheld at random for a fifth of the training stars per batch
+    "withheld": {
+        "model": {
+            "phot_input": "intrinsic_withheld",
+            "training": {"withhold_parallax_fraction": 0.2},
+        }
+    },
+    "withheld_seed1": {
+        "model": {
+            "phot_input": "intrinsic_withheld",
+            "training": {"withhold_parallax_fraction": 0.2, "base_seed": 1},
+        }
+    },
     # after, with XP noise that follows the RVS augmentation (model.training.augment_xp)
     "xp_augment": {"model": {"training": {"augment_xp": True}}},
     # after, with the error of 10^(0.2 M_G) as a fourth photometry input (the default

@@ -13,7 +13,7 @@ import h5py
 import numpy as np
 import pytest
 
-from gaiacnn.layout import LayoutError
+from gaiacnn.layout import LayoutError, phot_columns
 from gaiacnn.model import (
     BRANCHES,
     DEFAULT_ARCH,
@@ -892,6 +892,57 @@ def test_parallax_augmentation_reads_the_error_as_training_data_only(tmp_path):
     assert _no_files(tmp_path / "d")
     with pytest.raises(LayoutError, match="astrometry/parallax_error"):
         predict_file(tmp_path / "e", bare, tmp_path / "p.h5")
+
+
+def test_withheld_parallax_input(tmp_path):
+    """intrinsic_withheld: a parallax below the S/N threshold is withheld (0 and a flag),
+    training withholds a fraction at random, the threshold travels with the member, and a
+    setting that cannot take effect is refused."""
+    from gaiacnn.model import load_member
+    from gaiacnn.spectra import phot_features
+
+    block = {
+        "phot/g": np.full(4, 12.0), "phot/bp": np.full(4, 12.5), "phot/rp": np.full(4, 11.5),
+        "astrometry/parallax": np.array([1.0, 0.1, -0.2, np.nan]),
+        "astrometry/parallax_error": np.array([0.02, 0.05, 0.05, 0.05]),
+    }  # fmt: skip
+    cols = phot_columns(True, "intrinsic_withheld")
+    assert cols[-1] == "astrometry/parallax_error"
+    f = phot_features(block, cols, "intrinsic_withheld", 5.0)
+    np.testing.assert_array_equal(f[:, 3], [0, 1, 1, 1])  # S/N 50 kept; 2, < 0, NaN withheld
+    np.testing.assert_array_equal(f[1:, 2], 0.0)
+    assert f[0, 2] > 0 and np.all(np.isfinite(f))
+    with pytest.raises(ValueError, match="withheld_snr"):
+        phot_features(block, cols, "intrinsic_withheld")
+
+    path = make_file(tmp_path / "t.h5")
+    tr = {**FAST, "augment_snr_min": 0.0, "withhold_parallax_fraction": 0.5,
+          "withhold_parallax_below_snr": 5.0}  # fmt: skip
+    kw = dict(split=0, seed=1, labels=LABELS, branches=BRANCHES, training=tr,
+              phot_input="intrinsic_withheld")  # fmt: skip
+    summary = train_member(path, tmp_path / "a", **kw)
+    assert summary["parallax_withheld"] is True and summary["parallax_augmentation"] is False
+    train_member(path, tmp_path / "b", **kw)
+    wa, wb = _weights(tmp_path / "a"), _weights(tmp_path / "b")
+    assert all(np.array_equal(x, y) for x, y in zip(wa, wb, strict=True))  # deterministic
+    _, scalers = load_member(tmp_path / "a")
+    assert scalers.phot_width == 4 and scalers.parallax_withheld_snr == 5.0
+    np.testing.assert_array_equal([scalers.phot_min[-1], scalers.phot_max[-1]], [0.0, 1.0])
+    assert Scalers.from_json(scalers.to_json()).parallax_withheld_snr == 5.0
+    x = scalers.inputs(block, ["phot"])["phot"]
+    np.testing.assert_array_equal(x[:, 3], [0, 1, 1, 1])
+    # predicting reads the error (the threshold needs it); a file without it is refused
+    predict_file(tmp_path / "a", path, tmp_path / "p.h5")
+    bare = make_file(tmp_path / "bare.h5", parallax_error=False)
+    with pytest.raises(LayoutError, match="astrometry/parallax_error"):
+        predict_file(tmp_path / "a", bare, tmp_path / "pb.h5")
+    # withholding on, form off (or the reverse): refused before anything is written
+    with pytest.raises(ValueError, match="intrinsic_withheld"):
+        train_member(path, tmp_path / "c", **{**kw, "phot_input": "intrinsic"})
+    with pytest.raises(ValueError, match="withhold_parallax_fraction"):
+        train_member(path, tmp_path / "d",
+                     **{**kw, "training": {**tr, "withhold_parallax_fraction": 0.0}})  # fmt: skip
+    assert _no_files(tmp_path / "c") and _no_files(tmp_path / "d")
 
 
 def test_scalers_without_phot_input_read_as_the_papers(train_file):

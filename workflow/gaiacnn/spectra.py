@@ -113,8 +113,21 @@ def xp_features(
     return normalise_xp(block[XP_COEFFICIENT_DATASETS[0]], block[XP_COEFFICIENT_DATASETS[1]])
 
 
+def parallax_withheld(block: Mapping[str, np.ndarray], snr_min: float) -> np.ndarray:
+    """(n,) bool: stars whose parallax the "intrinsic_withheld" input withholds, those whose
+    parallax / parallax_error is below ``snr_min`` or not finite (an error ≤ 0 included)."""
+    plx = np.asarray(block[PARALLAX_DATASET], np.float64)
+    err = np.asarray(block[PARALLAX_ERROR_DATASET], np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        snr = np.where(err > 0, plx / err, np.nan)
+    return ~(np.isfinite(snr) & (snr >= snr_min))
+
+
 def phot_features(
-    block: Mapping[str, np.ndarray], columns: Sequence[str], phot_input: str
+    block: Mapping[str, np.ndarray],
+    columns: Sequence[str],
+    phot_input: str,
+    withheld_snr: float | None = None,
 ) -> np.ndarray:
     """The photometry branch's input (n, k) float64, before scaling.
 
@@ -129,6 +142,12 @@ def phot_features(
     how far a star is (the training stars with large σ_ℓ are the distant giants), which
     biases log g where the observed stars are farther than the training ones
     (docs/shift.md), so it is not the default.
+    "intrinsic_withheld": BP − RP, G − RP, asinh(ℓ) and w, where w = 1 marks a star whose
+    parallax S/N is below ``withheld_snr`` (:func:`parallax_withheld`; its asinh(ℓ) is set
+    to 0) and w = 0 the others: a parallax noisier than any the network trained on is not
+    used, and the network, trained with some parallaxes withheld at random
+    (``model.training.withhold_parallax_fraction``), knows it is missing.  w says nothing
+    of the star's distance in training, where it is random.
     """
     if phot_input == "magnitudes":
         return np.stack([np.asarray(block[c], dtype=np.float64) for c in columns], axis=1)
@@ -138,7 +157,15 @@ def phot_features(
     feats = [bp - rp, g - rp]
     if PARALLAX_DATASET in columns:
         scale = 10.0 ** (0.2 * g) / 100.0
-        feats.append(np.arcsinh(np.asarray(block[PARALLAX_DATASET], np.float64) * scale))
+        with np.errstate(invalid="ignore"):
+            lum = np.arcsinh(np.asarray(block[PARALLAX_DATASET], np.float64) * scale)
+        if phot_input == "intrinsic_withheld":
+            if withheld_snr is None:
+                raise ValueError("phot_input intrinsic_withheld needs withheld_snr")
+            w = parallax_withheld(block, withheld_snr)
+            feats += [np.where(w, 0.0, lum), w.astype(np.float64)]
+            return np.stack(feats, axis=1)
+        feats.append(lum)
         if phot_input == "intrinsic_with_error":
             error = np.asarray(block[PARALLAX_ERROR_DATASET], np.float64)
             feats.append(np.arcsinh(error * scale))

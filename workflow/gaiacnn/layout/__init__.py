@@ -87,6 +87,7 @@ from gaiacnn.layout.names import (
 )
 from gaiacnn.layout.usage import (
     PHOT_INPUTS,
+    PHOT_INPUTS_WITH_ERROR,
     all_datasets,
     branch_datasets,
     dataset_usage,
@@ -108,6 +109,7 @@ __all__ = [
     "PARALLAX_ERROR_DATASET",
     "PHOT_DATASETS",
     "PHOT_INPUTS",
+    "PHOT_INPUTS_WITH_ERROR",
     "POSITION_DATASETS",
     "RUWE_DATASET",
     "RVS_FLUX_DATASET",

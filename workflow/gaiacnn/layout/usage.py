@@ -78,13 +78,24 @@ def xp_datasets(xp_input: str | None) -> tuple[str, ...]:
 #: Forms of the photometry branch's input (``model.phot_input``): the paper's G, BP, RP
 #: [mag] and parallax [mas]; "intrinsic": BP - RP, G - RP and the parallax as 10^(0.2 M_G)
 #: (:func:`gaiacnn.spectra.phot_features`), no apparent magnitude, so that a star's
-#: distance is not an input; "intrinsic_with_error": the same and that quantity's error.
-PHOT_INPUTS: tuple[str, ...] = ("magnitudes", "intrinsic", "intrinsic_with_error")
+#: distance is not an input; "intrinsic_with_error": the same and that quantity's error;
+#: "intrinsic_withheld": the same, with the parallax withheld (and a 0/1 input saying so)
+#: where its S/N is below the training stars' (``model.training.withhold_parallax_*``).
+PHOT_INPUTS: tuple[str, ...] = (
+    "magnitudes",
+    "intrinsic",
+    "intrinsic_with_error",
+    "intrinsic_withheld",
+)
+#: Photometry forms that read the parallax error as an input (a fourth feature, or the
+#: parallax S/N that decides whether the parallax is withheld).
+PHOT_INPUTS_WITH_ERROR: tuple[str, ...] = ("intrinsic_with_error", "intrinsic_withheld")
 
 
 def phot_columns(has_parallax: bool, phot_input: str = "magnitudes") -> list[str]:
     """The photometry branch's datasets: G, BP, RP, and the parallax where there is one
-    (with its error for ``intrinsic_with_error``, whose fourth feature it is).  The
+    (with its error for ``intrinsic_with_error``, whose fourth feature it is, and for
+    ``intrinsic_withheld``, which withholds a parallax of too low a S/N).  The
     parallax augmentation reads the error too, but as training data, not as an input
     (``model.training.augment_parallax_snr_min``)."""
     if phot_input not in PHOT_INPUTS:
@@ -92,7 +103,7 @@ def phot_columns(has_parallax: bool, phot_input: str = "magnitudes") -> list[str
     cols = [*PHOT_DATASETS]
     if has_parallax:
         cols.append(PARALLAX_DATASET)
-        if phot_input == "intrinsic_with_error":
+        if phot_input in PHOT_INPUTS_WITH_ERROR:
             cols.append(PARALLAX_ERROR_DATASET)
     return cols
 

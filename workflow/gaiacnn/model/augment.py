@@ -142,9 +142,9 @@ def noise_units(path, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 class AugmentedBatches:
     """Shuffled training batches whose RVS spectra get :func:`augment_rvs` noise (when
-    ``noise_unit`` is given) and whose parallaxes get :func:`augment_parallax` noise (when
-    ``phot_raw``, the photometry branch's datasets, and ``phot_fn``, datasets -> scaled
-    input, are given).
+    ``noise_unit`` is given) and whose parallaxes get :func:`augment_parallax` noise, or are
+    withheld for a ``withhold_fraction`` of the stars (when ``phot_raw``, the photometry
+    branch's datasets, and ``phot_fn``, datasets -> scaled input, are given).
 
     Deterministic: global step s is batch i = s mod len(self) of epoch e = s // len(self);
     the order of epoch e and the noise of its batch i depend only on (seed, e, i), so the
@@ -169,6 +169,7 @@ class AugmentedBatches:
         phot_fn=None,
         parallax_snr_min=0.0,
         parallax_fraction=0.0,
+        withhold_fraction=0.0,
         xp_raw=None,
         xp_fn=None,
     ):
@@ -181,6 +182,9 @@ class AugmentedBatches:
         self.phot_raw, self.phot_fn = phot_raw, phot_fn
         self.parallax_snr_min = float(parallax_snr_min)
         self.parallax_fraction = float(parallax_fraction)
+        # a random fraction of the stars per batch get their parallax withheld (set to NaN,
+        # which the "intrinsic_withheld" input marks as withheld)
+        self.withhold_fraction = float(withhold_fraction)
         # XP coefficients and their errors (layout names), re-noised with the RVS factors
         self.xp_raw, self.xp_fn = xp_raw, xp_fn
 
@@ -214,13 +218,18 @@ class AugmentedBatches:
         if self.phot_raw is not None:
             block = {k: v[idx] for k, v in self.phot_raw.items()}
             prng = np.random.default_rng([self.seed, epoch, i, 2])
-            block[PARALLAX_DATASET], block[PARALLAX_ERROR_DATASET] = augment_parallax(
-                block[PARALLAX_DATASET],
-                block[PARALLAX_ERROR_DATASET],
-                prng,
-                snr_min=self.parallax_snr_min,
-                fraction=self.parallax_fraction,
-            )
+            if self.parallax_snr_min > 0 and self.parallax_fraction > 0:
+                block[PARALLAX_DATASET], block[PARALLAX_ERROR_DATASET] = augment_parallax(
+                    block[PARALLAX_DATASET],
+                    block[PARALLAX_ERROR_DATASET],
+                    prng,
+                    snr_min=self.parallax_snr_min,
+                    fraction=self.parallax_fraction,
+                )
+            if self.withhold_fraction > 0:
+                wrng = np.random.default_rng([self.seed, epoch, i, 4])
+                withhold = wrng.random(len(idx)) < self.withhold_fraction
+                block[PARALLAX_DATASET] = np.where(withhold, np.nan, block[PARALLAX_DATASET])
             xb["phot"] = self.phot_fn(block)
         return xb, self.y[idx]
 

@@ -76,6 +76,8 @@ class Scalers:
     xp_flux_kind: str | None = None
     xp_wavelength_nm: np.ndarray | None = None
     rvs_wavelength_nm: np.ndarray | None = None
+    # "intrinsic_withheld": the parallax S/N below which the parallax is withheld
+    parallax_withheld_snr: float | None = None
 
     @property
     def xp_width(self) -> int | None:
@@ -89,10 +91,10 @@ class Scalers:
     @property
     def phot_width(self) -> int:
         """Width of the photometry input: one per column (magnitudes), or the colours and
-        the luminosity, with its error for "intrinsic_with_error"
-        (:func:`gaiacnn.spectra.phot_features`)."""
+        the luminosity, with its error for "intrinsic_with_error" or whether it is withheld
+        for "intrinsic_withheld" (:func:`gaiacnn.spectra.phot_features`)."""
         if self.phot_input != "magnitudes":
-            per_parallax = 2 if self.phot_input == "intrinsic_with_error" else 1
+            per_parallax = 1 if self.phot_input == "intrinsic" else 2
             return 2 + per_parallax * (PARALLAX_DATASET in self.phot_columns)
         return len(self.phot_columns)
 
@@ -118,6 +120,7 @@ class Scalers:
             "xp_flux_kind": self.xp_flux_kind,
             "xp_wavelength_nm": _to_json_list(self.xp_wavelength_nm),
             "rvs_wavelength_nm": _to_json_list(self.rvs_wavelength_nm),
+            "parallax_withheld_snr": self.parallax_withheld_snr,
         }
         return json.dumps(doc, sort_keys=True, indent=1)
 
@@ -150,6 +153,8 @@ class Scalers:
             xp_flux_kind=doc["xp_flux_kind"],
             xp_wavelength_nm=_from_json_list(doc["xp_wavelength_nm"]),
             rvs_wavelength_nm=_from_json_list(doc["rvs_wavelength_nm"]),
+            # members trained before the key existed had no withheld parallaxes
+            parallax_withheld_snr=doc.get("parallax_withheld_snr"),
         )
 
     # -- inputs
@@ -173,7 +178,9 @@ class Scalers:
             if b == "rvs":
                 out["rvs"] = np.asarray(block[RVS_DATASET], dtype=np.float32)[..., None]
             elif b == "phot":
-                cols = phot_features(block, self.phot_columns, self.phot_input)
+                cols = phot_features(
+                    block, self.phot_columns, self.phot_input, self.parallax_withheld_snr
+                )
                 out["phot"] = _minmax(cols, self.phot_min, self.phot_max).astype(np.float32)
             elif b == "xp":
                 xp = xp_features(block, self.xp_input, self.xp_flux_kind)
@@ -309,9 +316,13 @@ def fit_scalers(
     branches: Sequence[str],
     xp_input: str = "auto",
     phot_input: str = "magnitudes",
+    withheld_snr: float | None = None,
 ) -> Scalers:
     """Fit the min-max scalers on ``rows`` (the training part only) of ``train_file``, and
     record the file's input contract (grids, XP form, photometry form) with them.
+    ``withheld_snr``: for ``phot_input`` "intrinsic_withheld", the parallax S/N below which
+    the parallax is withheld (:func:`gaiacnn.spectra.phot_features`; recorded, and used at
+    prediction).  Its 0/1 input is scaled on [0, 1] whatever the training rows hold.
 
     Labels use nanmin/nanmax (stars with NaN labels should already be left out of ``rows``);
     inputs must be finite.  A zero range (constant feature, e.g. BP[0]/BP[0] = 1) maps to 0.
@@ -346,7 +357,12 @@ def fit_scalers(
             n_pixels=info.n_pixels if "rvs" in branches else None,
             xp_length=info.xp_length if xp_form == "coefficients" else None,
             xp_input=xp_form,
+            parallax_withheld_snr=(
+                float(withheld_snr) if phot_input == "intrinsic_withheld" else None
+            ),
         )
+    if phot_input == "intrinsic_withheld" and withheld_snr is None:
+        raise ValueError("phot_input intrinsic_withheld needs withheld_snr")
     if "rvs" in branches:
         sc.rvs_wavelength_nm = _wavelengths(train_file, RVS_DATASET)
     if xp_form == "sampled":
@@ -354,8 +370,12 @@ def fit_scalers(
         sc.xp_flux_kind = info.xp_flux_kind
         sc.xp_wavelength_nm = _wavelengths(train_file, XP_SAMPLED_DATASET)
     if "phot" in branches:
-        p = phot_features(data, phot_cols, phot_input)
+        p = phot_features(data, phot_cols, phot_input, sc.parallax_withheld_snr)
         sc.phot_min, sc.phot_max = p.min(axis=0), p.max(axis=0)
+        if phot_input == "intrinsic_withheld" and PARALLAX_DATASET in phot_cols:
+            # the withheld flag is 0/1 whatever the training rows hold (the training
+            # stars' parallaxes are withheld at random in the batches, not in the file)
+            sc.phot_min[-1], sc.phot_max[-1] = 0.0, 1.0
     if "xp" in branches:
         xp = xp_features(data, xp_form, info.xp_flux_kind)
         sc.xp_min, sc.xp_max = xp.min(axis=0), xp.max(axis=0)

@@ -171,17 +171,36 @@ def train_member(
             f"({int(labelled.sum())} of {info.n_rows}) to train and validate",
         )
 
-    scalers = fit_scalers(train_file, train_rows, labels, branches, xp_input, phot_input)
+    scalers = fit_scalers(
+        train_file,
+        train_rows,
+        labels,
+        branches,
+        xp_input,
+        phot_input,
+        withheld_snr=float(tr["withhold_parallax_below_snr"]),
+    )
+    has_plx = "phot" in branches and PARALLAX_DATASET in scalers.phot_columns
     augment_plx = (
         float(tr["augment_parallax_snr_min"]) > 0
         and float(tr["augment_parallax_fraction"]) > 0
-        and "phot" in branches
-        and PARALLAX_DATASET in scalers.phot_columns
+        and has_plx
     )
+    withhold = has_plx and scalers.phot_input == "intrinsic_withheld"
+    if withhold and not float(tr["withhold_parallax_fraction"]) > 0:
+        raise ValueError(
+            "model.phot_input intrinsic_withheld needs model.training.withhold_parallax_"
+            "fraction > 0 (the network must see withheld parallaxes in training)"
+        )
+    if float(tr["withhold_parallax_fraction"]) > 0 and not withhold:
+        raise ValueError(
+            "model.training.withhold_parallax_fraction > 0 needs model.phot_input: "
+            "intrinsic_withheld and a parallax in the training file (set it to 0 otherwise)"
+        )
     # the parallax augmentation's data: the photometry branch's datasets and the parallax
     # error, which sets the noise (an input itself only for intrinsic_with_error)
     plx_names = list(dict.fromkeys([*scalers.phot_columns, PARALLAX_ERROR_DATASET]))
-    if augment_plx:
+    if augment_plx or withhold:
         _require(train_file, plx_names)
     augment_xp = bool(tr["augment_xp"]) and "xp" in branches
     if augment_xp and not (float(tr["augment_snr_min"]) > 0 and float(tr["augment_fraction"]) > 0):
@@ -243,7 +262,7 @@ def train_member(
                 final_factor=float(tr["lr_final_factor"]),
             ),
         )
-    if augment or augment_plx:
+    if augment or augment_plx or withhold:
         unit, snr = noise_units(train_file, train_rows) if augment else (None, None)
         data = AugmentedBatches(
             x_tr,
@@ -254,10 +273,13 @@ def train_member(
             seed=int(seed),
             snr_min=float(tr["augment_snr_min"]),
             fraction=float(tr["augment_fraction"]),
-            phot_raw=_gather(train_file, plx_names, train_rows) if augment_plx else None,
+            phot_raw=(
+                _gather(train_file, plx_names, train_rows) if augment_plx or withhold else None
+            ),
             phot_fn=lambda block: scalers.inputs(block, ["phot"])["phot"],
             parallax_snr_min=float(tr["augment_parallax_snr_min"]),
-            parallax_fraction=float(tr["augment_parallax_fraction"]),
+            parallax_fraction=float(tr["augment_parallax_fraction"]) if augment_plx else 0.0,
+            withhold_fraction=float(tr["withhold_parallax_fraction"]) if withhold else 0.0,
             xp_raw=(
                 _gather(train_file, [*XP_COEFFICIENT_DATASETS, *XP_ERROR_DATASETS], train_rows)
                 if augment_xp
@@ -298,6 +320,7 @@ def train_member(
         "n_parameters": int(model.count_params()),
         "noise_augmentation": augment,
         "parallax_augmentation": augment_plx,
+        "parallax_withheld": withhold,
         "phot_input": scalers.phot_input if "phot" in branches else None,
         "train_seconds": round(time.time() - t0, 3),
         "arch": _merge(DEFAULT_ARCH, arch, "arch"),
