@@ -936,13 +936,14 @@ def test_withheld_parallax_input(tmp_path):
     bare = make_file(tmp_path / "bare.h5", parallax_error=False)
     with pytest.raises(LayoutError, match="astrometry/parallax_error"):
         predict_file(tmp_path / "a", bare, tmp_path / "pb.h5")
-    # withholding on, form off (or the reverse): refused before anything is written
-    with pytest.raises(ValueError, match="intrinsic_withheld"):
-        train_member(path, tmp_path / "c", **{**kw, "phot_input": "intrinsic"})
+    # the fraction is the withheld form's setting: another form trains as before
+    other = train_member(path, tmp_path / "c", **{**kw, "phot_input": "intrinsic"})
+    assert other["parallax_withheld"] is False
+    # the withheld form with nothing withheld in training: refused before anything is written
     with pytest.raises(ValueError, match="withhold_parallax_fraction"):
         train_member(path, tmp_path / "d",
                      **{**kw, "training": {**tr, "withhold_parallax_fraction": 0.0}})  # fmt: skip
-    assert _no_files(tmp_path / "c") and _no_files(tmp_path / "d")
+    assert _no_files(tmp_path / "d")
 
 
 def test_scalers_without_phot_input_read_as_the_papers(train_file):

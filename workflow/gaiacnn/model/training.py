@@ -186,16 +186,12 @@ def train_member(
         and float(tr["augment_parallax_fraction"]) > 0
         and has_plx
     )
+    # withhold_parallax_* are the "intrinsic_withheld" form's settings, read by it only
     withhold = has_plx and scalers.phot_input == "intrinsic_withheld"
     if withhold and not float(tr["withhold_parallax_fraction"]) > 0:
         raise ValueError(
             "model.phot_input intrinsic_withheld needs model.training.withhold_parallax_"
             "fraction > 0 (the network must see withheld parallaxes in training)"
-        )
-    if float(tr["withhold_parallax_fraction"]) > 0 and not withhold:
-        raise ValueError(
-            "model.training.withhold_parallax_fraction > 0 needs model.phot_input: "
-            "intrinsic_withheld and a parallax in the training file (set it to 0 otherwise)"
         )
     # the parallax augmentation's data: the photometry branch's datasets and the parallax
     # error, which sets the noise (an input itself only for intrinsic_with_error)
