@@ -931,8 +931,25 @@ def test_withheld_parallax_input(tmp_path):
     assert Scalers.from_json(scalers.to_json()).parallax_withheld_snr == 5.0
     x = scalers.inputs(block, ["phot"])["phot"]
     np.testing.assert_array_equal(x[:, 3], [0, 1, 1, 1])
-    # predicting reads the error (the threshold needs it); a file without it is refused
+    # predicting reads the error (the threshold needs it) and records the threshold; the
+    # catalogue marks the stars whose parallax was withheld
+    from gaiacnn import catalogue
+
+    obs = make_file(tmp_path / "obs.h5", seed=2)
+    with h5py.File(obs, "a") as h5:
+        h5["astrometry/parallax_error"][:10] = 1.0  # parallax S/N 0.5-2.5 < 5
     predict_file(tmp_path / "a", path, tmp_path / "p.h5")
+    predict_file(tmp_path / "a", obs, tmp_path / "po.h5")
+    with h5py.File(tmp_path / "po.h5", "r") as h5:
+        assert h5.attrs["parallax_withheld_snr"] == 5.0
+    table, *_ = catalogue.build(
+        {"training": [tmp_path / "p.h5"], "observed": [tmp_path / "po.h5"]},
+        {"training": path, "observed": obs},
+        labels=LABELS, members=["split0_seed1"], n_bins=5, degree=1,
+    )  # fmt: skip
+    observed = ~table["in_training"].to_numpy(bool)
+    np.testing.assert_array_equal(table["parallax_withheld"][observed], np.arange(N) < 10)
+    assert not table["parallax_withheld"][~observed].any()
     bare = make_file(tmp_path / "bare.h5", parallax_error=False)
     with pytest.raises(LayoutError, match="astrometry/parallax_error"):
         predict_file(tmp_path / "a", bare, tmp_path / "pb.h5")

@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 from astropy.io import fits
 
-from gaiacnn import ensemble, flags, layout
+from gaiacnn import ensemble, flags, layout, spectra
 from gaiacnn.constants import label_unit
 from gaiacnn.io import atomic_outputs
 from gaiacnn.layout import PARALLAX_DATASET, PARALLAX_ERROR_DATASET, RVS_SNR_DATASET
@@ -187,6 +187,28 @@ def build(
             feats, is_tr, neighbours=input_neighbours, quantile=input_quantile
         )
         distance = {"training": dist[:n_tr], "observed": dist[n_tr:]}
+    # stars whose parallax the members withheld (phot_input intrinsic_withheld): the S/N
+    # calibration gives them a factor of their own; the catalogue marks them
+    with h5py.File(predictions["training"][0], "r") as h5:
+        withheld_snr = h5.attrs.get("parallax_withheld_snr")
+    withheld = {s: np.zeros(len(parts[s][0]), bool) for s in parts}
+    if withheld_snr is not None:
+        withheld = {
+            s: spectra.parallax_withheld(
+                {
+                    PARALLAX_DATASET: inputs[s]["parallax"],
+                    PARALLAX_ERROR_DATASET: inputs[s]["parallax_error"],
+                },
+                float(withheld_snr),
+            )
+            for s in parts
+        }
+        log.info(
+            "parallax withheld (S/N < %g) for %d training and %d observed stars",
+            float(withheld_snr),
+            int(withheld["training"].sum()),
+            int(withheld["observed"].sum()),
+        )
     sigma = {
         s: np.column_stack(
             [ensemble.total_uncertainty(std[:, j], fit, mean[:, j]) for j, fit in enumerate(fits_)]
@@ -230,13 +252,14 @@ def build(
                 min_per_bin=calibration_min_per_bin,
                 input_distance=np.r_[distance["training"], distance["observed"]],
                 input_bins=input_calibration_bins,
+                withheld=np.r_[withheld["training"], withheld["observed"]],
             )
             cal = calibrations[x]
             if cal is None:
                 log.warning("%s: too few out-of-sample stars for the S/N calibration", x)
                 continue
             for s in parts:
-                sigma[s][:, j] *= cal(snr[s], distance[s])
+                sigma[s][:, j] *= cal(snr[s], distance[s], withheld[s])
 
     # Sky positions (Fig. 24) when either arrays file has them; NaN in one without.
     positions = any(_has_positions(arrays[s]) for s in parts)
@@ -255,6 +278,8 @@ def build(
             "rvs_snr": snr[sample],
             "input_distance": distance[sample].astype(np.float32),
         }
+        if withheld_snr is not None:
+            cols["parallax_withheld"] = withheld[sample]
         for j, x in enumerate(labels):
             cols[x] = mean[:, j].astype(np.float32)
             cols[f"e_{x}"] = std[:, j].astype(np.float32)
@@ -287,6 +312,7 @@ COLUMN_DOC = {
     "parallax_error": ("mas", "Gaia parallax standard error"),
     "rvs_snr": ("", "rvs_spec_sig_to_noise"),
     "input_distance": ("", "distance from the training inputs (BP-RP, M_G, plx S/N); >1 out"),
+    "parallax_withheld": ("", "T if the network did not use the parallax (S/N too low)"),
     "flag_boundary": ("", "9 digits 0/1/-: outside the training sample (Sect. 5.2 + inputs)"),
 }
 

@@ -221,12 +221,26 @@ class SnrCalibration:
     input_factor: list[float] | None = None
     input_raw_factor: list[float] | None = None
     input_counts: list[int] | None = None
+    # stars whose parallax the network did not use (phot_input intrinsic_withheld): a
+    # factor against the S/N of their own, fitted on the calibration stars with a withheld
+    # parallax (None: too few of them, and such stars get the others' factors)
+    withheld_snr: list[float] | None = None
+    withheld_factor: list[float] | None = None
+    withheld_raw_factor: list[float] | None = None
+    withheld_counts: list[int] | None = None
 
-    def __call__(self, snr: np.ndarray, input_distance: np.ndarray | None = None) -> np.ndarray:
+    def __call__(
+        self,
+        snr: np.ndarray,
+        input_distance: np.ndarray | None = None,
+        withheld: np.ndarray | None = None,
+    ) -> np.ndarray:
         """The factor at S/N ``snr`` (and input-space distance ``input_distance`` when the
-        calibration has that axis): linear in log S/N between bins,
+        calibration has that axis; ``withheld``, bool, the stars whose parallax the network
+        did not use, when it has their factor): linear in log S/N between bins,
         constant outside; the largest factor where a value is not finite (or a S/N not
-        positive).  The distance axis is piecewise constant: the factor of the star's bin."""
+        positive).  The distance axis is piecewise constant: the factor of the star's bin.
+        A withheld star gets the withheld stars' own factor against the S/N instead."""
         out = _interp_log(snr, self.snr, self.factor)
         if self.input_factor is not None and input_distance is not None:
             # the factor of the bin the star falls in (bins end at input_upper); beyond the
@@ -234,6 +248,9 @@ class SnrCalibration:
             d = np.asarray(input_distance, dtype=float)
             j = np.searchsorted(np.asarray(self.input_upper), np.where(np.isfinite(d), d, np.inf))
             out = out * np.asarray(self.input_factor)[np.minimum(j, len(self.input_factor) - 1)]
+        if self.withheld_factor is not None and withheld is not None:
+            own = _interp_log(snr, self.withheld_snr, self.withheld_factor)
+            out = np.where(np.asarray(withheld, bool), own, out)
         return out
 
 
@@ -333,6 +350,7 @@ def fit_snr_calibration(
     coverage: float = ONE_SIGMA_COVERAGE,
     input_distance: np.ndarray | None = None,
     input_bins: int = 0,
+    withheld: np.ndarray | None = None,
 ) -> SnrCalibration | None:
     """Per-S/N factor k so that ±k·``sigma`` covers ``coverage`` of out-of-sample residuals.
 
@@ -353,6 +371,12 @@ def fit_snr_calibration(
     far as calibration stars reach there (an observed sample farther, redder or with worse
     parallaxes than the training stars; not in the paper).  Stars with a non-finite
     distance are left out of that second fit only.
+
+    ``withheld`` (bool, of the same stars): those whose parallax the network did not use
+    (``phot_input: intrinsic_withheld``), a regime of their own: the S/N factor and the
+    distance axis are fitted on the other stars, and the withheld stars get a factor
+    against the S/N of their own, fitted the same way on them alone, when at least
+    ``min_per_bin`` of them are calibration stars (else none: they get the others').
     Returns None when fewer than ``min_per_bin`` usable stars exist.
     """
     r = np.asarray(residual, float)
@@ -361,23 +385,32 @@ def fit_snr_calibration(
     err = np.zeros_like(r) if reference_error is None else np.asarray(reference_error, float)
     err = np.where(np.isfinite(err), err, 0.0)
     obs = np.zeros(r.shape, bool) if from_observed is None else np.asarray(from_observed, bool)
+    wh = np.zeros(r.shape, bool) if withheld is None else np.asarray(withheld, bool)
     ok = np.isfinite(r) & np.isfinite(sig) & (sig > 0) & np.isfinite(s) & (s > 0)
-    if ok.sum() < max(1, min_per_bin):
+    if (ok & ~wh).sum() < max(1, min_per_bin):
         return None
-    r, sig, s, err, obs = r[ok], sig[ok], s[ok], err[ok], obs[ok]
+    r, sig, s, err, obs, wh = r[ok], sig[ok], s[ok], err[ok], obs[ok], wh[ok]
     k = np.sqrt(np.maximum(r**2 - err**2, 0.0)) / sig
-    centres, raw, factor, counts = _binned_factor(k, s, n_bins, min_per_bin, coverage)
+    centres, raw, factor, counts = _binned_factor(k[~wh], s[~wh], n_bins, min_per_bin, coverage)
     # a bin of error-free residuals (k = 0) would zero sigma: keep a floor
     factor = np.maximum(factor, 1e-3)
     extra: dict = {}
+    if wh.sum() >= max(1, min_per_bin):
+        wc, wraw, wfac, wcounts = _binned_factor(k[wh], s[wh], n_bins, min_per_bin, coverage)
+        extra.update(
+            withheld_snr=[float(c) for c in wc],
+            withheld_factor=[float(f) for f in np.maximum(wfac, 1e-3)],
+            withheld_raw_factor=[float(f) for f in wraw],
+            withheld_counts=[int(c) for c in wcounts],
+        )
     if input_distance is not None and input_bins > 0:
         d = np.asarray(input_distance, float)[ok]
-        good = np.isfinite(d)
+        good = np.isfinite(d) & ~wh
         if good.sum() >= max(1, min_per_bin):
             u = k[good] / _interp_log(s[good], centres, factor)
             groups = _edge_groups(d[good], input_bins, min_per_bin)
             dc, draw, dfac, dcounts = _group_factor(u, d[good], groups, coverage, True)
-            extra = dict(
+            extra.update(
                 input_distance=[float(c) for c in dc],
                 input_upper=[float(d[good][g].max()) for g in groups],
                 input_factor=[float(f) for f in np.maximum(dfac, 1e-3)],
@@ -647,6 +680,15 @@ def run_aggregate(
                     ", ".join(
                         f"{d:.3g}: x{f:.3g}"
                         for d, f in zip(cal.input_distance, cal.input_factor, strict=True)
+                    ),
+                )
+            if cal.withheld_factor is not None:
+                log.info(
+                    "  stars with the parallax withheld (%d calibration stars): %s",
+                    sum(cal.withheld_counts),
+                    ", ".join(
+                        f"S/N {s:.3g}: x{f:.3g}"
+                        for s, f in zip(cal.withheld_snr, cal.withheld_factor, strict=True)
                     ),
                 )
     write_uncertainty_model(fits_, training_range, members, model_out, calibrations)

@@ -258,7 +258,9 @@ def predict_file(
     attributes ``shard_start``, ``shard_stop`` and ``n_rows_total`` record it).  Streams
     ``arrays_file`` in chunks of ``chunk_rows`` (memory independent of N).  Output HDF5
     (written atomically): ``source_id`` int64 (n,) and ``pred/<label>`` float32 (n,) in
-    physical units; root attributes name the member and the inputs used.  ``precision``:
+    physical units; root attributes name the member and the inputs used (and
+    ``parallax_withheld_snr``, the parallax S/N below which the member withholds the
+    parallax, for ``phot_input: intrinsic_withheld``).  ``precision``:
     compute precision of the network (see :func:`make_predictor`); with a value other than
     "float32" it is recorded as the root attribute ``precision``.
     """
@@ -282,6 +284,9 @@ def predict_file(
         h5.attrs["labels"] = json.dumps(scalers.labels)
         h5.attrs["branches"] = json.dumps(scalers.branches)
         h5.attrs["xp_input"] = scalers.xp_input or ""
+        if scalers.parallax_withheld_snr is not None:
+            # the S/N below which the parallax was withheld (phot_input intrinsic_withheld)
+            h5.attrs["parallax_withheld_snr"] = float(scalers.parallax_withheld_snr)
         if regrid:
             h5.attrs["resampled"] = json.dumps(sorted(regrid))
         sid_ds = h5.create_dataset("source_id", shape=(n,), dtype=np.int64)
