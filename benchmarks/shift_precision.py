@@ -118,6 +118,13 @@ METHODS = {
             "training": {"withhold_parallax_fraction": 0.2, "base_seed": 1},
         }
     },
+    # withheld below a parallax S/N of 2 only (the noisiest parallaxes)
+    "withheld_below2": {
+        "model": {
+            "phot_input": "intrinsic_withheld",
+            "training": {"withhold_parallax_fraction": 0.2, "withhold_parallax_below_snr": 2.0},
+        }
+    },
     # after, with XP noise that follows the RVS augmentation (model.training.augment_xp)
     "xp_augment": {"model": {"training": {"augment_xp": True}}},
     # after, with the error of 10^(0.2 M_G) as a fourth photometry input (the default
