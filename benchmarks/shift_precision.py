@@ -125,6 +125,16 @@ METHODS = {
             "training": {"withhold_parallax_fraction": 0.2, "withhold_parallax_below_snr": 2.0},
         }
     },
+    "withheld_below2_seed1": {
+        "model": {
+            "phot_input": "intrinsic_withheld",
+            "training": {
+                "withhold_parallax_fraction": 0.2,
+                "withhold_parallax_below_snr": 2.0,
+                "base_seed": 1,
+            },
+        }
+    },
     # after, with XP noise that follows the RVS augmentation (model.training.augment_xp)
     "xp_augment": {"model": {"training": {"augment_xp": True}}},
     # after, with the error of 10^(0.2 M_G) as a fourth photometry input (the default
