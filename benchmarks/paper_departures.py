@@ -129,9 +129,18 @@ RUNS: dict[str, Run] = {
     ),
     "photometry_input": Run(
         "photometry branch input (model.phot_input)",
-        "intrinsic: BP − RP, G − RP, asinh 10^(0.2 M_G) from the parallax",
+        "intrinsic_withheld: BP − RP, G − RP, asinh 10^(0.2 M_G) from the parallax, "
+        "parallax withheld below S/N 2",
         "magnitudes: G, BP, RP, parallax (Fig. 6)",
         {"model": {"phot_input": "magnitudes"}},
+        reuse=("tsne", "benchmarks"),
+    ),
+    "parallax_withheld": Run(
+        "parallax withheld below a parallax S/N (model.phot_input: intrinsic_withheld, "
+        "model.training.withhold_parallax_*)",
+        "below S/N 2; a fifth of the training stars per batch at random",
+        "every parallax used (Sect. 3.1; here: intrinsic)",
+        {"model": {"phot_input": "intrinsic"}},
         reuse=("tsne", "benchmarks"),
     ),
     "paper": Run(

@@ -6,13 +6,16 @@ Runs the workflow on the default demo survey (config/config.yaml: 20 000 stars, 
 members) unshifted and with the shifted observed fields of config/variants/shift_*.yaml
 (10 000 more stars, twice as far; also redder and with worse parallaxes), each with the
 model choices of every *method*: ``before`` (the paper's photometry input G, BP, RP,
-parallax), ``after`` (today's defaults: the distance-free photometry input, sigma
-calibrated against the input-space distance too), and the choices around it one by one
-(``parallax_augment``: with the parallax augmentation of half the training stars per
-epoch; ``parallax_augment_all``: of every training star; ``no_input_calibration``:
-after's members, sigma calibrated against the S/N only; ``xp_augment``: with the XP
-noise augmentation; ``with_error``: with the error of 10^(0.2 M_G) as an input).
-``before`` has the S/N calibration only, as before the change.  Each run goes up to the
+parallax), ``after`` (today's defaults: the distance-free photometry input with the
+parallax withheld below a parallax S/N of 2, sigma calibrated against the input-space
+distance too), and the choices around it one by one (``no_withholding``: every parallax
+used, the default before; ``withheld_below5``: withheld below 5; ``min_per_bin_50``:
+after's members, calibration bins of 50 stars; ``parallax_augment``: no_withholding with
+the parallax augmentation of half the training stars per epoch; ``parallax_augment_all``:
+of every training star; ``no_input_calibration``: after's members, sigma calibrated
+against the S/N only; ``xp_augment``: with the XP noise augmentation; ``with_error``:
+with the error of 10^(0.2 M_G) as an input; METHODS has them all).  ``before`` has the
+S/N calibration only, as before the change.  Each run goes up to the
 labels and the evaluation tables (``results/evaluation/shift.tsv``: the t-SNE and
 figures are not needed); the demo survey and samples are made once per case and reused
 by its methods.
@@ -69,11 +72,29 @@ CASES = {
     "far": "config/variants/shift_far.yaml",
     "far_reddened": "config/variants/shift_far_reddened.yaml",
 }
+#: The default before the parallax was withheld: every parallax used, and the S/N
+#: calibration's bins of 50 stars (the methods measured then add it to their overlay, so
+#: that each still names the settings its runs were made with).
+NO_WITHHOLDING = {
+    "model": {"phot_input": "intrinsic"},
+    "uncertainty": {"snr_calibration_min_per_bin": 50},
+}
+
+
+def _then(*overlays: dict) -> dict:
+    """``overlays`` merged (later ones win, nested keys merged)."""
+    out: dict = {}
+    for o in overlays:
+        for k, v in o.items():
+            out[k] = _then(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
 #: method -> config overlay (the model choices measured)
 METHODS = {
     "before": {
         "model": {"phot_input": "magnitudes"},
-        "uncertainty": {"input_distance_calibration_bins": 0},
+        "uncertainty": {"input_distance_calibration_bins": 0, "snr_calibration_min_per_bin": 50},
     },
     "after": {},
     # after, trained again with other seeds: how far two trainings differ
@@ -81,68 +102,74 @@ METHODS = {
     # the choices inside "after", measured one by one
     # after's members, sigma calibrated against the S/N only
     "no_input_calibration": {"uncertainty": {"input_distance_calibration_bins": 0}},
-    # after, with the parallax augmentation of half the training stars per epoch (the
-    # default until it was found to bias the faint stars' log g), once per seed, and of all
-    "parallax_augment": {"model": {"training": {"augment_parallax_snr_min": 1.0}}},
-    "parallax_augment_seed1": {
-        "model": {"training": {"augment_parallax_snr_min": 1.0, "base_seed": 1}}
+    # after's members, the S/N calibration's bins of 50 stars (the default before)
+    "min_per_bin_50": {"uncertainty": {"snr_calibration_min_per_bin": 50}},
+    "min_per_bin_50_seed1": {
+        "model": {"training": {"base_seed": 1}},
+        "uncertainty": {"snr_calibration_min_per_bin": 50},
     },
-    "parallax_augment_all": {
-        "model": {"training": {"augment_parallax_snr_min": 1.0, "augment_parallax_fraction": 1.0}}
-    },
-    # gentler parallax augmentations: parallax S/N down to 3 only, or a fifth of the stars
-    "parallax_augment_floor3": {"model": {"training": {"augment_parallax_snr_min": 3.0}}},
-    "parallax_augment_fifth": {
-        "model": {"training": {"augment_parallax_snr_min": 1.0, "augment_parallax_fraction": 0.2}}
-    },
-    "parallax_augment_fifth_seed1": {
-        "model": {
-            "training": {
-                "augment_parallax_snr_min": 1.0,
-                "augment_parallax_fraction": 0.2,
-                "base_seed": 1,
+    # every parallax used (the default before), once per seed
+    "no_withholding": NO_WITHHOLDING,
+    "no_withholding_seed1": _then(NO_WITHHOLDING, {"model": {"training": {"base_seed": 1}}}),
+    # withheld below the training sample's parallax S/N cut (5) rather than 2
+    "withheld_below5": _then(
+        {"model": {"training": {"withhold_parallax_below_snr": 5.0}}},
+        {"uncertainty": {"snr_calibration_min_per_bin": 50}},
+    ),
+    # no_withholding, with the parallax augmentation of half the training stars per epoch
+    # (the default until it was found to bias the faint stars' log g), once per seed, and of
+    # all
+    "parallax_augment": _then(
+        NO_WITHHOLDING, {"model": {"training": {"augment_parallax_snr_min": 1.0}}}
+    ),
+    "parallax_augment_seed1": _then(
+        NO_WITHHOLDING,
+        {"model": {"training": {"augment_parallax_snr_min": 1.0, "base_seed": 1}}},
+    ),
+    "parallax_augment_all": _then(
+        NO_WITHHOLDING,
+        {
+            "model": {
+                "training": {"augment_parallax_snr_min": 1.0, "augment_parallax_fraction": 1.0}
             }
-        }
-    },
-    # after, with the parallax withheld below the training stars' parallax S/N (5), and
-    # withheld at random for a fifth of the training stars per batch
-    "withheld": {
-        "model": {
-            "phot_input": "intrinsic_withheld",
-            "training": {"withhold_parallax_fraction": 0.2},
-        }
-    },
-    "withheld_seed1": {
-        "model": {
-            "phot_input": "intrinsic_withheld",
-            "training": {"withhold_parallax_fraction": 0.2, "base_seed": 1},
-        }
-    },
-    # withheld below a parallax S/N of 2 only (the noisiest parallaxes)
-    "withheld_below2": {
-        "model": {
-            "phot_input": "intrinsic_withheld",
-            "training": {"withhold_parallax_fraction": 0.2, "withhold_parallax_below_snr": 2.0},
-        }
-    },
-    "withheld_below2_seed1": {
-        "model": {
-            "phot_input": "intrinsic_withheld",
-            "training": {
-                "withhold_parallax_fraction": 0.2,
-                "withhold_parallax_below_snr": 2.0,
-                "base_seed": 1,
-            },
-        }
-    },
-    # after, with XP noise that follows the RVS augmentation (model.training.augment_xp)
-    "xp_augment": {"model": {"training": {"augment_xp": True}}},
-    # after, with the error of 10^(0.2 M_G) as a fourth photometry input (the default
-    # until the error was found to tell the network how far a star is)
-    "with_error": {"model": {"phot_input": "intrinsic_with_error"}},
+        },
+    ),
+    # gentler parallax augmentations: parallax S/N down to 3 only, or a fifth of the stars
+    "parallax_augment_floor3": _then(
+        NO_WITHHOLDING, {"model": {"training": {"augment_parallax_snr_min": 3.0}}}
+    ),
+    "parallax_augment_fifth": _then(
+        NO_WITHHOLDING,
+        {
+            "model": {
+                "training": {"augment_parallax_snr_min": 1.0, "augment_parallax_fraction": 0.2}
+            }
+        },
+    ),
+    "parallax_augment_fifth_seed1": _then(
+        NO_WITHHOLDING,
+        {
+            "model": {
+                "training": {
+                    "augment_parallax_snr_min": 1.0,
+                    "augment_parallax_fraction": 0.2,
+                    "base_seed": 1,
+                }
+            }
+        },
+    ),
+    # no_withholding, with XP noise that follows the RVS augmentation (model.training.augment_xp)
+    "xp_augment": _then(NO_WITHHOLDING, {"model": {"training": {"augment_xp": True}}}),
+    # with the error of 10^(0.2 M_G) as a fourth photometry input (the default until the
+    # error was found to tell the network how far a star is)
+    "with_error": _then(NO_WITHHOLDING, {"model": {"phot_input": "intrinsic_with_error"}}),
 }
 #: methods that differ from another only after training: they reuse its members
-SAME_MEMBERS = {"no_input_calibration": "after"}
+SAME_MEMBERS = {
+    "no_input_calibration": "after",
+    "min_per_bin_50": "after",
+    "min_per_bin_50_seed1": "after_seed1",
+}
 TARGETS = ("results/evaluation/precision.tsv", "results/evaluation/shift.tsv")
 LABELS = ("teff", "logg", "m_h", "alpha_m", "fe_h")
 
