@@ -86,9 +86,10 @@ def main(argv: list[str] | None = None) -> int:
     summ.add_argument("--xp-input", default="auto", choices=("auto", "coefficients", "sampled"))
     summ.add_argument(
         "--phot-input",
-        default="intrinsic",
+        default="intrinsic_withheld",
         choices=PHOT_INPUTS,
-        help="model.phot_input (intrinsic_with_error also reads astrometry/parallax_error)",
+        help="model.phot_input (intrinsic_with_error and intrinsic_withheld also read "
+        "astrometry/parallax_error)",
     )
     summ.add_argument(
         "--labels",
