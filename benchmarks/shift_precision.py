@@ -50,6 +50,7 @@ import h5py
 import numpy as np
 import pandas as pd
 import yaml
+from snakemake.utils import update_config
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 # demo_runs also puts the package (workflow/) on the path
@@ -82,11 +83,11 @@ NO_WITHHOLDING = {
 
 
 def _then(*overlays: dict) -> dict:
-    """``overlays`` merged (later ones win, nested keys merged)."""
+    """``overlays`` merged into a new dict, as Snakemake merges config files (later ones
+    win, nested keys merged)."""
     out: dict = {}
     for o in overlays:
-        for k, v in o.items():
-            out[k] = _then(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+        update_config(out, o)
     return out
 
 
