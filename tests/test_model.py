@@ -916,6 +916,8 @@ def test_withheld_parallax_input(tmp_path):
         phot_features(block, cols, "intrinsic_withheld")
 
     path = make_file(tmp_path / "t.h5")
+    with pytest.raises(ValueError, match="withheld_snr"):
+        fit_scalers(path, np.arange(50), LABELS, BRANCHES, "auto", "intrinsic_withheld")
     tr = {**FAST, "augment_snr_min": 0.0, "withhold_parallax_fraction": 0.5,
           "withhold_parallax_below_snr": 5.0}  # fmt: skip
     kw = dict(split=0, seed=1, labels=LABELS, branches=BRANCHES, training=tr,

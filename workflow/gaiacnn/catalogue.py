@@ -187,9 +187,12 @@ def build(
             feats, is_tr, neighbours=input_neighbours, quantile=input_quantile
         )
         distance = {"training": dist[:n_tr], "observed": dist[n_tr:]}
-    # stars whose parallax the members withheld (phot_input intrinsic_withheld): the S/N
-    # calibration gives them a factor of their own; the catalogue marks them
+    # the members' inputs, as their predictions record them; stars whose parallax the
+    # members withheld (phot_input intrinsic_withheld) get a S/N calibration of their own
+    # and a catalogue column
     with h5py.File(predictions["training"][0], "r") as h5:
+        branches = json.loads(h5.attrs.get("branches", "[]"))
+        xp_input = str(h5.attrs.get("xp_input", ""))
         withheld_snr = h5.attrs.get("parallax_withheld_snr")
     withheld = {s: np.zeros(len(parts[s][0]), bool) for s in parts}
     if withheld_snr is not None:
@@ -286,9 +289,6 @@ def build(
             cols[f"sigma_{x}"] = sigma[sample][:, j].astype(np.float32)
         frames.append(pd.DataFrame(cols))
     table = pd.concat(frames, ignore_index=True)
-    with h5py.File(predictions["training"][0], "r") as h5:
-        branches = json.loads(h5.attrs.get("branches", "[]"))
-        xp_input = str(h5.attrs.get("xp_input", ""))
     table.attrs.update(
         config_hash=config_hash,
         members=members,

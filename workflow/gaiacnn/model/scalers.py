@@ -328,6 +328,8 @@ def fit_scalers(
     inputs must be finite.  A zero range (constant feature, e.g. BP[0]/BP[0] = 1) maps to 0.
     ``xp_input``: "coefficients", "sampled" or "auto" (:func:`gaiacnn.layout.resolve_xp_input`).
     """
+    if phot_input == "intrinsic_withheld" and withheld_snr is None:
+        raise ValueError("phot_input intrinsic_withheld needs withheld_snr")
     info = validate(train_file, check_values=False)
     labels = _check_labels(train_file, info, labels)
     branches = _check_branches(train_file, info, branches)
@@ -361,8 +363,6 @@ def fit_scalers(
                 float(withheld_snr) if phot_input == "intrinsic_withheld" else None
             ),
         )
-    if phot_input == "intrinsic_withheld" and withheld_snr is None:
-        raise ValueError("phot_input intrinsic_withheld needs withheld_snr")
     if "rvs" in branches:
         sc.rvs_wavelength_nm = _wavelengths(train_file, RVS_DATASET)
     if xp_form == "sampled":
