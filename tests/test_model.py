@@ -955,9 +955,60 @@ def test_withheld_parallax_input(tmp_path):
     bare = make_file(tmp_path / "bare.h5", parallax_error=False)
     with pytest.raises(LayoutError, match="astrometry/parallax_error"):
         predict_file(tmp_path / "a", bare, tmp_path / "pb.h5")
+    # the training sample predicted a second time with every parallax withheld: the same
+    # labels as for a file whose parallaxes all fall below the threshold; the stars' own
+    # predictions unchanged; sharded predictions gather both groups
+    from gaiacnn import ensemble, shards
+
+    noisy = make_file(tmp_path / "noisy.h5")
+    with h5py.File(noisy, "a") as h5:
+        h5["astrometry/parallax_error"][:] = 1e6
+    predict_file(tmp_path / "a", noisy, tmp_path / "pn.h5", progress=False)
+    rows = tmp_path / "rows.json"
+    shards.write_row_count(path, rows)
+    cfg = {"shard_rows": N // 2, "chunk_rows": 37, "batch_size": 16, "precision": "float32"}
+    parts = [tmp_path / f"shard{k}.h5" for k in range(2)]
+    for k, part in enumerate(parts):
+        ensemble.run_predict_member(tmp_path / "a" / "model.keras", path, rows, part, shard=k,
+                                    prediction_cfg=cfg, withheld_too=True)  # fmt: skip
+    ensemble.run_gather_predictions(parts, tmp_path / "pw.h5")
+    with (h5py.File(tmp_path / "pw.h5") as w, h5py.File(tmp_path / "p.h5") as p,
+          h5py.File(tmp_path / "pn.h5") as q):  # fmt: skip
+        assert w.attrs["withheld_predictions"] and "withheld_predictions" not in p.attrs
+        for lab in LABELS:
+            np.testing.assert_allclose(w[f"pred/{lab}"][:], p[f"pred/{lab}"][:], rtol=1e-5)
+            np.testing.assert_allclose(w[f"pred_withheld/{lab}"][:], q[f"pred/{lab}"][:],
+                                       rtol=1e-5)  # fmt: skip
+            assert not np.allclose(w[f"pred_withheld/{lab}"][:], p[f"pred/{lab}"][:])
+    ensemble.run_predict_member(tmp_path / "a" / "model.keras", path, rows, tmp_path / "s1.h5",
+                                shard=1, prediction_cfg=cfg)  # fmt: skip
+    with pytest.raises(shards.ShardError, match="prediction groups"):
+        ensemble.run_gather_predictions([parts[0], tmp_path / "s1.h5"], tmp_path / "bad.h5")
+    # the calibration takes the held-out training stars in the withheld regime as
+    # calibration stars of the withheld stars' own factor; without them there are too few
+    cal_kw = dict(labels=LABELS, members=["split0_seed1"], n_bins=5, degree=1,
+                  calibration_bins=2, calibration_min_per_bin=10)  # fmt: skip
+    arrays = {"training": path, "observed": obs}
+    with h5py.File(obs, "a") as h5:
+        h5["rvs/snr"] = np.full(N, 30.0, np.float32)
+    with h5py.File(path, "a") as h5:
+        h5["rvs/snr"] = np.full(N, 40.0, np.float32)
+    n_val = ensemble.validation_masks(["split0_seed1"], N, 0.25, 0).sum()
+    _, _, _, without = catalogue.build(
+        {"training": [tmp_path / "p.h5"], "observed": [tmp_path / "po.h5"]}, arrays, **cal_kw
+    )
+    n_obs = sum(without["teff"].withheld_counts or [0])  # observed withheld stars only
+    assert n_obs <= 10
+    _, _, _, cal = catalogue.build(
+        {"training": [tmp_path / "pw.h5"], "observed": [tmp_path / "po.h5"]}, arrays, **cal_kw
+    )
+    assert sum(cal["teff"].withheld_counts) == n_val + n_obs
     # the fraction is the withheld form's setting: another form trains as before
     other = train_member(path, tmp_path / "c", **{**kw, "phot_input": "intrinsic"})
     assert other["parallax_withheld"] is False
+    predict_file(tmp_path / "c", path, tmp_path / "pc.h5", withheld_too=True, progress=False)
+    with h5py.File(tmp_path / "pc.h5") as h5:
+        assert "pred_withheld" not in h5 and "withheld_predictions" not in h5.attrs
     # the withheld form with nothing withheld in training: refused before anything is written
     with pytest.raises(ValueError, match="withhold_parallax_fraction"):
         train_member(path, tmp_path / "d",

@@ -70,15 +70,17 @@ def _combine_sample(
     labels: Sequence[str],
     chunk_rows: int,
     held_out: np.ndarray | None = None,
+    group: str = "pred",
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]:
-    """(source_id, mean, std, out-of-sample mean) over the member files of one sample.
+    """(source_id, mean, std, out-of-sample mean) over the member files of one sample
+    (their prediction ``group``: :func:`gaiacnn.ensemble.iter_member_chunks`).
 
     ``held_out`` (n_members, n) marks the stars each member did not train on; the
     out-of-sample mean averages only those members (NaN where none held the star out).
     """
     sids, means, stds, oofs = [], [], [], []
     start = 0
-    for sid, preds in ensemble.iter_member_chunks(paths, labels, chunk_rows):
+    for sid, preds in ensemble.iter_member_chunks(paths, labels, chunk_rows, group):
         mean, std = ensemble.combine(preds)
         sids.append(sid)
         means.append(mean)
@@ -194,6 +196,7 @@ def build(
         branches = json.loads(h5.attrs.get("branches", "[]"))
         xp_input = str(h5.attrs.get("xp_input", ""))
         withheld_snr = h5.attrs.get("parallax_withheld_snr")
+        withheld_predictions = bool(h5.attrs.get("withheld_predictions", False))
     withheld = {s: np.zeros(len(parts[s][0]), bool) for s in parts}
     if withheld_snr is not None:
         withheld = {
@@ -242,20 +245,56 @@ def build(
             else np.zeros_like(resid[s])
             for s in parts
         }
-        from_observed = np.r_[np.zeros(n_tr, bool), np.ones(len(obs_ref), bool)]
+        # calibration stars: the training stars (held out), the observed stars with a
+        # reference label, and, where the members withhold parallaxes and predicted the
+        # training sample with every parallax withheld too, the training stars once more
+        # in that regime (those whose parallax is used: the others are in it already)
+        cal_parts = ["training", "observed"]
+        cal_withheld = {s: withheld[s] for s in cal_parts}
+        cal_distance = {s: distance[s] for s in cal_parts}
+        cal_snr, cal_sigma = dict(snr), dict(sigma)
+        if withheld_snr is not None and withheld_predictions:
+            _, w_mean, w_std, w_oof = _combine_sample(
+                predictions["training"], labels, chunk_rows, held_out, ensemble.WITHHELD_GROUP
+            )
+            keep = ~withheld["training"]
+            resid["withheld"] = np.where(keep[:, None], w_oof - ref, np.nan)
+            cal_sigma["withheld"] = np.column_stack(
+                [
+                    ensemble.total_uncertainty(w_std[:, j], fit, w_mean[:, j])
+                    for j, fit in enumerate(fits_)
+                ]
+            )
+            ref_err["withheld"] = ref_err["training"]
+            cal_snr["withheld"] = snr["training"]
+            cal_withheld["withheld"] = np.ones(n_tr, bool)
+            cal_distance["withheld"] = np.full(n_tr, np.nan)
+            cal_parts.append("withheld")
+            log.info(
+                "%d held-out training stars calibrate the withheld regime once more, predicted "
+                "with the parallax withheld",
+                int(keep.sum()),
+            )
+
+        def stack(values: Mapping[str, np.ndarray], j: int | None = None) -> np.ndarray:
+            return np.concatenate([values[s] if j is None else values[s][:, j] for s in cal_parts])
+
+        from_observed = np.concatenate(
+            [np.full(len(cal_withheld[s]), s == "observed") for s in cal_parts]
+        )
         for j, x in enumerate(labels):
             calibrations[x] = ensemble.fit_snr_calibration(
-                np.r_[resid["training"][:, j], resid["observed"][:, j]],
-                np.r_[sigma["training"][:, j], sigma["observed"][:, j]],
-                np.r_[snr["training"], snr["observed"]],
+                stack(resid, j),
+                stack(cal_sigma, j),
+                stack(cal_snr),
                 x,
-                reference_error=np.r_[ref_err["training"][:, j], ref_err["observed"][:, j]],
+                reference_error=stack(ref_err, j),
                 from_observed=from_observed,
                 n_bins=calibration_bins,
                 min_per_bin=calibration_min_per_bin,
-                input_distance=np.r_[distance["training"], distance["observed"]],
+                input_distance=stack(cal_distance),
                 input_bins=input_calibration_bins,
-                withheld=np.r_[withheld["training"], withheld["observed"]],
+                withheld=stack(cal_withheld),
             )
             cal = calibrations[x]
             if cal is None:

@@ -91,10 +91,20 @@ def validation_masks(
     return out
 
 
+#: Group of a prediction file with every star's labels predicted with its parallax
+#: withheld (``gaiacnn.model.predict_file(withheld_too=True)``, phot_input
+#: intrinsic_withheld); ``pred`` holds the labels from the star's own inputs.
+WITHHELD_GROUP = "pred_withheld"
+
+
 def iter_member_chunks(
-    paths: Sequence[str | os.PathLike], labels: Sequence[str], chunk_rows: int = 65536
+    paths: Sequence[str | os.PathLike],
+    labels: Sequence[str],
+    chunk_rows: int = 65536,
+    group: str = "pred",
 ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-    """Yield ``(source_id, preds)`` chunks, ``preds`` (n_members, n, n_labels) float64.
+    """Yield ``(source_id, preds)`` chunks, ``preds`` (n_members, n, n_labels) float64,
+    from the ``group`` of the files (``pred``, or :data:`WITHHELD_GROUP`).
 
     Every member file must hold the same stars in the same order (they predict one
     arrays file); anything else is refused naming the file.
@@ -108,8 +118,8 @@ def iter_member_chunks(
             if h5["source_id"].shape[0] != n:
                 raise EnsembleError(f"{path}: {h5['source_id'].shape[0]} stars, {paths[0]} has {n}")
             for label in labels:
-                if f"pred/{label}" not in h5:
-                    raise EnsembleError(f"{path}: pred/{label} missing")
+                if f"{group}/{label}" not in h5:
+                    raise EnsembleError(f"{path}: {group}/{label} missing")
         for start in range(0, n, chunk_rows):
             stop = min(start + chunk_rows, n)
             sid = files[0]["source_id"][start:stop]
@@ -118,7 +128,7 @@ def iter_member_chunks(
                 if k and not np.array_equal(h5["source_id"][start:stop], sid):
                     raise EnsembleError(f"{path}: source ids differ from {paths[0]}")
                 for j, label in enumerate(labels):
-                    preds[k, :, j] = h5[f"pred/{label}"][start:stop]
+                    preds[k, :, j] = h5[f"{group}/{label}"][start:stop]
             yield sid, preds
     finally:
         for h5 in files:
@@ -535,10 +545,20 @@ def run_train_member(
 
 
 def run_predict_member(
-    model_file, arrays_file, rows_json, out_path, *, shard, prediction_cfg, threads=1
+    model_file,
+    arrays_file,
+    rows_json,
+    out_path,
+    *,
+    shard,
+    prediction_cfg,
+    withheld_too=False,
+    threads=1,
 ) -> None:
     """Rule ``predict_member``: one member's labels for one shard (rows
-    ``[shard x shard_rows, (shard + 1) x shard_rows)``) of one sample."""
+    ``[shard x shard_rows, (shard + 1) x shard_rows)``) of one sample; ``withheld_too``
+    (the training sample's) also with every parallax withheld (a member with
+    ``phot_input: intrinsic_withheld``: :func:`gaiacnn.model.predict_file`)."""
     from gaiacnn import layout, shards
 
     n_rows = shards.read_row_count(rows_json)
@@ -562,6 +582,7 @@ def run_predict_member(
         precision=prediction_cfg["precision"],
         rows=(start, stop),
         resample=bool(prediction_cfg.get("resample", False)),
+        withheld_too=bool(withheld_too),
     )
 
 
@@ -585,10 +606,15 @@ def run_gather_predictions(shard_files: Sequence, out_path) -> None:
                 )
             )
             names = sorted(h5["pred"])
+            shard_groups = [g for g in ("pred", WITHHELD_GROUP) if g in h5]
             if labels is None:
-                labels, attrs = names, dict(h5.attrs)
+                labels, attrs, groups = names, dict(h5.attrs), shard_groups
             elif names != labels:
                 raise shards.ShardError(f"{path}: labels {names}, {shard_files[0]} has {labels}")
+            elif shard_groups != groups:
+                raise shards.ShardError(
+                    f"{path}: prediction groups {shard_groups}, {shard_files[0]} has {groups}"
+                )
     n = spans[0][2]
     expected = 0
     for path, (start, stop, total) in zip(shard_files, spans, strict=True):
@@ -607,13 +633,15 @@ def run_gather_predictions(shard_files: Sequence, out_path) -> None:
         out.attrs["n_shards"] = len(shard_files)
         sid = out.create_dataset("source_id", shape=(n,), dtype=np.int64)
         preds = {
-            lab: out.create_dataset(f"pred/{lab}", shape=(n,), dtype=np.float32) for lab in labels
+            f"{g}/{lab}": out.create_dataset(f"{g}/{lab}", shape=(n,), dtype=np.float32)
+            for g in groups
+            for lab in labels
         }
         for path, (start, stop, _) in zip(shard_files, spans, strict=True):
             with h5py.File(path, "r") as h5:
                 sid[start:stop] = h5["source_id"][:]
-                for lab, ds in preds.items():
-                    ds[start:stop] = h5[f"pred/{lab}"][:]
+                for name, ds in preds.items():
+                    ds[start:stop] = h5[name][:]
     log.info("%d stars from %d shards", n, len(shard_files))
 
 

@@ -10,5 +10,11 @@ ensemble.run_predict_member(
     j.input.arrays,
     j.input.rows,
     j.output[0],
-    **j.kwargs(shard=int(j.wildcards.shard), threads=j.threads),
+    # the training sample is also predicted with every parallax withheld: the held-out
+    # residuals the calibration of withheld stars is fitted on
+    **j.kwargs(
+        shard=int(j.wildcards.shard),
+        withheld_too=j.wildcards.sample == "training",
+        threads=j.threads,
+    ),
 )

@@ -10,6 +10,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
+from gaiacnn.ensemble import WITHHELD_GROUP
 from gaiacnn.io import atomic_output
 from gaiacnn.layout import (
     PHOT_DATASETS,
@@ -246,6 +247,7 @@ def predict_file(
     precision: str = "float32",
     rows: tuple[int, int] | None = None,
     resample: bool = False,
+    withheld_too: bool = False,
 ) -> None:
     """Predict the labels of the stars of ``arrays_file`` with one member; write ``out_path``.
 
@@ -263,6 +265,13 @@ def predict_file(
     parallax, for ``phot_input: intrinsic_withheld``).  ``precision``:
     compute precision of the network (see :func:`make_predictor`); with a value other than
     "float32" it is recorded as the root attribute ``precision``.
+
+    ``withheld_too``, for a member with ``phot_input: intrinsic_withheld``: every star is
+    predicted a second time with its parallax withheld, into ``pred_withheld/<label>``
+    (root attribute ``withheld_predictions``).  On the training sample these give the
+    held-out residuals of the withheld regime, which the S/N calibration of the stars whose
+    parallax is withheld is fitted on (:func:`gaiacnn.catalogue.build`).  Ignored for
+    other members (nothing is withheld there).
     """
     from tqdm.auto import tqdm
 
@@ -290,8 +299,13 @@ def predict_file(
         if regrid:
             h5.attrs["resampled"] = json.dumps(sorted(regrid))
         sid_ds = h5.create_dataset("source_id", shape=(n,), dtype=np.int64)
+        groups = ["pred"]
+        if withheld_too and scalers.parallax_withheld_snr is not None:
+            groups.append(WITHHELD_GROUP)
+            h5.attrs["withheld_predictions"] = True
         preds = {
-            lab: h5.create_dataset(f"pred/{lab}", shape=(n,), dtype=np.float32)
+            (g, lab): h5.create_dataset(f"{g}/{lab}", shape=(n,), dtype=np.float32)
+            for g in groups
             for lab in scalers.labels
         }
         with tqdm(total=n, unit="star", disable=not progress, desc="predict") as bar:
@@ -300,10 +314,14 @@ def predict_file(
                 for name, fn in regrid.items():
                     block[name] = fn(block[name])
                 _check_finite(arrays_file, block, names, sid, scalers.xp_flux_kind)
-                y = scalers.unscale_labels(predict(scalers.inputs(block)))
                 start = row - first
                 stop = start + len(sid)
                 sid_ds[start:stop] = sid
-                for j, lab in enumerate(scalers.labels):
-                    preds[lab][start:stop] = y[:, j]
+                for g in groups:
+                    if g == WITHHELD_GROUP:
+                        # NaN parallax: the intrinsic_withheld input marks it withheld
+                        block = {**block, PARALLAX_DATASET: np.full(len(sid), np.nan)}
+                    y = scalers.unscale_labels(predict(scalers.inputs(block)))
+                    for j, lab in enumerate(scalers.labels):
+                        preds[g, lab][start:stop] = y[:, j]
                 bar.update(len(sid))
