@@ -177,33 +177,45 @@ def test_input_distance_axis_widens_sigma_where_stars_leave_the_training_inputs(
     assert plain.input_factor is None
 
 
-def test_withheld_stars_get_a_snr_factor_of_their_own():
-    """Stars whose parallax the network withheld have sigma a third of the truth, the others
-    exact: the withheld stars get their own factor (about 3) without moving the others';
-    with too few withheld calibration stars there is none, and they get the others'."""
+def test_withheld_stars_get_an_uncertainty_added_in_quadrature():
+    """Stars whose parallax the network withheld have an error of 0.2 dex more (in
+    quadrature) than their sigma says, the others exact: the withheld stars get a floor of
+    about 0.2 without moving the others' factor, and cover 68 % at every sigma, small or
+    large (a factor of their own would over-cover the large ones); with too few withheld
+    calibration stars there is no floor, and they get the others' factor."""
     rng = np.random.default_rng(8)
     n = 10000
     snr = rng.uniform(15, 100, n)
     withheld = rng.random(n) < 0.2
-    sigma = np.full(n, 0.1)
-    resid = rng.normal(0, sigma * np.where(withheld, 3.0, 1.0))
+    sigma = rng.choice([0.05, 0.5], n)
+    resid = rng.normal(0, np.where(withheld, np.hypot(sigma, 0.2), sigma))
     kw = dict(n_bins=5, min_per_bin=100)
     cal = ensemble.fit_snr_calibration(resid, sigma, snr, "logg", withheld=withheld, **kw)
+    assert cal.withheld_floor == pytest.approx(0.2, rel=0.15)
+    assert cal.withheld_count == withheld.sum()
     at = np.full(2, 40.0)
-    np.testing.assert_allclose(cal(at, None, np.array([False, True])), [1.0, 3.0], rtol=0.15)
-    z = np.abs(resid) / (sigma * cal(snr, None, withheld))
+    np.testing.assert_allclose(cal(at), 1.0, rtol=0.1)
+    np.testing.assert_allclose(
+        cal(at, None, np.array([False, True]), np.array([0.05, 0.05])),
+        [1.0, np.hypot(0.05, 0.2) / 0.05],
+        rtol=0.15,
+    )
+    with pytest.raises(ValueError, match="needs their sigma"):
+        cal(at, None, np.array([False, True]))
+    z = np.abs(resid) / (sigma * cal(snr, None, withheld, sigma))
     for m in (withheld, ~withheld):
-        assert np.mean(z[m] <= 1) == pytest.approx(0.6827, abs=0.04)
+        for small in (sigma < 0.1, sigma > 0.1):
+            assert np.mean(z[m & small] <= 1) == pytest.approx(0.6827, abs=0.05)
     # the others' factor is fitted without the withheld stars (with them it would grow)
     mixed = ensemble.fit_snr_calibration(resid, sigma, snr, "logg", **kw)
-    assert mixed(at)[0] > 1.2 and cal(at)[0] < 1.1
-    # the withheld stars' own factor needs min_per_bin of them
+    assert mixed(at)[0] > 1.05 * cal(at)[0]
+    # the floor needs min_per_bin withheld calibration stars
     few = withheld & (np.cumsum(withheld) <= 50)
     keep = ~withheld | few
     sparse = ensemble.fit_snr_calibration(resid[keep], sigma[keep], snr[keep], "logg",
                                           withheld=few[keep], **kw)  # fmt: skip
-    assert sparse.withheld_factor is None
-    np.testing.assert_array_equal(sparse(at, None, np.array([True, True])), sparse(at))
+    assert sparse.withheld_floor is None
+    np.testing.assert_array_equal(sparse(at, None, np.array([True, True]), at), sparse(at))
 
 
 def _arrays_with_labels(path, ids, snr, teff, teff_err):

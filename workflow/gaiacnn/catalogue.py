@@ -257,7 +257,7 @@ def build(
             _, w_mean, w_std, w_oof = _combine_sample(
                 predictions["training"], labels, chunk_rows, held_out, ensemble.WITHHELD_GROUP
             )
-            keep = ~withheld["training"]
+            keep = ~withheld["training"] & np.isfinite(w_oof).all(axis=1)
             resid["withheld"] = np.where(keep[:, None], w_oof - ref, np.nan)
             cal_sigma["withheld"] = np.column_stack(
                 [
@@ -301,7 +301,7 @@ def build(
                 log.warning("%s: too few out-of-sample stars for the S/N calibration", x)
                 continue
             for s in parts:
-                sigma[s][:, j] *= cal(snr[s], distance[s], withheld[s])
+                sigma[s][:, j] *= cal(snr[s], distance[s], withheld[s], sigma[s][:, j])
 
     # Sky positions (Fig. 24) when either arrays file has them; NaN in one without.
     positions = any(_has_positions(arrays[s]) for s in parts)

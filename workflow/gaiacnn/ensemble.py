@@ -231,35 +231,42 @@ class SnrCalibration:
     input_factor: list[float] | None = None
     input_raw_factor: list[float] | None = None
     input_counts: list[int] | None = None
-    # stars whose parallax the network did not use (phot_input intrinsic_withheld): a
-    # factor against the S/N of their own, fitted on the calibration stars with a withheld
-    # parallax (None: too few of them, and such stars get the others' factors)
-    withheld_snr: list[float] | None = None
-    withheld_factor: list[float] | None = None
-    withheld_raw_factor: list[float] | None = None
-    withheld_counts: list[int] | None = None
+    # stars whose parallax the network did not use (phot_input intrinsic_withheld): an
+    # uncertainty added in quadrature to theirs, in the label's unit (None: too few such
+    # calibration stars, and they are calibrated as the others)
+    withheld_floor: float | None = None
+    withheld_count: int | None = None  # calibration stars it was fitted on
 
     def __call__(
         self,
         snr: np.ndarray,
         input_distance: np.ndarray | None = None,
         withheld: np.ndarray | None = None,
+        sigma: np.ndarray | None = None,
     ) -> np.ndarray:
         """The factor at S/N ``snr`` (and input-space distance ``input_distance`` when the
-        calibration has that axis; ``withheld``, bool, the stars whose parallax the network
-        did not use, when it has their factor): linear in log S/N between bins,
-        constant outside; the largest factor where a value is not finite (or a S/N not
-        positive).  The distance axis is piecewise constant: the factor of the star's bin.
-        A withheld star gets the withheld stars' own factor against the S/N instead."""
+        calibration has that axis): linear in log S/N between bins, constant outside; the
+        largest factor where a value is not finite (or a S/N not positive).  The distance
+        axis is piecewise constant: the factor of the star's bin.
+
+        ``withheld`` (bool), the stars whose parallax the network did not use, with
+        ``sigma`` their uncertainty before calibration, when the calibration has their
+        ``withheld_floor``: their factor is sqrt(k(S/N)² + (floor / sigma)²), so that
+        the calibrated uncertainty is sqrt((k · sigma)² + floor²) (no distance factor:
+        the floor stands for what the missing parallax costs)."""
         out = _interp_log(snr, self.snr, self.factor)
+        base = out
         if self.input_factor is not None and input_distance is not None:
             # the factor of the bin the star falls in (bins end at input_upper); beyond the
             # last bin, and where the distance is not finite, the last (largest) factor
             d = np.asarray(input_distance, dtype=float)
             j = np.searchsorted(np.asarray(self.input_upper), np.where(np.isfinite(d), d, np.inf))
             out = out * np.asarray(self.input_factor)[np.minimum(j, len(self.input_factor) - 1)]
-        if self.withheld_factor is not None and withheld is not None:
-            own = _interp_log(snr, self.withheld_snr, self.withheld_factor)
+        if self.withheld_floor is not None and withheld is not None:
+            if sigma is None:
+                raise ValueError("the withheld stars' calibration needs their sigma")
+            with np.errstate(divide="ignore", invalid="ignore"):
+                own = np.sqrt(base**2 + (self.withheld_floor / np.asarray(sigma, float)) ** 2)
             out = np.where(np.asarray(withheld, bool), own, out)
         return out
 
@@ -384,9 +391,14 @@ def fit_snr_calibration(
 
     ``withheld`` (bool, of the same stars): those whose parallax the network did not use
     (``phot_input: intrinsic_withheld``), a regime of their own: the S/N factor and the
-    distance axis are fitted on the other stars, and the withheld stars get a factor
-    against the S/N of their own, fitted the same way on them alone, when at least
-    ``min_per_bin`` of them are calibration stars (else none: they get the others').
+    distance axis are fitted on the other stars, and, when at least ``min_per_bin`` of
+    them are calibration stars, the withheld stars get an uncertainty ``withheld_floor``
+    added in quadrature to their S/N-calibrated one, what the missing parallax costs: the
+    ``coverage`` quantile of r_i² − err_i² − (k(S/N_i) sigma_i)² over them (its root; 0
+    where negative).  A floor rather than a factor of their own: the calibration stars of
+    that regime are mostly training stars predicted without their parallax (bright, high
+    S/N), and a factor fitted there would scale the already large sigma of a faint star
+    as much as the small sigma of a bright one.
     Returns None when fewer than ``min_per_bin`` usable stars exist.
     """
     r = np.asarray(residual, float)
@@ -406,12 +418,11 @@ def fit_snr_calibration(
     factor = np.maximum(factor, 1e-3)
     extra: dict = {}
     if wh.sum() >= max(1, min_per_bin):
-        wc, wraw, wfac, wcounts = _binned_factor(k[wh], s[wh], n_bins, min_per_bin, coverage)
+        # star i is covered once r_i² - err_i² <= (k(S/N_i) sigma_i)² + floor²
+        excess = r[wh] ** 2 - err[wh] ** 2 - (_interp_log(s[wh], centres, factor) * sig[wh]) ** 2
         extra.update(
-            withheld_snr=[float(c) for c in wc],
-            withheld_factor=[float(f) for f in np.maximum(wfac, 1e-3)],
-            withheld_raw_factor=[float(f) for f in wraw],
-            withheld_counts=[int(c) for c in wcounts],
+            withheld_floor=float(np.sqrt(max(np.quantile(excess, coverage), 0.0))),
+            withheld_count=int(wh.sum()),
         )
     if input_distance is not None and input_bins > 0:
         d = np.asarray(input_distance, float)[ok]
@@ -710,14 +721,12 @@ def run_aggregate(
                         for d, f in zip(cal.input_distance, cal.input_factor, strict=True)
                     ),
                 )
-            if cal.withheld_factor is not None:
+            if cal.withheld_floor is not None:
                 log.info(
-                    "  stars with the parallax withheld (%d calibration stars): %s",
-                    sum(cal.withheld_counts),
-                    ", ".join(
-                        f"S/N {s:.3g}: x{f:.3g}"
-                        for s, f in zip(cal.withheld_snr, cal.withheld_factor, strict=True)
-                    ),
+                    "  stars with the parallax withheld (%d calibration stars): %.3g added "
+                    "in quadrature",
+                    cal.withheld_count,
+                    cal.withheld_floor,
                 )
     write_uncertainty_model(fits_, training_range, members, model_out, calibrations)
     catalogue.write(table, fits_out, csv_out)
