@@ -402,6 +402,9 @@ def write(table: pd.DataFrame, fits_path, csv_path=None) -> None:
         hdr.add_comment("For the SNRCALIB labels sigma_ is then multiplied by k(S/N), fitted so")
         hdr.add_comment("that +-1 sigma covers 68% of out-of-sample residuals (not in the paper;")
         hdr.add_comment("factors in results/ensemble/uncertainty_model.json).")
+        if "parallax_withheld" in table.columns:
+            hdr.add_comment("Where parallax_withheld is T: sqrt((k(S/N) sigma_)**2 + W**2), W")
+            hdr.add_comment("fitted on held-out training stars predicted without their parallax.")
     digits = table.attrs.get("flag_digits")
     if digits:
         hdr["FLAGDIGS"] = ",".join(digits)  # the digits of flag_boundary, in order
