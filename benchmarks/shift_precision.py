@@ -23,7 +23,8 @@ by its methods.
 Printed, per case and method, for the observed stars truly inside the training range
 (``shifted`` = the extra field, ``observed`` = the ordinary stars): the bias of every
 label per A0 bin; the dispersion over the Cramér–Rao bound at S/N 15-25 and >= 75; the
-+-1 sigma coverage per label at S/N 15-25 and over all S/N; log g's bias and dispersion
++-1 sigma coverage per label at S/N 15-25 and over all S/N (of the shifted stars also by
+flag digit 9 and by whether their parallax is withheld); log g's bias and dispersion
 against distance and parallax S/N; and the input-space flag digit (gaiacnn.flags) against
 the > 3 sigma log g errors (recall) and on the good stars (false flags).
 
@@ -326,6 +327,30 @@ def report(results: dict[tuple[str, str], dict], commit: str) -> str:
             cells = [_cell(rows.loc[x, "coverage_1sigma"], ".3f") for x in LABELS]
             out.append(
                 f"| {case} | {method} | {digit9} | {int(rows['n'].max())} | "
+                + " | ".join(cells)
+                + " |"
+            )
+
+    out += ["", "### ±1σ coverage of the shifted stars at S/N 15–25, parallax used or withheld", ""]
+    out += ["| case | method | parallax | n | " + " | ".join(LABELS) + " |"]
+    out += ["|---|---|---|---|" + "---|" * len(LABELS)]
+    for (case, method), _ in results.items():
+        for sample, what in (
+            ("shifted_parallax_used", "used"),
+            ("shifted_parallax_withheld", "withheld"),
+        ):
+            rows = shift[
+                (shift["axis"] == "snr")
+                & (shift["lo"] == 15.0)
+                & (shift["case"] == case)
+                & (shift["method"] == method)
+                & (shift["sample"] == sample)
+            ].set_index("label")
+            if rows.empty or not rows["n"].max():
+                continue
+            cells = [_cell(rows.loc[x, "coverage_1sigma"], ".3f") for x in LABELS]
+            out.append(
+                f"| {case} | {method} | {what} | {int(rows['n'].max())} | "
                 + " | ".join(cells)
                 + " |"
             )

@@ -401,15 +401,19 @@ def test_shifted_demo_runs_end_to_end(tmp_path):
         "shifted",
         "shifted_inputs_inside",
         "shifted_inputs_outside",
+        "shifted_parallax_used",
+        "shifted_parallax_withheld",
     } == set(table["sample"])
     assert {"a0", "distance_kpc", "parallax_snr", "g_mag", "snr"} == set(table["axis"])
     per_axis = table[(table["sample"] == "shifted") & (table["label"] == "logg")]
     # every shifted star inside the range is counted once per axis
     counts = per_axis.groupby("axis")["n"].sum()
     assert counts.nunique() == 1 and counts.iloc[0] > 50
-    # split by the input-space digit: the two parts make up the shifted stars
-    split = table[table["sample"].str.startswith("shifted_") & (table["label"] == "logg")]
-    assert (split.groupby("axis")["n"].sum() == counts).all()
+    # split by the input-space digit, and by the withheld parallax: each time the two
+    # parts make up the shifted stars
+    for split_by in ("shifted_inputs_", "shifted_parallax_"):
+        split = table[table["sample"].str.startswith(split_by) & (table["label"] == "logg")]
+        assert (split.groupby("axis")["n"].sum() == counts).all()
     digit = pd.read_csv(work / "results/evaluation/input_flag.tsv", sep="\t")
     assert list(digit["sample"]) == ["observed", "shifted"]
     assert (digit["n"] > 0).all() and (digit["flagged"] <= digit["n"]).all()

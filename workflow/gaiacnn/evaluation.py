@@ -244,7 +244,9 @@ def shift_table(
     inside the range: a shifted field moves those); and, where the catalogue has
     ``input_distance``, ``shifted`` split by the flag's input-space digit:
     ``shifted_inputs_inside`` (digit 0) and ``shifted_inputs_outside`` (digit 1), to
-    show whether the stars the catalogue marks are those where sigma does not cover.
+    show whether the stars the catalogue marks are those where sigma does not cover; and,
+    where it has ``parallax_withheld``, ``shifted`` split by it: ``shifted_parallax_used``
+    and ``shifted_parallax_withheld`` (the stars whose uncertainty has a term of its own).
     Axes: ``a0`` (true A_V [mag]),
     ``distance_kpc`` (true), ``parallax_snr`` (Gaia parallax_over_error), ``g_mag`` (G
     [mag]: fainter stars have noisier XP coefficients) and ``snr`` (rvs_spec_sig_to_noise,
@@ -254,11 +256,13 @@ def shift_table(
     cols = ["source_id", "in_training"]
     for x in labels:
         cols += [x, f"sigma_{x}"]
-    has_distance = "input_distance" in fits_column_names(catalogue_path)
+    names = fits_column_names(catalogue_path)
+    has_distance = "input_distance" in names
+    has_withheld = "parallax_withheld" in names
     view = _with_truth(
         catalogue_path,
         truth_path,
-        [*cols, "input_distance"] if has_distance else cols,
+        cols + ["input_distance"] * has_distance + ["parallax_withheld"] * has_withheld,
         labels,
         crlb_kind(branches),
         extra=("truth/a_v", "truth/distance_pc"),
@@ -289,6 +293,10 @@ def shift_table(
         outside = input_outside(view.cat)
         groups["shifted_inputs_inside"] = groups["shifted"] & ~outside
         groups["shifted_inputs_outside"] = groups["shifted"] & outside
+    if has_withheld:
+        withheld = view.cat["parallax_withheld"].to_numpy(bool)
+        groups["shifted_parallax_used"] = groups["shifted"] & ~withheld
+        groups["shifted_parallax_withheld"] = groups["shifted"] & withheld
     axes = {axis: (values[axis], edges) for axis, edges in bins.items()}
     rows = [
         dict(sample=group, label=x, axis=axis, lo=lo, hi=hi, **stats)
