@@ -312,48 +312,35 @@ def report(results: dict[tuple[str, str], dict], commit: str) -> str:
                 )
             out.append(f"| {case} | {method} | " + " | ".join(cells) + " |")
 
-    parts = shift[(shift["axis"] == "snr") & (shift["lo"] == 15.0)]
-    parts = parts[parts["sample"].str.startswith("shifted_inputs_")]
-    out += ["", "### ±1σ coverage of the shifted stars at S/N 15–25, by flag digit 9", ""]
-    out += ["| case | method | digit 9 | n | " + " | ".join(LABELS) + " |"]
-    out += ["|---|---|---|---|" + "---|" * len(LABELS)]
-    for (case, method), _ in results.items():
-        for sample, digit9 in (("shifted_inputs_inside", 0), ("shifted_inputs_outside", 1)):
-            rows = parts[
-                (parts["case"] == case) & (parts["method"] == method) & (parts["sample"] == sample)
-            ].set_index("label")
-            if rows.empty or not rows["n"].max():
-                continue
-            cells = [_cell(rows.loc[x, "coverage_1sigma"], ".3f") for x in LABELS]
-            out.append(
-                f"| {case} | {method} | {digit9} | {int(rows['n'].max())} | "
-                + " | ".join(cells)
-                + " |"
-            )
-
-    out += ["", "### ±1σ coverage of the shifted stars at S/N 15–25, parallax used or withheld", ""]
-    out += ["| case | method | parallax | n | " + " | ".join(LABELS) + " |"]
-    out += ["|---|---|---|---|" + "---|" * len(LABELS)]
-    for (case, method), _ in results.items():
-        for sample, what in (
-            ("shifted_parallax_used", "used"),
-            ("shifted_parallax_withheld", "withheld"),
-        ):
-            rows = shift[
-                (shift["axis"] == "snr")
-                & (shift["lo"] == 15.0)
-                & (shift["case"] == case)
-                & (shift["method"] == method)
-                & (shift["sample"] == sample)
-            ].set_index("label")
-            if rows.empty or not rows["n"].max():
-                continue
-            cells = [_cell(rows.loc[x, "coverage_1sigma"], ".3f") for x in LABELS]
-            out.append(
-                f"| {case} | {method} | {what} | {int(rows['n'].max())} | "
-                + " | ".join(cells)
-                + " |"
-            )
+    low_snr = shift[(shift["axis"] == "snr") & (shift["lo"] == 15.0)]
+    splits = {
+        "by flag digit 9": ("digit 9", "shifted_inputs_", ("inside", "0"), ("outside", "1")),
+        "parallax used or withheld": (
+            "parallax",
+            "shifted_parallax_",
+            ("used", "used"),
+            ("withheld", "withheld"),
+        ),
+    }
+    for title, (column, prefix, *split) in splits.items():
+        out += ["", f"### ±1σ coverage of the shifted stars at S/N 15–25, {title}", ""]
+        out += [f"| case | method | {column} | n | " + " | ".join(LABELS) + " |"]
+        out += ["|---|---|---|---|" + "---|" * len(LABELS)]
+        for case, method in results:
+            for sample, value in split:
+                rows = low_snr[
+                    (low_snr["case"] == case)
+                    & (low_snr["method"] == method)
+                    & (low_snr["sample"] == prefix + sample)
+                ].set_index("label")
+                if rows.empty or not rows["n"].max():
+                    continue
+                cells = [_cell(rows.loc[x, "coverage_1sigma"], ".3f") for x in LABELS]
+                out.append(
+                    f"| {case} | {method} | {value} | {int(rows['n'].max())} | "
+                    + " | ".join(cells)
+                    + " |"
+                )
 
     out += ["", "### Input-space flag digit (digit 9) against |log g error| > 3σ", ""]
     out += ["| case | method | sample | n | flagged | > 3σ outliers | recall | false flags |"]
