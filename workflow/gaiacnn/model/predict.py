@@ -318,10 +318,11 @@ def predict_file(
                 stop = start + len(sid)
                 sid_ds[start:stop] = sid
                 for g in groups:
+                    inputs = block
                     if g == WITHHELD_GROUP:
                         # NaN parallax: the intrinsic_withheld input marks it withheld
-                        block = {**block, PARALLAX_DATASET: np.full(len(sid), np.nan)}
-                    y = scalers.unscale_labels(predict(scalers.inputs(block)))
+                        inputs = {**block, PARALLAX_DATASET: np.full(len(sid), np.nan)}
+                    y = scalers.unscale_labels(predict(scalers.inputs(inputs)))
                     for j, lab in enumerate(scalers.labels):
                         preds[g, lab][start:stop] = y[:, j]
                 bar.update(len(sid))
