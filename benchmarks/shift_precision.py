@@ -116,6 +116,9 @@ METHODS = {
     # withheld below the training sample's parallax S/N cut (5) rather than 2
     # after, with a tenth of the training stars per batch withheld instead of a fifth
     "withheld_tenth": {"model": {"training": {"withhold_parallax_fraction": 0.1}}},
+    "withheld_tenth_seed1": {
+        "model": {"training": {"withhold_parallax_fraction": 0.1, "base_seed": 1}}
+    },
     "withheld_below5": _then(
         {"model": {"training": {"withhold_parallax_below_snr": 5.0}}},
         {"uncertainty": {"snr_calibration_min_per_bin": 50}},
