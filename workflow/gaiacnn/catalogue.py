@@ -127,7 +127,10 @@ def build(
     training stars predicted by the members whose validation set held them
     (``validation_fraction`` and ``base_seed`` must be the training ones).  The reference
     labels' errors (``labels/<name>_err``) are removed in quadrature if
-    ``subtract_reference_errors``.
+    ``subtract_reference_errors``.  Stars whose parallax the members withheld get an
+    uncertainty added in quadrature instead, fitted on the withheld observed stars with
+    reference labels and on the training stars predicted with every parallax withheld
+    (``pred_withheld`` in the training predictions, where the members wrote it).
 
     Where the arrays have G, BP, RP, parallax and its error, every star's distance from the
     training stars' input space (column ``input_distance``: > 1 = outside;
@@ -190,8 +193,9 @@ def build(
         )
         distance = {"training": dist[:n_tr], "observed": dist[n_tr:]}
     # the members' inputs, as their predictions record them; stars whose parallax the
-    # members withheld (phot_input intrinsic_withheld) get a S/N calibration of their own
-    # and a catalogue column
+    # members withheld (phot_input intrinsic_withheld) get an uncertainty of their own
+    # (fitted on the training sample predicted without its parallaxes) and a catalogue
+    # column
     with h5py.File(predictions["training"][0], "r") as h5:
         branches = json.loads(h5.attrs.get("branches", "[]"))
         xp_input = str(h5.attrs.get("xp_input", ""))
@@ -215,12 +219,14 @@ def build(
             int(withheld["training"].sum()),
             int(withheld["observed"].sum()),
         )
-    sigma = {
-        s: np.column_stack(
+
+    def paper_sigma(mean: np.ndarray, std: np.ndarray) -> np.ndarray:
+        # (n, n_labels) sqrt(e² + D(label)²), Sect. 3.4
+        return np.column_stack(
             [ensemble.total_uncertainty(std[:, j], fit, mean[:, j]) for j, fit in enumerate(fits_)]
         )
-        for s, (_, mean, std, _) in parts.items()
-    }
+
+    sigma = {s: paper_sigma(mean, std) for s, (_, mean, std, _) in parts.items()}
     calibrations: dict[str, ensemble.SnrCalibration | None] = {}
     if calibration_bins > 0 and not any(np.isfinite(v).any() for v in snr.values()):
         # a survey without RVS spectra (no rvs/snr): nothing to bin in
@@ -259,12 +265,7 @@ def build(
             )
             keep = ~withheld["training"] & np.isfinite(w_oof).all(axis=1)
             resid["withheld"] = np.where(keep[:, None], w_oof - ref, np.nan)
-            cal_sigma["withheld"] = np.column_stack(
-                [
-                    ensemble.total_uncertainty(w_std[:, j], fit, w_mean[:, j])
-                    for j, fit in enumerate(fits_)
-                ]
-            )
+            cal_sigma["withheld"] = paper_sigma(w_mean, w_std)
             ref_err["withheld"] = ref_err["training"]
             cal_snr["withheld"] = snr["training"]
             cal_withheld["withheld"] = np.ones(n_tr, bool)

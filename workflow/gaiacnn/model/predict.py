@@ -317,12 +317,15 @@ def predict_file(
                 start = row - first
                 stop = start + len(sid)
                 sid_ds[start:stop] = sid
+                x = scalers.inputs(block)
                 for g in groups:
-                    inputs = block
+                    inputs = x
                     if g == WITHHELD_GROUP:
-                        # NaN parallax: the intrinsic_withheld input marks it withheld
-                        inputs = {**block, PARALLAX_DATASET: np.full(len(sid), np.nan)}
-                    y = scalers.unscale_labels(predict(scalers.inputs(inputs)))
+                        # NaN parallax: the intrinsic_withheld input marks it withheld; only
+                        # the photometry branch's input differs
+                        nan = {**block, PARALLAX_DATASET: np.full(len(sid), np.nan)}
+                        inputs = {**x, "phot": scalers.inputs(nan, ["phot"])["phot"]}
+                    y = scalers.unscale_labels(predict(inputs))
                     for j, lab in enumerate(scalers.labels):
                         preds[g, lab][start:stop] = y[:, j]
                 bar.update(len(sid))
