@@ -323,8 +323,10 @@ def predict_file(
                     if g == WITHHELD_GROUP:
                         # NaN parallax: the intrinsic_withheld input marks it withheld; only
                         # the photometry branch's input differs
-                        nan = {**block, PARALLAX_DATASET: np.full(len(sid), np.nan)}
-                        inputs = {**x, "phot": scalers.inputs(nan, ["phot"])["phot"]}
+                        # (a member without that branch predicts the same labels again)
+                        if "phot" in x:
+                            nan = {**block, PARALLAX_DATASET: np.full(len(sid), np.nan)}
+                            inputs = {**x, "phot": scalers.inputs(nan, ["phot"])["phot"]}
                     y = scalers.unscale_labels(predict(inputs))
                     for j, lab in enumerate(scalers.labels):
                         preds[g, lab][start:stop] = y[:, j]
