@@ -110,6 +110,12 @@ METHODS = {
         "model": {"training": {"base_seed": 1}},
         "uncertainty": {"snr_calibration_min_per_bin": 50},
     },
+    # after's members, each calibration bin's factor the 84 % upper bound on its quantile
+    "confidence84": {"uncertainty": {"calibration_confidence": 0.84}},
+    "confidence84_seed1": {
+        "model": {"training": {"base_seed": 1}},
+        "uncertainty": {"calibration_confidence": 0.84},
+    },
     # every parallax used (the default before), once per seed
     "no_withholding": NO_WITHHOLDING,
     "no_withholding_seed1": _then(NO_WITHHOLDING, {"model": {"training": {"base_seed": 1}}}),
@@ -176,6 +182,8 @@ SAME_MEMBERS = {
     "no_input_calibration": "after",
     "min_per_bin_50": "after",
     "min_per_bin_50_seed1": "after_seed1",
+    "confidence84": "after",
+    "confidence84_seed1": "after_seed1",
 }
 TARGETS = ("results/evaluation/precision.tsv", "results/evaluation/shift.tsv")
 LABELS = ("teff", "logg", "m_h", "alpha_m", "fe_h")

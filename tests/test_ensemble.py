@@ -149,6 +149,33 @@ def test_snr_calibration_recovers_a_known_factor_and_removes_reference_errors():
     assert ensemble.fit_snr_calibration(resid[:10], sigma[:10], snr[:10], "m_h", n_bins=4) is None
 
 
+def test_calibration_confidence_bounds_the_quantile_from_above():
+    """With confidence 0.84 a bin's factor lies above the population's 68 % quantile in
+    84 % of draws (distribution-free); 0.5 is numpy's quantile; the bound tightens as the
+    bin fills."""
+    rng = np.random.default_rng(3)
+    q = ensemble.ONE_SIGMA_COVERAGE
+    truth = 1.0  # |N(0, 1)|'s 68.27 % quantile
+    for n in (50, 400):
+        draws = np.abs(rng.normal(size=(3000, n)))
+        above = [ensemble.coverage_quantile(d, q, 0.84) >= truth for d in draws]
+        assert np.mean(above) == pytest.approx(0.84, abs=0.03)
+        plain = [ensemble.coverage_quantile(d, q) >= truth for d in draws]
+        assert np.mean(plain) == pytest.approx(0.5, abs=0.05)
+    x = rng.normal(size=1000)
+    assert ensemble.coverage_quantile(x, q) == np.quantile(x, q)
+    small = np.median([ensemble.coverage_quantile(d, q, 0.84) for d in draws[:, :50]])
+    large = np.median([ensemble.coverage_quantile(d, q, 0.84) for d in draws])
+    assert small > large > truth
+    # through the calibration: every factor at least the plain one
+    snr, sigma = rng.uniform(15, 100, 4000), np.full(4000, 0.1)
+    resid = rng.normal(0, 0.1, 4000)
+    kw = dict(n_bins=8, min_per_bin=100)
+    plain_cal = ensemble.fit_snr_calibration(resid, sigma, snr, "logg", **kw)
+    wide_cal = ensemble.fit_snr_calibration(resid, sigma, snr, "logg", confidence=0.84, **kw)
+    assert np.all(np.array(wide_cal.raw_factor) > np.array(plain_cal.raw_factor))
+
+
 def test_input_distance_axis_widens_sigma_where_stars_leave_the_training_inputs():
     """Outside the training inputs (distance > 1) the quoted sigma is half the truth: the
     second axis finds the factor 2 there, from the few calibration stars that reach it, and

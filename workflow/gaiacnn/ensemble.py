@@ -271,6 +271,24 @@ class SnrCalibration:
         return out
 
 
+def coverage_quantile(values: np.ndarray, coverage: float, confidence: float = 0.5) -> float:
+    """The ``coverage`` quantile of ``values`` (a sample of calibration stars), or, with
+    ``confidence`` > 0.5, an upper confidence bound on it: the smallest order statistic that
+    lies above the population's ``coverage`` quantile with probability ``confidence``
+    (binomial, distribution-free).  A bin of few calibration stars then errs on the wide
+    side by about sqrt(coverage (1 - coverage) / n) in coverage; 0.5 is the plain quantile
+    (numpy's linear interpolation)."""
+    v = np.asarray(values, float)
+    if confidence <= 0.5:
+        return float(np.quantile(v, coverage))
+    from scipy.stats import binom
+
+    n = v.size
+    # P(X_(m) >= q-quantile) = P(Binomial(n, coverage) <= m - 1)
+    m = int(binom.ppf(confidence, n, coverage)) + 1
+    return float(np.sort(v)[min(m, n) - 1])
+
+
 def _interp_log(x: np.ndarray, centres: Sequence[float], factor: Sequence[float]) -> np.ndarray:
     """``factor`` interpolated linearly in log ``x`` between ``centres``, constant outside;
     the largest factor where ``x`` is not finite or not positive."""
@@ -288,6 +306,7 @@ def _binned_factor(
     min_per_bin: int,
     coverage: float,
     increasing: bool = False,
+    confidence: float = 0.5,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Equal-count bins of ``x`` (at least ``min_per_bin`` each): (centres, the ``coverage``
     quantile of ``k`` per bin, that made non-increasing (``increasing``: non-decreasing)
@@ -295,11 +314,16 @@ def _binned_factor(
 
     bins = int(max(1, min(n_bins, x.size // max(1, min_per_bin))))
     groups = np.array_split(np.argsort(x, kind="stable"), bins)
-    return _group_factor(k, x, groups, coverage, increasing)
+    return _group_factor(k, x, groups, coverage, increasing, confidence)
 
 
 def _group_factor(
-    k: np.ndarray, x: np.ndarray, groups: list[np.ndarray], coverage: float, increasing: bool
+    k: np.ndarray,
+    x: np.ndarray,
+    groups: list[np.ndarray],
+    coverage: float,
+    increasing: bool,
+    confidence: float = 0.5,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """(centres = median x, ``coverage`` quantile of k, its isotonic fit, counts) of the
     star ``groups`` (index arrays, in increasing x)."""
@@ -307,7 +331,7 @@ def _group_factor(
 
     bins = len(groups)
     centres = np.array([np.median(x[g]) for g in groups])
-    raw = np.array([np.quantile(k[g], coverage) for g in groups])
+    raw = np.array([coverage_quantile(k[g], coverage, confidence) for g in groups])
     counts = np.array([g.size for g in groups])
     if bins > 1:
         iso = IsotonicRegression(increasing=increasing).fit(centres, raw, sample_weight=counts)
@@ -368,6 +392,7 @@ def fit_snr_calibration(
     input_distance: np.ndarray | None = None,
     input_bins: int = 0,
     withheld: np.ndarray | None = None,
+    confidence: float = 0.5,
 ) -> SnrCalibration | None:
     """Per-S/N factor k so that ±k·``sigma`` covers ``coverage`` of out-of-sample residuals.
 
@@ -413,7 +438,9 @@ def fit_snr_calibration(
         return None
     r, sig, s, err, obs, wh = r[ok], sig[ok], s[ok], err[ok], obs[ok], wh[ok]
     k = np.sqrt(np.maximum(r**2 - err**2, 0.0)) / sig
-    centres, raw, factor, counts = _binned_factor(k[~wh], s[~wh], n_bins, min_per_bin, coverage)
+    centres, raw, factor, counts = _binned_factor(
+        k[~wh], s[~wh], n_bins, min_per_bin, coverage, confidence=confidence
+    )
     # a bin of error-free residuals (k = 0) would zero sigma: keep a floor
     factor = np.maximum(factor, 1e-3)
     extra: dict = {}
@@ -421,7 +448,9 @@ def fit_snr_calibration(
         # star i is covered once r_i² - err_i² <= (k(S/N_i) sigma_i)² + floor²
         excess = r[wh] ** 2 - err[wh] ** 2 - (_interp_log(s[wh], centres, factor) * sig[wh]) ** 2
         extra.update(
-            withheld_floor=float(np.sqrt(max(np.quantile(excess, coverage), 0.0))),
+            withheld_floor=float(
+                np.sqrt(max(coverage_quantile(excess, coverage, confidence), 0.0))
+            ),
             withheld_count=int(wh.sum()),
         )
     if input_distance is not None and input_bins > 0:
@@ -430,7 +459,7 @@ def fit_snr_calibration(
         if good.sum() >= max(1, min_per_bin):
             u = k[good] / _interp_log(s[good], centres, factor)
             groups = _edge_groups(d[good], input_bins, min_per_bin)
-            dc, draw, dfac, dcounts = _group_factor(u, d[good], groups, coverage, True)
+            dc, draw, dfac, dcounts = _group_factor(u, d[good], groups, coverage, True, confidence)
             extra.update(
                 input_distance=[float(c) for c in dc],
                 input_upper=[float(d[good][g].max()) for g in groups],
@@ -688,6 +717,7 @@ def run_aggregate(
         range_quantiles=uncertainty_cfg["range_quantiles"],
         calibration_bins=uncertainty_cfg["snr_calibration_bins"],
         calibration_min_per_bin=uncertainty_cfg["snr_calibration_min_per_bin"],
+        calibration_confidence=uncertainty_cfg["calibration_confidence"],
         subtract_reference_errors=uncertainty_cfg["subtract_reference_errors"],
         input_calibration_bins=uncertainty_cfg["input_distance_calibration_bins"],
         input_neighbours=flags_cfg["input_neighbours"],
