@@ -27,6 +27,8 @@ from astropy.table import Table
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "workflow"))
 
+from results import head_commit  # noqa: E402  (the benchmarks import it from here)
+
 from gaiacnn import ensemble, evaluation  # noqa: E402
 from gaiacnn.tables import read_fits_columns  # noqa: E402
 
@@ -35,19 +37,6 @@ SNAKEMAKE = Path(sys.executable).parent / "snakemake"
 COMMIT_FILE = "commit.txt"
 #: the wall time [s] of the Snakemake run that made it (reported again when reused)
 WALL_FILE = "wall_s.txt"
-
-
-def head_commit() -> str:
-    """The repository's short HEAD commit (with ``+dirty`` when the tree has changes)."""
-    commit = subprocess.run(
-        ["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"], capture_output=True, text=True
-    ).stdout.strip()
-    dirty = subprocess.run(
-        ["git", "-C", str(REPO), "status", "--porcelain", "--untracked-files=no"],
-        capture_output=True,
-        text=True,
-    ).stdout.strip()
-    return commit + ("+dirty" if dirty else "")
 
 
 def done(work: Path, targets: Iterable[str]) -> bool:

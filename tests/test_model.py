@@ -391,6 +391,70 @@ def test_sharded_prediction_gathers_to_the_whole_sample(member, tmp_path):
         )
 
 
+def test_all_members_of_a_shard_in_one_job(member, train_file, tmp_path):
+    """predict_members (rule predict_shard) writes, for each member, what that member
+    alone writes (bit for bit, with and without the reader thread), each to its own file;
+    the job of one shard refuses outputs that do not pair with the members."""
+    from gaiacnn import ensemble, shards
+    from gaiacnn.model import predict_members
+
+    out, _ = member
+    other = tmp_path / "other"
+    train_member(train_file, other, split=1, seed=3, labels=LABELS, branches=BRANCHES,
+                 training=FAST)  # fmt: skip
+    obs = make_file(tmp_path / "obs.h5", n=250, seed=9, labels=False)
+    alone = []
+    for d in (out, other):
+        alone.append(tmp_path / f"alone_{d.name}.h5")
+        predict_file(d, obs, alone[-1], chunk_rows=37, batch_size=16, progress=False,
+                     prefetch_chunks=0)  # fmt: skip
+    rows = tmp_path / "rows.json"
+    shards.write_row_count(obs, rows)
+    cfg = {"shard_rows": 100, "chunk_rows": 37, "batch_size": 16, "precision": "float32"}
+    for depth in (0, 3):
+        both = [tmp_path / f"both{depth}_{k}.h5" for k in range(2)]
+        ensemble.run_predict_members(
+            [out / "model.keras", other / "model.keras"], obs, rows, both, shard=1,
+            prediction_cfg={**cfg, "prefetch_chunks": depth},
+        )  # fmt: skip
+        for a, b, d in zip(alone, both, (out, other), strict=True):
+            with h5py.File(a) as ha, h5py.File(b) as hb:
+                assert hb.attrs["member_dir"] == str(d)
+                assert hb.attrs["shard_start"] == 100 and hb.attrs["shard_stop"] == 200
+                assert np.array_equal(hb["source_id"][:], ha["source_id"][100:200])
+                for lab in LABELS:
+                    assert np.array_equal(hb[f"pred/{lab}"][:], ha[f"pred/{lab}"][100:200])
+    with h5py.File(alone[0]) as a, h5py.File(alone[1]) as b:
+        assert not np.array_equal(a["pred/teff"][:], b["pred/teff"][:])  # two members
+    with pytest.raises(ValueError, match=r"2 member.*1 output"):
+        predict_members([out, other], obs, [tmp_path / "x.h5"], progress=False)
+    assert not (tmp_path / "x.h5").exists()
+
+
+def test_prefetch_hands_on_items_and_errors_and_stops_its_thread():
+    import threading
+
+    from gaiacnn.model import prefetch
+
+    assert list(prefetch(iter(range(50)), depth=3)) == list(range(50))
+
+    def failing():
+        yield 1
+        raise OSError("dropped connection")
+
+    got = []
+    with pytest.raises(OSError, match="dropped connection"):
+        for x in prefetch(failing()):
+            got.append(x)
+    assert got == [1]
+    # a consumer that stops early stops the producer (no thread left behind)
+    before = threading.active_count()
+    for x in prefetch(iter(range(10**6)), depth=2):
+        if x == 5:
+            break
+    assert threading.active_count() == before
+
+
 # --------------------------------------------------------------------------- bad inputs
 
 

@@ -480,15 +480,23 @@ def rule_files() -> tuple[dict[str, set[str]], set[str]]:
     """Every output pattern of every rule -> its rules, and every input pattern a rule
     (but ``all``) names itself (not through an input function), with each
     ``data.source`` (the archive rules exist only with gaia_dr3, the import only with
-    files); from Snakemake's API."""
+    files) and each ``prediction.members_per_job`` (predict_shard or predict_member); from
+    Snakemake's API.  A member's name in a path (predict_shard names each member's output)
+    is read as the wildcards split{split}_seed{seed}."""
+
+    def pattern(f) -> str:
+        return re.sub(r"split\d+_seed\d+", "split{split}_seed{seed}", _pattern(f))
+
     outs: dict[str, set[str]] = {}
     ins: set[str] = set()
     for data in DATA_SOURCES:
-        for rule in workflow_rules({"data": data}):
-            for f in rule.output:
-                outs.setdefault(_pattern(f), set()).add(rule.name)
-            if rule.name != "all":
-                ins |= {_pattern(f) for f in rule.input if isinstance(f, str)}
+        for per_job in ("all", "one"):
+            cfg = {"data": data, "prediction": {"members_per_job": per_job}}
+            for rule in workflow_rules(cfg):
+                for f in rule.output:
+                    outs.setdefault(pattern(f), set()).add(rule.name)
+                if rule.name != "all":
+                    ins |= {pattern(f) for f in rule.input if isinstance(f, str)}
     return outs, ins
 
 

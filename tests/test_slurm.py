@@ -202,10 +202,11 @@ def rule_resources(
 
 @pytest.fixture(scope="module")
 def declared() -> dict[str, dict[str, object]]:
-    """Every rule of the workflow, under each data source."""
+    """Every rule of the workflow, under each data source and prediction job layout."""
     rules = {}
     for data in DATA_SOURCES:
-        rules |= rule_resources({"data": data})
+        for per_job in ("all", "one"):
+            rules |= rule_resources({"data": data, "prediction": {"members_per_job": per_job}})
     return rules
 
 
@@ -216,6 +217,20 @@ def test_profile_uses_the_slurm_executor_without_sacct():
         assert cfg["slurm-status-command"] == "squeue"
         assert cfg["slurm-init-seconds-before-status-checks"] <= 15
         assert not any(r.startswith("cpus_per_task") for r in cfg["default-resources"])
+
+
+def test_the_profiles_predict_one_member_per_job():
+    """On a cluster the members predict side by side, each shard once per member: the
+    profiles' ``config`` entry, parsed as Snakemake parses --config, says so."""
+    from snakemake.cli import parse_config
+
+    for profile in (PROFILE, GPU_PROFILE):
+        entries = load_profile(profile)["config"]
+        assert parse_config(entries) == {"prediction": {"members_per_job": "one"}}
+    names = {r.name for r in workflow_rules({"prediction": {"members_per_job": "one"}})}
+    assert "predict_member" in names and "predict_shard" not in names
+    names = {r.name for r in workflow_rules()}
+    assert "predict_shard" in names and "predict_member" not in names
 
 
 def test_every_rule_declares_its_resources_and_the_profiles_repeat_none(declared):
@@ -244,7 +259,9 @@ def test_the_gpu_profile_adds_a_gpu_and_keeps_the_members_own_resources(declared
     overwrite = load_profile(GPU_PROFILE)["set-resources"]
     with_gpu = rule_resources(overwrite=overwrite)
     assert with_gpu["train_member"] == {**declared["train_member"], "gres": "gpu:1"}
+    with_gpu |= rule_resources({"prediction": {"members_per_job": "one"}}, overwrite)
     assert with_gpu["predict_member"] == declared["predict_member"]
+    assert with_gpu["predict_shard"] == declared["predict_shard"]
 
 
 def test_only_the_network_rules_are_localrules():

@@ -246,17 +246,11 @@ def test_other_input_branches_run_end_to_end(demo_run, tmp_path, variant, branch
 
 
 def test_forcing_one_member_reruns_only_it_and_the_aggregation(demo_run):
-    proc = run_snakemake(
-        demo_run, "-n", "--forcerun", "results/ensemble/members/split0_seed1/model.keras"
-    )
-    assert proc.returncode == 0, proc.stderr
-    out = proc.stdout
-    jobs = dict(re.findall(r"^(\w+)\s+(\d+)$", out.split("Job stats:")[1].split("total")[0], re.M))
-    assert jobs == {
-        "train_member": "1",
-        # one job per shard: 54 training stars (one shard), 300 observed (two of 150)
-        "predict_member": "3",
-        "gather_predictions": "2",
+    """One job per shard for all members (the default) re-predicts every member's shards
+    with it; one job per member and shard (the clusters') only its own.  (The run was made
+    with the default: under the other layout its prediction jobs differ, which Snakemake's
+    input and code triggers would rerun, so that dry run looks at the times only.)"""
+    downstream = {
         "aggregate_ensemble": "1",
         "evaluate_demo": "1",
         "flag_catalogue": "1",  # the flag reads the labels; the t-SNE maps are not rerun
@@ -264,6 +258,29 @@ def test_forcing_one_member_reruns_only_it_and_the_aggregation(demo_run):
         "figures": "1",  # the figures read the catalogue (and that member's gradients)
         "all": "1",
     }
+    for per_job, predict in (("all", "predict_shard"), ("one", "predict_member")):
+        proc = run_snakemake(
+            demo_run,
+            "-n",
+            "--forcerun",
+            "results/ensemble/members/split0_seed1/model.keras",
+            "--config",
+            f"prediction={{members_per_job: {per_job}}}",
+            *(["--rerun-triggers", "mtime"] if per_job == "one" else []),
+        )
+        assert proc.returncode == 0, proc.stderr
+        out = proc.stdout
+        jobs = dict(
+            re.findall(r"^(\w+)\s+(\d+)$", out.split("Job stats:")[1].split("total")[0], re.M)
+        )
+        assert jobs == {
+            "train_member": "1",
+            # one job per shard: 54 training stars (one shard), 300 observed (two of 150)
+            predict: "3",
+            # all: both members' shards are new, so both are gathered again
+            "gather_predictions": "4" if per_job == "all" else "2",
+            **downstream,
+        }
 
 
 def test_scalable_tsne_places_shards_into_a_reference_map(demo_run, tmp_path):

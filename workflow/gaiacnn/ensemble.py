@@ -595,10 +595,36 @@ def run_predict_member(
     withheld_too=False,
     threads=1,
 ) -> None:
-    """Rule ``predict_member``: one member's labels for one shard (rows
-    ``[shard x shard_rows, (shard + 1) x shard_rows)``) of one sample; ``withheld_too``
-    (the training sample's) also with every parallax withheld (a member with
-    ``phot_input: intrinsic_withheld``: :func:`gaiacnn.model.predict_file`)."""
+    """Rule ``predict_member``: one member's labels for one shard of one sample
+    (:func:`run_predict_members` with one member)."""
+    run_predict_members(
+        [model_file],
+        arrays_file,
+        rows_json,
+        [out_path],
+        shard=shard,
+        prediction_cfg=prediction_cfg,
+        withheld_too=withheld_too,
+        threads=threads,
+    )
+
+
+def run_predict_members(
+    model_files: Sequence,
+    arrays_file,
+    rows_json,
+    out_paths: Sequence,
+    *,
+    shard,
+    prediction_cfg,
+    withheld_too=False,
+    threads=1,
+) -> None:
+    """Rule ``predict_shard`` (``prediction.members_per_job: all``): every member's labels
+    for one shard (rows ``[shard x shard_rows, (shard + 1) x shard_rows)``) of one sample,
+    the shard read and checked once for all members (:func:`gaiacnn.model.predict_members`);
+    ``withheld_too`` (the training sample's) also with every parallax withheld (a member
+    with ``phot_input: intrinsic_withheld``)."""
     from gaiacnn import layout, shards
 
     n_rows = shards.read_row_count(rows_json)
@@ -609,20 +635,28 @@ def run_predict_member(
             "the arrays changed after the shards were counted; rerun the workflow"
         )
     start, stop = shards.shard_range(n_rows, int(prediction_cfg["shard_rows"]), int(shard))
-    log.info("shard %d: stars %d..%d of %d", int(shard), start, stop - 1, n_rows)
+    log.info(
+        "shard %d: stars %d..%d of %d, %d member(s)",
+        int(shard),
+        start,
+        stop - 1,
+        n_rows,
+        len(model_files),
+    )
     configure_tensorflow(threads)
     from gaiacnn import model
 
-    model.predict_file(
-        os.path.dirname(model_file),
+    model.predict_members(
+        [os.path.dirname(f) for f in model_files],
         arrays_file,
-        out_path,
+        list(out_paths),
         chunk_rows=prediction_cfg["chunk_rows"],
         batch_size=prediction_cfg["batch_size"],
         precision=prediction_cfg["precision"],
         rows=(start, stop),
         resample=bool(prediction_cfg.get("resample", False)),
         withheld_too=bool(withheld_too),
+        prefetch_chunks=int(prediction_cfg.get("prefetch_chunks", 2)),
     )
 
 

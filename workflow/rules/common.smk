@@ -161,6 +161,24 @@ def member_models():
     return [f"results/ensemble/members/{m}/model.keras" for m in member_names()]
 
 
+def prediction_settings():
+    """config prediction less members_per_job, which picks the rule and changes no result
+    (so that switching it reruns nothing: Snakemake's params trigger)."""
+    return {k: v for k, v in config["prediction"].items() if k != "members_per_job"}
+
+
+def member_scalers():
+    return [f"results/ensemble/members/{m}/scalers.json" for m in member_names()]
+
+
+def member_shard_outputs():
+    """Every member's prediction of one shard (wildcards sample, shard), in member order."""
+    return [
+        f"results/ensemble/predictions/{{sample}}/{m}/shard{{shard}}.h5"
+        for m in member_names()
+    ]
+
+
 def member_predictions(sample):
     return [
         f"results/ensemble/predictions/{sample}/split{split}_seed{seed}.h5"

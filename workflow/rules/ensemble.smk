@@ -1,5 +1,6 @@
-# The hybrid-CNN ensemble: one job per member (split x seed), one prediction job per member
-# and shard of a sample (prediction.shard_rows stars), gathered per member, aggregation.
+# The hybrid-CNN ensemble: one job per member (split x seed); one prediction job per shard
+# of a sample (prediction.shard_rows stars) for all members, or per member and shard
+# (prediction.members_per_job: one, on clusters); gathered per member; aggregation.
 
 
 rule train_member:
@@ -31,28 +32,55 @@ rule train_member:
         "../scripts/train_member.py"
 
 
-rule predict_member:
-    input:
-        model="results/ensemble/members/split{split}_seed{seed}/model.keras",
-        scalers="results/ensemble/members/split{split}_seed{seed}/scalers.json",
-        arrays="results/arrays/{sample}.h5",
-        rows="results/arrays/{sample}_rows.json",
-    output:
-        "results/ensemble/predictions/{sample}/split{split}_seed{seed}/shard{shard}.h5",
-    log:
-        "results/logs/predict_member_{sample}_split{split}_seed{seed}_shard{shard}.log",
-    benchmark:
-        "results/benchmarks/predict_member_{sample}_split{split}_seed{seed}_shard{shard}.tsv"
-    conda:
-        "../../envs/ensemble.yaml"
-    threads: 2
-    resources:
-        mem_mb=3000,  # peak RSS ~1.7 GiB, independent of N (README: Benchmarks)
-        runtime=120,
-    params:
-        prediction_cfg=config["prediction"],
-    script:
-        "../scripts/predict_member.py"
+if config["prediction"]["members_per_job"] == "all":
+
+    rule predict_shard:
+        input:
+            models=member_models(),
+            scalers=member_scalers(),
+            arrays="results/arrays/{sample}.h5",
+            rows="results/arrays/{sample}_rows.json",
+        output:
+            member_shard_outputs(),
+        log:
+            "results/logs/predict_shard_{sample}_shard{shard}.log",
+        benchmark:
+            "results/benchmarks/predict_shard_{sample}_shard{shard}.tsv"
+        conda:
+            "../../envs/ensemble.yaml"
+        threads: 2
+        resources:
+            mem_mb=3000,  # peak RSS ~1.7 GiB for one member, a few MiB more per member
+            runtime=120,
+        params:
+            prediction_cfg=prediction_settings(),
+        script:
+            "../scripts/predict_shard.py"
+
+else:
+
+    rule predict_member:
+        input:
+            model="results/ensemble/members/split{split}_seed{seed}/model.keras",
+            scalers="results/ensemble/members/split{split}_seed{seed}/scalers.json",
+            arrays="results/arrays/{sample}.h5",
+            rows="results/arrays/{sample}_rows.json",
+        output:
+            "results/ensemble/predictions/{sample}/split{split}_seed{seed}/shard{shard}.h5",
+        log:
+            "results/logs/predict_member_{sample}_split{split}_seed{seed}_shard{shard}.log",
+        benchmark:
+            "results/benchmarks/predict_member_{sample}_split{split}_seed{seed}_shard{shard}.tsv"
+        conda:
+            "../../envs/ensemble.yaml"
+        threads: 2
+        resources:
+            mem_mb=3000,  # peak RSS ~1.7 GiB, independent of N (README: Benchmarks)
+            runtime=120,
+        params:
+            prediction_cfg=prediction_settings(),
+        script:
+            "../scripts/predict_member.py"
 
 
 rule gather_predictions:

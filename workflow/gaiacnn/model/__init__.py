@@ -67,6 +67,8 @@ from gaiacnn.model.predict import (
     load_member,
     make_predictor,
     predict_file,
+    predict_members,
+    prefetch,
     same_grid,
 )
 from gaiacnn.model.predict import _regridder as _regridder
@@ -133,6 +135,8 @@ __all__ = [
     "model_for",
     "noise_units",
     "predict_file",
+    "predict_members",
+    "prefetch",
     "same_grid",
     "train_member",
 ]

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Mapping
+import queue
+import threading
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
+from typing import TypeVar
 
 import h5py
 import numpy as np
@@ -40,6 +43,8 @@ from gaiacnn.model.settings import (
 )
 
 # --------------------------------------------------------------------------- prediction
+
+T = TypeVar("T")
 
 
 def load_member(member_dir: str | os.PathLike) -> tuple[keras.Model, Scalers]:
@@ -236,10 +241,93 @@ def make_predictor(model: keras.Model, batch_size: int, *, precision: str = "flo
     return predict
 
 
+def prefetch(items: Iterator[T], depth: int = 2) -> Iterator[T]:
+    """``items`` produced by a background thread, up to ``depth`` ahead of the consumer, so
+    that reading and preparing the next chunk overlaps with the work on this one (HDF5
+    reads, numpy and TensorFlow release the GIL for most of their time).  An exception in
+    the producer is raised in the consumer; a consumer that stops early (an error, a
+    ``break``) stops the producer too."""
+    q: queue.Queue = queue.Queue(maxsize=max(1, int(depth)))
+    stop = threading.Event()
+    done = object()
+
+    def put(item) -> bool:
+        while not stop.is_set():
+            try:
+                q.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def produce() -> None:
+        try:
+            for item in items:
+                if not put((None, item)):
+                    return
+        except BaseException as exc:  # handed to the consumer
+            put((exc, None))
+            return
+        put((None, done))
+
+    thread = threading.Thread(target=produce, name="prefetch", daemon=True)
+    thread.start()
+    try:
+        while True:
+            exc, item = q.get()
+            if exc is not None:
+                raise exc
+            if item is done:
+                return
+            yield item
+    finally:
+        stop.set()
+        thread.join()
+
+
+def _member_inputs(
+    scalers: Scalers,
+    regrid: Mapping,
+    block: Mapping[str, np.ndarray],
+    groups: list[str],
+    arrays_file,
+) -> dict[str, dict[str, np.ndarray]]:
+    """{group: the member's scaled inputs} of one chunk: ``block`` put on the member's
+    grids, checked (every value the member reads finite), scaled; the withheld group with
+    every parallax withheld (only the photometry input differs)."""
+    names = scalers.datasets()
+    b = {name: block[name] for name in names}
+    for name, fn in regrid.items():
+        b[name] = fn(b[name])
+    _check_finite(arrays_file, b, names, block["source_id"], scalers.xp_flux_kind)
+    x = scalers.inputs(b)
+    out = {"pred": x}
+    if WITHHELD_GROUP in groups:
+        # NaN parallax: the intrinsic_withheld input marks it withheld (a member without the
+        # photometry branch predicts the same labels again)
+        inputs = x
+        if "phot" in x:
+            nan = {**b, PARALLAX_DATASET: np.full(len(block["source_id"]), np.nan)}
+            inputs = {**x, "phot": scalers.inputs(nan, ["phot"])["phot"]}
+        out[WITHHELD_GROUP] = inputs
+    return out
+
+
 def predict_file(
     member_dir: str | os.PathLike,
     arrays_file: str | os.PathLike,
     out_path: str | os.PathLike,
+    **kwargs,
+) -> None:
+    """Predict the labels of the stars of ``arrays_file`` with one member; write
+    ``out_path``: :func:`predict_members` with one member (the same keywords)."""
+    predict_members([member_dir], arrays_file, [out_path], **kwargs)
+
+
+def predict_members(
+    member_dirs: Sequence[str | os.PathLike],
+    arrays_file: str | os.PathLike,
+    out_paths: Sequence[str | os.PathLike],
     *,
     chunk_rows: int = 4096,
     batch_size: int = 2048,
@@ -248,23 +336,28 @@ def predict_file(
     rows: tuple[int, int] | None = None,
     resample: bool = False,
     withheld_too: bool = False,
+    prefetch_chunks: int = 2,
 ) -> None:
-    """Predict the labels of the stars of ``arrays_file`` with one member; write ``out_path``.
+    """Predict the labels of the stars of ``arrays_file`` with each member of
+    ``member_dirs``; write one file per member, ``out_paths`` (same order).  The file is
+    read, and each chunk checked, once for all members; a background thread reads and
+    scales up to ``prefetch_chunks`` chunks ahead of the network (0: none, one step after
+    the other).
 
-    The file must keep the member's input contract (:func:`check_contract`): the same
+    The file must keep every member's input contract (:func:`check_contract`): the same
     branches, XP form, coefficient count, wavelength grids and flux kind.  ``resample``:
-    spectra on another grid that covers the member's are interpolated (linearly) onto it
+    spectra on another grid that covers a member's are interpolated (linearly) onto it
     instead of refused.
 
     Every star, or rows ``[start, stop)`` only if ``rows`` is given (one shard: the root
     attributes ``shard_start``, ``shard_stop`` and ``n_rows_total`` record it).  Streams
     ``arrays_file`` in chunks of ``chunk_rows`` (memory independent of N).  Output HDF5
-    (written atomically): ``source_id`` int64 (n,) and ``pred/<label>`` float32 (n,) in
-    physical units; root attributes name the member and the inputs used (and
-    ``parallax_withheld_snr``, the parallax S/N below which the member withholds the
-    parallax, for ``phot_input: intrinsic_withheld``).  ``precision``:
-    compute precision of the network (see :func:`make_predictor`); with a value other than
-    "float32" it is recorded as the root attribute ``precision``.
+    (written atomically, all or none): ``source_id`` int64 (n,) and ``pred/<label>``
+    float32 (n,) in physical units; root attributes name the member and the inputs used
+    (and ``parallax_withheld_snr``, the parallax S/N below which the member withholds the
+    parallax, for ``phot_input: intrinsic_withheld``).  ``precision``: compute precision
+    of the network (see :func:`make_predictor`); with a value other than "float32" it is
+    recorded as the root attribute ``precision``.
 
     ``withheld_too``, for a member with ``phot_input: intrinsic_withheld``: every star is
     predicted a second time with its parallax withheld, into ``pred_withheld/<label>``
@@ -273,61 +366,124 @@ def predict_file(
     parallax is withheld is fitted on (:func:`gaiacnn.catalogue.build`).  Ignored for
     other members (nothing is withheld there).
     """
+    from contextlib import ExitStack
+
     from tqdm.auto import tqdm
 
-    model, scalers = load_member(member_dir)
+    if len(member_dirs) != len(out_paths) or not member_dirs:
+        raise ValueError(
+            f"{len(member_dirs)} member(s) and {len(out_paths)} output(s): one output each"
+        )
     info = validate(arrays_file, check_values=False)
-    regrid = check_contract(scalers, info, resample=resample)
-    names = scalers.datasets()
-    first, last = (0, info.n_rows) if rows is None else (int(rows[0]), int(rows[1]))
-    n = last - first
-    predict = make_predictor(model, int(batch_size), precision=precision)
-    with atomic_output(out_path) as tmp, h5py.File(tmp, "w") as h5:
-        h5.attrs["member_dir"] = str(member_dir)
-        if rows is not None:
-            h5.attrs["shard_start"], h5.attrs["shard_stop"] = first, last
-            h5.attrs["n_rows_total"] = info.n_rows
-        if precision != "float32":
-            h5.attrs["precision"] = precision
-        h5.attrs["arrays_file"] = str(arrays_file)
-        h5.attrs["labels"] = json.dumps(scalers.labels)
-        h5.attrs["branches"] = json.dumps(scalers.branches)
-        h5.attrs["xp_input"] = scalers.xp_input or ""
-        if scalers.parallax_withheld_snr is not None:
-            # the S/N below which the parallax was withheld (phot_input intrinsic_withheld)
-            h5.attrs["parallax_withheld_snr"] = float(scalers.parallax_withheld_snr)
-        if regrid:
-            h5.attrs["resampled"] = json.dumps(sorted(regrid))
-        sid_ds = h5.create_dataset("source_id", shape=(n,), dtype=np.int64)
+    # one tf.function per member is by design, not the retracing TensorFlow warns about
+    _quiet_retracing_warning()
+    members = []
+    for d in member_dirs:
+        model, scalers = load_member(d)
+        regrid = check_contract(scalers, info, resample=resample)
         groups = ["pred"]
         if withheld_too and scalers.parallax_withheld_snr is not None:
             groups.append(WITHHELD_GROUP)
-            h5.attrs["withheld_predictions"] = True
-        preds = {
-            (g, lab): h5.create_dataset(f"{g}/{lab}", shape=(n,), dtype=np.float32)
-            for g in groups
-            for lab in scalers.labels
-        }
-        with tqdm(total=n, unit="star", disable=not progress, desc="predict") as bar:
-            for row, block in iter_rows(arrays_file, ["source_id", *names], chunk_rows, rows):
-                sid = block["source_id"]
-                for name, fn in regrid.items():
-                    block[name] = fn(block[name])
-                _check_finite(arrays_file, block, names, sid, scalers.xp_flux_kind)
+        members.append(
+            (
+                d,
+                scalers,
+                regrid,
+                groups,
+                make_predictor(model, int(batch_size), precision=precision),
+            )
+        )
+    names = list(dict.fromkeys(n for _, sc, *_ in members for n in sc.datasets()))
+    first, last = (0, info.n_rows) if rows is None else (int(rows[0]), int(rows[1]))
+    n = last - first
+
+    def chunks():
+        for row, block in iter_rows(arrays_file, ["source_id", *names], chunk_rows, rows):
+            yield (
+                row,
+                block["source_id"],
+                [
+                    _member_inputs(sc, regrid, block, groups, arrays_file)
+                    for _, sc, regrid, groups, _ in members
+                ],
+            )
+
+    with ExitStack() as stack:
+        outputs = []
+        for (d, scalers, regrid, groups, _), out_path in zip(members, out_paths, strict=True):
+            tmp = stack.enter_context(atomic_output(out_path))
+            h5 = stack.enter_context(h5py.File(tmp, "w"))
+            outputs.append(
+                _open_prediction(
+                    h5, d, scalers, arrays_file, n, groups, rows, info.n_rows, precision, regrid
+                )
+            )
+        items = prefetch(chunks(), prefetch_chunks) if prefetch_chunks > 0 else chunks()
+        desc = "predict" if len(members) == 1 else f"predict ({len(members)} members)"
+        with tqdm(total=n, unit="star", disable=not progress, desc=desc) as bar:
+            for row, sid, per_member in items:
                 start = row - first
                 stop = start + len(sid)
-                sid_ds[start:stop] = sid
-                x = scalers.inputs(block)
-                for g in groups:
-                    inputs = x
-                    if g == WITHHELD_GROUP:
-                        # NaN parallax: the intrinsic_withheld input marks it withheld; only
-                        # the photometry branch's input differs
-                        # (a member without that branch predicts the same labels again)
-                        if "phot" in x:
-                            nan = {**block, PARALLAX_DATASET: np.full(len(sid), np.nan)}
-                            inputs = {**x, "phot": scalers.inputs(nan, ["phot"])["phot"]}
-                    y = scalers.unscale_labels(predict(inputs))
-                    for j, lab in enumerate(scalers.labels):
-                        preds[g, lab][start:stop] = y[:, j]
+                for (_, scalers, _, _, predict), (sid_ds, preds), inputs in zip(
+                    members, outputs, per_member, strict=True
+                ):
+                    sid_ds[start:stop] = sid
+                    for g, x in inputs.items():
+                        y = scalers.unscale_labels(predict(x))
+                        for j, lab in enumerate(scalers.labels):
+                            preds[g, lab][start:stop] = y[:, j]
                 bar.update(len(sid))
+
+
+def _quiet_retracing_warning() -> None:
+    """Filter TensorFlow's "triggered tf.function retracing" warning (once per process)."""
+    import logging
+
+    logger = logging.getLogger("tensorflow")
+    if not any(getattr(f, "gaiacnn_retracing", False) for f in logger.filters):
+
+        def drop(record: logging.LogRecord) -> bool:
+            return "triggered tf.function retracing" not in record.getMessage()
+
+        drop.gaiacnn_retracing = True  # type: ignore[attr-defined]
+        logger.addFilter(drop)
+
+
+def _open_prediction(
+    h5: h5py.File,
+    member_dir,
+    scalers: Scalers,
+    arrays_file,
+    n: int,
+    groups: list[str],
+    rows: tuple[int, int] | None,
+    n_rows_total: int,
+    precision: str,
+    regrid: Mapping,
+) -> tuple[h5py.Dataset, dict]:
+    """A member's prediction file's attributes and empty datasets: (source_id, {(group,
+    label): dataset})."""
+    h5.attrs["member_dir"] = str(member_dir)
+    if rows is not None:
+        h5.attrs["shard_start"], h5.attrs["shard_stop"] = int(rows[0]), int(rows[1])
+        h5.attrs["n_rows_total"] = n_rows_total
+    if precision != "float32":
+        h5.attrs["precision"] = precision
+    h5.attrs["arrays_file"] = str(arrays_file)
+    h5.attrs["labels"] = json.dumps(scalers.labels)
+    h5.attrs["branches"] = json.dumps(scalers.branches)
+    h5.attrs["xp_input"] = scalers.xp_input or ""
+    if scalers.parallax_withheld_snr is not None:
+        # the S/N below which the parallax was withheld (phot_input intrinsic_withheld)
+        h5.attrs["parallax_withheld_snr"] = float(scalers.parallax_withheld_snr)
+    if regrid:
+        h5.attrs["resampled"] = json.dumps(sorted(regrid))
+    if WITHHELD_GROUP in groups:
+        h5.attrs["withheld_predictions"] = True
+    sid_ds = h5.create_dataset("source_id", shape=(n,), dtype=np.int64)
+    preds = {
+        (g, lab): h5.create_dataset(f"{g}/{lab}", shape=(n,), dtype=np.float32)
+        for g in groups
+        for lab in scalers.labels
+    }
+    return sid_ds, preds

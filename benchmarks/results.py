@@ -1,0 +1,162 @@
+#!/usr/bin/env python
+"""benchmarks/results.csv: every benchmark's measurements, one row each.
+
+Columns: ``date`` (UTC, ISO 8601), ``commit`` (short hash, ``+dirty`` when the tree had
+changes), ``cores`` and ``cpu`` (the machine), ``benchmark`` (the script's name),
+``parameters`` (JSON, keys sorted: what was measured with what), ``figure`` (what was
+measured), ``value`` and ``unit``.  The benchmarks append to it (:func:`append`); the
+README's performance table is printed from it::
+
+    .venv/bin/python benchmarks/results.py table                 # every benchmark
+    .venv/bin/python benchmarks/results.py table --benchmark predict_speed
+
+``table`` keeps the newest row of each (benchmark, parameters, figure) and names the
+commits and machines its rows come from.  Not a test: the numbers depend on the machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import datetime as dt
+import json
+import os
+import platform
+import subprocess
+import sys
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+RESULTS = REPO / "benchmarks" / "results.csv"
+COLUMNS = ("date", "commit", "cores", "cpu", "benchmark", "parameters", "figure", "value", "unit")
+
+
+def head_commit() -> str:
+    """The repository's short HEAD commit (with ``+dirty`` when the tree has changes)."""
+    commit = subprocess.run(
+        ["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"], capture_output=True, text=True
+    ).stdout.strip()
+    dirty = subprocess.run(
+        ["git", "-C", str(REPO), "status", "--porcelain", "--untracked-files=no"],
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
+    return commit + ("+dirty" if dirty else "")
+
+
+def cpu_model() -> str:
+    """The CPU's model name (/proc/cpuinfo; ``platform.processor()`` elsewhere)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def cores() -> int:
+    """CPU cores this process may run on (the affinity mask: a container's or a job's)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def append(
+    benchmark: str,
+    parameters: Mapping,
+    figures: Iterable[tuple[str, float, str]],
+    path: Path = RESULTS,
+) -> int:
+    """Append one row per ``(figure, value, unit)`` of ``figures``, measured with
+    ``parameters``, to ``path`` (its header written when it is new); return the rows
+    written.  Each row is written whole (one ``write`` of the lines, then flushed)."""
+    stamp = dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat()
+    common = {
+        "date": stamp,
+        "commit": head_commit(),
+        "cores": cores(),
+        "cpu": cpu_model(),
+        "benchmark": benchmark,
+        "parameters": json.dumps(dict(parameters), sort_keys=True),
+    }
+    rows = [{**common, "figure": f, "value": f"{float(v):.6g}", "unit": u} for f, v, u in figures]
+    new = not path.is_file() or path.stat().st_size == 0
+    with open(path, "a", newline="", encoding="utf-8") as fh:
+        writer = csv.DictWriter(fh, fieldnames=COLUMNS, lineterminator="\n")
+        if new:
+            writer.writeheader()
+        writer.writerows(rows)
+    return len(rows)
+
+
+def read(path: Path = RESULTS) -> list[dict]:
+    """The rows of ``path`` (a missing file: none); a file with other columns is refused."""
+    if not path.is_file():
+        return []
+    with open(path, newline="", encoding="utf-8") as fh:
+        reader = csv.DictReader(fh)
+        if tuple(reader.fieldnames or ()) != COLUMNS:
+            raise ValueError(f"{path}: columns {reader.fieldnames}, expected {list(COLUMNS)}")
+        return list(reader)
+
+
+def latest(rows: list[dict], benchmarks: Iterable[str] | None = None) -> list[dict]:
+    """The newest row of each (benchmark, parameters, figure), in the order first seen."""
+    keep = set(benchmarks) if benchmarks else None
+    out: dict[tuple, dict] = {}
+    for r in rows:
+        if keep is not None and r["benchmark"] not in keep:
+            continue
+        key = (r["benchmark"], r["parameters"], r["figure"])
+        if key not in out or r["date"] >= out[key]["date"]:
+            out[key] = r
+    return list(out.values())
+
+
+def _params(text: str) -> str:
+    return ", ".join(f"{k} {v}" for k, v in json.loads(text).items()) or "defaults"
+
+
+def _value(v: float) -> str:
+    """1 234 567 (thin groups) from 1000 up, else 3 significant digits."""
+    return f"{v:,.0f}".replace(",", " ") if abs(v) >= 1000 else f"{v:.3g}"
+
+
+def table(rows: list[dict]) -> str:
+    """A markdown table of ``rows`` (benchmark, parameters, figure, value and unit), and a
+    line naming the commits, machines and dates they were measured on."""
+    lines = ["| benchmark | parameters | figure | value | unit |", "|---|---|---|---:|---|"]
+    for r in rows:
+        lines.append(
+            f"| {r['benchmark']} | {_params(r['parameters'])} | {r['figure']} | "
+            f"{_value(float(r['value']))} | {r['unit']} |"
+        )
+    commits = sorted({r["commit"] for r in rows})
+    machines = sorted({f"{r['cpu']}, {r['cores']} cores" for r in rows})
+    dates = sorted(r["date"][:10] for r in rows)
+    span = f"{dates[0]} to {dates[-1]}" if dates else "no rows"
+    lines += [
+        "",
+        f"From benchmarks/results.csv: commit {', '.join(commits) or '-'}; "
+        f"{'; '.join(machines) or '-'}; {span}.",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    sub = p.add_subparsers(dest="command", required=True)
+    t = sub.add_parser("table", help="print the newest figures as a markdown table")
+    t.add_argument("--benchmark", nargs="+", help="only these benchmarks")
+    t.add_argument("--file", type=Path, default=RESULTS)
+    a = p.parse_args(argv)
+    rows = latest(read(a.file), a.benchmark)
+    sys.stdout.write(table(rows))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
