@@ -69,16 +69,20 @@ def append(
     parameters: Mapping,
     figures: Iterable[tuple[str, float, str]],
     path: Path = RESULTS,
+    *,
+    measured: Mapping | None = None,
 ) -> int:
     """Append one row per ``(figure, value, unit)`` of ``figures``, measured with
     ``parameters``, to ``path`` (its header written when it is new); return the rows
-    written.  Each row is written whole (one ``write`` of the lines, then flushed)."""
+    written.  ``measured`` overrides the date, commit, cores and cpu of this run and
+    machine (rows of an earlier measurement)."""
     stamp = dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat()
     common = {
         "date": stamp,
         "commit": head_commit(),
         "cores": cores(),
         "cpu": cpu_model(),
+        **(measured or {}),
         "benchmark": benchmark,
         "parameters": json.dumps(dict(parameters), sort_keys=True),
     }
@@ -90,6 +94,72 @@ def append(
             writer.writeheader()
         writer.writerows(rows)
     return len(rows)
+
+
+def _unit(key: str) -> str:
+    """A figure's unit from its name's ending (``_s``, ``_min``, ``_mib``, ``_ms``)."""
+    for end, unit in (("_s", "s"), ("_min", "min"), ("_mib", "MiB"), ("_ms", "ms")):
+        if key.endswith(end):
+            return unit
+    return ""
+
+
+def flatten(doc: Mapping, prefix: str = "") -> tuple[dict, list[tuple[str, float, str]]]:
+    """A benchmark's nested results as (parameters, figures): every number a figure named
+    by its path (``perplexities.30.joint_s``; list items by their index), every text or
+    true/false a parameter."""
+    params: dict = {}
+    figures: list[tuple[str, float, str]] = []
+
+    def walk(value, path: str) -> None:
+        if isinstance(value, Mapping):
+            for k, v in value.items():
+                walk(v, f"{path}.{k}" if path else str(k))
+        elif isinstance(value, list | tuple):
+            for i, v in enumerate(value):
+                walk(v, f"{path}.{i}")
+        elif isinstance(value, bool) or isinstance(value, str) or value is None:
+            params[path] = value
+        elif isinstance(value, int | float):
+            figures.append((path, float(value), _unit(path.rsplit(".", 1)[-1])))
+
+    walk(doc, prefix)
+    return params, figures
+
+
+#: Top-level keys of a benchmark's results that hold its settings, not what it measured.
+SETTINGS_KEYS = ("tsne", "config", "machine", "training")
+
+
+def append_results(benchmark: str, parameters: Mapping, doc: Mapping, **kw) -> int:
+    """:func:`append` every number of ``doc`` (a benchmark's results: :func:`flatten`),
+    its text values and its :data:`SETTINGS_KEYS` added to ``parameters``."""
+    settings = {k: v for k, v in doc.items() if k in SETTINGS_KEYS}
+    texts, figures = flatten({k: v for k, v in doc.items() if k not in SETTINGS_KEYS})
+    flat_settings = dict(flatten(settings)[0])
+    flat_settings |= {name: value for name, value, _ in flatten(settings)[1]}
+    return append(benchmark, {**parameters, **flat_settings, **texts}, figures, **kw)
+
+
+def import_json(path: Path, results_path: Path = RESULTS) -> int:
+    """Rows for a results JSON that a benchmark wrote before results.csv existed, named
+    ``<benchmark>_n<stars>[_<run>].json``: its numbers as figures, the rest of its name as
+    the parameter ``run``, date and commit those of the commit that added the file,
+    machine unknown (these runs did not record it); return the rows written."""
+    import re
+
+    m = re.fullmatch(r"(?P<bench>[a-z_]+?)_(?P<run>n\d+.*)", path.stem)
+    if m is None:
+        raise ValueError(f"{path.name}: not <benchmark>_n<stars>[_<run>].json")
+    log = subprocess.run(
+        ["git", "-C", str(REPO), "log", "--diff-filter=A", "--format=%h %cI", "--", str(path)],
+        capture_output=True,
+        text=True,
+    ).stdout.split()
+    commit, date = (log[-2], log[-1]) if len(log) >= 2 else ("unknown", "unknown")
+    doc = json.loads(path.read_text())
+    measured = {"date": date, "commit": commit, "cores": "unknown", "cpu": "unknown"}
+    return append_results(m["bench"], {"run": m["run"]}, doc, path=results_path, measured=measured)
 
 
 def read(path: Path = RESULTS) -> list[dict]:
@@ -152,7 +222,14 @@ def main(argv: list[str] | None = None) -> int:
     t = sub.add_parser("table", help="print the newest figures as a markdown table")
     t.add_argument("--benchmark", nargs="+", help="only these benchmarks")
     t.add_argument("--file", type=Path, default=RESULTS)
+    i = sub.add_parser("import-json", help="append the figures of older results JSON files")
+    i.add_argument("json", type=Path, nargs="+")
+    i.add_argument("--file", type=Path, default=RESULTS)
     a = p.parse_args(argv)
+    if a.command == "import-json":
+        for path in a.json:
+            print(f"{path.name}: {import_json(path, a.file)} rows", file=sys.stderr)
+        return 0
     rows = latest(read(a.file), a.benchmark)
     sys.stdout.write(table(rows))
     return 0

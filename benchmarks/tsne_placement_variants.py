@@ -97,7 +97,8 @@ def main() -> None:
         default="",
         help="n_iter:exaggeration pairs of transform variants, e.g. 100:1.5,250:1 (minutes each)",
     )
-    p.add_argument("--json", type=Path)
+    p.add_argument("--json", type=Path, help="also write the results to this JSON file")
+    p.add_argument("--no-record", action="store_true", help="do not append to results.csv")
     a = p.parse_args()
 
     from gaiacnn import tsne
@@ -288,6 +289,14 @@ def main() -> None:
         score(f"transform_n{n_iter:g}_x{ex:g}", per_map, seconds=seconds)
     if a.json:
         a.json.write_text(json.dumps(res, indent=1))
+    if not a.no_record:
+        sys.path.insert(0, str(REPO / "benchmarks"))
+        import results
+
+        run = {k: v for k, v in vars(a).items() if k not in ("json", "no_record")}
+        run = json.loads(json.dumps(run, default=str))  # paths as text
+        k = results.append_results("tsne_placement_variants", run, res)
+        print(f"{k} rows appended to benchmarks/results.csv", file=sys.stderr)
 
 
 if __name__ == "__main__":

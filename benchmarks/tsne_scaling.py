@@ -145,7 +145,8 @@ def main() -> None:
     p.add_argument(
         "--reuse", action="store_true", help="skip stages whose output (same settings) exists"
     )
-    p.add_argument("--json", type=Path)
+    p.add_argument("--json", type=Path, help="also write the results to this JSON file")
+    p.add_argument("--no-record", action="store_true", help="do not append to results.csv")
     a = p.parse_args()
 
     cfg = {**tsne_defaults(), **json.loads(a.tsne)}
@@ -312,6 +313,14 @@ def main() -> None:
     )
     if a.json:
         a.json.write_text(json.dumps(res, indent=1))
+    if not a.no_record:
+        sys.path.insert(0, str(REPO / "benchmarks"))
+        import results
+
+        run = {k: v for k, v in vars(a).items() if k not in ("json", "no_record")}
+        run = json.loads(json.dumps(run, default=str))  # paths as text
+        k = results.append_results("tsne_scaling", run, res)
+        print(f"{k} rows appended to benchmarks/results.csv", file=sys.stderr)
 
 
 def _tag(cfg: dict, keys: list[str]) -> str:

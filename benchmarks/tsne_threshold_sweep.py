@@ -121,7 +121,8 @@ def main() -> None:
         help="compare the joint maps with the joint maps in DIR (tsne_scaling.py run with "
         "another tsne seed) instead of the scalable maps: the joint mode's own reproducibility",
     )
-    p.add_argument("--json", type=Path)
+    p.add_argument("--json", type=Path, help="also write the results to this JSON file")
+    p.add_argument("--no-record", action="store_true", help="do not append to results.csv")
     a = p.parse_args()
 
     import h5py
@@ -213,6 +214,14 @@ def main() -> None:
               flush=True)  # fmt: skip
     if a.json:
         a.json.write_text(json.dumps(res, indent=1))
+    if not a.no_record:
+        sys.path.insert(0, str(REPO / "benchmarks"))
+        import results
+
+        run = {k: v for k, v in vars(a).items() if k not in ("json", "no_record")}
+        run = json.loads(json.dumps(run, default=str))  # paths as text
+        k = results.append_results("tsne_threshold_sweep", run, res)
+        print(f"{k} rows appended to benchmarks/results.csv", file=sys.stderr)
 
 
 if __name__ == "__main__":

@@ -221,6 +221,7 @@ NOT_OUTPUTS = {
     ("render.py", "render_all", "save"): "style.save(fig, tmp, ...) into atomic_directory's",
     ("style.py", "save", "savefig"): "into the folder render_all got from atomic_directory",
     ("render.py", "write_not_drawn", "write_text"): "the same folder",
+    ("catalogue.py", "_data_bytes", "writeto"): "a chunk of the table into memory (BytesIO)",
 }
 #: Low-level calls that only gaiacnn/io.py makes.
 FORBIDDEN = {

@@ -12,10 +12,12 @@ of every column.
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 
 import h5py
 import numpy as np
@@ -71,30 +73,141 @@ def _combine_sample(
     chunk_rows: int,
     held_out: np.ndarray | None = None,
     group: str = "pred",
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]:
-    """(source_id, mean, std, out-of-sample mean) over the member files of one sample
-    (their prediction ``group``: :func:`gaiacnn.ensemble.iter_member_chunks`).
+) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]]:
+    """Chunks (source_id, mean, std, out-of-sample mean) over the member files of one
+    sample (their prediction ``group``: :func:`gaiacnn.ensemble.iter_member_chunks`).
 
     ``held_out`` (n_members, n) marks the stars each member did not train on; the
     out-of-sample mean averages only those members (NaN where none held the star out).
     """
-    sids, means, stds, oofs = [], [], [], []
     start = 0
     for sid, preds in ensemble.iter_member_chunks(paths, labels, chunk_rows, group):
         mean, std = ensemble.combine(preds)
-        sids.append(sid)
-        means.append(mean)
-        stds.append(std)
+        oof = None
         if held_out is not None:
             w = held_out[:, start : start + len(sid), None].astype(float)
             with np.errstate(invalid="ignore", divide="ignore"):
-                oofs.append((preds * w).sum(axis=0) / w.sum(axis=0))
+                oof = (preds * w).sum(axis=0) / w.sum(axis=0)
         start += len(sid)
-    oof = np.concatenate(oofs) if held_out is not None else None
-    return np.concatenate(sids), np.concatenate(means), np.concatenate(stds), oof
+        yield sid, mean, std, oof
 
 
-def build(
+def _concat(chunks: Iterable[tuple]) -> tuple:
+    """The chunks of :func:`_combine_sample` (or :func:`_stars`) joined into whole arrays
+    (dicts of arrays key by key; None stays None)."""
+
+    def join(values: tuple):
+        if any(v is None for v in values):
+            return None
+        if isinstance(values[0], dict):
+            return {k: np.concatenate([v[k] for v in values]) for k in values[0]}
+        return np.concatenate(values)
+
+    return tuple(join(p) for p in zip(*chunks, strict=True))
+
+
+def _n_stars(path) -> int:
+    """The stars of an arrays file (its source_id's length)."""
+    with h5py.File(path, "r") as h5:
+        if "source_id" not in h5:
+            raise layout.LayoutError(path, "source_id", "required dataset is missing")
+        return int(h5["source_id"].shape[0])
+
+
+def _read_rows(path, names: Sequence[str], start: int, stop: int) -> dict[str, np.ndarray]:
+    """Rows ``[start, stop)`` of the 1-D datasets ``names`` of an arrays file as float32;
+    NaN for a dataset the file lacks."""
+    with h5py.File(path, "r") as h5:
+        return {
+            n: h5[n][start:stop].astype(np.float32)
+            if n in h5
+            else np.full(stop - start, np.nan, np.float32)
+            for n in names
+        }
+
+
+@dataclass
+class Aggregation:
+    """What the catalogue's columns are made with, fitted on the training sample (and the
+    observed stars with reference labels): :func:`fit`; :func:`iter_table` then makes the
+    catalogue a chunk of stars at a time."""
+
+    labels: list[str]
+    members: list[str]
+    fits: list[ensemble.DispersionFit]
+    training_range: dict
+    calibrations: dict[str, ensemble.SnrCalibration | None]
+    input_space: flags.InputSpace | None  # None: the arrays lack an input
+    withheld_snr: float | None  # the members' parallax S/N threshold (intrinsic_withheld)
+    positions: bool  # ra, dec columns
+    n_rows: dict[str, int]
+    attrs: dict  # the table's attrs (config hash, members, ...)
+
+    def paper_sigma(self, mean: np.ndarray, std: np.ndarray) -> np.ndarray:
+        """(n, n_labels) sqrt(e² + D(label)²), Sect. 3.4."""
+        return np.column_stack(
+            [ensemble.total_uncertainty(std[:, j], f, mean[:, j]) for j, f in enumerate(self.fits)]
+        )
+
+
+#: The arrays datasets a catalogue chunk reads besides the labels.
+_STAR_DATASETS = (*INPUT_SPACE_DATASETS, RVS_SNR_DATASET)
+
+
+def _stars(
+    agg: Aggregation,
+    sample: str,
+    predictions: Sequence,
+    arrays_path,
+    chunk_rows: int,
+    held_out: np.ndarray | None = None,
+    group: str = "pred",
+) -> Iterator[tuple]:
+    """Chunks of one sample: (source_id, mean, std, out-of-sample mean, paper sigma, S/N,
+    inputs {column: values}, input distance, parallax withheld), the predictions checked
+    against the stars of the arrays file."""
+    start = 0
+    for sid, mean, std, oof in _combine_sample(
+        predictions, agg.labels, chunk_rows, held_out, group
+    ):
+        stop = start + len(sid)
+        rows = _read_rows(arrays_path, _STAR_DATASETS, start, stop)
+        with h5py.File(arrays_path, "r") as h5:
+            ids = h5["source_id"][start:stop]
+            n_file = h5["source_id"].shape[0]
+        if not np.array_equal(sid, ids) or n_file != agg.n_rows[sample]:
+            raise ensemble.EnsembleError(
+                f"predictions of {sample} do not follow the stars of {arrays_path}"
+            )
+        inputs = {
+            c: rows[name]
+            for c, name in zip(flags.INPUT_SPACE_COLUMNS, INPUT_SPACE_DATASETS, strict=True)
+        }
+        if agg.input_space is None:
+            distance = np.full(len(sid), np.nan)
+        elif sample == "training":
+            distance = agg.input_space.training_distance[start:stop]
+        else:
+            distance = agg.input_space.distance(flags.input_space_features(inputs))
+        withheld = np.zeros(len(sid), bool)
+        if agg.withheld_snr is not None:
+            withheld = spectra.parallax_withheld(
+                {
+                    PARALLAX_DATASET: inputs["parallax"],
+                    PARALLAX_ERROR_DATASET: inputs["parallax_error"],
+                },
+                agg.withheld_snr,
+            )
+        sigma = agg.paper_sigma(mean, std)
+        yield sid, mean, std, oof, sigma, rows[RVS_SNR_DATASET], inputs, distance, withheld
+        start = stop
+    if start != agg.n_rows[sample]:
+        raise ensemble.EnsembleError(
+            f"predictions of {sample} do not follow the stars of {arrays_path}"
+        )
+
+
+def fit(
     predictions: Mapping[str, Sequence[str | os.PathLike]],
     arrays: Mapping[str, str | os.PathLike],
     *,
@@ -114,32 +227,10 @@ def build(
     base_seed: int = 0,
     config_hash: str = "",
     chunk_rows: int = 65536,
-) -> tuple[pd.DataFrame, list[ensemble.DispersionFit], dict, dict]:
-    """Combine the members of both samples into the catalogue table.
-
-    ``predictions[sample]`` lists the member prediction files of ``arrays[sample]``
-    (``sample`` in training, observed), in the order of ``members`` (names
-    ``split<N>_seed<M>``).  The running dispersion is fitted on the training sample against
-    its reference labels (``labels/<name>`` of the training file), Sect. 3.4.
-
-    With ``calibration_bins`` > 0, ``sigma_<label>`` is then multiplied by an S/N-dependent
-    factor (:func:`gaiacnn.ensemble.fit_snr_calibration`) fitted on out-of-sample
-    residuals: observed stars with reference labels inside the training range, and
-    training stars predicted by the members whose validation set held them
-    (``validation_fraction`` and ``base_seed`` must be the training ones).  The reference
-    labels' errors (``labels/<name>_err``) are removed in quadrature if
-    ``subtract_reference_errors``.  Stars whose parallax the members withheld get an
-    uncertainty added in quadrature instead, fitted on the withheld observed stars with
-    reference labels and on the training stars predicted with every parallax withheld
-    (``pred_withheld`` in the training predictions, where the members wrote it).
-
-    Where the arrays have G, BP, RP, parallax and its error, every star's distance from the
-    training stars' input space (column ``input_distance``: > 1 = outside;
-    :func:`gaiacnn.flags.input_space_distance` with ``input_neighbours`` and
-    ``input_quantile``) is computed; with ``input_calibration_bins`` > 0 the calibration
-    gets a second factor against it (:func:`gaiacnn.ensemble.fit_snr_calibration`).
-    Returns (catalogue, dispersion fits, training range, S/N calibrations by label).
-    """
+) -> Aggregation:
+    """The catalogue's ingredients (:func:`build` says which), streaming the observed
+    sample ``chunk_rows`` stars at a time: only the training sample and the observed stars
+    with reference labels are held in memory."""
     labels = list(labels)
     members = list(members)
     tr_path = arrays["training"]
@@ -149,24 +240,16 @@ def build(
         )
     ref = np.column_stack([layout.read_column(tr_path, f"labels/{x}") for x in labels])
     n_tr = len(ref)
+    n_rows = {s: _n_stars(arrays[s]) for s in ("training", "observed")}
     held_out = (
         ensemble.validation_masks(members, n_tr, validation_fraction, base_seed)
         if calibration_bins > 0
         else None
     )
-    parts = {}
-    for sample in ("training", "observed"):
-        sid, mean, std, oof = _combine_sample(
-            predictions[sample], labels, chunk_rows, held_out if sample == "training" else None
-        )
-        arr_ids = layout.read_column(arrays[sample], "source_id")
-        if not np.array_equal(sid, arr_ids):
-            raise ensemble.EnsembleError(
-                f"predictions of {sample} do not follow the stars of {arrays[sample]}"
-            )
-        parts[sample] = (sid, mean, std, oof)
-
-    tr_mean = parts["training"][1]
+    # the training sample, whole (the running dispersion and the ranges are fitted on it)
+    _, tr_mean, _, tr_oof = _concat(
+        _combine_sample(predictions["training"], labels, chunk_rows, held_out)
+    )
     fits_ = [
         ensemble.running_dispersion(ref[:, j], tr_mean[:, j], x, n_bins=n_bins, degree=degree)
         for j, x in enumerate(labels)
@@ -177,22 +260,17 @@ def build(
     range_values = {k: v for k, v in range_values.items() if np.isfinite(v).any()}
     training_range = ensemble.effective_range(range_values, range_quantiles)
 
-    snr = {s: _optional(arrays[s], RVS_SNR_DATASET, len(parts[s][0])) for s in parts}
-    inputs = {
-        s: {
-            c: _optional(arrays[s], name, len(parts[s][0]))
-            for c, name in zip(flags.INPUT_SPACE_COLUMNS, INPUT_SPACE_DATASETS, strict=True)
-        }
-        for s in parts
+    tr_inputs = {
+        c: _optional(tr_path, name, n_tr)
+        for c, name in zip(flags.INPUT_SPACE_COLUMNS, INPUT_SPACE_DATASETS, strict=True)
     }
-    distance = {s: np.full(len(parts[s][0]), np.nan) for s in parts}
-    if all(np.isfinite(v).any() for v in inputs["training"].values()):
-        feats = np.vstack([flags.input_space_features(inputs[s]) for s in parts])
-        is_tr = np.r_[np.ones(n_tr, bool), np.zeros(len(parts["observed"][0]), bool)]
-        dist = flags.input_space_distance(
-            feats, is_tr, neighbours=input_neighbours, quantile=input_quantile
+    space = None
+    if all(np.isfinite(v).any() for v in tr_inputs.values()):
+        space = flags.InputSpace.fit(
+            flags.input_space_features(tr_inputs),
+            neighbours=input_neighbours,
+            quantile=input_quantile,
         )
-        distance = {"training": dist[:n_tr], "observed": dist[n_tr:]}
     # the members' inputs, as their predictions record them; stars whose parallax the
     # members withheld (phot_input intrinsic_withheld) get an uncertainty of their own
     # (fitted on the training sample predicted without its parallaxes) and a catalogue
@@ -202,73 +280,112 @@ def build(
         xp_input = str(h5.attrs.get("xp_input", ""))
         withheld_snr = h5.attrs.get("parallax_withheld_snr")
         withheld_predictions = bool(h5.attrs.get("withheld_predictions", False))
-    withheld = {s: np.zeros(len(parts[s][0]), bool) for s in parts}
-    if withheld_snr is not None:
-        withheld = {
-            s: spectra.parallax_withheld(
-                {
-                    PARALLAX_DATASET: inputs[s]["parallax"],
-                    PARALLAX_ERROR_DATASET: inputs[s]["parallax_error"],
-                },
-                float(withheld_snr),
-            )
-            for s in parts
-        }
+    agg = Aggregation(
+        labels=labels,
+        members=members,
+        fits=fits_,
+        training_range=training_range,
+        calibrations={},
+        input_space=space,
+        withheld_snr=None if withheld_snr is None else float(withheld_snr),
+        positions=any(_has_positions(arrays[s]) for s in ("training", "observed")),
+        n_rows=n_rows,
+        attrs={},
+    )
+    tr = _concat(_stars(agg, "training", predictions["training"], tr_path, chunk_rows, held_out))
+    tr_sigma, tr_snr, _, tr_distance, tr_withheld = tr[4:]
+
+    # the observed stars, a chunk at a time: how many are withheld, and (for the
+    # calibration) those with a reference label inside the training range
+    calibrate = calibration_bins > 0
+    obs_cal: list[tuple] = []
+    n_obs_withheld = 0
+    any_snr = np.isfinite(tr_snr).any()
+    start = 0
+    for chunk in _stars(agg, "observed", predictions["observed"], arrays["observed"], chunk_rows):
+        sid, mean, _, _, sigma, snr, _, distance, withheld = chunk
+        stop = start + len(sid)
+        n_obs_withheld += int(withheld.sum())
+        any_snr = any_snr or np.isfinite(snr).any()
+        if calibrate:
+            obs_ref = _reference_rows(arrays["observed"], labels, start, stop)
+            inside = np.ones(len(sid), bool)
+            for j, x in enumerate(labels):
+                lo, hi = training_range[x]
+                inside &= (obs_ref[:, j] >= lo) & (obs_ref[:, j] <= hi)
+            keep = np.flatnonzero(inside)  # the others' residuals are NaN: never fitted
+            if keep.size:
+                err = (
+                    _reference_rows(arrays["observed"], labels, start, stop, "_err")[keep]
+                    if subtract_reference_errors
+                    else np.zeros((keep.size, len(labels)))
+                )
+                obs_cal.append(
+                    (
+                        mean[keep] - obs_ref[keep],
+                        sigma[keep],
+                        snr[keep],
+                        distance[keep],
+                        withheld[keep],
+                        err,
+                    )
+                )
+        start = stop
+    if agg.withheld_snr is not None:
         log.info(
             "parallax withheld (S/N < %g) for %d training and %d observed stars",
-            float(withheld_snr),
-            int(withheld["training"].sum()),
-            int(withheld["observed"].sum()),
+            agg.withheld_snr,
+            int(tr_withheld.sum()),
+            n_obs_withheld,
         )
 
-    def paper_sigma(mean: np.ndarray, std: np.ndarray) -> np.ndarray:
-        # (n, n_labels) sqrt(e² + D(label)²), Sect. 3.4
-        return np.column_stack(
-            [ensemble.total_uncertainty(std[:, j], fit, mean[:, j]) for j, fit in enumerate(fits_)]
-        )
-
-    sigma = {s: paper_sigma(mean, std) for s, (_, mean, std, _) in parts.items()}
     calibrations: dict[str, ensemble.SnrCalibration | None] = {}
-    if calibration_bins > 0 and not any(np.isfinite(v).any() for v in snr.values()):
+    if calibrate and not any_snr:
         # a survey without RVS spectra (no rvs/snr): nothing to bin in
         log.warning(
             "no rvs/snr in the arrays: sigma_* is not S/N-calibrated (uncertainty."
             "snr_calibration_bins), it is the paper's recipe alone"
         )
         calibrations = dict.fromkeys(labels)
-    elif calibration_bins > 0:
-        obs_ref = _reference(arrays["observed"], labels, len(parts["observed"][0]))
-        inside = np.ones(len(obs_ref), bool)
-        for j, x in enumerate(labels):
-            lo, hi = training_range[x]
-            inside &= (obs_ref[:, j] >= lo) & (obs_ref[:, j] <= hi)
-        resid = {
-            "training": parts["training"][3] - ref,
-            "observed": np.where(inside[:, None], parts["observed"][1] - obs_ref, np.nan),
-        }
-        ref_err = {
-            s: _reference(arrays[s], labels, len(parts[s][0]), "_err")
+    elif calibrate:
+        empty = (
+            np.empty((0, len(labels))),
+            np.empty((0, len(labels))),
+            np.empty(0, np.float32),
+            np.empty(0),
+            np.empty(0, bool),
+            np.empty((0, len(labels))),
+        )
+        o_resid, o_sigma, o_snr, o_distance, o_withheld, o_err = (
+            _concat(obs_cal) if obs_cal else empty
+        )
+        tr_err = (
+            _reference(tr_path, labels, n_tr, "_err")
             if subtract_reference_errors
-            else np.zeros_like(resid[s])
-            for s in parts
-        }
+            else np.zeros((n_tr, len(labels)))
+        )
         # calibration stars: the training stars (held out), the observed stars with a
         # reference label, and, where the members withhold parallaxes and predicted the
         # training sample with every parallax withheld too, the training stars once more
         # in that regime (those whose parallax is used: the others are in it already)
+        resid = {"training": tr_oof - ref, "observed": o_resid}
+        cal_sigma = {"training": tr_sigma, "observed": o_sigma}
+        cal_snr = {"training": tr_snr, "observed": o_snr}
+        cal_withheld = {"training": tr_withheld, "observed": o_withheld}
+        cal_distance = {"training": tr_distance, "observed": o_distance}
+        ref_err = {"training": tr_err, "observed": o_err}
         cal_parts = ["training", "observed"]
-        cal_withheld = {s: withheld[s] for s in cal_parts}
-        cal_distance = {s: distance[s] for s in cal_parts}
-        cal_snr, cal_sigma = dict(snr), dict(sigma)
-        if withheld_snr is not None and withheld_predictions:
-            _, w_mean, w_std, w_oof = _combine_sample(
-                predictions["training"], labels, chunk_rows, held_out, ensemble.WITHHELD_GROUP
+        if agg.withheld_snr is not None and withheld_predictions:
+            _, w_mean, w_std, w_oof = _concat(
+                _combine_sample(
+                    predictions["training"], labels, chunk_rows, held_out, ensemble.WITHHELD_GROUP
+                )
             )
-            keep = ~withheld["training"] & np.isfinite(w_oof).all(axis=1)
+            keep = ~tr_withheld & np.isfinite(w_oof).all(axis=1)
             resid["withheld"] = np.where(keep[:, None], w_oof - ref, np.nan)
-            cal_sigma["withheld"] = paper_sigma(w_mean, w_std)
-            ref_err["withheld"] = ref_err["training"]
-            cal_snr["withheld"] = snr["training"]
+            cal_sigma["withheld"] = agg.paper_sigma(w_mean, w_std)
+            ref_err["withheld"] = tr_err
+            cal_snr["withheld"] = tr_snr
             cal_withheld["withheld"] = np.ones(n_tr, bool)
             cal_distance["withheld"] = np.full(n_tr, np.nan)
             cal_parts.append("withheld")
@@ -299,39 +416,10 @@ def build(
                 input_bins=input_calibration_bins,
                 withheld=stack(cal_withheld),
             )
-            cal = calibrations[x]
-            if cal is None:
+            if calibrations[x] is None:
                 log.warning("%s: too few out-of-sample stars for the S/N calibration", x)
-                continue
-            for s in parts:
-                sigma[s][:, j] *= cal(snr[s], distance[s], withheld[s], sigma[s][:, j])
-
-    # Sky positions (Fig. 24) when either arrays file has them; NaN in one without.
-    positions = any(_has_positions(arrays[s]) for s in parts)
-    frames = []
-    for sample, (sid, mean, std, _) in parts.items():
-        n = len(sid)
-        cols: dict[str, np.ndarray] = {
-            "source_id": sid.astype(np.int64),
-            "in_training": np.full(n, sample == "training"),
-        }
-        if positions:
-            cols["ra"] = _optional(arrays[sample], "astrometry/ra", n)
-            cols["dec"] = _optional(arrays[sample], "astrometry/dec", n)
-        cols |= {
-            **inputs[sample],  # G, BP, RP, parallax, parallax_error
-            "rvs_snr": snr[sample],
-            "input_distance": distance[sample].astype(np.float32),
-        }
-        if withheld_snr is not None:
-            cols["parallax_withheld"] = withheld[sample]
-        for j, x in enumerate(labels):
-            cols[x] = mean[:, j].astype(np.float32)
-            cols[f"e_{x}"] = std[:, j].astype(np.float32)
-            cols[f"sigma_{x}"] = sigma[sample][:, j].astype(np.float32)
-        frames.append(pd.DataFrame(cols))
-    table = pd.concat(frames, ignore_index=True)
-    table.attrs.update(
+    agg.calibrations = calibrations
+    agg.attrs = dict(
         config_hash=config_hash,
         members=members,
         labels=labels,
@@ -339,7 +427,97 @@ def build(
         branches=branches,
         xp_input=xp_input,
     )
-    return table, fits_, training_range, calibrations
+    return agg
+
+
+def iter_table(
+    agg: Aggregation,
+    predictions: Mapping[str, Sequence[str | os.PathLike]],
+    arrays: Mapping[str, str | os.PathLike],
+    chunk_rows: int = 65536,
+) -> Iterator[pd.DataFrame]:
+    """The catalogue (:func:`build`), ``chunk_rows`` stars at a time: the training sample,
+    then the observed one, in the order of their arrays files."""
+    for sample in ("training", "observed"):
+        start = 0
+        for chunk in _stars(agg, sample, predictions[sample], arrays[sample], chunk_rows):
+            sid, mean, std, _, sigma, snr, inputs, distance, withheld = chunk
+            n = len(sid)
+            for j, x in enumerate(agg.labels):
+                cal = agg.calibrations.get(x)
+                if cal is not None:
+                    sigma[:, j] *= cal(snr, distance, withheld, sigma[:, j])
+            cols: dict[str, np.ndarray] = {
+                "source_id": sid.astype(np.int64),
+                "in_training": np.full(n, sample == "training"),
+            }
+            if agg.positions:
+                pos = _read_rows(arrays[sample], layout.POSITION_DATASETS, start, start + n)
+                cols["ra"], cols["dec"] = (pos[name] for name in layout.POSITION_DATASETS)
+            cols |= {
+                **inputs,  # G, BP, RP, parallax, parallax_error
+                "rvs_snr": snr,
+                "input_distance": distance.astype(np.float32),
+            }
+            if agg.withheld_snr is not None:
+                cols["parallax_withheld"] = withheld
+            for j, x in enumerate(agg.labels):
+                cols[x] = mean[:, j].astype(np.float32)
+                cols[f"e_{x}"] = std[:, j].astype(np.float32)
+                cols[f"sigma_{x}"] = sigma[:, j].astype(np.float32)
+            table = pd.DataFrame(cols)
+            table.attrs.update(agg.attrs)
+            yield table
+            start += n
+
+
+def build(
+    predictions: Mapping[str, Sequence[str | os.PathLike]],
+    arrays: Mapping[str, str | os.PathLike],
+    *,
+    chunk_rows: int = 65536,
+    **settings,
+) -> tuple[pd.DataFrame, list[ensemble.DispersionFit], dict, dict]:
+    """Combine the members of both samples into the catalogue table, in memory (the
+    workflow streams it: :func:`fit`, :func:`iter_table`, :func:`write_chunks`).
+
+    ``predictions[sample]`` lists the member prediction files of ``arrays[sample]``
+    (``sample`` in training, observed), in the order of ``members`` (names
+    ``split<N>_seed<M>``).  The running dispersion is fitted on the training sample against
+    its reference labels (``labels/<name>`` of the training file), Sect. 3.4.
+
+    With ``calibration_bins`` > 0, ``sigma_<label>`` is then multiplied by an S/N-dependent
+    factor (:func:`gaiacnn.ensemble.fit_snr_calibration`) fitted on out-of-sample
+    residuals: observed stars with reference labels inside the training range, and
+    training stars predicted by the members whose validation set held them
+    (``validation_fraction`` and ``base_seed`` must be the training ones).  The reference
+    labels' errors (``labels/<name>_err``) are removed in quadrature if
+    ``subtract_reference_errors``.  Stars whose parallax the members withheld get an
+    uncertainty added in quadrature instead, fitted on the withheld observed stars with
+    reference labels and on the training stars predicted with every parallax withheld
+    (``pred_withheld`` in the training predictions, where the members wrote it).
+
+    Where the arrays have G, BP, RP, parallax and its error, every star's distance from the
+    training stars' input space (column ``input_distance``: > 1 = outside;
+    :func:`gaiacnn.flags.input_space_distance` with ``input_neighbours`` and
+    ``input_quantile``) is computed; with ``input_calibration_bins`` > 0 the calibration
+    gets a second factor against it (:func:`gaiacnn.ensemble.fit_snr_calibration`).
+    ``settings``: the keywords of :func:`fit`.
+    Returns (catalogue, dispersion fits, training range, S/N calibrations by label).
+    """
+    agg = fit(predictions, arrays, chunk_rows=chunk_rows, **settings)
+    table = pd.concat(list(iter_table(agg, predictions, arrays, chunk_rows)), ignore_index=True)
+    table.attrs.update(agg.attrs)
+    return table, agg.fits, agg.training_range, agg.calibrations
+
+
+def _reference_rows(
+    path, labels: Sequence[str], start: int, stop: int, suffix: str = ""
+) -> np.ndarray:
+    """(stop - start, n_labels) ``labels/<name><suffix>`` of rows [start, stop) as float64;
+    NaN columns where absent."""
+    rows = _read_rows(path, [f"labels/{x}{suffix}" for x in labels], start, stop)
+    return np.column_stack([rows[f"labels/{x}{suffix}"] for x in labels]).astype(np.float64)
 
 
 COLUMN_DOC = {
@@ -369,61 +547,148 @@ def _column_doc(name: str) -> tuple[str, str]:
     return label_unit(name), f"CNN {name}, mean over the ensemble members"
 
 
-def write(table: pd.DataFrame, fits_path, csv_path=None) -> None:
-    """Write the catalogue as a FITS binary table (units, documented header) and, if
-    ``csv_path`` is given, as CSV."""
+def _fits_columns(table: pd.DataFrame, widths: Mapping[str, int] | None = None) -> list:
+    """The FITS columns of ``table`` (units from :data:`COLUMN_DOC`): int64 K, bool L,
+    float E, text A of the longest value's width (or of ``widths[name]``, which a longer
+    value is refused against)."""
     columns = []
     for name in table.columns:
         values = table[name].to_numpy()
         unit, _ = _column_doc(name)
         if values.dtype.kind in "OU":
             values = values.astype(str)
-            fmt = f"{max(1, values.dtype.itemsize // 4)}A"
+            width = max(1, values.dtype.itemsize // 4)
+            if widths is not None:
+                if width > widths[name]:
+                    raise ValueError(
+                        f"column {name}: a value of {width} characters, the catalogue's "
+                        f"column holds {widths[name]}"
+                    )
+                width = widths[name]
+            fmt = f"{width}A"
         else:
             fmt = {"i": "K", "b": "L", "f": "E"}[values.dtype.kind]
         columns.append(fits.Column(name=name, format=fmt, unit=unit or None, array=values))
-    hdu = fits.BinTableHDU.from_columns(columns, name="CATALOGUE")
-    hdr = hdu.header
+    return columns
+
+
+def _fill_header(hdr: fits.Header, names: Sequence[str], attrs: Mapping, first_flags) -> None:
+    """The catalogue's header cards (provenance, members, the meaning of every column and
+    flag digit) on ``hdr``; ``first_flags``: flags of the first rows (every row has the
+    same ``-`` digits: :func:`gaiacnn.flags.validate_flags`)."""
     hdr["ORIGIN"] = ("gaiacnn", "Gaia-RVS hybrid-CNN workflow")
     hdr["REFERENC"] = ("Guiglion et al. 2024, A&A 682, A9", "method")
-    hdr["CONFHASH"] = (table.attrs.get("config_hash", ""), "hash of the workflow config")
-    members = table.attrs.get("members", [])
+    hdr["CONFHASH"] = (attrs.get("config_hash", ""), "hash of the workflow config")
+    members = attrs.get("members", [])
     hdr["NMEMBERS"] = (len(members), "ensemble members combined")
     hdr["MEMBERS"] = ",".join(members)
-    hdr["LABELS"] = ",".join(table.attrs.get("labels", []))
-    hdr["BRANCHES"] = (",".join(table.attrs.get("branches", [])), "model inputs (rvs, phot, xp)")
-    hdr["XPINPUT"] = (table.attrs.get("xp_input", ""), "XP branch input: coefficients|sampled")
-    if table.attrs.get("tsne_spectra"):
-        hdr["TSNESPEC"] = (table.attrs["tsne_spectra"], "spectra of the t-SNE maps (digit 8)")
-    for i, name in enumerate(table.columns, start=1):
+    hdr["LABELS"] = ",".join(attrs.get("labels", []))
+    hdr["BRANCHES"] = (",".join(attrs.get("branches", [])), "model inputs (rvs, phot, xp)")
+    hdr["XPINPUT"] = (attrs.get("xp_input", ""), "XP branch input: coefficients|sampled")
+    if attrs.get("tsne_spectra"):
+        hdr["TSNESPEC"] = (attrs["tsne_spectra"], "spectra of the t-SNE maps (digit 8)")
+    for i, name in enumerate(names, start=1):
         hdr[f"TTYPE{i}"] = (name, _column_doc(name)[1][:47])
     hdr.add_comment("sigma_<label> = sqrt(e_<label>**2 + D(label)**2), D = polynomial fit of")
     hdr.add_comment("the running dispersion of CNN - reference over the training sample.")
-    calibrated = table.attrs.get("snr_calibrated", [])
+    calibrated = attrs.get("snr_calibrated", [])
     hdr["SNRCALIB"] = (",".join(calibrated), "labels whose sigma_ is S/N-calibrated")
     if calibrated:
         hdr.add_comment("For the SNRCALIB labels sigma_ is then multiplied by k(S/N), fitted so")
         hdr.add_comment("that +-1 sigma covers 68% of out-of-sample residuals (not in the paper;")
         hdr.add_comment("factors in results/ensemble/uncertainty_model.json).")
-        if "parallax_withheld" in table.columns:
+        if "parallax_withheld" in names:
             hdr.add_comment("Where parallax_withheld is T: sqrt((k(S/N) sigma_)**2 + W**2), W")
             hdr.add_comment("fitted on held-out training stars predicted without their parallax.")
-    digits = table.attrs.get("flag_digits")
+    digits = attrs.get("flag_digits")
     if digits:
         hdr["FLAGDIGS"] = ",".join(digits)  # the digits of flag_boundary, in order
         hdr.add_comment("flag_boundary: one character per digit, 0 = inside, 1 = outside,")
         hdr.add_comment("- = not available (the survey lacks that input):")
-        available = flags.available(list(table["flag_boundary"]), len(digits))
+        available = flags.available(first_flags, len(digits))
         labels, input_digit = flags.split_digits(digits)
-        for line in flags.describe(labels, available, table.attrs.get("tsne_spectra"), input_digit):
+        for line in flags.describe(labels, available, attrs.get("tsne_spectra"), input_digit):
             hdr.add_comment(line)
         hdr.add_comment("No digit 1 (all zeros with every input) = recommended for science")
         hdr.add_comment("(Sect. 5.2).")
+
+
+def _data_bytes(columns: list) -> tuple[bytes, bytes]:
+    """(primary HDU, binary table data without padding) as astropy writes them for the
+    FITS ``columns``."""
+    import io
+
+    buf = io.BytesIO()
+    fits.HDUList([fits.PrimaryHDU(), fits.BinTableHDU.from_columns(columns)]).writeto(buf)
+    raw = buf.getvalue()
+    buf.seek(0)
+    with fits.open(buf) as hdul:
+        info = hdul.fileinfo(1)
+        size = hdul[1].header["NAXIS1"] * hdul[1].header["NAXIS2"]
+    return raw[: info["hdrLoc"]], raw[info["datLoc"] : info["datLoc"] + size]
+
+
+def write(table: pd.DataFrame, fits_path, csv_path=None) -> None:
+    """Write the catalogue as a FITS binary table (units, documented header) and, if
+    ``csv_path`` is given, as CSV (:func:`write_chunks` with one chunk)."""
+    write_chunks([table], len(table), fits_path, csv_path, attrs=table.attrs)
+
+
+def write_chunks(
+    chunks: Iterable[pd.DataFrame],
+    n_rows: int,
+    fits_path,
+    csv_path=None,
+    *,
+    attrs: Mapping | None = None,
+) -> None:
+    """Write the catalogue given as ``chunks`` of rows (``n_rows`` in all, the first chunk
+    naming every column) as a FITS binary table and, if ``csv_path`` is given, as CSV,
+    one chunk at a time (memory independent of ``n_rows``).  ``attrs`` (the header's
+    provenance; default: the first chunk's ``attrs``).  Byte for byte what astropy writes
+    for the whole table; both files appear together, atomically, or not at all (a chunk
+    that breaks the first one's columns, or a count that is not ``n_rows``, is refused)."""
+    it = iter(chunks)
+    try:
+        first = next(it)
+    except StopIteration:
+        raise ValueError("no chunk of the catalogue to write") from None
+    attrs = dict(first.attrs if attrs is None else attrs)
+    names = list(first.columns)
+    columns = _fits_columns(first)
+    widths = {c.name: int(c.format[:-1]) for c in columns if c.format.endswith("A")}
+    hdu = fits.BinTableHDU.from_columns(columns, name="CATALOGUE")
+    first_flags = list(first["flag_boundary"][:1]) if "flag_boundary" in first else []
+    _fill_header(hdu.header, names, attrs, first_flags)
+    header = hdu.header.copy()
+    header["NAXIS2"] = int(n_rows)
     targets = [fits_path] if csv_path is None else [fits_path, csv_path]
     with atomic_outputs(*targets) as tmps:  # both written, then both renamed
-        hdu.writeto(tmps[0])
-        if csv_path is not None:
-            table.to_csv(tmps[1], index=False, float_format="%.6g")
+        tmp_csv = open(tmps[1], "w", newline="", encoding="utf-8") if csv_path else None
+        try:
+            with open(tmps[0], "wb") as out:
+                written = size = 0
+                for k, chunk in enumerate(itertools.chain([first], it)):
+                    if list(chunk.columns) != names:
+                        raise ValueError(
+                            f"chunk {k} of the catalogue has columns {list(chunk.columns)}, "
+                            f"the first {names}"
+                        )
+                    primary, data = _data_bytes(_fits_columns(chunk, widths))
+                    if k == 0:
+                        out.write(primary)
+                        out.write(header.tostring().encode("ascii"))
+                    out.write(data)
+                    size += len(data)
+                    written += len(chunk)
+                    if tmp_csv is not None:
+                        chunk.to_csv(tmp_csv, index=False, header=k == 0, float_format="%.6g")
+                if written != n_rows:
+                    raise ValueError(f"{written} rows written, the header says {n_rows}")
+                out.write(b"\0" * (-size % 2880))
+        finally:
+            if tmp_csv is not None:
+                tmp_csv.close()
 
 
 def read(fits_path) -> tuple[pd.DataFrame, dict]:

@@ -741,8 +741,9 @@ def run_aggregate(
     flags_cfg = flags_cfg or {"input_neighbours": 10, "input_quantile": 0.99}
     from gaiacnn import catalogue
 
-    table, fits_, training_range, calibrations = catalogue.build(
-        {"training": list(training_preds), "observed": list(observed_preds)},
+    predictions = {"training": list(training_preds), "observed": list(observed_preds)}
+    agg = catalogue.fit(
+        predictions,
         arrays,
         labels=labels,
         members=members,
@@ -760,6 +761,7 @@ def run_aggregate(
         base_seed=training_cfg["base_seed"],
         config_hash=config_hash,
     )
+    fits_, training_range, calibrations = agg.fits, agg.training_range, agg.calibrations
     for fit in fits_:
         log.info(
             "running dispersion of %s: %s",
@@ -793,10 +795,13 @@ def run_aggregate(
                     cal.withheld_floor,
                 )
     write_uncertainty_model(fits_, training_range, members, model_out, calibrations)
-    catalogue.write(table, fits_out, csv_out)
+    # the catalogue a chunk of stars at a time (memory independent of the observed sample)
+    n_rows = agg.n_rows["training"] + agg.n_rows["observed"]
+    chunks = catalogue.iter_table(agg, predictions, arrays)
+    catalogue.write_chunks(chunks, n_rows, fits_out, csv_out, attrs=agg.attrs)
     log.info(
         "catalogue: %d stars (%d training), %d members",
-        len(table),
-        int(table["in_training"].sum()),
+        n_rows,
+        agg.n_rows["training"],
         len(members),
     )

@@ -229,29 +229,64 @@ def input_space_distance(
     distance is that to its ``neighbours``-th nearest training star (for a training star:
     nearest *other*), over the ``quantile`` of the training stars' own such distances.  A
     star with a non-finite quantity gets ``inf``.  Returns (n,) float64.
+    (:class:`InputSpace` fitted on the training stars, then asked about the others.)
     """
-    from sklearn.neighbors import NearestNeighbors
-
     x = np.asarray(features, dtype=float)
     is_train = np.asarray(in_training, dtype=bool)
-    ok = np.all(np.isfinite(x), axis=1)
-    training = x[is_train & ok]
-    k = int(neighbours)
-    if len(training) <= k:
-        raise FlagError(f"input-space digit: {len(training)} training stars, need > {k}")
-    centre = np.median(training, axis=0)
-    spread = 1.4826 * np.median(np.abs(training - centre), axis=0)
-    spread = np.where(spread > 0, spread, 1.0)
-    nn = NearestNeighbors(n_neighbors=k + 1).fit(training / spread)
-    dist = np.full(len(x), np.inf)
-    for want, n_query, col in ((is_train, k + 1, k), (~is_train, k, k - 1)):
-        # training stars: the first neighbour is the star itself
-        rows = np.flatnonzero(want & ok)
+    space = InputSpace.fit(x[is_train], neighbours=neighbours, quantile=quantile)
+    dist = np.empty(len(x))
+    dist[is_train] = space.training_distance
+    dist[~is_train] = space.distance(x[~is_train])
+    return dist
+
+
+class InputSpace:
+    """The training stars' input space (:func:`input_space_distance`), fitted once, then
+    asked about any number of stars, a chunk at a time (memory independent of N)."""
+
+    def __init__(self, training: np.ndarray, neighbours: int, quantile: float) -> None:
+        from sklearn.neighbors import NearestNeighbors
+
+        x = np.asarray(training, dtype=float)
+        ok = np.all(np.isfinite(x), axis=1)
+        fit_on = x[ok]
+        k = int(neighbours)
+        if len(fit_on) <= k:
+            raise FlagError(f"input-space digit: {len(fit_on)} training stars, need > {k}")
+        self.k = k
+        centre = np.median(fit_on, axis=0)
+        spread = 1.4826 * np.median(np.abs(fit_on - centre), axis=0)
+        self.spread = np.where(spread > 0, spread, 1.0)
+        self.nn = NearestNeighbors(n_neighbors=k + 1).fit(fit_on / self.spread)
+        # a training star's first neighbour is itself: its k-th other one
+        raw = self._raw(x, k + 1, k)
+        self.threshold = float(np.quantile(raw[ok], quantile))
+        #: the training stars' own distances (in units of the threshold)
+        self.training_distance = self._scale(raw)
+
+    @classmethod
+    def fit(cls, training: np.ndarray, *, neighbours: int = 10, quantile: float = 0.99):
+        """Fitted on the (n, d) features of the training stars."""
+        return cls(training, neighbours, quantile)
+
+    def _raw(self, x: np.ndarray, n_query: int, col: int) -> np.ndarray:
+        ok = np.all(np.isfinite(x), axis=1)
+        dist = np.full(len(x), np.inf)
+        rows = np.flatnonzero(ok)
         for start in range(0, rows.size, INPUT_SPACE_CHUNK):  # bounded memory at 10^8
             r = rows[start : start + INPUT_SPACE_CHUNK]
-            dist[r] = nn.kneighbors(x[r] / spread, n_neighbors=n_query)[0][:, col]
-    threshold = float(np.quantile(dist[is_train & ok], quantile))
-    return dist / threshold if threshold > 0 else np.where(dist > 0, np.inf, 0.0)
+            dist[r] = self.nn.kneighbors(x[r] / self.spread, n_neighbors=n_query)[0][:, col]
+        return dist
+
+    def _scale(self, dist: np.ndarray) -> np.ndarray:
+        if self.threshold > 0:
+            return dist / self.threshold
+        return np.where(dist > 0, np.inf, 0.0)
+
+    def distance(self, features: np.ndarray) -> np.ndarray:
+        """(n,) distances of stars that are not training stars (their k-th nearest training
+        star over the threshold; ``inf`` where a quantity is not finite)."""
+        return self._scale(self._raw(np.asarray(features, dtype=float), self.k, self.k - 1))
 
 
 #: Stars per nearest-neighbour query of the input-space digit.
@@ -271,64 +306,133 @@ def read_training_like(tsne_file) -> tuple[np.ndarray, np.ndarray, str]:
     return t_sid, t_like, spectra
 
 
+class _TrainingLike:
+    """The t-SNE class of observed stars, chunk by chunk: while the classification file
+    lists the catalogue's observed stars in the same order, each chunk is read off the file
+    in turn (memory independent of N); any other order is looked up through an index of
+    its source ids, read whole once."""
+
+    def __init__(self, tsne_file) -> None:
+        from gaiacnn.io import open_h5
+
+        self.path = tsne_file
+        with open_h5(tsne_file) as h5:
+            for name in ("source_id", "training_like"):
+                if name not in h5:
+                    raise FlagError(f"{tsne_file}: no {name}: not a t-SNE classification")
+            self.spectra = str(h5.attrs.get("spectra", RVS_FLUX_DATASET))
+        self.pos = 0
+        self.index = None
+
+    def not_like(self, sid: np.ndarray) -> np.ndarray:
+        """(n,) bool: observed stars ``sid`` not training-like (refused if unclassified)."""
+        import pandas as pd
+
+        from gaiacnn.io import open_h5
+
+        n = len(sid)
+        if self.index is None:
+            with open_h5(self.path) as h5:
+                if np.array_equal(h5["source_id"][self.pos : self.pos + n], sid):
+                    self.pos += n
+                    return ~h5["training_like"][self.pos - n : self.pos]
+            t_sid, self.like, _ = read_training_like(self.path)
+            self.index = pd.Index(t_sid)
+        idx = self.index.get_indexer(sid)
+        if np.any(idx < 0):
+            raise FlagError(f"{self.path}: {int((idx < 0).sum())} observed stars unclassified")
+        return ~self.like[idx]
+
+
 def run_flag_catalogue(
-    labels_fits, tsne_file, model_json, fits_out, csv_out, *, labels, input_digit=True
+    labels_fits,
+    tsne_file,
+    model_json,
+    fits_out,
+    csv_out,
+    *,
+    labels,
+    input_digit=True,
+    chunk_rows: int = 65536,
 ) -> None:
     """Rule ``flag_catalogue``: the catalogue with ``flag_boundary`` (Sect. 5.2, and unless
     ``input_digit`` is False (config ``flags.input_digit``; the paper's 8 digits) the
     input-space digit 9: the labels table's ``input_distance`` > 1, training stars inside by
-    definition; ``-`` where the table has no finite distance)."""
-    import pandas as pd
-
+    definition; ``-`` where the table has no finite distance).  Streams the labels table
+    ``chunk_rows`` stars at a time (memory independent of N)."""
     from gaiacnn import catalogue, ensemble
+    from gaiacnn.tables import fits_column_names, fits_rows, iter_fits_rows
 
     _, training_range = ensemble.read_uncertainty_model(model_json)
-    table, attrs = catalogue.read(labels_fits)
-    t_sid, t_like, spectra = read_training_like(tsne_file)
-    not_like = np.zeros(len(table), bool)  # training stars: training-like by definition
-    obs = ~table["in_training"].to_numpy(bool)
-    idx = pd.Index(t_sid).get_indexer(table["source_id"].to_numpy()[obs])
-    if np.any(idx < 0):
-        raise FlagError(f"{tsne_file}: {int((idx < 0).sum())} observed stars unclassified")
-    not_like[obs] = ~t_like[idx]
+    attrs = catalogue.read_attrs(labels_fits)
+    n_rows = fits_rows(labels_fits)
+    classes = _TrainingLike(tsne_file)
     digits = digit_order(labels, input_digit)
-    values = {c: table[c].to_numpy(float) for c in digits[: digits.index(TSNE_DIGIT)]}
-    inputs_out = None
-    distance = table["input_distance"].to_numpy(float) if "input_distance" in table else None
+    value_columns = digits[: digits.index(TSNE_DIGIT)]
+    # does any observed star have an input-space distance (one pass over two columns)?
+    has_distance = "input_distance" in fits_column_names(labels_fits)
+    use_inputs = False
+    if has_distance and input_digit:
+        for part in iter_fits_rows(labels_fits, chunk_rows, ["in_training", "input_distance"]):
+            obs = ~part["in_training"].to_numpy(bool)
+            if np.isfinite(part["input_distance"].to_numpy(float)[obs]).any():
+                use_inputs = True
+                break
     if not input_digit:
         log.info("no input-space digit (flags.input_digit: false): the paper's 8 digits")
-    elif distance is not None and np.isfinite(distance[~obs]).any():
-        inputs_out = input_outside(table)
+    elif not use_inputs:
+        log.info("input-space digit: '-' (the arrays lack BP, RP, parallax or its error)")
+    counts = dict.fromkeys(("observed", "like", "recommended_obs", "clean", "inputs_out"), 0)
+    first_dashes: list[tuple] = []
+
+    def chunks():
+        for table in iter_fits_rows(labels_fits, chunk_rows):
+            obs = ~table["in_training"].to_numpy(bool)
+            not_like = np.zeros(len(table), bool)  # training stars: training-like
+            not_like[obs] = classes.not_like(table["source_id"].to_numpy()[obs])
+            values = {c: table[c].to_numpy(float) for c in value_columns}
+            inputs_out = input_outside(table) if use_inputs else None
+            table["flag_boundary"] = boundary_flags(
+                values, training_range, labels, not_like, inputs_out, input_digit
+            )
+            validate_flags(table["flag_boundary"], n_digits=len(digits))
+            if len(table):
+                dashes = tuple(c == NOT_AVAILABLE for c in table["flag_boundary"].iloc[0])
+                if first_dashes and dashes != first_dashes[0]:
+                    raise FlagError(
+                        "flags differ in their '-' (not available) digits from chunk to chunk"
+                    )
+                first_dashes[:1] = [dashes]
+            rec = recommended(table["flag_boundary"])
+            counts["observed"] += int(obs.sum())
+            counts["like"] += int((~not_like[obs]).sum())
+            counts["recommended_obs"] += int(rec[obs].sum())
+            counts["clean"] += int(rec.sum())
+            if inputs_out is not None:
+                counts["inputs_out"] += int(inputs_out.sum())
+            yield table
+
+    out_attrs = {**attrs, "flag_digits": digits, "tsne_spectra": classes.spectra}
+    catalogue.write_chunks(chunks(), n_rows, fits_out, csv_out, attrs=out_attrs)
+    if use_inputs:
         log.info(
             "input-space digit: %d of %d observed stars outside the training inputs",
-            int(inputs_out.sum()),
-            int(obs.sum()),
+            counts["inputs_out"],
+            counts["observed"],
         )
-    else:
-        log.info("input-space digit: '-' (the arrays lack BP, RP, parallax or its error)")
-    table["flag_boundary"] = boundary_flags(
-        values, training_range, labels, not_like, inputs_out, input_digit
-    )
-    validate_flags(table["flag_boundary"], n_digits=len(digits))
-    table.attrs.update(attrs, flag_digits=digits, tsne_spectra=spectra)
-    catalogue.write(table, fits_out, csv_out)
-    n_clean = int(recommended(table["flag_boundary"]).sum())
     absent = [
-        d
-        for d, ok in zip(digits, available(table["flag_boundary"], len(digits)), strict=True)
-        if not ok
+        d for d, dash in zip(digits, first_dashes[0] if first_dashes else (), strict=False) if dash
     ]
-    recommended_obs = recommended(table["flag_boundary"])[obs]
-    n_obs = max(int(obs.sum()), 1)
+    n_obs = max(counts["observed"], 1)
     log.info(
         "observed sample: %d of %d training-like (%.1f %%; the paper: %s, Sect. 5.1), "
         "%d with no digit 1 (%.1f %%; the paper: %s with 00000000, Sect. 9)",
-        int((~not_like[obs]).sum()),
-        int(obs.sum()),
-        100.0 * (~not_like[obs]).sum() / n_obs,
+        counts["like"],
+        counts["observed"],
+        100.0 * counts["like"] / n_obs,
         constants.paper_fraction(constants.PAPER_TRAINING_LIKE),
-        int(recommended_obs.sum()),
-        100.0 * recommended_obs.sum() / n_obs,
+        counts["recommended_obs"],
+        100.0 * counts["recommended_obs"] / n_obs,
         constants.paper_fraction(constants.PAPER_RECOMMENDED),
     )
     if "phot_g_mean_mag" in training_range:
@@ -341,7 +445,7 @@ def run_flag_catalogue(
         )
     log.info(
         "flag_boundary: %d of %d stars with no digit 1 (recommended); not available: %s",
-        n_clean,
-        len(table),
+        counts["clean"],
+        n_rows,
         ", ".join(absent) or "none",
     )

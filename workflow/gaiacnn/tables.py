@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -58,18 +58,51 @@ def read_fits_columns(
         if len(hdul) <= hdu or not isinstance(hdul[hdu], fits.BinTableHDU):
             raise TableError(f"{path}: HDU {hdu} is not a binary table")
         data = hdul[hdu].data
-        names = list(data.columns.names)
-        wanted = names if columns is None else list(columns)
-        missing = [c for c in wanted if c not in names]
-        if missing:
-            raise TableError(f"{path}: missing column(s) {', '.join(missing)}")
-        out = {}
-        for col in wanted:
-            values = _native(data[col])
-            if values.dtype == object:
-                values = np.array([v.strip() for v in values], dtype=object)
-            out[col] = values
+        wanted = _wanted(path, list(data.columns.names), columns)
+        return _frame(data, wanted)
+
+
+def _wanted(path, names: list[str], columns: Sequence[str] | None) -> list[str]:
+    """``columns`` (all ``names`` if None), refused naming those the table lacks."""
+    wanted = names if columns is None else list(columns)
+    missing = [c for c in wanted if c not in names]
+    if missing:
+        raise TableError(f"{path}: missing column(s) {', '.join(missing)}")
+    return wanted
+
+
+def _frame(rows, wanted: Sequence[str]) -> pd.DataFrame:
+    """FITS rows as a DataFrame: native byte order, text decoded and stripped."""
+    out = {}
+    for col in wanted:
+        values = _native(rows[col])
+        if values.dtype == object:
+            values = np.array([v.strip() for v in values], dtype=object)
+        out[col] = values
     return pd.DataFrame(out)
+
+
+def fits_rows(path: str | os.PathLike, hdu: int = 1) -> int:
+    """The number of rows of a FITS binary table (HDU ``hdu``), from its header."""
+    fits_column_names(path, hdu)  # refuses what is not a binary table
+    return int(fits.getheader(path, hdu)["NAXIS2"])
+
+
+def iter_fits_rows(
+    path: str | os.PathLike,
+    chunk_rows: int = 65536,
+    columns: Sequence[str] | None = None,
+    hdu: int = 1,
+) -> Iterator[pd.DataFrame]:
+    """``columns`` (all if None) of a FITS binary table, ``chunk_rows`` rows at a time, as
+    :func:`read_fits_columns` reads them (native byte order, text stripped): the file is
+    memory-mapped, so memory follows the chunk, not the table."""
+    wanted = _wanted(path, fits_column_names(path, hdu), columns)
+    with fits.open(path, memmap=True) as hdul:
+        data = hdul[hdu].data
+        n = 0 if data is None else len(data)
+        for start in range(0, n, max(1, int(chunk_rows))):
+            yield _frame(data[start : start + chunk_rows], wanted)
 
 
 def write_fits_table(

@@ -1,0 +1,256 @@
+#!/usr/bin/env python
+"""Benchmark: peak memory of the catalogue's stages against the number of observed stars.
+
+For each --rows N it writes synthetic inputs in the workflow's formats (built a chunk at a
+time, under --workdir): a training sample of --training stars and an observed sample of N
+(arrays with the scalar datasets the stages read: photometry, parallaxes, positions, S/N,
+reference labels for a fixed --references observed stars, as a survey's crossmatch gives
+a number of them independent of N), the prediction files of --members members for both
+samples (with the training sample's withheld-parallax copies) and a t-SNE classification.
+Then it runs each stage's own function, as its rule's script calls it, in a fresh process,
+and prints its wall time and peak RSS (``gaiacnn.memory.peak_rss_mib``, VmHWM):
+
+* ``aggregate_ensemble``: ``gaiacnn.ensemble.run_aggregate`` (the labels table, FITS);
+* ``flag_catalogue``: ``gaiacnn.flags.run_flag_catalogue`` (the catalogue, FITS and CSV).
+
+The ratio of the peak RSS between the largest and the smallest N says whether a stage's
+memory is flat in N (1.0) or grows; the straight line through the two points projects it
+to 10^8 stars.  The figures go to benchmarks/results.csv.  Run on demand (about 25 min
+and 7 GB of disk at the defaults on 2 cores; each N's files are removed after it)::
+
+    .venv/bin/python benchmarks/stage_memory.py
+    .venv/bin/python benchmarks/stage_memory.py --rows 100000 1000000 --no-record
+
+It is not a test: numbers depend on the machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO / "benchmarks"))
+sys.path.insert(0, str(REPO / "workflow"))
+
+import results  # noqa: E402
+
+BENCHMARK = "stage_memory"
+LABELS = ["teff", "logg", "m_h", "alpha_m", "fe_h"]
+STAGES = ("aggregate_ensemble", "flag_catalogue")
+#: rows written per step while the synthetic inputs are built
+BUILD_CHUNK = 500_000
+
+
+def _members(n: int) -> list[str]:
+    return [f"split{k // 2}_seed{k % 2}" for k in range(n)]
+
+
+def build(work: Path, n_obs: int, n_tr: int, n_ref: int, n_members: int, seed: int) -> dict:
+    """The synthetic inputs of one N (see the module's docstring); their paths."""
+    import h5py
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    work.mkdir(parents=True, exist_ok=True)
+    members = _members(n_members)
+    arrays, preds = {}, {"training": [], "observed": []}
+    scalars = (
+        *("phot/g", "phot/bp", "phot/rp", "astrometry/parallax", "astrometry/parallax_error"),
+        *("astrometry/ra", "astrometry/dec", "rvs/snr"),
+    )
+    for sample, n, first in (("training", n_tr, 10**12), ("observed", n_obs, 2 * 10**12)):
+        path = work / f"{sample}.h5"
+        files = {m: h5py.File(work / f"{sample}_{m}.h5", "w") for m in members}
+        with h5py.File(path, "w") as h5:
+            h5.attrs["schema_version"] = 1
+            h5.create_dataset("source_id", (n,), np.int64)
+            for name in scalars:
+                h5.create_dataset(name, (n,), np.float32)
+            for x in LABELS:
+                for suffix in ("", "_err"):
+                    h5.create_dataset(f"labels/{x}{suffix}", (n,), np.float32, fillvalue=np.nan)
+            groups = ["pred", "pred_withheld"] if sample == "training" else ["pred"]
+            for f in files.values():
+                f.attrs["branches"] = json.dumps(["rvs", "phot", "xp"])
+                f.attrs["xp_input"] = "coefficients"
+                f.attrs["parallax_withheld_snr"] = 2.0
+                if sample == "training":
+                    f.attrs["withheld_predictions"] = True
+                f.create_dataset("source_id", (n,), np.int64)
+                for g in groups:
+                    for x in LABELS:
+                        f.create_dataset(f"{g}/{x}", (n,), np.float32)
+            for start in range(0, n, BUILD_CHUNK):
+                stop = min(start + BUILD_CHUNK, n)
+                k = stop - start
+                sid = np.arange(start, stop, dtype=np.int64) + first
+                g = rng.uniform(8, 14.5, k)
+                block = {
+                    "phot/g": g,
+                    "phot/bp": g + rng.uniform(0.2, 0.9, k),
+                    "phot/rp": g - rng.uniform(0.4, 1.1, k),
+                    "astrometry/parallax": rng.lognormal(0.0, 0.7, k),
+                    "astrometry/parallax_error": rng.uniform(0.02, 0.3, k),
+                    "astrometry/ra": rng.uniform(0, 360, k),
+                    "astrometry/dec": rng.uniform(-90, 90, k),
+                    "rvs/snr": rng.lognormal(np.log(40), 0.6, k),
+                }
+                h5["source_id"][start:stop] = sid
+                for name, v in block.items():
+                    h5[name][start:stop] = v
+                truth = {
+                    "teff": rng.uniform(4000, 6500, k),
+                    "logg": rng.uniform(1, 4.8, k),
+                    "m_h": rng.normal(-0.2, 0.3, k),
+                    "alpha_m": rng.normal(0.1, 0.1, k),
+                    "fe_h": rng.normal(-0.2, 0.3, k),
+                }
+                # the training sample has reference labels, the observed one for its first
+                # n_ref stars only
+                ref = (
+                    slice(0, k) if sample == "training" else slice(0, max(0, min(k, n_ref - start)))
+                )
+                for x, v in truth.items():
+                    h5[f"labels/{x}"][start : start + ref.stop] = v[ref] + rng.normal(
+                        0, 0.01, ref.stop
+                    )
+                    h5[f"labels/{x}_err"][start : start + ref.stop] = 0.01
+                for f in files.values():
+                    f["source_id"][start:stop] = sid
+                    for grp in groups:
+                        for x, v in truth.items():
+                            f[f"{grp}/{x}"][start:stop] = v + rng.normal(0, 0.05 * abs(v).mean(), k)
+        for f in files.values():
+            f.close()
+        arrays[sample] = path
+        preds[sample] = [work / f"{sample}_{m}.h5" for m in members]
+    tsne = work / "training_like.h5"
+    with h5py.File(arrays["observed"], "r") as a, h5py.File(tsne, "w") as h5:
+        h5.create_dataset("source_id", (n_obs,), np.int64)
+        h5.create_dataset("training_like", (n_obs,), bool)
+        h5.attrs["spectra"] = "rvs/flux"
+        for start in range(0, n_obs, BUILD_CHUNK):
+            stop = min(start + BUILD_CHUNK, n_obs)
+            h5["source_id"][start:stop] = a["source_id"][start:stop]
+            h5["training_like"][start:stop] = rng.random(stop - start) < 0.9
+    return {"arrays": arrays, "predictions": preds, "tsne": tsne, "members": members}
+
+
+def _child(stage: str, work: Path) -> dict:
+    """(In a fresh process) one stage on the inputs in ``work``; its wall and peak RSS."""
+    import yaml
+
+    from gaiacnn import ensemble, flags
+    from gaiacnn.memory import peak_rss_mib
+
+    cfg = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    inputs = json.loads((work / "inputs.json").read_text())
+    t0 = time.perf_counter()
+    if stage == "aggregate_ensemble":
+        ensemble.run_aggregate(
+            inputs["predictions"]["training"],
+            inputs["predictions"]["observed"],
+            inputs["arrays"],
+            work / "labels.fits",
+            work / "uncertainty_model.json",
+            labels=LABELS,
+            members=inputs["members"],
+            uncertainty_cfg=cfg["uncertainty"],
+            training_cfg=cfg["model"]["training"],
+            config_hash="benchmark",
+            flags_cfg=cfg["flags"],
+        )
+    elif stage == "flag_catalogue":
+        flags.run_flag_catalogue(
+            work / "labels.fits",
+            inputs["tsne"],
+            work / "uncertainty_model.json",
+            work / "catalogue.fits",
+            work / "catalogue.csv",
+            labels=LABELS,
+            input_digit=cfg["flags"]["input_digit"],
+        )
+    return {"wall_s": time.perf_counter() - t0, "peak_rss_mib": peak_rss_mib()}
+
+
+def run_stage(stage: str, work: Path) -> dict:
+    cmd = [sys.executable, __file__, "--child", stage, "--workdir", str(work)]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode != 0:
+        sys.exit(f"{stage} failed:\n{proc.stderr[-3000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--workdir", type=Path, default=Path("/tmp/gaiacnn-stage-memory"))
+    p.add_argument("--rows", type=int, nargs="+", default=[1_000_000, 10_000_000],
+                   help="observed stars, smallest first")  # fmt: skip
+    p.add_argument("--training", type=int, default=45_000, help="training stars")
+    p.add_argument("--references", type=int, default=20_000,
+                   help="observed stars with reference labels")  # fmt: skip
+    p.add_argument("--members", type=int, default=4)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--keep", action="store_true", help="keep each N's files")
+    p.add_argument("--no-record", action="store_true", help="do not append to results.csv")
+    p.add_argument("--child", choices=STAGES, help=argparse.SUPPRESS)
+    a = p.parse_args(argv)
+    if a.child:
+        print(json.dumps(_child(a.child, a.workdir)))
+        return 0
+
+    measured: dict[int, dict[str, dict]] = {}
+    for n in sorted(a.rows):
+        work = a.workdir / f"n{n}"
+        t0 = time.perf_counter()
+        inputs = build(work, n, a.training, a.references, a.members, a.seed)
+        (work / "inputs.json").write_text(json.dumps(inputs, default=str))
+        print(f"N = {n}: inputs built in {time.perf_counter() - t0:.0f} s", file=sys.stderr)
+        measured[n] = {}
+        for stage in STAGES:
+            measured[n][stage] = r = run_stage(stage, work)
+            print(f"  {stage}: {r['wall_s']:.1f} s, {r['peak_rss_mib']:.0f} MiB", file=sys.stderr)
+        if not a.keep:
+            shutil.rmtree(work)
+    sizes = sorted(measured)
+    lo, hi = sizes[0], sizes[-1]
+    print(f"\nmachine: {results.cpu_model()}, {results.cores()} cores; {a.training} training "
+          f"stars, {a.references} observed with reference labels, {a.members} members")  # fmt: skip
+    head = " ".join(f"{f'N = {n:.0e}':>22s}" for n in sizes)
+    print(f"{'stage':20s} {head} {'ratio':>7s} {'10^8 (projected)':>17s}")
+    figures = []
+    for stage in STAGES:
+        rss = [measured[n][stage]["peak_rss_mib"] for n in sizes]
+        cells = " ".join(
+            f"{measured[n][stage]['wall_s']:8.1f} s {measured[n][stage]['peak_rss_mib']:7.0f} MiB"
+            for n in sizes
+        )
+        ratio = rss[-1] / rss[0]
+        slope = (rss[-1] - rss[0]) / (hi - lo) if hi > lo else 0.0
+        projected = rss[-1] + slope * (10**8 - hi)
+        print(f"{stage:20s} {cells} {ratio:7.2f} {projected:13.0f} MiB")
+        for n in sizes:
+            figures += [
+                (f"{stage}: peak RSS at N = {n}", measured[n][stage]["peak_rss_mib"], "MiB"),
+                (f"{stage}: wall at N = {n}", measured[n][stage]["wall_s"], "s"),
+            ]
+        figures += [
+            (f"{stage}: peak RSS ratio N = {hi} / N = {lo}", ratio, "ratio"),
+            (f"{stage}: peak RSS projected to N = 1e8", projected, "MiB"),
+        ]
+    if not a.no_record:
+        params = {"rows": sizes, "training": a.training, "references": a.references,
+                  "members": a.members}  # fmt: skip
+        k = results.append(BENCHMARK, params, figures)
+        print(f"{k} rows appended to {results.RESULTS.relative_to(REPO)}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

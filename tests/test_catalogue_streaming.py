@@ -1,0 +1,107 @@
+"""The aggregation and the flag stream the catalogue a chunk of stars at a time: they give
+the catalogue the in-memory code gave (tests/golden_catalogue.py), whatever the chunk."""
+
+from __future__ import annotations
+
+import h5py
+import numpy as np
+import pandas as pd
+import pytest
+from golden_catalogue import BUILD, GOLDEN, LABELS, MEMBERS, columns, make_inputs
+
+from gaiacnn import catalogue, ensemble, flags
+
+
+def _aggregate_and_flag(work, chunk_rows: int, shuffle_tsne: bool = False) -> dict:
+    """The rules aggregate_ensemble and flag_catalogue, as their run functions stream."""
+    inp = make_inputs(work)
+    if shuffle_tsne:  # the classification in another order than the catalogue's
+        with h5py.File(inp["tsne"], "r+") as h5:
+            order = np.random.default_rng(1).permutation(len(h5["source_id"]))
+            sid, like = h5["source_id"][:][order], h5["training_like"][:][order]
+            h5["source_id"][:], h5["training_like"][:] = sid, like
+    agg = catalogue.fit(
+        inp["predictions"], inp["arrays"], labels=LABELS, members=MEMBERS,
+        chunk_rows=chunk_rows, **BUILD,
+    )  # fmt: skip
+    out = {k: work / name for k, name in
+           (("labels", "labels.fits"), ("model", "model.json"), ("catalogue", "cat.fits"),
+            ("csv", "cat.csv"))}  # fmt: skip
+    ensemble.write_uncertainty_model(
+        agg.fits, agg.training_range, MEMBERS, out["model"], agg.calibrations
+    )
+    n = agg.n_rows["training"] + agg.n_rows["observed"]
+    chunks = catalogue.iter_table(agg, inp["predictions"], inp["arrays"], chunk_rows)
+    catalogue.write_chunks(chunks, n, out["labels"], attrs=agg.attrs)
+    flags.run_flag_catalogue(
+        out["labels"], inp["tsne"], out["model"], out["catalogue"], out["csv"],
+        labels=LABELS, chunk_rows=chunk_rows,
+    )  # fmt: skip
+    return out
+
+
+def test_streaming_gives_the_catalogue_of_the_in_memory_code(tmp_path):
+    """Chunks of 97 stars (the observed ones in 25, the t-SNE classes looked up by index)
+    against the golden catalogue: integers, booleans and flags equal, floats within
+    float32 rounding; and the same bytes as with one chunk."""
+    golden = np.load(GOLDEN)
+    small = _aggregate_and_flag(tmp_path / "small", 97, shuffle_tsne=True)
+    got = columns(small["catalogue"])
+    assert list(got) == list(golden.files)
+    assert len(got["source_id"]) == 4000
+    for name in golden.files:
+        want = golden[name]
+        if want.dtype.kind == "f":
+            np.testing.assert_allclose(got[name], want, rtol=2e-7, atol=0, err_msg=name)
+        else:
+            np.testing.assert_array_equal(got[name], want, err_msg=name)
+    whole = _aggregate_and_flag(tmp_path / "whole", 10**6)
+    for key in ("labels", "catalogue", "csv", "model"):
+        assert small[key].read_bytes() == whole[key].read_bytes(), key
+    # the CSV is the FITS table's, row for row
+    csv = pd.read_csv(small["csv"], dtype={"flag_boundary": str})
+    assert list(csv.columns) == list(golden.files)
+    assert (csv["flag_boundary"].to_numpy() == got["flag_boundary"]).all()
+
+
+def test_written_chunks_are_one_table_or_nothing(tmp_path):
+    """A chunk with other columns, or fewer rows than announced, is refused and leaves no
+    file; text wider than the first chunk's column is refused."""
+    a = pd.DataFrame({"source_id": np.arange(3), "teff": np.ones(3, np.float32)})
+    a.attrs.update(labels=["teff"], members=["split0_seed0"])
+    b = pd.DataFrame({"source_id": np.arange(3, 5), "teff": np.ones(2, np.float32)})
+    fits_path, csv_path = tmp_path / "c.fits", tmp_path / "c.csv"
+    catalogue.write_chunks([a, b], 5, fits_path, csv_path)
+    whole = pd.concat([a, b], ignore_index=True)
+    whole.attrs.update(a.attrs)
+    catalogue.write(whole, tmp_path / "w.fits", tmp_path / "w.csv")
+    assert fits_path.read_bytes() == (tmp_path / "w.fits").read_bytes()
+    assert csv_path.read_text() == (tmp_path / "w.csv").read_text()
+    for chunks, n, match in (
+        ([a, b.rename(columns={"teff": "logg"})], 5, "chunk 1 of the catalogue has columns"),
+        ([a, b], 6, "5 rows written, the header says 6"),
+        ([], 0, "no chunk"),
+    ):
+        with pytest.raises(ValueError, match=match):
+            catalogue.write_chunks(chunks, n, tmp_path / "x.fits", tmp_path / "x.csv")
+        assert not (tmp_path / "x.fits").exists() and not (tmp_path / "x.csv").exists()
+    f1 = pd.DataFrame({"source_id": [1], "flag_boundary": ["0101"]})
+    f2 = pd.DataFrame({"source_id": [2], "flag_boundary": ["01010"]})
+    with pytest.raises(ValueError, match="flag_boundary: a value of 5 characters"):
+        catalogue.write_chunks([f1, f2], 2, tmp_path / "x.fits")
+    assert not (tmp_path / "x.fits").exists()
+
+
+def test_flags_refuse_an_unclassified_observed_star(tmp_path):
+    inp = make_inputs(tmp_path)
+    out = _aggregate_and_flag(tmp_path / "ok", 500)
+    with h5py.File(inp["tsne"], "r+") as h5:
+        sid = h5["source_id"][:]
+        sid[-1] = 7  # the last observed star is not in the classification
+        h5["source_id"][:] = sid
+    with pytest.raises(flags.FlagError, match="1 observed stars unclassified"):
+        flags.run_flag_catalogue(
+            out["labels"], inp["tsne"], out["model"], tmp_path / "c.fits", tmp_path / "c.csv",
+            labels=LABELS, chunk_rows=500,
+        )  # fmt: skip
+    assert not (tmp_path / "c.fits").exists() and not (tmp_path / "c.csv").exists()
