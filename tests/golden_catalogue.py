@@ -121,8 +121,8 @@ def run(work: Path, **build_kw) -> dict[str, Path]:
     table, fits_, trange, cals = catalogue.build(
         inp["predictions"], inp["arrays"], labels=LABELS, members=MEMBERS, **BUILD, **build_kw
     )
-    out = {k: work / f"{k}.{ext}" for k, ext in
-           (("labels", "fits"), ("model", "json"), ("catalogue", "fits"), ("csv", "csv"))}  # fmt: skip
+    names = (("labels", "fits"), ("model", "json"), ("catalogue", "fits"), ("csv", "csv"))
+    out = {k: work / f"{k}.{ext}" for k, ext in names}
     ensemble.write_uncertainty_model(fits_, trange, MEMBERS, out["model"], cals)
     catalogue.write(table, out["labels"])
     flags.run_flag_catalogue(
