@@ -95,14 +95,49 @@ def iter_fits_rows(
     hdu: int = 1,
 ) -> Iterator[pd.DataFrame]:
     """``columns`` (all if None) of a FITS binary table, ``chunk_rows`` rows at a time, as
-    :func:`read_fits_columns` reads them (native byte order, text stripped): the file is
-    memory-mapped, so memory follows the chunk, not the table."""
+    :func:`read_fits_columns` reads them (native byte order, T/F as bool, text decoded and
+    stripped).  The rows are read from the file a chunk at a time, not memory-mapped: a
+    mapped file's pages, once read, count in the process's memory up to the whole table.
+    Columns with a scale or offset (TSCAL, TZERO) or of array or variable length are
+    refused (the catalogue has none)."""
     wanted = _wanted(path, fits_column_names(path, hdu), columns)
     with fits.open(path, memmap=True) as hdul:
-        data = hdul[hdu].data
-        n = 0 if data is None else len(data)
-        for start in range(0, n, max(1, int(chunk_rows))):
-            yield _frame(data[start : start + chunk_rows], wanted)
+        table = hdul[hdu]
+        offset = int(hdul.fileinfo(hdu)["datLoc"])
+        n = int(table.header["NAXIS2"])
+        fields, logical = [], set()
+        for col in table.columns:
+            if col.bscale not in (None, 1) or col.bzero not in (None, 0):
+                raise TableError(f"{path}: column {col.name} is scaled (TSCAL/TZERO)")
+            dtype = table.columns.dtype[col.name]
+            if dtype.shape or col.format.startswith(("P", "Q")):
+                raise TableError(f"{path}: column {col.name} holds arrays")
+            if col.format.endswith("L"):
+                logical.add(col.name)
+            fields.append((col.name, dtype.newbyteorder(">") if dtype.kind in "iuf" else dtype))
+    raw_dtype = np.dtype(fields)
+    if raw_dtype.itemsize != int(fits.getheader(path, hdu)["NAXIS1"]):
+        raise TableError(f"{path}: rows of {raw_dtype.itemsize} bytes, the header says otherwise")
+    step = max(1, int(chunk_rows))
+    with open(path, "rb") as fh:
+        for start in range(0, n, step):
+            count = min(step, n - start)
+            fh.seek(offset + start * raw_dtype.itemsize)
+            raw = np.fromfile(fh, dtype=raw_dtype, count=count)
+            if raw.size != count:
+                raise TableError(f"{path}: {start + raw.size} of {n} rows (truncated file)")
+            out = {}
+            for col in wanted:
+                values = raw[col]
+                if col in logical:
+                    values = values == ord("T")
+                elif values.dtype.kind == "S":
+                    text = np.char.decode(values, "ascii")
+                    values = np.array([v.strip() for v in text], dtype=object)
+                else:
+                    values = values.astype(values.dtype.newbyteorder("="))
+                out[col] = values
+            yield pd.DataFrame(out)
 
 
 def write_fits_table(
