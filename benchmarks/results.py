@@ -33,12 +33,23 @@ COLUMNS = ("date", "commit", "cores", "cpu", "benchmark", "parameters", "figure"
 
 
 def head_commit() -> str:
-    """The repository's short HEAD commit (with ``+dirty`` when the tree has changes)."""
+    """The repository's short HEAD commit (with ``+dirty`` when the tree has changes other
+    than the rows the benchmarks appended to results.csv)."""
     commit = subprocess.run(
         ["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"], capture_output=True, text=True
     ).stdout.strip()
     dirty = subprocess.run(
-        ["git", "-C", str(REPO), "status", "--porcelain", "--untracked-files=no"],
+        [
+            "git",
+            "-C",
+            str(REPO),
+            "status",
+            "--porcelain",
+            "--untracked-files=no",
+            "--",
+            ".",
+            f":!{RESULTS.relative_to(REPO)}",
+        ],
         capture_output=True,
         text=True,
     ).stdout.strip()
@@ -173,12 +184,20 @@ def read(path: Path = RESULTS) -> list[dict]:
         return list(reader)
 
 
-def latest(rows: list[dict], benchmarks: Iterable[str] | None = None) -> list[dict]:
-    """The newest row of each (benchmark, parameters, figure), in the order first seen."""
+def latest(
+    rows: list[dict],
+    benchmarks: Iterable[str] | None = None,
+    match: Iterable[str] | None = None,
+) -> list[dict]:
+    """The newest row of each (benchmark, parameters, figure), in the order first seen;
+    only of ``benchmarks`` and of figures containing one of ``match``, if given."""
     keep = set(benchmarks) if benchmarks else None
+    words = list(match or [])
     out: dict[tuple, dict] = {}
     for r in rows:
         if keep is not None and r["benchmark"] not in keep:
+            continue
+        if words and not any(w in r["figure"] for w in words):
             continue
         key = (r["benchmark"], r["parameters"], r["figure"])
         if key not in out or r["date"] >= out[key]["date"]:
@@ -221,6 +240,7 @@ def main(argv: list[str] | None = None) -> int:
     sub = p.add_subparsers(dest="command", required=True)
     t = sub.add_parser("table", help="print the newest figures as a markdown table")
     t.add_argument("--benchmark", nargs="+", help="only these benchmarks")
+    t.add_argument("--match", nargs="+", help="only figures containing one of these")
     t.add_argument("--file", type=Path, default=RESULTS)
     i = sub.add_parser("import-json", help="append the figures of older results JSON files")
     i.add_argument("json", type=Path, nargs="+")
@@ -230,7 +250,7 @@ def main(argv: list[str] | None = None) -> int:
         for path in a.json:
             print(f"{path.name}: {import_json(path, a.file)} rows", file=sys.stderr)
         return 0
-    rows = latest(read(a.file), a.benchmark)
+    rows = latest(read(a.file), a.benchmark, a.match)
     sys.stdout.write(table(rows))
     return 0
 

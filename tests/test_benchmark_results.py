@@ -1,0 +1,57 @@
+"""benchmarks/results.csv's writer and reader (benchmarks/results.py)."""
+
+from __future__ import annotations
+
+import csv
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+import results
+
+
+def test_rows_append_and_the_table_keeps_the_newest_of_each_figure(tmp_path):
+    path = tmp_path / "results.csv"
+    old = {"date": "2026-01-01T00:00:00+00:00", "commit": "aaaaaaa", "cores": 2, "cpu": "X"}
+    assert results.append("b", {"n": 1}, [("rate", 100.0, "stars/s")], path, measured=old) == 1
+    results.append("b", {"n": 1}, [("rate", 250.0, "stars/s"), ("wall", 2.5, "s")], path)
+    results.append("b", {"n": 2}, [("rate", 7.0, "stars/s")], path)
+    results.append("c", {}, [("rate", 1.0, "x")], path)
+    rows = results.read(path)
+    assert [r["value"] for r in rows] == ["100", "250", "2.5", "7", "1"]
+    assert rows[0]["commit"] == "aaaaaaa" and rows[1]["cores"] == str(results.cores())
+    newest = results.latest(rows, ["b"])
+    assert [(r["parameters"], r["figure"], r["value"]) for r in newest] == [
+        ('{"n": 1}', "rate", "250"),
+        ('{"n": 1}', "wall", "2.5"),
+        ('{"n": 2}', "rate", "7"),
+    ]
+    assert [r["figure"] for r in results.latest(rows, ["b"], ["wall"])] == ["wall"]
+    text = results.table(newest)
+    assert "| b | n 1 | rate | 250 | stars/s |" in text
+    assert "commit" in text.splitlines()[-1]
+    with open(path, newline="") as fh:
+        assert next(csv.reader(fh)) == list(results.COLUMNS)
+
+
+def test_nested_results_flatten_into_figures_and_parameters():
+    params, figures = results.flatten(
+        {"n_stars": 10, "mode": "joint", "p": {"30": {"joint_s": 1.5, "rss_mib": 9}}, "a": [1, 2]}
+    )
+    assert params == {"mode": "joint"}
+    assert figures == [
+        ("n_stars", 10.0, ""),
+        ("p.30.joint_s", 1.5, "s"),
+        ("p.30.rss_mib", 9.0, "MiB"),
+        ("a.0", 1.0, ""),
+        ("a.1", 2.0, ""),
+    ]
+
+
+def test_a_file_with_other_columns_is_refused(tmp_path):
+    path = tmp_path / "other.csv"
+    path.write_text("a,b\n1,2\n")
+    with pytest.raises(ValueError, match="columns"):
+        results.read(path)
