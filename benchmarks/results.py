@@ -215,14 +215,16 @@ def _value(v: float) -> str:
 
 
 def table(rows: list[dict]) -> str:
-    """A markdown table of ``rows`` (benchmark, parameters, figure, value and unit), and a
-    line naming the commits, machines and dates they were measured on."""
-    lines = ["| benchmark | parameters | figure | value | unit |", "|---|---|---|---:|---|"]
+    """A markdown table of ``rows``: per benchmark and parameters a heading row, then each
+    figure, value and unit; and a line naming the commits, machines and dates they were
+    measured on."""
+    lines = ["| figure | value | unit |", "|---|---:|---|"]
+    group = None
     for r in rows:
-        lines.append(
-            f"| {r['benchmark']} | {_params(r['parameters'])} | {r['figure']} | "
-            f"{_value(float(r['value']))} | {r['unit']} |"
-        )
+        if (r["benchmark"], r["parameters"]) != group:
+            group = (r["benchmark"], r["parameters"])
+            lines.append(f"| **{r['benchmark']}** ({_params(r['parameters'])}) | | |")
+        lines.append(f"| {r['figure']} | {_value(float(r['value']))} | {r['unit']} |")
     commits = sorted({r["commit"] for r in rows})
     machines = sorted({f"{r['cpu']}, {r['cores']} cores" for r in rows})
     dates = sorted(r["date"][:10] for r in rows)

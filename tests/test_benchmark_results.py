@@ -30,7 +30,7 @@ def test_rows_append_and_the_table_keeps_the_newest_of_each_figure(tmp_path):
     ]
     assert [r["figure"] for r in results.latest(rows, ["b"], ["wall"])] == ["wall"]
     text = results.table(newest)
-    assert "| b | n 1 | rate | 250 | stars/s |" in text
+    assert "| **b** (n 1) | | |\n| rate | 250 | stars/s |\n| wall | 2.5 | s |" in text
     assert "commit" in text.splitlines()[-1]
     with open(path, newline="") as fh:
         assert next(csv.reader(fh)) == list(results.COLUMNS)
