@@ -224,7 +224,8 @@ def table(rows: list[dict]) -> str:
         if (r["benchmark"], r["parameters"]) != group:
             group = (r["benchmark"], r["parameters"])
             lines.append(f"| **{r['benchmark']}** ({_params(r['parameters'])}) | | |")
-        lines.append(f"| {r['figure']} | {_value(float(r['value']))} | {r['unit']} |")
+        figure = r["figure"].replace("|", "\\|")  # a pipe would end the cell
+        lines.append(f"| {figure} | {_value(float(r['value']))} | {r['unit']} |")
     commits = sorted({r["commit"] for r in rows})
     machines = sorted({f"{r['cpu']}, {r['cores']} cores" for r in rows})
     dates = sorted(r["date"][:10] for r in rows)
