@@ -316,6 +316,7 @@ def main() -> None:
     p.add_argument("--schedules", nargs="*", default=[],
                    help="JSON training-override dicts to compare on the file")  # fmt: skip
     p.add_argument("--json", type=Path, help="also write all results to this JSON file")
+    p.add_argument("--no-record", action="store_true", help="do not append to results.csv")
     a = p.parse_args()
 
     workdir = a.workdir
@@ -356,6 +357,14 @@ def main() -> None:
     report(res)
     if a.json:
         a.json.write_text(json.dumps(res, indent=1))
+    if not a.no_record:
+        sys.path.insert(0, str(REPO / "benchmarks"))
+        import results
+
+        run = {k: v for k, v in vars(a).items() if k not in ("json", "no_record")}
+        run = json.loads(json.dumps(run, default=str))  # paths as text
+        k = results.append_results("model_speed", run, res)
+        print(f"{k} rows appended to benchmarks/results.csv", file=sys.stderr)
 
 
 def report(res: dict) -> None:

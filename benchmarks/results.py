@@ -139,7 +139,7 @@ def flatten(doc: Mapping, prefix: str = "") -> tuple[dict, list[tuple[str, float
 
 
 #: Top-level keys of a benchmark's results that hold its settings, not what it measured.
-SETTINGS_KEYS = ("tsne", "config", "machine", "training")
+SETTINGS_KEYS = ("tsne", "config", "machine")
 
 
 def append_results(benchmark: str, parameters: Mapping, doc: Mapping, **kw) -> int:
