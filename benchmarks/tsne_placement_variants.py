@@ -289,14 +289,10 @@ def main() -> None:
         score(f"transform_n{n_iter:g}_x{ex:g}", per_map, seconds=seconds)
     if a.json:
         a.json.write_text(json.dumps(res, indent=1))
-    if not a.no_record:
-        sys.path.insert(0, str(REPO / "benchmarks"))
-        import results
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    import results
 
-        run = {k: v for k, v in vars(a).items() if k not in ("json", "no_record")}
-        run = json.loads(json.dumps(run, default=str))  # paths as text
-        k = results.append_results("tsne_placement_variants", run, res)
-        print(f"{k} rows appended to benchmarks/results.csv", file=sys.stderr)
+    results.record("tsne_placement_variants", a, res)
 
 
 if __name__ == "__main__":

@@ -214,14 +214,10 @@ def main() -> None:
               flush=True)  # fmt: skip
     if a.json:
         a.json.write_text(json.dumps(res, indent=1))
-    if not a.no_record:
-        sys.path.insert(0, str(REPO / "benchmarks"))
-        import results
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    import results
 
-        run = {k: v for k, v in vars(a).items() if k not in ("json", "no_record")}
-        run = json.loads(json.dumps(run, default=str))  # paths as text
-        k = results.append_results("tsne_threshold_sweep", run, res)
-        print(f"{k} rows appended to benchmarks/results.csv", file=sys.stderr)
+    results.record("tsne_threshold_sweep", a, res)
 
 
 if __name__ == "__main__":
