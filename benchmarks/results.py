@@ -152,7 +152,7 @@ def append_results(benchmark: str, parameters: Mapping, doc: Mapping, **kw) -> i
     return append(benchmark, {**parameters, **flat_settings, **texts}, figures, **kw)
 
 
-def record(benchmark: str, args, doc: Mapping) -> None:
+def record(benchmark: str, args, doc: Mapping, path: Path = RESULTS) -> None:
     """What a benchmark's ``main`` ends with: unless ``args.no_record``, its results ``doc``
     appended (:func:`append_results`) with its command-line ``args`` (an argparse
     namespace, less ``json`` and ``no_record``) as the parameters."""
@@ -160,8 +160,8 @@ def record(benchmark: str, args, doc: Mapping) -> None:
         return
     run = {k: v for k, v in vars(args).items() if k not in ("json", "no_record")}
     run = json.loads(json.dumps(run, default=str))  # paths as text
-    k = append_results(benchmark, run, doc)
-    print(f"{k} rows appended to {RESULTS.relative_to(REPO)}", file=sys.stderr)
+    k = append_results(benchmark, run, doc, path=path)
+    print(f"{k} rows appended to {path}", file=sys.stderr)
 
 
 def import_json(path: Path, results_path: Path = RESULTS) -> int:

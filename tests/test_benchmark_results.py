@@ -55,3 +55,19 @@ def test_a_file_with_other_columns_is_refused(tmp_path):
     path.write_text("a,b\n1,2\n")
     with pytest.raises(ValueError, match="columns"):
         results.read(path)
+
+
+def test_a_benchmark_records_its_arguments_and_nested_results(tmp_path):
+    from argparse import Namespace
+
+    path = tmp_path / "results.csv"
+    doc = {"machine": {"cpu": "X"}, "schedules": [{"best_val_loss": 0.5, "wall_s": 60.0}]}
+    results.record("b", Namespace(n_stars=10, json=None, no_record=True), doc, path)
+    assert not path.exists()
+    results.record("b", Namespace(n_stars=10, json=None, no_record=False), doc, path)
+    rows = results.read(path)
+    assert [(r["figure"], r["value"], r["unit"]) for r in rows] == [
+        ("schedules.0.best_val_loss", "0.5", ""),
+        ("schedules.0.wall_s", "60", "s"),
+    ]
+    assert rows[0]["parameters"] == '{"machine.cpu": "X", "n_stars": 10}'
