@@ -115,11 +115,11 @@ def _n_stars(path) -> int:
 
 
 def _read_rows(path, names: Sequence[str], start: int, stop: int) -> dict[str, np.ndarray]:
-    """Rows ``[start, stop)`` of the 1-D datasets ``names`` of an arrays file as float32;
-    NaN for a dataset the file lacks."""
+    """Rows ``[start, stop)`` of the 1-D datasets ``names`` of an arrays file as float32
+    (``source_id`` as it is); NaN for a dataset the file lacks."""
     with h5py.File(path, "r") as h5:
         return {
-            n: h5[n][start:stop].astype(np.float32)
+            n: (h5[n][start:stop] if n == "source_id" else h5[n][start:stop].astype(np.float32))
             if n in h5
             else np.full(stop - start, np.nan, np.float32)
             for n in names
@@ -163,19 +163,16 @@ def _stars(
     held_out: np.ndarray | None = None,
     group: str = "pred",
 ) -> Iterator[tuple]:
-    """Chunks of one sample: (source_id, mean, std, out-of-sample mean, paper sigma, S/N,
-    inputs {column: values}, input distance, parallax withheld), the predictions checked
-    against the stars of the arrays file."""
+    """Chunks of one sample: (source_id, mean, std, out-of-sample mean, S/N, inputs
+    {column: values}, input distance, parallax withheld), the predictions checked against
+    the stars of the arrays file (the same stars, in order, every one of them)."""
     start = 0
     for sid, mean, std, oof in _combine_sample(
         predictions, agg.labels, chunk_rows, held_out, group
     ):
         stop = start + len(sid)
-        rows = _read_rows(arrays_path, _STAR_DATASETS, start, stop)
-        with h5py.File(arrays_path, "r") as h5:
-            ids = h5["source_id"][start:stop]
-            n_file = h5["source_id"].shape[0]
-        if not np.array_equal(sid, ids) or n_file != agg.n_rows[sample]:
+        rows = _read_rows(arrays_path, ("source_id", *_STAR_DATASETS), start, stop)
+        if not np.array_equal(sid, rows.pop("source_id")):
             raise ensemble.EnsembleError(
                 f"predictions of {sample} do not follow the stars of {arrays_path}"
             )
@@ -198,8 +195,7 @@ def _stars(
                 },
                 agg.withheld_snr,
             )
-        sigma = agg.paper_sigma(mean, std)
-        yield sid, mean, std, oof, sigma, rows[RVS_SNR_DATASET], inputs, distance, withheld
+        yield sid, mean, std, oof, rows[RVS_SNR_DATASET], inputs, distance, withheld
         start = stop
     if start != agg.n_rows[sample]:
         raise ensemble.EnsembleError(
@@ -246,14 +242,6 @@ def fit(
         if calibration_bins > 0
         else None
     )
-    # the training sample, whole (the running dispersion and the ranges are fitted on it)
-    _, tr_mean, _, tr_oof = _concat(
-        _combine_sample(predictions["training"], labels, chunk_rows, held_out)
-    )
-    fits_ = [
-        ensemble.running_dispersion(ref[:, j], tr_mean[:, j], x, n_bins=n_bins, degree=degree)
-        for j, x in enumerate(labels)
-    ]
     range_values = {x: ref[:, j] for j, x in enumerate(labels)}
     range_values["phot_g_mean_mag"] = _optional(tr_path, "phot/g", n_tr)
     range_values["parallax"] = _optional(tr_path, PARALLAX_DATASET, n_tr)
@@ -283,7 +271,7 @@ def fit(
     agg = Aggregation(
         labels=labels,
         members=members,
-        fits=fits_,
+        fits=[],  # below, from the training sample's predictions
         training_range=training_range,
         calibrations={},
         input_space=space,
@@ -292,8 +280,15 @@ def fit(
         n_rows=n_rows,
         attrs={},
     )
-    tr = _concat(_stars(agg, "training", predictions["training"], tr_path, chunk_rows, held_out))
-    tr_sigma, tr_snr, _, tr_distance, tr_withheld = tr[4:]
+    # the training sample, whole: the running dispersion is fitted on it (Sect. 3.4)
+    _, tr_mean, tr_std, tr_oof, tr_snr, _, tr_distance, tr_withheld = _concat(
+        _stars(agg, "training", predictions["training"], tr_path, chunk_rows, held_out)
+    )
+    agg.fits = [
+        ensemble.running_dispersion(ref[:, j], tr_mean[:, j], x, n_bins=n_bins, degree=degree)
+        for j, x in enumerate(labels)
+    ]
+    tr_sigma = agg.paper_sigma(tr_mean, tr_std)
 
     # the observed stars, a chunk at a time: how many are withheld, and (for the
     # calibration) those with a reference label inside the training range
@@ -303,7 +298,8 @@ def fit(
     any_snr = np.isfinite(tr_snr).any()
     start = 0
     for chunk in _stars(agg, "observed", predictions["observed"], arrays["observed"], chunk_rows):
-        sid, mean, _, _, sigma, snr, _, distance, withheld = chunk
+        sid, mean, std, _, snr, _, distance, withheld = chunk
+        sigma = agg.paper_sigma(mean, std)
         stop = start + len(sid)
         n_obs_withheld += int(withheld.sum())
         any_snr = any_snr or np.isfinite(snr).any()
@@ -441,7 +437,8 @@ def iter_table(
     for sample in ("training", "observed"):
         start = 0
         for chunk in _stars(agg, sample, predictions[sample], arrays[sample], chunk_rows):
-            sid, mean, std, _, sigma, snr, inputs, distance, withheld = chunk
+            sid, mean, std, _, snr, inputs, distance, withheld = chunk
+            sigma = agg.paper_sigma(mean, std)
             n = len(sid)
             for j, x in enumerate(agg.labels):
                 cal = agg.calibrations.get(x)

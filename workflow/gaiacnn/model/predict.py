@@ -291,15 +291,18 @@ def _member_inputs(
     block: Mapping[str, np.ndarray],
     groups: list[str],
     arrays_file,
+    check: bool = True,
 ) -> dict[str, dict[str, np.ndarray]]:
     """{group: the member's scaled inputs} of one chunk: ``block`` put on the member's
-    grids, checked (every value the member reads finite), scaled; the withheld group with
-    every parallax withheld (only the photometry input differs)."""
+    grids, checked (every value the member reads finite; ``check`` False: an earlier
+    member read the same values and checked them), scaled; the withheld group with every
+    parallax withheld (only the photometry input differs)."""
     names = scalers.datasets()
     b = {name: block[name] for name in names}
     for name, fn in regrid.items():
         b[name] = fn(b[name])
-    _check_finite(arrays_file, b, names, block["source_id"], scalers.xp_flux_kind)
+    if check:
+        _check_finite(arrays_file, b, names, block["source_id"], scalers.xp_flux_kind)
     x = scalers.inputs(b)
     out = {"pred": x}
     if WITHHELD_GROUP in groups:
@@ -397,14 +400,24 @@ def predict_members(
     first, last = (0, info.n_rows) if rows is None else (int(rows[0]), int(rows[1]))
     n = last - first
 
+    # members that read the same datasets, on the file's own grids, with the same flux kind
+    # check a chunk once: only the first of them does
+    seen: set = set()
+    check_first = []
+    for _, sc, regrid, _, _ in members:
+        key = (tuple(sc.datasets()), sc.xp_flux_kind)
+        check_first.append(bool(regrid) or key not in seen)
+        if not regrid:
+            seen.add(key)
+
     def chunks():
         for row, block in iter_rows(arrays_file, ["source_id", *names], chunk_rows, rows):
             yield (
                 row,
                 block["source_id"],
                 [
-                    _member_inputs(sc, regrid, block, groups, arrays_file)
-                    for _, sc, regrid, groups, _ in members
+                    _member_inputs(sc, regrid, block, groups, arrays_file, check)
+                    for (_, sc, regrid, groups, _), check in zip(members, check_first, strict=True)
                 ],
             )
 
