@@ -113,8 +113,8 @@ elif stage == "tsne_gather_classify":
     maps = []
     for p in cfg["tsne"]["perplexities"]:
         maps.append(f"{w}/tsne/p{p:g}.h5")
-        tsne.run_tsne_gather(f"{w}/tsne/p{p:g}/reference.h5", extra["shards"], maps[-1],
-            perplexity=p)
+        tsne.run_tsne_gather(f"{w}/tsne/p{p:g}/reference.h5", extra["shards"],
+            arr["observed"], maps[-1], perplexity=p, tsne_cfg=cfg["tsne"])
     tsne.run_tsne_classify(maps, arr["observed"], f"{w}/tsne/training_like.h5")
 elif stage == "flag_catalogue":
     flags.run_flag_catalogue(f"{w}/ensemble/labels.fits", f"{w}/tsne/training_like.h5",

@@ -11,7 +11,14 @@ Then it runs each stage's own function, as its rule's script calls it, in a fres
 and prints its wall time and peak RSS (``gaiacnn.memory.peak_rss_mib``, VmHWM):
 
 * ``aggregate_ensemble``: ``gaiacnn.ensemble.run_aggregate`` (the labels table, FITS);
-* ``flag_catalogue``: ``gaiacnn.flags.run_flag_catalogue`` (the catalogue, FITS and CSV).
+* ``flag_catalogue``: ``gaiacnn.flags.run_flag_catalogue`` (the catalogue, FITS and CSV);
+* ``tsne_gather``: ``gaiacnn.tsne.run_tsne_gather`` (scalable mode: each perplexity's reference
+  map and placement shards as one map, in one process one after the other);
+* ``tsne_classify``: ``gaiacnn.tsne.run_tsne_classify`` (the maps of every perplexity and
+  reference map set read side by side).
+
+The t-SNE inputs follow config.yaml's ``tsne`` settings (reference_observed, place_shard_rows,
+perplexities, reference_maps), with random map positions.
 
 The ratio of the peak RSS between the largest and the smallest N says whether a stage's
 memory is flat in N (1.0) or grows; the straight line through the two points projects it
@@ -42,7 +49,7 @@ import results  # noqa: E402
 
 BENCHMARK = "stage_memory"
 LABELS = ["teff", "logg", "m_h", "alpha_m", "fe_h"]
-STAGES = ("aggregate_ensemble", "flag_catalogue")
+STAGES = ("aggregate_ensemble", "flag_catalogue", "tsne_gather", "tsne_classify")
 #: rows written per step while the synthetic inputs are built
 BUILD_CHUNK = 500_000
 
@@ -139,14 +146,74 @@ def build(work: Path, n_obs: int, n_tr: int, n_ref: int, n_members: int, seed: i
             stop = min(start + BUILD_CHUNK, n_obs)
             h5["source_id"][start:stop] = a["source_id"][start:stop]
             h5["training_like"][start:stop] = rng.random(stop - start) < 0.9
-    return {"arrays": arrays, "predictions": preds, "tsne": tsne, "members": members}
+    maps = build_tsne(work, arrays["observed"], n_obs, n_tr, rng)
+    return {"arrays": arrays, "predictions": preds, "tsne": tsne, "members": members, **maps}
+
+
+def _tsne_config() -> dict:
+    import yaml
+
+    return yaml.safe_load((REPO / "config" / "config.yaml").read_text())["tsne"]
+
+
+def build_tsne(work: Path, observed: Path, n_obs: int, n_tr: int, rng) -> dict:
+    """Scalable-mode t-SNE inputs of the configured settings (``tsne`` of config.yaml): one
+    reference map per perplexity (the training stars of ``reference_training``, then the
+    ``reference_observed`` stars of the seed) and the placement shards of the other observed
+    stars, every perplexity in each (random positions: the stages' memory does not depend
+    on them)."""
+    import h5py
+    import numpy as np
+
+    from gaiacnn import shards, tsne
+
+    cfg = _tsne_config()
+    perps = [float(p) for p in cfg["perplexities"]]
+    ref_rows = tsne.reference_rows(n_obs, int(cfg["reference_observed"]), int(cfg["seed"]))
+    n_tr_map = tsne.reference_training_rows(
+        n_tr, n_obs, int(cfg["reference_observed"]), str(cfg["reference_training"]),
+        int(cfg["seed"]),
+    ).size  # fmt: skip
+    with h5py.File(observed, "r") as h5:
+        ref_sid = h5["source_id"][:][ref_rows] if ref_rows.size else np.empty(0, np.int64)
+    n_map = n_tr_map + ref_rows.size
+    references = []
+    for p in perps:
+        references.append(work / f"reference_p{p:g}.h5")
+        attrs = {"perplexity": p, "threshold": 1.0, "mode": "scalable", "seed": cfg["seed"]}
+        with tsne.map_writer(references[-1], n_map, attrs) as write:
+            write(0, {"source_id": np.r_[np.arange(n_tr_map) + 10**12, ref_sid],
+                      "in_training": np.arange(n_map) < n_tr_map,
+                      "xy": rng.normal(0, 30, (n_map, 2)),
+                      "nn_training_distance": rng.exponential(1.0, n_map),
+                      "training_like": rng.random(n_map) < 0.9})  # fmt: skip
+    n_others = n_obs - ref_rows.size
+    shard_rows = int(cfg["place_shard_rows"])
+    paths = []
+    with h5py.File(observed, "r") as obs:
+        for k in range(shards.n_shards(n_others, shard_rows)):
+            start, stop = shards.shard_range(n_others, shard_rows, k)
+            rows = shards.complement_slice(n_obs, ref_rows, start, stop)
+            paths.append(work / f"shard{k}.h5")
+            with h5py.File(paths[-1], "w") as h5:
+                h5["source_id"] = obs["source_id"][rows[0] : rows[-1] + 1][rows - rows[0]]
+                for p in perps:
+                    h5[f"p{p:g}/xy"] = rng.normal(0, 30, (rows.size, 2)).astype(np.float32)
+                    h5[f"p{p:g}/nn_training_distance"] = rng.exponential(1.0, rows.size)
+                    h5[f"p{p:g}/training_like"] = rng.random(rows.size) < 0.9
+    return {
+        "tsne_references": [str(x) for x in references],
+        "tsne_shards": [str(x) for x in paths],
+        "tsne_maps": [str(work / f"p{p:g}.h5") for p in perps],
+        "perplexities": perps,
+    }
 
 
 def _child(stage: str, work: Path) -> dict:
     """(In a fresh process) one stage on the inputs in ``work``; its wall and peak RSS."""
     import yaml
 
-    from gaiacnn import ensemble, flags
+    from gaiacnn import ensemble, flags, tsne
     from gaiacnn.memory import peak_rss_mib
 
     cfg = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
@@ -176,6 +243,19 @@ def _child(stage: str, work: Path) -> dict:
             labels=LABELS,
             input_digit=cfg["flags"]["input_digit"],
         )
+    elif stage == "tsne_gather":
+        for ref, out, p in zip(
+            inputs["tsne_references"], inputs["tsne_maps"], inputs["perplexities"], strict=True
+        ):
+            tsne.run_tsne_gather(
+                ref, inputs["tsne_shards"], inputs["arrays"]["observed"], out,
+                perplexity=p, tsne_cfg=cfg["tsne"],
+            )  # fmt: skip
+    elif stage == "tsne_classify":
+        # the configured reference_maps sets of maps (each the same files: the memory is
+        # that of reading reference_maps x perplexities maps side by side)
+        maps = inputs["tsne_maps"] * int(cfg["tsne"]["reference_maps"])
+        tsne.run_tsne_classify(maps, inputs["arrays"]["observed"], work / "classified.h5")
     return {"wall_s": time.perf_counter() - t0, "peak_rss_mib": peak_rss_mib()}
 
 

@@ -248,9 +248,9 @@ def main() -> None:
         r = res["perplexities"][f"{perp:g}"]
         scal_out = place_dir / f"scalable_p{perp:g}.h5"
         run_stage(
-            f"tsne.run_tsne_gather("
-            f"{str(ref_dir / f'p{perp:g}.h5')!r}, {chunks!r}, {str(scal_out)!r}, "
-            f"perplexity={perp})"
+            f"{common}; tsne.run_tsne_gather("
+            f"{str(ref_dir / f'p{perp:g}.h5')!r}, {chunks!r}, {ob!r}, {str(scal_out)!r}, "
+            f"perplexity={perp}, tsne_cfg=cfg)"
         )
         for mode, path in (("joint", joint_dir / f"joint_p{perp:g}.h5"), ("scalable", scal_out)):
             if not path.is_file():

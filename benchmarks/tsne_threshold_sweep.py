@@ -33,9 +33,11 @@ sys.path.insert(0, str(REPO / "workflow"))
 def load_maps(folder: Path, pattern: str, perps: list[float], obs_sid: np.ndarray) -> list:
     """(training xy, observed xy, in the reference map) of each perplexity's map, the
     observed stars in the order of ``obs_sid``; "in the reference map" (scalable maps: the
-    ``n_reference_observed`` observed stars that ``tsne_gather`` puts first, right after the
-    training stars) is all False for a joint map."""
+    ``n_reference_observed`` observed stars of the map's seed, ``gaiacnn.tsne.reference_rows``
+    of the observed file, whose order the map keeps) is all False for a joint map."""
     import h5py
+
+    from gaiacnn import tsne
 
     out = []
     for p in perps:
@@ -45,11 +47,17 @@ def load_maps(folder: Path, pattern: str, perps: list[float], obs_sid: np.ndarra
         with h5py.File(hits[0], "r") as h5:
             tr, xy, sid = h5["in_training"][:], h5["xy"][:].astype(float), h5["source_id"][:]
             n_ref = int(h5.attrs.get("n_reference_observed", 0))
+            seed = h5.attrs.get("seed")
+        if n_ref and seed is None:
+            sys.exit(f"{hits[0]}: a scalable map without its seed (made before 2026-12): rerun")
         where = pd.Index(sid[~tr]).get_indexer(obs_sid)
         if (where < 0).any():
             sys.exit(f"{hits[0]}: not every observed star is in the map")
-        first = np.arange(len(tr)) < int(tr.sum()) + n_ref
-        out.append((xy[tr], xy[~tr][where], first[~tr][where]))
+        n_obs = int((~tr).sum())
+        first = np.zeros(n_obs, bool)
+        if n_ref:
+            first[tsne.reference_rows(n_obs, n_ref, int(seed))] = True
+        out.append((xy[tr], xy[~tr][where], first[where]))
     return out
 
 

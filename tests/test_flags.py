@@ -401,13 +401,14 @@ def test_classify_combines_the_perplexities_and_each_ones_ensemble(tmp_path):
     obs = tmp_path / "observed.h5"
     with h5py.File(obs, "w") as h5:
         h5["source_id"] = sid
-    # two sets of maps (the second's p30 in another star order), two perplexities
+    # two sets of maps, two perplexities
     _map_file(tmp_path / "r0p30.h5", sid, [1.1, 0.5, 0.9], 1.0, 30.0)
     _map_file(tmp_path / "r0p50.h5", sid, [0.1, 0.1, 0.1], 1.0, 50.0)
-    _map_file(tmp_path / "r1p30.h5", sid[::-1], [8.0, 2.0, 1.0], 4.0, 30.0)
+    _map_file(tmp_path / "r1p30.h5", sid, [1.0, 2.0, 8.0], 4.0, 30.0)
     _map_file(tmp_path / "r1p50.h5", sid, [0.1, 3.0, 0.1], 1.0, 50.0)
     paths = [tmp_path / f"r{k}p{p}.h5" for k in (0, 1) for p in (30, 50)]
-    tsne.run_tsne_classify(paths, obs, tmp_path / "like.h5")
+    # read two stars at a time: the classes do not depend on the chunks
+    tsne.run_tsne_classify(paths, obs, tmp_path / "like.h5", chunk_rows=2)
     with h5py.File(tmp_path / "like.h5") as h5:
         assert h5["training_like_p30"][:].tolist() == [True, True, False]
         assert h5["training_like_p50"][:].tolist() == [True, False, True]
@@ -421,6 +422,12 @@ def test_classify_combines_the_perplexities_and_each_ones_ensemble(tmp_path):
     # a set missing a map is refused, and nothing is written
     with pytest.raises(tsne.TsneError, match=r"unequal numbers of maps per perplexity: \[1, 2\]"):
         tsne.run_tsne_classify(paths[:3], obs, tmp_path / "bad.h5")
+    assert not (tmp_path / "bad.h5").exists()
+    # a map whose observed stars are not the observed file's, in its order: refused, naming
+    # the map and the rows
+    _map_file(tmp_path / "reversed.h5", sid[::-1], [1.0, 2.0, 8.0], 4.0, 30.0)
+    with pytest.raises(tsne.TsneError, match=r"reversed\.h5: row 0 holds star 13, the observed"):
+        tsne.run_tsne_classify([tmp_path / "reversed.h5"], obs, tmp_path / "bad.h5")
     assert not (tmp_path / "bad.h5").exists()
 
 

@@ -102,7 +102,9 @@ def _reference_map(tmp: Path) -> Path:
     from gaiacnn.tsne import MAP_DATASETS
 
     path = tmp / "valid_reference.h5"
-    values = (np.arange(3), np.ones(3, bool), np.zeros((3, 2)), np.zeros(3), np.ones(3, bool))
+    # one training star, then the two observed stars TSNE_CFG's reference_observed takes
+    in_training = np.array([True, False, False])
+    values = (np.arange(3), in_training, np.zeros((3, 2)), np.zeros(3), np.ones(3, bool))
     with h5py.File(path, "w") as h5:
         for name, v in zip(MAP_DATASETS, values, strict=True):
             h5[name] = v
@@ -403,14 +405,16 @@ def _(p, t):
 def _(p, t):
     from gaiacnn import tsne
 
-    tsne.run_tsne_gather(p, [], t / "p10.h5", perplexity=10)
+    tsne.run_tsne_gather(p, [], _observed(t), t / "p10.h5", perplexity=10, tsne_cfg=TSNE_CFG)
 
 
 @reads(f"{SCALABLE}/shard0.h5", stage="tsne_gather")
 def _(p, t):
     from gaiacnn import tsne
 
-    tsne.run_tsne_gather(_reference_map(t), [p], t / "p10.h5", perplexity=10)
+    tsne.run_tsne_gather(
+        _reference_map(t), [p], _observed(t), t / "p10.h5", perplexity=10, tsne_cfg=TSNE_CFG
+    )
 
 
 @reads("results/tsne/training_like.h5", stage="flag_catalogue")

@@ -1,6 +1,8 @@
 """gaiacnn.tsne without openTSNE runs: the placement of new spectra into a fixed map and the
-classification rules, on hand-made maps whose answers are known."""
+classification rules, and the gathering of the placed stars into one map, on hand-made maps
+whose answers are known."""
 
+import h5py
 import numpy as np
 import pytest
 
@@ -95,3 +97,87 @@ def test_reference_map_sets_vote_by_the_mean_ratio_to_their_thresholds():
     np.testing.assert_array_equal(tsne.ensemble_training_like([d1], [2.0]), d1 <= 2.0)
     with pytest.raises(tsne.TsneError, match="thresholds"):
         tsne.ensemble_training_like([d1, d2], [2.0])
+
+
+def _gather_inputs(tmp_path, n_obs=23, n_ref=7, n_tr=4, shard_rows=5, seed=3):
+    """An observed file, a reference map (n_tr training stars, then the n_ref observed stars
+    of reference_rows(seed)) and the placement shards of the others, positions made from
+    each star's row so the gathered map can be checked star by star."""
+    from gaiacnn.tsne.maps import _write_map
+
+    cfg = {"reference_observed": n_ref, "seed": seed, "place_shard_rows": shard_rows}
+    # Gaia-sized source ids (above 2**53: a cast through float64 would change them)
+    sid = 5_000_000_000_000_000_001 + np.arange(n_obs, dtype=np.int64) * 7
+    obs = tmp_path / "observed.h5"
+    with h5py.File(obs, "w") as h5:
+        h5["source_id"] = sid
+    ref_rows = tsne.reference_rows(n_obs, n_ref, seed)
+    rows = np.r_[np.arange(n_tr) - 100, ref_rows]  # training stars at negative "rows"
+    _write_map(
+        tmp_path / "reference.h5",
+        {
+            "source_id": np.r_[np.arange(n_tr) + 1, sid[ref_rows]],
+            "in_training": np.arange(rows.size) < n_tr,
+            "xy": np.c_[rows, -rows],
+            "nn_training_distance": np.abs(rows),
+            "training_like": rows % 2 == 0,
+        },
+        {"perplexity": 30.0, "threshold": 1.0},
+    )
+    others = np.setdiff1d(np.arange(n_obs), ref_rows)
+    shards = []
+    for k, start in enumerate(range(0, others.size, shard_rows)):
+        r = others[start : start + shard_rows]
+        shards.append(tmp_path / f"shard{k}.h5")
+        with h5py.File(shards[-1], "w") as h5:
+            h5["source_id"] = sid[r]
+            h5["p30/xy"] = np.c_[r, -r].astype(np.float32)
+            h5["p30/nn_training_distance"] = r.astype(np.float32)
+            h5["p30/training_like"] = r % 2 == 0
+    return obs, shards, cfg, sid
+
+
+@pytest.mark.parametrize("chunk_rows", [3, 64])
+def test_a_gathered_map_holds_every_observed_star_in_the_observed_files_order(tmp_path, chunk_rows):
+    obs, shards, cfg, sid = _gather_inputs(tmp_path)
+    out = tmp_path / "p30.h5"
+    tsne.run_tsne_gather(
+        tmp_path / "reference.h5", shards, obs, out, perplexity=30, tsne_cfg=cfg,
+        chunk_rows=chunk_rows,
+    )  # fmt: skip
+    with h5py.File(out) as h5:
+        assert h5["in_training"][:].tolist() == [True] * 4 + [False] * sid.size
+        assert np.array_equal(h5["source_id"][4:], sid)
+        rows = np.arange(sid.size)
+        assert np.array_equal(h5["xy"][4:], np.c_[rows, -rows])
+        assert np.array_equal(h5["nn_training_distance"][4:], rows)
+        assert np.array_equal(h5["training_like"][4:], rows % 2 == 0)
+        assert np.array_equal(h5["xy"][:4, 0], np.arange(4) - 100)
+        assert h5.attrs["perplexity"] == 30.0 and h5.attrs["threshold"] == 1.0
+    # the classification reads the gathered map in step with the observed file
+    tsne.run_tsne_classify([out], obs, tmp_path / "like.h5", chunk_rows=chunk_rows)
+    with h5py.File(tmp_path / "like.h5") as h5:
+        assert np.array_equal(h5["source_id"][:], sid)
+        assert np.array_equal(h5["training_like"][:], np.arange(sid.size) % 2 == 0)
+
+
+def test_gathering_refuses_shards_that_do_not_tile_the_observed_file(tmp_path):
+    obs, shards, cfg, _ = _gather_inputs(tmp_path)
+    ref, out = tmp_path / "reference.h5", tmp_path / "p30.h5"
+    # a shard missing: too few stars
+    with pytest.raises(tsne.TsneError, match="stars fewer than the observed file needs"):
+        tsne.run_tsne_gather(ref, shards[:-1], obs, out, perplexity=30, tsne_cfg=cfg)
+    # a shard twice: too many
+    with pytest.raises(tsne.TsneError, match="stars more than the observed file has"):
+        tsne.run_tsne_gather(ref, [*shards, shards[0]], obs, out, perplexity=30, tsne_cfg=cfg)
+    # shards out of order: a star at another star's row, named with the row
+    with pytest.raises(tsne.TsneError, match=r"stands at row \d+ of .*observed\.h5, which holds"):
+        tsne.run_tsne_gather(ref, shards[::-1], obs, out, perplexity=30, tsne_cfg=cfg)
+    # another reference subsample (another seed's map): refused before anything is read
+    with pytest.raises(tsne.TsneError, match="takes 9 of the 23"):
+        cfg9 = {**cfg, "reference_observed": 9}
+        tsne.run_tsne_gather(ref, shards, obs, out, perplexity=30, tsne_cfg=cfg9)
+    # a perplexity the shards did not place
+    with pytest.raises(tsne.TsneError, match=r"no p50/xy"):
+        tsne.run_tsne_gather(ref, shards, obs, out, perplexity=50, tsne_cfg=cfg)
+    assert not out.exists()

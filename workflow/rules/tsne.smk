@@ -135,6 +135,7 @@ rule tsne_gather:
     input:
         reference="results/tsne/scalable/r{ref}/p{perplexity}/reference.h5",
         shards=tsne_shards,
+        observed="results/arrays/observed.h5",
     output:
         "results/tsne/scalable/r{ref}/p{perplexity}.h5",
     log:
@@ -147,6 +148,8 @@ rule tsne_gather:
     resources:
         mem_mb=4000,
         runtime=30,
+    params:
+        tsne=tsne_set_config,
     script:
         "../scripts/tsne_gather.py"
 

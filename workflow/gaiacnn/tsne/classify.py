@@ -10,12 +10,17 @@ from dataclasses import dataclass
 
 import h5py
 import numpy as np
-import pandas as pd
 
-from gaiacnn import constants, layout
+from gaiacnn import constants
 from gaiacnn.io import open_h5
 from gaiacnn.layout import RVS_FLUX_DATASET
-from gaiacnn.tsne.features import THRESHOLD_RULES, TsneError
+from gaiacnn.tsne.features import (
+    PLACED_DATASETS,
+    STREAM_ROWS,
+    THRESHOLD_RULES,
+    TsneError,
+    n_rows,
+)
 
 log = logging.getLogger(__name__)
 
@@ -186,52 +191,101 @@ def _warn_thin_support(n_training: int, cfg: Mapping) -> None:
         )
 
 
-def _observed_in_map(path, sid: np.ndarray) -> tuple[float, float, np.ndarray, np.ndarray]:
-    """(perplexity, threshold, distance to the m-th nearest training star, training-like) of
-    the observed stars ``sid`` in one map file, in that order."""
+class _MapReader:
+    """One classifying map file (joint, or gathered in scalable mode), its observed stars
+    read in step with the observed arrays file (:func:`gaiacnn.tsne.map_writer`)."""
 
-    with open_h5(path) as h5:
-        m_sid = h5["source_id"][:]
-        obs = ~h5["in_training"][:]
-        dist = h5["nn_training_distance"][:][obs]
-        like = h5["training_like"][:][obs]
-        perp, thr = float(h5.attrs["perplexity"]), float(h5.attrs["threshold"])
-    order = pd.Index(m_sid[obs]).get_indexer(sid)
-    if np.any(order < 0):
-        raise TsneError(f"{path}: {int((order < 0).sum())} observed stars are not in the map")
-    return perp, thr, dist[order], like[order]
+    def __init__(self, path, n_observed: int):
+        self.path = path
+        self._h5 = h5 = open_h5(path)
+        missing = [k for k in ("source_id", "in_training", *PLACED_DATASETS) if k not in h5]
+        if missing:
+            h5.close()
+            raise TsneError(f"{path}: not a t-SNE map (no {', '.join(missing)})")
+        self.perplexity = float(h5.attrs["perplexity"])
+        self.threshold = float(h5.attrs["threshold"])
+        self.spectra = str(h5.attrs.get("spectra", RVS_FLUX_DATASET))
+        self.n_training = int(h5["source_id"].shape[0]) - int(n_observed)
+        if self.n_training < 0 or not h5["in_training"][: self.n_training].all():
+            h5.close()
+            raise TsneError(
+                f"{path}: not a map of the training stars then the {n_observed} observed "
+                "stars of the observed file"
+            )
+
+    def observed(self, start: int, stop: int, sid: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(distance to the m-th nearest training star, training-like) of the observed
+        stars ``start:stop`` of the observed file, whose ``source_id`` are ``sid``."""
+        h5, a, b = self._h5, self.n_training + start, self.n_training + stop
+        m_sid = h5["source_id"][a:b]
+        bad = np.flatnonzero((m_sid != sid) | h5["in_training"][a:b])
+        if bad.size:
+            i = int(bad[0])
+            raise TsneError(
+                f"{self.path}: row {a + i} holds star {m_sid[i]}, the observed file's row "
+                f"{start + i} star {sid[i]}: the map's observed stars are not the observed "
+                "file's in its order (a map of another file, or gathered by a version "
+                "before 2026-12: run `snakemake --forcerun tsne_gather`)"
+            )
+        return h5["nn_training_distance"][a:b], h5["training_like"][a:b]
+
+    def close(self) -> None:
+        self._h5.close()
 
 
-def run_tsne_classify(map_files, observed, out_path) -> None:
+def run_tsne_classify(map_files, observed, out_path, *, chunk_rows: int = STREAM_ROWS) -> None:
     """Rule ``tsne_classify``: training-like in every perplexity's map (Sect. 5.1), per
-    observed star, in the order of the observed arrays file.  Several maps of one
-    perplexity (scalable mode, ``reference_maps`` > 1) are one ensemble
-    (:func:`gaiacnn.tsne.ensemble_training_like`); a lone map gives its own classes."""
+    observed star, in the order of the observed arrays file, ``chunk_rows`` stars at a
+    time (memory independent of N).  Several maps of one perplexity (scalable mode,
+    ``reference_maps`` > 1) are one ensemble (:func:`gaiacnn.tsne.ensemble_training_like`);
+    a lone map gives its own classes."""
     from gaiacnn.io import atomic_output
 
-    sid = layout.read_column(observed, "source_id")
-    per_perp: dict[float, list] = {}
-    for path in map_files:
-        perp, *rest = _observed_in_map(path, sid)
-        per_perp.setdefault(perp, []).append(rest)
-    spectra = set()
-    for path in map_files:
-        with open_h5(path) as h5:
-            spectra.add(str(h5.attrs.get("spectra", RVS_FLUX_DATASET)))
+    n_obs = n_rows(observed)
+    readers: list[_MapReader] = []
+    try:
+        for path in map_files:
+            readers.append(_MapReader(path, n_obs))
+        _classify_maps(readers, observed, n_obs, out_path, chunk_rows, atomic_output)
+    finally:
+        for r in readers:
+            r.close()
+
+
+def _classify_maps(readers, observed, n_obs: int, out_path, chunk_rows: int, atomic_output):
+    spectra = {r.spectra for r in readers}
     if len(spectra) != 1:
         raise TsneError(f"the maps embed different spectra: {sorted(spectra)}")
-    perps, likes, counts = list(per_perp), [], {len(v) for v in per_perp.values()}
+    per_perp: dict[float, list[_MapReader]] = {}
+    for r in readers:
+        per_perp.setdefault(r.perplexity, []).append(r)
+    counts = {len(v) for v in per_perp.values()}
     if len(counts) != 1:
         raise TsneError(f"unequal numbers of maps per perplexity: {sorted(counts)}")
-    for maps in per_perp.values():
-        thr, dist, like = zip(*maps, strict=True)
-        likes.append(like[0] if len(maps) == 1 else ensemble_training_like(dist, thr))
-    overall = combine_maps(likes)
-    with atomic_output(out_path) as tmp, h5py.File(tmp, "w") as h5:
-        h5["source_id"] = sid
-        h5["training_like"] = overall
-        for p, like in zip(perps, likes, strict=True):
-            h5[f"training_like_p{p:g}"] = like
+    perps = list(per_perp)
+    n_like = np.zeros(len(perps) + 1, np.int64)
+    with (
+        atomic_output(out_path) as tmp,
+        h5py.File(tmp, "w") as h5,
+        open_h5(observed) as obs,
+    ):
+        names = ["training_like", *(f"training_like_p{p:g}" for p in perps)]
+        h5.create_dataset("source_id", (n_obs,), np.int64)
+        for name in names:
+            h5.create_dataset(name, (n_obs,), bool)
+        for start in range(0, n_obs, chunk_rows):
+            stop = min(n_obs, start + chunk_rows)
+            sid = obs["source_id"][start:stop]
+            likes = []
+            for maps in per_perp.values():
+                dist, like = zip(*(r.observed(start, stop, sid) for r in maps), strict=True)
+                thr = [r.threshold for r in maps]
+                likes.append(like[0] if len(maps) == 1 else ensemble_training_like(dist, thr))
+            blocks = [combine_maps(likes), *likes]
+            h5["source_id"][start:stop] = sid
+            for name, block, k in zip(names, blocks, range(len(names)), strict=True):
+                h5[name][start:stop] = block
+                n_like[k] += int(np.count_nonzero(block))
         h5.attrs["perplexities"] = perps
         h5.attrs["maps_per_perplexity"] = counts.pop()
         h5.attrs["spectra"] = next(iter(spectra))
@@ -239,10 +293,10 @@ def run_tsne_classify(map_files, observed, out_path) -> None:
         "t-SNE of %s: %d of %d observed stars (%.1f %%) training-like in all %d perplexities "
         "(%s); the paper: %s (Sect. 5.1)",
         next(iter(spectra)),
-        int(overall.sum()),
-        overall.size,
-        100.0 * overall.mean() if overall.size else float("nan"),
+        n_like[0],
+        n_obs,
+        100.0 * n_like[0] / n_obs if n_obs else float("nan"),
         len(perps),
-        ", ".join(f"p{p:g}: {int(x.sum())}" for p, x in zip(perps, likes, strict=True)),
+        ", ".join(f"p{p:g}: {int(x)}" for p, x in zip(perps, n_like[1:], strict=True)),
         constants.paper_fraction(constants.PAPER_TRAINING_LIKE),
     )

@@ -36,6 +36,19 @@ class TsneError(ValueError):
     """Inputs the t-SNE stage cannot use (no training stars, bad shapes, ...)."""
 
 
+#: Datasets of a t-SNE map file, one row per star.
+MAP_DATASETS = ("source_id", "in_training", "xy", "nn_training_distance", "training_like")
+#: Their types (``xy``: one (x, y) pair per star).
+MAP_DTYPES = (np.int64, bool, np.float32, np.float32, bool)
+
+
+#: The datasets of a map that a placement job writes per perplexity (``p30/xy`` ...).
+PLACED_DATASETS = ("xy", "nn_training_distance", "training_like")
+
+#: Rows of a map gathered or classified at a time (memory independent of the map's size).
+STREAM_ROWS = 65_536
+
+
 #: What the t-SNE stage can embed (``tsne.spectra``): the RVS spectra (the paper), or,
 #: for surveys without them, the XP spectra: the sampled flux divided by its mean, or the
 #: BP and RP coefficients divided by their first one (as the model's XP branch sees them).

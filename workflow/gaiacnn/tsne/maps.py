@@ -4,7 +4,8 @@ the map files (rules ``tsne_neighbours``, ``tsne_joint``, ``tsne_reference``).""
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import h5py
@@ -19,6 +20,8 @@ from gaiacnn.tsne.classify import (
     threshold_from_config,
 )
 from gaiacnn.tsne.features import (
+    MAP_DATASETS,
+    MAP_DTYPES,
     TsneError,
     _map_spectra,
     _reference_rows,
@@ -230,26 +233,38 @@ def read_reference_embedding(path) -> ReferenceEmbedding:
     )
 
 
-#: Datasets of a t-SNE map file, one row per star.
-MAP_DATASETS = ("source_id", "in_training", "xy", "nn_training_distance", "training_like")
+@contextmanager
+def map_writer(out_path, n_rows: int, attrs: Mapping) -> Iterator[Callable[[int, Mapping], None]]:
+    """A t-SNE map file (:data:`MAP_DATASETS`) of ``n_rows`` stars written a block of rows
+    at a time: yields ``write(first_row, data)``.  The file appears, atomically, only when
+    the block closes without error.
 
+    A map holds its training stars first, then its observed stars; a map that classifies
+    (joint, or gathered in scalable mode) holds every observed star in the observed
+    arrays file's order, which lets :func:`gaiacnn.tsne.run_tsne_classify` read it in
+    step with that file."""
+    from gaiacnn.io import atomic_output
 
-#: The datasets of a map that a placement job writes per perplexity (``p30/xy`` ...).
-PLACED_DATASETS = ("xy", "nn_training_distance", "training_like")
+    with atomic_output(out_path) as tmp, h5py.File(tmp, "w") as h5:
+        for name, dtype in zip(MAP_DATASETS, MAP_DTYPES, strict=True):
+            h5.create_dataset(name, (n_rows, 2) if name == "xy" else (n_rows,), dtype)
+        h5["xy"].attrs["unit"] = "t-SNE units"
+        for k, v in attrs.items():
+            h5.attrs[k] = v
+
+        def write(first: int, data: Mapping) -> None:
+            for name, dtype in zip(MAP_DATASETS, MAP_DTYPES, strict=True):
+                block = np.asarray(data[name], dtype)
+                h5[name][first : first + len(block)] = block
+
+        yield write
 
 
 def _write_map(out_path, data: Mapping[str, np.ndarray], attrs: Mapping) -> None:
     """One t-SNE map file (:data:`MAP_DATASETS`): every star of both samples (training
     first), its position, its distance to the nearest training star and its class."""
-    from gaiacnn.io import atomic_output
-
-    dtypes = (np.int64, bool, np.float32, np.float32, bool)
-    with atomic_output(out_path) as tmp, h5py.File(tmp, "w") as h5:
-        for name, dtype in zip(MAP_DATASETS, dtypes, strict=True):
-            h5[name] = np.asarray(data[name], dtype)
-        h5["xy"].attrs["unit"] = "t-SNE units"
-        for k, v in attrs.items():
-            h5.attrs[k] = v
+    with map_writer(out_path, len(data["source_id"]), attrs) as write:
+        write(0, data)
 
 
 def _map_attrs(cfg: Mapping, perplexity: float, thr, mode: str, **extra) -> dict:
@@ -263,6 +278,9 @@ def _map_attrs(cfg: Mapping, perplexity: float, thr, mode: str, **extra) -> dict
         "threshold_factor": thr.factor,
         "threshold_neighbours": thr.neighbours,
         "median_training_nn": thr.median_training_nn,
+        # the map's seed: with n_reference_observed, the observed stars of a scalable
+        # reference map (gaiacnn.tsne.reference_rows)
+        "seed": int(cfg["seed"]),
         **extra,
     }
 

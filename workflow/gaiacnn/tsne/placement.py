@@ -5,7 +5,7 @@ shard by shard, at the median position of their nearest reference spectra (rules
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import h5py
@@ -14,6 +14,10 @@ import numpy as np
 from gaiacnn.io import open_h5
 from gaiacnn.tsne.classify import nearest_training_distance
 from gaiacnn.tsne.features import (
+    MAP_DATASETS,
+    MAP_DTYPES,
+    PLACED_DATASETS,
+    STREAM_ROWS,
     Reducer,
     TsneError,
     _map_spectra,
@@ -25,9 +29,7 @@ from gaiacnn.tsne.features import (
     tsne_spectra,
 )
 from gaiacnn.tsne.maps import (
-    MAP_DATASETS,
-    PLACED_DATASETS,
-    _write_map,
+    map_writer,
     read_reference_embedding,
 )
 
@@ -237,23 +239,141 @@ def run_tsne_place(observed, index_path, embedding_paths, out_path, *, shard, ts
             )
 
 
-def run_tsne_gather(reference_map, shard_files, out_path, *, perplexity) -> None:
+#: No rows of a map's datasets (their types, so that a block is never cast through them).
+_EMPTY = {
+    name: np.empty((0, 2) if name == "xy" else (0,), dtype)
+    for name, dtype in zip(MAP_DATASETS, MAP_DTYPES, strict=True)
+}
+
+
+class _RowStream:
+    """The rows of several map-like files read one after the other, a block at a time:
+    each source is (path, prefix of its datasets, first row); ``source_id`` is at the
+    file's root, the :data:`PLACED_DATASETS` under the prefix (a placement shard's
+    ``p30/``; a reference map's root)."""
+
+    def __init__(self, sources: Sequence[tuple[str, str, int]], what: str):
+        self._sources = list(sources)
+        self._what = what
+        self._h5 = None
+        self._row = self._stop = 0
+
+    def _next_source(self) -> bool:
+        self.close()
+        if not self._sources:
+            return False
+        path, prefix, first = self._sources.pop(0)
+        h5 = open_h5(path)
+        missing = [f"{prefix}{k}" for k in PLACED_DATASETS if f"{prefix}{k}" not in h5]
+        if "source_id" not in h5:
+            missing.insert(0, "source_id")
+        if missing:
+            h5.close()
+            raise TsneError(f"{path}: no {', '.join(missing)} ({self._what})")
+        self._h5, self._prefix, self._path = h5, prefix, path
+        self._row, self._stop = int(first), int(h5["source_id"].shape[0])
+        return True
+
+    def take(self, n: int) -> dict[str, np.ndarray]:
+        """The next ``n`` rows: ``source_id`` and the :data:`PLACED_DATASETS`."""
+        parts: dict[str, list] = {k: [] for k in ("source_id", *PLACED_DATASETS)}
+        while n > 0:
+            if self._h5 is None or self._row >= self._stop:
+                if not self._next_source():
+                    raise TsneError(f"{self._what}: {n} stars fewer than the observed file needs")
+                continue
+            stop = min(self._stop, self._row + n)
+            parts["source_id"].append(self._h5["source_id"][self._row : stop])
+            for k in PLACED_DATASETS:
+                parts[k].append(self._h5[f"{self._prefix}{k}"][self._row : stop])
+            n -= stop - self._row
+            self._row = stop
+        return {k: np.concatenate(v) if v else _EMPTY[k] for k, v in parts.items()}
+
+    def finish(self) -> None:
+        """Refuse rows left over (more stars than the observed file has), then close."""
+        left = self._stop - self._row if self._h5 is not None else 0
+        while self._next_source():
+            left += self._stop - self._row
+        if left:
+            raise TsneError(f"{self._what}: {left} stars more than the observed file has")
+
+    def close(self) -> None:
+        if self._h5 is not None:
+            self._h5.close()
+            self._h5 = None
+
+
+def _training_rows(path, in_training: np.ndarray) -> int:
+    """The number of training stars of a map, refused unless they come first."""
+    n_tr = int(np.count_nonzero(in_training))
+    if not in_training[:n_tr].all():
+        raise TsneError(f"{path}: the training stars are not the map's first rows")
+    return n_tr
+
+
+def run_tsne_gather(
+    reference_map,
+    shard_files,
+    observed,
+    out_path,
+    *,
+    perplexity,
+    tsne_cfg: Mapping,
+    chunk_rows: int = STREAM_ROWS,
+) -> None:
     """Rule ``tsne_gather`` (scalable mode): the reference map of one perplexity and the
     stars placed into it by every shard as one map file, in the layout of the joint mode
-    (with the reference map's attributes)."""
-    parts: dict[str, list] = {k: [] for k in MAP_DATASETS}
-    with open_h5(reference_map) as h5:
-        attrs = dict(h5.attrs)
-        for k in MAP_DATASETS:
-            parts[k].append(h5[k][:])
+    (with the reference map's attributes): the map's training stars, then every observed
+    star in the order of the ``observed`` arrays file (the reference map's and the
+    shards' stars merged), ``chunk_rows`` at a time, so memory is independent of N.
+    Every star's ``source_id`` is checked against the observed file's."""
     group = _place_group(float(perplexity))
-    for path in shard_files:
-        with open_h5(path) as h5:
-            if group not in h5:
-                raise KeyError(f"{path}: no placement for perplexity {perplexity:g} ({group})")
-            sid = h5["source_id"][:]
-            parts["source_id"].append(sid)
-            parts["in_training"].append(np.zeros(sid.size, bool))
-            for k in PLACED_DATASETS:
-                parts[k].append(h5[group][k][:])
-    _write_map(out_path, {k: np.concatenate(v) for k, v in parts.items()}, attrs)
+    n_obs = n_rows(observed)
+    ref_rows = _reference_rows(observed, tsne_cfg)
+    with open_h5(reference_map) as h5:
+        missing = [k for k in MAP_DATASETS if k not in h5]
+        if missing:
+            raise TsneError(f"{reference_map}: not a t-SNE map (no {', '.join(missing)})")
+        attrs = dict(h5.attrs)
+        in_tr = h5["in_training"][:]  # the reference sample: bounded, not N
+    n_tr = _training_rows(reference_map, in_tr)
+    if in_tr.size - n_tr != ref_rows.size:
+        raise TsneError(
+            f"{reference_map}: {in_tr.size - n_tr} observed stars, but tsne.reference_observed "
+            f"takes {ref_rows.size} of the {n_obs} of {observed}: the map of another "
+            "configuration or observed file"
+        )
+    references = _RowStream([(reference_map, "", n_tr)], f"{reference_map}, reference map")
+    placed = _RowStream(
+        [(path, f"{group}/", 0) for path in shard_files],
+        f"the placement shards, perplexity {float(perplexity):g} ({group})",
+    )
+    with map_writer(out_path, n_tr + n_obs, attrs) as write, open_h5(observed) as obs:
+        with open_h5(reference_map) as h5:
+            for start in range(0, n_tr, chunk_rows):
+                stop = min(n_tr, start + chunk_rows)
+                write(start, {k: h5[k][start:stop] for k in MAP_DATASETS})
+        for start in range(0, n_obs, chunk_rows):
+            stop = min(n_obs, start + chunk_rows)
+            sid = obs["source_id"][start:stop]
+            lo, hi = np.searchsorted(ref_rows, [start, stop])
+            is_ref = np.zeros(stop - start, bool)
+            is_ref[ref_rows[lo:hi] - start] = True
+            parts = (references.take(int(hi - lo)), placed.take(int((~is_ref).sum())))
+            block = {}
+            for k, v in parts[0].items():
+                block[k] = np.empty((stop - start, *v.shape[1:]), v.dtype)
+                block[k][is_ref], block[k][~is_ref] = v, parts[1][k]
+            bad = np.flatnonzero(block["source_id"] != sid)
+            if bad.size:
+                i = int(bad[0])
+                raise TsneError(
+                    f"{out_path}: star {block['source_id'][i]} of the reference map or the "
+                    f"placement shards stands at row {start + i} of {observed}, which holds "
+                    f"{sid[i]}: the maps and shards were made from another observed file"
+                )
+            block["in_training"] = np.zeros(stop - start, bool)
+            write(n_tr + start, block)
+        references.finish()
+        placed.finish()
