@@ -20,6 +20,7 @@ training schedules on the file (each a JSON dict of training overrides).  Run on
     .venv/bin/python benchmarks/model_speed.py --workdir /tmp/model-bench
     .venv/bin/python benchmarks/model_speed.py --n-stars 10000 --schedules \\
         '{}' '{"batch_size": 512, "learning_rate": 0.002, "lr_warmup_epochs": 5}'
+    .venv/bin/python benchmarks/model_speed.py --skip-throughput --skip-predict --pipeline
 
 It is not a test: numbers depend on the machine (and on whatever else runs on it).
 """
@@ -285,6 +286,85 @@ def train_runs(path: Path, workdir: Path, trainings: list[dict], tag: str):
     return out
 
 
+def pipeline_share(path: Path, n_rows: int, timed_epochs: int, training: dict) -> dict:
+    """The training data pipeline against the model, per step, at the workflow's settings
+    (config.yaml's ``model.training`` and ``phot_input``, with ``training`` overrides; the
+    augmentations :func:`gaiacnn.model.train_member` applies to this file, through its own
+    :func:`gaiacnn.model.training.training_batches`), on the first ``n_rows`` rows:
+
+    * ``batch_ms``: one batch made in Python (one thread), the pipeline's own work;
+    * ``pipeline_ms``: one step of the ``tf.data`` pipeline alone (its threads, no model);
+    * ``fed_ms``: one step of ``model.fit`` fed by that pipeline, as in training;
+    * ``model_ms``: one step of ``model.fit`` on the same batches made beforehand and served
+      from memory (the model alone);
+    * ``outside_share`` = 1 - model_ms / fed_ms: the share of a training step spent outside
+      the model (waiting for data or on the pipeline's threads' CPU time).
+
+    Steps are the medians over ``timed_epochs`` epochs after one warm-up epoch."""
+    import keras
+    import tensorflow as tf
+    import yaml
+
+    from gaiacnn import model as gm
+    from gaiacnn.layout import PARALLAX_DATASET, PARALLAX_ERROR_DATASET
+    from gaiacnn.model.training import training_batches
+
+    cfg = yaml.safe_load((REPO / "config" / "config.yaml").read_text())["model"]
+    tr = gm._merge(gm.DEFAULT_TRAINING, {**cfg["training"], **training}, "training")
+    rows = np.arange(n_rows, dtype=np.int64)
+    sc = gm.fit_scalers(path, rows, LABELS, BRANCHES, cfg["xp_input"], cfg["phot_input"],
+                        withheld_snr=float(tr["withhold_parallax_below_snr"]))  # fmt: skip
+    has_plx = PARALLAX_DATASET in sc.phot_columns
+    data = training_batches(
+        path, rows, *gm.load_inputs(path, rows, BRANCHES, sc, LABELS), sc, tr, 0,
+        rvs=float(tr["augment_snr_min"]) > 0 and float(tr["augment_fraction"]) > 0,
+        parallax=has_plx and float(tr["augment_parallax_snr_min"]) > 0
+        and float(tr["augment_parallax_fraction"]) > 0,
+        withhold=has_plx and sc.phot_input == "intrinsic_withheld",
+        xp=bool(tr["augment_xp"]),
+        plx_names=list(dict.fromkeys([*sc.phot_columns, PARALLAX_ERROR_DATASET])),
+    )  # fmt: skip
+    if data is None:
+        return {"augmented": False}
+    steps = len(data) - 1  # full batches only (the last one may be short)
+    epochs = 1 + timed_epochs
+    t0 = time.perf_counter()
+    made = [data.batch(k) for k in range(steps)]
+    batch_ms = 1e3 * (time.perf_counter() - t0) / steps
+    t0 = time.perf_counter()
+    for _ in data.dataset(1).take(steps):
+        pass
+    pipeline_ms = 1e3 * (time.perf_counter() - t0) / steps
+    names = data.names
+    memory = tf.data.Dataset.from_tensor_slices(
+        ({k: np.stack([b[0][k] for b in made]).astype(np.float32) for k in names},
+         np.stack([b[1] for b in made]).astype(np.float32))
+    ).repeat()  # fmt: skip
+    del made
+    EpochTimer = _timer_class()
+    per_step = {}
+    for name, feed in (("fed", data.dataset(epochs * (steps + 1))), ("model", memory)):
+        keras.utils.set_random_seed(0)
+        net = gm.model_for(sc)
+        net.compile(optimizer=keras.optimizers.Adam(float(tr["learning_rate"])),
+                    loss=gm.masked_mse)  # fmt: skip
+        timer = EpochTimer()
+        net.fit(feed, steps_per_epoch=steps, epochs=epochs, callbacks=[timer], verbose=0)
+        per_step[name] = 1e3 * float(np.median(timer.times[1:])) / steps
+        print(f"  pipeline: {name} {per_step[name]:.1f} ms/step", file=sys.stderr, flush=True)
+    return {
+        "augmented": True,
+        "n_rows": n_rows,
+        "batch_size": int(tr["batch_size"]),
+        "steps_per_epoch": steps,
+        "batch_ms": batch_ms,
+        "pipeline_ms": pipeline_ms,
+        "fed_ms": per_step["fed"],
+        "model_ms": per_step["model"],
+        "outside_share": 1.0 - per_step["model"] / per_step["fed"],
+    }
+
+
 # --------------------------------------------------------------------------- main
 
 
@@ -315,6 +395,17 @@ def main() -> None:
     p.add_argument("--training", default="{}", help="JSON training overrides for --full-member")
     p.add_argument("--schedules", nargs="*", default=[],
                    help="JSON training-override dicts to compare on the file")  # fmt: skip
+    p.add_argument(
+        "--pipeline",
+        action="store_true",
+        help="the training data pipeline's share of a step (pipeline_share)",
+    )
+    p.add_argument(
+        "--pipeline-stars",
+        type=int,
+        default=33_585,
+        help="training rows of --pipeline (default: a paper-size member's)",
+    )
     p.add_argument("--json", type=Path, help="also write all results to this JSON file")
     p.add_argument("--no-record", action="store_true", help="do not append to results.csv")
     a = p.parse_args()
@@ -348,6 +439,10 @@ def main() -> None:
             a.predict_precisions.split(","),
             a.predict_batch,
             a.predict_reps,
+        )
+    if a.pipeline:
+        res["pipeline"] = pipeline_share(
+            path, min(a.pipeline_stars, a.n_stars), a.timed_epochs, json.loads(a.training)
         )
     if a.schedules:
         res["schedules"] = train_runs(path, workdir, [json.loads(s) for s in a.schedules], "sch")
@@ -386,6 +481,13 @@ def report(res: dict) -> None:
             print(f"  {r['precision']:<28s} {r['stars_per_s']:>8.0f}   {dev}")
         print("  label sigma over the sample: "
               + ", ".join(f"{k} {v:.3g}" for k, v in res["label_sigma"].items()))  # fmt: skip
+    if res.get("pipeline", {}).get("augmented"):
+        r = res["pipeline"]
+        print(f"\ntraining data pipeline ({r['n_rows']} rows, batch {r['batch_size']}, "
+              f"{r['steps_per_epoch']} steps/epoch), ms per step: a batch made in Python "
+              f"{r['batch_ms']:.1f}, the tf.data pipeline alone {r['pipeline_ms']:.1f}, "
+              f"fit fed by it {r['fed_ms']:.1f}, fit on batches in memory {r['model_ms']:.1f}: "
+              f"{100 * r['outside_share']:.1f} % of a step outside the model")  # fmt: skip
     for key in ("schedules", "full_member"):
         rows = res.get(key)
         if rows is None:

@@ -106,3 +106,58 @@ def test_fig1_marks_the_configured_lowest_snr_bin(products, tmp_path):
     index, _ = render_recorded(ctx, tmp_path, [samples.snr_distribution])
     (entry,) = index["figures"]
     assert f"{share:.0%} of the spectra have 20 <= S/N < 40" in entry["caption"]
+
+
+def test_beyond_max_observed_the_figures_read_a_subsample(products, tmp_path):
+    import h5py
+    import numpy as np
+    import pandas as pd
+    from figure_data import copy_products, rewrite_catalogue
+
+    from gaiacnn import catalogue
+
+    inputs = copy_products(products, tmp_path / "p")
+    # keep the reference labels of ten observed stars only
+    with h5py.File(inputs.observed, "r+") as h5:
+        n_obs = h5["source_id"].shape[0]
+        labelled = np.flatnonzero(np.isfinite(h5["labels/teff"][:]))[5:15]
+        for name in h5["labels"]:
+            values = np.full(n_obs, np.nan, np.float32)
+            values[labelled] = h5[f"labels/{name}"][:][labelled]
+            h5[f"labels/{name}"][...] = values
+    full = Context(inputs, {})
+    sub = Context(inputs, {"max_observed": 50, "seed": 1})
+    assert full.observed_subsample is None and full.sample_note() == ""
+    keep = sub.observed_subsample
+    # a random 50 of the observed stars and every one with a reference label
+    assert 50 <= keep.size <= 60 and np.isin(labelled, keep).all()
+    assert np.array_equal(keep, np.unique(keep))
+    # the subsample's catalogue is the full one's at those stars, column for column
+    is_tr = full.in_training
+    rows = np.r_[np.flatnonzero(is_tr), np.flatnonzero(~is_tr)[keep]]
+    pd.testing.assert_frame_equal(sub.table, full.table.iloc[rows].reset_index(drop=True))
+    # the arrays' columns follow the stars read
+    for x in full.reference:
+        assert np.allclose(
+            sub.reference[x].to_numpy(), full.reference[x].to_numpy()[rows], equal_nan=True
+        )
+    # and so do the maps' (training stars, then the observed file's, in its order)
+    from gaiacnn.figures.tsne_maps import context_map
+
+    m_full, m_sub = (context_map(c, products.maps[0]) for c in (full, sub))
+    obs_full = np.flatnonzero(~m_full.in_training)
+    rows_map = np.r_[np.flatnonzero(m_full.in_training), obs_full[keep]]
+    assert np.array_equal(m_sub.source_id, m_full.source_id[rows_map])
+    assert np.array_equal(m_sub.xy, m_full.xy[rows_map])
+    # every figure draws from the subsample, and its caption says so
+    index = render.render_all(sub, tmp_path / "figures", formats=("png",))
+    assert len(index["figures"]) >= 8
+    note = f"Observed stars: {keep.size:,} of the {n_obs:,} (a random 50, figures.max_observed"
+    assert all(note in f["caption"] for f in index["figures"])
+    # a catalogue not in its arrays files' order cannot be subsampled by row: refused
+    table, _ = catalogue.read(inputs.catalogue)
+    obs = np.flatnonzero(~table["in_training"].to_numpy(bool))
+    order = np.r_[np.flatnonzero(table["in_training"].to_numpy(bool)), obs[::-1]]
+    rewrite_catalogue(inputs, table.iloc[order].reset_index(drop=True))
+    with pytest.raises(ValueError, match="in the order of its arrays files"):
+        _ = Context(inputs, {"max_observed": 50}).table

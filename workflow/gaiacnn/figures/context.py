@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -50,6 +50,54 @@ MEASURED_COLUMNS: dict[str, str] = {
 NOT_AVAILABLE = flags.NOT_AVAILABLE
 #: Metallicity labels, in order of preference: [Fe/H] stands in for a missing [M/H].
 METALLICITY_LABELS = ("m_h", "fe_h")
+#: Rows read per block of an arrays file (a block of 4096 x 2401 float32 is ~39 MB).
+CHUNK_ROWS = 4096
+#: Catalogue rows read per block.
+CATALOGUE_CHUNK_ROWS = 65_536
+#: Observed stars the figures read at most (``figures.max_observed``): beyond, a random
+#: subsample of this many (``figures.seed``) and every observed star with a reference
+#: label, so that the figures' memory does not grow with N.  Above the paper's 886 080.
+DEFAULT_MAX_OBSERVED = 1_000_000
+
+
+def iter_selected_rows(
+    ds: h5py.Dataset, rows: np.ndarray, chunk_rows: int = CHUNK_ROWS
+) -> Iterator[tuple[int, np.ndarray]]:
+    """Yield ``(i, values)``: the values of ``ds`` at ``rows[i:i + len(values)]``, block by
+    block of ``chunk_rows`` file rows.  ``rows``: sorted unique indices.  A dense block is
+    read as one slab, a sparse one by point selection; memory ~ ``chunk_rows`` rows."""
+    rows = np.asarray(rows, dtype=np.int64)
+    if rows.size and (np.any(np.diff(rows) <= 0) or rows[0] < 0 or rows[-1] >= ds.shape[0]):
+        raise ValueError("rows must be sorted, unique and within the dataset")
+    n = ds.shape[0]
+    for block in np.unique(rows // chunk_rows):
+        start = int(block) * chunk_rows
+        stop = min(start + chunk_rows, n)
+        lo, hi = np.searchsorted(rows, [start, stop])
+        sel = rows[lo:hi]
+        if 8 * sel.size >= stop - start:  # dense: one contiguous read
+            yield int(lo), ds[start:stop][sel - start]
+        else:
+            yield int(lo), ds[sel]
+
+
+def read_rows(
+    path: str | os.PathLike, names: Sequence[str], rows: np.ndarray, chunk_rows: int = CHUNK_ROWS
+) -> dict[str, np.ndarray]:
+    """Datasets ``names`` of an arrays file at sorted unique ``rows`` (in that order),
+    streamed; :class:`Skip` if one is absent."""
+    rows = np.asarray(rows, dtype=np.int64)
+    out: dict[str, np.ndarray] = {}
+    with h5py.File(path, "r") as h5:
+        for name in names:
+            if name not in h5:
+                raise Skip(f"{Path(path).name} has no dataset {name}")
+            ds = h5[name]
+            res = np.empty((rows.size, *ds.shape[1:]), dtype=ds.dtype)
+            for i, values in iter_selected_rows(ds, rows, chunk_rows):
+                res[i : i + len(values)] = values
+            out[name] = res
+    return out
 
 
 def snr_edges(cfg: Mapping) -> np.ndarray:
@@ -107,11 +155,97 @@ class Context:
     # ------------------------------------------------------------------ catalogue
     @cached_property
     def _catalogue(self) -> tuple[pd.DataFrame, dict]:
-        return catalogue.read(self.inputs.catalogue)
+        if self.observed_subsample is None:
+            return catalogue.read(self.inputs.catalogue)
+        return self._read_subsample(), catalogue.read_attrs(self.inputs.catalogue)
+
+    @cached_property
+    def n_observed(self) -> int:
+        """Stars of the observed arrays file (all of them, read or not)."""
+        with h5py.File(self.inputs.observed, "r") as h5:
+            return int(h5["source_id"].shape[0])
+
+    @cached_property
+    def observed_subsample(self) -> np.ndarray | None:
+        """Rows of the observed arrays file the figures read, sorted, when it holds more
+        than ``figures.max_observed`` stars (:data:`DEFAULT_MAX_OBSERVED`): a random
+        ``max_observed`` of them (``figures.seed``) and every one with a reference label;
+        None when the figures read them all."""
+        cap = int(self.cfg.get("max_observed", DEFAULT_MAX_OBSERVED))
+        n = self.n_observed
+        if n <= cap:
+            return None
+        rng = np.random.default_rng([int(self.cfg.get("seed", 0)), 8])
+        keep = np.zeros(n, bool)  # n bits' worth: the only array of N here, 1 byte a star
+        keep[rng.choice(n, size=cap, replace=False)] = True
+        with h5py.File(self.inputs.observed, "r") as h5:
+            names = [n_ for n_ in h5.get("labels", {}) if not n_.endswith("_err")]
+            for start in range(0, n, CATALOGUE_CHUNK_ROWS):
+                stop = min(n, start + CATALOGUE_CHUNK_ROWS)
+                for name in names:
+                    keep[start:stop] |= np.isfinite(h5[f"labels/{name}"][start:stop])
+        return np.flatnonzero(keep)
+
+    def _read_subsample(self) -> pd.DataFrame:
+        """The catalogue's training stars and its observed stars at the rows
+        :attr:`observed_subsample` of the observed arrays file, read a block at a time.
+        The catalogue holds the training stars, then the observed ones, each in the order
+        of its arrays file (as the workflow writes it); a catalogue in another order is
+        refused (its file rows could not be found without reading every source id)."""
+        from gaiacnn.tables import iter_fits_rows
+
+        keep = self.observed_subsample
+        parts, n_seen = [], {True: 0, False: 0}
+        for chunk in iter_fits_rows(self.inputs.catalogue, CATALOGUE_CHUNK_ROWS):
+            is_tr = chunk["in_training"].to_numpy(bool)
+            pos = np.empty(len(chunk), np.int64)
+            for flag in (True, False):
+                m = is_tr == flag
+                pos[m] = n_seen[flag] + np.arange(int(m.sum()))
+                n_seen[flag] += int(m.sum())
+            i = np.minimum(np.searchsorted(keep, pos), keep.size - 1)
+            parts.append(chunk[is_tr | (keep[i] == pos)])
+        table = pd.concat(parts, ignore_index=True)
+        if n_seen[False] != self.n_observed:
+            raise ValueError(
+                f"{self.inputs.catalogue}: {n_seen[False]} observed stars, the observed arrays "
+                f"file {self.inputs.observed} {self.n_observed}: not its catalogue"
+            )
+        sid = table["source_id"].to_numpy()
+        for sample, mask in (("training", table["in_training"].to_numpy(bool)),):
+            self._check_order(sample, np.arange(int(mask.sum())), sid[mask])
+        self._check_order("observed", keep, sid[~table["in_training"].to_numpy(bool)])
+        return table
+
+    def _check_order(self, sample: str, rows: np.ndarray, sid: np.ndarray) -> None:
+        file_sid = read_rows(self.arrays_file(sample), ["source_id"], rows)["source_id"]
+        bad = np.flatnonzero(file_sid != sid)
+        if bad.size:
+            raise ValueError(
+                f"{self.inputs.catalogue}: its {sample} star {sid[bad[0]]} stands where row "
+                f"{rows[bad[0]]} of {self.arrays_file(sample)} holds {file_sid[bad[0]]}: the "
+                f"figures read a catalogue of more than figures.max_observed observed stars "
+                "in the order of its arrays files (training stars, then observed ones), as "
+                "the workflow writes it"
+            )
+
+    def sample_note(self) -> str:
+        """Caption note when the figures read a subsample of the observed stars (empty
+        otherwise)."""
+        keep = self.observed_subsample
+        if keep is None:
+            return ""
+        cap = int(self.cfg.get("max_observed", DEFAULT_MAX_OBSERVED))
+        return (
+            f" Observed stars: {keep.size:,} of the {self.n_observed:,} (a random {cap:,}, "
+            f"figures.max_observed, and every one with a reference label); the counts and "
+            "fractions are of these."
+        )
 
     @property
     def table(self) -> pd.DataFrame:
-        """The catalogue (training stars first, then observed), one row per star."""
+        """The catalogue (training stars first, then observed), one row per star; beyond
+        ``figures.max_observed`` observed stars, those of :attr:`observed_subsample`."""
         return self._catalogue[0]
 
     @property
@@ -212,19 +346,16 @@ class Context:
         """The input (reference, e.g. APOGEE) label of every catalogue star where its arrays
         file has one (NaN elsewhere), aligned with :attr:`table`."""
         out = pd.DataFrame(index=pd.RangeIndex(len(self.table)))
-        sid = self.table["source_id"].to_numpy()
-        for path in (self.inputs.training, self.inputs.observed):
-            with h5py.File(path, "r") as h5:
-                rows = pd.Index(h5["source_id"][:]).get_indexer(sid)
-                have = rows >= 0
-                for name in self.labels:
-                    ds = layout.label_dataset(name)
-                    if ds not in h5:
-                        continue
-                    if name not in out:
-                        out[name] = np.nan
-                    values = h5[ds][:]
-                    out.loc[have, name] = values[rows[have]]
+        for sample in ("training", "observed"):
+            names = [x for x in self.labels if self.has(layout.label_dataset(x), sample=sample)]
+            file_rows, rows = self.file_rows(sample)
+            values = read_rows(
+                self.arrays_file(sample), [layout.label_dataset(x) for x in names], file_rows
+            )
+            for name in names:
+                if name not in out:
+                    out[name] = np.nan
+                out.loc[rows, name] = values[layout.label_dataset(name)]
         return out
 
     # ------------------------------------------------------------------ ensemble products
@@ -271,22 +402,38 @@ class Context:
             raise missing_input(what or name)
 
     def read_arrays(self, sample: str, names: Sequence[str], rows: np.ndarray | None = None):
-        """Datasets of the ``sample`` arrays file (rows in file order); :class:`Skip` if one
-        is absent."""
+        """Datasets of the ``sample`` arrays file (rows in file order; ``rows``: sorted
+        unique file rows); :class:`Skip` if one is absent."""
         path = self.arrays_file(sample)
-        out = {}
-        with h5py.File(path, "r") as h5:
-            for n in names:
-                if n not in h5:
-                    raise missing_input(n, f"{path.name} has no dataset {n}")
-                out[n] = h5[n][:] if rows is None else h5[n][np.sort(rows)]
-        return out
+        if rows is None:
+            with h5py.File(path, "r") as h5:
+                rows = np.arange(int(h5["source_id"].shape[0]))
+        missing = [n for n in names if not self.has(n, sample=sample)]
+        if missing:
+            raise missing_input(missing[0], f"{path.name} has no dataset {missing[0]}")
+        return read_rows(path, names, np.sort(rows))
 
-    def catalogue_rows(self, sample: str) -> np.ndarray:
-        """Row in :attr:`table` of each star of the ``sample`` arrays file, in file order."""
-        with h5py.File(self.arrays_file(sample), "r") as h5:
-            sid = h5["source_id"][:]
-        return pd.Index(self.table["source_id"].to_numpy()).get_indexer(sid)
+    def file_rows(self, sample: str) -> tuple[np.ndarray, np.ndarray]:
+        """(rows of the ``sample`` arrays file, their rows in :attr:`table`) of the stars in
+        both, sorted by file row."""
+        return self._file_rows[sample]
+
+    @cached_property
+    def _file_rows(self) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+        out = {}
+        is_tr = self.table["in_training"].to_numpy(bool)
+        if self.observed_subsample is not None:  # checked by _read_subsample
+            n_tr = int(is_tr.sum())
+            out["training"] = (np.arange(n_tr), np.flatnonzero(is_tr))
+            out["observed"] = (self.observed_subsample, np.flatnonzero(~is_tr))
+            return out
+        sid = pd.Index(self.table["source_id"].to_numpy())
+        for sample in ("training", "observed"):
+            with h5py.File(self.arrays_file(sample), "r") as h5:
+                rows = sid.get_indexer(h5["source_id"][:])
+            found = np.flatnonzero(rows >= 0)
+            out[sample] = (found, rows[found])
+        return out
 
     def wavelength_nm(self) -> np.ndarray:
         self.require(RVS_FLUX_DATASET)
@@ -325,15 +472,12 @@ def photometry(ctx: Context) -> pd.DataFrame:
     """G, G_BP, G_RP [mag] of every catalogue star from the arrays files (NaN where a file
     has none), aligned with the catalogue."""
     out = pd.DataFrame(index=pd.RangeIndex(len(ctx.table)))
-    sid = ctx.table["source_id"].to_numpy()
+    for name in layout.PHOT_DATASETS:
+        out[name.split("/")[1]] = np.nan
     for sample in ("training", "observed"):
-        with h5py.File(ctx.arrays_file(sample), "r") as h5:
-            rows = pd.Index(h5["source_id"][:]).get_indexer(sid)
-            have = rows >= 0
-            for name in layout.PHOT_DATASETS:
-                key = name.split("/")[1]
-                if key not in out:
-                    out[key] = np.nan
-                if name in h5:
-                    out.loc[have, key] = h5[name][:][rows[have]]
+        names = [n for n in layout.PHOT_DATASETS if ctx.has(n, sample=sample)]
+        file_rows, rows = ctx.file_rows(sample)
+        values = read_rows(ctx.arrays_file(sample), names, file_rows)
+        for name in names:
+            out.loc[rows, name.split("/")[1]] = values[name]
     return out

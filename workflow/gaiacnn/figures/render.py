@@ -94,11 +94,14 @@ def render_all(
     """Render ``functions`` (default: :func:`registry`) into ``out_dir`` (replaced), with
     :data:`INDEX_FILE`; returns the index: ``{"figures": [...], "skipped": [...]}``."""
     index: dict = {"figures": [], "skipped": []}
+    # beyond figures.max_observed observed stars, every caption says which were read
+    note = ctx.sample_note() if isinstance(ctx, Context) else ""
     with atomic_directory(out_dir) as tmp, style.style():
         for fn in functions if functions is not None else registry():
             t0 = time.perf_counter()
             try:
                 for r in fn(ctx):
+                    r.caption += note
                     files = style.save(r.fig, tmp, r.name, formats)
                     r.fig.clear()
                     index["figures"].append(

@@ -103,10 +103,8 @@ def rv_error(ctx: Context) -> np.ndarray:
         )
     out = np.full(len(ctx.table), np.nan)
     for sample in have:
-        rows = ctx.catalogue_rows(sample)
-        values = ctx.read_arrays(sample, [RV_ERROR_DATASET])[RV_ERROR_DATASET]
-        found = rows >= 0
-        out[rows[found]] = values[found]
+        file_rows, rows = ctx.file_rows(sample)
+        out[rows] = ctx.read_arrays(sample, [RV_ERROR_DATASET], file_rows)[RV_ERROR_DATASET]
     return out
 
 

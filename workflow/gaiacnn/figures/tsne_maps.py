@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 
 from gaiacnn.figures import style as st
-from gaiacnn.figures.context import Context, Skip, metallicity_note
+from gaiacnn.figures.context import Context, Skip, iter_selected_rows, metallicity_note
 from gaiacnn.figures.render import Rendered, figure
 from gaiacnn.flags import DIGIT_NAMES
 from gaiacnn.layout import RVS_FLUX_DATASET, XP_SAMPLED_DATASET
@@ -80,13 +80,18 @@ class TsneMap:
         return f"{self.perplexity:g}"
 
 
-def read_map(path: str | Path) -> TsneMap:
-    """The positions, sample and class of every star of one map file."""
+def read_map(path: str | Path, observed_rows: np.ndarray | None = None) -> TsneMap:
+    """The positions, sample and class of every star of one map file; with
+    ``observed_rows`` (sorted rows of the observed arrays file, whose stars the map holds
+    after its training stars, in that file's order, as the workflow writes it), those of
+    the training stars and of these observed stars only, read a block at a time."""
     path = Path(path)
     with h5py.File(path, "r") as h5:
         for name in ("xy", "in_training", "training_like"):
             if name not in h5:
                 raise Skip(f"{path.name} has no dataset {name}")
+        if observed_rows is not None:
+            return _read_map_rows(path, h5, observed_rows)
         attrs = dict(h5.attrs)
         rule = attrs.get("threshold_rule", "")
         spectra = attrs.get("spectra", DEFAULT_SPECTRA)
@@ -104,6 +109,54 @@ def read_map(path: str | Path) -> TsneMap:
             spectra=spectra.decode() if isinstance(spectra, bytes) else str(spectra),
             source_id=np.asarray(h5["source_id"][:], dtype=np.int64) if "source_id" in h5 else None,
         )
+
+
+def _read_map_rows(path: Path, h5, observed_rows: np.ndarray) -> TsneMap:
+    in_tr = h5["in_training"]
+    n_tr = int(np.count_nonzero(in_tr[:]))  # 1 byte a star, read once
+    rows = np.r_[np.arange(n_tr), n_tr + np.asarray(observed_rows, np.int64)]
+    if not in_tr[:n_tr].all() or (rows.size and rows[-1] >= in_tr.shape[0]):
+        raise ValueError(
+            f"{path}: not a map of its training stars then the observed file's stars in that "
+            "file's order (what the figures read beyond figures.max_observed observed stars)"
+        )
+    names = [n for n in ("source_id", "xy", "in_training", "training_like") if n in h5]
+    data = {n: np.empty((rows.size, *h5[n].shape[1:]), h5[n].dtype) for n in names}
+    for name in names:
+        for i, values in iter_selected_rows(h5[name], rows):
+            data[name][i : i + len(values)] = values
+    attrs = dict(h5.attrs)
+    rule = attrs.get("threshold_rule", "")
+    spectra = attrs.get("spectra", DEFAULT_SPECTRA)
+    return TsneMap(
+        path=path,
+        perplexity=float(attrs.get("perplexity", np.nan)),
+        threshold=float(attrs.get("threshold", np.nan)),
+        threshold_rule=rule.decode() if isinstance(rule, bytes) else str(rule),
+        threshold_quantile=float(attrs.get("threshold_quantile", np.nan)),
+        threshold_factor=float(attrs.get("threshold_factor", np.nan)),
+        neighbours=int(attrs.get("threshold_neighbours", 1)),
+        xy=np.asarray(data["xy"], dtype=np.float32),
+        in_training=np.asarray(data["in_training"], dtype=bool),
+        training_like=np.asarray(data["training_like"], dtype=bool),
+        spectra=spectra.decode() if isinstance(spectra, bytes) else str(spectra),
+        source_id=data.get("source_id"),
+    )
+
+
+def context_map(ctx: Context, path: str | Path) -> TsneMap:
+    """One map as the figures read it: every star, or, beyond ``figures.max_observed``
+    observed stars, the training stars and the observed stars of the catalogue's
+    subsample (:attr:`Context.observed_subsample`), checked against the catalogue's."""
+    keep = ctx.observed_subsample
+    m = read_map(path, keep)
+    if keep is not None and m.source_id is not None:
+        obs_sid = ctx.table["source_id"].to_numpy()[~ctx.in_training]
+        if not np.array_equal(m.source_id[~m.in_training], obs_sid):
+            raise ValueError(
+                f"{path}: its observed stars are not the observed file's in that file's order"
+            )
+    return m
 
 
 def _maps(ctx: Context) -> list[Path]:
@@ -226,7 +279,7 @@ def tsne_classification(ctx: Context) -> Iterator[Rendered]:
         "unlike": st.SAMPLE_COLOUR["outside"],
     }
     for path in _maps(ctx):
-        m = read_map(path)
+        m = context_map(ctx, path)
         n = len(m.xy)
         masks = _classes(m)
         counts = {k: int(v.sum()) for k, v in masks.items()}
@@ -310,7 +363,7 @@ def tsne_perplexities(ctx: Context) -> Iterator[Rendered]:
     )
     n_stars, summary, rule_text, kinds = 0, [], "", []
     for j, path in enumerate(sorted(paths, key=lambda p: read_perplexity(p))):
-        m = read_map(path)
+        m = context_map(ctx, path)
         n_stars = max(n_stars, len(m.xy))
         if spectra_text(m.spectra) not in kinds:
             kinds.append(spectra_text(m.spectra))
@@ -386,7 +439,7 @@ def tsne_labels(ctx: Context) -> Iterator[Rendered]:
     ``source_id``; a random subsample of at most :data:`MAX_POINTS` stars is drawn."""
     paths = _maps(ctx)
     perplexities = [read_perplexity(p) for p in paths]
-    m = read_map(paths[closest_perplexity(perplexities)])
+    m = context_map(ctx, paths[closest_perplexity(perplexities)])
     if m.source_id is None:
         raise Skip(f"{m.path.name} has no source_id (to find the stars' CNN labels)")
     names = _label_rows(ctx)

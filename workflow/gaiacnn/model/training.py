@@ -258,31 +258,12 @@ def train_member(
                 final_factor=float(tr["lr_final_factor"]),
             ),
         )
-    if augment or augment_plx or withhold:
-        unit, snr = noise_units(train_file, train_rows) if augment else (None, None)
-        data = AugmentedBatches(
-            x_tr,
-            y_tr,
-            unit,
-            snr,
-            batch_size=int(tr["batch_size"]),
-            seed=int(seed),
-            snr_min=float(tr["augment_snr_min"]),
-            fraction=float(tr["augment_fraction"]),
-            phot_raw=(
-                _gather(train_file, plx_names, train_rows) if augment_plx or withhold else None
-            ),
-            phot_fn=lambda block: scalers.inputs(block, ["phot"])["phot"],
-            parallax_snr_min=float(tr["augment_parallax_snr_min"]),
-            parallax_fraction=float(tr["augment_parallax_fraction"]) if augment_plx else 0.0,
-            withhold_fraction=float(tr["withhold_parallax_fraction"]) if withhold else 0.0,
-            xp_raw=(
-                _gather(train_file, [*XP_COEFFICIENT_DATASETS, *XP_ERROR_DATASETS], train_rows)
-                if augment_xp
-                else None
-            ),
-            xp_fn=lambda block: scalers.inputs(block, ["xp"])["xp"],
-        )
+    data = training_batches(
+        train_file, train_rows, x_tr, y_tr, scalers, tr, seed,
+        rvs=augment, parallax=augment_plx, withhold=withhold, xp=augment_xp,
+        plx_names=plx_names,
+    )  # fmt: skip
+    if data is not None:
         fit_args: dict[str, Any] = {
             "x": data.dataset(int(tr["max_epochs"])),
             "steps_per_epoch": len(data),
@@ -325,6 +306,50 @@ def train_member(
     }
     _save_member(Path(out_dir), model, scalers, {"history": history, "summary": summary})
     return summary
+
+
+def training_batches(
+    train_file,
+    train_rows: np.ndarray,
+    x_tr: Mapping[str, np.ndarray],
+    y_tr: np.ndarray,
+    scalers: Scalers,
+    tr: Mapping[str, Any],
+    seed: int,
+    *,
+    rvs: bool,
+    parallax: bool,
+    withhold: bool,
+    xp: bool,
+    plx_names: Sequence[str],
+) -> AugmentedBatches | None:
+    """The augmented training batches of :func:`train_member` (``tr``: its training
+    settings; ``rvs``, ``parallax``, ``withhold``, ``xp``: which augmentations apply), or
+    None when none does (the inputs then go to ``fit`` as they are)."""
+    if not (rvs or parallax or withhold):
+        return None
+    unit, snr = noise_units(train_file, train_rows) if rvs else (None, None)
+    return AugmentedBatches(
+        x_tr,
+        y_tr,
+        unit,
+        snr,
+        batch_size=int(tr["batch_size"]),
+        seed=int(seed),
+        snr_min=float(tr["augment_snr_min"]),
+        fraction=float(tr["augment_fraction"]),
+        phot_raw=_gather(train_file, plx_names, train_rows) if parallax or withhold else None,
+        phot_fn=lambda block: scalers.inputs(block, ["phot"])["phot"],
+        parallax_snr_min=float(tr["augment_parallax_snr_min"]),
+        parallax_fraction=float(tr["augment_parallax_fraction"]) if parallax else 0.0,
+        withhold_fraction=float(tr["withhold_parallax_fraction"]) if withhold else 0.0,
+        xp_raw=(
+            _gather(train_file, [*XP_COEFFICIENT_DATASETS, *XP_ERROR_DATASETS], train_rows)
+            if xp
+            else None
+        ),
+        xp_fn=lambda block: scalers.inputs(block, ["xp"])["xp"],
+    )
 
 
 def _save_member(out_dir: Path, model: keras.Model, scalers: Scalers, history: dict) -> None:

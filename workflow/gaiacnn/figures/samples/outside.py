@@ -36,16 +36,14 @@ def _inset_spectra(
     arrays have no RVS spectra, why there are no insets."""
     if not ctx.has(RVS_FLUX_DATASET, sample="observed"):
         return "no insets: the observed arrays have no rvs/flux"
-    rows = ctx.catalogue_rows("observed")  # catalogue row of each file row
-    ok = rows >= 0
-    teff = np.where(ok, ctx.column("teff")[np.maximum(rows, 0)], np.nan)
-    logg = np.where(ok, ctx.column("logg")[np.maximum(rows, 0)], np.nan)
-    file_panel = np.where(ok, panel[np.maximum(rows, 0)], -1)
+    file_rows, rows = ctx.file_rows("observed")  # the catalogue row of each file row read
+    teff, logg = ctx.column("teff")[rows], ctx.column("logg")[rows]
+    file_panel = panel[rows]
     bins = [
         np.where((file_panel >= 0) & (kiel_box_index(teff, logg, (box,)) == 0), file_panel, -1)
         for box, _ in FIG18_INSETS
     ]
-    means = mean_spectra(ctx.arrays_file("observed"), bins, [n_panels] * len(bins))
+    means = mean_spectra(ctx.arrays_file("observed"), bins, [n_panels] * len(bins), rows=file_rows)
     return ctx.wavelength_nm(), means
 
 

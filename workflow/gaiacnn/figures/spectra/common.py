@@ -3,25 +3,24 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
-import h5py
 import numpy as np
 
 from gaiacnn.constants import label_unit
 from gaiacnn.figures import style as st
-from gaiacnn.figures.context import (
+from gaiacnn.figures.context import (  # noqa: F401 (read_rows, iter_selected_rows: here too)
+    CHUNK_ROWS,
     Skip,
+    iter_selected_rows,
+    read_rows,
 )
 
 #: The XP sampled flux of the layout (SPEC stage 3): (N, K), attributes wavelength_nm (K,)
 #: and flux_kind ("absolute" W m-2 nm-1, or "normalised").
 XP_SAMPLED_DATASET = "xp/sampled_flux"
 
-#: Rows read per block of a spectra file (a block of 4096 x 2401 float32 is ~39 MB).
-CHUNK_ROWS = 4096
 #: Fewest stars of a bin whose mean spectrum is drawn (Fig. 12).
 MIN_STARS_PER_BIN = 5
 
@@ -173,46 +172,6 @@ SEQUENCES: tuple[SpectraSequence, ...] = (
 
 
 # ---------------------------------------------------------------------- reading rows
-def iter_selected_rows(
-    ds: h5py.Dataset, rows: np.ndarray, chunk_rows: int = CHUNK_ROWS
-) -> Iterator[tuple[int, np.ndarray]]:
-    """Yield ``(i, values)``: the values of ``ds`` at ``rows[i:i + len(values)]``, block by
-    block of ``chunk_rows`` file rows.  ``rows``: sorted unique indices.  A dense block is
-    read as one slab, a sparse one by point selection; memory ~ ``chunk_rows`` rows."""
-    rows = np.asarray(rows, dtype=np.int64)
-    if rows.size and (np.any(np.diff(rows) <= 0) or rows[0] < 0 or rows[-1] >= ds.shape[0]):
-        raise ValueError("rows must be sorted, unique and within the dataset")
-    n = ds.shape[0]
-    for block in np.unique(rows // chunk_rows):
-        start = int(block) * chunk_rows
-        stop = min(start + chunk_rows, n)
-        lo, hi = np.searchsorted(rows, [start, stop])
-        sel = rows[lo:hi]
-        if 8 * sel.size >= stop - start:  # dense: one contiguous read
-            yield int(lo), ds[start:stop][sel - start]
-        else:
-            yield int(lo), ds[sel]
-
-
-def read_rows(
-    path: str | os.PathLike, names: Sequence[str], rows: np.ndarray, chunk_rows: int = CHUNK_ROWS
-) -> dict[str, np.ndarray]:
-    """Datasets ``names`` of an arrays file at sorted unique ``rows`` (in that order),
-    streamed; :class:`Skip` if one is absent."""
-    rows = np.asarray(rows, dtype=np.int64)
-    out: dict[str, np.ndarray] = {}
-    with h5py.File(path, "r") as h5:
-        for name in names:
-            if name not in h5:
-                raise Skip(f"{Path(path).name} has no dataset {name}")
-            ds = h5[name]
-            res = np.empty((rows.size, *ds.shape[1:]), dtype=ds.dtype)
-            for i, values in iter_selected_rows(ds, rows, chunk_rows):
-                res[i : i + len(values)] = values
-            out[name] = res
-    return out
-
-
 def member_inputs(
     path: str | os.PathLike, scalers, rows: np.ndarray, chunk_rows: int = CHUNK_ROWS
 ) -> dict[str, np.ndarray]:

@@ -51,17 +51,20 @@ def mean_spectra(
     bin_ids: Sequence[np.ndarray],
     n_bins: Sequence[int],
     chunk_rows: int = CHUNK_ROWS,
+    rows: np.ndarray | None = None,
 ) -> list[tuple[np.ndarray, np.ndarray]]:
     """Mean ``rvs/flux`` per bin of each binning of the file's rows, streamed.
 
-    ``bin_ids[s]``: (N,) int, the bin of each file row in binning ``s`` (-1: none);
-    ``n_bins[s]``: its number of bins.  Returns per binning ``(mean (n_bins, P), stars
-    (n_bins,))``; the mean of a pixel is over its finite values (NaN for an empty bin)."""
+    ``bin_ids[s]``: int, the bin of each file row in binning ``s`` (-1: none), of every
+    row of the file, or of the sorted file rows ``rows``; ``n_bins[s]``: its number of
+    bins.  Returns per binning ``(mean (n_bins, P), stars (n_bins,))``; the mean of a pixel
+    is over its finite values (NaN for an empty bin)."""
     bin_ids = [np.asarray(b, dtype=np.int64) for b in bin_ids]
     used = np.zeros(len(bin_ids[0]) if bin_ids else 0, bool)
     for b in bin_ids:
         used |= b >= 0
-    rows = np.flatnonzero(used)
+    which = np.flatnonzero(used)  # positions in bin_ids
+    file_rows = which if rows is None else np.asarray(rows, dtype=np.int64)[which]
     with h5py.File(path, "r") as h5:
         if RVS_FLUX_DATASET not in h5:
             raise Skip(f"{Path(path).name} has no dataset rvs/flux")
@@ -69,12 +72,12 @@ def mean_spectra(
         p = ds.shape[1]
         sums = [np.zeros((k, p)) for k in n_bins]
         finite = [np.zeros((k, p)) for k in n_bins]
-        for i, flux in iter_selected_rows(ds, rows, chunk_rows):
+        for i, flux in iter_selected_rows(ds, file_rows, chunk_rows):
             flux = np.asarray(flux, dtype=np.float32)
             ok = np.isfinite(flux)
             flux = np.where(ok, flux, 0.0).astype(np.float32)
             ok = ok.astype(np.float32)
-            sel = rows[i : i + len(flux)]
+            sel = which[i : i + len(flux)]
             for s, (b, k) in enumerate(zip(bin_ids, n_bins, strict=True)):
                 onehot = (b[sel][None, :] == np.arange(k)[:, None]).astype(np.float32)
                 if onehot.any():
@@ -277,10 +280,8 @@ def sequences_for(labels: Sequence[str]) -> list[SpectraSequence]:
 def mean_spectra_sequences(ctx: Context) -> Iterator[Rendered]:
     ctx.require(RVS_FLUX_DATASET, "observed")
     path = ctx.arrays_file("observed")
-    cat = ctx.catalogue_rows("observed")
-    have = cat >= 0
-    use = np.zeros(cat.size, bool)
-    use[have] = ctx.inside[cat[have]]
+    file_rows, cat = ctx.file_rows("observed")  # the catalogue row of each file row read
+    use = ctx.inside[cat]
     if not use.any():
         raise Skip("no observed star inside the training limits")
 
@@ -306,7 +307,7 @@ def mean_spectra_sequences(ctx: Context) -> Iterator[Rendered]:
             if name not in cache:
                 cache[name] = values(name)
         bins.append(sequence_bins(cache, s))
-    results = mean_spectra(path, bins, [len(s.edges) - 1 for s in sequences])
+    results = mean_spectra(path, bins, [len(s.edges) - 1 for s in sequences], rows=file_rows)
     drawn = [np.flatnonzero(cnt >= MIN_STARS_PER_BIN) for _, cnt in results]
     if not any(d.size for d in drawn):
         raise Skip(f"no sequence bin holds {MIN_STARS_PER_BIN} observed stars")
