@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import time
@@ -188,6 +189,7 @@ def main(argv: list[str] | None = None) -> int:
 
     cfg = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
     cfg = validate_config(cfg, load_schema(REPO / "config" / "schema.yaml"))
+    load_at_start = os.getloadavg()[0]
     measured = {}
     for rows in sorted(a.rows):
         work = a.workdir / f"rows{rows}"
@@ -227,6 +229,9 @@ def main(argv: list[str] | None = None) -> int:
             ("figures: peak RSS projected to N = 1e8", projected, "MiB"),
         ]
         params = {"rows": sizes, "max_observed": cfg["figures"]["max_observed"]}
+        # the machine's load when the benchmark began (wall times are of a shared machine
+        # where it is well above 0)
+        params["loadavg_1min_at_start"] = round(load_at_start, 2)
         k = results.append("figures_memory", params, figures)
         print(f"{k} rows appended to {results.RESULTS.relative_to(REPO)}", file=sys.stderr)
     return 0

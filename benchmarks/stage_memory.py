@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -285,6 +286,7 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(_child(a.child, a.workdir)))
         return 0
 
+    load_at_start = os.getloadavg()[0]
     measured: dict[int, dict[str, dict]] = {}
     for n in sorted(a.rows):
         work = a.workdir / f"n{n}"
@@ -327,6 +329,9 @@ def main(argv: list[str] | None = None) -> int:
     if not a.no_record:
         params = {"rows": sizes, "training": a.training, "references": a.references,
                   "members": a.members}  # fmt: skip
+        # the machine's load when the benchmark began (wall times are of a shared machine
+        # where it is well above 0)
+        params["loadavg_1min_at_start"] = round(load_at_start, 2)
         k = results.append(BENCHMARK, params, figures)
         print(f"{k} rows appended to {results.RESULTS.relative_to(REPO)}", file=sys.stderr)
     return 0
