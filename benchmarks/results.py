@@ -10,8 +10,9 @@ README's performance table is printed from it::
     .venv/bin/python benchmarks/results.py table                 # every benchmark
     .venv/bin/python benchmarks/results.py table --benchmark predict_speed
 
-``table`` keeps the newest row of each (benchmark, parameters, figure) and names the
-commits and machines its rows come from.  Not a test: the numbers depend on the machine.
+``table`` keeps the newest row of each (benchmark, parameters, figure), where parameters
+that only say under what it ran (the machine's load, ``machine.*``) do not count, and names
+the machine and commit of each benchmark's rows.  Not a test: the numbers depend on the machine.
 """
 
 from __future__ import annotations
@@ -211,10 +212,29 @@ def latest(
             continue
         if words and not any(w in r["figure"] for w in words):
             continue
-        key = (r["benchmark"], r["parameters"], r["figure"])
+        key = (r["benchmark"], _defining(r["parameters"]), r["figure"])
         if key not in out or r["date"] >= out[key]["date"]:
             out[key] = r
     return list(out.values())
+
+
+#: Parameters that say under what a measurement ran, not what was measured: a newer row
+#: that differs from an older one only in these supersedes it.
+CONTEXT_PARAMS = ("loadavg_1min_at_start", "file")
+CONTEXT_PREFIXES = ("machine.",)
+
+
+def _defining(text: str) -> str:
+    """The parameters (JSON) less :data:`CONTEXT_PARAMS` and ``machine.*``."""
+    doc = json.loads(text)
+    return json.dumps(
+        {
+            k: v
+            for k, v in doc.items()
+            if k not in CONTEXT_PARAMS and not k.startswith(CONTEXT_PREFIXES)
+        },
+        sort_keys=True,
+    )
 
 
 def _params(text: str) -> str:
@@ -235,7 +255,8 @@ def table(rows: list[dict]) -> str:
     for r in rows:
         if (r["benchmark"], r["parameters"]) != group:
             group = (r["benchmark"], r["parameters"])
-            lines.append(f"| **{r['benchmark']}** ({_params(r['parameters'])}) | | |")
+            where = f"{r['cpu']}, {r['cores']} cores, {r['commit']}"
+            lines.append(f"| **{r['benchmark']}** ({_params(r['parameters'])}; {where}) | | |")
         figure = r["figure"].replace("|", "\\|")  # a pipe would end the cell
         lines.append(f"| {figure} | {_value(float(r['value']))} | {r['unit']} |")
     commits = sorted({r["commit"] for r in rows})

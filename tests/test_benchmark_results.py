@@ -19,8 +19,13 @@ def test_rows_append_and_the_table_keeps_the_newest_of_each_figure(tmp_path):
     results.append("b", {"n": 1}, [("rate", 250.0, "stars/s"), ("wall", 2.5, "s")], path)
     results.append("b", {"n": 2}, [("rate", 7.0, "stars/s")], path)
     results.append("c", {}, [("rate", 1.0, "x")], path)
+    # the same measurement under another load, on another machine: newer, so it counts
+    results.append(
+        "c", {"loadavg_1min_at_start": 1.5, "machine.cpu": "Y"}, [("rate", 2.0, "x")], path
+    )
     rows = results.read(path)
-    assert [r["value"] for r in rows] == ["100", "250", "2.5", "7", "1"]
+    assert [r["value"] for r in rows] == ["100", "250", "2.5", "7", "1", "2"]
+    assert [r["value"] for r in results.latest(rows, ["c"])] == ["2"]
     assert rows[0]["commit"] == "aaaaaaa" and rows[1]["cores"] == str(results.cores())
     newest = results.latest(rows, ["b"])
     assert [(r["parameters"], r["figure"], r["value"]) for r in newest] == [
@@ -30,7 +35,8 @@ def test_rows_append_and_the_table_keeps_the_newest_of_each_figure(tmp_path):
     ]
     assert [r["figure"] for r in results.latest(rows, ["b"], ["wall"])] == ["wall"]
     text = results.table(newest)
-    assert "| **b** (n 1) | | |\n| rate | 250 | stars/s |\n| wall | 2.5 | s |" in text
+    where = f"{results.cpu_model()}, {results.cores()} cores, {rows[1]['commit']}"
+    assert f"| **b** (n 1; {where}) | | |\n| rate | 250 | stars/s |\n| wall | 2.5 | s |" in text
     assert "commit" in text.splitlines()[-1]
     with open(path, newline="") as fh:
         assert next(csv.reader(fh)) == list(results.COLUMNS)

@@ -129,9 +129,12 @@ def test_beyond_max_observed_the_figures_read_a_subsample(products, tmp_path):
     sub = Context(inputs, {"max_observed": 50, "seed": 1})
     assert full.observed_subsample is None and full.sample_note() == ""
     keep = sub.observed_subsample
-    # a random 50 of the observed stars and every one with a reference label
-    assert 50 <= keep.size <= 60 and np.isin(labelled, keep).all()
+    # a random 50 of the observed stars, every one with a reference label among them
+    assert keep.size == 50 and np.isin(labelled, keep).all()
     assert np.array_equal(keep, np.unique(keep))
+    # with more of those than half of max_observed: a random half's worth of them
+    few = Context(inputs, {"max_observed": 12, "seed": 1}).observed_subsample
+    assert few.size == 12 and np.isin(few, labelled).sum() == 6
     # the subsample's catalogue is the full one's at those stars, column for column
     is_tr = full.in_training
     rows = np.r_[np.flatnonzero(is_tr), np.flatnonzero(~is_tr)[keep]]
@@ -152,7 +155,7 @@ def test_beyond_max_observed_the_figures_read_a_subsample(products, tmp_path):
     # every figure draws from the subsample, and its caption says so
     index = render.render_all(sub, tmp_path / "figures", formats=("png",))
     assert len(index["figures"]) >= 8
-    note = f"Observed stars: {keep.size:,} of the {n_obs:,} (a random 50, figures.max_observed"
+    note = f"Observed stars: a random 50 of the {n_obs:,} (figures.max_observed 50; those"
     assert all(note in f["caption"] for f in index["figures"])
     # a catalogue not in its arrays files' order cannot be subsampled by row: refused
     table, _ = catalogue.read(inputs.catalogue)

@@ -55,8 +55,9 @@ CHUNK_ROWS = 4096
 #: Catalogue rows read per block.
 CATALOGUE_CHUNK_ROWS = 65_536
 #: Observed stars the figures read at most (``figures.max_observed``): beyond, a random
-#: subsample of this many (``figures.seed``) and every observed star with a reference
-#: label, so that the figures' memory does not grow with N.  Above the paper's 886 080.
+#: subsample of this many (``figures.seed``) in which the stars with a reference label
+#: are kept, up to half of it, so that the figures' memory does not grow with N.  Above
+#: the paper's 886 080.
 DEFAULT_MAX_OBSERVED = 1_000_000
 
 
@@ -168,23 +169,28 @@ class Context:
     @cached_property
     def observed_subsample(self) -> np.ndarray | None:
         """Rows of the observed arrays file the figures read, sorted, when it holds more
-        than ``figures.max_observed`` stars (:data:`DEFAULT_MAX_OBSERVED`): a random
-        ``max_observed`` of them (``figures.seed``) and every one with a reference label;
-        None when the figures read them all."""
+        than ``figures.max_observed`` stars (:data:`DEFAULT_MAX_OBSERVED`): that many at
+        random (``figures.seed``), among them every star with a reference label, up to half
+        of them (a random half's worth where there are more); None when the figures read
+        them all."""
         cap = int(self.cfg.get("max_observed", DEFAULT_MAX_OBSERVED))
         n = self.n_observed
         if n <= cap:
             return None
         rng = np.random.default_rng([int(self.cfg.get("seed", 0)), 8])
-        keep = np.zeros(n, bool)  # n bits' worth: the only array of N here, 1 byte a star
-        keep[rng.choice(n, size=cap, replace=False)] = True
+        labelled = np.zeros(n, bool)  # 1 byte a star
         with h5py.File(self.inputs.observed, "r") as h5:
-            names = [n_ for n_ in h5.get("labels", {}) if not n_.endswith("_err")]
+            names = [x for x in h5.get("labels", {}) if not x.endswith("_err")]
             for start in range(0, n, CATALOGUE_CHUNK_ROWS):
                 stop = min(n, start + CATALOGUE_CHUNK_ROWS)
                 for name in names:
-                    keep[start:stop] |= np.isfinite(h5[f"labels/{name}"][start:stop])
-        return np.flatnonzero(keep)
+                    labelled[start:stop] |= np.isfinite(h5[f"labels/{name}"][start:stop])
+        rows = np.flatnonzero(labelled)
+        if rows.size > cap // 2:
+            rows = rng.choice(rows, size=cap // 2, replace=False)
+        others = np.flatnonzero(~labelled)
+        others = rng.choice(others, size=min(others.size, cap - rows.size), replace=False)
+        return np.sort(np.r_[rows, others]).astype(np.int64)
 
     def _read_subsample(self) -> pd.DataFrame:
         """The catalogue's training stars and its observed stars at the rows
@@ -237,9 +243,9 @@ class Context:
             return ""
         cap = int(self.cfg.get("max_observed", DEFAULT_MAX_OBSERVED))
         return (
-            f" Observed stars: {keep.size:,} of the {self.n_observed:,} (a random {cap:,}, "
-            f"figures.max_observed, and every one with a reference label); the counts and "
-            "fractions are of these."
+            f" Observed stars: a random {keep.size:,} of the {self.n_observed:,} "
+            f"(figures.max_observed {cap:,}; those with a reference label kept, up to half of "
+            "them); the counts and fractions are of these."
         )
 
     @property
