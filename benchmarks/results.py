@@ -247,18 +247,22 @@ def _value(v: float) -> str:
 
 
 def table(rows: list[dict]) -> str:
-    """A markdown table of ``rows``: per benchmark and parameters a heading row, then each
-    figure, value and unit; and a line naming the commits, machines and dates they were
-    measured on."""
+    """A markdown table of ``rows``: per benchmark and parameters a heading row (the
+    parameters that define the measurement, the machine and the commit), then each figure,
+    value and unit; and a line naming the commits, machines and dates they were measured
+    on."""
     lines = ["| figure | value | unit |", "|---|---:|---|"]
-    group = None
-    for r in rows:
-        if (r["benchmark"], r["parameters"]) != group:
-            group = (r["benchmark"], r["parameters"])
-            where = f"{r['cpu']}, {r['cores']} cores, {r['commit']}"
-            lines.append(f"| **{r['benchmark']}** ({_params(r['parameters'])}; {where}) | | |")
-        figure = r["figure"].replace("|", "\\|")  # a pipe would end the cell
-        lines.append(f"| {figure} | {_value(float(r['value']))} | {r['unit']} |")
+    groups: dict[tuple, list[dict]] = {}
+    for r in rows:  # each benchmark's rows together, its groups in the order first seen
+        groups.setdefault((r["benchmark"], r["parameters"]), []).append(r)
+    order = list(dict.fromkeys(r["benchmark"] for r in rows))
+    for (bench, params), members in sorted(groups.items(), key=lambda g: order.index(g[0][0])):
+        r = members[0]
+        where = f"{r['cpu']}, {r['cores']} cores, {r['commit']}"
+        lines.append(f"| **{bench}** ({_params(_defining(params))}; {where}) | | |")
+        for r in members:
+            figure = r["figure"].replace("|", "\\|")  # a pipe would end the cell
+            lines.append(f"| {figure} | {_value(float(r['value']))} | {r['unit']} |")
     commits = sorted({r["commit"] for r in rows})
     machines = sorted({f"{r['cpu']}, {r['cores']} cores" for r in rows})
     dates = sorted(r["date"][:10] for r in rows)
