@@ -90,42 +90,12 @@ def read_map(path: str | Path, observed_rows: np.ndarray | None = None) -> TsneM
         for name in ("xy", "in_training", "training_like"):
             if name not in h5:
                 raise Skip(f"{path.name} has no dataset {name}")
-        if observed_rows is not None:
-            return _read_map_rows(path, h5, observed_rows)
+        names = [n for n in ("source_id", "xy", "in_training", "training_like") if n in h5]
+        if observed_rows is None:
+            data = {n: h5[n][:] for n in names}
+        else:
+            data = _read_map_rows(path, h5, names, observed_rows)
         attrs = dict(h5.attrs)
-        rule = attrs.get("threshold_rule", "")
-        spectra = attrs.get("spectra", DEFAULT_SPECTRA)
-        return TsneMap(
-            path=path,
-            perplexity=float(attrs.get("perplexity", np.nan)),
-            threshold=float(attrs.get("threshold", np.nan)),
-            threshold_rule=rule.decode() if isinstance(rule, bytes) else str(rule),
-            threshold_quantile=float(attrs.get("threshold_quantile", np.nan)),
-            threshold_factor=float(attrs.get("threshold_factor", np.nan)),
-            neighbours=int(attrs.get("threshold_neighbours", 1)),
-            xy=np.asarray(h5["xy"][:], dtype=np.float32),
-            in_training=np.asarray(h5["in_training"][:], dtype=bool),
-            training_like=np.asarray(h5["training_like"][:], dtype=bool),
-            spectra=spectra.decode() if isinstance(spectra, bytes) else str(spectra),
-            source_id=np.asarray(h5["source_id"][:], dtype=np.int64) if "source_id" in h5 else None,
-        )
-
-
-def _read_map_rows(path: Path, h5, observed_rows: np.ndarray) -> TsneMap:
-    in_tr = h5["in_training"]
-    n_tr = int(np.count_nonzero(in_tr[:]))  # 1 byte a star, read once
-    rows = np.r_[np.arange(n_tr), n_tr + np.asarray(observed_rows, np.int64)]
-    if not in_tr[:n_tr].all() or (rows.size and rows[-1] >= in_tr.shape[0]):
-        raise ValueError(
-            f"{path}: not a map of its training stars then the observed file's stars in that "
-            "file's order (what the figures read beyond figures.max_observed observed stars)"
-        )
-    names = [n for n in ("source_id", "xy", "in_training", "training_like") if n in h5]
-    data = {n: np.empty((rows.size, *h5[n].shape[1:]), h5[n].dtype) for n in names}
-    for name in names:
-        for i, values in iter_selected_rows(h5[name], rows):
-            data[name][i : i + len(values)] = values
-    attrs = dict(h5.attrs)
     rule = attrs.get("threshold_rule", "")
     spectra = attrs.get("spectra", DEFAULT_SPECTRA)
     return TsneMap(
@@ -140,8 +110,26 @@ def _read_map_rows(path: Path, h5, observed_rows: np.ndarray) -> TsneMap:
         in_training=np.asarray(data["in_training"], dtype=bool),
         training_like=np.asarray(data["training_like"], dtype=bool),
         spectra=spectra.decode() if isinstance(spectra, bytes) else str(spectra),
-        source_id=data.get("source_id"),
+        source_id=(np.asarray(data["source_id"], dtype=np.int64) if "source_id" in data else None),
     )
+
+
+def _read_map_rows(path: Path, h5, names: list[str], observed_rows: np.ndarray) -> dict:
+    """Datasets ``names`` of an open map file at its training stars and at the observed
+    file's rows ``observed_rows``, a block at a time."""
+    in_tr = h5["in_training"]
+    n_tr = int(np.count_nonzero(in_tr[:]))  # 1 byte a star, read once
+    rows = np.r_[np.arange(n_tr), n_tr + np.asarray(observed_rows, np.int64)]
+    if not in_tr[:n_tr].all() or (rows.size and rows[-1] >= in_tr.shape[0]):
+        raise ValueError(
+            f"{path}: not a map of its training stars then the observed file's stars in that "
+            "file's order (what the figures read beyond figures.max_observed observed stars)"
+        )
+    data = {n: np.empty((rows.size, *h5[n].shape[1:]), h5[n].dtype) for n in names}
+    for name in names:
+        for i, values in iter_selected_rows(h5[name], rows):
+            data[name][i : i + len(values)] = values
+    return data
 
 
 def context_map(ctx: Context, path: str | Path) -> TsneMap:
