@@ -19,6 +19,7 @@ include: "workflow/rules/arrays.smk"
 include: "workflow/rules/ensemble.smk"
 include: "workflow/rules/tsne.smk"
 include: "workflow/rules/figures.smk"
+include: "workflow/rules/bundle.smk"
 
 
 rule all:

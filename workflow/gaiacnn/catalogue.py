@@ -162,16 +162,20 @@ def _stars(
     chunk_rows: int,
     held_out: np.ndarray | None = None,
     group: str = "pred",
+    offset: int = 0,
 ) -> Iterator[tuple]:
     """Chunks of one sample: (source_id, mean, std, out-of-sample mean, S/N, inputs
     {column: values}, input distance, parallax withheld), the predictions checked against
-    the stars of the arrays file (the same stars, in order, every one of them)."""
+    the stars of the arrays file (the same stars, in order, every one of them; from row
+    ``offset`` on, ``agg.n_rows[sample]`` of them)."""
     start = 0
     for sid, mean, std, oof in _combine_sample(
         predictions, agg.labels, chunk_rows, held_out, group
     ):
         stop = start + len(sid)
-        rows = _read_rows(arrays_path, ("source_id", *_STAR_DATASETS), start, stop)
+        rows = _read_rows(
+            arrays_path, ("source_id", *_STAR_DATASETS), offset + start, offset + stop
+        )
         if not np.array_equal(sid, rows.pop("source_id")):
             raise ensemble.EnsembleError(
                 f"predictions of {sample} do not follow the stars of {arrays_path}"
@@ -431,12 +435,17 @@ def iter_table(
     predictions: Mapping[str, Sequence[str | os.PathLike]],
     arrays: Mapping[str, str | os.PathLike],
     chunk_rows: int = 65536,
+    samples: Sequence[str] = ("training", "observed"),
+    offset: int = 0,
 ) -> Iterator[pd.DataFrame]:
     """The catalogue (:func:`build`), ``chunk_rows`` stars at a time: the training sample,
-    then the observed one, in the order of their arrays files."""
-    for sample in ("training", "observed"):
+    then the observed one, in the order of their arrays files (``samples``: only those;
+    ``offset``: the predictions start at that row of the arrays files, as a shard's do)."""
+    for sample in samples:
         start = 0
-        for chunk in _stars(agg, sample, predictions[sample], arrays[sample], chunk_rows):
+        for chunk in _stars(
+            agg, sample, predictions[sample], arrays[sample], chunk_rows, offset=offset
+        ):
             sid, mean, std, _, snr, inputs, distance, withheld = chunk
             sigma = agg.paper_sigma(mean, std)
             n = len(sid)
@@ -449,7 +458,9 @@ def iter_table(
                 "in_training": np.full(n, sample == "training"),
             }
             if agg.positions:
-                pos = _read_rows(arrays[sample], layout.POSITION_DATASETS, start, start + n)
+                pos = _read_rows(
+                    arrays[sample], layout.POSITION_DATASETS, offset + start, offset + start + n
+                )
                 cols["ra"], cols["dec"] = (pos[name] for name in layout.POSITION_DATASETS)
             cols |= {
                 **inputs,  # G, BP, RP, parallax, parallax_error

@@ -1,8 +1,11 @@
-"""Command line: ``gaiacnn validate FILE...`` and ``gaiacnn summary FILE...``.
+"""Command line: ``gaiacnn validate FILE...``, ``gaiacnn summary FILE...``,
+``gaiacnn export -o BUNDLE`` and ``gaiacnn predict BUNDLE OBSERVED.h5 -o CATALOGUE.fits``.
 
 ``validate`` checks a file against the HDF5 interchange layout and counts the rows the
 workflow's import will cut (the same function counts both); ``summary`` lists every
-dataset of a file and what the workflow does with it, or why it ignores it.
+dataset of a file and what the workflow does with it, or why it ignores it; ``export``
+writes a finished run's trained ensemble as one bundle directory to share, and
+``predict`` applies a bundle to any observed file (:mod:`gaiacnn.bundle`).
 """
 
 from __future__ import annotations
@@ -96,7 +99,37 @@ def main(argv: list[str] | None = None) -> int:
         default="",
         help="model.labels, comma-separated (default: every label of the file)",
     )
+    exp = sub.add_parser(
+        "export", help="write a finished run's trained ensemble as one bundle directory"
+    )
+    exp.add_argument("-o", "--output", type=Path, required=True, help="the bundle directory")
+    exp.add_argument("--results", type=Path, default=Path("results"), help="the run's results")
+    exp.add_argument(
+        "--config", type=Path, default=Path("config/config.yaml"), help="the run's config file"
+    )
+    pred = sub.add_parser(
+        "predict",
+        help="the catalogue of an observed file from a bundle (labels, e_*, sigma_*, flags)",
+    )
+    pred.add_argument("bundle", type=Path)
+    pred.add_argument("observed", type=Path, help="an observed file in the HDF5 layout")
+    pred.add_argument("-o", "--output", type=Path, required=True, help="catalogue FITS")
+    pred.add_argument("--csv", type=Path, default=None, help="also write the catalogue as CSV")
+    pred.add_argument("--workers", type=int, default=1, help="processes for the network")
+    pred.add_argument(
+        "--shard", default=None, help="a/b: only shard a (0-based) of b equal row ranges"
+    )
+    pred.add_argument(
+        "--precision", default="float32", choices=("float32", "mixed_bfloat16"),
+        help="the network's arithmetic (config prediction.precision)",
+    )  # fmt: skip
+    pred.add_argument(
+        "--resample", action="store_true",
+        help="interpolate spectra on another grid that covers the members' (else refused)",
+    )  # fmt: skip
     args = parser.parse_args(argv)
+    if args.command in ("export", "predict"):
+        return _bundle_command(args)
 
     status = 0
     for path in args.files:
@@ -142,6 +175,39 @@ def main(argv: list[str] | None = None) -> int:
             print(f"error: {err}", file=sys.stderr)
             status = 1
     return status
+
+
+def _bundle_command(args) -> int:
+    """``gaiacnn export`` and ``gaiacnn predict``: one error line on a refused input."""
+    import logging
+    import os
+
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's start-up chatter
+    from gaiacnn import bundle
+    from gaiacnn.io import UnreadableResult
+
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
+    try:
+        if args.command == "export":
+            b = bundle.export_results(args.results, args.config, args.output)
+            print(f"{b.path}: {len(b.members)} members, labels {','.join(b.labels)}; "
+                  f"model card {b.path / bundle.MODEL_CARD_FILE}")  # fmt: skip
+            return 0
+        shard = None
+        if args.shard:
+            a, sep, b_ = args.shard.partition("/")
+            if not sep or not a.isdigit() or not b_.isdigit():
+                raise ValueError(f"--shard {args.shard!r}: a/b, e.g. 0/4")
+            shard = (int(a), int(b_))
+        out = bundle.predict(
+            args.bundle, args.observed, args.output, csv_out=args.csv, workers=args.workers,
+            shard=shard, settings={"precision": args.precision, "resample": args.resample},
+        )  # fmt: skip
+        print(f"{args.output}: {out['stars']} stars (rows {out['rows'][0]}..{out['rows'][1]})")
+        return 0
+    except (bundle.BundleError, LayoutError, UnreadableResult, ValueError, OSError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -266,6 +266,7 @@ def final_targets():
     targets.append("results/arrays/summary.txt")
     targets.append("results/catalogue/catalogue.fits")
     targets.append("results/figures")
+    targets.append("results/bundle")
     if config["data"]["source"] in ("demo", "files"):
         targets.append("results/samples/cut_report.tsv")
     if config["data"]["source"] == "demo":
