@@ -145,3 +145,36 @@ def test_known_classes_need_the_same_star_and_spectrum(demo_run, tmp_path):
     t = bundle.load(demo_run / "results/bundle").info["flags"]["digits"].index(flags.TSNE_DIGIT)
     assert all(code[t] == flags.NOT_AVAILABLE for code in got[:3])
     assert got[3:] == expected[3:]
+
+
+def test_a_run_from_a_bundle_trains_nothing_and_writes_the_catalogue(demo_run, tmp_path):
+    from workflow_helpers import make_workdir, run_snakemake
+
+    from gaiacnn import flags
+
+    work = make_workdir(tmp_path, "from_bundle")
+    # a new observed sample (another demo seed), the first run's ensemble
+    proc = run_snakemake(
+        work, "--cores", "2", "--config",
+        f"ensemble={{bundle: {demo_run / 'results/bundle'}}}",
+        "demo={seed: 7, n_stars: 400, chunk_size: 150}",
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    log = proc.stdout + proc.stderr
+    assert "rule bundle_catalogue" in log
+    for rule in ("train_member", "predict_shard", "aggregate_ensemble", "tsne_joint"):
+        assert f"rule {rule}" not in log
+    table, attrs = catalogue.read(work / "results/catalogue/catalogue.fits")
+    with h5py.File(work / "results/arrays/observed.h5") as h5:
+        sid = h5["source_id"][:]
+    assert np.array_equal(table["source_id"].to_numpy(), sid)
+    assert not table["in_training"].any()
+    assert attrs["members"] == bundle.load(demo_run / "results/bundle").members
+    for x in attrs["labels"]:
+        assert np.isfinite(table[x]).all() and (table[f"sigma_{x}"] > 0).all()
+    # stars the bundle's run did not classify: '-' in the t-SNE digit
+    t = attrs["flag_digits"].index(flags.TSNE_DIGIT)
+    known = np.isin(sid, _observed_rows(demo_run)["source_id"].to_numpy())
+    codes = table["flag_boundary"].tolist()
+    assert all(c[t] == flags.NOT_AVAILABLE for c, k in zip(codes, known, strict=True) if not k)
+    assert (work / "results/catalogue/catalogue.csv").is_file()

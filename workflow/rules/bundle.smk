@@ -2,7 +2,8 @@
 # input contract, the uncertainty model, the flag's limits, the run's t-SNE classes, the
 # resolved config, a model card and a manifest of SHA-256 sums (gaiacnn.bundle; README:
 # "Share a trained ensemble"). `gaiacnn predict results/bundle NEW.h5 -o catalogue.fits`
-# applies it to any file in the layout.
+# applies it to any file in the layout; with ensemble.bundle set, rule bundle_catalogue
+# does the same for the configured observed sample, and nothing is trained.
 
 
 rule export_bundle:
@@ -35,3 +36,32 @@ rule export_bundle:
         input_digit=config["flags"]["input_digit"],
     script:
         "../scripts/export_bundle.py"
+
+
+if BUNDLE:
+
+    ruleorder: bundle_catalogue > flag_catalogue
+
+    rule bundle_catalogue:
+        input:
+            observed="results/arrays/observed.h5",
+            # the bundle's manifest: a new bundle (another manifest) makes the catalogue anew
+            manifest=f"{BUNDLE}/MANIFEST.sha256",
+        output:
+            fits="results/catalogue/catalogue.fits",
+            csv="results/catalogue/catalogue.csv",
+        log:
+            "results/logs/bundle_catalogue.log",
+        benchmark:
+            "results/benchmarks/bundle_catalogue.tsv"
+        conda:
+            "../../envs/ensemble.yaml"
+        threads: 2
+        resources:
+            mem_mb=4000,
+            runtime=240,
+        params:
+            bundle=BUNDLE,
+            settings=prediction_settings(),
+        script:
+            "../scripts/bundle_catalogue.py"

@@ -261,7 +261,15 @@ def figure_report_labels(wildcards, output):
     return report_labels(output[0], wildcards.name)
 
 
+#: A trained ensemble's bundle (ensemble.bundle): the catalogue comes from it, no training.
+BUNDLE = config["ensemble"]["bundle"]
+
+
 def final_targets():
+    if BUNDLE:
+        # from a bundle: the observed sample's catalogue; the training sample, the t-SNE
+        # maps and the figures belong to the run that trained it
+        return ["results/arrays/observed.h5", "results/catalogue/catalogue.fits"]
     targets = expand("results/arrays/{sample}.h5", sample=SAMPLES)
     targets.append("results/arrays/summary.txt")
     targets.append("results/catalogue/catalogue.fits")

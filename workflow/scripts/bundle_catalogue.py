@@ -1,0 +1,16 @@
+"""Rule bundle_catalogue (ensemble.bundle): the observed sample's catalogue from a trained
+ensemble's bundle, with no training (gaiacnn.bundle.predict)."""
+
+from gaiacnn import job
+
+j = job.start()
+from gaiacnn import bundle  # noqa: E402
+
+bundle.predict(
+    j.params.bundle,
+    j.input.observed,
+    j.output.fits,
+    csv_out=j.output.csv,
+    settings=j.params.settings,
+    threads=j.threads,
+)
