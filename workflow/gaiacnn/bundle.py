@@ -99,23 +99,17 @@ def _major(version: str) -> int:
 
 def _commit() -> str:
     """The package's git commit (short, ``+dirty`` with changes), or ``unknown``."""
-    here = Path(__file__).resolve().parent
-    try:
-        commit = subprocess.run(
-            ["git", "-C", str(here), "rev-parse", "--short", "HEAD"],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "-C", str(here), "status", "--porcelain", "--untracked-files=no"],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-    return commit + ("+dirty" if dirty else "")
+    here = str(Path(__file__).resolve().parent)
+    out = []
+    for args in (["rev-parse", "--short", "HEAD"], ["status", "--porcelain", "-uno"]):
+        try:
+            run = subprocess.run(["git", "-C", here, *args], capture_output=True, text=True)
+        except OSError:
+            return "unknown"
+        if run.returncode != 0:
+            return "unknown"
+        out.append(run.stdout.strip())
+    return out[0] + ("+dirty" if out[1] else "")
 
 
 # ---------------------------------------------------------------------------- loading
