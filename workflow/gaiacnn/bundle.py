@@ -80,13 +80,34 @@ def sha256_file(path: str | os.PathLike, block: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
-def spectrum_hashes(flux: np.ndarray) -> np.ndarray:
-    """(n,) uint64: a 64-bit BLAKE2b digest of each row of ``flux`` as float32 bytes (the
-    key, with ``source_id``, under which a bundle keeps a star's t-SNE class)."""
-    rows = np.ascontiguousarray(np.asarray(flux, dtype=np.float32))
-    out = np.empty(len(rows), np.uint64)
-    for i, row in enumerate(rows):
-        out[i] = int.from_bytes(hashlib.blake2b(row.tobytes(), digest_size=8).digest(), "little")
+def spectrum_hashes(*blocks: np.ndarray) -> np.ndarray:
+    """(n,) uint64: a 64-bit BLAKE2b digest of each star's rows of ``blocks`` (the
+    datasets of the spectra the t-SNE maps embed, e.g. ``rvs/flux``, or the BP and RP
+    coefficients) as float32 bytes: the key, with ``source_id``, under which a bundle keeps
+    a star's t-SNE class."""
+    rows = [np.ascontiguousarray(np.asarray(b, dtype=np.float32)) for b in blocks]
+    out = np.empty(len(rows[0]), np.uint64)
+    for i in range(len(out)):
+        h = hashlib.blake2b(digest_size=8)
+        for b in rows:
+            h.update(b[i].tobytes())
+        out[i] = int.from_bytes(h.digest(), "little")
+    return out
+
+
+def _spectra_hashes(h5, spectra: str, start: int, stop: int, path) -> np.ndarray:
+    """:func:`spectrum_hashes` of rows ``start:stop`` of an open arrays file, a block of
+    :data:`HASH_ROWS` at a time; the datasets of ``spectra`` (``tsne.spectra``)."""
+    from gaiacnn.tsne.features import _datasets
+
+    names = _datasets(spectra)
+    for name in names:
+        if name not in h5:
+            raise BundleError(f"{path}: no {name}, which the t-SNE maps embed ({spectra})")
+    out = np.empty(stop - start, np.uint64)
+    for lo in range(start, stop, HASH_ROWS):
+        hi = min(stop, lo + HASH_ROWS)
+        out[lo - start : hi - start] = spectrum_hashes(*(h5[n][lo:hi] for n in names))
     return out
 
 
@@ -216,8 +237,6 @@ def _known_classes(tsne_file, observed_arrays, out_path) -> dict:
     with open_h5(tsne_file) as t, open_h5(observed_arrays) as a, h5py.File(out_path, "w") as o:
         spectra = str(t.attrs.get("spectra", "rvs/flux"))
         n = int(t["source_id"].shape[0])
-        if spectra not in a:
-            raise BundleError(f"{observed_arrays}: no {spectra}, the dataset the maps embed")
         if a["source_id"].shape[0] != n:
             raise BundleError(f"{tsne_file} and {observed_arrays} hold different stars")
         names = [k for k in t if k.startswith("training_like")]
@@ -225,11 +244,9 @@ def _known_classes(tsne_file, observed_arrays, out_path) -> dict:
         o.create_dataset("spectrum_hash", (n,), np.uint64)
         for k in names:
             o[k] = t[k][:]
-        for start in range(0, n, HASH_ROWS):
-            stop = min(n, start + HASH_ROWS)
-            if not np.array_equal(a["source_id"][start:stop], t["source_id"][start:stop]):
-                raise BundleError(f"{tsne_file} and {observed_arrays} hold different stars")
-            o["spectrum_hash"][start:stop] = spectrum_hashes(a[spectra][start:stop])
+        if not np.array_equal(a["source_id"][:], o["source_id"][:]):
+            raise BundleError(f"{tsne_file} and {observed_arrays} hold different stars")
+        o["spectrum_hash"][...] = _spectra_hashes(a, spectra, 0, n, observed_arrays)
         for k, v in t.attrs.items():
             o.attrs[k] = v
         return {
@@ -506,13 +523,12 @@ class _KnownClasses:
         the bundle holds the same source_id with the same spectrum."""
         pos = self.index.get_indexer(sid)
         known = pos >= 0
-        hashes = np.zeros(len(sid), np.uint64)
+        from gaiacnn.tsne.features import _datasets
+
         with h5py.File(observed, "r") as h5:
-            if self.spectra not in h5:
+            if not known.any() or any(n not in h5 for n in _datasets(self.spectra)):
                 return np.zeros(len(sid), bool), np.zeros(len(sid), bool)
-            for lo in range(start, stop, HASH_ROWS):  # a block of spectra at a time
-                hi = min(stop, lo + HASH_ROWS)
-                hashes[lo - start : hi - start] = spectrum_hashes(h5[self.spectra][lo:hi])
+            hashes = _spectra_hashes(h5, self.spectra, start, stop, observed)
         known &= self.hash[np.maximum(pos, 0)] == hashes
         return known, known & self.like[np.maximum(pos, 0)]
 
