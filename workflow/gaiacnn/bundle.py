@@ -602,18 +602,17 @@ def predict(
     from tqdm.auto import tqdm
 
     from gaiacnn import catalogue, layout, model
-    from gaiacnn import shards as sh
 
     bundle = load(bundle_path)
     settings = {**PREDICTION_DEFAULTS, **(settings or {})}
-    n = layout.validate(observed, check_values=False).n_rows
+    info = layout.validate(observed, check_values=False)
+    n = info.n_rows
     start, stop = 0, n
     if shard is not None:
         a, b = (int(v) for v in shard)
         if not (b >= 1 and 0 <= a < b):
             raise ValueError(f"shard {a}/{b}: a from 0 to b - 1")
-        start, stop = sh.shard_range(n, max(1, -(-n // b)), a) if n else (0, 0)
-    info = layout.validate(observed, check_values=False)
+        start, stop = a * n // b, (a + 1) * n // b  # b near-equal row ranges
     for d in bundle.member_dirs():  # every member's contract, before any prediction
         scalers = model.Scalers.from_json((d / "scalers.json").read_text(encoding="utf-8"))
         model.check_contract(scalers, info, resample=bool(settings["resample"]))

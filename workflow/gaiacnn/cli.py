@@ -117,7 +117,9 @@ def main(argv: list[str] | None = None) -> int:
     pred.add_argument("--csv", type=Path, default=None, help="also write the catalogue as CSV")
     pred.add_argument("--workers", type=int, default=1, help="processes for the network")
     pred.add_argument(
-        "--shard", default=None, help="a/b: only shard a (0-based) of b equal row ranges"
+        "--shard",
+        default=None,
+        help="a/b: only rows a*N//b .. (a+1)*N//b, shard a (0-based) of b near-equal ranges",
     )
     pred.add_argument(
         "--precision", default="float32", choices=("float32", "mixed_bfloat16"),
