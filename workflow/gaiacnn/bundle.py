@@ -230,11 +230,12 @@ def _input_space_features(training_arrays) -> np.ndarray | None:
     return flags.input_space_features(inputs)
 
 
-def _known_classes(tsne_file, observed_arrays, out_path) -> dict:
-    """The run's t-SNE classes keyed by (source_id, spectrum hash), as plain HDF5."""
+def _known_classes(tsne_file, observed_arrays, tmp_out) -> dict:
+    """The run's t-SNE classes keyed by (source_id, spectrum hash), as plain HDF5, into
+    ``tmp_out`` (a file of the bundle's temporary directory, :func:`export`)."""
     from gaiacnn.io import open_h5
 
-    with open_h5(tsne_file) as t, open_h5(observed_arrays) as a, h5py.File(out_path, "w") as o:
+    with open_h5(tsne_file) as t, open_h5(observed_arrays) as a, h5py.File(tmp_out, "w") as o:
         spectra = str(t.attrs.get("spectra", "rvs/flux"))
         n = int(t["source_id"].shape[0])
         if a["source_id"].shape[0] != n:
