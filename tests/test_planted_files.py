@@ -417,6 +417,18 @@ def _(p, t):
     )
 
 
+@reads("results/bundle/bundle.json", stage="bundle_catalogue")
+def _(p, t):
+    from gaiacnn import bundle
+
+    # a bundle whose manifest vouches for the planted file: the load reads it as JSON
+    root = t / "bundle"
+    root.mkdir()
+    (root / p.name).write_bytes(p.read_bytes())
+    (root / bundle.MANIFEST_FILE).write_text(f"{bundle.sha256_file(root / p.name)}  {p.name}\n")
+    bundle.load(root)
+
+
 @reads("results/tsne/training_like.h5", stage="flag_catalogue")
 def _(p, t):
     from gaiacnn import flags
@@ -466,7 +478,10 @@ NOT_READ = {
 }
 
 #: Outputs that are directories: the file in each that a job reads.
-DIRECTORY_FILES = {"results/figures": "results/figures/figures.json"}
+DIRECTORY_FILES = {
+    "results/figures": "results/figures/figures.json",
+    "results/bundle": "results/bundle/bundle.json",
+}
 
 #: Cases for results that are no rule's output.
 NOT_RULE_OUTPUTS = ("cache/RVS/",)

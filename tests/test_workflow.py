@@ -257,6 +257,7 @@ def test_forcing_one_member_reruns_only_it_and_the_aggregation(demo_run):
         "flag_catalogue": "1",  # the flag reads the labels; the t-SNE maps are not rerun
         "evaluate_flags": "1",
         "figures": "1",  # the figures read the catalogue (and that member's gradients)
+        "export_bundle": "1",  # the bundle holds the member
         "all": "1",
     }
     for per_job, predict in (("all", "predict_shard"), ("one", "predict_member")):

@@ -475,8 +475,12 @@ def _aggregation(bundle: Bundle, observed, n_rows: int, prediction_file):
     space = None
     fl = bundle.info["flags"]
     if fl.get("input_space"):
-        with np.load(bundle.file(INPUT_SPACE_FILE), allow_pickle=False) as npz:
-            features = npz["features"]
+        from gaiacnn.io import read_npz
+
+        arrays = read_npz(bundle.file(INPUT_SPACE_FILE), "a bundle's input space", BundleError)
+        if "features" not in arrays:
+            raise BundleError(f"{bundle.file(INPUT_SPACE_FILE)}: no features")
+        features = arrays["features"]
         space = flags.InputSpace.fit(
             features, neighbours=int(fl["input_neighbours"]), quantile=float(fl["input_quantile"])
         )
