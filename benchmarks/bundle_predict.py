@@ -35,46 +35,21 @@ sys.path.insert(0, str(REPO / "benchmarks"))
 sys.path.insert(0, str(REPO / "workflow"))
 
 import results  # noqa: E402
+from figures_memory import write_scaled_arrays  # noqa: E402
 
 #: Stars written per step while the scaled file is built.
 BUILD_CHUNK = 200_000
 
 
 def scale_observed(src: Path, out: Path, rows: int, seed: int = 0) -> Path:
-    """``rows`` stars drawn from ``src`` (see the module's docstring), written to ``out``."""
+    """``rows`` stars drawn from ``src`` (see the module's docstring), written to ``out``
+    (:func:`figures_memory.write_scaled_arrays`)."""
     rng = np.random.default_rng(seed)
-    with h5py.File(src, "r") as a, h5py.File(out, "w") as b:
-        for k, v in a.attrs.items():
-            b.attrs[k] = v
-        n_src = a["source_id"].shape[0]
-        datasets: list[tuple[str, h5py.Dataset]] = []
-
-        def collect(name, obj):
-            if isinstance(obj, h5py.Dataset):
-                datasets.append((name, obj))
-
-        a.visititems(collect)
-        starts = range(0, rows, BUILD_CHUNK)
-        picks = [rng.integers(0, n_src, min(BUILD_CHUNK, rows - s)) for s in starts]
-        for name, obj in datasets:
-            spectra = obj.ndim == 2 and obj.shape[1] > 1000
-            ds = b.create_dataset(
-                name,
-                shape=(rows, *obj.shape[1:]),
-                dtype=obj.dtype,
-                chunks=(256, obj.shape[1]) if spectra else None,
-                fillvalue=1.0 if spectra else None,
-            )
-            for k, v in obj.attrs.items():
-                ds.attrs[k] = v
-            if spectra:
-                continue
-            values = obj[:]
-            for s, pick in zip(range(0, rows, BUILD_CHUNK), picks, strict=True):
-                if name == "source_id":
-                    ds[s : s + len(pick)] = np.arange(s, s + len(pick), dtype=np.int64) + 8 * 10**17
-                else:
-                    ds[s : s + len(pick)] = values[pick]
+    with h5py.File(src, "r") as h5:
+        n_src = h5["source_id"].shape[0]
+    steps = [(s, min(rows, s + BUILD_CHUNK)) for s in range(0, rows, BUILD_CHUNK)]
+    picks = [rng.integers(0, n_src, hi - lo) for lo, hi in steps]
+    write_scaled_arrays(src, out, steps, picks, 8 * 10**17)
     return out
 
 

@@ -47,6 +47,43 @@ import results  # noqa: E402
 BUILD_CHUNK = 500_000
 
 
+def write_scaled_arrays(src: Path, out: Path, steps, picks, first_id: int) -> None:
+    """An arrays file of ``src``'s rows ``picks`` (one array per row range ``steps``),
+    written a step at a time: every scalar and XP dataset copied, new source ids from
+    ``first_id`` on, the spectra (more than 1000 pixels) declared but left unwritten (they
+    read back as the HDF5 fill value 1.0)."""
+    with h5py.File(src, "r") as a, h5py.File(out, "w") as b:
+        for k, v in a.attrs.items():
+            b.attrs[k] = v
+        datasets: list[tuple[str, h5py.Dataset]] = []
+        a.visititems(
+            lambda name, obj: (
+                datasets.append((name, obj)) if isinstance(obj, h5py.Dataset) else None
+            )
+        )
+        n = steps[-1][1] if steps else 0
+        for name, obj in datasets:
+            spectra = obj.ndim == 2 and obj.shape[1] > 1000  # declared, not written
+            ds = b.create_dataset(
+                name,
+                shape=(n, *obj.shape[1:]),
+                dtype=obj.dtype,
+                chunks=(256, obj.shape[1]) if spectra else None,
+                fillvalue=1.0 if spectra else None,
+            )
+            for k, v in obj.attrs.items():
+                ds.attrs[k] = v
+            if spectra:
+                continue
+            values = obj[:] if name != "source_id" else None
+            for (lo, hi), pick in zip(steps, picks, strict=True):
+                ds[lo:hi] = (
+                    np.arange(lo, hi, dtype=np.int64) + first_id
+                    if name == "source_id"
+                    else values[pick]
+                )
+
+
 def scale_run(results: Path, out: Path, rows: int, seed: int = 0) -> dict:
     """Write the scaled catalogue, arrays and maps under ``out``, a chunk of observed
     stars at a time (memory independent of ``rows``); their paths.  The catalogue holds the
@@ -79,35 +116,8 @@ def scale_run(results: Path, out: Path, rows: int, seed: int = 0) -> dict:
 
     catalogue.write_chunks(catalogue_chunks(), len(tr) + n_obs, paths["catalogue"], attrs={**attrs})
     # observed arrays: rows of the run's observed file, star by star as in the catalogue
-    with h5py.File(src, "r") as a, h5py.File(paths["observed"], "w") as b:
-        for k, v in a.attrs.items():
-            b.attrs[k] = v
-        datasets: list[tuple[str, h5py.Dataset]] = []
-        a.visititems(
-            lambda name, obj: (
-                datasets.append((name, obj)) if isinstance(obj, h5py.Dataset) else None
-            )
-        )
-        for name, obj in datasets:
-            spectra = obj.ndim == 2 and obj.shape[1] > 1000  # declared, not written
-            ds = b.create_dataset(
-                name,
-                shape=(n_obs, *obj.shape[1:]),
-                dtype=obj.dtype,
-                chunks=(256, obj.shape[1]) if spectra else None,
-                fillvalue=1.0 if spectra else None,
-            )
-            for k, v in obj.attrs.items():
-                ds.attrs[k] = v
-            if spectra:
-                continue
-            values = obj[:][src_rows] if name != "source_id" else None
-            for (lo, hi), pick in zip(steps, picks, strict=True):
-                ds[lo:hi] = (
-                    np.arange(lo, hi, dtype=np.int64) + 9 * 10**17
-                    if name == "source_id"
-                    else values[pick]
-                )
+    src_picks = [src_rows[pick] for pick in picks]
+    write_scaled_arrays(src, paths["observed"], steps, src_picks, 9 * 10**17)
     maps = []
     for path in sorted((results / "tsne").glob("*/p*.h5")):
         with h5py.File(path, "r") as a:
