@@ -31,6 +31,7 @@ and a bundle of a newer major version are refused, naming the file or the versio
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import hashlib
 import itertools
@@ -644,11 +645,14 @@ def predict(
                 for job in jobs:
                     job.result()
         classes = _KnownClasses(bundle)
+        # read and fitted once (the uncertainty model, the input space); each part of the
+        # rows differs only in its number of stars
+        base = _aggregation(bundle, observed, stop - start, files[0][0])
 
         def chunks():
             bar = tqdm(total=stop - start, desc="catalogue", unit="stars")
             for (lo, hi), f in zip(parts, files, strict=True):
-                agg = _aggregation(bundle, observed, hi - lo, f[0])
+                agg = dataclasses.replace(base, n_rows={"training": 0, "observed": hi - lo})
                 row = lo
                 for table in catalogue.iter_table(
                     agg, {"observed": f}, {"observed": observed}, chunk_rows,
@@ -659,9 +663,8 @@ def predict(
                     bar.update(len(table))
             bar.close()
 
-        agg0 = _aggregation(bundle, observed, stop - start, files[0][0])
         attrs = {
-            **agg0.attrs,
+            **base.attrs,
             "flag_digits": list(bundle.info["flags"]["digits"]),
             "tsne_spectra": bundle.info["tsne"]["spectra"],
         }
