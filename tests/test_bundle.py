@@ -42,6 +42,10 @@ def test_the_runs_bundle_gives_its_catalogue(demo_run, tmp_path):
     assert "## Precision and coverage" in card and "## Known limits" in card
     for x in b.labels:
         assert f"| {x} |" in card
+    # the placement into the run's maps, checked at export on the run's own stars
+    check = b.info["tsne"]["placement"]["check"]
+    assert check["stars"] > 0 and 0.0 <= check["agreement"] <= 1.0
+    assert f"{100 * check['agreement']:.1f} %" in card
     observed = demo_run / "results/arrays/observed.h5"
     out = tmp_path / "catalogue.fits"
     summary = bundle.predict(path, observed, out)
@@ -70,7 +74,9 @@ def _copy(demo_run, tmp_path):
 
 def _rewrite_manifest(path):
     lines = [
-        f"{bundle.sha256_file(path / name)}  {name}" for name in sorted(bundle.read_manifest(path))
+        f"{bundle.sha256_file(path / name)}  {name}"
+        for name in sorted(bundle.read_manifest(path))
+        if (path / name).exists()
     ]
     (path / bundle.MANIFEST_FILE).write_text("\n".join(lines) + "\n")
 
@@ -131,20 +137,42 @@ def test_a_file_on_another_grid_is_refused_naming_both(demo_run, tmp_path):
 
 def test_known_classes_need_the_same_star_and_spectrum(demo_run, tmp_path):
     """A star the run classified keeps its class only with the same spectrum: another
-    spectrum under its source_id gets '-' (not classified) in the t-SNE digit."""
+    spectrum under its source_id is placed into the bundle's maps; a bundle without
+    placement sets (format 1.0) gives it '-' (not classified) in the t-SNE digit."""
     from gaiacnn import flags
 
     observed = shutil.copy(demo_run / "results/arrays/observed.h5", tmp_path / "new.h5")
+    # the flux of 3 stars scaled by 1.001 (their normalised shape kept, their hash not)
+    # and 3 others' replaced by the first star's
     with h5py.File(observed, "r+") as h5:
-        flux = h5["rvs/flux"][:3]
-        h5["rvs/flux"][:3] = flux * 1.001
-    out = tmp_path / "cat.fits"
-    bundle.predict(demo_run / "results/bundle", observed, out)
-    got = catalogue.read(out)[0]["flag_boundary"].tolist()
+        h5["rvs/flux"][:3] = h5["rvs/flux"][:3] * 1.001
+        h5["rvs/flux"][3:6] = np.repeat(h5["rvs/flux"][6:7], 3, axis=0)
+    path = demo_run / "results/bundle"
+    b = bundle.load(path)
+    t = b.info["flags"]["digits"].index(flags.TSNE_DIGIT)
     expected = _observed_rows(demo_run)["flag_boundary"].tolist()
-    t = bundle.load(demo_run / "results/bundle").info["flags"]["digits"].index(flags.TSNE_DIGIT)
-    assert all(code[t] == flags.NOT_AVAILABLE for code in got[:3])
-    assert got[3:] == expected[3:]
+    out = tmp_path / "cat.fits"
+    bundle.predict(path, observed, out)
+    got = catalogue.read(out)[0]["flag_boundary"].tolist()
+    assert got[6:] == expected[6:]
+    # placed (the median position of their nearest reference spectra, which need not be
+    # where the joint map put them); the next three get the class star 6's own spectrum
+    # gets placed
+    placement = bundle._Placement(b)
+    placed = placement.training_like(observed, np.arange(7))
+    assert [c[t] for c in got[:6]] == ["0" if x else "1" for x in placed[:6]]
+    assert placed[3] == placed[4] == placed[5] == placed[6]
+    # a bundle of format 1.0 (no placement sets): '-'
+    old = _copy(demo_run, tmp_path)
+    info = json.loads((old / bundle.INFO_FILE).read_text())
+    info["version"], _ = "1.0", info["tsne"].pop("placement")
+    (old / bundle.INFO_FILE).write_text(json.dumps(info))
+    shutil.rmtree(old / bundle.PLACEMENT_DIR)
+    _rewrite_manifest(old)
+    bundle.predict(old, observed, out)
+    got = catalogue.read(out)[0]["flag_boundary"].tolist()
+    assert all(code[t] == flags.NOT_AVAILABLE for code in got[:6])
+    assert got[6:] == expected[6:]
 
 
 def test_a_run_from_a_bundle_trains_nothing_and_writes_the_catalogue(demo_run, tmp_path):
@@ -172,9 +200,9 @@ def test_a_run_from_a_bundle_trains_nothing_and_writes_the_catalogue(demo_run, t
     assert attrs["members"] == bundle.load(demo_run / "results/bundle").members
     for x in attrs["labels"]:
         assert np.isfinite(table[x]).all() and (table[f"sigma_{x}"] > 0).all()
-    # stars the bundle's run did not classify: '-' in the t-SNE digit
+    # stars the bundle's run did not classify are placed into its maps: every star has
+    # a t-SNE class
     t = attrs["flag_digits"].index(flags.TSNE_DIGIT)
-    known = np.isin(sid, _observed_rows(demo_run)["source_id"].to_numpy())
-    codes = table["flag_boundary"].tolist()
-    assert all(c[t] == flags.NOT_AVAILABLE for c, k in zip(codes, known, strict=True) if not k)
+    assert not np.isin(sid, _observed_rows(demo_run)["source_id"].to_numpy()).all()
+    assert {c[t] for c in table["flag_boundary"]} <= {"0", "1"}
     assert (work / "results/catalogue/catalogue.csv").is_file()

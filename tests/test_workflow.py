@@ -285,7 +285,7 @@ def test_forcing_one_member_reruns_only_it_and_the_aggregation(demo_run):
         }
 
 
-def test_scalable_tsne_places_shards_into_a_reference_map(demo_run, tmp_path):
+def test_scalable_tsne_places_shards_into_a_reference_map(demo_run, tmp_path, config):
     work = make_workdir(tmp_path, "scalable")
     reuse_arrays(demo_run, work)
     # 200 of the 300 observed stars in the reference maps, and with them (reference_training
@@ -293,15 +293,18 @@ def test_scalable_tsne_places_shards_into_a_reference_map(demo_run, tmp_path):
     # support of 10 training stars (with 120, 22 of them, the classes are mostly noise);
     # two sets of reference maps, each with its own subsample
     n_ref, shard_rows = 200, 40
+    tsne_cfg = {
+        "mode": "scalable", "perplexities": [10, 20], "pca_components": 10, "n_iter": 200,
+        "reference_observed": n_ref, "place_shard_rows": shard_rows, "place_chunk_rows": 30,
+        "place_n_iter": 50, "reference_maps": 2,
+    }  # fmt: skip
     proc = run_snakemake(
         work,
         "--cores",
         "2",
         "results/tsne/training_like.h5",
         "--config",
-        "tsne={mode: scalable, perplexities: [10, 20], pca_components: 10, n_iter: 200, "
-        f"reference_observed: {n_ref}, place_shard_rows: {shard_rows}, place_chunk_rows: 30, "
-        "place_n_iter: 50, reference_maps: 2}",
+        f"tsne={json.dumps(tsne_cfg)}",
     )
     assert proc.returncode == 0, proc.stderr[-4000:]
     assert "rule tsne_joint" not in proc.stdout + proc.stderr
@@ -353,6 +356,25 @@ def test_scalable_tsne_places_shards_into_a_reference_map(demo_run, tmp_path):
         references.append(set(reference))
     # the second set embeds another subsample (seed + 1)
     assert references[0] != references[1]
+    # the placement sets a bundle builds from the gathered maps and the arrays place the
+    # stars left out of both sets' references where the placement jobs put them: the same
+    # classes, star for star
+    tsne_cfg = {**config["tsne"], **tsne_cfg}
+    arrays = [work / "results/arrays" / f"{s}.h5" for s in ("training", "observed")]
+    sets = [
+        tsne.placement_set_from_maps(
+            [work / f"results/tsne/scalable/{ref}/p{p}.h5" for p in (10, 20)], *arrays, tsne_cfg
+        )[0]
+        for ref in ("r0", "r1")
+    ]
+    left_out = np.flatnonzero(~np.isin(obs_sid, list(references[0] | references[1])))
+    assert left_out.size > 20
+    x = tsne.read_spectra(arrays[1], left_out)
+    like, per_perp = tsne.placed_training_like(sets, x, tsne_cfg)
+    with h5py.File(work / "results/tsne/training_like.h5") as h5:
+        assert np.array_equal(like, h5["training_like"][:][left_out])
+        for p, v in per_perp.items():
+            assert np.array_equal(v, h5[f"training_like_p{p:g}"][:][left_out])
     # the same stars, classified in the joint maps of the first run: mostly the same class
     with (
         h5py.File(work / "results/tsne/training_like.h5") as a,

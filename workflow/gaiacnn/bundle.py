@@ -19,6 +19,10 @@ A bundle directory holds:
 * ``training_like.h5``: the run's t-SNE classes of its observed stars, keyed by
   ``source_id`` and a hash of the spectrum embedded (only the same star with the same
   spectrum gets its class back);
+* ``tsne/r<k>/index.npz`` and ``tsne/r<k>/p<perplexity>.h5`` (format 1.1): per set of
+  maps, the reference spectra's neighbour index (PCA) and their positions in each map with
+  the map's training stars and threshold, to place the spectra of other stars into the
+  maps and classify them (:class:`gaiacnn.tsne.PlacementSet`);
 * ``config.yaml``: the resolved configuration of the run;
 * ``MODEL_CARD.md``: the training sample, the precision per label, the coverage of
   ``sigma_*``, the intended use and the known limits;
@@ -53,7 +57,7 @@ log = logging.getLogger(__name__)
 FORMAT = "gaiacnn-ensemble-bundle"
 #: Its version, major.minor: a reader refuses a newer major (the layout changed), and reads
 #: a newer minor of its own major (additions it may ignore).
-VERSION = "1.0"
+VERSION = "1.1"
 INFO_FILE = "bundle.json"
 MANIFEST_FILE = "MANIFEST.sha256"
 MODEL_CARD_FILE = "MODEL_CARD.md"
@@ -61,6 +65,10 @@ UNCERTAINTY_FILE = "uncertainty_model.json"
 INPUT_SPACE_FILE = "input_space.npz"
 TRAINING_LIKE_FILE = "training_like.h5"
 CONFIG_FILE = "config.yaml"
+#: The placement sets' directory (``tsne/r0``, ``tsne/r1`` ...).
+PLACEMENT_DIR = "tsne"
+#: Observed stars of the run whose placement is checked against their classes at export.
+PLACEMENT_CHECK_STARS = 2000
 #: Files a bundle may hold outside its manifest: Snakemake's marker of a directory output
 #: (empty; the rule export_bundle's output gets one).
 NOT_LISTED = (".snakemake_timestamp",)
@@ -259,6 +267,72 @@ def _known_classes(tsne_file, observed_arrays, tmp_out) -> dict:
         }
 
 
+def _map_sets(map_files: Sequence) -> list[list]:
+    """The classifying maps grouped into sets (one map per perplexity each), by seed."""
+    sets: dict[int, list] = {}
+    for path in map_files:
+        with h5py.File(path, "r") as h5:
+            sets.setdefault(int(h5.attrs.get("seed", 0)), []).append(path)
+    return list(sets.values())
+
+
+def _placement(map_files, training_arrays, observed_arrays, tsne_file, tsne_cfg, tmp) -> dict:
+    """Write the placement sets of the run's maps into ``tmp/tsne/r<k>/`` (a bundle's
+    temporary directory) and check them: a random :data:`PLACEMENT_CHECK_STARS` of the
+    run's observed reference stars, each placed leaving itself out of the neighbours, get
+    the run's class how often (the agreement the model card reports)."""
+    from gaiacnn import tsne
+    from gaiacnn.tsne.features import read_spectra
+
+    sets, own_rows, info = [], [], []
+    for k, files in enumerate(_map_sets(map_files)):
+        pset, obs_rows = tsne.placement_set_from_maps(
+            files, training_arrays, observed_arrays, tsne_cfg
+        )
+        d = tmp / PLACEMENT_DIR / f"r{k}"
+        d.mkdir(parents=True)
+        tsne.write_index(d / "index.npz", pset.index)
+        for m in pset.maps:
+            tsne.write_reference_embedding(d / f"p{m.perplexity:g}.h5", m)
+        sets.append(pset)
+        own_rows.append((obs_rows, pset.maps[0].n_training))
+        info.append(
+            {"dir": f"{PLACEMENT_DIR}/r{k}", "reference_training": pset.maps[0].n_training,
+             "reference_observed": int(obs_rows.size), "pca_components": int(
+                 pset.index.features.shape[1])}
+        )  # fmt: skip
+    pool = np.unique(np.concatenate([r for r, _ in own_rows]))
+    rng = np.random.default_rng(int(tsne_cfg["seed"]))
+    check = np.sort(rng.choice(pool, min(PLACEMENT_CHECK_STARS, pool.size), replace=False))
+    own = []
+    for obs_rows, n_tr in own_rows:
+        pos = np.searchsorted(obs_rows, check)
+        hit = obs_rows[np.minimum(pos, obs_rows.size - 1)] == check
+        own.append(np.where(hit, n_tr + pos, -1))
+    x = read_spectra(observed_arrays, check, spectra=sets[0].spectra)
+    like, per_perp = tsne.placed_training_like(sets, x, tsne_cfg, own)
+    with h5py.File(tsne_file, "r") as h5:
+        run = {k: h5[k][:][check] for k in h5 if k.startswith("training_like")}
+    agree = {
+        f"p{p:g}": float(np.mean(v == run[f"training_like_p{p:g}"])) for p, v in per_perp.items()
+    }
+    overall = float(np.mean(like == run["training_like"]))
+    log.info("placement check: %d stars get the run's class for %.3f", check.size, overall)
+    return {
+        "sets": info,
+        "place_neighbours": int(tsne_cfg["place_neighbours"]),
+        "place_perplexity": float(tsne_cfg["place_perplexity"]),
+        "place_n_iter": int(tsne_cfg["place_n_iter"]),
+        "check": {
+            "stars": int(check.size),
+            "agreement": overall,
+            "agreement_per_perplexity": agree,
+            "training_like_run": float(np.mean(run["training_like"])),
+            "training_like_placed": float(np.mean(like)),
+        },
+    }
+
+
 def export(
     out_dir,
     *,
@@ -267,6 +341,7 @@ def export(
     training_arrays,
     observed_arrays,
     tsne_file,
+    map_files: Sequence[str | os.PathLike],
     catalogue_fits,
     config: Mapping,
     config_hash: str,
@@ -296,6 +371,9 @@ def export(
             with open(tmp / INPUT_SPACE_FILE, "wb") as fh:
                 np.savez(fh, features=features)
         tsne = _known_classes(tsne_file, observed_arrays, tmp / TRAINING_LIKE_FILE)
+        tsne["placement"] = _placement(
+            map_files, training_arrays, observed_arrays, tsne_file, config["tsne"], tmp
+        )
         (tmp / CONFIG_FILE).write_text(yaml.safe_dump(dict(config), sort_keys=False))
         with h5py.File(training_arrays, "r") as h5:
             n_training = int(h5["source_id"].shape[0])
@@ -438,15 +516,62 @@ def model_card(info: Mapping, scalers: Sequence[Mapping], uncertainty_model, cat
         "- Real samples are farther, redder and noisier than the training sample: sigma_* "
         "is calibrated against S/N and the input-space distance on the run's reference "
         "stars (docs/shift.md), not on the new file.",
-        f"- The t-SNE digit: the run's classes for its own {info['tsne']['known_stars']} "
-        "observed stars (same source_id and spectrum); other stars get '-' (not "
-        "classified) in that digit: placing new spectra into the maps is not in this "
-        "bundle format yet.",
+        *_tsne_card(info["tsne"]),
         "- Unresolved binaries, extinction beyond the training sample's and hot or very "
         "cool stars are not in the training sample (README, docs/method.md).",
         "",
     ]
     return "\n".join(lines)
+
+
+def _tsne_card(tsne: Mapping) -> list[str]:
+    """The model card's lines on the t-SNE digit."""
+    known = (
+        f"- The t-SNE digit: the run's classes for its own {tsne['known_stars']} observed "
+        "stars (same source_id and spectrum)"
+    )
+    place = tsne.get("placement")
+    if not place:
+        return [known + "; other stars get '-' (not classified) in that digit."]
+    c = place["check"]
+    return [
+        known + "; the spectra of other stars are placed into the run's maps at the median "
+        f"position of their {place['place_neighbours']} nearest reference spectra "
+        f"({len(place['sets'])} set(s) of maps), as the workflow's scalable mode places "
+        f"them (docs/tsne.md). Placed leaving itself out, {c['stars']} of the run's observed "
+        f"stars get the run's class for {100 * c['agreement']:.1f} % of them "
+        f"(training-like: {100 * c['training_like_run']:.1f} % in the run, "
+        f"{100 * c['training_like_placed']:.1f} % placed).",
+    ]
+
+
+class _Placement:
+    """A bundle's placement sets (format >= 1.1): the t-SNE classes of spectra its run did
+    not embed."""
+
+    def __init__(self, bundle: Bundle) -> None:
+        from gaiacnn import tsne
+
+        place = bundle.info["tsne"]["placement"]
+        perps = [float(p) for p in bundle.info["tsne"]["perplexities"]]
+        self.sets = []
+        for s in place["sets"]:
+            d = bundle.path / s["dir"]
+            maps = [tsne.read_reference_embedding(d / f"p{p:g}.h5") for p in perps]
+            self.sets.append(tsne.PlacementSet(tsne.read_index(d / "index.npz"), maps))
+        self.cfg = {k: place[k] for k in ("place_neighbours", "place_perplexity", "place_n_iter")}
+        self.spectra = self.sets[0].spectra
+
+    def training_like(self, observed, rows: np.ndarray, chunk_rows: int = 10_000) -> np.ndarray:
+        """Training-like in every perplexity, per star of ``rows`` (sorted) of ``observed``."""
+        from gaiacnn import tsne
+        from gaiacnn.tsne.features import iter_spectra
+
+        parts = [
+            tsne.placed_training_like(self.sets, x, self.cfg)[0]
+            for x in iter_spectra(observed, rows, chunk_rows, self.spectra)
+        ]
+        return np.concatenate(parts) if parts else np.zeros(0, bool)
 
 
 # ---------------------------------------------------------------------------- predict
@@ -513,7 +638,8 @@ HASH_ROWS = 4096
 
 
 class _KnownClasses:
-    """The bundle's t-SNE classes of the stars it knows, found by (source_id, spectrum)."""
+    """The bundle's t-SNE classes: those of the stars its run classified, found by
+    (source_id, spectrum); other stars placed into its maps (bundle format >= 1.1)."""
 
     def __init__(self, bundle: Bundle) -> None:
         import pandas as pd
@@ -523,20 +649,33 @@ class _KnownClasses:
             self.hash = h5["spectrum_hash"][:]
             self.like = h5["training_like"][:]
         self.spectra = str(bundle.info["tsne"]["spectra"])
+        self.placement = _Placement(bundle) if bundle.info["tsne"].get("placement") else None
 
     def lookup(self, observed, start: int, stop: int, sid: np.ndarray):
-        """(known, training-like) of the stars ``start:stop`` of ``observed``: known where
-        the bundle holds the same source_id with the same spectrum."""
-        pos = self.index.get_indexer(sid)
-        known = pos >= 0
+        """(classified, training-like) of the stars ``start:stop`` of ``observed``: the
+        run's class where the bundle holds the same source_id with the same spectrum, a
+        placed one for the others; with a bundle of no placement sets, those others are
+        not classified."""
         from gaiacnn.tsne.features import _datasets
 
+        pos = self.index.get_indexer(sid)
+        known = pos >= 0
+        like = np.zeros(len(sid), bool)
         with h5py.File(observed, "r") as h5:
-            if not known.any() or any(n not in h5 for n in _datasets(self.spectra)):
-                return np.zeros(len(sid), bool), np.zeros(len(sid), bool)
-            hashes = _spectra_hashes(h5, self.spectra, start, stop, observed)
-        known &= self.hash[np.maximum(pos, 0)] == hashes
-        return known, known & self.like[np.maximum(pos, 0)]
+            has_spectra = all(n in h5 for n in _datasets(self.spectra))
+            if known.any() and has_spectra:
+                hashes = _spectra_hashes(h5, self.spectra, start, stop, observed)
+                known &= self.hash[np.maximum(pos, 0)] == hashes
+            else:
+                known[:] = False
+        like[known] = self.like[pos[known]]
+        if self.placement is None or known.all():
+            return known, like
+        if not has_spectra:
+            raise BundleError(f"{observed}: no {self.spectra}, which the bundle's t-SNE maps embed")
+        new = np.flatnonzero(~known)
+        like[new] = self.placement.training_like(observed, start + new)
+        return np.ones(len(sid), bool), like
 
 
 def _flagged(table, agg, bundle: Bundle, classes: _KnownClasses, observed, start: int):
@@ -692,9 +831,17 @@ def export_results(results, config_file, out_dir) -> Bundle:
     cfg = validate_config(cfg, load_schema(SCHEMA_PATH))
     attrs = catalogue.read_attrs(cat)
     members = read_json(model_json, "an uncertainty model", ["members"])["members"]
+    tsne_cfg = cfg["tsne"]
+    perps = [f"p{float(p):g}.h5" for p in tsne_cfg["perplexities"]]
+    if tsne_cfg["mode"] == "joint":
+        map_files = [res / "tsne" / "joint" / p for p in perps]
+    else:
+        n_sets = int(tsne_cfg["reference_maps"])
+        map_files = [res / "tsne" / "scalable" / f"r{k}" / p for k in range(n_sets) for p in perps]
     return export(
         out_dir,
         member_dirs=[res / "ensemble" / "members" / m for m in members],
+        map_files=map_files,
         uncertainty_model=model_json,
         training_arrays=res / "arrays" / "training.h5",
         observed_arrays=res / "arrays" / "observed.h5",

@@ -1,6 +1,7 @@
 # The trained ensemble as one directory to share (results/bundle/): its members, the
-# input contract, the uncertainty model, the flag's limits, the run's t-SNE classes, the
-# resolved config, a model card and a manifest of SHA-256 sums (gaiacnn.bundle; README:
+# input contract, the uncertainty model, the flag's limits, the run's t-SNE classes and
+# what places new spectra into its maps, the resolved config, a model card and a
+# manifest of SHA-256 sums (gaiacnn.bundle; README:
 # "Share a trained ensemble"). `gaiacnn predict results/bundle NEW.h5 -o catalogue.fits`
 # applies it to any file in the layout; with ensemble.bundle set, rule bundle_catalogue
 # does the same for the configured observed sample, and nothing is trained.
@@ -14,6 +15,7 @@ rule export_bundle:
         training="results/arrays/training.h5",
         observed="results/arrays/observed.h5",
         tsne="results/tsne/training_like.h5",
+        maps=tsne_maps(),
         catalogue="results/catalogue/catalogue.fits",
     output:
         directory("results/bundle"),

@@ -14,6 +14,7 @@ bundle.export(
     training_arrays=j.input.training,
     observed_arrays=j.input.observed,
     tsne_file=j.input.tsne,
+    map_files=list(j.input.maps),
     catalogue_fits=j.input.catalogue,
     **j.kwargs(),
 )

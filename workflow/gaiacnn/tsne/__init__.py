@@ -88,8 +88,11 @@ from gaiacnn.tsne.maps import (
 )
 from gaiacnn.tsne.placement import (
     NeighbourIndex,
+    PlacementSet,
     build_index,
     place_by_neighbours,
+    placed_training_like,
+    placement_set_from_maps,
     placement_shards,
     read_index,
     run_tsne_gather,
@@ -113,6 +116,7 @@ __all__ = [
     "THRESHOLD_RULES",
     "NeighbourGraph",
     "NeighbourIndex",
+    "PlacementSet",
     "Reducer",
     "ReferenceEmbedding",
     "Threshold",
@@ -132,6 +136,8 @@ __all__ = [
     "nearest_training_distance",
     "neighbour_graph",
     "place_by_neighbours",
+    "placed_training_like",
+    "placement_set_from_maps",
     "placement_shards",
     "portable_embedding",
     "read_index",

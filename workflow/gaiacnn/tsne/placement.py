@@ -29,6 +29,7 @@ from gaiacnn.tsne.features import (
     tsne_spectra,
 )
 from gaiacnn.tsne.maps import (
+    ReferenceEmbedding,
     map_writer,
     read_reference_embedding,
 )
@@ -149,6 +150,190 @@ def place_by_neighbours(
     return np.array(part)
 
 
+def _drop_self(idx: np.ndarray, dist: np.ndarray, own: np.ndarray, k: int):
+    """The first ``k`` of ``k`` + 1 neighbours (``idx``, ``dist``) of each spectrum without
+    the spectrum itself (its reference row ``own``; -1 for one not in the reference), or
+    without the farthest where it is not among them (leave-one-out)."""
+    hit = idx == np.asarray(own)[:, None]
+    drop = np.where(hit.any(axis=1), hit.argmax(axis=1), idx.shape[1] - 1)
+    keep = np.ones(idx.shape, bool)
+    keep[np.arange(len(idx)), drop] = False
+    n = len(idx)
+    return idx[keep].reshape(n, -1)[:, :k], dist[keep].reshape(n, -1)[:, :k]
+
+
+@dataclass
+class PlacementSet:
+    """One set of t-SNE maps (one per perplexity) and the neighbour index of the reference
+    spectra they share: where a new spectrum lands in each map and how far it lies from
+    the map's training stars (scalable mode's placement; a bundle's training-like
+    classification of stars its run did not embed)."""
+
+    index: NeighbourIndex
+    maps: list[ReferenceEmbedding]
+
+    @property
+    def spectra(self) -> str:
+        """The dataset the maps embed (:data:`gaiacnn.tsne.SPECTRA`)."""
+        kinds = {m.spectra for m in self.maps}
+        if len(kinds) != 1:
+            raise TsneError(f"the reference maps embed different spectra: {sorted(kinds)}")
+        return kinds.pop()
+
+    def place(
+        self,
+        x: np.ndarray,
+        neighbours: int,
+        perplexity: float,
+        n_iter: int,
+        own: np.ndarray | None = None,
+    ) -> list[np.ndarray]:
+        """Positions (m, 2) of the spectra ``x`` (m, P) in every map: the neighbour search
+        done once for all of them (:func:`place_by_neighbours` with ``neighbours``
+        (``place_neighbours``), ``perplexity`` (``place_perplexity``) and ``n_iter``
+        (``place_n_iter``)).  ``own``: each spectrum's row in the reference (-1: none),
+        left out of its neighbours (leave-one-out, to test the placement on the
+        reference's own stars)."""
+        k = max(int(neighbours), int(3 * perplexity))
+        if own is None:
+            idx, dist = self.index.query(x, k)
+        else:
+            idx, dist = _drop_self(*self.index.query(x, k + 1), own, k)
+        return [
+            place_by_neighbours(
+                m.embedding, idx, dist, perplexity=perplexity, n_iter=n_iter, k_init=neighbours
+            )
+            for m in self.maps
+        ]
+
+    def distances(self, x: np.ndarray, place_cfg: Mapping, own=None) -> list[np.ndarray]:
+        """Per map: each spectrum's distance to the map's ``threshold.neighbours``-th nearest
+        training star once placed (t-SNE units of that map); ``place_cfg``: the ``tsne``
+        settings ``place_neighbours``, ``place_perplexity``, ``place_n_iter``."""
+        pos = self.place(
+            x,
+            int(place_cfg["place_neighbours"]),
+            float(place_cfg["place_perplexity"]),
+            int(place_cfg["place_n_iter"]),
+            own,
+        )
+        out = []
+        for m, p in zip(self.maps, pos, strict=True):
+            train_xy = np.asarray(m.embedding)[: m.n_training]
+            out.append(nearest_training_distance(train_xy, p, m.threshold.neighbours))
+        return out
+
+
+def placed_training_like(
+    sets: Sequence[PlacementSet], x: np.ndarray, place_cfg: Mapping, own=None
+) -> tuple[np.ndarray, dict[float, np.ndarray]]:
+    """(training-like in every perplexity, {perplexity: training-like}) of spectra ``x``
+    placed into every set's maps, classified as rule ``tsne_classify`` classifies
+    (Sect. 5.1): per perplexity, within the map's threshold (one set) or the mean over the
+    sets of distance / threshold at most 1 (:func:`ensemble_training_like`); overall,
+    training-like in every perplexity.  ``own``: per set, each spectrum's reference row
+    (-1: none), left out of its neighbours."""
+    from gaiacnn.tsne.classify import combine_maps, ensemble_training_like
+
+    per_set = [
+        s.distances(x, place_cfg, None if own is None else own[k]) for k, s in enumerate(sets)
+    ]
+    per_perp: dict[float, np.ndarray] = {}
+    for j, m in enumerate(sets[0].maps):
+        dist = [d[j] for d in per_set]
+        thr = [s.maps[j].threshold.value for s in sets]
+        if any(s.maps[j].perplexity != m.perplexity for s in sets):
+            raise TsneError("the sets of maps hold different perplexities")
+        per_perp[m.perplexity] = (
+            dist[0] <= thr[0] if len(sets) == 1 else ensemble_training_like(dist, thr)
+        )
+    return combine_maps(list(per_perp.values())), per_perp
+
+
+def _read_rows(ds, offset: int, rows: np.ndarray, chunk_rows: int = STREAM_ROWS) -> np.ndarray:
+    """``ds[offset + rows]`` (``rows`` sorted), read a block at a time: memory ~ the rows."""
+    parts = []
+    for lo in range(0, rows.size, chunk_rows):
+        r = rows[lo : lo + chunk_rows] + offset
+        parts.append(ds[r[0] : r[-1] + 1][r - r[0]])
+    return np.concatenate(parts) if parts else ds[0:0]
+
+
+def map_set_reference(training, observed, map_attrs: Mapping, tsne_cfg: Mapping):
+    """(training rows, observed rows) of the reference spectra of a set of classifying
+    maps: a scalable set's own reference subsample (its ``seed``), or, for a joint map
+    (every star embedded), every training star and ``reference_observed`` observed stars
+    drawn as a scalable set of the same seed would draw them, so that the reference stays
+    bounded at any N."""
+    cfg = {**tsne_cfg, "seed": int(map_attrs["seed"])}
+    mode = str(map_attrs.get("mode", "joint"))
+    if mode == "scalable":
+        return _reference_training_rows(training, observed, cfg), _reference_rows(observed, cfg)
+    if mode != "joint":
+        raise TsneError(f"a t-SNE map of mode {mode!r}: joint or scalable")
+    return np.arange(n_rows(training), dtype=np.int64), _reference_rows(observed, cfg)
+
+
+def placement_set_from_maps(
+    map_files: Sequence, training, observed, tsne_cfg: Mapping
+) -> tuple[PlacementSet, np.ndarray]:
+    """The :class:`PlacementSet` of one set of classifying maps (``map_files``, one per
+    perplexity: joint maps, or one set's gathered scalable maps), built from the run's
+    arrays files: the reference spectra (:func:`map_set_reference`) in a neighbour index
+    of ``place_pca_components`` PCA components, and their positions in each map with the
+    map's training stars and threshold.  For a scalable set this is the index and the
+    reference embeddings its placement jobs used.  Returns it and the observed rows of its
+    reference.  Each map's stars are checked against the arrays files by ``source_id``."""
+    from gaiacnn.tsne.classify import Threshold
+    from gaiacnn.tsne.maps import embedding_from_arrays
+
+    n_obs = n_rows(observed)
+    with open_h5(map_files[0]) as h5:
+        first = dict(h5.attrs)
+    tr_rows, obs_rows = map_set_reference(training, observed, first, tsne_cfg)
+    with open_h5(training) as h5:
+        tr_sid = h5["source_id"][:][tr_rows]
+    with open_h5(observed) as h5:
+        obs_sid = _read_rows(h5["source_id"], 0, obs_rows)
+    maps = []
+    for path in map_files:
+        with open_h5(path) as h5:
+            a = dict(h5.attrs)
+            for key in ("mode", "seed", "spectra"):
+                if a.get(key) != first.get(key):
+                    raise TsneError(f"{path}: {key} {a.get(key)!r}, not {first.get(key)!r}")
+            missing = [k for k in MAP_DATASETS if k not in h5]
+            if missing:
+                raise TsneError(f"{path}: not a t-SNE map (no {', '.join(missing)})")
+            n_tr = int(h5["source_id"].shape[0]) - n_obs
+            sid = h5["source_id"]
+            sid = np.r_[sid[: max(n_tr, 0)], _read_rows(sid, n_tr, obs_rows)]
+            if n_tr != tr_rows.size or not np.array_equal(sid, np.r_[tr_sid, obs_sid]):
+                raise TsneError(
+                    f"{path}: its stars are not the {tr_rows.size} training stars, then the "
+                    f"{n_obs} observed stars of {training} and {observed}"
+                )
+            xy = np.r_[h5["xy"][:n_tr], _read_rows(h5["xy"], n_tr, obs_rows)]
+            try:
+                thr = Threshold(
+                    str(a["threshold_rule"]),
+                    float(a["threshold"]),
+                    float(a["threshold_quantile"]),
+                    float(a["threshold_factor"]),
+                    float(a["median_training_nn"]),
+                    int(a["threshold_neighbours"]),
+                )
+            except KeyError as exc:
+                raise TsneError(f"{path}: no attribute {exc} (a map of an older gaiacnn)") from None
+        # openTSNE's default optimiser settings: the ones TSNE.fit used for the maps
+        emb = embedding_from_arrays(np.asarray(xy, np.float64), {})
+        spectra = str(a.get("spectra", tsne_spectra(training, observed, tsne_cfg)))
+        maps.append(ReferenceEmbedding(emb, thr, n_tr, float(a["perplexity"]), spectra))
+    x, _ = _map_spectra(training, observed, obs_rows, tr_rows, maps[0].spectra)
+    index = build_index(x, int(tsne_cfg["place_pca_components"]), int(first["seed"]))
+    return PlacementSet(index, maps), obs_rows
+
+
 def run_tsne_index(training, observed, out_path, *, tsne_cfg) -> None:
     """Rule ``tsne_index`` (scalable mode): the reference spectra (the reference training and
     observed subsamples, in map order) in ``place_pca_components`` PCA components, so each
@@ -200,20 +385,12 @@ def run_tsne_place(observed, index_path, embedding_paths, out_path, *, shard, ts
     step = int(tsne_cfg["place_chunk_rows"])
     p_place, n_iter = float(tsne_cfg["place_perplexity"]), int(tsne_cfg["place_n_iter"])
     k_init = int(tsne_cfg["place_neighbours"])
-    k = max(k_init, int(3 * p_place))
     xy = [[] for _ in refs]
     bar = tqdm(total=rows.size, desc=f"t-SNE placement, shard {shard}", unit="spectra")
-    spectra = {ref.spectra for ref in refs}
-    if len(spectra) != 1:
-        raise TsneError(f"the reference maps embed different spectra: {sorted(spectra)}")
-    for x in iter_spectra(observed, rows, step, spectra.pop()):
-        idx, dist = index.query(x, k)
-        for parts, ref in zip(xy, refs, strict=True):
-            parts.append(
-                place_by_neighbours(
-                    ref.embedding, idx, dist, perplexity=p_place, n_iter=n_iter, k_init=k_init
-                )
-            )
+    pset = PlacementSet(index, refs)
+    for x in iter_spectra(observed, rows, step, pset.spectra):
+        for parts, pos in zip(xy, pset.place(x, k_init, p_place, n_iter), strict=True):
+            parts.append(pos)
         bar.update(len(x))
     bar.close()
     with h5py.File(observed, "r") as h5:
