@@ -206,3 +206,11 @@ def test_a_run_from_a_bundle_trains_nothing_and_writes_the_catalogue(demo_run, t
     assert not np.isin(sid, _observed_rows(demo_run)["source_id"].to_numpy()).all()
     assert {c[t] for c in table["flag_boundary"]} <= {"0", "1"}
     assert (work / "results/catalogue/catalogue.csv").is_file()
+    # the observed sample's figures, with the bundle's uncertainty model; those of the
+    # training sample and the t-SNE maps say why they are not drawn
+    index = json.loads((work / "results/figures/figures.json").read_text())
+    drawn = {f["name"] for f in index["figures"]}
+    assert {"fig01_snr", "fig18_outside_limits"} <= drawn
+    reasons = {s["function"]: s["reason"] for s in index["skipped"]}
+    assert "a run from a bundle" in reasons["example_spectra"]
+    assert "t-SNE" in reasons["tsne_classification"]

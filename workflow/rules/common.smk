@@ -236,15 +236,24 @@ def figure_gradient_members():
 
 def figure_inputs():
     """Every input of the figure rendering: the demo's truth and the configured external tables
-    only where they exist."""
-    inputs = {
-        "catalogue": "results/catalogue/catalogue.fits",
-        "training": "results/arrays/training.h5",
-        "observed": "results/arrays/observed.h5",
-        "uncertainty_model": "results/ensemble/uncertainty_model.json",
-        "maps": tsne_maps(first_set_only=True),
-        "members": figure_gradient_members(),
-    }
+    only where they exist.  A run from a bundle has no training sample, t-SNE maps or
+    members of its own: its figures are the observed sample's, with the bundle's
+    uncertainty model."""
+    if BUNDLE:
+        inputs = {
+            "catalogue": "results/catalogue/catalogue.fits",
+            "observed": "results/arrays/observed.h5",
+            "uncertainty_model": f"{BUNDLE}/uncertainty_model.json",
+        }
+    else:
+        inputs = {
+            "catalogue": "results/catalogue/catalogue.fits",
+            "training": "results/arrays/training.h5",
+            "observed": "results/arrays/observed.h5",
+            "uncertainty_model": "results/ensemble/uncertainty_model.json",
+            "maps": tsne_maps(first_set_only=True),
+            "members": figure_gradient_members(),
+        }
     if config["data"]["source"] == "demo":
         inputs["truth"] = "results/demo/truth.h5"
     external = {k: v for k, v in config["figures"]["external"].items() if v}
@@ -267,9 +276,13 @@ BUNDLE = config["ensemble"]["bundle"]
 
 def final_targets():
     if BUNDLE:
-        # from a bundle: the observed sample's catalogue; the training sample, the t-SNE
-        # maps and the figures belong to the run that trained it
-        return ["results/arrays/observed.h5", "results/catalogue/catalogue.fits"]
+        # from a bundle: the observed sample's catalogue and figures; the training sample
+        # and the t-SNE maps belong to the run that trained it
+        return [
+            "results/arrays/observed.h5",
+            "results/catalogue/catalogue.fits",
+            "results/figures",
+        ]
     targets = expand("results/arrays/{sample}.h5", sample=SAMPLES)
     targets.append("results/arrays/summary.txt")
     targets.append("results/catalogue/catalogue.fits")

@@ -114,6 +114,13 @@ class Skip(Exception):
     """This figure cannot be drawn from the data at hand (the message says why)."""
 
 
+#: Why a figure of the training sample is not drawn in a run from a bundle.
+NO_TRAINING = (
+    "no training sample: a run from a bundle (ensemble.bundle) predicts the observed sample "
+    "only; the training sample's figures are the bundle's run's"
+)
+
+
 def missing_input(name: str, detail: str = "") -> Skip:
     """The :class:`Skip` of a figure that needs input ``name`` (a key of :data:`INPUTS`, or
     any dataset name) which the arrays files lack: ``no rvs/flux in the arrays: the survey
@@ -137,7 +144,7 @@ class Inputs:
     """Paths of the workflow products the figures read (optional ones may be None/empty)."""
 
     catalogue: Path
-    training: Path
+    training: Path | None  # None: a run from a bundle (ensemble.bundle) has no training sample
     observed: Path
     uncertainty_model: Path
     maps: Sequence[Path] = ()
@@ -218,8 +225,9 @@ class Context:
                 f"file {self.inputs.observed} {self.n_observed}: not its catalogue"
             )
         sid = table["source_id"].to_numpy()
-        for sample, mask in (("training", table["in_training"].to_numpy(bool)),):
-            self._check_order(sample, np.arange(int(mask.sum())), sid[mask])
+        mask = table["in_training"].to_numpy(bool)
+        if "training" in self.samples:
+            self._check_order("training", np.arange(int(mask.sum())), sid[mask])
         self._check_order("observed", keep, sid[~table["in_training"].to_numpy(bool)])
         return table
 
@@ -352,7 +360,7 @@ class Context:
         """The input (reference, e.g. APOGEE) label of every catalogue star where its arrays
         file has one (NaN elsewhere), aligned with :attr:`table`."""
         out = pd.DataFrame(index=pd.RangeIndex(len(self.table)))
-        for sample in ("training", "observed"):
+        for sample in self.samples:
             names = [x for x in self.labels if self.has(layout.label_dataset(x), sample=sample)]
             file_rows, rows = self.file_rows(sample)
             values = read_rows(
@@ -385,12 +393,22 @@ class Context:
 
     # ------------------------------------------------------------------ arrays
     def arrays_file(self, sample: str) -> Path:
+        """The ``sample`` arrays file; :class:`Skip` for a training sample the run has not
+        (a run from a bundle, :data:`NO_TRAINING`)."""
+        if sample == "training" and self.inputs.training is None:
+            raise Skip(NO_TRAINING)
         return Path(self.inputs.training if sample == "training" else self.inputs.observed)
+
+    @property
+    def samples(self) -> tuple[str, ...]:
+        """The samples whose arrays the run has: training (but for a run from a bundle)
+        and observed."""
+        return ("observed",) if self.inputs.training is None else ("training", "observed")
 
     @cached_property
     def _datasets(self) -> dict[str, frozenset[str]]:
-        out = {}
-        for sample in ("training", "observed"):
+        out = {"training": frozenset()}
+        for sample in self.samples:
             names: set[str] = set()
             with h5py.File(self.arrays_file(sample), "r") as h5:
                 h5.visit(names.add)
@@ -404,6 +422,7 @@ class Context:
     def require(self, name: str, sample: str = "training", *, what: str | None = None) -> None:
         """:class:`Skip` (:func:`missing_input`) unless the ``sample`` arrays file holds
         ``name``; ``what``: the key of :data:`INPUTS` to name (default ``name``)."""
+        self.arrays_file(sample)  # a run without a training sample says so
         if not self.has(name, sample=sample):
             raise missing_input(what or name)
 
@@ -434,7 +453,8 @@ class Context:
             out["observed"] = (self.observed_subsample, np.flatnonzero(~is_tr))
             return out
         sid = pd.Index(self.table["source_id"].to_numpy())
-        for sample in ("training", "observed"):
+        out["training"] = (np.empty(0, np.int64), np.empty(0, np.int64))
+        for sample in self.samples:
             with h5py.File(self.arrays_file(sample), "r") as h5:
                 rows = sid.get_indexer(h5["source_id"][:])
             found = np.flatnonzero(rows >= 0)
@@ -442,8 +462,9 @@ class Context:
         return out
 
     def wavelength_nm(self) -> np.ndarray:
-        self.require(RVS_FLUX_DATASET)
-        return layout.wavelength_nm(self.inputs.training)
+        sample = self.samples[0]
+        self.require(RVS_FLUX_DATASET, sample)
+        return layout.wavelength_nm(self.arrays_file(sample))
 
     # ------------------------------------------------------------------ truth (demo)
     @cached_property

@@ -185,7 +185,7 @@ def run_figures(inputs: Mapping, out_dir, *, figures_cfg: Mapping, snr_edges) ->
     ctx = Context(
         Inputs(
             catalogue=Path(inputs["catalogue"]),
-            training=Path(inputs["training"]),
+            training=Path(inputs["training"]) if inputs.get("training") else None,
             observed=Path(inputs["observed"]),
             uncertainty_model=Path(inputs["uncertainty_model"]),
             maps=[Path(p) for p in _as_list(inputs.get("maps"))],

@@ -375,6 +375,7 @@ def _xp_form(ctx: Context) -> tuple[str, str | None]:
     :class:`Skip` when the arrays have no XP data, a member has no XP branch, the members
     read different forms or the arrays lack the form they read."""
     _member_paths(ctx)
+    ctx.arrays_file("training")  # the gradients are the training stars'
     has_coefficients = ctx.has(*layout.XP_COEFFICIENT_DATASETS)
     has_sampled = ctx.has(XP_SAMPLED_DATASET)
     if not (has_coefficients or has_sampled):
