@@ -219,6 +219,11 @@ def test_ensemble_catalogue_and_evaluation(demo_run):
     assert precision["n"].sum() > 0
 
 
+#: One prediction shard per sample: the tiny configuration's two observed shards (which the
+#: first run's gathering tests) cost another TensorFlow job in every other run.
+ONE_SHARD = "prediction={shard_rows: 100000}"
+
+
 @pytest.mark.parametrize(
     ("variant", "branches"), [("rvs_only.yaml", ["rvs"]), ("xp_phot.yaml", ["phot", "xp"])]
 )
@@ -232,6 +237,7 @@ def test_other_input_branches_run_end_to_end(demo_run, tmp_path, variant, branch
         "results/ensemble/predictions/observed/split0_seed0.h5",
         "--config",
         "ensemble={n_splits: 1, n_seeds: 1}",
+        ONE_SHARD,
         "--configfile",
         str(REPO / "config" / "variants" / variant),
         str(work / "config" / "config.yaml"),
@@ -435,6 +441,7 @@ def test_shifted_demo_runs_end_to_end(tmp_path):
         "--config",
         "demo={n_stars: 400, chunk_size: 150, shift: {n_stars: 200, distance_factor: 2.0, "
         "a_v_factor: 2.0, parallax_error_factor: 1.5, apogee_match_fraction: 0.1}}",
+        ONE_SHARD,
     )
     assert proc.returncode == 0, proc.stderr[-4000:]
     with h5py.File(work / "results/demo/truth.h5") as h5:
@@ -491,6 +498,7 @@ def test_the_paper_preset_runs_end_to_end(demo_run, tmp_path):
         "--config",
         "ensemble={n_splits: 1, n_seeds: 1}",
         "model={training: {max_epochs: 3, verbose: 0}}",
+        ONE_SHARD,
     )
     assert proc.returncode == 0, proc.stderr[-4000:]
     scalers = json.loads((work / "results/ensemble/members/split0_seed0/scalers.json").read_text())
