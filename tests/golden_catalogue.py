@@ -2,8 +2,10 @@
 samples, with the training sample's withheld-parallax copies; arrays files with reference
 labels and their errors, photometry, parallaxes, positions, S/N; a t-SNE classification),
 and the catalogue the aggregation and the flag made of it when they held every star in
-memory (commit 937975b), kept as ``tests/data/golden_catalogue.npz``: the streaming
-aggregation and flag must give the same catalogue (tests/test_catalogue_streaming.py).
+memory (commit 937975b; written again when the calibration came to scale the running
+dispersion only, so that sigma_* >= e_*), kept as ``tests/data/golden_catalogue.npz``: the
+streaming aggregation and flag must give the same catalogue
+(tests/test_catalogue_streaming.py).
 
 ``python tests/golden_catalogue.py`` writes the npz again from the code of the checkout:
 do so only when a change of the catalogue is intended, and say so in the commit.

@@ -105,3 +105,47 @@ def test_flags_refuse_an_unclassified_observed_star(tmp_path):
             labels=LABELS, chunk_rows=500,
         )  # fmt: skip
     assert not (tmp_path / "c.fits").exists() and not (tmp_path / "c.csv").exists()
+
+
+def test_sigma_is_never_below_e_and_follows_the_header_formula(tmp_path):
+    """sigma_* >= e_* for every label and star; and the formula the header states,
+    written out here from its words with the stored calibration (uncertainty_model.json),
+    gives sigma_* back: sqrt(e² + (k D)²), k = k(S/N) k_in(input_distance), and
+    sqrt(e² + (k(S/N) D)² + W²) where the parallax was withheld."""
+    import json
+
+    from astropy.io import fits
+
+    out = _aggregate_and_flag(tmp_path, 10**6)
+    with fits.open(out["catalogue"]) as hdul:
+        hdr, data = hdul[1].header, hdul[1].data
+        comments = "\n".join(str(c) for c in hdr["COMMENT"])
+        assert hdr["SIGFORM"] == "dispersion" and hdr["SNRCALIB"] == ",".join(LABELS)
+        assert "sigma_<label> = sqrt(e_<label>**2 + (k * D)**2)" in comments
+        assert "sqrt(e_**2 + (k(S/N) * D)**2 + W**2)" in comments
+        model = json.loads(out["model"].read_text())
+        snr = data["rvs_snr"].astype(float)
+        dist = data["input_distance"].astype(float)
+        withheld = data["parallax_withheld"].astype(bool)
+        assert withheld.any() and (~withheld).any()
+        for x in LABELS:
+            e, sigma = data[f"e_{x}"].astype(float), data[f"sigma_{x}"].astype(float)
+            assert (data[f"sigma_{x}"] >= data[f"e_{x}"]).all(), x
+            d = ensemble.DispersionFit(**model["running_dispersion"][x])(data[x].astype(float))
+            cal = model["snr_calibration"][x]
+            assert cal["form"] == "dispersion"
+            # k(S/N): linear in log S/N between the centres, constant beyond, the largest
+            # factor where the S/N is not finite
+            good = np.isfinite(snr) & (snr > 0)
+            k_snr = np.full(len(snr), max(cal["factor"]))
+            k_snr[good] = np.interp(np.log(snr[good]), np.log(cal["snr"]), cal["factor"])
+            # k_in: the first bin whose input_upper >= the distance, else the last
+            j = np.searchsorted(cal["input_upper"], np.where(np.isfinite(dist), dist, np.inf))
+            k_in = np.asarray(cal["input_factor"])[np.minimum(j, len(cal["input_factor"]) - 1)]
+            expect = np.sqrt(e**2 + (k_snr * k_in * d) ** 2)
+            floor = cal["withheld_floor"]
+            expect[withheld] = np.sqrt(e**2 + (k_snr * d) ** 2 + floor**2)[withheld]
+            np.testing.assert_allclose(sigma, expect, rtol=2e-6, err_msg=x)
+            # the calibration does shrink the paper's uncertainty somewhere (k < 1) and
+            # still never goes below e there
+            assert min(cal["factor"]) < 1.0 or min(cal["input_factor"]) < 1.0, x

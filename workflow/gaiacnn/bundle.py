@@ -627,6 +627,7 @@ def _aggregation(bundle: Bundle, observed, n_rows: int, prediction_file):
             members=bundle.members,
             labels=bundle.labels,
             snr_calibrated=[x for x, c in calibrations.items() if c is not None],
+            calibration_form=catalogue._calibration_form(calibrations),
             branches=bundle.info["branches"],
             xp_input=bundle.info.get("xp_input") or "",
         ),

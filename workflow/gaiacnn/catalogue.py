@@ -4,7 +4,8 @@ One row per star of the training and observed samples.  The columns, their units
 meaning are :data:`COLUMN_DOC` (the star's inputs, ``input_distance``, ``flag_boundary``)
 and, for each label, ``<label>`` (the ensemble mean), ``e_<label>`` (the model-to-model
 standard deviation) and ``sigma_<label>`` (``e_`` in quadrature with the running-dispersion
-fit, then, if configured, times the S/N and input-distance calibration factor), in K for
+fit, that fit scaled, if configured, by the S/N and input-distance calibration factor:
+:func:`sigma_formula`), in K for
 ``teff`` and dex otherwise; ``ra``/``dec`` only when an arrays file carries them.  The FITS
 header records the configuration hash, the members used, the flag digits and the meaning
 of every column.
@@ -328,6 +329,7 @@ def fit(
                         distance[keep],
                         withheld[keep],
                         err,
+                        std[keep],
                     )
                 )
         start = stop
@@ -355,8 +357,9 @@ def fit(
             np.empty(0),
             np.empty(0, bool),
             np.empty((0, len(labels))),
+            np.empty((0, len(labels))),
         )
-        o_resid, o_sigma, o_snr, o_distance, o_withheld, o_err = (
+        o_resid, o_sigma, o_snr, o_distance, o_withheld, o_err, o_spread = (
             _concat(obs_cal) if obs_cal else empty
         )
         tr_err = (
@@ -370,6 +373,7 @@ def fit(
         # in that regime (those whose parallax is used: the others are in it already)
         resid = {"training": tr_oof - ref, "observed": o_resid}
         cal_sigma = {"training": tr_sigma, "observed": o_sigma}
+        cal_spread = {"training": tr_std, "observed": o_spread}
         cal_snr = {"training": tr_snr, "observed": o_snr}
         cal_withheld = {"training": tr_withheld, "observed": o_withheld}
         cal_distance = {"training": tr_distance, "observed": o_distance}
@@ -384,6 +388,7 @@ def fit(
             keep = ~tr_withheld & np.isfinite(w_oof).all(axis=1)
             resid["withheld"] = np.where(keep[:, None], w_oof - ref, np.nan)
             cal_sigma["withheld"] = agg.paper_sigma(w_mean, w_std)
+            cal_spread["withheld"] = w_std
             ref_err["withheld"] = tr_err
             cal_snr["withheld"] = tr_snr
             cal_withheld["withheld"] = np.ones(n_tr, bool)
@@ -415,6 +420,7 @@ def fit(
                 input_distance=stack(cal_distance),
                 input_bins=input_calibration_bins,
                 withheld=stack(cal_withheld),
+                spread=stack(cal_spread, j),
             )
             if calibrations[x] is None:
                 log.warning("%s: too few out-of-sample stars for the S/N calibration", x)
@@ -424,6 +430,7 @@ def fit(
         members=members,
         labels=labels,
         snr_calibrated=[x for x, c in calibrations.items() if c is not None],
+        calibration_form=_calibration_form(calibrations),
         branches=branches,
         xp_input=xp_input,
     )
@@ -452,7 +459,7 @@ def iter_table(
             for j, x in enumerate(agg.labels):
                 cal = agg.calibrations.get(x)
                 if cal is not None:
-                    sigma[:, j] *= cal(snr, distance, withheld, sigma[:, j])
+                    sigma[:, j] = cal.apply(sigma[:, j], std[:, j], snr, distance, withheld)
             cols: dict[str, np.ndarray] = {
                 "source_id": sid.astype(np.int64),
                 "in_training": np.full(n, sample == "training"),
@@ -494,7 +501,8 @@ def build(
     ``split<N>_seed<M>``).  The running dispersion is fitted on the training sample against
     its reference labels (``labels/<name>`` of the training file), Sect. 3.4.
 
-    With ``calibration_bins`` > 0, ``sigma_<label>`` is then multiplied by an S/N-dependent
+    With ``calibration_bins`` > 0, the running dispersion in ``sigma_<label>`` is then
+    scaled by an S/N-dependent
     factor (:func:`gaiacnn.ensemble.fit_snr_calibration`) fitted on out-of-sample
     residuals: observed stars with reference labels inside the training range, and
     training stars predicted by the members whose validation set held them
@@ -580,6 +588,47 @@ def _fits_columns(table: pd.DataFrame, widths: Mapping[str, int] | None = None) 
     return columns
 
 
+def _calibration_form(calibrations: Mapping) -> str:
+    """The form of the S/N calibrations (one for all labels; "dispersion" when none)."""
+    forms = {c.form for c in calibrations.values() if c is not None}
+    if len(forms) > 1:
+        raise ValueError(f"S/N calibrations of several forms: {sorted(forms)}")
+    return forms.pop() if forms else "dispersion"
+
+
+def sigma_formula(calibrated: bool, form: str = "dispersion", withheld: bool = False) -> list[str]:
+    """The formula of ``sigma_<label>`` as applied (:meth:`gaiacnn.ensemble.SnrCalibration.
+    apply`), in lines of at most 72 characters (FITS COMMENT cards, the data model)."""
+    lines = [
+        "sigma_<label> = sqrt(e_<label>**2 + (k * D)**2): D = D(<label>), the",
+        "polynomial fit of the running dispersion of CNN - reference over the",
+        "training sample (Sect. 3.4), at the CNN label; k = 1 (the paper),",
+    ]
+    if not calibrated:
+        return lines[:2] + ["training sample (Sect. 3.4), at the CNN label (the paper)."]
+    if form == "total":  # uncertainty models before 2026-12
+        return [
+            "sigma_<label> = k * sqrt(e_<label>**2 + D**2) for the SNRCALIB labels: D",
+            "the running-dispersion fit (Sect. 3.4) at the CNN label, k = k(S/N) *",
+            "k_in(input_distance) (uncertainty_model.json, snr_calibration).",
+        ]
+    lines += [
+        "except for the SNRCALIB labels: k = k(S/N) * k_in(input_distance),",
+        "k(S/N) interpolated linearly in log S/N between the bin centres (snr,",
+        "factor), constant beyond them and the largest factor where S/N is not",
+        "finite; k_in the factor of the first bin whose input_upper >= the",
+        "distance (the last where beyond, or not finite): snr_calibration in",
+        "uncertainty_model.json (not in the paper). k scales D only, so",
+        "sigma_ >= e_ for every star.",
+    ]
+    if withheld:
+        lines += [
+            "Where parallax_withheld is T: sqrt(e_**2 + (k(S/N) * D)**2 + W**2),",
+            "W = withheld_floor, fitted on training stars predicted without parallax.",
+        ]
+    return lines
+
+
 def _fill_header(hdr: fits.Header, names: Sequence[str], attrs: Mapping, first_flags) -> None:
     """The catalogue's header cards (provenance, members, the meaning of every column and
     flag digit) on ``hdr``; ``first_flags``: flags of the first rows (every row has the
@@ -597,17 +646,12 @@ def _fill_header(hdr: fits.Header, names: Sequence[str], attrs: Mapping, first_f
         hdr["TSNESPEC"] = (attrs["tsne_spectra"], "spectra of the t-SNE maps (digit 8)")
     for i, name in enumerate(names, start=1):
         hdr[f"TTYPE{i}"] = (name, _column_doc(name)[1][:47])
-    hdr.add_comment("sigma_<label> = sqrt(e_<label>**2 + D(label)**2), D = polynomial fit of")
-    hdr.add_comment("the running dispersion of CNN - reference over the training sample.")
     calibrated = attrs.get("snr_calibrated", [])
+    form = attrs.get("calibration_form", "dispersion")
     hdr["SNRCALIB"] = (",".join(calibrated), "labels whose sigma_ is S/N-calibrated")
-    if calibrated:
-        hdr.add_comment("For the SNRCALIB labels sigma_ is then multiplied by k(S/N), fitted so")
-        hdr.add_comment("that +-1 sigma covers 68% of out-of-sample residuals (not in the paper;")
-        hdr.add_comment("factors in results/ensemble/uncertainty_model.json).")
-        if "parallax_withheld" in names:
-            hdr.add_comment("Where parallax_withheld is T: sqrt((k(S/N) sigma_)**2 + W**2), W")
-            hdr.add_comment("fitted on held-out training stars predicted without their parallax.")
+    hdr["SIGFORM"] = (form if calibrated else "paper", "how sigma_ is calibrated (below)")
+    for line in sigma_formula(bool(calibrated), form, "parallax_withheld" in names):
+        hdr.add_comment(line)
     digits = attrs.get("flag_digits")
     if digits:
         hdr["FLAGDIGS"] = ",".join(digits)  # the digits of flag_boundary, in order
@@ -712,6 +756,9 @@ def read_attrs(fits_path) -> dict:
         "members": [m for m in hdr.get("MEMBERS", "").split(",") if m],
         "labels": [x for x in hdr.get("LABELS", "").split(",") if x],
         "snr_calibrated": [x for x in hdr.get("SNRCALIB", "").split(",") if x],
+        # "paper" (no calibration) reads as the default form
+        "calibration_form": {"paper": "dispersion"}.get(hdr.get("SIGFORM"), hdr.get("SIGFORM"))
+        or "total",
         "branches": [x for x in hdr.get("BRANCHES", "").split(",") if x],
         "xp_input": hdr.get("XPINPUT", ""),
         "tsne_spectra": hdr.get("TSNESPEC", ""),

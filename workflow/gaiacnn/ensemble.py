@@ -236,6 +236,10 @@ class SnrCalibration:
     # calibration stars, and they are calibrated as the others)
     withheld_floor: float | None = None
     withheld_count: int | None = None  # calibration stars it was fitted on
+    # what the factor scales (:data:`CALIBRATION_FORMS`): "dispersion", the running
+    # dispersion D only, sigma = sqrt(e² + (k·D)²), so that sigma >= e for every star;
+    # "total" (uncertainty models before 2026-12), the whole sqrt(e² + D²)
+    form: str = "total"
 
     def __call__(
         self,
@@ -269,6 +273,40 @@ class SnrCalibration:
                 own = np.sqrt(base**2 + (self.withheld_floor / np.asarray(sigma, float)) ** 2)
             out = np.where(np.asarray(withheld, bool), own, out)
         return out
+
+
+    def apply(
+        self,
+        sigma: np.ndarray,
+        spread: np.ndarray,
+        snr: np.ndarray,
+        input_distance: np.ndarray | None = None,
+        withheld: np.ndarray | None = None,
+    ) -> np.ndarray:
+        """The calibrated uncertainty of stars whose paper uncertainty is ``sigma`` =
+        sqrt(e² + D²) and members' spread ``spread`` = e (label units): with k the factor
+        (:meth:`__call__`, S/N and input-distance axes) and D = sqrt(sigma² − e²),
+        sqrt(e² + (k·D)²) (form "dispersion"), or, for the stars whose parallax the network
+        did not use, sqrt(e² + (k(S/N)·D)² + floor²): never below e.  Form "total" (older
+        models): k·sigma, and sqrt((k(S/N)·sigma)² + floor²)."""
+        sigma = np.asarray(sigma, float)
+        if self.form == "total":
+            return sigma * self(snr, input_distance, withheld, sigma)
+        if self.form != "dispersion":
+            raise ValueError(f"S/N calibration of unknown form {self.form!r}")
+        e = np.asarray(spread, float)
+        d = np.sqrt(np.maximum(sigma**2 - e**2, 0.0))
+        out = np.sqrt(e**2 + (self(snr, input_distance) * d) ** 2)
+        if self.withheld_floor is not None and withheld is not None:
+            k = _interp_log(snr, self.snr, self.factor)
+            own = np.sqrt(e**2 + (k * d) ** 2 + self.withheld_floor**2)
+            out = np.where(np.asarray(withheld, bool), own, out)
+        return out
+
+
+#: What a :class:`SnrCalibration`'s factor scales: the running dispersion only (sigma >= e),
+#: or the whole paper uncertainty (uncertainty models before 2026-12).
+CALIBRATION_FORMS = ("dispersion", "total")
 
 
 def coverage_quantile(values: np.ndarray, coverage: float, confidence: float = 0.5) -> float:
@@ -393,8 +431,14 @@ def fit_snr_calibration(
     input_bins: int = 0,
     withheld: np.ndarray | None = None,
     confidence: float = 0.5,
+    spread: np.ndarray | None = None,
 ) -> SnrCalibration | None:
     """Per-S/N factor k so that ±k·``sigma`` covers ``coverage`` of out-of-sample residuals.
+
+    With ``spread`` (the members' spread e of the same stars, so that ``sigma`` =
+    sqrt(e² + D²)), k scales the running dispersion D only: the calibrated uncertainty is
+    sqrt(e² + (k·D)²), never below e (form "dispersion", :meth:`SnrCalibration.apply`),
+    and everything below holds with k_i = sqrt(max(r_i² − err_i² − e_i², 0)) / D_i.
 
     ``residual`` = CNN − reference label of stars the network did not train on (observed
     stars with reference labels, training stars through the members that held them out);
@@ -433,11 +477,15 @@ def fit_snr_calibration(
     err = np.where(np.isfinite(err), err, 0.0)
     obs = np.zeros(r.shape, bool) if from_observed is None else np.asarray(from_observed, bool)
     wh = np.zeros(r.shape, bool) if withheld is None else np.asarray(withheld, bool)
-    ok = np.isfinite(r) & np.isfinite(sig) & (sig > 0) & np.isfinite(s) & (s > 0)
+    form = "total" if spread is None else "dispersion"
+    e = np.zeros_like(r) if spread is None else np.asarray(spread, float)
+    if form == "dispersion":  # the factor scales D = sqrt(sigma² − e²)
+        sig = np.sqrt(np.maximum(sig**2 - e**2, 0.0))
+    ok = np.isfinite(r) & np.isfinite(sig) & (sig > 0) & np.isfinite(s) & (s > 0) & np.isfinite(e)
     if (ok & ~wh).sum() < max(1, min_per_bin):
         return None
-    r, sig, s, err, obs, wh = r[ok], sig[ok], s[ok], err[ok], obs[ok], wh[ok]
-    k = np.sqrt(np.maximum(r**2 - err**2, 0.0)) / sig
+    r, sig, s, err, obs, wh, e = r[ok], sig[ok], s[ok], err[ok], obs[ok], wh[ok], e[ok]
+    k = np.sqrt(np.maximum(r**2 - err**2 - e**2, 0.0)) / sig
     centres, raw, factor, counts = _binned_factor(
         k[~wh], s[~wh], n_bins, min_per_bin, coverage, confidence=confidence
     )
@@ -446,7 +494,10 @@ def fit_snr_calibration(
     extra: dict = {}
     if wh.sum() >= max(1, min_per_bin):
         # star i is covered once r_i² - err_i² <= (k(S/N_i) sigma_i)² + floor²
-        excess = r[wh] ** 2 - err[wh] ** 2 - (_interp_log(s[wh], centres, factor) * sig[wh]) ** 2
+        excess = (
+            r[wh] ** 2 - err[wh] ** 2 - e[wh] ** 2
+            - (_interp_log(s[wh], centres, factor) * sig[wh]) ** 2
+        )  # fmt: skip
         extra.update(
             withheld_floor=float(
                 np.sqrt(max(coverage_quantile(excess, coverage, confidence), 0.0))
@@ -475,6 +526,7 @@ def fit_snr_calibration(
         counts=[int(c) for c in counts],
         n_observed=int(obs.sum()),
         n_validation=int((~obs).sum()),
+        form=form,
         **extra,
     )
 
