@@ -605,7 +605,11 @@ def sigma_formula(calibrated: bool, form: str = "dispersion", withheld: bool = F
         "training sample (Sect. 3.4), at the CNN label; k = 1 (the paper),",
     ]
     if not calibrated:
-        return lines[:2] + ["training sample (Sect. 3.4), at the CNN label (the paper)."]
+        return [
+            "sigma_<label> = sqrt(e_<label>**2 + D**2): D = D(<label>), the",
+            "polynomial fit of the running dispersion of CNN - reference over the",
+            "training sample (Sect. 3.4), at the CNN label (the paper).",
+        ]
     if form == "total":  # uncertainty models before 2026-12
         return [
             "sigma_<label> = k * sqrt(e_<label>**2 + D**2) for the SNRCALIB labels: D",

@@ -274,7 +274,6 @@ class SnrCalibration:
             out = np.where(np.asarray(withheld, bool), own, out)
         return out
 
-
     def apply(
         self,
         sigma: np.ndarray,
