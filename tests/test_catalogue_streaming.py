@@ -149,3 +149,46 @@ def test_sigma_is_never_below_e_and_follows_the_header_formula(tmp_path):
             # the calibration does shrink the paper's uncertainty somewhere (k < 1) and
             # still never goes below e there
             assert min(cal["factor"]) < 1.0 or min(cal["input_factor"]) < 1.0, x
+
+
+def test_the_catalogue_reads_cleanly_with_a_description_per_column(tmp_path):
+    """astropy reads the catalogue with every warning an error; each column has a unit FITS
+    accepts (or none: dex, whose description says so) and a description (TCOMMn); the
+    header names the code, its date and the SHA-256 of the input files."""
+    import subprocess
+    import sys
+    import warnings
+
+    import astropy.units as u
+    from astropy.io import fits
+    from astropy.table import Table
+
+    from gaiacnn import provenance
+
+    out = _aggregate_and_flag(tmp_path, 10**6)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        table = Table.read(out["catalogue"])
+    # as a user types it, in a fresh interpreter
+    code = f"from astropy.table import Table; Table.read({str(out['catalogue'])!r})"
+    proc = subprocess.run([sys.executable, "-W", "error", "-c", code], capture_output=True)
+    assert proc.returncode == 0, proc.stderr.decode()[-2000:]
+    hdr = fits.getheader(out["catalogue"], 1)
+    for i, name in enumerate(table.colnames, start=1):
+        description = hdr[f"TCOMM{i}"]
+        assert len(description) > 10, name
+        unit = hdr.get(f"TUNIT{i}")
+        if unit is not None:
+            u.Unit(unit, format="fits")
+        if name in LABELS or name.startswith(("e_", "sigma_")):
+            x = name.split("_", 1)[1] if name.startswith(("e_", "sigma_")) else name
+            assert description.endswith("[K]" if x == "teff" else "[dex]"), name
+            assert (unit == "K") == (x == "teff"), name
+    assert table["recommended"].dtype == bool
+    flag = np.char.strip(np.asarray(table["flag_boundary"]).astype(str))
+    np.testing.assert_array_equal(table["recommended"], ["1" not in f for f in flag])
+    assert 0 < table["recommended"].sum() < len(table)
+    arrays = make_inputs(tmp_path / "again")["arrays"]
+    assert hdr["SHATRAIN"] == provenance.sha256_file(arrays["training"])
+    assert hdr["SHAOBSRV"] == provenance.sha256_file(arrays["observed"])
+    assert hdr["GCNNVER"] and hdr["COMMIT"] and len(hdr["DATE"]) == 10

@@ -43,13 +43,14 @@ import json
 import logging
 import os
 import shutil
-import subprocess
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import h5py
 import numpy as np
+
+from gaiacnn.provenance import git_commit, sha256_file
 
 log = logging.getLogger(__name__)
 
@@ -78,15 +79,6 @@ MEMBER_FILES = ("model.keras", "scalers.json")
 
 class BundleError(ValueError):
     """A bundle that cannot be used (tampered, incomplete, of a newer version)."""
-
-
-def sha256_file(path: str | os.PathLike, block: int = 1 << 20) -> str:
-    """The SHA-256 of a file, hex, read a block at a time."""
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(block), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def spectrum_hashes(*blocks: np.ndarray) -> np.ndarray:
@@ -125,21 +117,6 @@ def _major(version: str) -> int:
         return int(str(version).split(".")[0])
     except ValueError:
         raise BundleError(f"bundle version {version!r}: not major.minor") from None
-
-
-def _commit() -> str:
-    """The package's git commit (short, ``+dirty`` with changes), or ``unknown``."""
-    here = str(Path(__file__).resolve().parent)
-    out = []
-    for args in (["rev-parse", "--short", "HEAD"], ["status", "--porcelain", "-uno"]):
-        try:
-            run = subprocess.run(["git", "-C", here, *args], capture_output=True, text=True)
-        except OSError:
-            return "unknown"
-        if run.returncode != 0:
-            return "unknown"
-        out.append(run.stdout.strip())
-    return out[0] + ("+dirty" if out[1] else "")
 
 
 # ---------------------------------------------------------------------------- loading
@@ -382,7 +359,7 @@ def export(
             "version": VERSION,
             "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
             "gaiacnn_version": __version__,
-            "commit": _commit(),
+            "commit": git_commit(),
             "config_hash": config_hash,
             "training_file": {
                 "name": Path(training_arrays).name,
@@ -612,6 +589,10 @@ def _aggregation(bundle: Bundle, observed, n_rows: int, prediction_file):
         )
     with h5py.File(prediction_file, "r") as h5:
         withheld_snr = h5.attrs.get("parallax_withheld_snr")
+    from gaiacnn import provenance
+
+    stamp = provenance.stamp({"observed": observed})
+    stamp["inputs_sha256"]["training"] = bundle.info["training_file"]["sha256"]
     return catalogue.Aggregation(
         labels=bundle.labels,
         members=bundle.members,
@@ -628,6 +609,7 @@ def _aggregation(bundle: Bundle, observed, n_rows: int, prediction_file):
             labels=bundle.labels,
             snr_calibrated=[x for x, c in calibrations.items() if c is not None],
             calibration_form=catalogue._calibration_form(calibrations),
+            **stamp,
             branches=bundle.info["branches"],
             xp_input=bundle.info.get("xp_input") or "",
         ),
@@ -700,6 +682,7 @@ def _flagged(table, agg, bundle: Bundle, classes: _KnownClasses, observed, start
         c if k else c[:t] + flags.NOT_AVAILABLE + c[t + 1 :]
         for c, k in zip(codes, known, strict=True)
     ]
+    table["recommended"] = flags.recommended(table["flag_boundary"])
     return table
 
 

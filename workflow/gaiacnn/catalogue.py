@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 from astropy.io import fits
 
-from gaiacnn import ensemble, flags, layout, spectra
+from gaiacnn import ensemble, flags, layout, provenance, spectra
 from gaiacnn.constants import label_unit
 from gaiacnn.io import atomic_outputs
 from gaiacnn.layout import PARALLAX_DATASET, PARALLAX_ERROR_DATASET, RVS_SNR_DATASET
@@ -433,6 +433,7 @@ def fit(
         calibration_form=_calibration_form(calibrations),
         branches=branches,
         xp_input=xp_input,
+        **provenance.stamp({k: arrays[k] for k in ("training", "observed")}),
     )
     return agg
 
@@ -536,31 +537,73 @@ def _reference_rows(
     return np.column_stack([rows[f"labels/{x}{suffix}"] for x in labels]).astype(np.float64)
 
 
+#: The catalogue's columns that are not labels: (FITS unit, or "" for none; meaning;
+#: value where the datum is missing).  docs/catalogue.md is generated from it
+#: (``gaiacnn datamodel``).
 COLUMN_DOC = {
-    "source_id": ("", "Gaia DR3 source_id"),
-    "in_training": ("", "T if the star is in the training sample"),
-    "ra": ("deg", "right ascension, ICRS, epoch J2016.0 (Gaia)"),
-    "dec": ("deg", "declination, ICRS, epoch J2016.0 (Gaia)"),
-    "phot_g_mean_mag": ("mag", "Gaia G mean magnitude"),
-    "phot_bp_mean_mag": ("mag", "Gaia G_BP mean magnitude"),
-    "phot_rp_mean_mag": ("mag", "Gaia G_RP mean magnitude"),
-    "parallax": ("mas", "Gaia parallax (no zero-point correction)"),
-    "parallax_error": ("mas", "Gaia parallax standard error"),
-    "rvs_snr": ("", "rvs_spec_sig_to_noise"),
-    "input_distance": ("", "distance from the training inputs (BP-RP, M_G, plx S/N); >1 out"),
-    "parallax_withheld": ("", "T if the network did not use the parallax (S/N too low)"),
-    "flag_boundary": ("", "9 digits 0/1/-: outside the training sample (Sect. 5.2 + inputs)"),
+    "source_id": ("", "Gaia DR3 source_id", "never missing"),
+    "in_training": ("", "T if the star is in the training sample", "never missing"),
+    "ra": ("deg", "right ascension, ICRS, epoch J2016.0 (Gaia)", "NaN"),
+    "dec": ("deg", "declination, ICRS, epoch J2016.0 (Gaia)", "NaN"),
+    "phot_g_mean_mag": ("mag", "Gaia G mean magnitude", "NaN"),
+    "phot_bp_mean_mag": ("mag", "Gaia G_BP mean magnitude", "NaN"),
+    "phot_rp_mean_mag": ("mag", "Gaia G_RP mean magnitude", "NaN"),
+    "parallax": ("mas", "Gaia parallax (no zero-point correction)", "NaN"),
+    "parallax_error": ("mas", "Gaia parallax standard error", "NaN"),
+    "rvs_snr": ("", "RVS spectrum S/N (Gaia rvs_spec_sig_to_noise), dimensionless", "NaN"),
+    "input_distance": (
+        "",
+        "distance from the training stars' inputs (BP-RP, M_G, parallax S/N), "
+        "dimensionless; > 1 = outside (flag digit 9)",
+        "NaN where an input is missing",
+    ),
+    "parallax_withheld": (
+        "",
+        "T if the network did not use the parallax (its S/N below the members' threshold)",
+        "never missing",
+    ),
+    "flag_boundary": (
+        "",
+        "one character per flag digit (FLAGDIGS): 0 inside, 1 outside the training "
+        "sample, - not available (Sect. 5.2)",
+        "- for a digit whose input the data lack",
+    ),
+    "recommended": (
+        "",
+        "T if no flag digit is 1: inside the training sample in every quantity the data "
+        "have (the recommended cut)",
+        "never missing",
+    ),
 }
 
 
-def _column_doc(name: str) -> tuple[str, str]:
+def label_fits_unit(name: str) -> str:
+    """The FITS unit of label ``name``: K for Teff; none for dex, which neither FITS nor
+    VOUnit knows (the description says [dex])."""
+    unit = label_unit(name)
+    return "" if unit == "dex" else unit
+
+
+def column_doc(name: str) -> tuple[str, str, str]:
+    """(FITS unit or "", description with the unit in brackets, missing-value convention)
+    of catalogue column ``name``: :data:`COLUMN_DOC`, else a label column."""
     if name in COLUMN_DOC:
         return COLUMN_DOC[name]
-    if name.startswith("e_"):
-        return label_unit(name[2:]), f"model-to-model std of {name[2:]} (Sect. 3.4)"
-    if name.startswith("sigma_"):
-        return label_unit(name[6:]), f"total uncertainty of {name[6:]}: e_ (+) dispersion fit"
-    return label_unit(name), f"CNN {name}, mean over the ensemble members"
+    for prefix, what in (
+        ("e_", "model-to-model standard deviation of {x} over the members (Sect. 3.4)"),
+        ("sigma_", "total uncertainty of {x}: e_{x} in quadrature with the calibrated "
+         "running dispersion (header comments)"),
+        ("", "CNN {x}, mean over the ensemble members"),
+    ):  # fmt: skip
+        if name.startswith(prefix):
+            x = name[len(prefix) :]
+            return label_fits_unit(x), f"{what.format(x=x)} [{label_unit(x)}]", "never missing"
+    raise AssertionError(name)
+
+
+def _column_doc(name: str) -> tuple[str, str]:
+    unit, description, _ = column_doc(name)
+    return unit, description
 
 
 def _fits_columns(table: pd.DataFrame, widths: Mapping[str, int] | None = None) -> list:
@@ -633,6 +676,13 @@ def sigma_formula(calibrated: bool, form: str = "dispersion", withheld: bool = F
     return lines
 
 
+#: Header keywords of the input files' SHA-256: keyword -> (input name, what it is).
+PROVENANCE_INPUTS = {
+    "SHATRAIN": ("training", "training arrays file"),
+    "SHAOBSRV": ("observed", "observed arrays file"),
+}
+
+
 def _fill_header(hdr: fits.Header, names: Sequence[str], attrs: Mapping, first_flags) -> None:
     """The catalogue's header cards (provenance, members, the meaning of every column and
     flag digit) on ``hdr``; ``first_flags``: flags of the first rows (every row has the
@@ -640,6 +690,16 @@ def _fill_header(hdr: fits.Header, names: Sequence[str], attrs: Mapping, first_f
     hdr["ORIGIN"] = ("gaiacnn", "Gaia-RVS hybrid-CNN workflow")
     hdr["REFERENC"] = ("Guiglion et al. 2024, A&A 682, A9", "method")
     hdr["CONFHASH"] = (attrs.get("config_hash", ""), "hash of the workflow config")
+    hdr["GCNNVER"] = (attrs.get("gaiacnn_version", ""), "gaiacnn version that made it")
+    hdr["COMMIT"] = (attrs.get("commit", ""), "its git commit")
+    hdr["DATE"] = (attrs.get("date", ""), "UTC date of the aggregation")
+    for key, (name, _) in PROVENANCE_INPUTS.items():
+        hdr[key] = attrs.get("inputs_sha256", {}).get(name, "")  # 64 characters: no comment
+    hdr.add_comment(
+        "Provenance: "
+        + ", ".join(f"{k} = SHA-256 of the {w}" for k, (_, w) in PROVENANCE_INPUTS.items())
+        + " (empty where the run had none)."
+    )
     members = attrs.get("members", [])
     hdr["NMEMBERS"] = (len(members), "ensemble members combined")
     hdr["MEMBERS"] = ",".join(members)
@@ -649,7 +709,9 @@ def _fill_header(hdr: fits.Header, names: Sequence[str], attrs: Mapping, first_f
     if attrs.get("tsne_spectra"):
         hdr["TSNESPEC"] = (attrs["tsne_spectra"], "spectra of the t-SNE maps (digit 8)")
     for i, name in enumerate(names, start=1):
-        hdr[f"TTYPE{i}"] = (name, _column_doc(name)[1][:47])
+        description = _column_doc(name)[1]
+        hdr[f"TTYPE{i}"] = (name, description[:47])
+        hdr[f"TCOMM{i}"] = description
     calibrated = attrs.get("snr_calibrated", [])
     form = attrs.get("calibration_form", "dispersion")
     hdr["SNRCALIB"] = (",".join(calibrated), "labels whose sigma_ is S/N-calibrated")
@@ -767,4 +829,10 @@ def read_attrs(fits_path) -> dict:
         "xp_input": hdr.get("XPINPUT", ""),
         "tsne_spectra": hdr.get("TSNESPEC", ""),
         "flag_digits": [x for x in hdr.get("FLAGDIGS", "").split(",") if x],
+        "gaiacnn_version": hdr.get("GCNNVER", ""),
+        "commit": hdr.get("COMMIT", ""),
+        "date": hdr.get("DATE", ""),
+        "inputs_sha256": {
+            name: hdr[key] for key, (name, _) in PROVENANCE_INPUTS.items() if hdr.get(key)
+        },
     }

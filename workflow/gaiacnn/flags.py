@@ -404,6 +404,7 @@ def run_flag_catalogue(
                     )
                 first_dashes[:1] = [dashes]
             rec = recommended(table["flag_boundary"])
+            table["recommended"] = rec
             counts["observed"] += int(obs.sum())
             counts["like"] += int((~not_like[obs]).sum())
             counts["recommended_obs"] += int(rec[obs].sum())
