@@ -121,6 +121,9 @@ EXTERNAL |= {"outside_residuals"}
 #: ... and Fig. C.1: make_products writes no rvs/radial_velocity_error (tests/test_rv_error.py
 #: adds one to draw it).
 EXTERNAL |= {"rv_error_residuals"}
+#: ... and the input-distance residuals: make_products writes no input_distance column
+#: (tests/test_workflow.py::test_figures_are_rendered_and_reported draws it from a run).
+EXTERNAL |= {"input_distance_residuals"}
 
 
 @pytest.fixture(scope="module", params=list(CASES))

@@ -413,6 +413,7 @@ def test_figures_are_rendered_and_reported(demo_run):
         "figA1_tsne_perplexities",
         "demo_truth_residuals_snr",
         "demo_sigma_coverage",
+        "input_distance_residuals",
     }
     assert expected <= set(drawn)
     for name, entry in drawn.items():

@@ -129,9 +129,24 @@ def main(argv: list[str] | None = None) -> int:
         "--resample", action="store_true",
         help="interpolate spectra on another grid that covers the members' (else refused)",
     )  # fmt: skip
+    dm = sub.add_parser(
+        "datamodel",
+        help="the catalogue's data model (docs/catalogue.md), generated from the code",
+    )
+    dm.add_argument("-o", "--output", type=Path, default=None, help="write it here (else stdout)")
     args = parser.parse_args(argv)
     if args.command in ("export", "predict"):
         return _bundle_command(args)
+    if args.command == "datamodel":
+        from gaiacnn import datamodel
+        from gaiacnn.io import write_text_atomic
+
+        text = datamodel.render()
+        if args.output is None:
+            sys.stdout.write(text)
+        else:
+            write_text_atomic(args.output, text)
+        return 0
 
     status = 0
     for path in args.files:

@@ -1,5 +1,5 @@
 """Fig. C.1 (Appendix C): the labels' stability against the Gaia DR3 radial-velocity
-uncertainty.
+uncertainty; and, not in the paper, against the input-space distance (flag digit 9).
 
 The RVS spectra are published shifted to the rest frame; a star with a large radial-velocity
 uncertainty eVrad (``radial_velocity_error`` [km/s], the optional arrays dataset
@@ -288,4 +288,68 @@ def rv_error_residuals(ctx: Context) -> Iterator[Rendered]:
     yield Rendered("figC1_rv_error", fig, caption, n_total)
 
 
-FIGURES = [rv_error_residuals]
+@figure(91)
+def input_distance_residuals(ctx: Context) -> Iterator[Rendered]:
+    """Not in the paper: CNN − reference against the input-space distance (flag digit 9)
+    of the observed stars with a reference label, inside the label limits and all of them:
+    how the labels drift as a star's photometry and parallax leave the training stars'
+    (farther, more reddened, worse parallaxes)."""
+    table = ctx.table
+    dist = table["input_distance"].to_numpy(float) if "input_distance" in table else None
+    if dist is None or not np.isfinite(dist[~ctx.in_training]).any():
+        raise Skip(
+            "no input_distance in the catalogue: the arrays lack BP, RP, G, parallax or its "
+            "error (the input-space digit is not available)"
+        )
+    labels = _labels(ctx)
+    if not labels:
+        raise Skip("no reference label of T_eff, log g, [M/H] (or [Fe/H]) or [alpha/M]")
+    ref = ctx.reference
+    resid = {x: ctx.column(x) - ref[x].to_numpy(float) for x in labels}
+    observed = ~ctx.in_training
+    has_ref = np.any([np.isfinite(d) for d in resid.values()], axis=0)
+    columns = (
+        ("observed, inside the training limits", ctx.inside, "inside"),
+        ("observed, all", observed, "observed"),
+    )
+    counts = [int((m & has_ref & np.isfinite(dist) & (dist > 0)).sum()) for _, m, _ in columns]
+    if not counts[1]:
+        raise Skip("no observed star has both a reference label and an input-space distance")
+    xlim = _x_limits(np.where(observed, dist, np.nan))
+    xlim = (min(xlim[0], 0.5), max(xlim[1], 2.0))  # the digit's threshold (1) in view
+    fig, axes = st.new_figure(
+        len(labels), 2, width=st.PAGE_WIDTH, height=1.75 * len(labels) + 0.5,
+        sharex=True, sharey="row",
+    )  # fmt: skip
+    for row, x in zip(axes, labels, strict=True):
+        ylim = _limits([resid[x][m] for _, m, _ in columns])
+        for ax, (title, mask, key), n in zip(row, columns, counts, strict=True):
+            _panel(ax, dist[mask], resid[x][mask], st.SAMPLE_COLOUR[key], xlim, ylim)
+            ax.axhline(0.0, color="k", ls=":", lw=0.8)
+            ax.axvline(1.0, color="tab:red", ls="--", lw=0.9)
+            ax.set_xscale("log")
+            ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+            ax.set_xlim(*xlim)
+            ax.set_ylim(*ylim)
+            if x == labels[0]:
+                ax.set_title(title)
+                st.corner_text(ax, st.stars(n), "upper left", box=True)
+            if x == labels[-1]:
+                ax.set_xlabel("input_distance (> 1: flag digit 9)")
+        row[0].set_ylabel(f"{st.label_name(x)} $-$ reference [{label_unit(x)}]")
+    metal = next((x for x in labels if x in ("m_h", "fe_h")), "m_h")
+    caption = (
+        "CNN − reference label against each observed star's distance from the training "
+        "stars' inputs (BP − RP, M_G, parallax S/N; column input_distance, log scale; "
+        "dashed red: 1, beyond which flag digit 9 is 1), one row per label: left, the "
+        f"observed stars inside the training limits ({st.stars(counts[0])}); right, every "
+        f"observed star with a reference label ({st.stars(counts[1])}).  Points (a 2-D "
+        f"histogram above {SCATTER_MAX} stars) and the running median and 16–84 % range "
+        "in equal-count bins; dotted: zero.  Stars farther, more reddened or with worse "
+        "parallaxes than the training stars lie to the right (not in the paper; "
+        "docs/shift.md)." + metallicity_note(metal) + ctx.flag_note()
+    )
+    yield Rendered("input_distance_residuals", fig, caption, counts[1])
+
+
+FIGURES = [rv_error_residuals, input_distance_residuals]
