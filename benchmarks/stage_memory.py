@@ -11,7 +11,8 @@ Then it runs each stage's own function, as its rule's script calls it, in a fres
 and prints its wall time and peak RSS (``gaiacnn.memory.peak_rss_mib``, VmHWM):
 
 * ``aggregate_ensemble``: ``gaiacnn.ensemble.run_aggregate`` (the labels table, FITS);
-* ``flag_catalogue``: ``gaiacnn.flags.run_flag_catalogue`` (the catalogue, FITS and CSV);
+* ``flag_catalogue``: ``gaiacnn.flags.run_flag_catalogue`` (the catalogue, FITS and Parquet,
+  the workflow's default files; ``--csv`` adds the opt-in CSV);
 * ``tsne_gather``: ``gaiacnn.tsne.run_tsne_gather`` (scalable mode: each perplexity's reference
   map and placement shards as one map, in one process one after the other);
 * ``tsne_classify``: ``gaiacnn.tsne.run_tsne_classify`` (the maps of every perplexity and
@@ -240,7 +241,8 @@ def _child(stage: str, work: Path) -> dict:
             inputs["tsne"],
             work / "uncertainty_model.json",
             work / "catalogue.fits",
-            work / "catalogue.csv",
+            work / "catalogue.csv" if os.environ.get("STAGE_MEMORY_CSV") else None,
+            parquet_out=work / "catalogue.parquet",
             labels=LABELS,
             input_digit=cfg["flags"]["input_digit"],
         )
@@ -280,12 +282,23 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--keep", action="store_true", help="keep each N's files")
     p.add_argument("--no-record", action="store_true", help="do not append to results.csv")
+    p.add_argument(
+        "--stages",
+        nargs="+",
+        choices=STAGES,
+        default=list(STAGES),
+        help="the stages to run (flag_catalogue needs aggregate_ensemble's output)",
+    )
+    p.add_argument("--csv", action="store_true", help="flag_catalogue writes the CSV too")
     p.add_argument("--child", choices=STAGES, help=argparse.SUPPRESS)
     a = p.parse_args(argv)
     if a.child:
         print(json.dumps(_child(a.child, a.workdir)))
         return 0
 
+    if a.csv:
+        os.environ["STAGE_MEMORY_CSV"] = "1"  # the children read it
+    stages = [s for s in STAGES if s in a.stages]
     load_at_start = os.getloadavg()[0]
     measured: dict[int, dict[str, dict]] = {}
     for n in sorted(a.rows):
@@ -295,7 +308,7 @@ def main(argv: list[str] | None = None) -> int:
         (work / "inputs.json").write_text(json.dumps(inputs, default=str))
         print(f"N = {n}: inputs built in {time.perf_counter() - t0:.0f} s", file=sys.stderr)
         measured[n] = {}
-        for stage in STAGES:
+        for stage in stages:
             measured[n][stage] = r = run_stage(stage, work)
             print(f"  {stage}: {r['wall_s']:.1f} s, {r['peak_rss_mib']:.0f} MiB", file=sys.stderr)
         if not a.keep:
@@ -307,7 +320,7 @@ def main(argv: list[str] | None = None) -> int:
     head = " ".join(f"{f'N = {n:.0e}':>22s}" for n in sizes)
     print(f"{'stage':20s} {head} {'ratio':>7s} {'10^8 (projected)':>17s}")
     figures = []
-    for stage in STAGES:
+    for stage in stages:
         rss = [measured[n][stage]["peak_rss_mib"] for n in sizes]
         cells = " ".join(
             f"{measured[n][stage]['wall_s']:8.1f} s {measured[n][stage]['peak_rss_mib']:7.0f} MiB"
@@ -328,7 +341,8 @@ def main(argv: list[str] | None = None) -> int:
         ]
     if not a.no_record:
         params = {"rows": sizes, "training": a.training, "references": a.references,
-                  "members": a.members}  # fmt: skip
+                  "members": a.members, "flag_files": "fits+csv+parquet" if a.csv
+                  else "fits+parquet"}  # fmt: skip
         # the machine's load when the benchmark began (wall times are of a shared machine
         # where it is well above 0)
         params["loadavg_1min_at_start"] = round(load_at_start, 2)

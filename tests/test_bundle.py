@@ -205,7 +205,9 @@ def test_a_run_from_a_bundle_trains_nothing_and_writes_the_catalogue(demo_run, t
     t = attrs["flag_digits"].index(flags.TSNE_DIGIT)
     assert not np.isin(sid, _observed_rows(demo_run)["source_id"].to_numpy()).all()
     assert {c[t] for c in table["flag_boundary"]} <= {"0", "1"}
-    assert (work / "results/catalogue/catalogue.csv").is_file()
+    # Parquet beside the FITS file by default; CSV only when asked for
+    assert (work / "results/catalogue/catalogue.parquet").is_file()
+    assert not (work / "results/catalogue/catalogue.csv").exists()
     # the observed sample's figures, with the bundle's uncertainty model; those of the
     # training sample and the t-SNE maps say why they are not drawn
     index = json.loads((work / "results/figures/figures.json").read_text())

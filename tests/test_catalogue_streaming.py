@@ -192,3 +192,34 @@ def test_the_catalogue_reads_cleanly_with_a_description_per_column(tmp_path):
     assert hdr["SHATRAIN"] == provenance.sha256_file(arrays["training"])
     assert hdr["SHAOBSRV"] == provenance.sha256_file(arrays["observed"])
     assert hdr["GCNNVER"] and hdr["COMMIT"] and len(hdr["DATE"]) == 10
+
+
+def test_parquet_has_the_fits_rows_and_columns_with_units(tmp_path):
+    """catalogue.parquet, written beside the FITS file a row group per chunk: the same
+    rows and columns (floats to float32), each field's unit and description in its
+    metadata, the FITS header in the schema's."""
+    import pyarrow.parquet as pq
+    from astropy.io import fits
+
+    inp = make_inputs(tmp_path)
+    agg = catalogue.fit(inp["predictions"], inp["arrays"], labels=LABELS, members=MEMBERS,
+                        chunk_rows=97, **BUILD)  # fmt: skip
+    n = agg.n_rows["training"] + agg.n_rows["observed"]
+    out = {k: tmp_path / f"cat.{k}" for k in ("fits", "parquet")}
+    chunks = catalogue.iter_table(agg, inp["predictions"], inp["arrays"], 97)
+    catalogue.write_chunks(chunks, n, out["fits"], attrs=agg.attrs, parquet_path=out["parquet"])
+    pf = pq.ParquetFile(out["parquet"])
+    assert pf.metadata.num_row_groups == -(-n // 97) and pf.metadata.num_rows == n
+    table = pf.read()
+    fits_table, _ = catalogue.read(out["fits"])
+    assert table.column_names == list(fits_table.columns)
+    df = table.to_pandas()
+    for name in fits_table.columns:
+        np.testing.assert_array_equal(df[name].to_numpy(), fits_table[name].to_numpy(), name)
+    hdr = fits.getheader(out["fits"], 1)
+    for i, name in enumerate(fits_table.columns, start=1):
+        meta = table.schema.field(name).metadata
+        assert meta[b"unit"].decode() == hdr.get(f"TUNIT{i}", ""), name
+        assert meta[b"description"].decode() == hdr[f"TCOMM{i}"], name
+    header = table.schema.metadata[b"gaiacnn.fits_header"].decode()
+    assert f"CONFHASH= '{hdr['CONFHASH']}" in header and "SHATRAIN" in header

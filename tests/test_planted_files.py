@@ -469,6 +469,7 @@ def _(p, t):
 NOT_READ = {
     "results/arrays/summary.txt": "printed as text by the Snakefile's onsuccess, never parsed",
     "results/catalogue/catalogue.csv": "the catalogue for people (the FITS one is read)",
+    "results/catalogue/catalogue.parquet": "the catalogue for large surveys (FITS is read)",
     "results/ensemble/members/split{split}_seed{seed}/history.json": "training log, not read",
     "results/evaluation/input_flag.tsv": "a table for people",
     "results/evaluation/precision.tsv": "a table for people",
@@ -510,7 +511,9 @@ def rule_files() -> tuple[dict[str, set[str]], set[str]]:
     ins: set[str] = set()
     for data in DATA_SOURCES:
         for per_job in ("all", "one"):
-            cfg = {"data": data, "prediction": {"members_per_job": per_job}}
+            # every catalogue file (the CSV is opt-in)
+            cfg = {"data": data, "prediction": {"members_per_job": per_job},
+                   "catalogue": {"parquet": True, "csv": True}}  # fmt: skip
             for rule in workflow_rules(cfg):
                 for f in rule.output:
                     outs.setdefault(pattern(f), set()).add(rule.name)
@@ -553,13 +556,16 @@ def test_every_rule_output_is_planted_or_not_read(outputs):
 
 def test_what_no_job_reads_is_no_rules_input(rules_files):
     """Neither a rule's own inputs nor an input function (common.smk, but the final
-    targets of rule ``all`` and the summary that ``onsuccess`` prints) name an output
-    listed as not read."""
+    targets of rule ``all``, the summary that ``onsuccess`` prints and the catalogue rules'
+    output function) name an output listed as not read."""
     inputs = rules_files[1]
     assert "results/arrays/{sample}.h5" in inputs  # the inputs were listed
     common = (REPO / "workflow" / "rules" / "common.smk").read_text()
     functions = re.sub(
-        r"\n(def final_targets\(\)|onsuccess):.*?(?=\n\S|\Z)", "", common, flags=re.S
+        r"\n(def final_targets\(\)|def catalogue_outputs\(\)|onsuccess):.*?(?=\n\S|\Z)",
+        "",
+        common,
+        flags=re.S,
     )
     assert "def tsne_shards" in functions and "def final_targets" not in functions
     assert "onsuccess" not in functions

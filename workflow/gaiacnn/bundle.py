@@ -711,6 +711,7 @@ def predict(
     fits_out,
     *,
     csv_out=None,
+    parquet_out=None,
     workers: int = 1,
     shard: tuple[int, int] | None = None,
     settings: Mapping | None = None,
@@ -720,7 +721,7 @@ def predict(
     """The catalogue of the observed stars of ``observed`` (rows of shard ``a`` of ``b``
     with ``shard=(a, b)``) from the bundle: the same rows as the workflow's catalogue
     (labels, ``e_*``, ``sigma_*``, the inputs, ``input_distance``, ``flag_boundary``), as
-    FITS (and CSV), written atomically.  ``workers`` processes split the rows for the
+    FITS (and Parquet, CSV), written atomically.  ``workers`` processes split the rows for the
     network; the rest streams ``chunk_rows`` stars at a time (memory independent of N).
     An input that breaks the bundle's contract (grids, branches) is refused before any
     star is predicted.  Returns a summary."""
@@ -791,7 +792,9 @@ def predict(
             "flag_digits": list(bundle.info["flags"]["digits"]),
             "tsne_spectra": bundle.info["tsne"]["spectra"],
         }
-        catalogue.write_chunks(chunks(), stop - start, fits_out, csv_out, attrs=attrs)
+        catalogue.write_chunks(
+            chunks(), stop - start, fits_out, csv_out, attrs=attrs, parquet_path=parquet_out
+        )
     return {"stars": stop - start, "rows": (start, stop), "members": len(bundle.members)}
 
 

@@ -752,6 +752,28 @@ def write(table: pd.DataFrame, fits_path, csv_path=None) -> None:
     write_chunks([table], len(table), fits_path, csv_path, attrs=table.attrs)
 
 
+def parquet_schema(table: pd.DataFrame, header: fits.Header):
+    """The Arrow schema of the catalogue's columns (those of ``table``), each field's
+    metadata its ``unit`` (FITS; "" for none) and ``description`` (with [dex] where FITS
+    has no unit); the schema's metadata the FITS ``header`` of the table HDU, as text
+    (``gaiacnn.fits_header``: provenance, flag digits, the sigma_* formula)."""
+    import pyarrow as pa
+
+    fields = []
+    for name in table.columns:
+        unit, description = _column_doc(name)
+        kind = table[name].to_numpy().dtype.kind
+        arrow = {"i": pa.int64(), "b": pa.bool_(), "f": pa.float32()}.get(kind, pa.string())
+        fields.append(
+            pa.field(name, arrow, metadata={"unit": unit, "description": description})
+        )
+    meta = {
+        "gaiacnn.fits_header": header.tostring(sep="\n"),
+        "gaiacnn.data_model": "docs/catalogue.md",
+    }
+    return pa.schema(fields, metadata=meta)
+
+
 def write_chunks(
     chunks: Iterable[pd.DataFrame],
     n_rows: int,
@@ -759,13 +781,16 @@ def write_chunks(
     csv_path=None,
     *,
     attrs: Mapping | None = None,
+    parquet_path=None,
 ) -> None:
     """Write the catalogue given as ``chunks`` of rows (``n_rows`` in all, the first chunk
-    naming every column) as a FITS binary table and, if ``csv_path`` is given, as CSV,
-    one chunk at a time (memory independent of ``n_rows``).  ``attrs`` (the header's
-    provenance; default: the first chunk's ``attrs``).  Byte for byte what astropy writes
-    for the whole table; both files appear together, atomically, or not at all (a chunk
-    that breaks the first one's columns, or a count that is not ``n_rows``, is refused)."""
+    naming every column) as a FITS binary table and, if ``csv_path`` or ``parquet_path``
+    is given, as CSV and as Parquet (one row group per chunk, units and descriptions in
+    the schema's metadata: :func:`parquet_schema`), one chunk at a time (memory
+    independent of ``n_rows``).  ``attrs`` (the header's provenance; default: the first
+    chunk's ``attrs``).  Byte for byte what astropy writes for the whole table; the files
+    appear together, atomically, or not at all (a chunk that breaks the first one's
+    columns, or a count that is not ``n_rows``, is refused)."""
     it = iter(chunks)
     try:
         first = next(it)
@@ -780,9 +805,17 @@ def write_chunks(
     _fill_header(hdu.header, names, attrs, first_flags)
     header = hdu.header.copy()
     header["NAXIS2"] = int(n_rows)
-    targets = [fits_path] if csv_path is None else [fits_path, csv_path]
-    with atomic_outputs(*targets) as tmps:  # both written, then both renamed
-        tmp_csv = open(tmps[1], "w", newline="", encoding="utf-8") if csv_path else None
+    extra = {k: v for k, v in (("csv", csv_path), ("parquet", parquet_path)) if v is not None}
+    with atomic_outputs(fits_path, *extra.values()) as tmps:  # all written, then renamed
+        tmp = dict(zip(extra, tmps[1:], strict=True))
+        tmp_csv = open(tmp["csv"], "w", newline="", encoding="utf-8") if csv_path else None
+        parquet = None
+        if parquet_path is not None:
+            import pyarrow as pa
+            import pyarrow.parquet as pq
+
+            schema = parquet_schema(first, header)
+            parquet = pq.ParquetWriter(tmp["parquet"], schema, compression="zstd")
         try:
             with open(tmps[0], "wb") as out:
                 written = size = 0
@@ -801,12 +834,18 @@ def write_chunks(
                     written += len(chunk)
                     if tmp_csv is not None:
                         chunk.to_csv(tmp_csv, index=False, header=k == 0, float_format="%.6g")
+                    if parquet is not None:  # one row group per chunk
+                        parquet.write_table(
+                            pa.Table.from_pandas(chunk, schema=schema, preserve_index=False)
+                        )
                 if written != n_rows:
                     raise ValueError(f"{written} rows written, the header says {n_rows}")
                 out.write(b"\0" * (-size % 2880))
         finally:
             if tmp_csv is not None:
                 tmp_csv.close()
+            if parquet is not None:
+                parquet.close()
 
 
 def read(fits_path) -> tuple[pd.DataFrame, dict]:

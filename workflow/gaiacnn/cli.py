@@ -115,6 +115,11 @@ def main(argv: list[str] | None = None) -> int:
     pred.add_argument("observed", type=Path, help="an observed file in the HDF5 layout")
     pred.add_argument("-o", "--output", type=Path, required=True, help="catalogue FITS")
     pred.add_argument("--csv", type=Path, default=None, help="also write the catalogue as CSV")
+    pred.add_argument(
+        "--parquet", type=Path, default=None,
+        help="the catalogue as Parquet too (default: beside the FITS file, .parquet)",
+    )  # fmt: skip
+    pred.add_argument("--no-parquet", action="store_true", help="no Parquet file")
     pred.add_argument("--workers", type=int, default=1, help="processes for the network")
     pred.add_argument(
         "--shard",
@@ -218,6 +223,8 @@ def _bundle_command(args) -> int:
             shard = (int(a), int(b_))
         out = bundle.predict(
             args.bundle, args.observed, args.output, csv_out=args.csv, workers=args.workers,
+            parquet_out=None if args.no_parquet else (
+                args.parquet or args.output.with_suffix(".parquet")),
             shard=shard, settings={"precision": args.precision, "resample": args.resample},
         )  # fmt: skip
         print(f"{args.output}: {out['stars']} stars (rows {out['rows'][0]}..{out['rows'][1]})")

@@ -349,8 +349,9 @@ def run_flag_catalogue(
     tsne_file,
     model_json,
     fits_out,
-    csv_out,
+    csv_out=None,
     *,
+    parquet_out=None,
     labels,
     input_digit=True,
     chunk_rows: int = 65536,
@@ -414,7 +415,9 @@ def run_flag_catalogue(
             yield table
 
     out_attrs = {**attrs, "flag_digits": digits, "tsne_spectra": classes.spectra}
-    catalogue.write_chunks(chunks(), n_rows, fits_out, csv_out, attrs=out_attrs)
+    catalogue.write_chunks(
+        chunks(), n_rows, fits_out, csv_out, attrs=out_attrs, parquet_path=parquet_out
+    )
     if use_inputs:
         log.info(
             "input-space digit: %d of %d observed stars outside the training inputs",

@@ -50,8 +50,7 @@ if BUNDLE:
             # the bundle's manifest: a new bundle (another manifest) makes the catalogue anew
             manifest=f"{BUNDLE}/MANIFEST.sha256",
         output:
-            fits="results/catalogue/catalogue.fits",
-            csv="results/catalogue/catalogue.csv",
+            **catalogue_outputs(),
         log:
             "results/logs/bundle_catalogue.log",
         benchmark:

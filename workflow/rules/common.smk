@@ -234,6 +234,16 @@ def figure_gradient_members():
     return member_models()[:n] if n else member_models()
 
 
+def catalogue_outputs():
+    """The catalogue's files: FITS always, Parquet and CSV as configured (catalogue.*)."""
+    out = {"fits": "results/catalogue/catalogue.fits"}
+    if config["catalogue"]["parquet"]:
+        out["parquet"] = "results/catalogue/catalogue.parquet"
+    if config["catalogue"]["csv"]:
+        out["csv"] = "results/catalogue/catalogue.csv"
+    return out
+
+
 def figure_inputs():
     """Every input of the figure rendering: the demo's truth and the configured external tables
     only where they exist.  A run from a bundle has no training sample, t-SNE maps or

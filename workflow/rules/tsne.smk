@@ -180,8 +180,7 @@ rule flag_catalogue:
         tsne="results/tsne/training_like.h5",
         model="results/ensemble/uncertainty_model.json",
     output:
-        fits="results/catalogue/catalogue.fits",
-        csv="results/catalogue/catalogue.csv",
+        **catalogue_outputs(),
     log:
         "results/logs/flag_catalogue.log",
     benchmark:

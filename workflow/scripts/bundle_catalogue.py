@@ -10,7 +10,8 @@ bundle.predict(
     j.params.bundle,
     j.input.observed,
     j.output.fits,
-    csv_out=j.output.csv,
+    csv_out=dict(j.output.items()).get("csv"),
+    parquet_out=dict(j.output.items()).get("parquet"),
     settings=j.params.settings,
     threads=j.threads,
 )

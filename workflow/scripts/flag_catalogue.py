@@ -10,6 +10,7 @@ flags.run_flag_catalogue(
     j.input.tsne,
     j.input.model,
     j.output.fits,
-    j.output.csv,
+    dict(j.output.items()).get("csv"),
+    parquet_out=dict(j.output.items()).get("parquet"),
     **j.kwargs(),
 )
