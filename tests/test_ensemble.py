@@ -361,3 +361,35 @@ def test_evaluation_coverage_and_crlb_ratio(tmp_path):
     )
     assert n_in == expect
     assert evaluation.crlb_kind(["rvs"]) == "rvs"
+
+
+def test_label_correlation_recovers_the_errors_correlation_per_snr_bin():
+    """Residuals r = CNN error + reference error, the CNN errors of two labels correlated
+    by rho(S/N) (+0.6 at low S/N, -0.3 at high) and the reference errors independent: the
+    fit finds rho in each bin once the reference errors are removed from the variances,
+    and the column interpolates it in log S/N."""
+    rng = np.random.default_rng(5)
+    n = 40_000
+    snr = rng.uniform(10, 200, n)
+    rho = np.where(snr < 60, 0.6, -0.3)
+    za, zb = rng.normal(size=(2, n))
+    cnn_a, cnn_b = 0.1 * za, 0.1 * (rho * za + np.sqrt(1 - rho**2) * zb)
+    err = {"logg": np.full(n, 0.08), "m_h": np.full(n, 0.05)}
+    resid = {"logg": cnn_a + rng.normal(0, 0.08, n), "m_h": cnn_b + rng.normal(0, 0.05, n)}
+    corr = ensemble.fit_label_correlation(
+        resid, err, snr, ("logg", "m_h"), n_bins=8, min_per_bin=100
+    )
+    assert corr.labels == ("logg", "m_h") and len(corr.snr) == 8
+    for centre, got in zip(corr.snr, corr.rho, strict=True):
+        if abs(centre - 60) > 15:  # bins clear of the step
+            assert got == pytest.approx(0.6 if centre < 60 else -0.3, abs=0.06), centre
+    # without removing the reference errors the correlation would be diluted
+    plain = ensemble.fit_label_correlation(
+        resid, {k: np.zeros(n) for k in err}, snr, ("logg", "m_h"), n_bins=8, min_per_bin=100
+    )
+    assert abs(plain.rho[0]) < abs(corr.rho[0]) - 0.1
+    assert corr(np.array([corr.snr[0], corr.snr[-1]])) == pytest.approx([corr.rho[0], corr.rho[-1]])
+    assert corr(np.array([np.nan]))[0] == pytest.approx(np.median(corr.rho))
+    assert ensemble.correlation_pairs(["teff", "logg", "fe_h", "alpha_m"]) == [
+        ("teff", "logg"), ("teff", "fe_h"), ("logg", "fe_h"), ("fe_h", "alpha_m")
+    ]  # fmt: skip

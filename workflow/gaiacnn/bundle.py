@@ -593,6 +593,10 @@ def _aggregation(bundle: Bundle, observed, n_rows: int, prediction_file):
 
     stamp = provenance.stamp({"observed": observed})
     stamp["inputs_sha256"]["training"] = bundle.info["training_file"]["sha256"]
+    correlations = [
+        ensemble.LabelCorrelation(**{**c, "labels": tuple(c["labels"])})
+        for c in doc.get("label_correlation", [])
+    ]
     return catalogue.Aggregation(
         labels=bundle.labels,
         members=bundle.members,
@@ -613,6 +617,7 @@ def _aggregation(bundle: Bundle, observed, n_rows: int, prediction_file):
             branches=bundle.info["branches"],
             xp_input=bundle.info.get("xp_input") or "",
         ),
+        correlations=correlations,
     )
 
 

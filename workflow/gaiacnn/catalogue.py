@@ -18,7 +18,7 @@ import json
 import logging
 import os
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import h5py
 import numpy as np
@@ -143,6 +143,8 @@ class Aggregation:
     positions: bool  # ra, dec columns
     n_rows: dict[str, int]
     attrs: dict  # the table's attrs (config hash, members, ...)
+    # the label pairs' error correlations against S/N (columns rho_<a>__<b>)
+    correlations: list[ensemble.LabelCorrelation] = field(default_factory=list)
 
     def paper_sigma(self, mean: np.ndarray, std: np.ndarray) -> np.ndarray:
         """(n, n_labels) sqrt(e² + D(label)²), Sect. 3.4."""
@@ -424,6 +426,26 @@ def fit(
             )
             if calibrations[x] is None:
                 log.warning("%s: too few out-of-sample stars for the S/N calibration", x)
+        # the label errors' correlations, from the same stars (not the withheld regime's
+        # second prediction of the training stars)
+        parts = ["training", "observed"]
+        for pair in ensemble.correlation_pairs(labels):
+            corr = ensemble.fit_label_correlation(
+                {x: np.concatenate([resid[s][:, labels.index(x)] for s in parts]) for x in pair},
+                {x: np.concatenate([ref_err[s][:, labels.index(x)] for s in parts]) for x in pair},
+                np.concatenate([cal_snr[s] for s in parts]),
+                pair,
+                n_bins=calibration_bins,
+                min_per_bin=calibration_min_per_bin,
+            )
+            if corr is not None:
+                agg.correlations.append(corr)
+                bins = zip(corr.snr, corr.rho, strict=True)
+                log.info(
+                    "error correlation %s-%s against S/N: %s",
+                    *pair,
+                    ", ".join(f"{s:.3g}: {r:+.2f}" for s, r in bins),
+                )
     agg.calibrations = calibrations
     agg.attrs = dict(
         config_hash=config_hash,
@@ -481,6 +503,8 @@ def iter_table(
                 cols[x] = mean[:, j].astype(np.float32)
                 cols[f"e_{x}"] = std[:, j].astype(np.float32)
                 cols[f"sigma_{x}"] = sigma[:, j].astype(np.float32)
+            for corr in agg.correlations:
+                cols[ensemble.correlation_column(corr.labels)] = corr(snr).astype(np.float32)
             table = pd.DataFrame(cols)
             table.attrs.update(agg.attrs)
             yield table
@@ -589,6 +613,14 @@ def column_doc(name: str) -> tuple[str, str, str]:
     of catalogue column ``name``: :data:`COLUMN_DOC`, else a label column."""
     if name in COLUMN_DOC:
         return COLUMN_DOC[name]
+    if name.startswith("rho_") and "__" in name:
+        a, b = name[4:].split("__", 1)
+        return (
+            "",
+            f"correlation of the {a} and {b} errors at the star's S/N, dimensionless (held-out "
+            "residuals; not in the paper)",
+            "never missing (the median over S/N where S/N is missing)",
+        )
     for prefix, what in (
         ("e_", "model-to-model standard deviation of {x} over the members (Sect. 3.4)"),
         ("sigma_", "total uncertainty of {x}: e_{x} in quadrature with the calibrated "
@@ -764,9 +796,7 @@ def parquet_schema(table: pd.DataFrame, header: fits.Header):
         unit, description = _column_doc(name)
         kind = table[name].to_numpy().dtype.kind
         arrow = {"i": pa.int64(), "b": pa.bool_(), "f": pa.float32()}.get(kind, pa.string())
-        fields.append(
-            pa.field(name, arrow, metadata={"unit": unit, "description": description})
-        )
+        fields.append(pa.field(name, arrow, metadata={"unit": unit, "description": description}))
     meta = {
         "gaiacnn.fits_header": header.tostring(sep="\n"),
         "gaiacnn.data_model": "docs/catalogue.md",

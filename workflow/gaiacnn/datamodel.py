@@ -25,6 +25,11 @@ CONDITIONAL = {
     "parallax_withheld": "with model.phot_input: intrinsic_withheld, the default",
 }
 
+#: When the catalogue has the label error correlations.
+RHO_CONDITION = (
+    "with the S/N calibration (uncertainty.snr_calibration_bins > 0) and enough held-out stars"
+)
+
 #: Header keywords of the catalogue's table HDU and what they hold.
 HEADER_KEYWORDS = (
     ("ORIGIN", "gaiacnn"),
@@ -81,10 +86,14 @@ LIMITATIONS = (
 def columns(labels: Sequence[str] = DEFAULT_LABELS) -> list[str]:
     """The catalogue's columns, in the order they are written (the optional ones included:
     :data:`CONDITIONAL`)."""
+    from gaiacnn.ensemble import correlation_column, correlation_pairs
+
     per_label = [c for x in labels for c in (x, f"e_{x}", f"sigma_{x}")]
+    rho = [correlation_column(p) for p in correlation_pairs(labels)]
     return [
         "source_id", "in_training", "ra", "dec", *flags.INPUT_SPACE_COLUMNS, "rvs_snr",
-        "input_distance", "parallax_withheld", *per_label, "flag_boundary", "recommended",
+        "input_distance", "parallax_withheld", *per_label, *rho, "flag_boundary",
+        "recommended",
     ]  # fmt: skip
 
 
@@ -123,6 +132,8 @@ def render(labels: Sequence[str] = DEFAULT_LABELS) -> str:
         unit, description, missing = catalogue.column_doc(name)
         if name in CONDITIONAL:
             description += f"; only {CONDITIONAL[name]}"
+        elif name.startswith("rho_"):
+            description += f"; only {RHO_CONDITION}"
         lines.append(f"| `{name}` | {_type(name)} | {unit or '-'} | {missing} | {description} |")
     lines += [
         "",
@@ -171,6 +182,17 @@ def render(labels: Sequence[str] = DEFAULT_LABELS) -> str:
         "`sigma_*` >= `e_*` for every star. The fits (D, k(S/N), k_in, W) are in "
         "`results/ensemble/uncertainty_model.json` and in a bundle's "
         "`uncertainty_model.json`.",
+        "",
+        "`rho_<a>__<b>` is the correlation of the errors of labels a and b at the star's "
+        "S/N (not in the paper): per equal-count S/N bin of the held-out stars that "
+        "calibrate `sigma_*` (training stars through the members that held them out, "
+        "observed stars with reference labels), cov(r_a, r_b) / sqrt((var r_a - <err_a²>)"
+        "(var r_b - <err_b²>)) with r = CNN - reference and err the reference labels' "
+        "errors (taken as independent between labels), residuals beyond 5 robust standard "
+        "deviations left out; interpolated linearly in log S/N between the bins "
+        "(`label_correlation` in `uncertainty_model.json`). The covariance of two labels "
+        "is then rho_a_b · sigma_a · sigma_b. `benchmarks/label_correlations.py` checks it "
+        "against the truth on the demo.",
         "",
         "## Header",
         "",

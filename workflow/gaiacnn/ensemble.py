@@ -530,6 +530,92 @@ def fit_snr_calibration(
     )
 
 
+#: Label pairs whose error correlation the catalogue publishes (columns rho_<a>__<b>, not
+#: in the paper); [Fe/H] stands in for a missing [M/H].
+CORRELATION_PAIRS = (("teff", "logg"), ("teff", "m_h"), ("logg", "m_h"), ("m_h", "alpha_m"))
+
+
+def correlation_pairs(labels: Sequence[str]) -> list[tuple[str, str]]:
+    """The :data:`CORRELATION_PAIRS` of ``labels`` ([Fe/H] for a missing [M/H])."""
+    metal = "m_h" if "m_h" in labels else ("fe_h" if "fe_h" in labels else None)
+    out = []
+    for a, b in CORRELATION_PAIRS:
+        a, b = (metal if x == "m_h" else x for x in (a, b))
+        if a in labels and b in labels and (a, b) not in out:
+            out.append((a, b))
+    return out
+
+
+@dataclass(frozen=True)
+class LabelCorrelation:
+    """The correlation of two labels' errors against S/N (not in the paper):
+    :func:`fit_label_correlation`."""
+
+    labels: tuple[str, str]
+    snr: list[float]  # bin centres (median S/N of each equal-count bin)
+    rho: list[float]  # the errors' correlation in each bin
+    counts: list[int]
+
+    def __call__(self, snr: np.ndarray) -> np.ndarray:
+        """rho at S/N ``snr``: linear in log S/N between the bin centres, constant beyond;
+        the median over the bins where the S/N is not finite or not positive."""
+        x = np.asarray(snr, dtype=float)
+        ok = np.isfinite(x) & (x > 0)
+        out = np.full(x.shape, float(np.median(self.rho)))
+        out[ok] = np.interp(np.log(x[ok]), np.log(self.snr), self.rho)
+        return out
+
+
+def _clipped(r: np.ndarray, n_mad: float = 5.0) -> np.ndarray:
+    """Where ``r`` is within ``n_mad`` robust standard deviations (1.4826 MAD) of its median."""
+    med = np.median(r)
+    mad = 1.4826 * np.median(np.abs(r - med))
+    return np.abs(r - med) <= n_mad * mad if mad > 0 else np.ones(r.shape, bool)
+
+
+def fit_label_correlation(
+    residuals: Mapping[str, np.ndarray],
+    reference_errors: Mapping[str, np.ndarray],
+    snr: np.ndarray,
+    pair: tuple[str, str],
+    *,
+    n_bins: int,
+    min_per_bin: int = DEFAULT_MIN_PER_BIN,
+) -> LabelCorrelation | None:
+    """The correlation of the CNN's errors in the two labels of ``pair`` per equal-count
+    S/N bin, from out-of-sample residuals r = CNN − reference (the stars of the S/N
+    calibration): cov(r_a, r_b) / sqrt((var r_a − <err_a²>)(var r_b − <err_b²>)), the
+    reference labels' own errors (``reference_errors``) taken as independent between the
+    labels and removed from the variances; residuals beyond 5 robust standard deviations
+    are left out, and rho is clipped to [-1, 1].  None with fewer than ``min_per_bin``
+    stars having both residuals."""
+    a, b = pair
+    ra, rb = (np.asarray(residuals[x], float) for x in pair)
+    ea, eb = (np.nan_to_num(np.asarray(reference_errors[x], float)) for x in pair)
+    s = np.asarray(snr, float)
+    ok = np.isfinite(ra) & np.isfinite(rb) & np.isfinite(s) & (s > 0)
+    if ok.sum() < max(2, min_per_bin):
+        return None
+    ra, rb, ea, eb, s = ra[ok], rb[ok], ea[ok], eb[ok], s[ok]
+    bins = int(max(1, min(n_bins, s.size // max(1, min_per_bin))))
+    centres, rho, counts = [], [], []
+    for g in np.array_split(np.argsort(s, kind="stable"), bins):
+        keep = g[_clipped(ra[g]) & _clipped(rb[g])]
+        x, y = ra[keep], rb[keep]
+        cov = float(np.mean((x - x.mean()) * (y - y.mean())))
+        va = max(float(np.var(x) - np.mean(ea[keep] ** 2)), 1e-12)
+        vb = max(float(np.var(y) - np.mean(eb[keep] ** 2)), 1e-12)
+        centres.append(float(np.median(s[g])))
+        rho.append(float(np.clip(cov / np.sqrt(va * vb), -1.0, 1.0)))
+        counts.append(int(keep.size))
+    return LabelCorrelation((a, b), centres, rho, counts)
+
+
+def correlation_column(pair: Sequence[str]) -> str:
+    """The catalogue column of a pair's correlation: ``rho_<a>__<b>``."""
+    return f"rho_{pair[0]}__{pair[1]}"
+
+
 def effective_range(values: Mapping[str, np.ndarray], quantiles: Sequence[float]) -> dict:
     """Effective range of the training sample (Table 1): {name: [low, high]} at ``quantiles``."""
     lo_q, hi_q = quantiles
@@ -549,9 +635,10 @@ def write_uncertainty_model(
     members: Sequence[str],
     path,
     calibrations: Mapping[str, SnrCalibration | None] | None = None,
+    correlations: Sequence[LabelCorrelation] = (),
 ) -> None:
     """JSON of the dispersion fits, the S/N calibrations (null where none was fitted), the
-    training range and the members used."""
+    label error correlations, the training range and the members used."""
     doc = {
         "members": list(members),
         "training_range": dict(training_range),
@@ -559,6 +646,7 @@ def write_uncertainty_model(
         "snr_calibration": {
             k: (asdict(v) if v is not None else None) for k, v in (calibrations or {}).items()
         },
+        "label_correlation": [asdict(c) for c in correlations],
     }
     write_text_atomic(path, json.dumps(doc, indent=1, sort_keys=True))
 
@@ -845,7 +933,9 @@ def run_aggregate(
                     cal.withheld_count,
                     cal.withheld_floor,
                 )
-    write_uncertainty_model(fits_, training_range, members, model_out, calibrations)
+    write_uncertainty_model(
+        fits_, training_range, members, model_out, calibrations, agg.correlations
+    )
     # the catalogue a chunk of stars at a time (memory independent of the observed sample)
     n_rows = agg.n_rows["training"] + agg.n_rows["observed"]
     chunks = catalogue.iter_table(agg, predictions, arrays)
