@@ -20,6 +20,7 @@ include: "workflow/rules/ensemble.smk"
 include: "workflow/rules/tsne.smk"
 include: "workflow/rules/figures.smk"
 include: "workflow/rules/bundle.smk"
+include: "workflow/rules/catalogue.smk"
 
 
 rule all:

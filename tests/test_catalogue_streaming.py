@@ -223,3 +223,46 @@ def test_parquet_has_the_fits_rows_and_columns_with_units(tmp_path):
         assert meta[b"description"].decode() == hdr[f"TCOMM{i}"], name
     header = table.schema.metadata[b"gaiacnn.fits_header"].decode()
     assert f"CONFHASH= '{hdr['CONFHASH']}" in header and "SHATRAIN" in header
+
+
+def test_the_hats_copy_crossmatches_every_star_with_a_gaia_hats_catalogue(tmp_path):
+    """catalogue.hats: the Parquet catalogue as a HATS collection; lsdb cross-matches it
+    with a HATS catalogue of the stars' Gaia positions (a small gaia_source) and finds
+    every star, its own source_id; a catalogue without positions is refused."""
+    import lsdb
+    import pandas as pd
+    import pyarrow.parquet as pq
+
+    from gaiacnn import hats
+
+    inp = make_inputs(tmp_path)
+    agg = catalogue.fit(inp["predictions"], inp["arrays"], labels=LABELS, members=MEMBERS,
+                        **BUILD)  # fmt: skip
+    n = agg.n_rows["training"] + agg.n_rows["observed"]
+    parquet = tmp_path / "cat.parquet"
+    chunks = catalogue.iter_table(agg, inp["predictions"], inp["arrays"])
+    catalogue.write_chunks(chunks, n, tmp_path / "cat.fits", attrs=agg.attrs,
+                           parquet_path=parquet)  # fmt: skip
+    assert hats.run_hats_catalogue(parquet, tmp_path / "hats") == n
+    ours = lsdb.open_catalog(tmp_path / "hats")
+    cat = pq.read_table(parquet).to_pandas()
+    gaia = lsdb.from_dataframe(
+        pd.DataFrame({"source_id": cat["source_id"], "ra": cat["ra"].astype(float),
+                      "dec": cat["dec"].astype(float)}),
+        ra_column="ra", dec_column="dec", catalog_name="gaia_source",
+    )  # fmt: skip
+    matched = ours.crossmatch(
+        gaia, radius_arcsec=1.0, n_neighbors=1, suffixes=("", "_gaia"),
+        suffix_method="overlapping_columns",
+    )  # fmt: skip
+    matched = matched.compute()
+    assert len(matched) == n
+    assert (matched["source_id"] == matched["source_id_gaia"]).all()
+    assert set(matched["source_id"]) == set(cat["source_id"])
+    # every column of the catalogue is in the copy
+    assert set(cat.columns) <= set(ours.columns)
+    no_positions = tmp_path / "nopos.parquet"
+    pq.write_table(pq.read_table(parquet).drop_columns(["ra", "dec"]), no_positions)
+    with pytest.raises(hats.HatsError, match="no ra and dec column"):
+        hats.run_hats_catalogue(no_positions, tmp_path / "hats2")
+    assert not (tmp_path / "hats2").exists()

@@ -443,6 +443,13 @@ def _(p, t):
     evaluation.run_flag_evaluation(p, t / "truth.h5", t / "o.tsv")
 
 
+@reads("results/catalogue/catalogue.parquet", stage="hats_catalogue")
+def _(p, t):
+    from gaiacnn import hats
+
+    hats.run_hats_catalogue(p, t / "hats")
+
+
 @reads("results/figures/figures.json", stage="figures (report labels)")
 def _(p, t):
     from gaiacnn.figures import render
@@ -469,7 +476,7 @@ def _(p, t):
 NOT_READ = {
     "results/arrays/summary.txt": "printed as text by the Snakefile's onsuccess, never parsed",
     "results/catalogue/catalogue.csv": "the catalogue for people (the FITS one is read)",
-    "results/catalogue/catalogue.parquet": "the catalogue for large surveys (FITS is read)",
+    "results/catalogue/hats": "the catalogue for lsdb cross-matches (a final target)",
     "results/ensemble/members/split{split}_seed{seed}/history.json": "training log, not read",
     "results/evaluation/input_flag.tsv": "a table for people",
     "results/evaluation/precision.tsv": "a table for people",
@@ -513,7 +520,7 @@ def rule_files() -> tuple[dict[str, set[str]], set[str]]:
         for per_job in ("all", "one"):
             # every catalogue file (the CSV is opt-in)
             cfg = {"data": data, "prediction": {"members_per_job": per_job},
-                   "catalogue": {"parquet": True, "csv": True}}  # fmt: skip
+                   "catalogue": {"parquet": True, "csv": True, "hats": True}}  # fmt: skip
             for rule in workflow_rules(cfg):
                 for f in rule.output:
                     outs.setdefault(pattern(f), set()).add(rule.name)

@@ -119,7 +119,12 @@ def render(labels: Sequence[str] = DEFAULT_LABELS) -> str:
         "",
         "`results/catalogue/catalogue.fits` (table HDU `CATALOGUE`) holds one row per star: "
         "the training sample, then the observed sample, each in the order of its arrays "
-        "file. `catalogue.csv` holds the same rows. Shown here for the default labels "
+        "file. `catalogue.parquet` (config `catalogue.parquet`, on by default) holds the "
+        "same rows and columns, written by row groups, each field's unit and description "
+        "in its metadata and the FITS header in the schema's (`gaiacnn.fits_header`); "
+        "`catalogue.csv` (`catalogue.csv`, opt-in) the same rows as text; `hats/` "
+        "(`catalogue.hats`, opt-in) a HATS-partitioned copy for lsdb. Shown here for the "
+        "default labels "
         f"({', '.join(labels)}); another `model.labels` gives its own label columns, and "
         "flag digits, in its order (header `LABELS`, `FLAGDIGS`).",
         "",
@@ -209,7 +214,13 @@ def render(labels: Sequence[str] = DEFAULT_LABELS) -> str:
         "",
         "import pandas as pd",
         'df = Table.read("results/catalogue/catalogue.fits").to_pandas()',
+        'df = pd.read_parquet("results/catalogue/catalogue.parquet")',
         'df = pd.read_csv("results/catalogue/catalogue.csv", dtype={"flag_boundary": str})',
+        "",
+        "import lsdb  # catalogue.hats: true; a Gaia DR3 HATS catalogue, local or remote",
+        'ours = lsdb.open_catalog("results/catalogue/hats")',
+        'gaia = lsdb.open_catalog("path/to/gaia_dr3/gaia")',
+        "matched = ours.crossmatch(gaia, radius_arcsec=1.0, n_neighbors=1).compute()",
         "```",
         "",
         "## Limitations",

@@ -32,6 +32,12 @@ if (
         "figures.external.distances is null"
     )
 
+if config["catalogue"]["hats"] and not config["catalogue"]["parquet"]:
+    sys.exit(
+        "Configuration error: catalogue.hats is true but catalogue.parquet is false "
+        "(the HATS copy is made from catalogue.parquet)"
+    )
+
 SAMPLES = ("training", "observed")
 # Hashes recorded in the outputs' provenance; each covers only the sections that shape
 # that output, so that changing the ensemble size does not rebuild the arrays.
@@ -288,14 +294,17 @@ def final_targets():
     if BUNDLE:
         # from a bundle: the observed sample's catalogue and figures; the training sample
         # and the t-SNE maps belong to the run that trained it
-        return [
+        targets = [
             "results/arrays/observed.h5",
             "results/catalogue/catalogue.fits",
             "results/figures",
         ]
+        return targets + (["results/catalogue/hats"] if config["catalogue"]["hats"] else [])
     targets = expand("results/arrays/{sample}.h5", sample=SAMPLES)
     targets.append("results/arrays/summary.txt")
     targets.append("results/catalogue/catalogue.fits")
+    if config["catalogue"]["hats"]:
+        targets.append("results/catalogue/hats")
     targets.append("results/figures")
     targets.append("results/bundle")
     if config["data"]["source"] in ("demo", "files"):

@@ -1,0 +1,21 @@
+# The catalogue as a HATS-partitioned copy (catalogue.hats, opt-in), for lsdb cross-matches
+# with the Gaia DR3 HATS catalogues (gaiacnn.hats; docs/catalogue.md).
+
+
+rule hats_catalogue:
+    input:
+        "results/catalogue/catalogue.parquet",
+    output:
+        directory("results/catalogue/hats"),
+    log:
+        "results/logs/hats_catalogue.log",
+    benchmark:
+        "results/benchmarks/hats_catalogue.tsv"
+    conda:
+        "../../envs/hats.yaml"
+    threads: 1
+    resources:
+        mem_mb=16000,
+        runtime=120,
+    script:
+        "../scripts/hats_catalogue.py"
