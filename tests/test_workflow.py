@@ -525,3 +525,41 @@ def test_the_paper_preset_runs_end_to_end(demo_run, tmp_path):
         g_lo, g_hi = json.load(fh)["training_range"]["phot_g_mean_mag"]
     assert f"G (Table 1): {g_lo:.2f}-{g_hi:.2f} mag (the paper: 7-14.2, Sect. 2.6)" in log
     assert (work / "results/figures/figures.json").exists()
+
+
+def test_the_demo_catalogue_reads_cleanly_and_its_hats_copy_finds_every_star(demo_run, tmp_path):
+    """The tiny demo's catalogue: astropy reads it with warnings as errors; its Parquet twin
+    has its rows and columns; the HATS copy (gaiacnn.hats, as rule hats_catalogue makes
+    it) cross-matched by lsdb with a HATS catalogue made from the demo's gaia_source finds
+    every star, under its own source_id."""
+    import subprocess
+    import sys
+
+    import lsdb
+    import pyarrow.parquet as pq
+    from astropy.table import Table
+
+    from gaiacnn import hats
+
+    cat_path = demo_run / "results/catalogue/catalogue.fits"
+    code = f"from astropy.table import Table; Table.read({str(cat_path)!r})"
+    proc = subprocess.run([sys.executable, "-W", "error", "-c", code], capture_output=True)
+    assert proc.returncode == 0, proc.stderr.decode()[-2000:]
+    cat = Table.read(cat_path)
+    parquet = pq.read_table(demo_run / "results/catalogue/catalogue.parquet")
+    assert parquet.column_names == cat.colnames and parquet.num_rows == len(cat)
+    assert parquet.schema.field("teff").metadata[b"unit"] == b"K"
+    assert hats.run_hats_catalogue(
+        demo_run / "results/catalogue/catalogue.parquet", tmp_path / "hats"
+    ) == len(cat)
+    gaia = Table.read(demo_run / "results/demo/gaia_source.fits")
+    gaia_df = gaia["source_id", "ra", "dec"].to_pandas()
+    gaia_hats = lsdb.from_dataframe(gaia_df, ra_column="ra", dec_column="dec",
+                                    catalog_name="gaia_source")  # fmt: skip
+    gaia_hats.write_catalog(tmp_path / "gaia_source", catalog_name="gaia_source")
+    matched = lsdb.open_catalog(tmp_path / "hats").crossmatch(
+        lsdb.open_catalog(tmp_path / "gaia_source"), radius_arcsec=1.0, n_neighbors=1,
+        suffixes=("", "_gaia"), suffix_method="overlapping_columns",
+    ).compute()  # fmt: skip
+    assert len(matched) == len(cat)
+    assert (matched["source_id"] == matched["source_id_gaia"]).all()

@@ -299,7 +299,9 @@ def final_targets():
             "results/catalogue/catalogue.fits",
             "results/figures",
         ]
-        return targets + (["results/catalogue/hats"] if config["catalogue"]["hats"] else [])
+        return targets + (
+            ["results/catalogue/hats"] if config["catalogue"]["hats"] else []
+        )
     targets = expand("results/arrays/{sample}.h5", sample=SAMPLES)
     targets.append("results/arrays/summary.txt")
     targets.append("results/catalogue/catalogue.fits")
