@@ -51,6 +51,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--snr-edges", type=float, nargs="+", default=[15.0, 25.0, 35.0, 75.0])
     p.add_argument("--tolerance", type=float, default=0.1)
     p.add_argument("--min-stars", type=int, default=50, help="fewest stars a bin is judged on")
+    p.add_argument(
+        "--stars", choices=("observed", "ordinary", "shifted"), default="observed",
+        help="the observed stars judged: all, or those of demo.shift only (shifted), or the "
+        "others (ordinary)",
+    )  # fmt: skip
     p.add_argument("--no-record", action="store_true", help="do not append to results.csv")
     a = p.parse_args(argv)
 
@@ -64,6 +69,8 @@ def main(argv: list[str] | None = None) -> int:
     _, training_range = ensemble.read_uncertainty_model(a.model)
     data = evaluation._with_truth(a.catalogue, a.truth, columns, labels)
     inside = ~data.cat["in_training"].to_numpy(bool) & data.truly_inside(training_range)
+    if a.stars != "observed":
+        inside &= data.shifted if a.stars == "shifted" else ~data.shifted
     edges = [*a.snr_edges, np.inf]
     rows, figures, n_pass, n_judged = [], [], 0, 0
     for pair in pairs:
@@ -93,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
     figures.append(("pair-bins within tolerance", n_pass, "count"))
     figures.append(("pair-bins judged", n_judged, "count"))
     if not a.no_record:
-        params = {"catalogue": str(a.catalogue), "tolerance": a.tolerance,
+        params = {"catalogue": str(a.catalogue), "tolerance": a.tolerance, "stars": a.stars,
                   "snr_edges": a.snr_edges, "min_stars": a.min_stars}  # fmt: skip
         k = results.append(BENCHMARK, params, figures)
         print(f"{k} rows appended to {results.RESULTS.relative_to(REPO)}", file=sys.stderr)
