@@ -37,11 +37,15 @@ def run_hats_catalogue(
     written atomically (whole or not at all).  A catalogue without positions is refused.
     Returns the number of rows."""
     import lsdb
+    import pyarrow as pa
     import pyarrow.parquet as pq
 
     from gaiacnn.io import atomic_directory
 
-    pf = pq.ParquetFile(parquet_path)
+    try:
+        pf = pq.ParquetFile(parquet_path)
+    except (pa.ArrowException, OSError) as exc:
+        raise HatsError(f"{parquet_path}: not a Parquet catalogue ({exc})") from None
     missing = [c for c in ("ra", "dec") if c not in pf.schema_arrow.names]
     if missing:
         raise HatsError(

@@ -1,6 +1,12 @@
 # The catalogue as a HATS-partitioned copy (catalogue.hats, opt-in), for lsdb cross-matches
 # with the Gaia DR3 HATS catalogues (gaiacnn.hats; docs/catalogue.md).
 
+if config["catalogue"]["hats"] and not config["catalogue"]["parquet"]:
+    sys.exit(
+        "Configuration error: catalogue.hats is true but catalogue.parquet is false "
+        "(the HATS copy is made from catalogue.parquet)"
+    )
+
 
 rule hats_catalogue:
     input:

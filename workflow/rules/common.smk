@@ -32,12 +32,6 @@ if (
         "figures.external.distances is null"
     )
 
-if config["catalogue"]["hats"] and not config["catalogue"]["parquet"]:
-    sys.exit(
-        "Configuration error: catalogue.hats is true but catalogue.parquet is false "
-        "(the HATS copy is made from catalogue.parquet)"
-    )
-
 SAMPLES = ("training", "observed")
 # Hashes recorded in the outputs' provenance; each covers only the sections that shape
 # that output, so that changing the ensemble size does not rebuild the arrays.
