@@ -427,9 +427,12 @@ def _error(status: int, message: str, retry_after: str | None = None) -> _Respon
 
 
 class _HTTPServer(ThreadingHTTPServer):
-    """Handler threads are daemons but joined by ``server_close`` (``block_on_close``)."""
+    """Handler threads are joined by ``server_close`` (``block_on_close``).  They are not
+    daemons: socketserver tracks, and so joins, only non-daemon handler threads, and a
+    daemon handler still finishing under load outlived ``close`` (the woken "slow" fault
+    ends them promptly)."""
 
-    daemon_threads = True
+    daemon_threads = False
     block_on_close = True
     allow_reuse_address = True
 
