@@ -260,6 +260,7 @@ def _placement(map_files, training_arrays, observed_arrays, tsne_file, tsne_cfg,
     the run's class how often (the agreement the model card reports)."""
     from gaiacnn import tsne
     from gaiacnn.tsne.features import read_spectra
+    from gaiacnn.tsne.placement import _read_rows
 
     sets, own_rows, info = [], [], []
     for k, files in enumerate(_map_sets(map_files)):
@@ -289,7 +290,8 @@ def _placement(map_files, training_arrays, observed_arrays, tsne_file, tsne_cfg,
     x = read_spectra(observed_arrays, check, spectra=sets[0].spectra)
     like, per_perp = tsne.placed_training_like(sets, x, tsne_cfg, own)
     with h5py.File(tsne_file, "r") as h5:
-        run = {k: h5[k][:][check] for k in h5 if k.startswith("training_like")}
+        # the checked rows only, a block at a time (not the whole columns)
+        run = {k: _read_rows(h5[k], 0, check) for k in h5 if k.startswith("training_like")}
     agree = {
         f"p{p:g}": float(np.mean(v == run[f"training_like_p{p:g}"])) for p, v in per_perp.items()
     }

@@ -633,11 +633,6 @@ def column_doc(name: str) -> tuple[str, str, str]:
     raise AssertionError(name)
 
 
-def _column_doc(name: str) -> tuple[str, str]:
-    unit, description, _ = column_doc(name)
-    return unit, description
-
-
 def _fits_columns(table: pd.DataFrame, widths: Mapping[str, int] | None = None) -> list:
     """The FITS columns of ``table`` (units from :data:`COLUMN_DOC`): int64 K, bool L,
     float E, text A of the longest value's width (or of ``widths[name]``, which a longer
@@ -645,7 +640,7 @@ def _fits_columns(table: pd.DataFrame, widths: Mapping[str, int] | None = None) 
     columns = []
     for name in table.columns:
         values = table[name].to_numpy()
-        unit, _ = _column_doc(name)
+        unit, _, _ = column_doc(name)
         if values.dtype.kind in "OU":
             values = values.astype(str)
             width = max(1, values.dtype.itemsize // 4)
@@ -741,7 +736,7 @@ def _fill_header(hdr: fits.Header, names: Sequence[str], attrs: Mapping, first_f
     if attrs.get("tsne_spectra"):
         hdr["TSNESPEC"] = (attrs["tsne_spectra"], "spectra of the t-SNE maps (digit 8)")
     for i, name in enumerate(names, start=1):
-        description = _column_doc(name)[1]
+        description = column_doc(name)[1]
         hdr[f"TTYPE{i}"] = (name, description[:47])
         hdr[f"TCOMM{i}"] = description
     calibrated = attrs.get("snr_calibrated", [])
@@ -793,7 +788,7 @@ def parquet_schema(table: pd.DataFrame, header: fits.Header):
 
     fields = []
     for name in table.columns:
-        unit, description = _column_doc(name)
+        unit, description, _ = column_doc(name)
         kind = table[name].to_numpy().dtype.kind
         arrow = {"i": pa.int64(), "b": pa.bool_(), "f": pa.float32()}.get(kind, pa.string())
         fields.append(pa.field(name, arrow, metadata={"unit": unit, "description": description}))
