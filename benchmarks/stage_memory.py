@@ -13,6 +13,8 @@ and prints its wall time and peak RSS (``gaiacnn.memory.peak_rss_mib``, VmHWM):
 * ``aggregate_ensemble``: ``gaiacnn.ensemble.run_aggregate`` (the labels table, FITS);
 * ``flag_catalogue``: ``gaiacnn.flags.run_flag_catalogue`` (the catalogue, FITS and Parquet,
   the workflow's default files; ``--csv`` adds the opt-in CSV);
+* ``hats_catalogue``: ``gaiacnn.hats.run_hats_catalogue`` (the HATS copy of the Parquet
+  catalogue, rule hats_catalogue, opt-in in the workflow);
 * ``tsne_gather``: ``gaiacnn.tsne.run_tsne_gather`` (scalable mode: each perplexity's reference
   map and placement shards as one map, in one process one after the other);
 * ``tsne_classify``: ``gaiacnn.tsne.run_tsne_classify`` (the maps of every perplexity and
@@ -51,7 +53,7 @@ import results  # noqa: E402
 
 BENCHMARK = "stage_memory"
 LABELS = ["teff", "logg", "m_h", "alpha_m", "fe_h"]
-STAGES = ("aggregate_ensemble", "flag_catalogue", "tsne_gather", "tsne_classify")
+STAGES = ("aggregate_ensemble", "flag_catalogue", "hats_catalogue", "tsne_gather", "tsne_classify")
 #: rows written per step while the synthetic inputs are built
 BUILD_CHUNK = 500_000
 
@@ -215,7 +217,7 @@ def _child(stage: str, work: Path) -> dict:
     """(In a fresh process) one stage on the inputs in ``work``; its wall and peak RSS."""
     import yaml
 
-    from gaiacnn import ensemble, flags, tsne
+    from gaiacnn import ensemble, flags, hats, tsne
     from gaiacnn.memory import peak_rss_mib
 
     cfg = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
@@ -246,6 +248,8 @@ def _child(stage: str, work: Path) -> dict:
             labels=LABELS,
             input_digit=cfg["flags"]["input_digit"],
         )
+    elif stage == "hats_catalogue":
+        hats.run_hats_catalogue(work / "catalogue.parquet", work / "hats", progress=False)
     elif stage == "tsne_gather":
         for ref, out, p in zip(
             inputs["tsne_references"], inputs["tsne_maps"], inputs["perplexities"], strict=True
@@ -287,7 +291,8 @@ def main(argv: list[str] | None = None) -> int:
         nargs="+",
         choices=STAGES,
         default=list(STAGES),
-        help="the stages to run (flag_catalogue needs aggregate_ensemble's output)",
+        help="the stages to run (flag_catalogue needs aggregate_ensemble's output, "
+        "hats_catalogue flag_catalogue's)",
     )
     p.add_argument("--csv", action="store_true", help="flag_catalogue writes the CSV too")
     p.add_argument("--child", choices=STAGES, help=argparse.SUPPRESS)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from gaiacnn import catalogue, flags
+from gaiacnn import catalogue, flags, hats
 from gaiacnn.constants import label_unit
 
 #: The labels of the default configuration (model.labels: the training file's).
@@ -123,8 +123,10 @@ def render(labels: Sequence[str] = DEFAULT_LABELS) -> str:
         "same rows and columns, written by row groups, each field's unit and description "
         "in its metadata and the FITS header in the schema's (`gaiacnn.fits_header`); "
         "`catalogue.csv` (`catalogue.csv`, opt-in) the same rows as text; `hats/` "
-        "(`catalogue.hats`, opt-in) a HATS-partitioned copy for lsdb. Shown here for the "
-        "default labels "
+        "(`catalogue.hats`, opt-in) a HATS-partitioned copy for lsdb, made streaming "
+        f"(partitions of at most {hats.PARTITION_ROWS:,} rows, a `_healpix_29` column "
+        "added, no margin cache: make it the left catalogue of a cross-match). Shown here "
+        "for the default labels "
         f"({', '.join(labels)}); another `model.labels` gives its own label columns, and "
         "flag digits, in its order (header `LABELS`, `FLAGDIGS`).",
         "",
