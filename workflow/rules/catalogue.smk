@@ -21,7 +21,8 @@ rule hats_catalogue:
         "../../envs/hats.yaml"
     threads: 1
     resources:
-        mem_mb=16000,
+        # streaming: one row group plus one partition (gaiacnn.hats, stage_memory.py)
+        mem_mb=4000,
         runtime=120,
     script:
         "../scripts/hats_catalogue.py"
