@@ -14,7 +14,10 @@ and prints its wall time and peak RSS (``gaiacnn.memory.peak_rss_mib``, VmHWM):
 * ``flag_catalogue``: ``gaiacnn.flags.run_flag_catalogue`` (the catalogue, FITS and Parquet,
   the workflow's default files; ``--csv`` adds the opt-in CSV);
 * ``hats_catalogue``: ``gaiacnn.hats.run_hats_catalogue`` (the HATS copy of the Parquet
-  catalogue, rule hats_catalogue, opt-in in the workflow);
+  catalogue, rule hats_catalogue, opt-in in the workflow).  Its memory grows with the
+  largest partition (printed), up to ``--hats-partition-rows`` (default
+  ``gaiacnn.hats.PARTITION_ROWS``), reached at about 10^7 stars at the default: below a
+  smaller limit that both N reach, the ratio shows whether it depends on N itself;
 * ``tsne_gather``: ``gaiacnn.tsne.run_tsne_gather`` (scalable mode: each perplexity's reference
   map and placement shards as one map, in one process one after the other);
 * ``tsne_classify``: ``gaiacnn.tsne.run_tsne_classify`` (the maps of every perplexity and
@@ -223,6 +226,7 @@ def _child(stage: str, work: Path) -> dict:
     cfg = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
     inputs = json.loads((work / "inputs.json").read_text())
     t0 = time.perf_counter()
+    extra: dict = {}
     if stage == "aggregate_ensemble":
         ensemble.run_aggregate(
             inputs["predictions"]["training"],
@@ -249,7 +253,14 @@ def _child(stage: str, work: Path) -> dict:
             input_digit=cfg["flags"]["input_digit"],
         )
     elif stage == "hats_catalogue":
-        hats.run_hats_catalogue(work / "catalogue.parquet", work / "hats", progress=False)
+        import pyarrow.parquet as pq
+
+        rows = int(os.environ.get("STAGE_MEMORY_HATS_ROWS", hats.PARTITION_ROWS))
+        hats.run_hats_catalogue(
+            work / "catalogue.parquet", work / "hats", partition_rows=rows, progress=False
+        )
+        parts = (work / "hats" / "dataset").rglob("Npix=*.parquet")
+        extra = {"largest_partition": max(pq.ParquetFile(f).metadata.num_rows for f in parts)}
     elif stage == "tsne_gather":
         for ref, out, p in zip(
             inputs["tsne_references"], inputs["tsne_maps"], inputs["perplexities"], strict=True
@@ -263,7 +274,7 @@ def _child(stage: str, work: Path) -> dict:
         # that of reading reference_maps x perplexities maps side by side)
         maps = inputs["tsne_maps"] * int(cfg["tsne"]["reference_maps"])
         tsne.run_tsne_classify(maps, inputs["arrays"]["observed"], work / "classified.h5")
-    return {"wall_s": time.perf_counter() - t0, "peak_rss_mib": peak_rss_mib()}
+    return {"wall_s": time.perf_counter() - t0, "peak_rss_mib": peak_rss_mib(), **extra}
 
 
 def run_stage(stage: str, work: Path) -> dict:
@@ -295,6 +306,11 @@ def main(argv: list[str] | None = None) -> int:
         "hats_catalogue flag_catalogue's)",
     )
     p.add_argument("--csv", action="store_true", help="flag_catalogue writes the CSV too")
+    p.add_argument(
+        "--hats-partition-rows",
+        type=int,
+        help="hats_catalogue's partition limit (default gaiacnn.hats.PARTITION_ROWS)",
+    )
     p.add_argument("--child", choices=STAGES, help=argparse.SUPPRESS)
     a = p.parse_args(argv)
     if a.child:
@@ -303,6 +319,8 @@ def main(argv: list[str] | None = None) -> int:
 
     if a.csv:
         os.environ["STAGE_MEMORY_CSV"] = "1"  # the children read it
+    if a.hats_partition_rows:
+        os.environ["STAGE_MEMORY_HATS_ROWS"] = str(a.hats_partition_rows)
     stages = [s for s in STAGES if s in a.stages]
     load_at_start = os.getloadavg()[0]
     measured: dict[int, dict[str, dict]] = {}
@@ -315,7 +333,13 @@ def main(argv: list[str] | None = None) -> int:
         measured[n] = {}
         for stage in stages:
             measured[n][stage] = r = run_stage(stage, work)
-            print(f"  {stage}: {r['wall_s']:.1f} s, {r['peak_rss_mib']:.0f} MiB", file=sys.stderr)
+            more = "".join(
+                f", {k} {v}" for k, v in r.items() if k not in ("wall_s", "peak_rss_mib")
+            )
+            print(
+                f"  {stage}: {r['wall_s']:.1f} s, {r['peak_rss_mib']:.0f} MiB{more}",
+                file=sys.stderr,
+            )
         if not a.keep:
             shutil.rmtree(work)
     sizes = sorted(measured)
@@ -340,6 +364,9 @@ def main(argv: list[str] | None = None) -> int:
                 (f"{stage}: peak RSS at N = {n}", measured[n][stage]["peak_rss_mib"], "MiB"),
                 (f"{stage}: wall at N = {n}", measured[n][stage]["wall_s"], "s"),
             ]
+            if "largest_partition" in measured[n][stage]:
+                figures.append((f"{stage}: largest partition at N = {n}",
+                                measured[n][stage]["largest_partition"], "rows"))  # fmt: skip
         figures += [
             (f"{stage}: peak RSS ratio N = {hi} / N = {lo}", ratio, "ratio"),
             (f"{stage}: peak RSS projected to N = 1e8", projected, "MiB"),
@@ -348,6 +375,10 @@ def main(argv: list[str] | None = None) -> int:
         params = {"rows": sizes, "training": a.training, "references": a.references,
                   "members": a.members, "flag_files": "fits+csv+parquet" if a.csv
                   else "fits+parquet"}  # fmt: skip
+        if "hats_catalogue" in stages:
+            from gaiacnn import hats
+
+            params["hats_partition_rows"] = a.hats_partition_rows or hats.PARTITION_ROWS
         # the machine's load when the benchmark began (wall times are of a shared machine
         # where it is well above 0)
         params["loadavg_1min_at_start"] = round(load_at_start, 2)
