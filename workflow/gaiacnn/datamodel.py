@@ -201,8 +201,10 @@ def render(labels: Sequence[str] = DEFAULT_LABELS) -> str:
         "is then rho_a_b · sigma_a · sigma_b. `benchmarks/label_correlations.py` checks it "
         "against the truth: on the default demo every pair and S/N bin is within ±0.1; "
         "on the shifted demo's far stars (docs/shift.md) 14 of 16 are, Teff–[M/H] below "
-        "S/N 35 being under-estimated by 0.1–0.2: rho follows the S/N only, not a star's "
-        "distance from the training inputs (`input_distance`).",
+        "S/N 35 being under-estimated by 0.1–0.2: the errors of stars unlike the "
+        "calibration stars move together more, whether or not their inputs lie outside "
+        "the training stars' (`input_distance`), and rho, fitted against S/N, cannot "
+        "know it.",
         "",
         "## Header",
         "",
