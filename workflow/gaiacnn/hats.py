@@ -26,9 +26,6 @@ from __future__ import annotations
 
 import logging
 import os
-import shutil
-import tempfile
-from pathlib import Path
 
 import numpy as np
 
@@ -148,41 +145,44 @@ def run_hats_catalogue(
         expected[(int(dest_order[i]), int(dest_pixel[i]))] += int(histogram[i])
 
     with atomic_directory(out_dir) as cat_dir:
-        spool = Path(tempfile.mkdtemp(prefix=".hats-spool-", dir=Path(out_dir).parent))
-        try:
-            # 2. split: one spool file per (row group, destination partition)
-            for g in bar("split"):
-                table = pf.read_row_group(g)
-                ra, dec = _positions(table, parquet_path, g)
-                index = compute_spatial_index(ra, dec)
-                table = table.add_column(0, out_schema.field(0), pa.array(index, pa.int64()))
-                pix = spatial_index_to_healpix(index, highest_order)
-                key = dest_order[pix] * len(histogram) + dest_pixel[pix]
-                rows = np.argsort(key, kind="stable")
-                keys, starts = np.unique(key[rows], return_index=True)
-                table = table.take(pa.array(rows))
-                for k, start, stop in zip(keys, starts, [*starts[1:], len(rows)], strict=True):
-                    order, pixel = divmod(int(k), len(histogram))
-                    part = spool / f"{order}_{pixel}"
-                    part.mkdir(exist_ok=True)
-                    pq.write_table(table.slice(start, stop - start), part / f"{g}.parquet")
-            # 3. reduce: one sorted Parquet file per partition
-            for order, pixel in tqdm(destinations, desc="HATS reduce", unit="partition",
-                                     disable=not progress, mininterval=2.0):  # fmt: skip
+        # the spool lives in the copy's temporary folder: a failure removes it with the rest
+        spool = cat_dir / "_spool"
+        spool.mkdir()
+        # 2. split: one spool file per (row group, destination partition)
+        for g in bar("split"):
+            table = pf.read_row_group(g)
+            ra, dec = _positions(table, parquet_path, g)
+            index = compute_spatial_index(ra, dec)
+            table = table.add_column(0, out_schema.field(0), pa.array(index, pa.int64()))
+            pix = spatial_index_to_healpix(index, highest_order)
+            key = dest_order[pix] * len(histogram) + dest_pixel[pix]
+            rows = np.argsort(key, kind="stable")
+            keys, starts = np.unique(key[rows], return_index=True)
+            table = table.take(pa.array(rows))
+            for k, start, stop in zip(keys, starts, [*starts[1:], len(rows)], strict=True):
+                order, pixel = divmod(int(k), len(histogram))
                 part = spool / f"{order}_{pixel}"
-                merged = pa.concat_tables(
-                    [pq.read_table(f, schema=out_schema) for f in sorted(part.iterdir())]
-                ).sort_by(SPATIAL_INDEX)
-                if merged.num_rows != expected[(order, pixel)]:
-                    raise HatsError(f"partition {order}/{pixel}: {merged.num_rows} rows "
-                                    f"written, {expected[(order, pixel)]} mapped")  # fmt: skip
-                dest = paths.pixel_catalog_file(cat_dir, HealpixPixel(order, pixel))
-                dest.parent.mkdir(parents=True, exist_ok=True)
-                pq.write_table(merged.replace_schema_metadata(out_schema.metadata), dest.path,
-                               compression="zstd")  # fmt: skip
-                shutil.rmtree(part)
-        finally:
-            shutil.rmtree(spool, ignore_errors=True)
+                part.mkdir(exist_ok=True)
+                pq.write_table(table.slice(start, stop - start), part / f"{g}.parquet")
+        # 3. reduce: one sorted Parquet file per partition
+        for order, pixel in tqdm(destinations, desc="HATS reduce", unit="partition",
+                                 disable=not progress, mininterval=2.0):  # fmt: skip
+            part = spool / f"{order}_{pixel}"
+            shards = sorted(part.iterdir())
+            merged = pa.concat_tables(
+                [pq.read_table(f, schema=out_schema) for f in shards]
+            ).sort_by(SPATIAL_INDEX)
+            if merged.num_rows != expected[(order, pixel)]:
+                raise HatsError(f"partition {order}/{pixel}: {merged.num_rows} rows "
+                                f"written, {expected[(order, pixel)]} mapped")  # fmt: skip
+            dest = paths.pixel_catalog_file(cat_dir, HealpixPixel(order, pixel))
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            pq.write_table(merged.replace_schema_metadata(out_schema.metadata), dest.path,
+                           compression="zstd")  # fmt: skip
+            for f in shards:
+                f.unlink()
+            part.rmdir()
+        spool.rmdir()
         # 4. finish: partition list, dataset metadata, properties, sky maps
         pixels = [HealpixPixel(o, p) for o, p in destinations]
         info = PartitionInfo.from_healpix(pixels)
