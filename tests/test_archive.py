@@ -5,6 +5,7 @@ download of RVS spectra and XP coefficients, the raw store, and the allStar down
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
@@ -402,6 +403,8 @@ def test_a_killed_download_resumes_with_the_missing_batches_only(server, fixture
         ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
+        # the killed run's DataLink temporary folder (archive.fetch_batch) stays in tmp_path
+        env={**os.environ, "TMPDIR": str(tmp_path)},
     )
     try:
         deadline = time.monotonic() + 60
