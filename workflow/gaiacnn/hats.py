@@ -133,16 +133,15 @@ def run_hats_catalogue(
             f"{parquet_path}: cannot partition into {partition_rows} rows at most per "
             f"partition up to HEALPix order {highest_order}: {exc}"
         ) from None
-    # destination (order, pixel) per order-``highest_order`` pixel; -1 where empty
-    dest_order = np.full(len(histogram), -1, dtype=np.int64)
-    dest_pixel = np.full(len(histogram), -1, dtype=np.int64)
+    # destination partition per order-``highest_order`` pixel, as the key order * npix +
+    # pixel (-1 where empty); the rows each partition receives
+    npix = len(histogram)
     filled = np.flatnonzero(histogram)
-    dest_order[filled] = [alignment[i][0] for i in filled]
-    dest_pixel[filled] = [alignment[i][1] for i in filled]
-    destinations = sorted({(int(dest_order[i]), int(dest_pixel[i])) for i in filled})
-    expected = {d: 0 for d in destinations}
-    for i in filled:
-        expected[(int(dest_order[i]), int(dest_pixel[i]))] += int(histogram[i])
+    dest_key = np.full(npix, -1, dtype=np.int64)
+    dest_key[filled] = [int(alignment[i][0]) * npix + int(alignment[i][1]) for i in filled]
+    keys, inverse = np.unique(dest_key[filled], return_inverse=True)
+    expected = np.bincount(inverse, weights=histogram[filled]).astype(np.int64)
+    destinations = [divmod(int(k), npix) for k in keys]
 
     with atomic_directory(out_dir) as cat_dir:
         # the spool lives in the copy's temporary folder: a failure removes it with the rest
@@ -155,26 +154,27 @@ def run_hats_catalogue(
             index = compute_spatial_index(ra, dec)
             table = table.add_column(0, out_schema.field(0), pa.array(index, pa.int64()))
             pix = spatial_index_to_healpix(index, highest_order)
-            key = dest_order[pix] * len(histogram) + dest_pixel[pix]
+            key = dest_key[pix]
             rows = np.argsort(key, kind="stable")
-            keys, starts = np.unique(key[rows], return_index=True)
+            here, starts = np.unique(key[rows], return_index=True)
             table = table.take(pa.array(rows))
-            for k, start, stop in zip(keys, starts, [*starts[1:], len(rows)], strict=True):
-                order, pixel = divmod(int(k), len(histogram))
-                part = spool / f"{order}_{pixel}"
+            for k, start, stop in zip(here, starts, [*starts[1:], len(rows)], strict=True):
+                part = spool / str(k)
                 part.mkdir(exist_ok=True)
                 pq.write_table(table.slice(start, stop - start), part / f"{g}.parquet")
         # 3. reduce: one sorted Parquet file per partition
-        for order, pixel in tqdm(destinations, desc="HATS reduce", unit="partition",
-                                 disable=not progress, mininterval=2.0):  # fmt: skip
-            part = spool / f"{order}_{pixel}"
+        reduce = tqdm(zip(keys, destinations, expected, strict=True), total=len(keys),
+                      desc="HATS reduce", unit="partition", disable=not progress,
+                      mininterval=2.0)  # fmt: skip
+        for k, (order, pixel), n_rows in reduce:
+            part = spool / str(k)
             shards = sorted(part.iterdir())
             merged = pa.concat_tables(
                 [pq.read_table(f, schema=out_schema) for f in shards]
             ).sort_by(SPATIAL_INDEX)
-            if merged.num_rows != expected[(order, pixel)]:
+            if merged.num_rows != n_rows:
                 raise HatsError(f"partition {order}/{pixel}: {merged.num_rows} rows "
-                                f"written, {expected[(order, pixel)]} mapped")  # fmt: skip
+                                f"written, {n_rows} mapped")  # fmt: skip
             dest = paths.pixel_catalog_file(cat_dir, HealpixPixel(order, pixel))
             dest.parent.mkdir(parents=True, exist_ok=True)
             pq.write_table(merged.replace_schema_metadata(out_schema.metadata), dest.path,
