@@ -3,8 +3,9 @@ samples, with the training sample's withheld-parallax copies; arrays files with 
 labels and their errors, photometry, parallaxes, positions, S/N; a t-SNE classification),
 and the catalogue the aggregation and the flag made of it when they held every star in
 memory (commit 937975b; written again when the calibration came to scale the running
-dispersion only, so that sigma_* >= e_*), kept as ``tests/data/golden_catalogue.npz``: the
-streaming aggregation and flag must give the same catalogue
+dispersion only, so that sigma_* >= e_*, and when the members' predictions came with
+their spread under the input noise, columns e_input_*), kept as
+``tests/data/golden_catalogue.npz``: the streaming aggregation and flag must give the same catalogue
 (tests/test_catalogue_streaming.py).
 
 ``python tests/golden_catalogue.py`` writes the npz again from the code of the checkout:
@@ -85,6 +86,7 @@ def make_inputs(work: Path) -> dict:
                       for k, v in data.items()})  # fmt: skip
         arrays[sample], truth[sample] = path, (data, t)
     preds: dict[str, list[Path]] = {"training": [], "observed": []}
+    noise_rng = np.random.default_rng(7)
     scale = {"teff": 90.0, "logg": 0.12, "m_h": 0.06}
     for m in MEMBERS:
         for sample in ("training", "observed"):
@@ -100,11 +102,21 @@ def make_inputs(work: Path) -> dict:
                 groups = ["pred", "pred_withheld"] if sample == "training" else ["pred"]
                 if sample == "training":
                     h5.attrs["withheld_predictions"] = True
+                h5.attrs["input_noise"] = json.dumps(["parallax", "xp"])
+                h5.attrs["input_noise_draws"] = 8
                 for grp in groups:
                     widen = 1.6 if grp == "pred_withheld" else 1.0
                     for x in LABELS:
                         v = t[x] + rng.normal(0, scale[x] * noise * widen, n)
                         h5[f"{grp}/{x}"] = v.astype(np.float32)
+                        # the spread under the input noise: the parallax's (where used)
+                        # and the XP's; its own generator, so that the rest is as before
+                        rel = data["astrometry/parallax_error"] / data["astrometry/parallax"]
+                        rel = np.where(np.isfinite(rel) & (grp == "pred"), rel, 0.0)
+                        spread = (
+                            scale[x] * (0.2 + np.minimum(rel, 0.5)) * noise_rng.uniform(0.5, 1.5, n)
+                        )
+                        h5[f"{grp}_noise/{x}"] = spread.astype(np.float32)
             preds[sample].append(path)
     tsne = work / "training_like.h5"
     with h5py.File(tsne, "w") as h5:

@@ -55,6 +55,7 @@ PAPER_VALUES: list[tuple[str, object, str]] = [
     ("ensemble.n_seeds", 4, "Sect. 3.2"),
     ("uncertainty.snr_calibration_bins", 0, "Sect. 3.4: dispersion (+) running-dispersion fit"),
     ("uncertainty.input_distance_calibration_bins", 0, "Sect. 3.4: idem"),
+    ("uncertainty.input_noise", [], "Sect. 3.4: idem (no spread under the input noise)"),
     ("uncertainty.range_quantiles", [0.0, 1.0], "Table 1: the training sample's range"),
     # --- t-SNE (Sect. 5.1) and the flag (Sect. 5.2)
     ("tsne.mode", "joint", "Sect. 5.1: training + observed spectra in one map"),

@@ -111,7 +111,8 @@ def test_sigma_is_never_below_e_and_follows_the_header_formula(tmp_path):
     """sigma_* >= e_* for every label and star; and the formula the header states,
     written out here from its words with the stored calibration (uncertainty_model.json),
     gives sigma_* back: sqrt(e² + (k D)²), k = k(S/N) k_in(input_distance), and
-    sqrt(e² + (k(S/N) D)² + W²) where the parallax was withheld."""
+    sqrt(e² + (k(S/N) D)² + W²) where the parallax was withheld, e² standing for
+    e_*² + e_input_*² (the members' spread under the input noise, INNOISE)."""
     import json
 
     from astropy.io import fits
@@ -123,6 +124,8 @@ def test_sigma_is_never_below_e_and_follows_the_header_formula(tmp_path):
         assert hdr["SIGFORM"] == "dispersion" and hdr["SNRCALIB"] == ",".join(LABELS)
         assert "sigma_<label> = sqrt(e_<label>**2 + (k * D)**2)" in comments
         assert "sqrt(e_**2 + (k(S/N) * D)**2 + W**2)" in comments
+        assert "e_<label>**2 there stands for e_<label>**2 + e_input_<label>**2" in comments
+        assert hdr["INNOISE"] == "parallax,xp"
         model = json.loads(out["model"].read_text())
         snr = data["rvs_snr"].astype(float)
         dist = data["input_distance"].astype(float)
@@ -131,6 +134,9 @@ def test_sigma_is_never_below_e_and_follows_the_header_formula(tmp_path):
         for x in LABELS:
             e, sigma = data[f"e_{x}"].astype(float), data[f"sigma_{x}"].astype(float)
             assert (data[f"sigma_{x}"] >= data[f"e_{x}"]).all(), x
+            e_in = data[f"e_input_{x}"].astype(float)
+            assert (e_in > 0).any() and (sigma >= np.hypot(e, e_in) * (1 - 1e-6)).all(), x
+            e = np.hypot(e, e_in)  # what the header's e_<label>**2 stands for
             d = ensemble.DispersionFit(**model["running_dispersion"][x])(data[x].astype(float))
             cal = model["snr_calibration"][x]
             assert cal["form"] == "dispersion"
@@ -181,7 +187,7 @@ def test_the_catalogue_reads_cleanly_with_a_description_per_column(tmp_path):
         if unit is not None:
             u.Unit(unit, format="fits")
         if name in LABELS or name.startswith(("e_", "sigma_")):
-            x = name.split("_", 1)[1] if name.startswith(("e_", "sigma_")) else name
+            x = name.removeprefix("e_input_").removeprefix("e_").removeprefix("sigma_")
             assert description.endswith("[K]" if x == "teff" else "[dex]"), name
             assert (unit == "K") == (x == "teff"), name
     assert table["recommended"].dtype == bool

@@ -1166,3 +1166,133 @@ def test_xp_augmentation_trains_and_refuses_what_it_cannot_do(tmp_path):
     # without the RVS augmentation there is no factor to follow
     with pytest.raises(ValueError, match="needs the RVS noise augmentation"):
         train_member(path, tmp_path / "d", **{**kw, "training": {**tr, "augment_snr_min": 0}})
+
+
+def test_input_noise_spread(tmp_path, caplog):
+    """uncertainty.input_noise: every star is predicted again with its own parallax and XP
+    noise drawn from their errors; the spread of those predictions (pred_noise) grows with
+    the errors, is zero without them and for a parallax the member withholds, is the same
+    in a rerun and across shards, leaves the labels themselves unchanged (the RVS branch
+    runs once, split from the rest), and enters sigma_* in quadrature (column e_input_*)."""
+    import logging
+
+    from gaiacnn import catalogue, ensemble, shards
+    from gaiacnn.model import predict_members
+
+    path = make_file(tmp_path / "t.h5")
+    obs = make_file(tmp_path / "obs.h5", seed=4)
+    for f in (path, obs):
+        with h5py.File(f, "a") as h5:
+            h5["xp/bp_coefficient_errors"] = np.abs(0.05 * h5["xp/bp_coefficients"][:])
+            h5["xp/rp_coefficient_errors"] = np.abs(0.05 * h5["xp/rp_coefficients"][:])
+            h5["rvs/snr"] = np.full(N, 30.0, np.float32)
+    with h5py.File(obs, "a") as h5:
+        err = h5["astrometry/parallax_error"]
+        err[:50] = 0.0  # no parallax noise: only the XP's moves these
+        err[50:100] = 0.5 * h5["astrometry/parallax"][50:100]  # parallax S/N 2 < 5: withheld
+        err[100:150] = 0.15 * h5["astrometry/parallax"][100:150]  # S/N ~7: used, noisy
+        h5["xp/bp_coefficient_errors"][:50] = 0.0
+        h5["xp/rp_coefficient_errors"][:50] = 0.0
+    tr = {**FAST, "augment_snr_min": 0.0, "withhold_parallax_fraction": 0.2,
+          "withhold_parallax_below_snr": 5.0}  # fmt: skip
+    train_member(path, tmp_path / "a", split=0, seed=1, labels=LABELS, branches=BRANCHES,
+                 training=tr, phot_input="intrinsic_withheld")  # fmt: skip
+    a = tmp_path / "a"
+    kw = dict(progress=False, chunk_rows=64, batch_size=32)
+    predict_members([a], obs, [tmp_path / "plain.h5"], **kw)
+    noise = dict(noise_draws=8, noise_sources=["parallax", "xp"])
+    predict_members([a], obs, [tmp_path / "n.h5"], **kw, **noise)
+    predict_members([a], obs, [tmp_path / "n2.h5"], **kw, **noise)
+    predict_members([a], obs, [tmp_path / "plx.h5"], **kw, noise_draws=8,
+                    noise_sources=["parallax"])  # fmt: skip
+    with (h5py.File(tmp_path / "plain.h5") as p, h5py.File(tmp_path / "n.h5") as n,
+          h5py.File(tmp_path / "n2.h5") as n2, h5py.File(tmp_path / "plx.h5") as q):  # fmt: skip
+        assert json.loads(n.attrs["input_noise"]) == ["parallax", "xp"]
+        assert n.attrs["input_noise_draws"] == 8 and "pred_noise" not in p
+        for lab in LABELS:
+            assert np.array_equal(n[f"pred/{lab}"][:], p[f"pred/{lab}"][:])  # trunk + head
+            s, s2, sp = (h[f"pred_noise/{lab}"][:] for h in (n, n2, q))
+            assert np.array_equal(s, s2)  # seeded
+            assert np.all(np.isfinite(s)) and np.all(s >= 0)
+            # no errors, no spread; withheld: no parallax drawn (but for the float32
+            # rounding of a batch whose other rows differ)
+            y = np.abs(p[f"pred/{lab}"][:]) + 1.0
+            assert np.all(s[:50] <= 1e-6 * y[:50]) and np.all(sp[50:100] <= 1e-6 * y[50:100])
+            assert np.median(sp[100:150]) > 0 and np.median(s[150:]) > 0
+            # a noisier parallax moves the labels more
+            assert np.median(sp[100:150]) > np.median(sp[150:])
+    # sharded, with the training sample's withheld predictions: both groups' spreads
+    rows = tmp_path / "rows.json"
+    shards.write_row_count(path, rows)
+    cfg = {"shard_rows": N // 2, "chunk_rows": 37, "batch_size": 16, "precision": "float32"}
+    parts = [tmp_path / f"shard{k}.h5" for k in range(2)]
+    noise_cfg = {"sources": noise["noise_sources"], "draws": 4}
+    for k, part in enumerate(parts):
+        ensemble.run_predict_member(a / "model.keras", path, rows, part, shard=k,
+                                    prediction_cfg=cfg, withheld_too=True,
+                                    noise_cfg=noise_cfg)  # fmt: skip
+    ensemble.run_gather_predictions(parts, tmp_path / "pt.h5")
+    # the same draws for a star whatever the shards and chunks (its source_id fixes them)
+    predict_members([a], path, [tmp_path / "whole.h5"], progress=False, withheld_too=True,
+                    noise_draws=4, noise_sources=noise["noise_sources"])  # fmt: skip
+    with h5py.File(tmp_path / "pt.h5") as h5, h5py.File(tmp_path / "whole.h5") as w:
+        for g in ensemble.PREDICTION_GROUPS:
+            assert h5[f"{g}/teff"].shape == (N,)
+            np.testing.assert_allclose(h5[f"{g}/teff"][:], w[f"{g}/teff"][:], rtol=1e-5)
+        assert np.all(h5["pred_withheld_noise/teff"][:] > 0)  # the XP noise alone
+    # a file without XP errors: the XP noise is not drawn, and that is said
+    bare = make_file(tmp_path / "bare.h5", seed=5)
+    with caplog.at_level(logging.WARNING):
+        predict_members([a], bare, [tmp_path / "b.h5"], **kw, **noise)
+    assert "xp (the file lacks xp/bp_coefficient_errors" in caplog.text
+    with h5py.File(tmp_path / "b.h5") as h5:
+        assert json.loads(h5.attrs["input_noise"]) == ["parallax"]
+        assert "the file lacks" in json.loads(h5.attrs["input_noise_skipped"])[0]
+    with pytest.raises(ValueError, match="unknown input noise"):
+        predict_members([a], obs, [tmp_path / "x.h5"], **kw, noise_draws=8,
+                        noise_sources=["rvs"])  # fmt: skip
+    # the catalogue: e_input_* columns, and sigma = sqrt(e² + e_input² + D²) (the paper's
+    # form with the spread added: no S/N calibration here)
+    build_kw = dict(labels=LABELS, members=["split0_seed1"], n_bins=5, degree=1)
+    table, fits_, _, _ = catalogue.build(
+        {"training": [tmp_path / "pt.h5"], "observed": [tmp_path / "n.h5"]},
+        {"training": path, "observed": obs}, **build_kw,
+    )  # fmt: skip
+    observed = ~table["in_training"].to_numpy(bool)
+    with h5py.File(tmp_path / "n.h5") as h5:
+        for j, lab in enumerate(LABELS):
+            e_in = table[f"e_input_{lab}"].to_numpy(float)[observed]
+            np.testing.assert_allclose(e_in, h5[f"pred_noise/{lab}"][:], rtol=1e-6)
+            d = fits_[j](table[lab].to_numpy(float))
+            expect = np.sqrt(table[f"e_{lab}"].to_numpy(float) ** 2
+                             + table[f"e_input_{lab}"].to_numpy(float) ** 2 + d**2)  # fmt: skip
+            np.testing.assert_allclose(table[f"sigma_{lab}"], expect, rtol=1e-5)
+    assert table.attrs["input_noise"] == ["parallax", "xp"]
+    # members predicted with and without the noise do not mix
+    with pytest.raises(ensemble.EnsembleError, match=r"different uncertainty\.input_noise"):
+        catalogue.build(
+            {"training": [tmp_path / "pt.h5"] * 2,
+             "observed": [tmp_path / "n.h5", tmp_path / "plain.h5"]},
+            {"training": path, "observed": obs},
+            **{**build_kw, "members": ["split0_seed1", "split1_seed1"]},
+        )  # fmt: skip
+
+
+def test_star_normals_follow_the_star_not_the_chunk():
+    """The input noise's deviates are fixed by the member key, the star, the draw and the
+    stream: the same for a star in any chunk or order, different otherwise, and standard
+    normal."""
+    from gaiacnn.model.predict import star_normals
+
+    sid = np.arange(10**5, dtype=np.int64) * 7919 + 3
+    z = star_normals(11, sid, 0, 1, 6)
+    assert z.shape == (sid.size, 6)
+    np.testing.assert_array_equal(star_normals(11, sid[::-1], 0, 1, 6), z[::-1])
+    np.testing.assert_array_equal(star_normals(11, sid[500:600], 0, 1, 6), z[500:600])
+    for other in (star_normals(12, sid, 0, 1, 6), star_normals(11, sid, 1, 1, 6),
+                  star_normals(11, sid, 0, 2, 6)):  # fmt: skip
+        assert abs(np.corrcoef(other.ravel(), z.ravel())[0, 1]) < 0.01
+    assert abs(z.mean()) < 0.01 and abs(z.std() - 1) < 0.01
+    assert abs(np.corrcoef(z[:, 0], z[:, 1])[0, 1]) < 0.01
+    # the tails of a normal: 0.27 % beyond 3 sigma
+    assert 0.0022 < np.mean(np.abs(z) > 3) < 0.0032

@@ -333,7 +333,7 @@ def export(
     directory appears whole or not at all) and return it, loaded back."""
     import yaml
 
-    from gaiacnn import __version__, flags
+    from gaiacnn import __version__, ensemble, flags
     from gaiacnn.io import atomic_directory
 
     members = [Path(d) for d in member_dirs]
@@ -373,6 +373,8 @@ def export(
             "branches": list(scalers[0].get("branches", [])),
             "xp_input": scalers[0].get("xp_input"),
             "phot_input": scalers[0].get("phot_input"),
+            # drawn again at prediction: the calibration was fitted with it
+            "input_noise": ensemble.input_noise_settings(config.get("uncertainty", {})),
             "flags": {
                 "digits": flags.digit_order(labels, input_digit),
                 "input_digit": bool(input_digit),
@@ -591,6 +593,7 @@ def _aggregation(bundle: Bundle, observed, n_rows: int, prediction_file):
         )
     with h5py.File(prediction_file, "r") as h5:
         withheld_snr = h5.attrs.get("parallax_withheld_snr")
+        input_noise = json.loads(h5.attrs.get("input_noise", "[]"))
     from gaiacnn import provenance
 
     stamp = provenance.stamp({"observed": observed})
@@ -618,6 +621,7 @@ def _aggregation(bundle: Bundle, observed, n_rows: int, prediction_file):
             **stamp,
             branches=bundle.info["branches"],
             xp_input=bundle.info.get("xp_input") or "",
+            input_noise=input_noise,
         ),
         correlations=correlations,
     )
@@ -709,6 +713,8 @@ def _predict_part(member_dirs, observed, out_paths, rows, settings, threads) -> 
         rows=tuple(rows),
         resample=bool(settings["resample"]),
         prefetch_chunks=int(settings["prefetch_chunks"]),
+        noise_draws=int(settings.get("input_noise", {}).get("draws", 0)),
+        noise_sources=list(settings.get("input_noise", {}).get("sources", [])),
     )
 
 
@@ -742,6 +748,8 @@ def predict(
 
     bundle = load(bundle_path)
     settings = {**PREDICTION_DEFAULTS, **(settings or {})}
+    # the input noise the run's sigma_* was calibrated with (none in older bundles)
+    settings["input_noise"] = bundle.info.get("input_noise") or {"sources": [], "draws": 0}
     info = layout.validate(observed, check_values=False)
     n = info.n_rows
     start, stop = 0, n

@@ -74,15 +74,25 @@ def _combine_sample(
     chunk_rows: int,
     held_out: np.ndarray | None = None,
     group: str = "pred",
-) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]]:
-    """Chunks (source_id, mean, std, out-of-sample mean) over the member files of one
-    sample (their prediction ``group``: :func:`gaiacnn.ensemble.iter_member_chunks`).
+) -> Iterator[tuple]:
+    """Chunks (source_id, mean, std, out-of-sample mean, input noise) over the member files
+    of one sample (their prediction ``group``: :func:`gaiacnn.ensemble.iter_member_chunks`).
 
     ``held_out`` (n_members, n) marks the stars each member did not train on; the
     out-of-sample mean averages only those members (NaN where none held the star out).
+    The input noise is the spread of the labels under each star's own input noise, root
+    mean square over the members (:func:`gaiacnn.ensemble.member_noise`); None where the
+    members did not draw it.
     """
     start = 0
-    for sid, preds in ensemble.iter_member_chunks(paths, labels, chunk_rows, group):
+    noisy = ensemble.has_noise(paths, group)
+    chunks = ensemble.iter_member_chunks(paths, labels, chunk_rows, group)
+    noise_chunks = (
+        ensemble.iter_member_chunks(paths, labels, chunk_rows, ensemble.noise_group(group))
+        if noisy
+        else itertools.repeat(None)
+    )
+    for (sid, preds), noise in zip(chunks, noise_chunks, strict=False):  # repeat: endless
         mean, std = ensemble.combine(preds)
         oof = None
         if held_out is not None:
@@ -90,7 +100,13 @@ def _combine_sample(
             with np.errstate(invalid="ignore", divide="ignore"):
                 oof = (preds * w).sum(axis=0) / w.sum(axis=0)
         start += len(sid)
-        yield sid, mean, std, oof
+        yield sid, mean, std, oof, None if noise is None else ensemble.member_noise(noise[1])
+
+
+def spread_with_noise(std: np.ndarray, noise: np.ndarray | None) -> np.ndarray:
+    """The members' spread e with the input noise's spread in quadrature, sqrt(e² + e_in²):
+    what the uncertainty adds to the running dispersion (``std`` where no noise)."""
+    return std if noise is None else np.sqrt(std**2 + noise**2)
 
 
 def _concat(chunks: Iterable[tuple]) -> tuple:
@@ -168,11 +184,12 @@ def _stars(
     offset: int = 0,
 ) -> Iterator[tuple]:
     """Chunks of one sample: (source_id, mean, std, out-of-sample mean, S/N, inputs
-    {column: values}, input distance, parallax withheld), the predictions checked against
+    {column: values}, input distance, parallax withheld, input noise or None), the
+    predictions checked against
     the stars of the arrays file (the same stars, in order, every one of them; from row
     ``offset`` on, ``agg.n_rows[sample]`` of them)."""
     start = 0
-    for sid, mean, std, oof in _combine_sample(
+    for sid, mean, std, oof, noise in _combine_sample(
         predictions, agg.labels, chunk_rows, held_out, group
     ):
         stop = start + len(sid)
@@ -202,7 +219,7 @@ def _stars(
                 },
                 agg.withheld_snr,
             )
-        yield sid, mean, std, oof, rows[RVS_SNR_DATASET], inputs, distance, withheld
+        yield sid, mean, std, oof, rows[RVS_SNR_DATASET], inputs, distance, withheld, noise
         start = stop
     if start != agg.n_rows[sample]:
         raise ensemble.EnsembleError(
@@ -275,6 +292,7 @@ def fit(
         xp_input = str(h5.attrs.get("xp_input", ""))
         withheld_snr = h5.attrs.get("parallax_withheld_snr")
         withheld_predictions = bool(h5.attrs.get("withheld_predictions", False))
+        input_noise = json.loads(h5.attrs.get("input_noise", "[]"))
     agg = Aggregation(
         labels=labels,
         members=members,
@@ -288,9 +306,10 @@ def fit(
         attrs={},
     )
     # the training sample, whole: the running dispersion is fitted on it (Sect. 3.4)
-    _, tr_mean, tr_std, tr_oof, tr_snr, _, tr_distance, tr_withheld = _concat(
+    _, tr_mean, tr_std, tr_oof, tr_snr, _, tr_distance, tr_withheld, tr_noise = _concat(
         _stars(agg, "training", predictions["training"], tr_path, chunk_rows, held_out)
     )
+    tr_std = spread_with_noise(tr_std, tr_noise)  # what sigma adds D to
     agg.fits = [
         ensemble.running_dispersion(ref[:, j], tr_mean[:, j], x, n_bins=n_bins, degree=degree)
         for j, x in enumerate(labels)
@@ -305,7 +324,8 @@ def fit(
     any_snr = np.isfinite(tr_snr).any()
     start = 0
     for chunk in _stars(agg, "observed", predictions["observed"], arrays["observed"], chunk_rows):
-        sid, mean, std, _, snr, _, distance, withheld = chunk
+        sid, mean, std, _, snr, _, distance, withheld, noise = chunk
+        std = spread_with_noise(std, noise)
         sigma = agg.paper_sigma(mean, std)
         stop = start + len(sid)
         n_obs_withheld += int(withheld.sum())
@@ -382,11 +402,12 @@ def fit(
         ref_err = {"training": tr_err, "observed": o_err}
         cal_parts = ["training", "observed"]
         if agg.withheld_snr is not None and withheld_predictions:
-            _, w_mean, w_std, w_oof = _concat(
+            _, w_mean, w_std, w_oof, w_noise = _concat(
                 _combine_sample(
                     predictions["training"], labels, chunk_rows, held_out, ensemble.WITHHELD_GROUP
                 )
             )
+            w_std = spread_with_noise(w_std, w_noise)
             keep = ~tr_withheld & np.isfinite(w_oof).all(axis=1)
             resid["withheld"] = np.where(keep[:, None], w_oof - ref, np.nan)
             cal_sigma["withheld"] = agg.paper_sigma(w_mean, w_std)
@@ -455,6 +476,7 @@ def fit(
         calibration_form=_calibration_form(calibrations),
         branches=branches,
         xp_input=xp_input,
+        input_noise=input_noise,
         **provenance.stamp({k: arrays[k] for k in ("training", "observed")}),
     )
     return agg
@@ -476,13 +498,14 @@ def iter_table(
         for chunk in _stars(
             agg, sample, predictions[sample], arrays[sample], chunk_rows, offset=offset
         ):
-            sid, mean, std, _, snr, inputs, distance, withheld = chunk
-            sigma = agg.paper_sigma(mean, std)
+            sid, mean, std, _, snr, inputs, distance, withheld, noise = chunk
+            spread = spread_with_noise(std, noise)
+            sigma = agg.paper_sigma(mean, spread)
             n = len(sid)
             for j, x in enumerate(agg.labels):
                 cal = agg.calibrations.get(x)
                 if cal is not None:
-                    sigma[:, j] = cal.apply(sigma[:, j], std[:, j], snr, distance, withheld)
+                    sigma[:, j] = cal.apply(sigma[:, j], spread[:, j], snr, distance, withheld)
             cols: dict[str, np.ndarray] = {
                 "source_id": sid.astype(np.int64),
                 "in_training": np.full(n, sample == "training"),
@@ -502,6 +525,8 @@ def iter_table(
             for j, x in enumerate(agg.labels):
                 cols[x] = mean[:, j].astype(np.float32)
                 cols[f"e_{x}"] = std[:, j].astype(np.float32)
+                if noise is not None:
+                    cols[f"e_input_{x}"] = noise[:, j].astype(np.float32)
                 cols[f"sigma_{x}"] = sigma[:, j].astype(np.float32)
             for corr in agg.correlations:
                 cols[ensemble.correlation_column(corr.labels)] = corr(snr).astype(np.float32)
@@ -622,9 +647,11 @@ def column_doc(name: str) -> tuple[str, str, str]:
             "never missing (the median over S/N where S/N is missing)",
         )
     for prefix, what in (
+        ("e_input_", "standard deviation of {x} under the star's own parallax and XP noise, "
+         "drawn through each member, rms over the members (INNOISE; not in the paper)"),
         ("e_", "model-to-model standard deviation of {x} over the members (Sect. 3.4)"),
-        ("sigma_", "total uncertainty of {x}: e_{x} in quadrature with the calibrated "
-         "running dispersion (header comments)"),
+        ("sigma_", "total uncertainty of {x}: e_{x} (and e_input_{x}) in quadrature with "
+         "the calibrated running dispersion (header comments)"),
         ("", "CNN {x}, mean over the ensemble members"),
     ):  # fmt: skip
         if name.startswith(prefix):
@@ -666,9 +693,24 @@ def _calibration_form(calibrations: Mapping) -> str:
     return forms.pop() if forms else "dispersion"
 
 
-def sigma_formula(calibrated: bool, form: str = "dispersion", withheld: bool = False) -> list[str]:
+def sigma_formula(
+    calibrated: bool, form: str = "dispersion", withheld: bool = False, noise: bool = False
+) -> list[str]:
     """The formula of ``sigma_<label>`` as applied (:meth:`gaiacnn.ensemble.SnrCalibration.
-    apply`), in lines of at most 72 characters (FITS COMMENT cards, the data model)."""
+    apply`), in lines of at most 72 characters (FITS COMMENT cards, the data model);
+    ``noise``: the catalogue has the e_input_<label> columns."""
+    lines = _sigma_formula(calibrated, form, withheld)
+    if noise:
+        lines += [
+            "e_<label>**2 there stands for e_<label>**2 + e_input_<label>**2: the",
+            "members' spread and the spread under the star's own input noise",
+            "(INNOISE: parallax, XP coefficients drawn from their errors).",
+        ]
+    return lines
+
+
+def _sigma_formula(calibrated: bool, form: str, withheld: bool) -> list[str]:
+    """:func:`sigma_formula` without the input noise."""
     lines = [
         "sigma_<label> = sqrt(e_<label>**2 + (k * D)**2): D = D(<label>), the",
         "polynomial fit of the running dispersion of CNN - reference over the",
@@ -743,7 +785,10 @@ def _fill_header(hdr: fits.Header, names: Sequence[str], attrs: Mapping, first_f
     form = attrs.get("calibration_form", "dispersion")
     hdr["SNRCALIB"] = (",".join(calibrated), "labels whose sigma_ is S/N-calibrated")
     hdr["SIGFORM"] = (form if calibrated else "paper", "how sigma_ is calibrated (below)")
-    for line in sigma_formula(bool(calibrated), form, "parallax_withheld" in names):
+    noise = any(name.startswith("e_input_") for name in names)
+    if noise:
+        hdr["INNOISE"] = (",".join(attrs.get("input_noise", [])), "input noise in e_input_")
+    for line in sigma_formula(bool(calibrated), form, "parallax_withheld" in names, noise):
         hdr.add_comment(line)
     digits = attrs.get("flag_digits")
     if digits:
@@ -892,6 +937,7 @@ def read_attrs(fits_path) -> dict:
         "branches": [x for x in hdr.get("BRANCHES", "").split(",") if x],
         "xp_input": hdr.get("XPINPUT", ""),
         "tsne_spectra": hdr.get("TSNESPEC", ""),
+        "input_noise": [x for x in hdr.get("INNOISE", "").split(",") if x],
         "flag_digits": [x for x in hdr.get("FLAGDIGS", "").split(",") if x],
         "gaiacnn_version": hdr.get("GCNNVER", ""),
         "commit": hdr.get("COMMIT", ""),

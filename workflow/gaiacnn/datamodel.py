@@ -24,6 +24,8 @@ CONDITIONAL = {
     "dec": "where the arrays files carry astrometry/ra, dec",
     "parallax_withheld": "with model.phot_input: intrinsic_withheld, the default",
 }
+#: When the catalogue has the e_input_<label> columns.
+INPUT_NOISE_CONDITION = "with uncertainty.input_noise, the default"
 
 #: When the catalogue has the label error correlations.
 RHO_CONDITION = (
@@ -45,6 +47,7 @@ HEADER_KEYWORDS = (
     ("BRANCHES, XPINPUT", "the model's inputs (rvs, phot, xp) and the XP form"),
     ("TSNESPEC", "the spectra the t-SNE maps embed (flag digit t-SNE)"),
     ("SNRCALIB, SIGFORM", "the labels whose sigma_ is calibrated, and how (below)"),
+    ("INNOISE", "the input noise in e_input_* (parallax, xp), where the catalogue has them"),
     ("FLAGDIGS", "the flag's digits, in order"),
     ("TCOMMn", "the description of column n (this page's 'meaning')"),
 )
@@ -88,7 +91,7 @@ def columns(labels: Sequence[str] = DEFAULT_LABELS) -> list[str]:
     :data:`CONDITIONAL`)."""
     from gaiacnn.ensemble import correlation_column, correlation_pairs
 
-    per_label = [c for x in labels for c in (x, f"e_{x}", f"sigma_{x}")]
+    per_label = [c for x in labels for c in (x, f"e_{x}", f"e_input_{x}", f"sigma_{x}")]
     rho = [correlation_column(p) for p in correlation_pairs(labels)]
     return [
         "source_id", "in_training", "ra", "dec", *flags.INPUT_SPACE_COLUMNS, "rvs_snr",
@@ -139,6 +142,8 @@ def render(labels: Sequence[str] = DEFAULT_LABELS) -> str:
         unit, description, missing = catalogue.column_doc(name)
         if name in CONDITIONAL:
             description += f"; only {CONDITIONAL[name]}"
+        elif name.startswith("e_input_"):
+            description += f"; only {INPUT_NOISE_CONDITION}"
         elif name.startswith("rho_"):
             description += f"; only {RHO_CONDITION}"
         lines.append(f"| `{name}` | {_type(name)} | {unit or '-'} | {missing} | {description} |")
@@ -172,11 +177,15 @@ def render(labels: Sequence[str] = DEFAULT_LABELS) -> str:
         "",
         "## Uncertainties",
         "",
-        "`e_<label>` is the spread of the ensemble members; `sigma_<label>` the total "
+        "`e_<label>` is the spread of the ensemble members; `e_input_<label>` the spread "
+        "of the label when the star's own parallax and XP coefficients are drawn from their "
+        "errors through every member (`uncertainty.input_noise`, not in the paper: the "
+        "members all read the same noisy inputs, so `e_*` cannot see that noise; "
+        "docs/shift.md); `sigma_<label>` the total "
         f"uncertainty, in {label_unit('teff')} for teff and dex otherwise:",
         "",
         "```",
-        *catalogue.sigma_formula(True, "dispersion", withheld=True),
+        *catalogue.sigma_formula(True, "dispersion", withheld=True, noise=True),
         "```",
         "",
         "Without the calibration (`uncertainty.snr_calibration_bins: 0`, the paper; header "

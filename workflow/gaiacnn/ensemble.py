@@ -96,6 +96,32 @@ def validation_masks(
 #: intrinsic_withheld); ``pred`` holds the labels from the star's own inputs.
 WITHHELD_GROUP = "pred_withheld"
 
+#: The measurement noise a member can propagate through itself, per star (config
+#: ``uncertainty.input_noise``; not in the paper): "parallax", drawn from the star's
+#: ``astrometry/parallax_error``, and "xp", its XP coefficients drawn from
+#: ``xp/*_coefficient_errors``.  The RVS spectrum's noise is not drawn: the running
+#: dispersion and its S/N calibration stand for it.
+NOISE_SOURCES = ("parallax", "xp")
+
+
+def noise_group(group: str) -> str:
+    """The prediction-file group holding the spread of ``group``'s labels under the star's
+    own input noise (``pred`` -> ``pred_noise``)."""
+    return f"{group}_noise"
+
+
+def input_noise_settings(uncertainty_cfg: Mapping) -> dict:
+    """The input noise the members draw at prediction, from config ``uncertainty``
+    (``input_noise``, ``input_noise_draws``): {"sources": [...], "draws": n}, both empty
+    when either is off (keys absent: off, as in runs before them)."""
+    sources = list(uncertainty_cfg.get("input_noise", []))
+    draws = int(uncertainty_cfg.get("input_noise_draws", 0)) if sources else 0
+    return {"sources": sources if draws else [], "draws": draws}
+
+
+#: Every group a prediction file may hold.
+PREDICTION_GROUPS = ("pred", WITHHELD_GROUP, noise_group("pred"), noise_group(WITHHELD_GROUP))
+
 
 def iter_member_chunks(
     paths: Sequence[str | os.PathLike],
@@ -133,6 +159,28 @@ def iter_member_chunks(
     finally:
         for h5 in files:
             h5.close()
+
+
+def has_noise(paths: Sequence[str | os.PathLike], group: str = "pred") -> bool:
+    """Whether the member files hold the input noise's spread of ``group``
+    (:func:`noise_group`); refused when some do and some do not."""
+    held = []
+    for p in paths:
+        with open_h5(p) as h5:
+            held.append(noise_group(group) in h5)
+    if any(held) and not all(held):
+        raise EnsembleError(
+            f"{paths[held.index(False)]}: no {noise_group(group)}, {paths[held.index(True)]} "
+            "has it: the members were predicted with different uncertainty.input_noise"
+        )
+    return bool(held) and all(held)
+
+
+def member_noise(noise: np.ndarray) -> np.ndarray:
+    """(n, n_labels) the spread under the input noise of the ensemble's mean label: the
+    root mean square over the members (axis 0) of each member's spread.  The members read
+    the same noisy inputs, so their errors from it move together and do not average out."""
+    return np.sqrt(np.mean(np.asarray(noise, float) ** 2, axis=0))
 
 
 def combine(preds: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -731,6 +779,7 @@ def run_predict_member(
     *,
     shard,
     prediction_cfg,
+    noise_cfg=None,
     withheld_too=False,
     threads=1,
 ) -> None:
@@ -743,6 +792,7 @@ def run_predict_member(
         [out_path],
         shard=shard,
         prediction_cfg=prediction_cfg,
+        noise_cfg=noise_cfg,
         withheld_too=withheld_too,
         threads=threads,
     )
@@ -756,6 +806,7 @@ def run_predict_members(
     *,
     shard,
     prediction_cfg,
+    noise_cfg=None,
     withheld_too=False,
     threads=1,
 ) -> None:
@@ -763,7 +814,8 @@ def run_predict_members(
     for one shard (rows ``[shard x shard_rows, (shard + 1) x shard_rows)``) of one sample,
     the shard read and checked once for all members (:func:`gaiacnn.model.predict_members`);
     ``withheld_too`` (the training sample's) also with every parallax withheld (a member
-    with ``phot_input: intrinsic_withheld``)."""
+    with ``phot_input: intrinsic_withheld``); ``noise_cfg`` {"sources", "draws"}: the
+    input noise drawn (:func:`gaiacnn.model.predict_members`; None: none)."""
     from gaiacnn import layout, shards
 
     n_rows = shards.read_row_count(rows_json)
@@ -796,6 +848,8 @@ def run_predict_members(
         resample=bool(prediction_cfg.get("resample", False)),
         withheld_too=bool(withheld_too),
         prefetch_chunks=int(prediction_cfg.get("prefetch_chunks", 2)),
+        noise_draws=int((noise_cfg or {}).get("draws", 0)),
+        noise_sources=list((noise_cfg or {}).get("sources", [])),
     )
 
 
@@ -819,7 +873,7 @@ def run_gather_predictions(shard_files: Sequence, out_path) -> None:
                 )
             )
             names = sorted(h5["pred"])
-            shard_groups = [g for g in ("pred", WITHHELD_GROUP) if g in h5]
+            shard_groups = [g for g in PREDICTION_GROUPS if g in h5]
             if labels is None:
                 labels, attrs, groups = names, dict(h5.attrs), shard_groups
             elif names != labels:

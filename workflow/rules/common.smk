@@ -5,6 +5,7 @@ from pathlib import Path
 from snakemake.exceptions import WorkflowError
 
 from gaiacnn import layout, shards
+from gaiacnn.ensemble import input_noise_settings
 from gaiacnn.config import ConfigError, config_hash, load_schema, validate_config
 from gaiacnn.tsne import placement_shards
 from gaiacnn.tsne import reference_set_config

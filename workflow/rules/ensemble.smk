@@ -54,6 +54,7 @@ if config["prediction"]["members_per_job"] == "all":
             runtime=120,
         params:
             prediction_cfg=prediction_settings(),
+            noise_cfg=input_noise_settings(config["uncertainty"]),
         script:
             "../scripts/predict_shard.py"
 
@@ -79,6 +80,7 @@ else:
             runtime=120,
         params:
             prediction_cfg=prediction_settings(),
+            noise_cfg=input_noise_settings(config["uncertainty"]),
         script:
             "../scripts/predict_member.py"
 

@@ -198,6 +198,7 @@ def validate(
             attrs={k: (v.decode() if isinstance(v, bytes) else v) for k, v in attrs.items()},
             xp_sampled_length=xp_sampled_length,
             xp_flux_kind=xp_flux_kind,
+            has_xp_errors=all(name in h5 for name in XP_ERROR_DATASETS),
         )
         if check_values:
             counts = _check_values(

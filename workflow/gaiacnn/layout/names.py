@@ -90,6 +90,7 @@ class LayoutInfo:
     attrs: dict[str, Any] = field(default_factory=dict)
     xp_sampled_length: int | None = None  # K samples of xp/sampled_flux, None without it
     xp_flux_kind: str | None = None  # xp/sampled_flux's flux_kind attribute
+    has_xp_errors: bool = False  # xp/*_coefficient_errors (XP_ERROR_DATASETS)
     #: (cut, rule, rows removed) of the per-star cuts, when the values were checked
     cuts: tuple[tuple[str, str, int], ...] = ()
 

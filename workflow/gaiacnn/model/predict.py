@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import queue
 import threading
+import zlib
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TypeVar
@@ -13,11 +15,14 @@ from typing import TypeVar
 import h5py
 import numpy as np
 
-from gaiacnn.ensemble import WITHHELD_GROUP
+from gaiacnn import spectra
+from gaiacnn.ensemble import NOISE_SOURCES, WITHHELD_GROUP, noise_group
 from gaiacnn.io import atomic_output
 from gaiacnn.layout import (
+    PARALLAX_ERROR_DATASET,
     PHOT_DATASETS,
     XP_COEFFICIENT_DATASETS,
+    XP_ERROR_DATASETS,
     XP_SAMPLED_DATASET,
     LayoutError,
     LayoutInfo,
@@ -241,6 +246,161 @@ def make_predictor(model: keras.Model, batch_size: int, *, precision: str = "flo
     return predict
 
 
+def split_model(model: keras.Model) -> tuple[keras.Model, keras.Model] | None:
+    """(trunk, head) of a hybrid model with an RVS branch: the trunk maps the RVS input to
+    that branch's features where the branches meet (layer ``concat``), the head maps those
+    features and the other inputs to the labels, with the model's own layers and weights
+    (head(trunk(x)) is model(x), bit for bit).  The input noise is drawn through the head
+    alone, the RVS convolutions (most of the network's work) run once per star.  None for a
+    model without an RVS branch or without other branches."""
+    names = [t.name for t in model.inputs]
+    if "rvs" not in names or len(names) < 2:
+        return None
+    concat = model.get_layer("concat")
+    features = concat.input[0]  # the RVS branch comes first (architecture.build_model)
+    trunk = keras.Model(inputs=[model.get_layer("rvs").output], outputs=features)
+    others = [model.get_layer(n).output for n in names if n != "rvs"]
+    head = keras.Model(inputs=[features, *others], outputs=model.output)
+    return trunk, head
+
+
+def member_noise_sources(
+    scalers: Scalers, info: LayoutInfo, requested: Sequence[str]
+) -> tuple[list[str], list[str]]:
+    """(the sources of ``requested`` (:data:`gaiacnn.ensemble.NOISE_SOURCES`) a member
+    can draw from this file, those it cannot, with the reason): "parallax" needs the
+    photometry branch with the parallax among its inputs; "xp" the XP branch on
+    coefficients and the file's ``xp/*_coefficient_errors``."""
+    unknown = sorted(set(requested) - set(NOISE_SOURCES))
+    if unknown:
+        raise ValueError(f"unknown input noise {unknown} (known: {', '.join(NOISE_SOURCES)})")
+    usable, skipped = [], []
+    for source in requested:
+        if source == "parallax":
+            ok = "phot" in scalers.branches and PARALLAX_DATASET in scalers.phot_columns
+            why = "the member has no parallax input"
+        else:
+            ok = "xp" in scalers.branches and scalers.xp_input == "coefficients"
+            why = "the member has no XP coefficient input"
+            if ok and not info.has_xp_errors:
+                ok, why = False, f"the file lacks {', '.join(XP_ERROR_DATASETS)}"
+        (usable if ok else skipped).append(source if ok else f"{source} ({why})")
+    return usable, skipped
+
+
+def _mix64(x: np.ndarray) -> np.ndarray:
+    """SplitMix64's finaliser on uint64 values (wrapping arithmetic): a bijection whose
+    output bits each depend on every input bit."""
+    x = np.asarray(x, np.uint64)
+    x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return x ^ (x >> np.uint64(31))
+
+
+def star_normals(key: int, source_id: np.ndarray, draw: int, stream: int, width: int) -> np.ndarray:
+    """(n, ``width``) standard normal values fixed by (``key``, each star's ``source_id``,
+    ``draw``, ``stream``) alone: a star gets the same noise whatever chunk, shard or run
+    predicts it (counter-based: SplitMix64 of the counter, then Box-Muller)."""
+    with np.errstate(over="ignore"):
+        star = _mix64(np.asarray(source_id).astype(np.uint64) ^ _mix64(np.uint64(key)))
+        base = _mix64(star + _mix64(np.uint64((draw << 8) + stream)))
+        col = np.arange(2 * width, dtype=np.uint64) * np.uint64(0x9E3779B97F4A7C15)
+        bits = _mix64(base[:, None] + col[None, :]) >> np.uint64(11)
+    u = (bits.astype(np.float64) + 0.5) / float(1 << 53)  # in (0, 1)
+    u1, u2 = u[:, :width], u[:, width:]
+    return np.sqrt(-2.0 * np.log(u1)) * np.cos(2.0 * np.pi * u2)
+
+
+def draw_inputs(
+    scalers: Scalers,
+    block: Mapping[str, np.ndarray],
+    inputs: Mapping[str, np.ndarray],
+    sources: Sequence[str],
+    key: int,
+    draw: int,
+    parallax_withheld: bool = False,
+) -> dict[str, np.ndarray]:
+    """Draw ``draw`` of a chunk's scaled inputs ``inputs`` with each star's own measurement
+    noise (Gaussian, its 1 sigma errors in ``block``) added to the ``sources``: the
+    parallax [mas] and the XP coefficients [e-/s] (an error that is not finite counts as
+    0), the normal deviates fixed by ``key``, the star's source_id and ``draw``
+    (:func:`star_normals`).  The RVS input is left as it is.  A star whose parallax the
+    member withholds (``phot_input: intrinsic_withheld``; all of them with
+    ``parallax_withheld``, the
+    withheld predictions) keeps its withheld input: no parallax reaches the network, so
+    none is drawn; the others keep their parallax used in every draw, even where a draw
+    would fall below the withholding S/N."""
+    out = dict(inputs)
+    sid = block["source_id"]
+    if "parallax" in sources and not parallax_withheld:
+        plx = np.asarray(block[PARALLAX_DATASET], np.float64)
+        err = np.asarray(block[PARALLAX_ERROR_DATASET], np.float64)
+        z = star_normals(key, sid, draw, 0, 1)[:, 0]
+        noisy = {**block, PARALLAX_DATASET: plx + np.where(np.isfinite(err), err, 0.0) * z}
+        if scalers.parallax_withheld_snr is None:
+            out["phot"] = scalers.inputs(noisy, ["phot"])["phot"]
+        else:
+            used = ~spectra.parallax_withheld(block, scalers.parallax_withheld_snr)
+            always = dataclasses.replace(scalers, parallax_withheld_snr=-np.inf)
+            drawn = always.inputs(noisy, ["phot"])["phot"]
+            out["phot"] = np.where(used[:, None], drawn, inputs["phot"])
+    if "xp" in sources:
+        noisy = dict(block)
+        for band, (name, err_name) in enumerate(
+            zip(XP_COEFFICIENT_DATASETS, XP_ERROR_DATASETS, strict=True), start=1
+        ):
+            c = np.asarray(block[name], np.float64)
+            err = np.asarray(block[err_name], np.float64)
+            z = star_normals(key, sid, draw, band, c.shape[1])
+            noisy[name] = c + np.where(np.isfinite(err), err, 0.0) * z
+        out["xp"] = scalers.inputs(noisy, ["xp"])["xp"]
+    return out
+
+
+class NoisePredictor:
+    """A member's labels, and their spread under each star's own input noise
+    (:func:`draw_inputs`, ``draws`` draws): the RVS trunk runs once per star, the head once
+    per draw (:func:`split_model`; the whole model per draw where it cannot be split)."""
+
+    def __init__(self, model: keras.Model, batch_size: int, precision: str, draws: int):
+        if draws < 2:
+            raise ValueError(f"input noise needs at least 2 draws, not {draws}")
+        self.draws = int(draws)
+        model = compute_copy(model, precision)
+        parts = split_model(model)
+        if parts is None:
+            self.trunk, self.feature_name = None, None
+            self.head = make_predictor(model, batch_size)
+        else:
+            trunk, head = parts
+            self.trunk = make_predictor(trunk, batch_size)
+            self.feature_name = head.inputs[0].name
+            self.head = make_predictor(head, batch_size)
+
+    def features(self, x: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """The RVS features of ``x`` the head reads (none for a model that was not split)."""
+        if self.trunk is None:
+            return {}
+        return {self.feature_name: self.trunk({"rvs": x["rvs"]})}
+
+    def __call__(
+        self,
+        x: Mapping[str, np.ndarray],
+        features: Mapping[str, np.ndarray],
+        draw,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """(labels of ``x`` (n, n_labels), those of each draw (draws, n, n_labels)), both
+        scaled as the network outputs them; ``draw(k)`` returns draw k of the inputs."""
+
+        def run(inputs: Mapping[str, np.ndarray]) -> np.ndarray:
+            if self.trunk is None:
+                return self.head(inputs)
+            return self.head({**{k: v for k, v in inputs.items() if k != "rvs"}, **features})
+
+        y = run(x)
+        return y, np.stack([run(draw(k)) for k in range(self.draws)])
+
+
 def prefetch(items: Iterator[T], depth: int = 2) -> Iterator[T]:
     """``items`` produced by a background thread, up to ``depth`` ahead of the consumer, so
     that reading and preparing the next chunk overlaps with the work on this one (HDF5
@@ -340,6 +500,8 @@ def predict_members(
     resample: bool = False,
     withheld_too: bool = False,
     prefetch_chunks: int = 2,
+    noise_draws: int = 0,
+    noise_sources: Sequence[str] = (),
 ) -> None:
     """Predict the labels of the stars of ``arrays_file`` with each member of
     ``member_dirs``; write one file per member, ``out_paths`` (same order).  The file is
@@ -368,7 +530,21 @@ def predict_members(
     held-out residuals of the withheld regime, which the S/N calibration of the stars whose
     parallax is withheld is fitted on (:func:`gaiacnn.catalogue.build`).  Ignored for
     other members (nothing is withheld there).
+
+    ``noise_draws`` > 0 with ``noise_sources`` (of :data:`gaiacnn.ensemble.NOISE_SOURCES`):
+    every star is also predicted ``noise_draws`` times with its own measurement noise drawn
+    into those inputs (:func:`draw_inputs`; the RVS branch runs once, :class:`NoisePredictor`),
+    and the standard deviation of those predictions is written to ``pred_noise/<label>``
+    (``pred_withheld_noise`` for the withheld predictions) in physical units: how much the
+    star's label moves with its parallax and XP noise, which the members' spread does not
+    see (they all read the same noisy inputs).  Root attributes ``input_noise`` (JSON list
+    of the sources drawn) and ``input_noise_draws``; a source the member or file cannot
+    draw (no such input, no XP errors) is logged and listed in ``input_noise_skipped``.
+    The draws are fixed by the member's name and each star's source_id
+    (:func:`star_normals`): the same star gets the same spread in any chunk, shard, rerun
+    or bundle prediction.  Not in the paper.
     """
+    import logging
     from contextlib import ExitStack
 
     from tqdm.auto import tqdm
@@ -387,6 +563,16 @@ def predict_members(
         groups = ["pred"]
         if withheld_too and scalers.parallax_withheld_snr is not None:
             groups.append(WITHHELD_GROUP)
+        sources, skipped = (
+            member_noise_sources(scalers, info, noise_sources) if noise_draws > 0 else ([], [])
+        )
+        for why in skipped:
+            logging.getLogger(__name__).warning(
+                "%s: input noise of the %s not drawn", Path(d).name, why
+            )
+        noise = (
+            NoisePredictor(model, int(batch_size), precision, int(noise_draws)) if sources else None
+        )
         members.append(
             (
                 d,
@@ -394,9 +580,16 @@ def predict_members(
                 regrid,
                 groups,
                 make_predictor(model, int(batch_size), precision=precision),
+                (noise, sources, skipped),
             )
         )
     names = list(dict.fromkeys(n for _, sc, *_ in members for n in sc.datasets()))
+    for _, _, _, _, _, (_, sources, _) in members:
+        if "parallax" in sources:
+            names += [PARALLAX_DATASET, PARALLAX_ERROR_DATASET]
+        if "xp" in sources:
+            names += [*XP_COEFFICIENT_DATASETS, *XP_ERROR_DATASETS]
+    names = list(dict.fromkeys(names))
     first, last = (0, info.n_rows) if rows is None else (int(rows[0]), int(rows[1]))
     n = last - first
 
@@ -404,7 +597,7 @@ def predict_members(
     # check a chunk once: only the first of them does
     seen: set = set()
     check_first = []
-    for _, sc, regrid, _, _ in members:
+    for _, sc, regrid, *_ in members:
         key = (tuple(sc.datasets()), sc.xp_flux_kind)
         check_first.append(bool(regrid) or key not in seen)
         if not regrid:
@@ -414,38 +607,86 @@ def predict_members(
         for row, block in iter_rows(arrays_file, ["source_id", *names], chunk_rows, rows):
             yield (
                 row,
-                block["source_id"],
+                block,
                 [
                     _member_inputs(sc, regrid, block, groups, arrays_file, check)
-                    for (_, sc, regrid, groups, _), check in zip(members, check_first, strict=True)
+                    for (_, sc, regrid, groups, *_), check in zip(members, check_first, strict=True)
                 ],
             )
 
     with ExitStack() as stack:
         outputs = []
-        for (d, scalers, regrid, groups, _), out_path in zip(members, out_paths, strict=True):
+        for (d, scalers, regrid, groups, _, noise), out_path in zip(
+            members, out_paths, strict=True
+        ):
             tmp = stack.enter_context(atomic_output(out_path))
             h5 = stack.enter_context(h5py.File(tmp, "w"))
             outputs.append(
                 _open_prediction(
-                    h5, d, scalers, arrays_file, n, groups, rows, info.n_rows, precision, regrid
+                    h5,
+                    d,
+                    scalers,
+                    arrays_file,
+                    n,
+                    groups,
+                    rows,
+                    info.n_rows,
+                    precision,
+                    regrid,
+                    noise=(noise[1], noise[2], int(noise_draws)) if noise[0] is not None else None,
                 )
             )
         items = prefetch(chunks(), prefetch_chunks) if prefetch_chunks > 0 else chunks()
         desc = "predict" if len(members) == 1 else f"predict ({len(members)} members)"
         with tqdm(total=n, unit="star", disable=not progress, desc=desc) as bar:
-            for row, sid, per_member in items:
+            for row, block, per_member in items:
+                sid = block["source_id"]
                 start = row - first
                 stop = start + len(sid)
-                for (_, scalers, _, _, predict), (sid_ds, preds), inputs in zip(
+                for (d, scalers, _, _, predict, noise), (sid_ds, preds), inputs in zip(
                     members, outputs, per_member, strict=True
                 ):
                     sid_ds[start:stop] = sid
+                    if noise[0] is not None:
+                        _predict_with_noise(
+                            noise[0], noise[1], Path(d).name, scalers, block, inputs, preds,
+                            start, stop,
+                        )  # fmt: skip
+                        continue
                     for g, x in inputs.items():
                         y = scalers.unscale_labels(predict(x))
                         for j, lab in enumerate(scalers.labels):
                             preds[g, lab][start:stop] = y[:, j]
                 bar.update(len(sid))
+
+
+def _predict_with_noise(
+    noise: NoisePredictor,
+    sources: Sequence[str],
+    member: str,
+    scalers: Scalers,
+    block: Mapping[str, np.ndarray],
+    inputs: Mapping[str, Mapping[str, np.ndarray]],
+    preds: Mapping,
+    start: int,
+    stop: int,
+) -> None:
+    """One chunk of one member: each group's labels and their spread under the input
+    noise (:class:`NoisePredictor`), into the ``preds`` datasets [start, stop)."""
+    features = noise.features(inputs["pred"])  # the RVS input is the same in every group
+    key = zlib.crc32(member.encode())  # each member its own draws, each star the same ones
+    for g, x in inputs.items():
+        withheld = g == WITHHELD_GROUP
+
+        def draw(k, x=x, withheld=withheld):
+            return draw_inputs(scalers, block, x, sources, key, k, parallax_withheld=withheld)
+
+        y, ys = noise(x, features, draw)
+        y = scalers.unscale_labels(y)
+        spread = np.stack([scalers.unscale_labels(v) for v in ys]).std(axis=0, ddof=1)
+        for j, lab in enumerate(scalers.labels):
+            preds[g, lab][start:stop] = y[:, j]
+            preds[noise_group(g), lab][start:stop] = spread[:, j]
 
 
 def _quiet_retracing_warning() -> None:
@@ -473,9 +714,11 @@ def _open_prediction(
     n_rows_total: int,
     precision: str,
     regrid: Mapping,
+    noise: tuple[list[str], list[str], int] | None = None,
 ) -> tuple[h5py.Dataset, dict]:
     """A member's prediction file's attributes and empty datasets: (source_id, {(group,
-    label): dataset})."""
+    label): dataset}); ``noise`` (sources drawn, skipped, draws): the groups of the input
+    noise's spread too."""
     h5.attrs["member_dir"] = str(member_dir)
     if rows is not None:
         h5.attrs["shard_start"], h5.attrs["shard_stop"] = int(rows[0]), int(rows[1])
@@ -493,6 +736,12 @@ def _open_prediction(
         h5.attrs["resampled"] = json.dumps(sorted(regrid))
     if WITHHELD_GROUP in groups:
         h5.attrs["withheld_predictions"] = True
+    if noise is not None:
+        sources, skipped, draws = noise
+        h5.attrs["input_noise"] = json.dumps(list(sources))
+        h5.attrs["input_noise_draws"] = int(draws)
+        h5.attrs["input_noise_skipped"] = json.dumps(list(skipped))
+        groups = [*groups, *(noise_group(g) for g in groups)]
     sid_ds = h5.create_dataset("source_id", shape=(n,), dtype=np.int64)
     preds = {
         (g, lab): h5.create_dataset(f"{g}/{lab}", shape=(n,), dtype=np.float32)
