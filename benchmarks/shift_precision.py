@@ -37,13 +37,16 @@ Run on demand (about 12 min per case and method on 2 cores)::
         --report-only --out benchmarks/measured/shift_precision.json
 
 It is not a test: the numbers are one training's (``after_seed1`` gives a second).
-Existing runs in --workdir are reused.
+Existing runs in --workdir are reused; ``--repredict`` keeps their trained members and makes
+the predictions and the rest again (run the methods that reuse them, ``SAME_MEMBERS``,
+first: they copy the predictions as they are).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import sys
 from pathlib import Path
 
@@ -109,6 +112,19 @@ METHODS = {
     "min_per_bin_50_seed1": {
         "model": {"training": {"base_seed": 1}},
         "uncertainty": {"snr_calibration_min_per_bin": 50},
+    },
+    # after's members and predictions, without the spread under the input noise in sigma
+    # (the default before uncertainty.input_noise)
+    "no_input_noise": {"uncertainty": {"input_noise": []}},
+    "no_input_noise_seed1": {
+        "model": {"training": {"base_seed": 1}},
+        "uncertainty": {"input_noise": []},
+    },
+    # after's members, predicted again with the parallax noise alone drawn
+    "input_noise_parallax": {"uncertainty": {"input_noise": ["parallax"]}},
+    "input_noise_parallax_seed1": {
+        "model": {"training": {"base_seed": 1}},
+        "uncertainty": {"input_noise": ["parallax"]},
     },
     # after's members, each calibration bin's factor the 84 % upper bound on its quantile
     "confidence84": {"uncertainty": {"calibration_confidence": 0.84}},
@@ -184,7 +200,16 @@ SAME_MEMBERS = {
     "min_per_bin_50_seed1": "after_seed1",
     "confidence84": "after",
     "confidence84_seed1": "after_seed1",
+    "no_input_noise": "after",
+    "no_input_noise_seed1": "after_seed1",
+    "input_noise_parallax": "after",
+    "input_noise_parallax_seed1": "after_seed1",
 }
+#: of those, the methods whose predictions are made again (another input noise drawn)
+REPREDICT = {"input_noise_parallax", "input_noise_parallax_seed1"}
+#: what --repredict removes from a run (the members stay): made again by the workflow
+PREDICTED = ("results/ensemble/predictions", "results/ensemble/labels.fits",
+             "results/ensemble/uncertainty_model.json", "results/evaluation")  # fmt: skip
 TARGETS = ("results/evaluation/precision.tsv", "results/evaluation/shift.tsv")
 LABELS = ("teff", "logg", "m_h", "alpha_m", "fe_h")
 
@@ -198,7 +223,10 @@ def run(work: Path, case: str, method: str, cores: int, reuse_from: Path | None)
         seed_from(work, reuse_from, ("demo", "samples", "arrays"))
     if method in SAME_MEMBERS:
         source = work.parent / f"{case}-{SAME_MEMBERS[method]}"
-        seed_from(work, source, ("ensemble",), ignore=("labels.fits", "uncertainty_model.json"))
+        ignore = ["labels.fits", "uncertainty_model.json"]
+        if method in REPREDICT:
+            ignore.append("predictions")
+        seed_from(work, source, ("ensemble",), ignore=ignore)
     files = [REPO / CASES[case]] if CASES[case] else []
     return run_workflow(work, TARGETS, files, METHODS[method], cores)
 
@@ -393,6 +421,12 @@ def main(argv: list[str] | None = None) -> int:
         help="also report every other case x method already run in --workdir",
     )
     parser.add_argument(
+        "--repredict",
+        action="store_true",
+        help="make the predictions and everything after them again with today's code and "
+        "defaults, keeping each run's trained members (for a change that acts after training)",
+    )
+    parser.add_argument(
         "--report-only",
         action="store_true",
         help="run nothing: report every case x method already run in --workdir",
@@ -407,6 +441,13 @@ def main(argv: list[str] | None = None) -> int:
         first = None
         for method in args.methods:
             work = args.workdir / f"{case}-{method}"
+            if args.repredict and method not in SAME_MEMBERS:
+                for sub in PREDICTED:
+                    target = work / sub
+                    if target.is_dir():
+                        shutil.rmtree(target)
+                    elif target.exists():
+                        target.unlink()
             wall = run(work, case, method, args.cores, first)
             first = first or work
             results[case, method] = collect(work, case, method, wall)

@@ -1268,6 +1268,18 @@ def test_input_noise_spread(tmp_path, caplog):
                              + table[f"e_input_{lab}"].to_numpy(float) ** 2 + d**2)  # fmt: skip
             np.testing.assert_allclose(table[f"sigma_{lab}"], expect, rtol=1e-5)
     assert table.attrs["input_noise"] == ["parallax", "xp"]
+    # the config says whether it is used: off leaves it out, on refuses predictions without
+    off, *_ = catalogue.build(
+        {"training": [tmp_path / "pt.h5"], "observed": [tmp_path / "n.h5"]},
+        {"training": path, "observed": obs}, **build_kw, input_noise=False,
+    )  # fmt: skip
+    assert not any(c.startswith("e_input_") for c in off.columns) and off.attrs["input_noise"] == []
+    assert (off["sigma_teff"] < table["sigma_teff"]).any()
+    with pytest.raises(ensemble.EnsembleError, match="predict again with it"):
+        catalogue.build(
+            {"training": [tmp_path / "pt.h5"], "observed": [tmp_path / "plain.h5"]},
+            {"training": path, "observed": obs}, **build_kw, input_noise=True,
+        )  # fmt: skip
     # members predicted with and without the noise do not mix
     with pytest.raises(ensemble.EnsembleError, match=r"different uncertainty\.input_noise"):
         catalogue.build(

@@ -624,6 +624,7 @@ def _aggregation(bundle: Bundle, observed, n_rows: int, prediction_file):
             input_noise=input_noise,
         ),
         correlations=correlations,
+        noise=bool(input_noise),
     )
 
 

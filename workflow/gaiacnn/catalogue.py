@@ -74,6 +74,7 @@ def _combine_sample(
     chunk_rows: int,
     held_out: np.ndarray | None = None,
     group: str = "pred",
+    noise: bool = True,
 ) -> Iterator[tuple]:
     """Chunks (source_id, mean, std, out-of-sample mean, input noise) over the member files
     of one sample (their prediction ``group``: :func:`gaiacnn.ensemble.iter_member_chunks`).
@@ -82,10 +83,10 @@ def _combine_sample(
     out-of-sample mean averages only those members (NaN where none held the star out).
     The input noise is the spread of the labels under each star's own input noise, root
     mean square over the members (:func:`gaiacnn.ensemble.member_noise`); None where the
-    members did not draw it.
+    members did not draw it, or with ``noise`` False.
     """
     start = 0
-    noisy = ensemble.has_noise(paths, group)
+    noisy = noise and ensemble.has_noise(paths, group)
     chunks = ensemble.iter_member_chunks(paths, labels, chunk_rows, group)
     noise_chunks = (
         ensemble.iter_member_chunks(paths, labels, chunk_rows, ensemble.noise_group(group))
@@ -161,6 +162,8 @@ class Aggregation:
     attrs: dict  # the table's attrs (config hash, members, ...)
     # the label pairs' error correlations against S/N (columns rho_<a>__<b>)
     correlations: list[ensemble.LabelCorrelation] = field(default_factory=list)
+    # the members' spread under the input noise enters sigma (columns e_input_*)
+    noise: bool = False
 
     def paper_sigma(self, mean: np.ndarray, std: np.ndarray) -> np.ndarray:
         """(n, n_labels) sqrt(e² + D(label)²), Sect. 3.4."""
@@ -190,7 +193,7 @@ def _stars(
     ``offset`` on, ``agg.n_rows[sample]`` of them)."""
     start = 0
     for sid, mean, std, oof, noise in _combine_sample(
-        predictions, agg.labels, chunk_rows, held_out, group
+        predictions, agg.labels, chunk_rows, held_out, group, agg.noise
     ):
         stop = start + len(sid)
         rows = _read_rows(
@@ -247,10 +250,16 @@ def fit(
     base_seed: int = 0,
     config_hash: str = "",
     chunk_rows: int = 65536,
+    input_noise: bool | None = None,
 ) -> Aggregation:
     """The catalogue's ingredients (:func:`build` says which), streaming the observed
     sample ``chunk_rows`` stars at a time: only the training sample and the observed stars
-    with reference labels are held in memory."""
+    with reference labels are held in memory.
+
+    ``input_noise``: whether the members' spread under the input noise (``pred_noise``,
+    :func:`gaiacnn.model.predict_members`) enters sigma (config ``uncertainty.input_noise``):
+    True refuses predictions without it, False leaves it out (and says so), None takes it
+    where the predictions have it."""
     labels = list(labels)
     members = list(members)
     tr_path = arrays["training"]
@@ -292,7 +301,17 @@ def fit(
         xp_input = str(h5.attrs.get("xp_input", ""))
         withheld_snr = h5.attrs.get("parallax_withheld_snr")
         withheld_predictions = bool(h5.attrs.get("withheld_predictions", False))
-        input_noise = json.loads(h5.attrs.get("input_noise", "[]"))
+        noise_sources = json.loads(h5.attrs.get("input_noise", "[]"))
+    drawn = all(ensemble.has_noise(predictions[s]) for s in ("training", "observed"))
+    if input_noise and not drawn:
+        raise ensemble.EnsembleError(
+            "uncertainty.input_noise is set but the member predictions hold no spread under "
+            "the input noise (pred_noise): predict again with it"
+        )
+    if drawn and input_noise is False:
+        log.info("the predictions' spread under the input noise is not used "
+                 "(uncertainty.input_noise: [])")  # fmt: skip
+    use_noise = drawn and input_noise is not False
     agg = Aggregation(
         labels=labels,
         members=members,
@@ -304,6 +323,7 @@ def fit(
         positions=any(_has_positions(arrays[s]) for s in ("training", "observed")),
         n_rows=n_rows,
         attrs={},
+        noise=use_noise,
     )
     # the training sample, whole: the running dispersion is fitted on it (Sect. 3.4)
     _, tr_mean, tr_std, tr_oof, tr_snr, _, tr_distance, tr_withheld, tr_noise = _concat(
@@ -404,7 +424,12 @@ def fit(
         if agg.withheld_snr is not None and withheld_predictions:
             _, w_mean, w_std, w_oof, w_noise = _concat(
                 _combine_sample(
-                    predictions["training"], labels, chunk_rows, held_out, ensemble.WITHHELD_GROUP
+                    predictions["training"],
+                    labels,
+                    chunk_rows,
+                    held_out,
+                    ensemble.WITHHELD_GROUP,
+                    agg.noise,
                 )
             )
             w_std = spread_with_noise(w_std, w_noise)
@@ -476,7 +501,7 @@ def fit(
         calibration_form=_calibration_form(calibrations),
         branches=branches,
         xp_input=xp_input,
-        input_noise=input_noise,
+        input_noise=noise_sources if use_noise else [],
         **provenance.stamp({k: arrays[k] for k in ("training", "observed")}),
     )
     return agg

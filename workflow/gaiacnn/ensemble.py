@@ -953,6 +953,7 @@ def run_aggregate(
         validation_fraction=training_cfg["validation_fraction"],
         base_seed=training_cfg["base_seed"],
         config_hash=config_hash,
+        input_noise=bool(input_noise_settings(uncertainty_cfg)["draws"]),
     )
     fits_, training_range, calibrations = agg.fits, agg.training_range, agg.calibrations
     for fit in fits_:
