@@ -19,6 +19,10 @@ a workflow job is:
   larger than the memory is read;
 * the ratio of the job's rate per model to the network's, and the same once the job has
   started (Python, the package and TensorFlow imported: a fixed ~4 s of every job);
+* with ``--input-noise-draws`` D > 0, the job for all members once more with the input
+  noise drawn (``uncertainty.input_noise``: parallax and XP, D draws per star; the file
+  gets XP coefficient errors, 5 % of each coefficient, where it has none): what the spread
+  under the input noise costs a prediction job;
 * with ``--precision mixed_bfloat16``: how far its labels lie from float32's, max
   |delta| / sigma of each label over the demo's observed sample (--accuracy-arrays,
   predicted by a member of the demo, --accuracy-member; both made by ``make demo``).
@@ -29,6 +33,7 @@ reported.  Run on demand (about 13 min at the defaults on 2 cores, 2 GB of disk)
 
     .venv/bin/python benchmarks/predict_speed.py
     .venv/bin/python benchmarks/predict_speed.py --precision mixed_bfloat16
+    .venv/bin/python benchmarks/predict_speed.py --input-noise-draws 8
 
 It is not a test: numbers depend on the machine (and on whatever else runs on it).
 """
@@ -126,6 +131,7 @@ def _child_job(args: argparse.Namespace) -> dict:
         outs,
         shard=0,
         prediction_cfg=cfg,
+        noise_cfg={"sources": ["parallax", "xp"], "draws": args.noise},
         threads=args.threads,
     )
     for o in outs:
@@ -150,7 +156,7 @@ def child(kind: str, args: argparse.Namespace, **extra) -> dict:
     cmd = [sys.executable, __file__, "--child", kind, "--file", str(args.file)]
     for key, value in {**vars(args), **extra}.items():
         skip = ("child", "file", "workdir", "rounds")
-        if key in skip or value is None or isinstance(value, bool):
+        if key in skip or value is None or isinstance(value, bool) or key == "input_noise_draws":
             continue
         cmd += [f"--{key.replace('_', '-')}", str(value)]
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
@@ -161,6 +167,21 @@ def child(kind: str, args: argparse.Namespace, **extra) -> dict:
         sys.exit(f"{kind} failed:\n{proc.stderr[-3000:]}")
     out = json.loads(proc.stdout.strip().splitlines()[-1])
     return {**out, "process_s": wall}
+
+
+def add_xp_errors(path: Path) -> None:
+    """Give the layout file XP coefficient errors (5 % of each coefficient) if it has none."""
+    import h5py
+    import numpy as np
+
+    from gaiacnn.layout import XP_COEFFICIENT_DATASETS, XP_ERROR_DATASETS
+
+    with h5py.File(path, "a") as h5:
+        for coef, err in zip(XP_COEFFICIENT_DATASETS, XP_ERROR_DATASETS, strict=True):
+            if err not in h5:
+                ds = h5.create_dataset(err, shape=h5[coef].shape, dtype=np.float32)
+                for s in range(0, h5[coef].shape[0], 65536):
+                    ds[s : s + 65536] = 0.05 * np.abs(h5[coef][s : s + 65536])
 
 
 def prepare(args: argparse.Namespace) -> tuple[Path, Path, list[Path]]:
@@ -214,6 +235,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--member", help=argparse.SUPPRESS)
     p.add_argument("--out", help=argparse.SUPPRESS)
     p.add_argument("--prefetch", type=int, default=2, help=argparse.SUPPRESS)
+    p.add_argument("--noise", type=int, default=0, help=argparse.SUPPRESS)
+    p.add_argument("--input-noise-draws", type=int, default=0,
+                   help="also time the job for all members with the input noise drawn")  # fmt: skip
     a = p.parse_args(argv)
     if a.child:
         run = {"network": _child_network, "job": _child_job, "accuracy": _child_accuracy}
@@ -229,23 +253,28 @@ def main(argv: list[str] | None = None) -> int:
     # rounds of every measurement in turn, so that a slower spell of the machine (other
     # processes, its clock) weighs on all of them alike; the medians are reported
     kinds = {
-        "one member per job, prefetch 2": (1, 2),
-        "one member per job, prefetch 0": (1, 0),
-        f"all {m} members in one job, prefetch 2": (m, 2),
+        "one member per job, prefetch 2": (1, 2, 0),
+        "one member per job, prefetch 0": (1, 0, 0),
+        f"all {m} members in one job, prefetch 2": (m, 2, 0),
     }
+    draws = a.input_noise_draws
+    if draws:
+        add_xp_errors(a.file)
+        kinds[f"all {m} members in one job, prefetch 2, input noise {draws} draws"] = (m, 2, draws)
     net_rates: list[float] = []
     walls: dict[str, list[dict]] = {name: [] for name in kinds}
     for r in range(a.rounds):
         net = child("network", a, member=members[0])
         net_rates.append(net["stars"] / net["wall_s"])
         print(f"round {r + 1}: network alone {net_rates[-1]:.0f} stars/s", file=sys.stderr)
-        for name, (k, prefetch) in kinds.items():
+        for name, (k, prefetch, noise) in kinds.items():
             who = ",".join(map(str, members[:k]))
-            walls[name].append(child("job", a, member=who, out=out, prefetch=prefetch))
+            walls[name].append(child("job", a, member=who, out=out, prefetch=prefetch, noise=noise))
             print(f"  {name}: {walls[name][-1]['process_s']:.1f} s", file=sys.stderr)
     net_rate = statistics.median(net_rates)
 
     params = {
+        "input_noise_draws": draws,
         "n_stars": n,
         "threads": a.threads,
         "batch_size": a.batch_size,
@@ -263,7 +292,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{'network alone (inputs in memory)':42s} {'':>13s} {'':>13s} {net_rate:13.0f}"
           f"   (rounds: {spread})")  # fmt: skip
     med = {}
-    for name, (k, _) in kinds.items():
+    for name, (k, *_) in kinds.items():
         wall = statistics.median(w["process_s"] for w in walls[name])
         start = statistics.median(w["start_s"] for w in walls[name])
         rate = n * k / wall
@@ -287,6 +316,11 @@ def main(argv: list[str] | None = None) -> int:
         (f"ensemble of {m}: one job per member: wall", one, "s"),
         (f"ensemble of {m}: one job for all: wall", allm, "s"),
     ]
+    if draws:
+        noisy = med[f"all {m} members in one job, prefetch 2, input noise {draws} draws"]
+        print(f"with the input noise ({draws} draws): {noisy:.1f} s ({noisy / allm:.2f}x)")
+        figures.append((f"ensemble of {m}: input noise {draws} draws / none: wall", noisy / allm,
+                        "ratio"))  # fmt: skip
     if a.precision != "float32":
         if (a.accuracy_member / "model.keras").is_file() and a.accuracy_arrays.is_file():
             acc = child("accuracy", a)

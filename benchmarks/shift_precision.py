@@ -120,11 +120,11 @@ METHODS = {
         "model": {"training": {"base_seed": 1}},
         "uncertainty": {"input_noise": []},
     },
-    # after's members, predicted again with the parallax noise alone drawn
-    "input_noise_parallax": {"uncertainty": {"input_noise": ["parallax"]}},
-    "input_noise_parallax_seed1": {
+    # after's members, predicted again with the XP coefficients' noise drawn too
+    "input_noise_xp": {"uncertainty": {"input_noise": ["parallax", "xp"]}},
+    "input_noise_xp_seed1": {
         "model": {"training": {"base_seed": 1}},
-        "uncertainty": {"input_noise": ["parallax"]},
+        "uncertainty": {"input_noise": ["parallax", "xp"]},
     },
     # after's members, each calibration bin's factor the 84 % upper bound on its quantile
     "confidence84": {"uncertainty": {"calibration_confidence": 0.84}},
@@ -202,11 +202,11 @@ SAME_MEMBERS = {
     "confidence84_seed1": "after_seed1",
     "no_input_noise": "after",
     "no_input_noise_seed1": "after_seed1",
-    "input_noise_parallax": "after",
-    "input_noise_parallax_seed1": "after_seed1",
+    "input_noise_xp": "after",
+    "input_noise_xp_seed1": "after_seed1",
 }
 #: of those, the methods whose predictions are made again (another input noise drawn)
-REPREDICT = {"input_noise_parallax", "input_noise_parallax_seed1"}
+REPREDICT = {"input_noise_xp", "input_noise_xp_seed1"}
 #: what --repredict removes from a run (the members stay): made again by the workflow
 PREDICTED = ("results/ensemble/predictions", "results/ensemble/labels.fits",
              "results/ensemble/uncertainty_model.json", "results/evaluation")  # fmt: skip
@@ -219,6 +219,8 @@ def run(work: Path, case: str, method: str, cores: int, reuse_from: Path | None)
     (0 when an earlier run is reused)."""
     if done(work, TARGETS):
         return 0.0
+    if method in SAME_MEMBERS:  # its source's survey too, so that nothing is trained again
+        reuse_from = work.parent / f"{case}-{SAME_MEMBERS[method]}"
     if reuse_from is not None:
         seed_from(work, reuse_from, ("demo", "samples", "arrays"))
     if method in SAME_MEMBERS:

@@ -672,8 +672,8 @@ def column_doc(name: str) -> tuple[str, str, str]:
             "never missing (the median over S/N where S/N is missing)",
         )
     for prefix, what in (
-        ("e_input_", "standard deviation of {x} under the star's own parallax and XP noise, "
-         "drawn through each member, rms over the members (INNOISE; not in the paper)"),
+        ("e_input_", "standard deviation of {x} under the star's own input noise (INNOISE: "
+         "parallax, XP) drawn through each member, rms over the members (not in the paper)"),
         ("e_", "model-to-model standard deviation of {x} over the members (Sect. 3.4)"),
         ("sigma_", "total uncertainty of {x}: e_{x} (and e_input_{x}) in quadrature with "
          "the calibrated running dispersion (header comments)"),

@@ -178,9 +178,10 @@ def render(labels: Sequence[str] = DEFAULT_LABELS) -> str:
         "## Uncertainties",
         "",
         "`e_<label>` is the spread of the ensemble members; `e_input_<label>` the spread "
-        "of the label when the star's own parallax and XP coefficients are drawn from their "
-        "errors through every member (`uncertainty.input_noise`, not in the paper: the "
-        "members all read the same noisy inputs, so `e_*` cannot see that noise; "
+        "of the label when the star's own parallax (and, if `INNOISE` says so, XP "
+        "coefficients) is drawn from its errors through every member "
+        "(`uncertainty.input_noise`, not in the paper: the members all read the same noisy "
+        "inputs, so `e_*` cannot see that noise; "
         "docs/shift.md); `sigma_<label>` the total "
         f"uncertainty, in {label_unit('teff')} for teff and dex otherwise:",
         "",

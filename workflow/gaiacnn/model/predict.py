@@ -536,7 +536,7 @@ def predict_members(
     into those inputs (:func:`draw_inputs`; the RVS branch runs once, :class:`NoisePredictor`),
     and the standard deviation of those predictions is written to ``pred_noise/<label>``
     (``pred_withheld_noise`` for the withheld predictions) in physical units: how much the
-    star's label moves with its parallax and XP noise, which the members' spread does not
+    star's label moves with its parallax (and XP) noise, which the members' spread does not
     see (they all read the same noisy inputs).  Root attributes ``input_noise`` (JSON list
     of the sources drawn) and ``input_noise_draws``; a source the member or file cannot
     draw (no such input, no XP errors) is logged and listed in ``input_noise_skipped``.
