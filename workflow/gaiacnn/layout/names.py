@@ -39,7 +39,8 @@ PHOT_DATASETS = ("phot/g", "phot/bp", "phot/rp")
 XP_COEFFICIENT_DATASETS = ("xp/bp_coefficients", "xp/rp_coefficients")
 #: Optional 1 sigma errors of the XP coefficients [e-/s] (Gaia DR3 ``bp_coefficient_errors``,
 #: ``rp_coefficient_errors``), in the order of :data:`XP_COEFFICIENT_DATASETS`: finite and
-#: >= 0, or NaN where unknown; never a model input (the XP noise augmentation reads them).
+#: >= 0, or NaN where unknown; never a model input (the XP noise augmentation, and the
+#: input noise's XP draws, ``uncertainty.input_noise: [xp]``, read them).
 XP_ERROR_DATASETS = ("xp/bp_coefficient_errors", "xp/rp_coefficient_errors")
 XP_SAMPLED_DATASET = "xp/sampled_flux"
 #: Values of ``xp/sampled_flux``'s attribute ``flux_kind``: absolute flux as GaiaXPy's
