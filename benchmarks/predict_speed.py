@@ -20,9 +20,10 @@ a workflow job is:
 * the ratio of the job's rate per model to the network's, and the same once the job has
   started (Python, the package and TensorFlow imported: a fixed ~4 s of every job);
 * with ``--input-noise-draws`` D > 0, the job for all members once more with the input
-  noise drawn (``uncertainty.input_noise``: parallax and XP, D draws per star; the file
-  gets XP coefficient errors, 5 % of each coefficient, where it has none): what the spread
-  under the input noise costs a prediction job;
+  noise drawn (``uncertainty.input_noise``: the sources of ``--input-noise``, the config's
+  default parallax, D draws per star; for xp the file gets XP coefficient errors, 5 % of
+  each coefficient, where it has none): what the spread under the input noise costs a
+  prediction job (runs before the option drew parallax and xp);
 * with ``--precision mixed_bfloat16``: how far its labels lie from float32's, max
   |delta| / sigma of each label over the demo's observed sample (--accuracy-arrays,
   predicted by a member of the demo, --accuracy-member; both made by ``make demo``).
@@ -131,7 +132,7 @@ def _child_job(args: argparse.Namespace) -> dict:
         outs,
         shard=0,
         prediction_cfg=cfg,
-        noise_cfg={"sources": ["parallax", "xp"], "draws": args.noise},
+        noise_cfg={"sources": args.input_noise.split(","), "draws": args.noise},
         threads=args.threads,
     )
     for o in outs:
@@ -236,6 +237,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", help=argparse.SUPPRESS)
     p.add_argument("--prefetch", type=int, default=2, help=argparse.SUPPRESS)
     p.add_argument("--noise", type=int, default=0, help=argparse.SUPPRESS)
+    p.add_argument("--input-noise", default="parallax",
+                   help="comma-separated sources drawn (parallax, xp)")  # fmt: skip
     p.add_argument("--input-noise-draws", type=int, default=0,
                    help="also time the job for all members with the input noise drawn")  # fmt: skip
     a = p.parse_args(argv)
@@ -258,7 +261,7 @@ def main(argv: list[str] | None = None) -> int:
         f"all {m} members in one job, prefetch 2": (m, 2, 0),
     }
     draws = a.input_noise_draws
-    if draws:
+    if draws and "xp" in a.input_noise.split(","):
         add_xp_errors(a.file)
         kinds[f"all {m} members in one job, prefetch 2, input noise {draws} draws"] = (m, 2, draws)
     net_rates: list[float] = []
@@ -275,6 +278,7 @@ def main(argv: list[str] | None = None) -> int:
 
     params = {
         "input_noise_draws": draws,
+        "input_noise": a.input_noise if draws else "",
         "n_stars": n,
         "threads": a.threads,
         "batch_size": a.batch_size,
