@@ -1200,6 +1200,7 @@ def test_input_noise_spread(tmp_path, caplog):
     a = tmp_path / "a"
     kw = dict(progress=False, chunk_rows=64, batch_size=32)
     predict_members([a], obs, [tmp_path / "plain.h5"], **kw)
+    predict_members([a], path, [tmp_path / "plain_t.h5"], **kw)
     noise = dict(noise_draws=8, noise_sources=["parallax", "xp"])
     predict_members([a], obs, [tmp_path / "n.h5"], **kw, **noise)
     predict_members([a], obs, [tmp_path / "n2.h5"], **kw, **noise)
@@ -1275,11 +1276,13 @@ def test_input_noise_spread(tmp_path, caplog):
     )  # fmt: skip
     assert not any(c.startswith("e_input_") for c in off.columns) and off.attrs["input_noise"] == []
     assert (off["sigma_teff"] < table["sigma_teff"]).any()
-    with pytest.raises(ensemble.EnsembleError, match="predict again with it"):
-        catalogue.build(
-            {"training": [tmp_path / "pt.h5"], "observed": [tmp_path / "plain.h5"]},
+    with caplog.at_level(logging.WARNING):
+        bare_table, *_ = catalogue.build(
+            {"training": [tmp_path / "plain_t.h5"], "observed": [tmp_path / "plain.h5"]},
             {"training": path, "observed": obs}, **build_kw, input_noise=True,
         )  # fmt: skip
+    assert "sigma_* has none" in caplog.text
+    assert not any(c.startswith("e_input_") for c in bare_table.columns)
     # members predicted with and without the noise do not mix
     with pytest.raises(ensemble.EnsembleError, match=r"different uncertainty\.input_noise"):
         catalogue.build(

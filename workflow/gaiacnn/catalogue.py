@@ -304,9 +304,11 @@ def fit(
         noise_sources = json.loads(h5.attrs.get("input_noise", "[]"))
     drawn = all(ensemble.has_noise(predictions[s]) for s in ("training", "observed"))
     if input_noise and not drawn:
-        raise ensemble.EnsembleError(
+        # members without those inputs (an RVS-only or XP-sampled model) draw nothing
+        log.warning(
             "uncertainty.input_noise is set but the member predictions hold no spread under "
-            "the input noise (pred_noise): predict again with it"
+            "the input noise (pred_noise: the members lack those inputs, or the predictions "
+            "predate it): sigma_* has none"
         )
     if drawn and input_noise is False:
         log.info("the predictions' spread under the input noise is not used "
