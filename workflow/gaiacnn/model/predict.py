@@ -8,7 +8,7 @@ import os
 import queue
 import threading
 import zlib
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TypeVar
 
@@ -311,62 +311,79 @@ def star_normals(key: int, source_id: np.ndarray, draw: int, stream: int, width:
     return np.sqrt(-2.0 * np.log(u1)) * np.cos(2.0 * np.pi * u2)
 
 
-def draw_inputs(
+def drawn_sources(sources: Sequence[str], parallax_withheld: bool = False) -> list[str]:
+    """The ``sources`` that reach the network: none of the parallax's where every parallax
+    is withheld (the withheld predictions)."""
+    return [s for s in sources if not (s == "parallax" and parallax_withheld)]
+
+
+def input_drawer(
     scalers: Scalers,
     block: Mapping[str, np.ndarray],
     inputs: Mapping[str, np.ndarray],
     sources: Sequence[str],
     key: int,
-    draw: int,
     parallax_withheld: bool = False,
-) -> dict[str, np.ndarray]:
-    """Draw ``draw`` of a chunk's scaled inputs ``inputs`` with each star's own measurement
-    noise (Gaussian, its 1 sigma errors in ``block``) added to the ``sources``: the
-    parallax [mas] and the XP coefficients [e-/s] (an error that is not finite counts as
-    0), the normal deviates fixed by ``key``, the star's source_id and ``draw``
+) -> Callable[[int], dict[str, np.ndarray]]:
+    """``draw(k)``: draw k of a chunk's scaled inputs ``inputs`` with each star's own
+    measurement noise (Gaussian, its 1 sigma errors in ``block``) added to the ``sources``:
+    the parallax [mas] and the XP coefficients [e-/s] (an error that is not finite counts
+    as 0), the normal deviates fixed by ``key``, the star's source_id and k
     (:func:`star_normals`).  The RVS input is left as it is.  A star whose parallax the
     member withholds (``phot_input: intrinsic_withheld``; all of them with
-    ``parallax_withheld``, the
-    withheld predictions) keeps its withheld input: no parallax reaches the network, so
-    none is drawn; the others keep their parallax used in every draw, even where a draw
-    would fall below the withholding S/N."""
-    out = dict(inputs)
+    ``parallax_withheld``, the withheld predictions) keeps its withheld input: no parallax
+    reaches the network, so none is drawn; the others keep their parallax used in every
+    draw, even where a draw would fall below the withholding S/N.  What does not change
+    between draws (errors, which stars are withheld) is worked out once per chunk."""
     sid = block["source_id"]
-    if "parallax" in sources and not parallax_withheld:
+    sources = drawn_sources(sources, parallax_withheld)
+    parallax = None
+    if "parallax" in sources:
         plx = np.asarray(block[PARALLAX_DATASET], np.float64)
         err = np.asarray(block[PARALLAX_ERROR_DATASET], np.float64)
-        z = star_normals(key, sid, draw, 0, 1)[:, 0]
-        noisy = {**block, PARALLAX_DATASET: plx + np.where(np.isfinite(err), err, 0.0) * z}
+        err = np.where(np.isfinite(err), err, 0.0)
         if scalers.parallax_withheld_snr is None:
-            out["phot"] = scalers.inputs(noisy, ["phot"])["phot"]
+            used, scale = None, scalers
         else:
             used = ~spectra.parallax_withheld(block, scalers.parallax_withheld_snr)
-            always = dataclasses.replace(scalers, parallax_withheld_snr=-np.inf)
-            drawn = always.inputs(noisy, ["phot"])["phot"]
-            out["phot"] = np.where(used[:, None], drawn, inputs["phot"])
+            scale = dataclasses.replace(scalers, parallax_withheld_snr=-np.inf)
+        parallax = (plx, err, used, scale)
+    xp = []
     if "xp" in sources:
-        noisy = dict(block)
         for band, (name, err_name) in enumerate(
             zip(XP_COEFFICIENT_DATASETS, XP_ERROR_DATASETS, strict=True), start=1
         ):
-            c = np.asarray(block[name], np.float64)
             err = np.asarray(block[err_name], np.float64)
-            z = star_normals(key, sid, draw, band, c.shape[1])
-            noisy[name] = c + np.where(np.isfinite(err), err, 0.0) * z
-        out["xp"] = scalers.inputs(noisy, ["xp"])["xp"]
-    return out
+            xp.append((band, name, np.asarray(block[name], np.float64),
+                       np.where(np.isfinite(err), err, 0.0)))  # fmt: skip
+
+    def draw(k: int) -> dict[str, np.ndarray]:
+        out = dict(inputs)
+        if parallax is not None:
+            plx, err, used, scale = parallax
+            z = star_normals(key, sid, k, 0, 1)[:, 0]
+            drawn = scale.inputs({**block, PARALLAX_DATASET: plx + err * z}, ["phot"])["phot"]
+            out["phot"] = drawn if used is None else np.where(used[:, None], drawn, inputs["phot"])
+        if xp:
+            noisy = dict(block)
+            for band, name, c, err in xp:
+                noisy[name] = c + err * star_normals(key, sid, k, band, c.shape[1])
+            out["xp"] = scalers.inputs(noisy, ["xp"])["xp"]
+        return out
+
+    return draw
 
 
 class NoisePredictor:
     """A member's labels, and their spread under each star's own input noise
-    (:func:`draw_inputs`, ``draws`` draws): the RVS trunk runs once per star, the head once
-    per draw (:func:`split_model`; the whole model per draw where it cannot be split)."""
+    (:func:`input_drawer`, ``draws`` draws): the RVS trunk runs once per star, the head once
+    per draw (:func:`split_model`; the whole model per draw where it cannot be split).
+    ``model`` is the compute copy (:func:`compute_copy`) it runs as it is."""
 
-    def __init__(self, model: keras.Model, batch_size: int, precision: str, draws: int):
+    def __init__(self, model: keras.Model, batch_size: int, draws: int):
         if draws < 2:
             raise ValueError(f"input noise needs at least 2 draws, not {draws}")
         self.draws = int(draws)
-        model = compute_copy(model, precision)
         parts = split_model(model)
         if parts is None:
             self.trunk, self.feature_name = None, None
@@ -383,22 +400,26 @@ class NoisePredictor:
             return {}
         return {self.feature_name: self.trunk({"rvs": x["rvs"]})}
 
+    def labels(self, x: Mapping[str, np.ndarray], features: Mapping[str, np.ndarray]) -> np.ndarray:
+        """The labels of ``x`` (n, n_labels), scaled as the network outputs them, with the
+        RVS ``features`` of :meth:`features`."""
+        if self.trunk is None:
+            return self.head(x)
+        return self.head({**{k: v for k, v in x.items() if k != "rvs"}, **features})
+
     def __call__(
         self,
         x: Mapping[str, np.ndarray],
         features: Mapping[str, np.ndarray],
-        draw,
-    ) -> tuple[np.ndarray, np.ndarray]:
+        draw: Callable[[int], Mapping[str, np.ndarray]] | None,
+    ) -> tuple[np.ndarray, np.ndarray | None]:
         """(labels of ``x`` (n, n_labels), those of each draw (draws, n, n_labels)), both
-        scaled as the network outputs them; ``draw(k)`` returns draw k of the inputs."""
-
-        def run(inputs: Mapping[str, np.ndarray]) -> np.ndarray:
-            if self.trunk is None:
-                return self.head(inputs)
-            return self.head({**{k: v for k, v in inputs.items() if k != "rvs"}, **features})
-
-        y = run(x)
-        return y, np.stack([run(draw(k)) for k in range(self.draws)])
+        scaled as the network outputs them; ``draw(k)`` returns draw k of the inputs (None:
+        nothing to draw, no draws run)."""
+        y = self.labels(x, features)
+        if draw is None:
+            return y, None
+        return y, np.stack([self.labels(draw(k), features) for k in range(self.draws)])
 
 
 def prefetch(items: Iterator[T], depth: int = 2) -> Iterator[T]:
@@ -570,19 +591,11 @@ def predict_members(
             logging.getLogger(__name__).warning(
                 "%s: input noise of the %s not drawn", Path(d).name, why
             )
-        noise = (
-            NoisePredictor(model, int(batch_size), precision, int(noise_draws)) if sources else None
-        )
-        members.append(
-            (
-                d,
-                scalers,
-                regrid,
-                groups,
-                make_predictor(model, int(batch_size), precision=precision),
-                (noise, sources, skipped),
-            )
-        )
+        # one compute copy per member: the input noise's predictor, or the plain one
+        copy = compute_copy(model, precision)
+        noise = NoisePredictor(copy, int(batch_size), int(noise_draws)) if sources else None
+        predict = None if noise is not None else make_predictor(copy, int(batch_size))
+        members.append((d, scalers, regrid, groups, predict, (noise, sources, skipped)))
     names = list(dict.fromkeys(n for _, sc, *_ in members for n in sc.datasets()))
     for _, _, _, _, _, (_, sources, _) in members:
         if "parallax" in sources:
@@ -672,18 +685,24 @@ def _predict_with_noise(
     stop: int,
 ) -> None:
     """One chunk of one member: each group's labels and their spread under the input
-    noise (:class:`NoisePredictor`), into the ``preds`` datasets [start, stop)."""
+    noise (:class:`NoisePredictor`), into the ``preds`` datasets [start, stop).  A group
+    with nothing to draw (the withheld predictions where only the parallax is drawn) is
+    predicted once, its spread 0."""
     features = noise.features(inputs["pred"])  # the RVS input is the same in every group
     key = zlib.crc32(member.encode())  # each member its own draws, each star the same ones
     for g, x in inputs.items():
         withheld = g == WITHHELD_GROUP
-
-        def draw(k, x=x, withheld=withheld):
-            return draw_inputs(scalers, block, x, sources, key, k, parallax_withheld=withheld)
-
+        draw = (
+            input_drawer(scalers, block, x, sources, key, parallax_withheld=withheld)
+            if drawn_sources(sources, withheld)
+            else None
+        )
         y, ys = noise(x, features, draw)
         y = scalers.unscale_labels(y)
-        spread = np.stack([scalers.unscale_labels(v) for v in ys]).std(axis=0, ddof=1)
+        if ys is None:
+            spread = np.zeros_like(y)
+        else:
+            spread = np.stack([scalers.unscale_labels(v) for v in ys]).std(axis=0, ddof=1)
         for j, lab in enumerate(scalers.labels):
             preds[g, lab][start:stop] = y[:, j]
             preds[noise_group(g), lab][start:stop] = spread[:, j]
