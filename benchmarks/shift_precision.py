@@ -132,13 +132,6 @@ METHODS = {
         "model": {"training": {"base_seed": 1}},
         "uncertainty": {"calibration_confidence": 0.84},
     },
-    # after's members, the calibration stars weighted by what their coverage says about
-    # the factor (uncertainty.calibration_weighting: reference_error)
-    "weighted_calibration": {"uncertainty": {"calibration_weighting": "reference_error"}},
-    "weighted_calibration_seed1": {
-        "model": {"training": {"base_seed": 1}},
-        "uncertainty": {"calibration_weighting": "reference_error"},
-    },
     # every parallax used (the default before), once per seed
     "no_withholding": NO_WITHHOLDING,
     "no_withholding_seed1": _then(NO_WITHHOLDING, {"model": {"training": {"base_seed": 1}}}),
@@ -211,8 +204,6 @@ SAME_MEMBERS = {
     "no_input_noise_seed1": "after_seed1",
     "input_noise_xp": "after",
     "input_noise_xp_seed1": "after_seed1",
-    "weighted_calibration": "after",
-    "weighted_calibration_seed1": "after_seed1",
 }
 #: of those, the methods whose predictions are made again (another input noise drawn)
 REPREDICT = {"input_noise_xp", "input_noise_xp_seed1"}

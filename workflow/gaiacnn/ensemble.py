@@ -288,9 +288,6 @@ class SnrCalibration:
     # dispersion D only, sigma = sqrt(e² + (k·D)²), so that sigma >= e for every star;
     # "total" (uncertainty models before 2026-12), the whole sqrt(e² + D²)
     form: str = "total"
-    # how the calibration stars were weighted (:data:`CALIBRATION_WEIGHTINGS`; "none" in
-    # uncertainty models before it)
-    weighting: str = "none"
 
     def __call__(
         self,
@@ -359,69 +356,14 @@ class SnrCalibration:
 CALIBRATION_FORMS = ("dispersion", "total")
 
 
-#: How the calibration stars of a bin are weighted (config uncertainty.calibration_weighting,
-#: not in the paper): "none", each star alike; "reference_error", each star by how much its
-#: coverage says about the factor (:func:`calibration_weights`).
-CALIBRATION_WEIGHTINGS = ("none", "reference_error")
-
-
-def calibration_weights(scaled: np.ndarray, variance: np.ndarray) -> np.ndarray:
-    """Weights of calibration stars for a factor k that scales ``scaled`` (the part of each
-    star's uncertainty it multiplies, so that k² ``scaled``² enters the variance) when the
-    star's residual against its reference label has ``variance`` (everything: the members'
-    spread, the running dispersion and the reference label's own error, squared).
-
-    Star i is covered against its reference once r_i² <= variance_i(k), which for Gaussian
-    errors has probability 0.683 at the true k whatever the star, so any weights leave the
-    weighted coverage quantile unbiased; how fast that probability moves with k, and so how
-    much star i says about k, is proportional to ``scaled``² / ``variance``.  A star whose
-    reference label is much noisier than the CNN label (bright stars against APOGEE's Teff
-    errors) says little, and counted alike it leaves the factor of its S/N bin to the
-    reference labels' noise.  Not in the paper."""
-    a = np.asarray(scaled, float) ** 2
-    v = np.asarray(variance, float)
-    w = np.divide(a, v, out=np.zeros_like(a), where=v > 0)
-    return np.where(np.isfinite(w), w, 0.0)
-
-
-def coverage_quantile(
-    values: np.ndarray,
-    coverage: float,
-    confidence: float = 0.5,
-    weights: np.ndarray | None = None,
-) -> float:
+def coverage_quantile(values: np.ndarray, coverage: float, confidence: float = 0.5) -> float:
     """The ``coverage`` quantile of ``values`` (a sample of calibration stars), or, with
     ``confidence`` > 0.5, an upper confidence bound on it: the smallest order statistic that
     lies above the population's ``coverage`` quantile with probability ``confidence``
     (binomial, distribution-free).  A bin of few calibration stars then errs on the wide
     side by about sqrt(coverage (1 - coverage) / n) in coverage; 0.5 is the plain quantile
-    (numpy's linear interpolation).
-
-    With ``weights`` (>= 0, :func:`calibration_weights`): the weighted quantile (the value
-    at which the weights' cumulative sum, each star counted at its middle, reaches
-    ``coverage`` of their total; linear between stars), and its upper bound at
-    ``confidence`` the quantile at coverage + z(confidence) sqrt(coverage (1 - coverage)
-    / n_eff), n_eff = (sum w)² / sum w² (Kish's effective number of stars)."""
+    (numpy's linear interpolation)."""
     v = np.asarray(values, float)
-    if weights is not None:
-        w = np.asarray(weights, float)
-        if w.shape != v.shape:
-            raise ValueError(f"{w.shape} weights for {v.shape} values")
-        w = np.where(np.isfinite(w) & (w > 0), w, 0.0)
-        total = w.sum()
-        if total > 0:
-            order = np.argsort(v, kind="stable")
-            v, w = v[order], w[order]
-            level = coverage
-            if confidence > 0.5:
-                from scipy.stats import norm
-
-                n_eff = total**2 / np.sum(w**2)
-                level += norm.ppf(confidence) * np.sqrt(coverage * (1 - coverage) / n_eff)
-            keep = w > 0
-            mid = (np.cumsum(w) - 0.5 * w)[keep] / total
-            return float(np.interp(min(level, 1.0), mid, v[keep]))
-        # no star carries weight: every star alike
     if confidence <= 0.5:
         return float(np.quantile(v, coverage))
     from scipy.stats import binom
@@ -450,16 +392,14 @@ def _binned_factor(
     coverage: float,
     increasing: bool = False,
     confidence: float = 0.5,
-    weights: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Equal-count bins of ``x`` (at least ``min_per_bin`` each): (centres, the ``coverage``
-    quantile of ``k`` per bin (weighted by ``weights``), that made non-increasing
-    (``increasing``: non-decreasing) with ``x`` by an isotonic fit weighted by counts,
-    counts)."""
+    quantile of ``k`` per bin, that made non-increasing (``increasing``: non-decreasing)
+    with ``x`` by an isotonic fit weighted by counts, counts)."""
 
     bins = int(max(1, min(n_bins, x.size // max(1, min_per_bin))))
     groups = np.array_split(np.argsort(x, kind="stable"), bins)
-    return _group_factor(k, x, groups, coverage, increasing, confidence, weights)
+    return _group_factor(k, x, groups, coverage, increasing, confidence)
 
 
 def _group_factor(
@@ -469,20 +409,14 @@ def _group_factor(
     coverage: float,
     increasing: bool,
     confidence: float = 0.5,
-    weights: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """(centres = median x, ``coverage`` quantile of k (weighted by ``weights``), its
-    isotonic fit, counts) of the star ``groups`` (index arrays, in increasing x)."""
+    """(centres = median x, ``coverage`` quantile of k, its isotonic fit, counts) of the
+    star ``groups`` (index arrays, in increasing x)."""
     from sklearn.isotonic import IsotonicRegression
 
     bins = len(groups)
     centres = np.array([np.median(x[g]) for g in groups])
-    raw = np.array(
-        [
-            coverage_quantile(k[g], coverage, confidence, None if weights is None else weights[g])
-            for g in groups
-        ]
-    )
+    raw = np.array([coverage_quantile(k[g], coverage, confidence) for g in groups])
     counts = np.array([g.size for g in groups])
     if bins > 1:
         iso = IsotonicRegression(increasing=increasing).fit(centres, raw, sample_weight=counts)
@@ -545,7 +479,6 @@ def fit_snr_calibration(
     withheld: np.ndarray | None = None,
     confidence: float = 0.5,
     spread: np.ndarray | None = None,
-    weighting: str = "none",
 ) -> SnrCalibration | None:
     """Per-S/N factor k so that ±k·``sigma`` covers ``coverage`` of out-of-sample residuals.
 
@@ -582,20 +515,8 @@ def fit_snr_calibration(
     that regime are mostly training stars predicted without their parallax (bright, high
     S/N), and a factor fitted there would scale the already large sigma of a faint star
     as much as the small sigma of a bright one.
-
-    ``weighting`` (:data:`CALIBRATION_WEIGHTINGS`): "reference_error" weights each star's
-    k_i in its bin's quantile by what its coverage says about the factor
-    (:func:`calibration_weights`: the square of the part of the uncertainty the factor
-    scales over the residual's whole variance e² + sigma² + err², sigma before
-    calibration), and likewise on the distance axis and for the withheld stars' term;
-    "none" counts every star alike.
     Returns None when fewer than ``min_per_bin`` usable stars exist.
     """
-    if weighting not in CALIBRATION_WEIGHTINGS:
-        raise ValueError(
-            f"unknown calibration weighting {weighting!r} "
-            f"(known: {', '.join(CALIBRATION_WEIGHTINGS)})"
-        )
     r = np.asarray(residual, float)
     sig = np.asarray(sigma, float)
     s = np.asarray(snr, float)
@@ -612,17 +533,8 @@ def fit_snr_calibration(
         return None
     r, sig, s, err, obs, wh, e = r[ok], sig[ok], s[ok], err[ok], obs[ok], wh[ok], e[ok]
     k = np.sqrt(np.maximum(r**2 - err**2 - e**2, 0.0)) / sig
-    weighted = weighting == "reference_error"
-    variance = e**2 + sig**2 + err**2  # the residual's, before calibration
-    w = calibration_weights(sig, variance) if weighted else None
     centres, raw, factor, counts = _binned_factor(
-        k[~wh],
-        s[~wh],
-        n_bins,
-        min_per_bin,
-        coverage,
-        confidence=confidence,
-        weights=None if w is None else w[~wh],
+        k[~wh], s[~wh], n_bins, min_per_bin, coverage, confidence=confidence
     )
     # a bin of error-free residuals (k = 0) would zero sigma: keep a floor
     factor = np.maximum(factor, 1e-3)
@@ -633,11 +545,9 @@ def fit_snr_calibration(
             r[wh] ** 2 - err[wh] ** 2 - e[wh] ** 2
             - (_interp_log(s[wh], centres, factor) * sig[wh]) ** 2
         )  # fmt: skip
-        # the term adds in quadrature: each star's weight is 1 / its variance
-        w_floor = calibration_weights(np.ones(int(wh.sum())), variance[wh]) if weighted else None
         extra.update(
             withheld_floor=float(
-                np.sqrt(max(coverage_quantile(excess, coverage, confidence, w_floor), 0.0))
+                np.sqrt(max(coverage_quantile(excess, coverage, confidence), 0.0))
             ),
             withheld_count=int(wh.sum()),
         )
@@ -645,14 +555,9 @@ def fit_snr_calibration(
         d = np.asarray(input_distance, float)[ok]
         good = np.isfinite(d) & ~wh
         if good.sum() >= max(1, min_per_bin):
-            k_snr = _interp_log(s[good], centres, factor)
-            u = k[good] / k_snr
+            u = k[good] / _interp_log(s[good], centres, factor)
             groups = _edge_groups(d[good], input_bins, min_per_bin)
-            # the factor scales k(S/N) sigma
-            w_d = calibration_weights(k_snr * sig[good], variance[good]) if weighted else None
-            dc, draw, dfac, dcounts = _group_factor(
-                u, d[good], groups, coverage, True, confidence, w_d
-            )
+            dc, draw, dfac, dcounts = _group_factor(u, d[good], groups, coverage, True, confidence)
             extra.update(
                 input_distance=[float(c) for c in dc],
                 input_upper=[float(d[good][g].max()) for g in groups],
@@ -669,7 +574,6 @@ def fit_snr_calibration(
         n_observed=int(obs.sum()),
         n_validation=int((~obs).sum()),
         form=form,
-        weighting=weighting,
         **extra,
     )
 
@@ -1042,7 +946,6 @@ def run_aggregate(
         calibration_bins=uncertainty_cfg["snr_calibration_bins"],
         calibration_min_per_bin=uncertainty_cfg["snr_calibration_min_per_bin"],
         calibration_confidence=uncertainty_cfg["calibration_confidence"],
-        calibration_weighting=uncertainty_cfg["calibration_weighting"],
         subtract_reference_errors=uncertainty_cfg["subtract_reference_errors"],
         input_calibration_bins=uncertainty_cfg["input_distance_calibration_bins"],
         input_neighbours=flags_cfg["input_neighbours"],
