@@ -132,14 +132,6 @@ METHODS = {
         "model": {"training": {"base_seed": 1}},
         "uncertainty": {"calibration_confidence": 0.84},
     },
-    # after's members, the S/N calibration in 12 bins, made monotone or not
-    "bins12": {"uncertainty": {"snr_calibration_bins": 12}},
-    "bins12_free": {"uncertainty": {"snr_calibration_bins": 12, "snr_calibration_monotone": False}},
-    "bins12_free_seed1": {
-        "model": {"training": {"base_seed": 1}},
-        "uncertainty": {"snr_calibration_bins": 12, "snr_calibration_monotone": False},
-    },
-    "bins8_free": {"uncertainty": {"snr_calibration_monotone": False}},
     # every parallax used (the default before), once per seed
     "no_withholding": NO_WITHHOLDING,
     "no_withholding_seed1": _then(NO_WITHHOLDING, {"model": {"training": {"base_seed": 1}}}),
@@ -212,10 +204,6 @@ SAME_MEMBERS = {
     "no_input_noise_seed1": "after_seed1",
     "input_noise_xp": "after",
     "input_noise_xp_seed1": "after_seed1",
-    "bins12": "after",
-    "bins12_free": "after",
-    "bins12_free_seed1": "after_seed1",
-    "bins8_free": "after",
 }
 #: of those, the methods whose predictions are made again (another input noise drawn)
 REPREDICT = {"input_noise_xp", "input_noise_xp_seed1"}

@@ -390,7 +390,7 @@ def _binned_factor(
     n_bins: int,
     min_per_bin: int,
     coverage: float,
-    increasing: bool | None = False,
+    increasing: bool = False,
     confidence: float = 0.5,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Equal-count bins of ``x`` (at least ``min_per_bin`` each): (centres, the ``coverage``
@@ -407,19 +407,18 @@ def _group_factor(
     x: np.ndarray,
     groups: list[np.ndarray],
     coverage: float,
-    increasing: bool | None,
+    increasing: bool,
     confidence: float = 0.5,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """(centres = median x, ``coverage`` quantile of k, its isotonic fit (``increasing``
-    None: none, the quantiles as they are), counts) of the star ``groups`` (index arrays,
-    in increasing x)."""
+    """(centres = median x, ``coverage`` quantile of k, its isotonic fit, counts) of the
+    star ``groups`` (index arrays, in increasing x)."""
     from sklearn.isotonic import IsotonicRegression
 
     bins = len(groups)
     centres = np.array([np.median(x[g]) for g in groups])
     raw = np.array([coverage_quantile(k[g], coverage, confidence) for g in groups])
     counts = np.array([g.size for g in groups])
-    if bins > 1 and increasing is not None:
+    if bins > 1:
         iso = IsotonicRegression(increasing=increasing).fit(centres, raw, sample_weight=counts)
         factor = iso.predict(centres)
     else:
@@ -480,7 +479,6 @@ def fit_snr_calibration(
     withheld: np.ndarray | None = None,
     confidence: float = 0.5,
     spread: np.ndarray | None = None,
-    monotone: bool = True,
 ) -> SnrCalibration | None:
     """Per-S/N factor k so that ±k·``sigma`` covers ``coverage`` of out-of-sample residuals.
 
@@ -536,7 +534,7 @@ def fit_snr_calibration(
     r, sig, s, err, obs, wh, e = r[ok], sig[ok], s[ok], err[ok], obs[ok], wh[ok], e[ok]
     k = np.sqrt(np.maximum(r**2 - err**2 - e**2, 0.0)) / sig
     centres, raw, factor, counts = _binned_factor(
-        k[~wh], s[~wh], n_bins, min_per_bin, coverage, False if monotone else None, confidence
+        k[~wh], s[~wh], n_bins, min_per_bin, coverage, confidence=confidence
     )
     # a bin of error-free residuals (k = 0) would zero sigma: keep a floor
     factor = np.maximum(factor, 1e-3)
@@ -948,7 +946,6 @@ def run_aggregate(
         calibration_bins=uncertainty_cfg["snr_calibration_bins"],
         calibration_min_per_bin=uncertainty_cfg["snr_calibration_min_per_bin"],
         calibration_confidence=uncertainty_cfg["calibration_confidence"],
-        calibration_monotone=uncertainty_cfg["snr_calibration_monotone"],
         subtract_reference_errors=uncertainty_cfg["subtract_reference_errors"],
         input_calibration_bins=uncertainty_cfg["input_distance_calibration_bins"],
         input_neighbours=flags_cfg["input_neighbours"],
