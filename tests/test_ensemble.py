@@ -176,6 +176,31 @@ def test_calibration_confidence_bounds_the_quantile_from_above():
     assert np.all(np.array(wide_cal.raw_factor) > np.array(plain_cal.raw_factor))
 
 
+def test_factor_interval_covers_the_quantile_and_widens_with_reference_noise():
+    """quantile_interval holds the population's 68 % quantile in 68 % of samples or more
+    (distribution-free, each side missing at most 16 %); through the calibration each bin
+    publishes it around its raw factor, wider where the reference labels are noisier than
+    the CNN's errors."""
+    rng = np.random.default_rng(8)
+    q = ensemble.ONE_SIGMA_COVERAGE
+    inside = []
+    for _ in range(2000):
+        lo, hi = ensemble.quantile_interval(np.abs(rng.normal(size=200)), q)
+        inside.append(lo <= 1.0 <= hi)
+    assert 0.66 <= np.mean(inside) <= 0.75
+    assert np.isnan(ensemble.quantile_interval(np.array([]), q)[0])
+    n, sigma = 2000, np.full(2000, 0.1)
+    snr = rng.uniform(15, 100, n)
+    err = np.where(snr > 57, 0.3, 0.01)  # the upper bin's references three times noisier
+    resid = rng.normal(0, 0.1, n) + rng.normal(0, 1, n) * err
+    cal = ensemble.fit_snr_calibration(resid, sigma, snr, "logg", reference_error=err,
+                                       n_bins=2, min_per_bin=100)  # fmt: skip
+    (lo1, hi1), (lo2, hi2) = cal.factor_interval
+    for (lo, hi), raw in zip(cal.factor_interval, cal.raw_factor, strict=True):
+        assert lo <= raw <= hi
+    assert hi2 - lo2 > 2 * (hi1 - lo1)
+
+
 def test_input_distance_axis_widens_sigma_where_stars_leave_the_training_inputs():
     """Outside the training inputs (distance > 1) the quoted sigma is half the truth: the
     second axis finds the factor 2 there, from the few calibration stars that reach it, and

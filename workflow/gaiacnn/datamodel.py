@@ -198,7 +198,12 @@ def render(labels: Sequence[str] = DEFAULT_LABELS) -> str:
         "",
         "`sigma_*` >= `e_*` for every star. The fits (D, k(S/N), k_in, W) are in "
         "`results/ensemble/uncertainty_model.json` and in a bundle's "
-        "`uncertainty_model.json`.",
+        "`uncertainty_model.json`, with each S/N bin's 68 % confidence interval on its "
+        "factor (`factor_interval`, distribution-free). A bin's coverage is known only as "
+        "well as its factor: where the reference labels' errors rival the CNN's (bright "
+        "stars against APOGEE's Teff errors) the interval is wide, and on the demo the "
+        "coverage of such bins lands 5–8 points from 68 % in some labels (docs/shift.md: "
+        "coverage per S/N bin).",
         "",
         "`rho_<a>__<b>` is the correlation of the errors of labels a and b at the star's "
         "S/N (not in the paper): per equal-count S/N bin of the held-out stars that "

@@ -288,6 +288,9 @@ class SnrCalibration:
     # dispersion D only, sigma = sqrt(e² + (k·D)²), so that sigma >= e for every star;
     # "total" (uncertainty models before 2026-12), the whole sqrt(e² + D²)
     form: str = "total"
+    # each bin's 68 % confidence interval on its raw factor (quantile_interval; None in
+    # uncertainty models before it): how well the calibration stars pin it down
+    factor_interval: list[list[float]] | None = None
 
     def __call__(
         self,
@@ -374,6 +377,27 @@ def coverage_quantile(values: np.ndarray, coverage: float, confidence: float = 0
     return float(np.sort(v)[min(m, n) - 1])
 
 
+def quantile_interval(
+    values: np.ndarray, coverage: float, confidence: float = 0.6827
+) -> tuple[float, float]:
+    """(low, high): a ``confidence`` interval on the population's ``coverage`` quantile from
+    the sample ``values``, between two order statistics (binomial, distribution-free; each
+    side misses with probability (1 - confidence) / 2 at most).  How well a calibration
+    bin's factor is known: wide where its stars' reference labels are as noisy as the CNN's
+    (their k_i spread from 0 to many times the factor)."""
+    from scipy.stats import binom
+
+    v = np.sort(np.asarray(values, float))
+    n = v.size
+    if n == 0:
+        return float("nan"), float("nan")
+    tail = (1.0 - confidence) / 2.0
+    # P(X_(m) <= q) = P(Binomial(n, coverage) >= m); P(X_(m) >= q) = P(Binomial <= m - 1)
+    lo = int(binom.ppf(tail, n, coverage))  # P(B >= lo) >= 1 - tail
+    hi = int(binom.ppf(1.0 - tail, n, coverage)) + 1
+    return float(v[min(max(lo, 1), n) - 1]), float(v[min(hi, n) - 1])
+
+
 def _interp_log(x: np.ndarray, centres: Sequence[float], factor: Sequence[float]) -> np.ndarray:
     """``factor`` interpolated linearly in log ``x`` between ``centres``, constant outside;
     the largest factor where ``x`` is not finite or not positive."""
@@ -397,9 +421,15 @@ def _binned_factor(
     quantile of ``k`` per bin, that made non-increasing (``increasing``: non-decreasing)
     with ``x`` by an isotonic fit weighted by counts, counts)."""
 
+    return _group_factor(k, x, _equal_count(x, n_bins, min_per_bin), coverage, increasing,
+                         confidence)  # fmt: skip
+
+
+def _equal_count(x: np.ndarray, n_bins: int, min_per_bin: int) -> list[np.ndarray]:
+    """Up to ``n_bins`` equal-count groups (index arrays) of ``x``, in increasing ``x``, of
+    at least ``min_per_bin`` each (one group when too few)."""
     bins = int(max(1, min(n_bins, x.size // max(1, min_per_bin))))
-    groups = np.array_split(np.argsort(x, kind="stable"), bins)
-    return _group_factor(k, x, groups, coverage, increasing, confidence)
+    return np.array_split(np.argsort(x, kind="stable"), bins)
 
 
 def _group_factor(
@@ -538,7 +568,11 @@ def fit_snr_calibration(
     )
     # a bin of error-free residuals (k = 0) would zero sigma: keep a floor
     factor = np.maximum(factor, 1e-3)
-    extra: dict = {}
+    # how well each bin's factor is known (its 68 % interval): the same bins
+    intervals = [
+        quantile_interval(k[~wh][g], coverage) for g in _equal_count(s[~wh], n_bins, min_per_bin)
+    ]
+    extra: dict = {"factor_interval": [[float(a), float(b)] for a, b in intervals]}
     if wh.sum() >= max(1, min_per_bin):
         # star i is covered once r_i² - err_i² <= (k(S/N_i) sigma_i)² + floor²
         excess = (
