@@ -337,6 +337,22 @@ def report(results: dict[tuple[str, str], dict], commit: str) -> str:
                 f"{_cell(high['coverage_1sigma'].iloc[0], '.3f')} | {cov_all:.3f} |"
             )
 
+    edges = sorted(set(zip(snr["lo"], snr["hi"], strict=True)))
+    heads = [f"S/N {lo:g}–{hi:g}" if np.isfinite(hi) else f"S/N ≥ {lo:g}" for lo, hi in edges]
+    out += ["", "### ±1σ coverage [%] per S/N bin (outside 63–73 % in bold)", ""]
+    out += ["| case | method | label | " + " | ".join(heads) + " |"]
+    out += ["|---|---|---|" + "---|" * len(heads)]
+    for (case, method), _ in results.items():
+        for x in LABELS:
+            rows = snr[(snr["case"] == case) & (snr["method"] == method) & (snr["label"] == x)]
+            cells = []
+            for lo, hi in edges:
+                r = rows[(rows["lo"] == lo) & (rows["hi"] == hi)]
+                c = 100 * r["coverage_1sigma"].iloc[0] if len(r) else np.nan
+                cell = _cell(c, ".1f")
+                cells.append(f"**{cell}**" if np.isfinite(c) and not 63 <= c <= 73 else cell)
+            out.append(f"| {case} | {method} | {x} | " + " | ".join(cells) + " |")
+
     names = {"distance_kpc": "distance [kpc]", "parallax_snr": "parallax S/N", "g_mag": "G [mag]"}
     for axis, name in names.items():
         part = sel[(sel["axis"] == axis) & (sel["label"] == "logg")]
