@@ -299,24 +299,34 @@ def report(results: dict[tuple[str, str], dict], commit: str) -> str:
     ]
     fmts = {"teff": ".0f", "logg": ".3f", "m_h": ".3f", "alpha_m": ".3f", "fe_h": ".3f"}
 
+    def binned_table(part: pd.DataFrame, heads: list[str], cell) -> list[str]:
+        """Rows case | method | label | one cell per bin of ``part`` (``cell(row, label)``)."""
+        edges = sorted(set(zip(part["lo"], part["hi"], strict=True)))
+        lines = ["| case | method | label | " + " | ".join(heads) + " |",
+                 "|---|---|---|" + "---|" * len(heads)]  # fmt: skip
+        for (case, method), _ in results.items():
+            for x in LABELS:
+                rows = part[(part["case"] == case) & (part["method"] == method)
+                            & (part["label"] == x)]  # fmt: skip
+                cells = []
+                for lo, hi in edges:
+                    r = rows[(rows["lo"] == lo) & (rows["hi"] == hi)]
+                    cells.append(cell(r.iloc[0], x) if len(r) else "–")
+                lines.append(f"| {case} | {method} | {x} | " + " | ".join(cells) + " |")
+        return lines
+
+    def bin_heads(part: pd.DataFrame, name: str, above: str) -> list[str]:
+        edges = sorted(set(zip(part["lo"], part["hi"], strict=True)))
+        return [f"{name} {lo:g}–{hi:g}" if np.isfinite(hi) else f"{name} {above} {lo:g}"
+                for lo, hi in edges]  # fmt: skip
+
     a0 = sel[sel["axis"] == "a0"]
-    edges = sorted(set(zip(a0["lo"], a0["hi"], strict=True)))
-    heads = [f"A0 {lo:g}–{hi:g}" if np.isfinite(hi) else f"A0 > {lo:g}" for lo, hi in edges]
     out += ["### Bias (CNN − truth) per A0 bin [K, dex], observed stars in the training range", ""]
-    out += ["| case | method | label | " + " | ".join(heads) + " |"]
-    out += ["|---|---|---|" + "---|" * len(heads)]
-    for (case, method), _ in results.items():
-        for x in LABELS:
-            rows = a0[(a0["case"] == case) & (a0["method"] == method) & (a0["label"] == x)]
-            cells = []
-            for lo, hi in edges:
-                r = rows[(rows["lo"] == lo) & (rows["hi"] == hi)]
-                cells.append(
-                    f"{_cell(r['bias'].iloc[0], fmts[x])} ({int(r['n'].iloc[0])})"
-                    if len(r)
-                    else "–"
-                )
-            out.append(f"| {case} | {method} | {x} | " + " | ".join(cells) + " |")
+    out += binned_table(
+        a0,
+        bin_heads(a0, "A0", ">"),
+        lambda r, x: f"{_cell(r['bias'], fmts[x])} ({int(r['n'])})",
+    )
 
     snr = sel[sel["axis"] == "snr"]
     out += ["", "### Dispersion / CRLB and ±1σ coverage per label", ""]
@@ -337,21 +347,12 @@ def report(results: dict[tuple[str, str], dict], commit: str) -> str:
                 f"{_cell(high['coverage_1sigma'].iloc[0], '.3f')} | {cov_all:.3f} |"
             )
 
-    edges = sorted(set(zip(snr["lo"], snr["hi"], strict=True)))
-    heads = [f"S/N {lo:g}–{hi:g}" if np.isfinite(hi) else f"S/N ≥ {lo:g}" for lo, hi in edges]
+    def coverage_cell(r: pd.Series, x: str) -> str:
+        c = 100 * r["coverage_1sigma"]
+        return f"**{_cell(c, '.1f')}**" if np.isfinite(c) and not 63 <= c <= 73 else _cell(c, ".1f")
+
     out += ["", "### ±1σ coverage [%] per S/N bin (outside 63–73 % in bold)", ""]
-    out += ["| case | method | label | " + " | ".join(heads) + " |"]
-    out += ["|---|---|---|" + "---|" * len(heads)]
-    for (case, method), _ in results.items():
-        for x in LABELS:
-            rows = snr[(snr["case"] == case) & (snr["method"] == method) & (snr["label"] == x)]
-            cells = []
-            for lo, hi in edges:
-                r = rows[(rows["lo"] == lo) & (rows["hi"] == hi)]
-                c = 100 * r["coverage_1sigma"].iloc[0] if len(r) else np.nan
-                cell = _cell(c, ".1f")
-                cells.append(f"**{cell}**" if np.isfinite(c) and not 63 <= c <= 73 else cell)
-            out.append(f"| {case} | {method} | {x} | " + " | ".join(cells) + " |")
+    out += binned_table(snr, bin_heads(snr, "S/N", "≥"), coverage_cell)
 
     names = {"distance_kpc": "distance [kpc]", "parallax_snr": "parallax S/N", "g_mag": "G [mag]"}
     for axis, name in names.items():
