@@ -359,6 +359,15 @@ class SnrCalibration:
 CALIBRATION_FORMS = ("dispersion", "total")
 
 
+def _upper_rank(n: int, coverage: float, confidence: float) -> int:
+    """The rank m (1-based, at most n) of the smallest order statistic X_(m) of n values
+    that lies above the population's ``coverage`` quantile with probability
+    ``confidence``: P(X_(m) >= q) = P(Binomial(n, coverage) <= m - 1)."""
+    from scipy.stats import binom
+
+    return min(int(binom.ppf(confidence, n, coverage)) + 1, n)
+
+
 def coverage_quantile(values: np.ndarray, coverage: float, confidence: float = 0.5) -> float:
     """The ``coverage`` quantile of ``values`` (a sample of calibration stars), or, with
     ``confidence`` > 0.5, an upper confidence bound on it: the smallest order statistic that
@@ -369,12 +378,7 @@ def coverage_quantile(values: np.ndarray, coverage: float, confidence: float = 0
     v = np.asarray(values, float)
     if confidence <= 0.5:
         return float(np.quantile(v, coverage))
-    from scipy.stats import binom
-
-    n = v.size
-    # P(X_(m) >= q-quantile) = P(Binomial(n, coverage) <= m - 1)
-    m = int(binom.ppf(confidence, n, coverage)) + 1
-    return float(np.sort(v)[min(m, n) - 1])
+    return float(np.sort(v)[_upper_rank(v.size, coverage, confidence) - 1])
 
 
 def quantile_interval(
@@ -392,10 +396,9 @@ def quantile_interval(
     if n == 0:
         return float("nan"), float("nan")
     tail = (1.0 - confidence) / 2.0
-    # P(X_(m) <= q) = P(Binomial(n, coverage) >= m); P(X_(m) >= q) = P(Binomial <= m - 1)
-    lo = int(binom.ppf(tail, n, coverage))  # P(B >= lo) >= 1 - tail
-    hi = int(binom.ppf(1.0 - tail, n, coverage)) + 1
-    return float(v[min(max(lo, 1), n) - 1]), float(v[min(hi, n) - 1])
+    # P(X_(m) <= q) = P(Binomial(n, coverage) >= m): the largest m with that >= 1 - tail
+    lo = int(binom.ppf(tail, n, coverage))
+    return float(v[min(max(lo, 1), n) - 1]), float(v[_upper_rank(n, coverage, 1.0 - tail) - 1])
 
 
 def _interp_log(x: np.ndarray, centres: Sequence[float], factor: Sequence[float]) -> np.ndarray:
@@ -406,23 +409,6 @@ def _interp_log(x: np.ndarray, centres: Sequence[float], factor: Sequence[float]
     out = np.full(x.shape, max(factor))
     out[ok] = np.interp(np.log(x[ok]), np.log(centres), factor)
     return out
-
-
-def _binned_factor(
-    k: np.ndarray,
-    x: np.ndarray,
-    n_bins: int,
-    min_per_bin: int,
-    coverage: float,
-    increasing: bool = False,
-    confidence: float = 0.5,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Equal-count bins of ``x`` (at least ``min_per_bin`` each): (centres, the ``coverage``
-    quantile of ``k`` per bin, that made non-increasing (``increasing``: non-decreasing)
-    with ``x`` by an isotonic fit weighted by counts, counts)."""
-
-    return _group_factor(k, x, _equal_count(x, n_bins, min_per_bin), coverage, increasing,
-                         confidence)  # fmt: skip
 
 
 def _equal_count(x: np.ndarray, n_bins: int, min_per_bin: int) -> list[np.ndarray]:
@@ -563,15 +549,17 @@ def fit_snr_calibration(
         return None
     r, sig, s, err, obs, wh, e = r[ok], sig[ok], s[ok], err[ok], obs[ok], wh[ok], e[ok]
     k = np.sqrt(np.maximum(r**2 - err**2 - e**2, 0.0)) / sig
-    centres, raw, factor, counts = _binned_factor(
-        k[~wh], s[~wh], n_bins, min_per_bin, coverage, confidence=confidence
+    # equal-count S/N bins of at least min_per_bin stars: the coverage quantile of k per
+    # bin, made non-increasing with S/N (isotonic fit weighted by counts)
+    k_used, s_used = k[~wh], s[~wh]
+    groups = _equal_count(s_used, n_bins, min_per_bin)
+    centres, raw, factor, counts = _group_factor(
+        k_used, s_used, groups, coverage, False, confidence
     )
     # a bin of error-free residuals (k = 0) would zero sigma: keep a floor
     factor = np.maximum(factor, 1e-3)
-    # how well each bin's factor is known (its 68 % interval): the same bins
-    intervals = [
-        quantile_interval(k[~wh][g], coverage) for g in _equal_count(s[~wh], n_bins, min_per_bin)
-    ]
+    # how well each bin's factor is known (its 68 % interval)
+    intervals = [quantile_interval(k_used[g], coverage) for g in groups]
     extra: dict = {"factor_interval": [[float(a), float(b)] for a, b in intervals]}
     if wh.sum() >= max(1, min_per_bin):
         # star i is covered once r_i² - err_i² <= (k(S/N_i) sigma_i)² + floor²

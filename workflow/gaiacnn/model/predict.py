@@ -554,7 +554,7 @@ def predict_members(
 
     ``noise_draws`` > 0 with ``noise_sources`` (of :data:`gaiacnn.ensemble.NOISE_SOURCES`):
     every star is also predicted ``noise_draws`` times with its own measurement noise drawn
-    into those inputs (:func:`draw_inputs`; the RVS branch runs once, :class:`NoisePredictor`),
+    into those inputs (:func:`input_drawer`; the RVS branch runs once, :class:`NoisePredictor`),
     and the standard deviation of those predictions is written to ``pred_noise/<label>``
     (``pred_withheld_noise`` for the withheld predictions) in physical units: how much the
     star's label moves with its parallax (and XP) noise, which the members' spread does not
